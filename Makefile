@@ -1,0 +1,80 @@
+# Stowage. `make demo` runs the whole system on a local control plane with the
+# fake cloud; `make test` runs every test. Both build what they need first.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+BIN := $(CURDIR)/bin
+CONTROLPLANE_BIN := $(BIN)/controlplane
+CONTROLLER_GEN_VERSION := v0.23.0
+GOLANGCI_LINT_VERSION := v2.15.0
+HELM_VERSION := v3.22.0
+GO_TEST_FLAGS ?=
+export STOWAGE_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
+export KUBEBUILDER_ASSETS := $(CONTROLPLANE_BIN)
+
+.PHONY: all build demo test test-unit controlplane tools generate verify lint vet fmt bench bench-e2e bench-disruption helm clean
+
+all: build
+
+build: ## build the stowage binary into bin/
+	@echo "==> building bin/stowage"
+	go build -o $(BIN)/stowage ./cmd/stowage
+
+controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (cached in bin/)
+	@bash hack/build-controlplane.sh
+
+tools: $(BIN)/controller-gen $(BIN)/helm
+
+$(BIN)/controller-gen:
+	@echo "==> installing controller-gen $(CONTROLLER_GEN_VERSION)"
+	GOBIN=$(BIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+
+$(BIN)/golangci-lint:
+	@echo "==> installing golangci-lint $(GOLANGCI_LINT_VERSION) (about 2 min the first time)"
+	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+$(BIN)/helm:
+	@echo "==> installing helm $(HELM_VERSION) (about 2.5 min the first time)"
+	GOBIN=$(BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+generate: $(BIN)/controller-gen ## regenerate deepcopy and CRDs, and copy CRDs into the chart
+	$(BIN)/controller-gen object:headerFile=hack/boilerplate.go.txt paths=./pkg/apis/... paths=./providers/...
+	$(BIN)/controller-gen crd paths=./pkg/apis/... output:crd:artifacts:config=pkg/apis/crds
+	@if [ -d providers/aws/apis ]; then $(BIN)/controller-gen crd paths=./providers/aws/apis/... output:crd:artifacts:config=pkg/apis/crds; fi
+	@mkdir -p charts/stowage/crds && cp pkg/apis/crds/*.yaml charts/stowage/crds/
+
+verify: generate ## fail when generated files are stale
+	@git diff --exit-code -- pkg/apis providers charts/stowage/crds || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	@echo "==> go vet"
+	go vet ./...
+	@echo "==> gofmt"
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+lint: $(BIN)/golangci-lint
+	$(BIN)/golangci-lint run ./...
+
+test: controlplane tools vet ## run every test (unit, envtest, end-to-end) with the race detector
+	@echo "==> go test -race ./... (end-to-end suites start a local control plane)"
+	PATH=$(BIN):$$PATH go test -race -timeout 40m $(GO_TEST_FLAGS) ./...
+
+test-unit: ## only the pure-Go packages, no control plane
+	go test -race ./pkg/scheduling/... ./pkg/solver/... ./pkg/cloudprovider/... ./pricing/...
+
+bench: ## solver benchmarks on the scenarios
+	go test -run '^$$' -bench . -benchmem ./pkg/solver/... ./test/scenarios/...
+
+bench-e2e: controlplane ## 1,000 pending pods on the local control plane
+	STOWAGE_BENCH_E2E=1 go test -run TestBenchE2E -v -timeout 30m ./test/e2e/...
+
+bench-disruption: ## a day of the seeds' portfolio: static vs Stowage cost
+	go test -run '^$$' -bench BenchmarkDay -benchtime 1x -v ./pkg/controllers/disruption/...
+
+demo: controlplane build ## local control plane + fake cloud + example workloads
+	$(BIN)/stowage demo
+
+clean:
+	rm -rf $(BIN)/stowage

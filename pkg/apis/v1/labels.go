@@ -1,0 +1,93 @@
+package v1
+
+import corev1 "k8s.io/api/core/v1"
+
+// Well-known labels on every node Stowage makes. NodePool requirements and pod
+// node selectors can ask for any of them.
+const (
+	LabelNodePool        = Group + "/nodepool"
+	LabelCapacityType    = Group + "/capacity-type"
+	LabelGPUName         = Group + "/gpu-name"
+	LabelGPUCount        = Group + "/gpu-count"
+	LabelGPUMemory       = Group + "/gpu-memory" // MiB per GPU
+	LabelGPUManufacturer = Group + "/gpu-manufacturer"
+	LabelInstanceFamily  = Group + "/instance-family"
+	LabelInstanceCPU     = Group + "/instance-cpu"
+	LabelInstanceMemory  = Group + "/instance-memory" // MiB
+	LabelNodeClaim       = Group + "/nodeclaim"
+	LabelInitialized     = Group + "/initialized"
+	LabelRegistered      = Group + "/registered"
+
+	LabelInstanceType = corev1.LabelInstanceTypeStable
+	LabelZone         = corev1.LabelTopologyZone
+	LabelRegion       = corev1.LabelTopologyRegion
+	LabelArch         = corev1.LabelArchStable
+	LabelOS           = corev1.LabelOSStable
+	LabelHostname     = corev1.LabelHostname
+)
+
+// Capacity types, cheapest at the margin first: reserved capacity is already
+// paid for, so it is used before spot and on-demand.
+const (
+	CapacityTypeReserved = "reserved"
+	CapacityTypeSpot     = "spot"
+	CapacityTypeOnDemand = "on-demand"
+)
+
+// Annotations and pod labels users and Stowage set.
+const (
+	// AnnotationDoNotDisrupt on a pod or node blocks voluntary disruption.
+	AnnotationDoNotDisrupt = Group + "/do-not-disrupt"
+	// LabelPodGroup names a gang: pods sharing it are planned all-or-nothing in one zone.
+	LabelPodGroup = Group + "/pod-group"
+	// LabelPodGroupSize is the number of pods the gang needs before any of them gets capacity.
+	LabelPodGroupSize = Group + "/pod-group-size"
+	// AnnotationInterruption is set on pods whose node is being interrupted, so jobs can checkpoint.
+	AnnotationInterruption = Group + "/interruption"
+)
+
+// Finalizers Stowage owns.
+const (
+	TerminationFinalizer = Group + "/termination"
+)
+
+// Taints Stowage applies.
+const (
+	// DisruptedTaintKey marks a node that is being drained by Stowage.
+	DisruptedTaintKey = Group + "/disrupted"
+	// UnregisteredTaintKey keeps pods off a node until Stowage has synced its labels and taints.
+	UnregisteredTaintKey = Group + "/unregistered"
+)
+
+// Extended resource names Stowage understands.
+const (
+	ResourceNvidiaGPU  corev1.ResourceName = "nvidia.com/gpu"
+	ResourceAMDGPU     corev1.ResourceName = "amd.com/gpu"
+	ResourceAWSNeuron  corev1.ResourceName = "aws.amazon.com/neuron"
+	ResourceMIGPrefix                      = "nvidia.com/mig-"
+	ResourcePods                           = corev1.ResourcePods
+	ResourceCPU                            = corev1.ResourceCPU
+	ResourceMemory                         = corev1.ResourceMemory
+	ResourceEphemeralStorage               = corev1.ResourceEphemeralStorage
+)
+
+// WellKnownLabels are the labels a NodePool requirement may constrain even
+// though no single node has them yet; any other key must be set in the
+// NodePool's template labels or requirements to be satisfiable.
+var WellKnownLabels = map[string]bool{
+	LabelNodePool:        true,
+	LabelCapacityType:    true,
+	LabelGPUName:         true,
+	LabelGPUCount:        true,
+	LabelGPUMemory:       true,
+	LabelGPUManufacturer: true,
+	LabelInstanceFamily:  true,
+	LabelInstanceCPU:     true,
+	LabelInstanceMemory:  true,
+	LabelInstanceType:    true,
+	LabelZone:            true,
+	LabelRegion:          true,
+	LabelArch:            true,
+	LabelOS:              true,
+	LabelHostname:        true,
+}

@@ -1,0 +1,142 @@
+package v1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// NodeClaim is the durable record of one decision to buy one machine. It is
+// written before the cloud call, so a controller that crashes mid-launch finds
+// it again and never launches twice or leaks an instance.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:path=nodeclaims,scope=Cluster,categories=stowage,shortName=nc
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=".status.instanceType"
+// +kubebuilder:printcolumn:name="Capacity",type=string,JSONPath=".status.capacityType"
+// +kubebuilder:printcolumn:name="Zone",type=string,JSONPath=".status.zone"
+// +kubebuilder:printcolumn:name="$/h",type=string,JSONPath=".status.pricePerHour"
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=".status.nodeName"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type==\"Ready\")].status"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
+// +kubebuilder:printcolumn:name="NodePool",type=string,JSONPath=".metadata.labels.stowage\\.dev/nodepool",priority=1
+type NodeClaim struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec   NodeClaimSpec   `json:"spec"`
+	Status NodeClaimStatus `json:"status,omitempty"`
+}
+
+// NodeClaimSpec is what to launch. The spec is immutable once written: a
+// different decision is a different NodeClaim.
+// +kubebuilder:validation:XValidation:message="spec is immutable",rule="self == oldSelf"
+type NodeClaimSpec struct {
+	// Requirements every machine launched for this claim must satisfy.
+	// +kubebuilder:validation:MaxItems=100
+	// +optional
+	Requirements []NodeSelectorRequirementWithMinValues `json:"requirements,omitempty"`
+	// Offerings are the solver's choices in order of preference; launch tries
+	// them in order and skips those that report insufficient capacity.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=60
+	// +required
+	Offerings []OfferingChoice `json:"offerings"`
+	// Resources the pods planned onto this machine request.
+	// +optional
+	Resources ResourceRequirements `json:"resources,omitempty"`
+	// +optional
+	Taints []corev1.Taint `json:"taints,omitempty"`
+	// +optional
+	StartupTaints []corev1.Taint `json:"startupTaints,omitempty"`
+	// +optional
+	NodeClassRef *NodeClassReference `json:"nodeClassRef,omitempty"`
+	// +optional
+	ExpireAfter NillableDuration `json:"expireAfter"`
+	// +optional
+	TerminationGracePeriod *metav1.Duration `json:"terminationGracePeriod,omitempty"`
+	// +optional
+	RegistrationTimeout *metav1.Duration `json:"registrationTimeout,omitempty"`
+	// +optional
+	GPU *GPUSharing `json:"gpu,omitempty"`
+}
+
+// ResourceRequirements are the summed requests of the pods planned onto a claim.
+type ResourceRequirements struct {
+	// +optional
+	Requests corev1.ResourceList `json:"requests,omitempty"`
+}
+
+// OfferingChoice is one (instance type, zone, capacity type) the claim may be launched as.
+type OfferingChoice struct {
+	// +kubebuilder:validation:MinLength=1
+	// +required
+	InstanceType string `json:"instanceType"`
+	// +kubebuilder:validation:MinLength=1
+	// +required
+	Zone string `json:"zone"`
+	// +kubebuilder:validation:Enum=reserved;spot;on-demand
+	// +required
+	CapacityType string `json:"capacityType"`
+	// PricePerHour is the price the solver used, in US dollars, as a decimal string.
+	// +optional
+	PricePerHour string `json:"pricePerHour,omitempty"`
+	// ReservationID targets a capacity reservation for reserved offerings.
+	// +optional
+	ReservationID string `json:"reservationID,omitempty"`
+}
+
+// NodeClaimStatus is what was actually launched and how far it has got.
+type NodeClaimStatus struct {
+	// ProviderID is the cloud's ID of the machine, as on the Node's spec.providerID.
+	// +optional
+	ProviderID string `json:"providerID,omitempty"`
+	// NodeName is the Node that registered for this claim.
+	// +optional
+	NodeName string `json:"nodeName,omitempty"`
+	// +optional
+	InstanceType string `json:"instanceType,omitempty"`
+	// +optional
+	Zone string `json:"zone,omitempty"`
+	// +optional
+	CapacityType string `json:"capacityType,omitempty"`
+	// PricePerHour is the price of the launched offering, in US dollars.
+	// +optional
+	PricePerHour string `json:"pricePerHour,omitempty"`
+	// +optional
+	ImageID string `json:"imageID,omitempty"`
+	// +optional
+	Capacity corev1.ResourceList `json:"capacity,omitempty"`
+	// +optional
+	Allocatable corev1.ResourceList `json:"allocatable,omitempty"`
+	// UnavailableOfferings lists offerings that reported insufficient capacity for this claim.
+	// +optional
+	UnavailableOfferings []string `json:"unavailableOfferings,omitempty"`
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// NodeClaim condition types, in the order a claim reaches them.
+const (
+	ConditionLaunched    = "Launched"
+	ConditionRegistered  = "Registered"
+	ConditionInitialized = "Initialized"
+	ConditionReady       = "Ready"
+	ConditionDrifted     = "Drifted"
+	ConditionExpired     = "Expired"
+	ConditionEmpty       = "Empty"
+	ConditionDisrupting  = "Disrupting"
+	ConditionInterrupted = "Interrupted"
+)
+
+// NodeClaimList is a list of NodeClaims.
+//
+// +kubebuilder:object:root=true
+type NodeClaimList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []NodeClaim `json:"items"`
+}
+
+func init() { SchemeBuilder.Register(&NodeClaim{}, &NodeClaimList{}) }

@@ -1,0 +1,141 @@
+// Package cloudprovider is the one interface every cloud (AWS, GCP, Azure and
+// the fake) implements, and the instance-type model the solver plans with.
+// The core never imports a provider; cmd/ wires them together.
+package cloudprovider
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+)
+
+// CloudProvider launches and deletes machines for NodeClaims.
+type CloudProvider interface {
+	// Name is a short identifier such as "aws" or "fake".
+	Name() string
+	// InstanceTypes lists what the pool may buy, with current offerings and
+	// prices. Offerings known to be out of capacity are marked unavailable.
+	InstanceTypes(ctx context.Context, pool *v1.NodePool) ([]*InstanceType, error)
+	// Create launches a machine for the claim, trying spec.offerings in order.
+	// It must be idempotent: a retried Create for the same claim (same name and
+	// UID) returns the machine the first call made instead of launching another.
+	// It returns a copy of the claim with status (providerID, instance type,
+	// zone, capacity type, price, capacity, allocatable) filled in.
+	// When every offering is out of capacity it returns an InsufficientCapacityError.
+	Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeClaim, error)
+	// Delete terminates the claim's machine. A machine that is already gone
+	// yields a NotFoundError.
+	Delete(ctx context.Context, claim *v1.NodeClaim) error
+	// Get returns the machine with the given providerID as a NodeClaim.
+	Get(ctx context.Context, providerID string) (*v1.NodeClaim, error)
+	// List returns every machine this cluster's Stowage launched, for garbage
+	// collection. Each has the LabelNodeClaim label naming its claim.
+	List(ctx context.Context) ([]*v1.NodeClaim, error)
+}
+
+// InstanceType is one machine shape a cloud sells, with where and how it can
+// be bought (its offerings).
+type InstanceType struct {
+	// Name is the cloud's name, e.g. "p5.48xlarge".
+	Name string
+	// Labels are the single-valued node labels every machine of this type has:
+	// instance type, arch, os, family, cpu, memory and the GPU labels. Zone and
+	// capacity type are per offering.
+	Labels map[string]string
+	// Capacity is the machine's total resources, including GPUs as
+	// nvidia.com/gpu (or amd.com/gpu, aws.amazon.com/neuron) and "pods".
+	Capacity corev1.ResourceList
+	// Overhead is what the kubelet, system daemons and eviction threshold reserve.
+	Overhead Overhead
+	// GPU describes the accelerators, nil for CPU-only types.
+	GPU *GPU
+	// Offerings are the (zone, capacity type) pairs this type is sold in.
+	Offerings []Offering
+}
+
+// GPU describes an instance type's accelerators.
+type GPU struct {
+	Manufacturer string // "nvidia", "amd", "aws"
+	Name         string // model, lower case: "h100", "a10g", "l4"
+	Count        int
+	MemoryMiB    int64 // per GPU
+	// MIGProfiles maps each MIG profile this GPU supports (e.g. "1g.10gb") to
+	// how many instances of it one GPU splits into. Empty when not MIG-capable.
+	MIGProfiles map[string]int
+}
+
+// Overhead is the capacity a node keeps for itself.
+type Overhead struct {
+	KubeReserved      corev1.ResourceList
+	SystemReserved    corev1.ResourceList
+	EvictionThreshold corev1.ResourceList
+}
+
+// Total sums the overhead.
+func (o Overhead) Total() corev1.ResourceList {
+	out := corev1.ResourceList{}
+	for _, l := range []corev1.ResourceList{o.KubeReserved, o.SystemReserved, o.EvictionThreshold} {
+		for k, v := range l {
+			q := out[k]
+			q.Add(v)
+			out[k] = q
+		}
+	}
+	return out
+}
+
+// Allocatable is capacity less overhead, as the kubelet will report it.
+func (it *InstanceType) Allocatable() corev1.ResourceList {
+	out := corev1.ResourceList{}
+	overhead := it.Overhead.Total()
+	for k, v := range it.Capacity {
+		q := v.DeepCopy()
+		if o, ok := overhead[k]; ok {
+			q.Sub(o)
+			if q.Sign() < 0 {
+				q.Set(0)
+			}
+		}
+		out[k] = q
+	}
+	return out
+}
+
+// Offering is one way to buy an instance type.
+type Offering struct {
+	Zone         string
+	CapacityType string // v1.CapacityTypeReserved, Spot or OnDemand
+	// PricePerHour in US dollars. Reserved offerings carry a near-zero marginal
+	// price: they are already paid for.
+	PricePerHour float64
+	// Available is false when the cloud recently reported no capacity here.
+	Available bool
+	// ReservationID and ReservedCount describe a capacity reservation: its ID
+	// (targeted at launch) and how many machines it can still hold.
+	ReservationID string
+	ReservedCount int
+}
+
+// ID identifies an offering in errors, logs and the unavailable-offerings cache.
+func (o Offering) ID(instanceType string) OfferingID {
+	return OfferingID{InstanceType: instanceType, Zone: o.Zone, CapacityType: o.CapacityType}
+}
+
+// OfferingID names one capacity pool.
+type OfferingID struct {
+	InstanceType string
+	Zone         string
+	CapacityType string
+}
+
+func (o OfferingID) String() string {
+	return fmt.Sprintf("%s/%s/%s", o.InstanceType, o.Zone, o.CapacityType)
+}
+
+// ChoiceID is the OfferingID of a NodeClaim's offering choice.
+func ChoiceID(c v1.OfferingChoice) OfferingID {
+	return OfferingID{InstanceType: c.InstanceType, Zone: c.Zone, CapacityType: c.CapacityType}
+}
