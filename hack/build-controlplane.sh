@@ -12,6 +12,13 @@ mkdir -p "$OUT"
 
 log() { printf '[controlplane] %s\n' "$*"; }
 
+# Several test runs may ask for the binaries at once; one builds, the others
+# wait and then find them up to date.
+if command -v flock >/dev/null; then
+  exec 9>"$OUT/.build.lock"
+  flock 9
+fi
+
 # stamp_ok NAME KEY: true when NAME exists and was built from KEY.
 stamp_ok() { [[ -x "$OUT/$1" && -f "$OUT/.$1.stamp" && "$(cat "$OUT/.$1.stamp")" == "$2" ]]; }
 

@@ -62,6 +62,7 @@ type ObjectMeta struct {
 	// Labels are applied to every node. Keys in the stowage.dev domain are reserved.
 	// +kubebuilder:validation:XValidation:message="labels in the stowage.dev domain are reserved; use requirements to constrain well-known labels",rule="self.all(k, !k.startsWith('stowage.dev/'))"
 	// +kubebuilder:validation:XValidation:message="label values must be at most 63 characters",rule="self.all(k, size(self[k]) <= 63)"
+	// +kubebuilder:validation:MaxProperties=100
 	// +optional
 	Labels map[string]string `json:"labels,omitempty"`
 	// +optional
@@ -135,11 +136,11 @@ type NodeClassReference struct {
 // NodeSelectorRequirementWithMinValues is a node selector requirement that may
 // also demand a minimum number of distinct values (e.g. at least 3 instance
 // types, so spot has room to fall back).
-// +kubebuilder:validation:XValidation:message="operator In requires at least one value",rule="self.operator != 'In' || size(self.values) > 0"
-// +kubebuilder:validation:XValidation:message="operators Exists and DoesNotExist take no values",rule="!(self.operator in ['Exists', 'DoesNotExist']) || size(self.values) == 0"
-// +kubebuilder:validation:XValidation:message="operators Gt and Lt take exactly one integer value",rule="!(self.operator in ['Gt', 'Lt']) || (size(self.values) == 1 && self.values[0].matches('^-?[0-9]+$'))"
-// +kubebuilder:validation:XValidation:message="minValues must not exceed the number of values given with operator In",rule="!has(self.minValues) || self.operator != 'In' || self.minValues <= size(self.values)"
-// +kubebuilder:validation:XValidation:message="capacity type must be one of reserved, spot, on-demand",rule="self.key != 'stowage.dev/capacity-type' || self.operator != 'In' || self.values.all(v, v in ['reserved', 'spot', 'on-demand'])"
+// +kubebuilder:validation:XValidation:message="operator In requires at least one value",rule="self.operator != 'In' || (has(self.values) && size(self.values) > 0)"
+// +kubebuilder:validation:XValidation:message="operators Exists and DoesNotExist take no values",rule="!(self.operator in ['Exists', 'DoesNotExist']) || !has(self.values) || size(self.values) == 0"
+// +kubebuilder:validation:XValidation:message="operators Gt and Lt take exactly one integer value",rule="!(self.operator in ['Gt', 'Lt']) || (has(self.values) && size(self.values) == 1 && self.values[0].matches('^-?[0-9]+$'))"
+// +kubebuilder:validation:XValidation:message="minValues must not exceed the number of values given with operator In",rule="!has(self.minValues) || self.operator != 'In' || (has(self.values) && self.minValues <= size(self.values))"
+// +kubebuilder:validation:XValidation:message="capacity type must be one of reserved, spot, on-demand",rule="self.key != 'stowage.dev/capacity-type' || self.operator != 'In' || !has(self.values) || self.values.all(v, v in ['reserved', 'spot', 'on-demand'])"
 // +kubebuilder:validation:XValidation:message="stowage.dev/nodepool is set by Stowage and cannot be required",rule="self.key != 'stowage.dev/nodepool'"
 type NodeSelectorRequirementWithMinValues struct {
 	// +kubebuilder:validation:MinLength=1
@@ -149,7 +150,9 @@ type NodeSelectorRequirementWithMinValues struct {
 	// +kubebuilder:validation:Enum=In;NotIn;Exists;DoesNotExist;Gt;Lt
 	// +required
 	Operator corev1.NodeSelectorOperator `json:"operator"`
+	// Values are label values, at most 63 characters each.
 	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:items:MaxLength=63
 	// +optional
 	Values []string `json:"values,omitempty"`
 	// MinValues is the minimum number of distinct values of Key the pool's candidate machines must span.

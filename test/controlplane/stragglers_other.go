@@ -1,0 +1,5 @@
+//go:build unix && !linux
+
+package controlplane
+
+func killStragglers(string) []int { return nil }
