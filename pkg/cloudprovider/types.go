@@ -25,6 +25,9 @@ type CloudProvider interface {
 	// It returns a copy of the claim with status (providerID, instance type,
 	// zone, capacity type, price, capacity, allocatable) filled in.
 	// When every offering is out of capacity it returns an InsufficientCapacityError.
+	// Offerings it walked past for lack of capacity before launching are listed
+	// in the returned status.unavailableOfferings (OfferingID strings), so the
+	// claim records them.
 	Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeClaim, error)
 	// Delete terminates the claim's machine. A machine that is already gone
 	// yields a NotFoundError.

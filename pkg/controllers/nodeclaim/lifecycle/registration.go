@@ -1,0 +1,177 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/utils/claims"
+	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
+)
+
+// Registered condition reasons.
+const (
+	registeredReasonAwaiting = "AwaitingNode"
+	registeredReasonOK       = "Registered"
+)
+
+// registration owns the Registered condition: it finds the claim's Node by
+// providerID, makes the Node Stowage's (labels, taints, owner, finalizer),
+// and deletes the claim when no Node joins in time.
+type registration struct {
+	client         client.Client
+	clock          clock.Clock
+	events         *recorder
+	defaultTimeout time.Duration
+}
+
+func (r *registration) reconcile(ctx context.Context, claim *v1.NodeClaim) (reconcile.Result, bool, error) {
+	launched := conditions.Get(claim.Status.Conditions, v1.ConditionLaunched)
+	if launched == nil || launched.Status != metav1.ConditionTrue ||
+		conditions.IsTrue(claim.Status.Conditions, v1.ConditionRegistered) {
+		return reconcile.Result{}, false, nil
+	}
+	node, err := claims.NodeByProviderID(ctx, r.client, claim.Status.ProviderID)
+	if err != nil {
+		return reconcile.Result{}, false, fmt.Errorf("registering nodeclaim %s: %w", claim.Name, err)
+	}
+	if node == nil {
+		return r.awaitNode(ctx, claim, launched.LastTransitionTime.Time)
+	}
+	if err := r.syncNode(ctx, claim, node); err != nil {
+		return reconcile.Result{}, false, err
+	}
+	claim.Status.NodeName = node.Name
+	conditions.Set(&claim.Status.Conditions, r.clock, claim.Generation, v1.ConditionRegistered,
+		metav1.ConditionTrue, registeredReasonOK, "")
+	registeredTotal.WithLabelValues(nodePool(claim)).Inc()
+	registrationDuration.WithLabelValues(nodePool(claim)).Observe(r.clock.Since(launched.LastTransitionTime.Time).Seconds())
+	r.events.registered(claim, node)
+	log.FromContext(ctx).Info("registered nodeclaim", "node", node.Name)
+	return reconcile.Result{}, false, nil
+}
+
+// awaitNode waits for the Node until the registration timeout, measured from
+// launch, and then deletes the claim so provisioning plans its pods again.
+func (r *registration) awaitNode(ctx context.Context, claim *v1.NodeClaim, launchedAt time.Time) (reconcile.Result, bool, error) {
+	timeout := registrationTimeout(claim, r.defaultTimeout)
+	waited := r.clock.Since(launchedAt)
+	if waited < timeout {
+		conditions.Set(&claim.Status.Conditions, r.clock, claim.Generation, v1.ConditionRegistered, metav1.ConditionUnknown,
+			registeredReasonAwaiting, fmt.Sprintf("waiting for a node with providerID %s", claim.Status.ProviderID))
+		return reconcile.Result{RequeueAfter: timeout - waited}, false, nil
+	}
+	r.events.registrationTimeout(claim, timeout.String())
+	abandonedTotal.WithLabelValues(nodePool(claim), abandonRegistrationTimeout).Inc()
+	log.FromContext(ctx).Info("registration timed out, deleting nodeclaim", "providerID", claim.Status.ProviderID,
+		"timeout", timeout.String())
+	if err := deleteClaim(ctx, r.client, claim); err != nil {
+		return reconcile.Result{}, false, err
+	}
+	return reconcile.Result{}, true, nil
+}
+
+// syncNode makes the Node carry what the claim promised the scheduler. Taints
+// are added only at first registration, marked by the registered label, so
+// that a startup taint removed later by its owner is not put back.
+func (r *registration) syncNode(ctx context.Context, claim *v1.NodeClaim, node *corev1.Node) error {
+	stored := node.DeepCopy()
+	firstTime := node.Labels[v1.LabelRegistered] != "true"
+	if node.Labels == nil {
+		node.Labels = map[string]string{}
+	}
+	for k, v := range nodeLabels(claim) {
+		node.Labels[k] = v
+	}
+	if firstTime {
+		for _, t := range append(append([]corev1.Taint(nil), claim.Spec.Taints...), claim.Spec.StartupTaints...) {
+			if !hasTaint(node.Spec.Taints, t) {
+				node.Spec.Taints = append(node.Spec.Taints, t)
+			}
+		}
+	}
+	node.Spec.Taints = removeTaintKey(node.Spec.Taints, v1.UnregisteredTaintKey)
+	controllerutil.AddFinalizer(node, v1.TerminationFinalizer)
+	if !hasOwner(node, claim) {
+		node.OwnerReferences = append(node.OwnerReferences, metav1.OwnerReference{
+			APIVersion: v1.SchemeGroupVersion.String(),
+			Kind:       "NodeClaim",
+			Name:       claim.Name,
+			UID:        claim.UID,
+		})
+	}
+	if equality.Semantic.DeepEqual(stored, node) {
+		return nil
+	}
+	if err := r.client.Patch(ctx, node, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("syncing node %s for nodeclaim %s: %w", node.Name, claim.Name, err)
+	}
+	return nil
+}
+
+// nodeLabels are the labels every Node of the claim carries: the claim's own
+// (which hold its pool's template labels) and the well-known labels of what
+// was actually launched.
+func nodeLabels(claim *v1.NodeClaim) map[string]string {
+	out := map[string]string{}
+	for k, v := range claim.Labels {
+		out[k] = v
+	}
+	set := func(k, v string) {
+		if v != "" {
+			out[k] = v
+		}
+	}
+	set(v1.LabelCapacityType, claim.Status.CapacityType)
+	set(v1.LabelInstanceType, claim.Status.InstanceType)
+	set(v1.LabelZone, claim.Status.Zone)
+	out[v1.LabelNodeClaim] = claim.Name
+	out[v1.LabelRegistered] = "true"
+	return out
+}
+
+func hasTaint(taints []corev1.Taint, t corev1.Taint) bool {
+	for _, have := range taints {
+		if have.MatchTaint(&t) {
+			return true
+		}
+	}
+	return false
+}
+
+func removeTaintKey(taints []corev1.Taint, key string) []corev1.Taint {
+	var out []corev1.Taint
+	for _, t := range taints {
+		if t.Key != key {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func hasOwner(node *corev1.Node, claim *v1.NodeClaim) bool {
+	for _, ref := range node.OwnerReferences {
+		if ref.UID == claim.UID {
+			return true
+		}
+	}
+	return false
+}
+
+// registrationTimeout is the claim's spec.registrationTimeout, or def.
+func registrationTimeout(claim *v1.NodeClaim, def time.Duration) time.Duration {
+	if claim.Spec.RegistrationTimeout != nil && claim.Spec.RegistrationTimeout.Duration > 0 {
+		return claim.Spec.RegistrationTimeout.Duration
+	}
+	return def
+}

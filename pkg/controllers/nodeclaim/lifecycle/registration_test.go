@@ -1,0 +1,248 @@
+package lifecycle
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
+)
+
+var (
+	gpuTaint     = corev1.Taint{Key: "nvidia.com/gpu", Value: "true", Effect: corev1.TaintEffectNoSchedule}
+	startupTaint = corev1.Taint{Key: "example.com/driver-loading", Effect: corev1.TaintEffectNoSchedule}
+	unregistered = corev1.Taint{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}
+)
+
+// launchedEnv returns an env with claim c1 launched and its providerID.
+func launchedEnv(t *testing.T, mutate func(*v1.NodeClaim)) (*env, string) {
+	t.Helper()
+	claim := newClaim("c1", offering("g5.xlarge", "zone-a", v1.CapacityTypeSpot))
+	claim.Spec.Taints = []corev1.Taint{gpuTaint}
+	claim.Spec.StartupTaints = []corev1.Taint{startupTaint}
+	claim.Spec.Resources.Requests = corev1.ResourceList{
+		corev1.ResourceCPU:   resource.MustParse("2"),
+		v1.ResourceNvidiaGPU: resource.MustParse("1"),
+	}
+	if mutate != nil {
+		mutate(claim)
+	}
+	e := newEnv(t, claim)
+	if _, err := e.reconcile(t, "c1"); err != nil {
+		t.Fatalf("launch: %v", err)
+	}
+	return e, e.claim(t, "c1").Status.ProviderID
+}
+
+func kwokNode(name, providerID string, ready bool, taints ...corev1.Taint) *corev1.Node {
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name}},
+		Spec:       corev1.NodeSpec{ProviderID: providerID, Taints: taints},
+		Status: corev1.NodeStatus{
+			Conditions:  []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status}},
+			Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4")},
+		},
+	}
+}
+
+func TestRegistrationSyncsNode(t *testing.T) {
+	e, providerID := launchedEnv(t, nil)
+	if err := e.client.Create(context.Background(), kwokNode("n1", providerID, false, unregistered)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.reconcile(t, "c1"); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	claim := e.claim(t, "c1")
+	if claim.Status.NodeName != "n1" || !conditions.IsTrue(claim.Status.Conditions, v1.ConditionRegistered) {
+		t.Fatalf("nodeName=%q conditions=%v, want n1 registered", claim.Status.NodeName, conditionStatuses(claim))
+	}
+	node := e.node(t, "n1")
+	wantLabels := map[string]string{
+		"kubernetes.io/hostname": "n1",
+		"team":                   "ml",
+		v1.LabelNodePool:         "gpu",
+		v1.LabelCapacityType:     "spot",
+		v1.LabelInstanceType:     "g5.xlarge",
+		v1.LabelZone:             "zone-a",
+		v1.LabelNodeClaim:        "c1",
+		v1.LabelRegistered:       "true",
+	}
+	if diff := cmp.Diff(wantLabels, node.Labels); diff != "" {
+		t.Errorf("node labels (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]corev1.Taint{gpuTaint, startupTaint}, node.Spec.Taints,
+		cmpopts.SortSlices(func(a, b corev1.Taint) bool { return a.Key < b.Key })); diff != "" {
+		t.Errorf("node taints (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{v1.TerminationFinalizer}, node.Finalizers); diff != "" {
+		t.Errorf("node finalizers (-want +got):\n%s", diff)
+	}
+	if len(node.OwnerReferences) != 1 || node.OwnerReferences[0].Kind != "NodeClaim" ||
+		node.OwnerReferences[0].UID != claim.UID {
+		t.Errorf("owner references = %+v, want the nodeclaim", node.OwnerReferences)
+	}
+}
+
+// Startup taints are applied once: their owner removes them, and a later
+// reconcile must not put them back.
+func TestRegistrationTaintsOnce(t *testing.T) {
+	e, providerID := launchedEnv(t, nil)
+	if err := e.client.Create(context.Background(), kwokNode("n1", providerID, false)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.reconcile(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	node := e.node(t, "n1")
+	node.Spec.Taints = []corev1.Taint{gpuTaint}
+	if err := e.client.Update(context.Background(), node); err != nil {
+		t.Fatal(err)
+	}
+	// Force the registration step to run again, as after a crash before the status patch.
+	claim := e.claim(t, "c1")
+	conditions.Set(&claim.Status.Conditions, e.clock, 0, v1.ConditionRegistered, metav1.ConditionUnknown, "AwaitingNode", "")
+	if err := e.client.Status().Update(context.Background(), claim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.reconcile(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]corev1.Taint{gpuTaint}, e.node(t, "n1").Spec.Taints); diff != "" {
+		t.Errorf("taints after re-registration (-want +got):\n%s", diff)
+	}
+}
+
+func TestRegistrationTimeout(t *testing.T) {
+	tests := []struct {
+		name    string
+		timeout *metav1.Duration
+		want    time.Duration
+	}{
+		{name: "default", want: DefaultRegistrationTimeout},
+		{name: "from spec", timeout: &metav1.Duration{Duration: 30 * time.Minute}, want: 30 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			abandoned := abandonedTotal.WithLabelValues("gpu", abandonRegistrationTimeout)
+			before := counterValue(t, abandoned)
+			e, _ := launchedEnv(t, func(c *v1.NodeClaim) { c.Spec.RegistrationTimeout = tt.timeout })
+			e.clock.Step(time.Minute)
+			res, err := e.reconcile(t, "c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.RequeueAfter != tt.want-time.Minute {
+				t.Errorf("RequeueAfter = %v, want the rest of the timeout %v", res.RequeueAfter, tt.want-time.Minute)
+			}
+			if !e.claim(t, "c1").DeletionTimestamp.IsZero() {
+				t.Fatal("claim deleted before its registration timeout")
+			}
+			e.clock.Step(tt.want - time.Minute)
+			if _, err := e.reconcile(t, "c1"); err != nil {
+				t.Fatal(err)
+			}
+			if e.claim(t, "c1").DeletionTimestamp.IsZero() {
+				t.Fatal("claim not deleted after its registration timeout")
+			}
+			assertEvent(t, e.events, reasonRegistrationTimeout)
+			if got := counterValue(t, abandoned) - before; got != 1 {
+				t.Errorf("registration_timeout counter rose by %v, want 1", got)
+			}
+		})
+	}
+}
+
+func TestInitialization(t *testing.T) {
+	gpuAlloc := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), v1.ResourceNvidiaGPU: resource.MustParse("1")}
+	tests := []struct {
+		name        string
+		ready       bool
+		taints      []corev1.Taint
+		allocatable corev1.ResourceList
+		want        string
+	}{
+		{name: "node not ready", taints: nil, allocatable: gpuAlloc, want: "Unknown/" + initializedReasonNotReady},
+		{name: "startup taint left", ready: true, taints: []corev1.Taint{startupTaint}, allocatable: gpuAlloc,
+			want: "Unknown/" + initializedReasonStartupTaints},
+		{name: "gpu not advertised", ready: true, allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4")},
+			want: "Unknown/" + initializedReasonResources},
+		{name: "initialized", ready: true, allocatable: gpuAlloc, want: "True/" + initializedReasonOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, providerID := launchedEnv(t, nil)
+			if err := e.client.Create(context.Background(), kwokNode("n1", providerID, false)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.reconcile(t, "c1"); err != nil { // registers, adding the startup taint
+				t.Fatal(err)
+			}
+			node := e.node(t, "n1")
+			node.Spec.Taints = append([]corev1.Taint{gpuTaint}, tt.taints...)
+			if err := e.client.Update(context.Background(), node); err != nil {
+				t.Fatal(err)
+			}
+			node.Status.Allocatable = tt.allocatable
+			node.Status.Conditions[0].Status = map[bool]corev1.ConditionStatus{true: corev1.ConditionTrue, false: corev1.ConditionFalse}[tt.ready]
+			if err := e.client.Status().Update(context.Background(), node); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.reconcile(t, "c1"); err != nil {
+				t.Fatal(err)
+			}
+			claim := e.claim(t, "c1")
+			if got := conditionStatuses(claim)[v1.ConditionInitialized]; got != tt.want {
+				t.Fatalf("Initialized = %s, want %s", got, tt.want)
+			}
+			initialized := tt.want == "True/"+initializedReasonOK
+			if got := conditions.IsTrue(claim.Status.Conditions, v1.ConditionReady); got != initialized {
+				t.Errorf("Ready = %v, want %v", got, initialized)
+			}
+			if got := e.node(t, "n1").Labels[v1.LabelInitialized] == "true"; got != initialized {
+				t.Errorf("initialized label = %v, want %v", got, initialized)
+			}
+		})
+	}
+}
+
+func TestClaimForNode(t *testing.T) {
+	e, providerID := launchedEnv(t, nil)
+	other := kwokNode("other", "cloudtest://elsewhere", true)
+	mine := kwokNode("n1", providerID, true)
+	for _, n := range []*corev1.Node{other, mine} {
+		if err := e.client.Create(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.ctrl.claimForNode(context.Background(), other); len(got) != 0 {
+		t.Errorf("unrelated node mapped to %v", got)
+	}
+	got := e.ctrl.claimForNode(context.Background(), mine)
+	if len(got) != 1 || got[0].NamespacedName != (client.ObjectKey{Name: "c1"}) {
+		t.Errorf("node mapped to %v, want c1", got)
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	m := &dto.Metric{}
+	if err := c.Write(m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}

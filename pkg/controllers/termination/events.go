@@ -1,0 +1,56 @@
+package termination
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/events"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+)
+
+// Event reasons, stable so users can filter on them.
+const (
+	reasonDraining        = "Draining"
+	reasonEvicted         = "Evicted"
+	reasonEvictionBlocked = "EvictionBlocked"
+	reasonDoNotDisrupt    = "DoNotDisrupt"
+	reasonForceDeleted    = "TerminationGracePeriodElapsed"
+	reasonTerminated      = "Terminated"
+	reasonNodeDeleted     = "NodeDeleted"
+)
+
+// recorder publishes termination's events.
+type recorder struct{ r events.EventRecorder }
+
+func (e *recorder) draining(claim *v1.NodeClaim, node *corev1.Node) {
+	e.r.Eventf(node, claim, corev1.EventTypeNormal, reasonDraining, "Drain", "cordoned and draining for nodeclaim %s", claim.Name)
+	e.r.Eventf(claim, node, corev1.EventTypeNormal, reasonDraining, "Drain", "cordoned node %s and draining it", node.Name)
+}
+
+func (e *recorder) evicted(claim *v1.NodeClaim, pod *corev1.Pod) {
+	e.r.Eventf(pod, claim, corev1.EventTypeNormal, reasonEvicted, "Evict", "evicted to terminate nodeclaim %s", claim.Name)
+}
+
+func (e *recorder) evictionBlocked(claim *v1.NodeClaim, pod *corev1.Pod, err error) {
+	e.r.Eventf(pod, claim, corev1.EventTypeWarning, reasonEvictionBlocked, "Evict",
+		"eviction for nodeclaim %s refused, retrying: %v", claim.Name, err)
+}
+
+func (e *recorder) doNotDisrupt(claim *v1.NodeClaim, pod *corev1.Pod) {
+	e.r.Eventf(claim, pod, corev1.EventTypeNormal, reasonDoNotDisrupt, "Drain",
+		"pod %s/%s has %s=true and blocks the drain until the termination grace period ends",
+		pod.Namespace, pod.Name, v1.AnnotationDoNotDisrupt)
+}
+
+func (e *recorder) forceDeleted(claim *v1.NodeClaim, pod *corev1.Pod) {
+	e.r.Eventf(pod, claim, corev1.EventTypeWarning, reasonForceDeleted, "Delete",
+		"deleted: the termination grace period of nodeclaim %s elapsed", claim.Name)
+}
+
+func (e *recorder) terminated(claim *v1.NodeClaim) {
+	e.r.Eventf(claim, nil, corev1.EventTypeNormal, reasonTerminated, "Terminate", "machine %s deleted", claim.Status.ProviderID)
+}
+
+func (e *recorder) nodeDeleted(node *corev1.Node, claim *v1.NodeClaim) {
+	e.r.Eventf(node, claim, corev1.EventTypeNormal, reasonNodeDeleted, "Terminate",
+		"node deleted; deleting nodeclaim %s to drain it and delete its machine", claim.Name)
+}

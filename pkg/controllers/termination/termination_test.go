@@ -1,0 +1,392 @@
+package termination
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/utils/cloudtest"
+)
+
+var start = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+type env struct {
+	client client.Client
+	clock  *clocktesting.FakeClock
+	cloud  *cloudtest.Provider
+	ctrl   *Controller
+	// pdbBlocks makes every eviction answer 429 while set.
+	pdbBlocks atomic.Bool
+}
+
+// newEnv builds a cluster holding a launched claim c1 (deleted at start, with
+// the given terminationGracePeriod) on node n1, plus objs.
+func newEnv(t *testing.T, grace *time.Duration, objs ...client.Object) *env {
+	t.Helper()
+	clk := clocktesting.NewFakeClock(start)
+	e := &env{clock: clk, cloud: cloudtest.New(clk)}
+	claim := &v1.NodeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "c1", UID: "uid-c1", Labels: map[string]string{v1.LabelNodePool: "gpu"},
+			Finalizers: []string{v1.TerminationFinalizer}},
+		Spec: v1.NodeClaimSpec{Offerings: []v1.OfferingChoice{{InstanceType: "g5.xlarge", Zone: "zone-a", CapacityType: "spot"}}},
+	}
+	if grace != nil {
+		claim.Spec.TerminationGracePeriod = &metav1.Duration{Duration: *grace}
+	}
+	launched, err := e.cloud.Create(context.Background(), claim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim.Status = launched.Status
+	claim.Status.NodeName = "n1"
+	deleted := metav1.NewTime(start)
+	claim.DeletionTimestamp = &deleted
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n1", Finalizers: []string{v1.TerminationFinalizer},
+			Labels: map[string]string{v1.LabelNodeClaim: "c1"}},
+		Spec: corev1.NodeSpec{ProviderID: claim.Status.ProviderID},
+	}
+	e.client = cloudtest.NewClientBuilder().
+		WithObjects(append([]client.Object{claim, node}, objs...)...).
+		WithInterceptorFuncs(interceptor.Funcs{SubResourceCreate: func(ctx context.Context, c client.Client, sub string,
+			obj, subObj client.Object, opts ...client.SubResourceCreateOption) error {
+			if sub == "eviction" && e.pdbBlocks.Load() {
+				return apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 10)
+			}
+			return c.SubResource(sub).Create(ctx, obj, subObj, opts...)
+		}}).
+		Build()
+	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: e.cloud, Clock: clk, Recorder: events.NewFakeRecorder(1000)})
+	return e
+}
+
+func (e *env) reconcileClaim(t *testing.T) (reconcile.Result, error) {
+	t.Helper()
+	claim := &v1.NodeClaim{}
+	if err := e.client.Get(context.Background(), client.ObjectKey{Name: "c1"}, claim); err != nil {
+		t.Fatalf("getting nodeclaim: %v", err)
+	}
+	return e.ctrl.ReconcileNodeClaim(context.Background(), claim)
+}
+
+// podsLeft names the pods still stored.
+func (e *env) podsLeft(t *testing.T) []string {
+	t.Helper()
+	pods := &corev1.PodList{}
+	if err := e.client.List(context.Background(), pods); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range pods.Items {
+		out = append(out, p.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (e *env) exists(t *testing.T, obj client.Object, name string) bool {
+	t.Helper()
+	err := e.client.Get(context.Background(), client.ObjectKey{Name: name}, obj)
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+func pod(name string, mutate ...func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", UID: types.UID("uid-" + name)},
+		Spec:       corev1.PodSpec{NodeName: "n1"},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning},
+	}
+	for _, m := range mutate {
+		m(p)
+	}
+	return p
+}
+
+func daemonSetOwned(p *corev1.Pod) {
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "ds", UID: "ds", Controller: ptr.To(true)}}
+}
+func mirror(p *corev1.Pod) { p.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: "x"} }
+func toleratesAll(p *corev1.Pod) {
+	p.Spec.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
+}
+func succeeded(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }
+func critical(p *corev1.Pod)  { p.Spec.PriorityClassName = "system-cluster-critical" }
+func doNotDisrupt(p *corev1.Pod) {
+	p.Annotations = map[string]string{v1.AnnotationDoNotDisrupt: "true"}
+}
+func otherNode(p *corev1.Pod) { p.Spec.NodeName = "n2" }
+
+func TestDrainOrderAndSkips(t *testing.T) {
+	e := newEnv(t, nil,
+		pod("web"), pod("dns", critical), pod("ds", daemonSetOwned), pod("static", mirror),
+		pod("tolerant", toleratesAll), pod("done", succeeded), pod("elsewhere", otherNode))
+	stay := []string{"done", "ds", "elsewhere", "static", "tolerant"}
+
+	steps := []struct {
+		wantPods     []string
+		wantDone     bool
+		wantDeletes  int
+		wantRequeues bool
+	}{
+		{wantPods: append([]string{"dns"}, stay...), wantRequeues: true}, // regular pods first
+		{wantPods: stay, wantRequeues: true},                             // then critical ones
+		{wantPods: stay, wantDone: true, wantDeletes: 1},                 // drained: machine deleted
+	}
+	for i, step := range steps {
+		res, err := e.reconcileClaim(t)
+		if err != nil {
+			t.Fatalf("pass %d: %v", i, err)
+		}
+		if diff := cmp.Diff(step.wantPods, e.podsLeft(t)); diff != "" {
+			t.Errorf("pass %d: pods left (-want +got):\n%s", i, diff)
+		}
+		if got := res.RequeueAfter > 0; got != step.wantRequeues {
+			t.Errorf("pass %d: requeue = %v, want %v", i, got, step.wantRequeues)
+		}
+		if n := len(e.cloud.Deleted()); n != step.wantDeletes {
+			t.Errorf("pass %d: %d machines deleted, want %d", i, n, step.wantDeletes)
+		}
+		if i == 0 {
+			node := &corev1.Node{}
+			if !e.exists(t, node, "n1") || len(node.Spec.Taints) != 1 || !node.Spec.Taints[0].MatchTaint(&disruptedTaint) {
+				t.Fatalf("node must be cordoned with the disrupted taint, taints = %v", node.Spec.Taints)
+			}
+		}
+	}
+	if e.exists(t, &corev1.Node{}, "n1") {
+		t.Error("node must be deleted once the machine is gone")
+	}
+	if e.exists(t, &v1.NodeClaim{}, "c1") {
+		t.Error("nodeclaim finalizer must be released")
+	}
+}
+
+func TestDrainWaitsForPDB(t *testing.T) {
+	e := newEnv(t, nil, pod("web"))
+	e.pdbBlocks.Store(true)
+	for i := range 3 {
+		res, err := e.reconcileClaim(t)
+		if err != nil {
+			t.Fatalf("a refused eviction is not an error: %v", err)
+		}
+		if res.RequeueAfter == 0 {
+			t.Fatalf("pass %d: must requeue while a PDB blocks", i)
+		}
+	}
+	if diff := cmp.Diff([]string{"web"}, e.podsLeft(t)); diff != "" {
+		t.Fatalf("pods (-want +got):\n%s", diff)
+	}
+	if n := len(e.cloud.Deleted()); n != 0 {
+		t.Fatal("machine deleted while a PDB still protects a pod")
+	}
+	e.pdbBlocks.Store(false)
+	for range 2 {
+		if _, err := e.reconcileClaim(t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(e.podsLeft(t)) != 0 || len(e.cloud.Deleted()) != 1 {
+		t.Fatalf("after the PDB is relaxed: pods %v, deleted %v", e.podsLeft(t), e.cloud.Deleted())
+	}
+}
+
+func TestDoNotDisruptBlocksUntilGracePeriod(t *testing.T) {
+	tests := []struct {
+		name  string
+		grace *time.Duration
+		pdb   bool
+	}{
+		{name: "do-not-disrupt pod", grace: ptr.To(10 * time.Minute)},
+		{name: "pdb never relaxes", grace: ptr.To(10 * time.Minute), pdb: true},
+		{name: "no grace period blocks forever"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := pod("train", doNotDisrupt)
+			if tt.pdb {
+				p = pod("train")
+			}
+			e := newEnv(t, tt.grace, p)
+			e.pdbBlocks.Store(tt.pdb)
+			e.clock.Step(9 * time.Minute)
+			if _, err := e.reconcileClaim(t); err != nil {
+				t.Fatal(err)
+			}
+			if len(e.podsLeft(t)) != 1 || len(e.cloud.Deleted()) != 0 {
+				t.Fatal("the pod must hold the machine within the grace period")
+			}
+			e.clock.Step(time.Minute)
+			if _, err := e.reconcileClaim(t); err != nil {
+				t.Fatal(err)
+			}
+			wantGone := tt.grace != nil
+			if gone := len(e.podsLeft(t)) == 0; gone != wantGone {
+				t.Fatalf("pod deleted = %v, want %v", gone, wantGone)
+			}
+			if deleted := len(e.cloud.Deleted()) == 1; deleted != wantGone {
+				t.Fatalf("machine deleted = %v, want %v", deleted, wantGone)
+			}
+		})
+	}
+}
+
+// A claim deleted after a crash between Create and the status patch has no
+// providerID; its machine is found by the claim label and deleted.
+func TestDeletesUnrecordedMachine(t *testing.T) {
+	e := newEnv(t, nil)
+	claim := &v1.NodeClaim{}
+	if err := e.client.Get(context.Background(), client.ObjectKey{Name: "c1"}, claim); err != nil {
+		t.Fatal(err)
+	}
+	recorded := claim.Status.ProviderID
+	claim.Status = v1.NodeClaimStatus{}
+	if err := e.client.Status().Update(context.Background(), claim); err != nil {
+		t.Fatal(err)
+	}
+	other := e.cloud.AddInstance("c2", metav1.NewTime(start))
+	if _, err := e.reconcileClaim(t); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{recorded}, e.cloud.Deleted()); diff != "" {
+		t.Fatalf("deleted machines (-want +got):\n%s", diff)
+	}
+	if _, err := e.cloud.Get(context.Background(), other); err != nil {
+		t.Fatalf("another claim's machine must survive: %v", err)
+	}
+	if e.exists(t, &v1.NodeClaim{}, "c1") {
+		t.Fatal("finalizer must be released")
+	}
+}
+
+func TestMachineDeleteErrors(t *testing.T) {
+	t.Run("already gone is success", func(t *testing.T) {
+		e := newEnv(t, nil)
+		claim := &v1.NodeClaim{}
+		if err := e.client.Get(context.Background(), client.ObjectKey{Name: "c1"}, claim); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.cloud.Delete(context.Background(), claim); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.reconcileClaim(t); err != nil {
+			t.Fatalf("NotFound must count as deleted: %v", err)
+		}
+		if e.exists(t, &v1.NodeClaim{}, "c1") {
+			t.Fatal("finalizer must be released")
+		}
+	})
+	t.Run("cloud error keeps the finalizer", func(t *testing.T) {
+		e := newEnv(t, nil)
+		e.cloud.SetError("Delete", errors.New("throttled"))
+		if _, err := e.reconcileClaim(t); err == nil {
+			t.Fatal("a delete error must be returned for a retry")
+		}
+		if !e.exists(t, &v1.NodeClaim{}, "c1") || !e.exists(t, &corev1.Node{}, "n1") {
+			t.Fatal("claim and node must stay until the machine is deleted")
+		}
+	})
+}
+
+func TestNodeFinalizer(t *testing.T) {
+	t.Run("deleting a node deletes its claim", func(t *testing.T) {
+		e := newEnv(t, nil)
+		claim := &v1.NodeClaim{}
+		if err := e.client.Get(context.Background(), client.ObjectKey{Name: "c1"}, claim); err != nil {
+			t.Fatal(err)
+		}
+		// Start from a live claim: drop the fixture's deletion by recreating it.
+		live := claim.DeepCopy()
+		live.DeletionTimestamp, live.ResourceVersion = nil, ""
+		live.Name = "c-live"
+		if err := e.client.Create(context.Background(), live); err != nil {
+			t.Fatal(err)
+		}
+		live.Status = claim.Status
+		live.Status.ProviderID = "cloudtest://live"
+		if err := e.client.Status().Update(context.Background(), live); err != nil {
+			t.Fatal(err)
+		}
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n-live", Finalizers: []string{v1.TerminationFinalizer}},
+			Spec: corev1.NodeSpec{ProviderID: "cloudtest://live"}}
+		if err := e.client.Create(context.Background(), node); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.client.Delete(context.Background(), node); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.client.Get(context.Background(), client.ObjectKey{Name: "n-live"}, node); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ctrl.ReconcileNode(context.Background(), node); err != nil {
+			t.Fatal(err)
+		}
+		got := &v1.NodeClaim{}
+		if !e.exists(t, got, "c-live") || got.DeletionTimestamp.IsZero() {
+			t.Fatal("the node's claim must be deleted")
+		}
+		if !e.exists(t, &corev1.Node{}, "n-live") {
+			t.Fatal("the node finalizer stays until the claim's termination releases it")
+		}
+	})
+	t.Run("node without claim is released", func(t *testing.T) {
+		e := newEnv(t, nil)
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "orphan", Finalizers: []string{v1.TerminationFinalizer}},
+			Spec: corev1.NodeSpec{ProviderID: "cloudtest://nobody"}}
+		if err := e.client.Create(context.Background(), node); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.client.Delete(context.Background(), node); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.client.Get(context.Background(), client.ObjectKey{Name: "orphan"}, node); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.ctrl.ReconcileNode(context.Background(), node); err != nil {
+			t.Fatal(err)
+		}
+		if e.exists(t, &corev1.Node{}, "orphan") {
+			t.Fatal("a node no claim owns must be released")
+		}
+	})
+}
+
+func TestTerminationReason(t *testing.T) {
+	cond := func(types ...string) []metav1.Condition {
+		var out []metav1.Condition
+		for _, ty := range types {
+			out = append(out, metav1.Condition{Type: ty, Status: metav1.ConditionTrue})
+		}
+		return out
+	}
+	tests := map[string][]metav1.Condition{
+		"not_launched":   nil,
+		"not_registered": cond(v1.ConditionLaunched),
+		"deleted":        cond(v1.ConditionLaunched, v1.ConditionRegistered),
+		"expired":        cond(v1.ConditionLaunched, v1.ConditionRegistered, v1.ConditionExpired, v1.ConditionDisrupting),
+		"interrupted":    cond(v1.ConditionLaunched, v1.ConditionInterrupted, v1.ConditionDrifted),
+	}
+	for want, conds := range tests {
+		if got := terminationReason(&v1.NodeClaim{Status: v1.NodeClaimStatus{Conditions: conds}}); got != want {
+			t.Errorf("reason for %v = %s, want %s", conds, got, want)
+		}
+	}
+}
