@@ -1,0 +1,85 @@
+package scheduling
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+)
+
+// EffectiveCapacity returns what a machine of type it advertises when it
+// belongs to a pool with the given GPU sharing (nil for none), and its
+// allocatable (capacity less kubelet and system overhead):
+//   - timeSlicingReplicas r: nvidia.com/gpu becomes count × r;
+//   - migProfile p on a GPU that supports p: nvidia.com/gpu is replaced by
+//     nvidia.com/mig-p = count × instances-per-GPU. GPUs without that profile
+//     keep advertising whole GPUs.
+//
+// The controllers use it for NodeClaim capacity, the solver for packing.
+func EffectiveCapacity(it *cloudprovider.InstanceType, sharing *v1.GPUSharing) (capacity, allocatable corev1.ResourceList) {
+	capacity = it.Capacity.DeepCopy()
+	if sharing != nil && it.GPU != nil && it.GPU.Manufacturer == "nvidia" {
+		gpus, ok := capacity[v1.ResourceNvidiaGPU]
+		switch {
+		case !ok:
+		case sharing.MIGProfile != "" && it.GPU.MIGProfiles[sharing.MIGProfile] > 0:
+			delete(capacity, v1.ResourceNvidiaGPU)
+			n := gpus.Value() * int64(it.GPU.MIGProfiles[sharing.MIGProfile])
+			capacity[corev1.ResourceName(v1.ResourceMIGPrefix+sharing.MIGProfile)] = *resource.NewQuantity(n, resource.DecimalSI)
+		case sharing.TimeSlicingReplicas != nil && *sharing.TimeSlicingReplicas > 1:
+			capacity[v1.ResourceNvidiaGPU] = *resource.NewQuantity(gpus.Value()*int64(*sharing.TimeSlicingReplicas), resource.DecimalSI)
+		}
+	}
+	overhead := it.Overhead.Total()
+	allocatable = make(corev1.ResourceList, len(capacity))
+	for k, v := range capacity {
+		q := v.DeepCopy()
+		if o, ok := overhead[k]; ok {
+			q.Sub(o)
+			if q.Sign() < 0 {
+				q.Set(0)
+			}
+		}
+		allocatable[k] = q
+	}
+	return capacity, allocatable
+}
+
+// NodeLabels are the labels a new machine of type it from a pool gets, before
+// its offering (zone, capacity type) is known: the type's labels, the pool's
+// template labels and the pool name.
+func NodeLabels(it *cloudprovider.InstanceType, pool *v1.NodePool) map[string]string {
+	out := make(map[string]string, len(it.Labels)+len(pool.Spec.Template.ObjectMeta.Labels)+1)
+	for k, v := range pool.Spec.Template.ObjectMeta.Labels {
+		out[k] = v
+	}
+	for k, v := range it.Labels {
+		out[k] = v
+	}
+	out[v1.LabelNodePool] = pool.Name
+	return out
+}
+
+// DaemonSetOverhead sums the requests of the DaemonSet pods that would run on
+// a node with these labels (or requirements) and taints: those whose node
+// selector and required node affinity the node admits and that tolerate its taints.
+func DaemonSetOverhead(daemons []*corev1.Pod, node Requirements, taints []corev1.Taint) Resources {
+	var out Resources
+	for _, d := range daemons {
+		if Tolerates(d.Spec.Tolerations, taints) != nil {
+			continue
+		}
+		pc, err := NewPodConstraints(d)
+		if err != nil {
+			continue // a daemon the API server accepted but we cannot read runs nowhere we plan for
+		}
+		for _, alt := range pc.NodeRequirements {
+			if node.Admits(alt) == nil {
+				out = out.Add(PodRequests(d))
+				break
+			}
+		}
+	}
+	return out
+}

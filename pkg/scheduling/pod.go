@@ -1,0 +1,240 @@
+package scheduling
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+)
+
+// PodRequests is what the scheduler reserves for a pod, by the kubelet's
+// rules: the larger of (regular containers + restartable "sidecar" init
+// containers) and the peak of the init phase (each init container plus the
+// sidecars started before it), plus the pod overhead, plus one "pods" slot.
+// Pod-level resources, when set, replace the container sum for the
+// resources they name.
+func PodRequests(pod *corev1.Pod) Resources {
+	var running, sidecars, initPeak Resources
+	for i := range pod.Spec.InitContainers {
+		c := &pod.Spec.InitContainers[i]
+		req := FromList(c.Resources.Requests)
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			sidecars = sidecars.Add(req)
+			initPeak = initPeak.Max(sidecars)
+			continue
+		}
+		initPeak = initPeak.Max(sidecars.Add(req))
+	}
+	for i := range pod.Spec.Containers {
+		running = running.Add(FromList(pod.Spec.Containers[i].Resources.Requests))
+	}
+	out := running.Add(sidecars).Max(initPeak)
+	if pod.Spec.Resources != nil {
+		for name, q := range pod.Spec.Resources.Requests {
+			out.set(name, q)
+		}
+	}
+	out = out.Add(FromList(pod.Spec.Overhead))
+	out.Fixed[SlotPods]++
+	return out
+}
+
+// TopologyConstraint is one hard or soft topology spread constraint.
+type TopologyConstraint struct {
+	Key      string
+	MaxSkew  int32
+	Selector labels.Selector
+	// Hard is whenUnsatisfiable: DoNotSchedule.
+	Hard bool
+	// MinDomains, when set, counts missing domains as zero until there are this many.
+	MinDomains int32
+}
+
+// AffinityTerm is one required pod (anti-)affinity term.
+type AffinityTerm struct {
+	Key      string
+	Selector labels.Selector
+	// Namespaces the term looks in; empty means every namespace.
+	Namespaces []string
+}
+
+// Matches reports whether a pod with these labels in namespace ns is selected by the term.
+func (t *AffinityTerm) Matches(ns string, l map[string]string) bool {
+	if len(t.Namespaces) > 0 && !slices.Contains(t.Namespaces, ns) {
+		return false
+	}
+	return t.Selector.Matches(labels.Set(l))
+}
+
+// PreferredTerm is a preferred node affinity term with its weight.
+type PreferredTerm struct {
+	Weight       int32
+	Requirements Requirements
+}
+
+// PodConstraints is everything about a pod that limits where it may run.
+type PodConstraints struct {
+	// NodeRequirements are the alternatives (ORed) from required node affinity,
+	// each already intersected with the nodeSelector. Never empty.
+	NodeRequirements []Requirements
+	// Preferred node affinity terms, heaviest first; relaxed from the end.
+	Preferred    []PreferredTerm
+	Tolerations  []corev1.Toleration
+	Spread       []TopologyConstraint
+	Affinity     []AffinityTerm
+	AntiAffinity []AffinityTerm
+}
+
+// NewPodConstraints extracts the constraints of a pod. Errors name the field.
+func NewPodConstraints(pod *corev1.Pod) (*PodConstraints, error) {
+	pc := &PodConstraints{Tolerations: pod.Spec.Tolerations}
+	base := FromLabels(pod.Spec.NodeSelector)
+	aff := pod.Spec.Affinity
+	if aff != nil && aff.NodeAffinity != nil {
+		na := aff.NodeAffinity
+		if r := na.RequiredDuringSchedulingIgnoredDuringExecution; r != nil {
+			for i, term := range r.NodeSelectorTerms {
+				reqs, err := FromNodeSelector(term.MatchExpressions)
+				if err != nil {
+					return nil, fmt.Errorf("spec.affinity.nodeAffinity.required.nodeSelectorTerms[%d].%w", i, err)
+				}
+				pc.NodeRequirements = append(pc.NodeRequirements, base.Intersect(reqs))
+			}
+			if len(pc.NodeRequirements) == 0 {
+				return nil, fmt.Errorf("spec.affinity.nodeAffinity.required: no nodeSelectorTerms, so no node matches")
+			}
+		}
+		for i, p := range na.PreferredDuringSchedulingIgnoredDuringExecution {
+			reqs, err := FromNodeSelector(p.Preference.MatchExpressions)
+			if err != nil {
+				return nil, fmt.Errorf("spec.affinity.nodeAffinity.preferred[%d].preference.%w", i, err)
+			}
+			pc.Preferred = append(pc.Preferred, PreferredTerm{Weight: p.Weight, Requirements: reqs})
+		}
+		// Stable so equal weights keep the order the user wrote.
+		slices.SortStableFunc(pc.Preferred, func(a, b PreferredTerm) int { return cmp.Compare(b.Weight, a.Weight) })
+	}
+	if len(pc.NodeRequirements) == 0 {
+		pc.NodeRequirements = []Requirements{base}
+	}
+	for i, tsc := range pod.Spec.TopologySpreadConstraints {
+		sel, err := selectorWithMatchLabelKeys(tsc.LabelSelector, tsc.MatchLabelKeys, pod.Labels)
+		if err != nil {
+			return nil, fmt.Errorf("spec.topologySpreadConstraints[%d].labelSelector: %w", i, err)
+		}
+		tc := TopologyConstraint{Key: tsc.TopologyKey, MaxSkew: tsc.MaxSkew, Selector: sel,
+			Hard: tsc.WhenUnsatisfiable == corev1.DoNotSchedule}
+		if tsc.MinDomains != nil {
+			tc.MinDomains = *tsc.MinDomains
+		}
+		pc.Spread = append(pc.Spread, tc)
+	}
+	if aff != nil && aff.PodAffinity != nil {
+		terms, err := affinityTerms(pod, aff.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution, "spec.affinity.podAffinity")
+		if err != nil {
+			return nil, err
+		}
+		pc.Affinity = terms
+	}
+	if aff != nil && aff.PodAntiAffinity != nil {
+		terms, err := affinityTerms(pod, aff.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution, "spec.affinity.podAntiAffinity")
+		if err != nil {
+			return nil, err
+		}
+		pc.AntiAffinity = terms
+	}
+	return pc, nil
+}
+
+func affinityTerms(pod *corev1.Pod, terms []corev1.PodAffinityTerm, field string) ([]AffinityTerm, error) {
+	out := make([]AffinityTerm, 0, len(terms))
+	for i, t := range terms {
+		sel, err := selectorWithMatchLabelKeys(t.LabelSelector, t.MatchLabelKeys, pod.Labels)
+		if err != nil {
+			return nil, fmt.Errorf("%s.required[%d].labelSelector: %w", field, i, err)
+		}
+		at := AffinityTerm{Key: t.TopologyKey, Selector: sel, Namespaces: t.Namespaces}
+		// An empty namespaceSelector ({}) means all namespaces; otherwise the
+		// term applies to the listed namespaces or, when none, the pod's own.
+		allNamespaces := t.NamespaceSelector != nil && len(t.NamespaceSelector.MatchLabels) == 0 && len(t.NamespaceSelector.MatchExpressions) == 0
+		if !allNamespaces && len(at.Namespaces) == 0 {
+			at.Namespaces = []string{pod.Namespace}
+		}
+		out = append(out, at)
+	}
+	return out, nil
+}
+
+// selectorWithMatchLabelKeys builds a selector, narrowing it with
+// matchLabelKeys from the pod's own labels as the scheduler does. A nil
+// selector matches nothing.
+func selectorWithMatchLabelKeys(ls *metav1.LabelSelector, keys []string, podLabels map[string]string) (labels.Selector, error) {
+	if ls == nil {
+		return labels.Nothing(), nil
+	}
+	ls = ls.DeepCopy()
+	for _, k := range keys {
+		if v, ok := podLabels[k]; ok {
+			if ls.MatchLabels == nil {
+				ls.MatchLabels = map[string]string{}
+			}
+			ls.MatchLabels[k] = v
+		}
+	}
+	return metav1.LabelSelectorAsSelector(ls)
+}
+
+// Relax drops the weakest soft constraint: the lightest preferred node
+// affinity term first, then soft topology spread. It reports false when
+// nothing is left to relax.
+func (pc *PodConstraints) Relax() bool {
+	if n := len(pc.Preferred); n > 0 {
+		pc.Preferred = pc.Preferred[:n-1]
+		return true
+	}
+	for i, s := range pc.Spread {
+		if !s.Hard {
+			pc.Spread = slices.Delete(slices.Clone(pc.Spread), i, i+1)
+			return true
+		}
+	}
+	return false
+}
+
+// EffectiveNodeRequirements are the required alternatives, each narrowed by
+// every remaining preferred term (alternatives a preferred term makes
+// unsatisfiable keep the required form so the pod still has a home).
+func (pc *PodConstraints) EffectiveNodeRequirements() []Requirements {
+	if len(pc.Preferred) == 0 {
+		return pc.NodeRequirements
+	}
+	out := make([]Requirements, 0, len(pc.NodeRequirements))
+	for _, alt := range pc.NodeRequirements {
+		r := alt
+		for _, p := range pc.Preferred {
+			r = r.Intersect(p.Requirements)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// GangOf returns the pod's gang name and size from the stowage.dev/pod-group
+// labels, or "" when the pod is not in a gang. A missing or invalid size is an error.
+func GangOf(pod *corev1.Pod) (string, int, error) {
+	name := pod.Labels[v1.LabelPodGroup]
+	if name == "" {
+		return "", 0, nil
+	}
+	raw := pod.Labels[v1.LabelPodGroupSize]
+	var n int
+	if _, err := fmt.Sscanf(raw, "%d", &n); err != nil || n < 1 || fmt.Sprint(n) != raw {
+		return name, 0, fmt.Errorf("pod %s/%s: label %s=%q must be a positive integer", pod.Namespace, pod.Name, v1.LabelPodGroupSize, raw)
+	}
+	return name, n, nil
+}

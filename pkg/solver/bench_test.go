@@ -1,0 +1,132 @@
+package solver
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+)
+
+// syntheticCatalog builds n instance types shaped like an AWS region's:
+// families with different memory-per-CPU ratios and sizes from 2 to 192 CPU,
+// some GPU families, offered in zones × {spot, on-demand}, priced roughly
+// linearly in size with per-family and per-zone spot noise. Deterministic.
+func syntheticCatalog(n int, zones []string) []*cloudprovider.InstanceType {
+	r := rand.New(rand.NewPCG(1, 2))
+	sizes := []int64{2, 4, 8, 16, 32, 48, 64, 96, 128, 192}
+	ratios := []int64{2, 4, 8, 16}
+	var out []*cloudprovider.InstanceType
+	for fam := 0; len(out) < n; fam++ {
+		ratio := ratios[fam%len(ratios)]
+		perCPU := 0.012 + 0.004*float64(ratio) + 0.01*r.Float64()
+		gpu := fam%9 == 8
+		for _, cpu := range sizes {
+			if len(out) == n {
+				break
+			}
+			s := itSpec{name: fmt.Sprintf("f%d.%dx", fam, cpu), cpu: cpu, memGi: cpu * ratio, price: perCPU * float64(cpu), zones: zones, noSpot: true}
+			if gpu {
+				s.gpus, s.gpuName = max(cpu/24, 1), "a10g"
+				s.price += 1.0 * float64(s.gpus)
+			}
+			it := makeIT(s)
+			for _, z := range zones {
+				it.Offerings = append(it.Offerings, cloudprovider.Offering{Zone: z, CapacityType: v1.CapacityTypeSpot,
+					PricePerHour: s.price * (0.3 + 0.4*r.Float64()), Available: r.Float64() > 0.1})
+			}
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+var benchZones = []string{"us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1e", "us-east-1f"}
+
+// diversePods is Karpenter's "diverse" benchmark mix: one fifth each of no
+// constraints, zone spread, hostname spread, zone self-affinity and hostname
+// anti-affinity, with a few request sizes.
+func diversePods(n int) []*corev1.Pod {
+	r := rand.New(rand.NewPCG(3, 4))
+	cpus := []string{"250m", "500m", "1", "2", "4"}
+	mems := []string{"512Mi", "1Gi", "2Gi", "4Gi", "8Gi"}
+	out := make([]*corev1.Pod, 0, n)
+	for i := range n {
+		kind := i % 5
+		size := r.IntN(len(cpus))
+		app := fmt.Sprintf("app-%d-%d", kind, size)
+		sel := map[string]string{"app": app}
+		opts := []podOpt{label("app", app)}
+		switch kind {
+		case 1:
+			opts = append(opts, spread(v1.LabelZone, 1, true, sel))
+		case 2:
+			opts = append(opts, spread(v1.LabelHostname, 1, true, sel))
+		case 3:
+			opts = append(opts, podAffinity(v1.LabelZone, sel))
+		case 4:
+			opts = append(opts, podAntiAffinity(v1.LabelHostname, sel))
+		}
+		out = append(out, makePod(fmt.Sprintf("p-%06d", i), cpus[size], mems[size], opts...))
+	}
+	return out
+}
+
+func benchSolve(b *testing.B, pods int) {
+	snap := &Snapshot{Pods: diversePods(pods), NodePools: []*NodePool{makePool("default", syntheticCatalog(1000, benchZones))}}
+	ctx := context.Background()
+	ffd, err := Solve(ctx, snap, WithStrategy(StrategyFFD))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var plan *Plan
+	for b.Loop() {
+		if plan, err = Solve(ctx, snap); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if len(plan.Unschedulable) > 0 {
+		b.Fatalf("%d unschedulable, first: %s", len(plan.Unschedulable), plan.Unschedulable[0].Reason)
+	}
+	b.ReportMetric(float64(pods)*float64(b.N)/b.Elapsed().Seconds(), "pods/s")
+	b.ReportMetric(plan.CostPerHour, "$/h")
+	b.ReportMetric(plan.LowerBoundPerHour, "lb$/h")
+	b.ReportMetric(100*(plan.CostPerHour-plan.LowerBoundPerHour)/plan.LowerBoundPerHour, "gap%")
+	b.ReportMetric(ffd.CostPerHour, "ffd$/h")
+	b.ReportMetric(float64(len(plan.NewNodes)), "nodes")
+}
+
+func BenchmarkSolveDiverse10k(b *testing.B)  { benchSolve(b, 10_000) }
+func BenchmarkSolveDiverse100k(b *testing.B) { benchSolve(b, 100_000) }
+
+// BenchmarkSolveUniform10k is the case where the bound is tight: identical
+// unconstrained pods.
+func BenchmarkSolveUniform10k(b *testing.B) {
+	snap := &Snapshot{Pods: makePods(10_000, "u", "1", "2Gi"), NodePools: []*NodePool{makePool("default", syntheticCatalog(1000, benchZones))}}
+	ctx := context.Background()
+	ffd, err := Solve(ctx, snap, WithStrategy(StrategyFFD))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var plan *Plan
+	for b.Loop() {
+		if plan, err = Solve(ctx, snap); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(10_000)*float64(b.N)/b.Elapsed().Seconds(), "pods/s")
+	b.ReportMetric(plan.CostPerHour, "$/h")
+	b.ReportMetric(plan.LowerBoundPerHour, "lb$/h")
+	b.ReportMetric(100*(plan.CostPerHour-plan.LowerBoundPerHour)/plan.LowerBoundPerHour, "gap%")
+	b.ReportMetric(ffd.CostPerHour, "ffd$/h")
+}

@@ -1,0 +1,677 @@
+package solver
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/labels"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
+)
+
+// model is the immutable, preprocessed form of a Snapshot that every
+// strategy run shares: pools with their pre-filtered instance types, pod
+// shapes, and the selector groups topology rules count.
+type model struct {
+	pools  []*pool
+	shapes []*shape // pending shapes first (in placement order), then shapes only present on nodes
+	groups []*group
+	// pending is the number of shapes with pods to place.
+	pending int
+	// existingShapes are the shapes of pods already on each node, by node index.
+	nodePods  [][]int
+	nodes     []*Node
+	nodeLabel []scheduling.Requirements
+	// gangs in name order, each with its shapes and how many of its pods are already on nodes.
+	gangs []*gang
+	zones []string
+	// reservations is how many machines each capacity reservation can still hold.
+	reservations map[string]int
+	// maxAlloc normalises dominant-resource sizes.
+	maxAlloc scheduling.Resources
+}
+
+// pool is a NodePool with its instance types filtered once by its
+// requirements and sorted by their cheapest offering.
+type pool struct {
+	idx    int
+	np     *NodePool
+	name   string
+	weight int32
+	reqs   scheduling.Requirements
+	taints []corev1.Taint
+	types  []*poolType
+	allIdx []int32
+	// hasReserved says some type has a capacity reservation.
+	hasReserved bool
+	// maxAlloc is the element-wise maximum allocatable over types.
+	maxAlloc scheduling.Resources
+	// limit and limited say which resources the pool caps; remaining is limit - usage.
+	limited   scheduling.Resources // 1 in each limited dimension
+	remaining scheduling.Resources
+	hasLimits bool
+}
+
+// poolType is one instance type as a pool would buy it.
+type poolType struct {
+	it       *cloudprovider.InstanceType
+	labels   map[string]string
+	alloc    scheduling.Resources // effective allocatable less DaemonSet overhead
+	capacity scheduling.Resources // effective capacity, what limits count
+	daemon   scheduling.Resources
+	offs     []cloudprovider.Offering // allowed, available; cheapest first
+	minPrice float64
+}
+
+// shape is a set of pods identical in everything the solver looks at, so
+// 10,000 replicas are analysed once.
+type shape struct {
+	idx    int
+	key    string
+	ns     string
+	labels map[string]string
+	pods   []*corev1.Pod // pending pods of this shape, by namespace/name
+	req    scheduling.Resources
+	pc     *scheduling.PodConstraints
+	err    error // constraints that could not be read
+	gang   string
+	size   float64
+	// antiOwn are the required anti-affinity terms, kept for symmetry.
+	antiOwn []scheduling.AffinityTerm
+	// groups this shape is a member of.
+	groups []int
+	// pinKeys are the non-hostname topology keys whose counts include this
+	// shape, so a new node it lands on must settle its value for them.
+	pinKeys []string
+	// levels[i] is the shape with its i weakest soft constraints relaxed.
+	levels []*level
+}
+
+// level is what a shape requires at one relaxation level.
+type level struct {
+	alts      []scheduling.Requirements
+	viable    [][][]bool // [alt][pool][type]
+	tolerates []error    // per pool
+	spread    []spreadRule
+	aff       []termRule
+	anti      []termRule
+	keys      []string            // non-hostname topology keys with rules, sorted
+	domains   map[string][]string // eligible values per non-hostname key
+	perNode   int                 // max pods of the shape per node (0: no cap)
+}
+
+type spreadRule struct {
+	key        string
+	maxSkew    int32
+	minDomains int32
+	group      int
+	self       bool
+	hard       bool
+}
+
+type termRule struct {
+	key   string
+	group int
+	self  bool
+}
+
+// group is a set of shapes some topology rule counts.
+type group struct {
+	members []bool
+	keys    []string // non-hostname keys the group is counted at
+}
+
+type gang struct {
+	name    string
+	size    int
+	shapes  []int
+	pending int
+	present int
+	zones   []string // zones of the gang's pods already on nodes
+}
+
+func newModel(snap *Snapshot) (*model, error) {
+	m := &model{nodes: slices.Clone(snap.Nodes)}
+	sort.SliceStable(m.nodes, func(i, j int) bool { return m.nodes[i].Name < m.nodes[j].Name })
+	if err := m.buildPools(snap); err != nil {
+		return nil, err
+	}
+	if err := m.buildShapes(snap); err != nil {
+		return nil, err
+	}
+	m.buildGroups()
+	return m, nil
+}
+
+func (m *model) buildPools(snap *Snapshot) error {
+	zones := map[string]bool{}
+	for _, np := range snap.NodePools {
+		if np == nil || np.NodePool == nil {
+			continue
+		}
+		p := &pool{np: np, name: np.Name, taints: np.Spec.Template.Spec.Taints}
+		if np.Spec.Weight != nil {
+			p.weight = *np.Spec.Weight
+		}
+		reqs, err := scheduling.FromAPI(np.Spec.Template.Spec.Requirements)
+		if err != nil {
+			return fmt.Errorf("nodepool %s: spec.template.spec.%w", np.Name, err)
+		}
+		reqs = reqs.Intersect(scheduling.FromLabels(np.Spec.Template.ObjectMeta.Labels))
+		reqs.Add(scheduling.MustRequirement(v1.LabelNodePool, corev1.NodeSelectorOpIn, np.Name))
+		p.reqs = reqs
+		for name, q := range np.Spec.Limits {
+			p.hasLimits = true
+			one := scheduling.FromList(corev1.ResourceList{name: q})
+			p.remaining = p.remaining.Add(one)
+			p.limited = p.limited.Max(scheduling.FromList(corev1.ResourceList{name: resource.MustParse("1")}))
+		}
+		if p.hasLimits {
+			p.remaining = p.remaining.Sub(scheduling.FromList(np.Usage))
+		}
+		for _, it := range np.InstanceTypes {
+			if pt := newPoolType(it, p, snap.DaemonSetPods); pt != nil {
+				p.types = append(p.types, pt)
+				for _, o := range pt.offs {
+					zones[o.Zone] = true
+				}
+			}
+		}
+		slices.SortStableFunc(p.types, func(a, b *poolType) int {
+			return cmp.Or(cmp.Compare(a.minPrice, b.minPrice), cmp.Compare(a.it.Name, b.it.Name))
+		})
+		for _, t := range p.types {
+			p.maxAlloc = p.maxAlloc.Max(t.alloc)
+		}
+		m.maxAlloc = m.maxAlloc.Max(p.maxAlloc)
+		m.pools = append(m.pools, p)
+	}
+	slices.SortStableFunc(m.pools, func(a, b *pool) int {
+		return cmp.Or(cmp.Compare(b.weight, a.weight), cmp.Compare(a.name, b.name))
+	})
+	for i, p := range m.pools {
+		p.idx = i
+	}
+	for z := range zones {
+		m.zones = append(m.zones, z)
+	}
+	m.reservations = map[string]int{}
+	for _, p := range m.pools {
+		for _, t := range p.types {
+			for _, o := range t.offs {
+				if o.CapacityType == v1.CapacityTypeReserved {
+					m.reservations[reservationKey(t.it.Name, o)] = o.ReservedCount
+					p.hasReserved = true
+				}
+			}
+		}
+	}
+	sort.Strings(m.zones)
+	return nil
+}
+
+// newPoolType filters an instance type by the pool's requirements and keeps
+// the offerings the pool may buy; nil when there are none.
+func newPoolType(it *cloudprovider.InstanceType, p *pool, daemons []*corev1.Pod) *poolType {
+	lbls := scheduling.NodeLabels(it, p.np.NodePool)
+	if p.reqs.Compatible(scheduling.FromLabels(lbls)) != nil {
+		return nil
+	}
+	zoneReq, ctReq := p.reqs.Get(v1.LabelZone), p.reqs.Get(v1.LabelCapacityType)
+	pt := &poolType{it: it, labels: lbls}
+	for _, o := range it.Offerings {
+		if !o.Available || (o.CapacityType == v1.CapacityTypeReserved && o.ReservedCount <= 0) {
+			continue
+		}
+		if (zoneReq != nil && !zoneReq.Allows(o.Zone)) || (ctReq != nil && !ctReq.Allows(o.CapacityType)) {
+			continue
+		}
+		pt.offs = append(pt.offs, o)
+	}
+	if len(pt.offs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(pt.offs, compareOfferings)
+	pt.minPrice = pt.offs[0].PricePerHour
+	capacity, alloc := scheduling.EffectiveCapacity(it, p.np.Spec.Template.Spec.GPU)
+	pt.capacity = scheduling.FromList(capacity)
+	nodeReqs := p.reqs.Intersect(scheduling.FromLabels(lbls))
+	pt.daemon = scheduling.DaemonSetOverhead(daemons, nodeReqs, p.taints)
+	pt.alloc = scheduling.FromList(alloc).Sub(pt.daemon)
+	return pt
+}
+
+func compareOfferings(a, b cloudprovider.Offering) int {
+	return cmp.Or(cmp.Compare(a.PricePerHour, b.PricePerHour), cmp.Compare(a.Zone, b.Zone),
+		cmp.Compare(a.CapacityType, b.CapacityType), cmp.Compare(a.ReservationID, b.ReservationID))
+}
+
+// buildShapes groups pending pods (and pods already on nodes, which count for
+// topology) into shapes, and orders pending shapes for placement: gangs
+// first, then largest dominant resource first.
+func (m *model) buildShapes(snap *Snapshot) error {
+	byKey := map[string]*shape{}
+	get := func(pod *corev1.Pod) (*shape, error) {
+		req := scheduling.PodRequests(pod)
+		key := shapeKey(pod, &req)
+		if s, ok := byKey[key]; ok {
+			return s, nil
+		}
+		s := &shape{key: key, ns: pod.Namespace, labels: pod.Labels, req: req}
+		s.pc, s.err = scheduling.NewPodConstraints(pod)
+		if s.pc != nil && pod.Spec.Affinity != nil && pod.Spec.Affinity.PodAntiAffinity != nil {
+			s.antiOwn = s.pc.AntiAffinity
+		}
+		name, _, err := scheduling.GangOf(pod)
+		if err != nil && s.err == nil {
+			s.err = err
+		}
+		s.gang = name
+		if name != "" {
+			s.gang = pod.Namespace + "/" + name
+		}
+		byKey[key] = s
+		return s, nil
+	}
+	pods := slices.Clone(snap.Pods)
+	slices.SortStableFunc(pods, func(a, b *corev1.Pod) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	var pending []*shape
+	for _, pod := range pods {
+		s, err := get(pod)
+		if err != nil {
+			return err
+		}
+		if len(s.pods) == 0 {
+			pending = append(pending, s)
+		}
+		s.pods = append(s.pods, pod)
+	}
+	for _, s := range pending {
+		s.size = dominantShare(&s.req, &m.maxAlloc)
+	}
+	slices.SortStableFunc(pending, func(a, b *shape) int {
+		return cmp.Or(cmp.Compare(boolInt(b.gang != ""), boolInt(a.gang != "")) /* gangs first */, cmp.Compare(a.gang, b.gang),
+			cmp.Compare(b.size, a.size), cmp.Compare(a.key, b.key))
+	})
+	m.shapes = pending
+	m.pending = len(pending)
+	seen := map[*shape]bool{}
+	for _, s := range pending {
+		seen[s] = true
+	}
+	m.nodePods = make([][]int, len(m.nodes))
+	m.nodeLabel = make([]scheduling.Requirements, len(m.nodes))
+	for i, n := range m.nodes {
+		m.nodeLabel[i] = scheduling.FromLabels(n.Labels)
+		for _, pod := range n.Pods {
+			s, err := get(pod)
+			if err != nil {
+				return err
+			}
+			if !seen[s] {
+				seen[s] = true
+				m.shapes = append(m.shapes, s)
+			}
+			m.nodePods[i] = append(m.nodePods[i], slices.Index(m.shapes, s))
+		}
+	}
+	for i, s := range m.shapes {
+		s.idx = i
+	}
+	m.buildGangs()
+	return nil
+}
+
+func (m *model) buildGangs() {
+	byName := map[string]*gang{}
+	for _, s := range m.shapes[:m.pending] {
+		if s.gang == "" {
+			continue
+		}
+		g, ok := byName[s.gang]
+		if !ok {
+			_, size, _ := scheduling.GangOf(s.pods[0])
+			g = &gang{name: s.gang, size: size}
+			byName[s.gang] = g
+			m.gangs = append(m.gangs, g)
+		}
+		g.shapes = append(g.shapes, s.idx)
+		g.pending += len(s.pods)
+	}
+	for i, n := range m.nodes {
+		for j, pod := range n.Pods {
+			s := m.shapes[m.nodePods[i][j]]
+			if g, ok := byName[s.gang]; ok && s.gang != "" {
+				g.present++
+				if z := n.Labels[v1.LabelZone]; z != "" && !slices.Contains(g.zones, z) {
+					g.zones = append(g.zones, z)
+				}
+			}
+			_ = pod
+		}
+	}
+	for _, g := range m.gangs {
+		sort.Strings(g.zones)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// dominantShare is the largest fraction of the biggest machine a request takes.
+func dominantShare(r, maxAlloc *scheduling.Resources) float64 {
+	var share float64
+	for i, v := range r.Fixed {
+		if scheduling.Slot(i) == scheduling.SlotPods || v == 0 {
+			continue
+		}
+		if c := maxAlloc.Fixed[i]; c > 0 {
+			share = max(share, float64(v)/float64(c))
+		} else {
+			share = max(share, 1)
+		}
+	}
+	for k, v := range r.Ext {
+		if c := maxAlloc.Ext[k]; c > 0 && v > 0 {
+			share = max(share, float64(v)/float64(c))
+		} else if v > 0 {
+			share = max(share, 1)
+		}
+	}
+	return share
+}
+
+// shapeKey is a canonical string of everything the solver reads from a pod.
+func shapeKey(pod *corev1.Pod, req *scheduling.Resources) string {
+	var b strings.Builder
+	b.WriteString(pod.Namespace)
+	b.WriteByte('|')
+	writeMap(&b, pod.Labels)
+	b.WriteByte('|')
+	b.WriteString(req.Key())
+	b.WriteByte('|')
+	writeMap(&b, pod.Spec.NodeSelector)
+	for _, v := range []any{pod.Spec.Affinity, pod.Spec.Tolerations, pod.Spec.TopologySpreadConstraints} {
+		b.WriteByte('|')
+		if v != nil {
+			raw, _ := json.Marshal(v) // these API types always marshal
+			b.Write(raw)
+		}
+	}
+	return b.String()
+}
+
+func writeMap(b *strings.Builder, mp map[string]string) {
+	keys := make([]string, 0, len(mp))
+	for k := range mp {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(mp[k])
+		b.WriteByte(',')
+	}
+}
+
+// buildGroups turns every topology term of the pending shapes (and the
+// anti-affinity of every shape, for symmetry) into counted groups.
+func (m *model) buildGroups() {
+	for _, s := range m.shapes[:m.pending] {
+		if s.err != nil {
+			continue
+		}
+		s.levels = m.newLevels(s)
+	}
+	for _, g := range m.groups {
+		for _, k := range g.keys {
+			for i, in := range g.members {
+				if in && !slices.Contains(m.shapes[i].pinKeys, k) {
+					m.shapes[i].pinKeys = append(m.shapes[i].pinKeys, k)
+				}
+			}
+		}
+	}
+	for _, s := range m.shapes {
+		sort.Strings(s.pinKeys)
+		for gi, g := range m.groups {
+			if g.members[s.idx] {
+				s.groups = append(s.groups, gi)
+			}
+		}
+	}
+}
+
+// newGroup adds a group of the shapes sel matches and returns its index.
+func (m *model) newGroup(key string, match func(s *shape) bool) int {
+	g := &group{members: make([]bool, len(m.shapes))}
+	for i, s := range m.shapes {
+		g.members[i] = match(s)
+	}
+	if key != v1.LabelHostname {
+		g.keys = []string{key}
+	}
+	m.groups = append(m.groups, g)
+	return len(m.groups) - 1
+}
+
+// newLevels builds the shape's relaxation ladder: level 0 keeps every
+// constraint; each next level drops the lightest remaining preferred node
+// affinity term, then one soft topology spread constraint. Rules share their
+// counted groups across levels.
+func (m *model) newLevels(s *shape) []*level {
+	base := m.newLevel(s, s.pc)
+	levels := []*level{base}
+	pc := *s.pc
+	for len(pc.Preferred) > 0 {
+		pc.Preferred = pc.Preferred[:len(pc.Preferred)-1]
+		l := *levels[len(levels)-1]
+		l.alts = pc.EffectiveNodeRequirements()
+		l.viable = m.viability(l.alts)
+		levels = append(levels, m.withDomains(&l))
+	}
+	for {
+		prev := levels[len(levels)-1]
+		i := slices.IndexFunc(prev.spread, func(r spreadRule) bool { return !r.hard })
+		if i < 0 {
+			return levels
+		}
+		l := *prev
+		l.spread = slices.Delete(slices.Clone(prev.spread), i, i+1)
+		levels = append(levels, m.withDomains(&l))
+	}
+}
+
+func (m *model) viability(alts []scheduling.Requirements) [][][]bool {
+	viable := make([][][]bool, len(alts))
+	for ai, alt := range alts {
+		viable[ai] = make([][]bool, len(m.pools))
+		for pi, p := range m.pools {
+			row := make([]bool, len(p.types))
+			if p.reqs.Admits(alt) == nil {
+				for ti, t := range p.types {
+					row[ti] = typeAdmits(t, p, alt)
+				}
+			}
+			viable[ai][pi] = row
+		}
+	}
+	return viable
+}
+
+// withDomains recomputes the level's topology keys, per-node cap and domains.
+func (m *model) withDomains(l *level) *level {
+	keys := map[string]bool{}
+	l.perNode = 0
+	for _, r := range l.spread {
+		if r.key != v1.LabelHostname {
+			keys[r.key] = true
+		} else if r.self && r.hard {
+			l.perNode = capPerNode(l.perNode, int(r.maxSkew))
+		}
+	}
+	for _, r := range l.aff {
+		if r.key != v1.LabelHostname {
+			keys[r.key] = true
+		}
+	}
+	for _, r := range l.anti {
+		if r.key != v1.LabelHostname {
+			keys[r.key] = true
+		} else if r.self {
+			l.perNode = 1
+		}
+	}
+	l.keys = nil
+	for k := range keys {
+		l.keys = append(l.keys, k)
+	}
+	sort.Strings(l.keys)
+	l.domains = map[string][]string{}
+	for _, k := range l.keys {
+		l.domains[k] = m.eligibleDomains(l, k)
+	}
+	return l
+}
+
+func (m *model) newLevel(s *shape, pc *scheduling.PodConstraints) *level {
+	l := &level{alts: pc.EffectiveNodeRequirements(), domains: map[string][]string{}}
+	l.tolerates = make([]error, len(m.pools))
+	for pi, p := range m.pools {
+		l.tolerates[pi] = scheduling.Tolerates(pc.Tolerations, p.taints)
+	}
+	l.viable = m.viability(l.alts)
+	selfSel := func(sel labels.Selector) bool { return sel.Matches(labels.Set(s.labels)) }
+	for _, tsc := range pc.Spread {
+		ns := s.ns
+		sel := tsc.Selector
+		g := m.newGroup(tsc.Key, func(o *shape) bool { return o.ns == ns && sel.Matches(labels.Set(o.labels)) })
+		l.spread = append(l.spread, spreadRule{key: tsc.Key, maxSkew: tsc.MaxSkew, minDomains: tsc.MinDomains, group: g, self: selfSel(sel), hard: tsc.Hard})
+	}
+	for i := range pc.Affinity {
+		t := &pc.Affinity[i]
+		g := m.newGroup(t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
+		l.aff = append(l.aff, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
+	}
+	for i := range pc.AntiAffinity {
+		t := &pc.AntiAffinity[i]
+		g := m.newGroup(t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
+		l.anti = append(l.anti, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
+	}
+	// Symmetry: a pod may not join a domain holding a pod whose anti-affinity selects it.
+	for _, o := range m.shapes {
+		for i := range o.antiOwn {
+			t := &o.antiOwn[i]
+			if o == s || !t.Matches(s.ns, s.labels) {
+				continue
+			}
+			owner := o
+			g := m.newGroup(t.Key, func(x *shape) bool { return x == owner })
+			l.anti = append(l.anti, termRule{key: t.Key, group: g})
+		}
+	}
+	return m.withDomains(l)
+}
+
+func capPerNode(cur, n int) int {
+	if cur == 0 || n < cur {
+		return n
+	}
+	return cur
+}
+
+// eligibleDomains are the values of key a pod at this level could land in:
+// from the offerings of every type it may run on, and from existing nodes it matches.
+func (m *model) eligibleDomains(l *level, key string) []string {
+	set := map[string]bool{}
+	for ai := range l.alts {
+		for pi, p := range m.pools {
+			if l.tolerates[pi] != nil {
+				continue
+			}
+			for ti, t := range p.types {
+				if !l.viable[ai][pi][ti] {
+					continue
+				}
+				for _, o := range t.offs {
+					if v, ok := offeringValue(t, o, key); ok && (l.alts[ai].Get(key) == nil || l.alts[ai].Get(key).Allows(v)) {
+						set[v] = true
+					}
+				}
+			}
+		}
+	}
+	for i, n := range m.nodes {
+		v, ok := n.Labels[key]
+		if !ok {
+			continue
+		}
+		for _, alt := range l.alts {
+			if alt.Matches(m.nodes[i].Labels) {
+				set[v] = true
+				break
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for v := range set {
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// offeringValue is the value of a label key on a machine of type t bought as o.
+func offeringValue(t *poolType, o cloudprovider.Offering, key string) (string, bool) {
+	switch key {
+	case v1.LabelZone:
+		return o.Zone, true
+	case v1.LabelCapacityType:
+		return o.CapacityType, true
+	}
+	v, ok := t.labels[key]
+	return v, ok
+}
+
+// typeAdmits reports whether a machine of type t from pool p can satisfy the
+// pod requirements alt: its labels, and at least one offering's zone and capacity type.
+func typeAdmits(t *poolType, p *pool, alt scheduling.Requirements) bool {
+	for k, r := range alt {
+		switch k {
+		case v1.LabelZone, v1.LabelCapacityType:
+			continue
+		}
+		if v, ok := t.labels[k]; ok {
+			if !r.Allows(v) {
+				return false
+			}
+		} else if p.reqs.Get(k) == nil && !v1.WellKnownLabels[k] && !r.AllowsAbsent() {
+			return false
+		}
+	}
+	return hasOffering(t, alt.Get(v1.LabelZone), alt.Get(v1.LabelCapacityType))
+}
+
+func hasOffering(t *poolType, zone, ct *scheduling.Requirement) bool {
+	for _, o := range t.offs {
+		if (zone == nil || zone.Allows(o.Zone)) && (ct == nil || ct.Allows(o.CapacityType)) {
+			return true
+		}
+	}
+	return false
+}

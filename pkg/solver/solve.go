@@ -1,0 +1,462 @@
+package solver
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
+)
+
+// Strategy selects how new nodes are sized.
+type Strategy int
+
+const (
+	// StrategyBest runs both strategies below and keeps the better plan
+	// (fewer unschedulable pods, then lower cost), so it is never worse than FFD.
+	StrategyBest Strategy = iota
+	// StrategyFFD is plain first-fit-decreasing: a new node may grow into any
+	// type of its pool, and gets the cheapest type that holds what it packed.
+	StrategyFFD
+	// StrategyCostAware caps each new node at the type with the lowest price
+	// per pod of the shape that opened it.
+	StrategyCostAware
+)
+
+// DefaultMaxChoices bounds each new node's fallback list.
+const DefaultMaxChoices = 20
+
+type options struct {
+	strategy   Strategy
+	maxChoices int
+}
+
+// Option tunes Solve.
+type Option func(*options)
+
+// WithStrategy selects the packing strategy (default StrategyBest).
+func WithStrategy(s Strategy) Option { return func(o *options) { o.strategy = s } }
+
+// WithMaxChoices bounds each new node's choices (default DefaultMaxChoices).
+func WithMaxChoices(n int) Option { return func(o *options) { o.maxChoices = max(n, 1) } }
+
+// Solve plans where snap's pods go. It is deterministic: the same snapshot
+// yields the same plan. It fails only on malformed input (e.g. a NodePool
+// requirement with a bad operator) or a cancelled context; pods that cannot
+// be placed are reported in Plan.Unschedulable with a reason.
+func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
+	o := options{maxChoices: DefaultMaxChoices}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if snap == nil {
+		return nil, fmt.Errorf("solving: nil snapshot")
+	}
+	m, err := newModel(snap)
+	if err != nil {
+		return nil, fmt.Errorf("solving: %w", err)
+	}
+	var plan *Plan
+	switch o.strategy {
+	case StrategyFFD, StrategyCostAware:
+		if plan, err = run(ctx, m, o.strategy == StrategyCostAware, o.maxChoices); err != nil {
+			return nil, err
+		}
+	default:
+		aware, err := run(ctx, m, true, o.maxChoices)
+		if err != nil {
+			return nil, err
+		}
+		ffd, err := run(ctx, m, false, o.maxChoices)
+		if err != nil {
+			return nil, err
+		}
+		plan = aware
+		if len(ffd.Unschedulable) < len(aware.Unschedulable) ||
+			(len(ffd.Unschedulable) == len(aware.Unschedulable) && ffd.CostPerHour < aware.CostPerHour-1e-9) {
+			plan = ffd
+		}
+	}
+	plan.LowerBoundPerHour = lowerBound(m, plan)
+	log.FromContext(ctx).V(1).Info("solved", "pods", len(snap.Pods), "bindings", len(plan.Bindings),
+		"newNodes", len(plan.NewNodes), "unschedulable", len(plan.Unschedulable),
+		"costPerHour", plan.CostPerHour, "lowerBoundPerHour", plan.LowerBoundPerHour)
+	return plan, nil
+}
+
+// run is one strategy's pass: gangs first, all-or-nothing per zone, then the
+// remaining shapes in first-fit-decreasing order.
+func run(ctx context.Context, m *model, costAware bool, maxChoices int) (*Plan, error) {
+	st := newState(m, costAware)
+	for _, g := range m.gangs {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("solving: %w", err)
+		}
+		st = st.placeGang(g)
+	}
+	placed := 0
+	for _, s := range m.shapes[:m.pending] {
+		if s.gang != "" {
+			continue
+		}
+		if s.err != nil {
+			for _, pod := range s.pods {
+				st.unsched = append(st.unsched, Unschedulable{Pod: pod, Reason: s.err.Error()})
+			}
+			continue
+		}
+		reason := ""
+		for _, pod := range s.pods {
+			if placed++; placed%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					return nil, fmt.Errorf("solving: %w", err)
+				}
+			}
+			if st.place(s, pod) {
+				continue
+			}
+			if reason == "" {
+				reason = st.explain(s)
+			}
+			st.unsched = append(st.unsched, Unschedulable{Pod: pod, Reason: reason})
+		}
+	}
+	return st.finish(maxChoices), nil
+}
+
+// placeGang plans every pending pod of a gang in one zone or none of them,
+// trying each zone on a copy of the state and keeping the cheapest.
+func (st *state) placeGang(g *gang) *state {
+	fail := func(reason string) *state {
+		for _, si := range g.shapes {
+			for _, pod := range st.m.shapes[si].pods {
+				st.unsched = append(st.unsched, Unschedulable{Pod: pod, Reason: reason})
+			}
+		}
+		return st
+	}
+	for _, si := range g.shapes {
+		if err := st.m.shapes[si].err; err != nil {
+			return fail(err.Error())
+		}
+	}
+	if have := g.pending + g.present; have < g.size {
+		return fail(fmt.Sprintf("pod group %s has %d of its %d pods", g.name, have, g.size))
+	}
+	zones := st.m.zones
+	if len(g.zones) > 0 {
+		zones = g.zones
+	}
+	var best *state
+	firstReason := ""
+	for _, z := range zones {
+		c := st.clone()
+		c.forceZone = z
+		ok := true
+		for _, si := range g.shapes {
+			s := c.m.shapes[si]
+			for _, pod := range s.pods {
+				if !c.place(s, pod) {
+					if firstReason == "" {
+						firstReason = c.explain(s)
+					}
+					ok = false
+					break
+				}
+			}
+			if !ok {
+				break
+			}
+		}
+		if ok && (best == nil || c.cost() < best.cost()-1e-9) {
+			best = c
+		}
+	}
+	if best == nil {
+		reason := fmt.Sprintf("pod group %s: its %d pods do not fit together in any one zone", g.name, g.pending)
+		if firstReason != "" {
+			reason += " (" + firstReason + ")"
+		}
+		return fail(reason)
+	}
+	best.forceZone = ""
+	return best
+}
+
+// finish turns the state into a Plan: each new node's ordered choices,
+// requests and requirements.
+func (st *state) finish(maxChoices int) *Plan {
+	plan := &Plan{Bindings: st.bindings, Unschedulable: st.unsched}
+	reserved := map[string]int{} // reservation key -> machines already planned into it
+	// Nodes that must be reserved pick their reservations before nodes that
+	// merely find reserved capacity cheapest; the plan keeps creation order.
+	built := make([]*NewNode, len(st.nodes))
+	reasons := make([]string, len(st.nodes))
+	for _, mustReserve := range []bool{true, false} {
+		for i, n := range st.nodes {
+			if st.onlyReserved(n) == mustReserve {
+				built[i], reasons[i] = st.newNode(n, reserved, maxChoices)
+			}
+		}
+	}
+	for i, n := range st.nodes {
+		if built[i] == nil {
+			for _, pod := range n.pods {
+				plan.Unschedulable = append(plan.Unschedulable, Unschedulable{Pod: pod, Reason: reasons[i]})
+			}
+			continue
+		}
+		plan.NewNodes = append(plan.NewNodes, built[i])
+		plan.CostPerHour += built[i].PricePerHour()
+	}
+	return plan
+}
+
+// onlyReserved reports whether every offering the node may still launch as
+// is a reservation.
+func (st *state) onlyReserved(n *newNode) bool {
+	zone, ct := n.reqs.Get(v1.LabelZone), n.reqs.Get(v1.LabelCapacityType)
+	for _, ti := range n.cands {
+		t := n.pool.types[ti]
+		if !scheduling.FitsSum(&n.used, &scheduling.Resources{}, &t.alloc) {
+			continue
+		}
+		for _, o := range t.offs {
+			if o.CapacityType != v1.CapacityTypeReserved && (zone == nil || zone.Allows(o.Zone)) && (ct == nil || ct.Allows(o.CapacityType)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func settledReserved(reqs scheduling.Requirements) bool {
+	r := reqs.Get(v1.LabelCapacityType)
+	return r != nil && r.Len() == 1 && r.Allows(v1.CapacityTypeReserved)
+}
+
+func reservationKey(it string, o cloudprovider.Offering) string {
+	return it + "/" + o.Zone + "/" + o.ReservationID
+}
+
+func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int) (*NewNode, string) {
+	p := n.pool
+	zone, ct := n.reqs.Get(v1.LabelZone), n.reqs.Get(v1.LabelCapacityType)
+	type pick struct {
+		t *poolType
+		o cloudprovider.Offering
+	}
+	less := func(a, b pick) int {
+		return cmp.Or(compareOfferingPrice(a.o, b.o), cmp.Compare(a.t.it.Name, b.t.it.Name), compareOfferings(a.o, b.o))
+	}
+	// valid reports whether o of t may be a choice; each walks the candidates
+	// cheapest first, so the top-k scan below can stop early.
+	valid := func(t *poolType, o cloudprovider.Offering) bool {
+		if (zone != nil && !zone.Allows(o.Zone)) || (ct != nil && !ct.Allows(o.CapacityType)) {
+			return false
+		}
+		return o.CapacityType != v1.CapacityTypeReserved || reserved[reservationKey(t.it.Name, o)] < o.ReservedCount
+	}
+	fits := func(t *poolType) bool {
+		return scheduling.FitsSum(&n.used, &scheduling.Resources{}, &t.alloc) &&
+			(!p.hasLimits || withinLimits(&p.limited, &st.remaining[p.idx], &n.charged, &t.capacity))
+	}
+	// Top maxChoices by (price, name, offering): types are sorted by their
+	// cheapest offering, so once that exceeds the k-th best nothing later can enter.
+	chosen := make([]pick, 0, maxChoices+1)
+	for _, ti := range n.cands {
+		t := p.types[ti]
+		if len(chosen) == maxChoices && t.minPrice > chosen[len(chosen)-1].o.PricePerHour {
+			break
+		}
+		if !fits(t) {
+			continue
+		}
+		for _, o := range t.offs {
+			if !valid(t, o) {
+				continue
+			}
+			pk := pick{t, o}
+			i, _ := slices.BinarySearchFunc(chosen, pk, less)
+			if i >= maxChoices {
+				continue
+			}
+			chosen = slices.Insert(chosen, i, pk)
+			if len(chosen) > maxChoices {
+				chosen = chosen[:maxChoices]
+			}
+		}
+	}
+	if len(chosen) == 0 {
+		return nil, fmt.Sprintf("nodepool %s: no offering left for the planned node (reservations used up)", p.name)
+	}
+	// minValues: the choices must span enough distinct values of each key.
+	for _, key := range n.reqs.Keys() {
+		r := n.reqs.Get(key)
+		if r.MinValues == nil {
+			continue
+		}
+		set := map[string]bool{}
+		for _, pk := range chosen {
+			if v, ok := offeringValue(pk.t, pk.o, key); ok {
+				set[v] = true
+			}
+		}
+		for _, ti := range n.cands {
+			if len(set) >= *r.MinValues {
+				break
+			}
+			t := p.types[ti]
+			if !fits(t) {
+				continue
+			}
+			for _, o := range t.offs {
+				if v, ok := offeringValue(t, o, key); ok && !set[v] && valid(t, o) {
+					set[v] = true
+					chosen = append(chosen, pick{t, o})
+					break
+				}
+			}
+		}
+		if len(set) < *r.MinValues {
+			return nil, fmt.Sprintf("nodepool %s requires at least %d distinct %s but only %d fit the pods", p.name, *r.MinValues, key, len(set))
+		}
+	}
+	first := chosen[0]
+	if first.o.CapacityType == v1.CapacityTypeReserved {
+		reserved[reservationKey(first.t.it.Name, first.o)]++
+	}
+	if p.hasLimits {
+		st.remaining[p.idx] = st.remaining[p.idx].Add(n.charged).Sub(first.t.capacity)
+		n.charged = first.t.capacity
+	}
+	out := &NewNode{NodePool: p.name, Pods: n.pods}
+	types, zones, cts := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, pk := range chosen {
+		out.Choices = append(out.Choices, Choice{InstanceType: pk.t.it, Offering: pk.o})
+		types[pk.t.it.Name], zones[pk.o.Zone], cts[pk.o.CapacityType] = true, true, true
+	}
+	out.Requests = n.used.Add(first.t.daemon).ToList()
+	reqs := n.reqs.Copy()
+	reqs.Add(scheduling.MustRequirement(v1.LabelInstanceType, corev1.NodeSelectorOpIn, sortedKeys(types)...))
+	reqs.Add(scheduling.MustRequirement(v1.LabelZone, corev1.NodeSelectorOpIn, sortedKeys(zones)...))
+	reqs.Add(scheduling.MustRequirement(v1.LabelCapacityType, corev1.NodeSelectorOpIn, sortedKeys(cts)...))
+	// The instance-type minValues, if any, still applies to the narrowed set.
+	out.Requirements = reqs.ToAPI()
+	return out, ""
+}
+
+// compareOfferingPrice orders by price only, so equal prices fall through to names.
+func compareOfferingPrice(a, b cloudprovider.Offering) int { return cmp.Compare(a.PricePerHour, b.PricePerHour) }
+
+func sortedKeys(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for k := range set {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// explain says, for humans, why no node can take a pod of shape s.
+func (st *state) explain(s *shape) string {
+	l := s.levels[st.level[s.idx]]
+	if len(st.m.pools) == 0 {
+		return "no nodepool can launch nodes and no existing node fits"
+	}
+	if r := st.zoneNobodyOffers(l); r != "" {
+		return r
+	}
+	var reasons []string
+	for _, p := range st.m.pools {
+		reasons = append(reasons, st.explainPool(s, l, p))
+	}
+	return strings.Join(reasons, "; ")
+}
+
+// zoneNobodyOffers reports a zone requirement no pool can meet at all.
+func (st *state) zoneNobodyOffers(l *level) string {
+	for _, alt := range l.alts {
+		zr := alt.Get(v1.LabelZone)
+		if zr == nil || zr.Values() == nil {
+			return ""
+		}
+		for _, p := range st.m.pools {
+			for _, t := range p.types {
+				if hasOffering(t, zr, nil) {
+					return ""
+				}
+			}
+		}
+	}
+	zr := l.alts[0].Get(v1.LabelZone)
+	return fmt.Sprintf("requires zone %s which no nodepool offers", strings.Join(zr.Values(), " or "))
+}
+
+func (st *state) explainPool(s *shape, l *level, p *pool) string {
+	if err := l.tolerates[p.idx]; err != nil {
+		return fmt.Sprintf("nodepool %s: %v", p.name, err)
+	}
+	var maxAlloc scheduling.Resources
+	anyViable := false
+	var admitErr error
+	for ai, alt := range l.alts {
+		if err := p.reqs.Admits(alt); err != nil {
+			admitErr = err
+			continue
+		}
+		for ti, t := range p.types {
+			if l.viable[ai][p.idx][ti] {
+				anyViable = true
+				maxAlloc = maxAlloc.Max(t.alloc)
+			}
+		}
+	}
+	if !anyViable {
+		if admitErr != nil {
+			return fmt.Sprintf("nodepool %s: pod %v", p.name, admitErr)
+		}
+		return fmt.Sprintf("nodepool %s: no instance type matches the pod's node requirements (%s)", p.name, l.alts[0])
+	}
+	if over := s.req.Exceeded(&maxAlloc); len(over) > 0 {
+		return fmt.Sprintf("no instance type in nodepool %s has %s %s", p.name, formatAmount(over[0], s.req.Get(over[0])), over[0])
+	}
+	if p.hasLimits {
+		var c scheduling.Resources
+		for _, t := range p.types {
+			if s.req.Fits(&t.alloc) {
+				c = t.capacity
+				break
+			}
+		}
+		if over := c.Exceeded(&st.remaining[p.idx]); len(over) > 0 {
+			for _, r := range over {
+				if p.limited.Get(r) != 0 {
+					return fmt.Sprintf("nodepool %s limits reached: %s", p.name, r)
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("nodepool %s: topology spread or pod (anti-)affinity cannot be satisfied", p.name)
+}
+
+func formatAmount(name corev1.ResourceName, v int64) string {
+	switch name {
+	case corev1.ResourceCPU:
+		if v%1000 == 0 {
+			return fmt.Sprint(v / 1000)
+		}
+		return fmt.Sprintf("%dm", v)
+	case corev1.ResourceMemory, corev1.ResourceEphemeralStorage:
+		return fmt.Sprintf("%.1fGi", float64(v)/(1<<30))
+	}
+	return fmt.Sprint(v)
+}

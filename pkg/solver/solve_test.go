@@ -1,0 +1,418 @@
+package solver
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+)
+
+// cpuCatalog: three sizes, priced linearly, spot at 40%.
+func cpuCatalog() []*cloudprovider.InstanceType {
+	return []*cloudprovider.InstanceType{
+		makeIT(itSpec{name: "c.large", cpu: 2, memGi: 4, price: 0.10}),
+		makeIT(itSpec{name: "c.xlarge", cpu: 4, memGi: 8, price: 0.20}),
+		makeIT(itSpec{name: "c.4xlarge", cpu: 16, memGi: 32, price: 0.80}),
+	}
+}
+
+// outcome is the part of a plan the table tests compare.
+type outcome struct {
+	Bound  map[string]string // pod -> existing node
+	Nodes  []string          // "pool/type/zone/capacity-type: pods", sorted
+	Failed map[string]string // pod -> reason
+}
+
+func outcomeOf(p *Plan) outcome {
+	o := outcome{}
+	for _, b := range p.Bindings {
+		if o.Bound == nil {
+			o.Bound = map[string]string{}
+		}
+		o.Bound[b.Pod.Name] = b.NodeName
+	}
+	for _, n := range p.NewNodes {
+		c := n.Choices[0]
+		var pods []string
+		for _, pod := range n.Pods {
+			pods = append(pods, pod.Name)
+		}
+		sort.Strings(pods)
+		o.Nodes = append(o.Nodes, fmt.Sprintf("%s/%s/%s/%s: %s", n.NodePool, c.InstanceType.Name, c.Offering.Zone, c.Offering.CapacityType, strings.Join(pods, " ")))
+	}
+	sort.Strings(o.Nodes)
+	for _, u := range p.Unschedulable {
+		if o.Failed == nil {
+			o.Failed = map[string]string{}
+		}
+		o.Failed[u.Pod.Name] = u.Reason
+	}
+	return o
+}
+
+func existingNode(name, zone, cpu, mem string, pods ...*corev1.Pod) *Node {
+	return &Node{Name: name, Labels: map[string]string{v1.LabelZone: zone, v1.LabelHostname: name, v1.LabelCapacityType: v1.CapacityTypeOnDemand},
+		Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(mem), corev1.ResourcePods: resource.MustParse("110")},
+		Pods:        pods}
+}
+
+func TestSolveConstraints(t *testing.T) {
+	a, b, c := testZones[0], testZones[1], testZones[2]
+	app := func(name string) map[string]string { return map[string]string{"app": name} }
+	onDemand := withReq(v1.LabelCapacityType, corev1.NodeSelectorOpIn, v1.CapacityTypeOnDemand)
+	for _, tc := range []struct {
+		name string
+		snap *Snapshot
+		want outcome
+	}{
+		{
+			name: "existing capacity first",
+			snap: &Snapshot{
+				Pods:      makePods(2, "web", "1", "1Gi"),
+				Nodes:     []*Node{existingNode("n1", b, "4", "8Gi")},
+				NodePools: []*NodePool{makePool("default", cpuCatalog())},
+			},
+			want: outcome{Bound: map[string]string{"web-000": "n1", "web-001": "n1"}},
+		},
+		{
+			name: "cheapest offering: spot, packed on one node",
+			snap: &Snapshot{Pods: makePods(3, "web", "1", "1Gi"), NodePools: []*NodePool{makePool("default", cpuCatalog())}},
+			want: outcome{Nodes: []string{"default/c.xlarge/us-east-1a/spot: web-000 web-001 web-002"}},
+		},
+		{
+			name: "pool requirement narrows capacity type",
+			snap: &Snapshot{Pods: makePods(1, "web", "1", "1Gi"), NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)}},
+			want: outcome{Nodes: []string{"default/c.large/us-east-1a/on-demand: web-000"}},
+		},
+		{
+			name: "node selector on zone",
+			snap: &Snapshot{Pods: makePods(1, "web", "1", "1Gi", nodeSelector(v1.LabelZone, c)), NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)}},
+			want: outcome{Nodes: []string{"default/c.large/us-east-1c/on-demand: web-000"}},
+		},
+		{
+			name: "zone no pool offers",
+			snap: &Snapshot{Pods: makePods(1, "web", "1", "1Gi", nodeSelector(v1.LabelZone, "us-east-1z")), NodePools: []*NodePool{makePool("default", cpuCatalog())}},
+			want: outcome{Failed: map[string]string{"web-000": "requires zone us-east-1z which no nodepool offers"}},
+		},
+		{
+			name: "required node affinity alternatives",
+			snap: &Snapshot{Pods: makePods(1, "web", "1", "1Gi", requiredNodeAffinity(v1.LabelInstanceType, corev1.NodeSelectorOpIn, "c.xlarge")), NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)}},
+			want: outcome{Nodes: []string{"default/c.xlarge/us-east-1a/on-demand: web-000"}},
+		},
+		{
+			name: "preferred affinity honoured when possible",
+			snap: &Snapshot{Pods: makePods(1, "web", "1", "1Gi", preferredNodeAffinity(50, v1.LabelZone, corev1.NodeSelectorOpIn, b)), NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)}},
+			want: outcome{Nodes: []string{"default/c.large/us-east-1b/on-demand: web-000"}},
+		},
+		{
+			name: "preferred affinity relaxed when impossible",
+			snap: &Snapshot{Pods: makePods(1, "web", "1", "1Gi", preferredNodeAffinity(50, v1.LabelZone, corev1.NodeSelectorOpIn, "us-east-1z")), NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)}},
+			want: outcome{Nodes: []string{"default/c.large/us-east-1a/on-demand: web-000"}},
+		},
+		{
+			name: "taint not tolerated",
+			snap: &Snapshot{Pods: makePods(1, "web", "1", "1Gi"), NodePools: []*NodePool{makePool("gpu", gpuCatalog(), withTaint("nvidia.com/gpu"))}},
+			want: outcome{Failed: map[string]string{"web-000": "nodepool gpu: taint nvidia.com/gpu:NoSchedule not tolerated"}},
+		},
+		{
+			name: "tainted existing node skipped",
+			snap: &Snapshot{
+				Pods: makePods(1, "web", "1", "1Gi"),
+				Nodes: []*Node{func() *Node {
+					n := existingNode("n1", a, "4", "8Gi")
+					n.Taints = []corev1.Taint{{Key: "dedicated", Effect: corev1.TaintEffectNoExecute}}
+					return n
+				}()},
+				NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)},
+			},
+			want: outcome{Nodes: []string{"default/c.large/us-east-1a/on-demand: web-000"}},
+		},
+		{
+			name: "no type big enough",
+			snap: &Snapshot{Pods: makePods(1, "train", "8", "64Gi", gpus(16)), NodePools: []*NodePool{makePool("gpu", gpuCatalog())}},
+			want: outcome{Failed: map[string]string{"train-000": "no instance type in nodepool gpu has 16 nvidia.com/gpu"}},
+		},
+		{
+			name: "limits reached",
+			snap: &Snapshot{
+				Pods:      makePods(2, "train", "8", "64Gi", gpus(8)),
+				NodePools: []*NodePool{makePool("gpu", gpuCatalog(), withLimit(v1.ResourceNvidiaGPU, "8"))},
+			},
+			want: outcome{
+				Nodes:  []string{"gpu/g5.48xlarge/us-east-1a/on-demand: train-000"},
+				Failed: map[string]string{"train-001": "nodepool gpu limits reached: nvidia.com/gpu"},
+			},
+		},
+		{
+			name: "limits count existing usage",
+			snap: &Snapshot{
+				Pods: makePods(1, "train", "8", "64Gi", gpus(8)),
+				NodePools: []*NodePool{func() *NodePool {
+					p := makePool("gpu", gpuCatalog(), withLimit(v1.ResourceNvidiaGPU, "8"))
+					p.Usage = corev1.ResourceList{v1.ResourceNvidiaGPU: resource.MustParse("4")}
+					return p
+				}()},
+			},
+			want: outcome{Failed: map[string]string{"train-000": "nodepool gpu limits reached: nvidia.com/gpu"}},
+		},
+		{
+			name: "heavier pool first even when pricier",
+			snap: &Snapshot{Pods: makePods(1, "web", "1", "1Gi"), NodePools: []*NodePool{
+				makePool("cheap", cpuCatalog(), onDemand),
+				makePool("preferred", []*cloudprovider.InstanceType{makeIT(itSpec{name: "p.large", cpu: 2, memGi: 4, price: 5, noSpot: true})}, withWeight(50)),
+			}},
+			want: outcome{Nodes: []string{"preferred/p.large/us-east-1a/on-demand: web-000"}},
+		},
+		{
+			name: "lighter pool for what the heavier cannot take",
+			snap: &Snapshot{Pods: makePods(1, "big", "8", "16Gi"), NodePools: []*NodePool{
+				makePool("cheap", cpuCatalog(), onDemand),
+				makePool("preferred", []*cloudprovider.InstanceType{makeIT(itSpec{name: "p.large", cpu: 2, memGi: 4, price: 5, noSpot: true})}, withWeight(50)),
+			}},
+			want: outcome{Nodes: []string{"cheap/c.4xlarge/us-east-1a/on-demand: big-000"}},
+		},
+		{
+			name: "zone spread",
+			snap: &Snapshot{Pods: makePods(6, "web", "1", "1Gi", label("app", "web"), spread(v1.LabelZone, 1, true, app("web"))), NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)}},
+			want: outcome{Nodes: []string{
+				"default/c.xlarge/us-east-1a/on-demand: web-000 web-003",
+				"default/c.xlarge/us-east-1b/on-demand: web-001 web-004",
+				"default/c.xlarge/us-east-1c/on-demand: web-002 web-005",
+			}},
+		},
+		{
+			name: "zone spread counts existing pods",
+			snap: &Snapshot{
+				Pods:      makePods(2, "web", "1", "1Gi", label("app", "web"), spread(v1.LabelZone, 1, true, app("web"))),
+				Nodes:     []*Node{existingNode("n1", a, "1", "2Gi", makePod("old", "1", "1Gi", label("app", "web")))},
+				NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)},
+			},
+			want: outcome{Nodes: []string{"default/c.large/us-east-1b/on-demand: web-000", "default/c.large/us-east-1c/on-demand: web-001"}},
+		},
+		{
+			name: "hostname anti-affinity",
+			snap: &Snapshot{Pods: makePods(3, "db", "1", "1Gi", label("app", "db"), podAntiAffinity(v1.LabelHostname, app("db"))), NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)}},
+			want: outcome{Nodes: []string{
+				"default/c.large/us-east-1a/on-demand: db-000",
+				"default/c.large/us-east-1a/on-demand: db-001",
+				"default/c.large/us-east-1a/on-demand: db-002",
+			}},
+		},
+		{
+			name: "anti-affinity of an existing pod is symmetric",
+			snap: &Snapshot{
+				Pods: makePods(1, "web", "1", "1Gi", label("app", "web")),
+				Nodes: []*Node{existingNode("n1", a, "4", "8Gi", makePod("loner", "1", "1Gi", label("app", "loner"),
+					podAntiAffinity(v1.LabelHostname, app("web"))))},
+				NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)},
+			},
+			want: outcome{Nodes: []string{"default/c.large/us-east-1a/on-demand: web-000"}},
+		},
+		{
+			name: "zone anti-affinity",
+			snap: &Snapshot{Pods: makePods(4, "db", "1", "1Gi", label("app", "db"), podAntiAffinity(v1.LabelZone, app("db"))), NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)}},
+			want: outcome{
+				Nodes: []string{"default/c.large/us-east-1a/on-demand: db-000", "default/c.large/us-east-1b/on-demand: db-001", "default/c.large/us-east-1c/on-demand: db-002"},
+				Failed: map[string]string{"db-003": "nodepool default: topology spread or pod (anti-)affinity cannot be satisfied"},
+			},
+		},
+		{
+			name: "zone affinity follows the first pod",
+			snap: &Snapshot{
+				Pods:      makePods(3, "cache", "2", "1Gi", label("app", "cache"), podAffinity(v1.LabelZone, app("cache"))),
+				Nodes:     []*Node{existingNode("n1", c, "1", "1Gi", makePod("cache-old", "100m", "100Mi", label("app", "cache")))},
+				NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)},
+			},
+			// One 2-CPU pod per c.xlarge ($0.20 each) beats a c.4xlarge ($0.80) for three.
+			want: outcome{Nodes: []string{"default/c.xlarge/us-east-1c/on-demand: cache-000", "default/c.xlarge/us-east-1c/on-demand: cache-001", "default/c.xlarge/us-east-1c/on-demand: cache-002"}},
+		},
+		{
+			name: "hostname spread",
+			snap: &Snapshot{Pods: makePods(4, "web", "1", "1Gi", label("app", "web"), spread(v1.LabelHostname, 2, true, app("web"))), NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)}},
+			want: outcome{Nodes: []string{"default/c.xlarge/us-east-1a/on-demand: web-000 web-001", "default/c.xlarge/us-east-1a/on-demand: web-002 web-003"}},
+		},
+		{
+			name: "gang below its size waits",
+			snap: &Snapshot{Pods: makePods(3, "job", "1", "1Gi", podGroup("job", 4)), NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)}},
+			want: outcome{Failed: map[string]string{
+				"job-000": "pod group default/job has 3 of its 4 pods", "job-001": "pod group default/job has 3 of its 4 pods", "job-002": "pod group default/job has 3 of its 4 pods",
+			}},
+		},
+		{
+			name: "gang in one zone, where it is cheapest",
+			snap: &Snapshot{
+				Pods: makePods(2, "job", "16", "16Gi", podGroup("job", 2)),
+				NodePools: []*NodePool{makePool("default", []*cloudprovider.InstanceType{
+					makeIT(itSpec{name: "x.4xlarge", cpu: 32, memGi: 64, price: 1, noSpot: true, zones: []string{a, b}}),
+					makeIT(itSpec{name: "y.4xlarge", cpu: 32, memGi: 64, price: 0.5, noSpot: true, zones: []string{c}}),
+				})},
+			},
+			want: outcome{Nodes: []string{"default/y.4xlarge/us-east-1c/on-demand: job-000", "default/y.4xlarge/us-east-1c/on-demand: job-001"}},
+		},
+		{
+			name: "gang that does not fit anywhere gets nothing",
+			snap: &Snapshot{
+				Pods:      concat(makePods(1, "job-a", "1", "1Gi", podGroup("job", 2)), makePods(1, "job-b", "64", "1Gi", podGroup("job", 2))),
+				NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)},
+			},
+			want: outcome{Failed: map[string]string{
+				"job-a-000": "pod group default/job: its 2 pods do not fit together in any one zone (no instance type in nodepool default has 64 cpu)",
+				"job-b-000": "pod group default/job: its 2 pods do not fit together in any one zone (no instance type in nodepool default has 64 cpu)",
+			}},
+		},
+		{
+			name: "reservation used first while it lasts",
+			snap: &Snapshot{
+				Pods: makePods(2, "train", "8", "64Gi", gpus(8), label("app", "t"), podAntiAffinity(v1.LabelHostname, app("t"))),
+				NodePools: []*NodePool{makePool("gpu", func() []*cloudprovider.InstanceType {
+					cat := gpuCatalog()
+					for _, it := range cat {
+						if it.Name == "p5.48xlarge" {
+							it.Offerings = append(it.Offerings, cloudprovider.Offering{Zone: b, CapacityType: v1.CapacityTypeReserved, PricePerHour: 0.001, Available: true, ReservationID: "cr-1", ReservedCount: 1})
+						}
+					}
+					return cat
+				}())},
+			},
+			want: outcome{Nodes: []string{"gpu/g5.48xlarge/us-east-1a/on-demand: train-001", "gpu/p5.48xlarge/us-east-1b/reserved: train-000"}},
+		},
+		{
+			name: "MIG pool advertises MIG slices",
+			snap: &Snapshot{
+				Pods: makePods(10, "infer", "1", "4Gi", extended("nvidia.com/mig-1g.5gb", 1)),
+				NodePools: []*NodePool{func() *NodePool {
+					p := makePool("mig", gpuCatalog())
+					p.Spec.Template.Spec.GPU = &v1.GPUSharing{MIGProfile: "1g.5gb"}
+					return p
+				}()},
+			},
+			want: outcome{Nodes: []string{"mig/p4d.24xlarge/us-east-1a/on-demand: infer-000 infer-001 infer-002 infer-003 infer-004 infer-005 infer-006 infer-007 infer-008 infer-009"}},
+		},
+		{
+			name: "time slicing multiplies GPUs",
+			snap: &Snapshot{
+				Pods: makePods(4, "infer", "500m", "2Gi", gpus(1)),
+				NodePools: []*NodePool{func() *NodePool {
+					p := makePool("shared", gpuCatalog())
+					four := int32(4)
+					p.Spec.Template.Spec.GPU = &v1.GPUSharing{TimeSlicingReplicas: &four}
+					return p
+				}()},
+			},
+			want: outcome{Nodes: []string{"shared/g5.xlarge/us-east-1a/on-demand: infer-000 infer-001 infer-002 infer-003"}},
+		},
+		{
+			name: "DaemonSet overhead sizes the node",
+			snap: &Snapshot{
+				Pods:          makePods(1, "web", "1500m", "1Gi"),
+				DaemonSetPods: []*corev1.Pod{makePod("agent", "500m", "256Mi")},
+				NodePools:     []*NodePool{makePool("default", cpuCatalog(), onDemand)},
+			},
+			want: outcome{Nodes: []string{"default/c.xlarge/us-east-1a/on-demand: web-000"}},
+		},
+		{
+			name: "bad pod constraint is reported, not fatal",
+			snap: &Snapshot{
+				Pods:      makePods(1, "web", "1", "1Gi", requiredNodeAffinity("gpus", corev1.NodeSelectorOpGt, "many")),
+				NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)},
+			},
+			want: outcome{Failed: map[string]string{"web-000": `spec.affinity.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0]: key "gpus": operator Gt needs an integer, got "many"`}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := Solve(context.Background(), tc.snap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, outcomeOf(plan)); diff != "" {
+				t.Errorf("plan (-want +got):\n%s", diff)
+			}
+			if errs := validate(tc.snap, plan); len(errs) > 0 {
+				t.Errorf("violations:\n  %s", strings.Join(errs, "\n  "))
+			}
+		})
+	}
+}
+
+func TestSolveChoices(t *testing.T) {
+	snap := &Snapshot{Pods: makePods(1, "web", "1", "1Gi"), NodePools: []*NodePool{makePool("default", cpuCatalog())}}
+	plan, err := Solve(context.Background(), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range plan.NewNodes[0].Choices {
+		got = append(got, fmt.Sprintf("%s %.2f", c.Offering.ID(c.InstanceType.Name), c.Offering.PricePerHour))
+	}
+	want := []string{
+		"c.large/us-east-1a/spot 0.04", "c.large/us-east-1b/spot 0.04", "c.large/us-east-1c/spot 0.04",
+		"c.xlarge/us-east-1a/spot 0.08", "c.xlarge/us-east-1b/spot 0.08", "c.xlarge/us-east-1c/spot 0.08",
+		"c.large/us-east-1a/on-demand 0.10", "c.large/us-east-1b/on-demand 0.10", "c.large/us-east-1c/on-demand 0.10",
+		"c.xlarge/us-east-1a/on-demand 0.20", "c.xlarge/us-east-1b/on-demand 0.20", "c.xlarge/us-east-1c/on-demand 0.20",
+		"c.4xlarge/us-east-1a/spot 0.32", "c.4xlarge/us-east-1b/spot 0.32", "c.4xlarge/us-east-1c/spot 0.32",
+		"c.4xlarge/us-east-1a/on-demand 0.80", "c.4xlarge/us-east-1b/on-demand 0.80", "c.4xlarge/us-east-1c/on-demand 0.80",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("choices (-want +got):\n%s", diff)
+	}
+	limited, _ := Solve(context.Background(), snap, WithMaxChoices(2))
+	if n := len(limited.NewNodes[0].Choices); n != 2 {
+		t.Errorf("WithMaxChoices(2): %d choices", n)
+	}
+	in := corev1.NodeSelectorOpIn
+	wantReqs := []v1.NodeSelectorRequirementWithMinValues{
+		{Key: v1.LabelInstanceType, Operator: in, Values: []string{"c.4xlarge", "c.large", "c.xlarge"}},
+		{Key: v1.LabelCapacityType, Operator: in, Values: []string{"on-demand", "spot"}},
+		{Key: v1.LabelNodePool, Operator: in, Values: []string{"default"}},
+		{Key: v1.LabelZone, Operator: in, Values: testZones},
+	}
+	if diff := cmp.Diff(wantReqs, plan.NewNodes[0].Requirements); diff != "" {
+		t.Errorf("requirements (-want +got):\n%s", diff)
+	}
+}
+
+func TestSolveMinValues(t *testing.T) {
+	three := 3
+	pool := makePool("default", cpuCatalog())
+	pool.Spec.Template.Spec.Requirements = []v1.NodeSelectorRequirementWithMinValues{{Key: v1.LabelInstanceType, Operator: corev1.NodeSelectorOpExists, MinValues: &three}}
+	plan, err := Solve(context.Background(), &Snapshot{Pods: makePods(1, "web", "1", "1Gi"), NodePools: []*NodePool{pool}}, WithMaxChoices(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]bool{}
+	for _, c := range plan.NewNodes[0].Choices {
+		types[c.InstanceType.Name] = true
+	}
+	if len(types) < 3 {
+		t.Errorf("minValues 3 on instance type but choices span %d types", len(types))
+	}
+	// A pod only two types can hold cannot meet minValues 3.
+	plan, _ = Solve(context.Background(), &Snapshot{Pods: makePods(1, "big", "3", "1Gi"), NodePools: []*NodePool{pool}})
+	if diff := cmp.Diff(map[string]string{"big-000": "nodepool default requires at least 3 distinct node.kubernetes.io/instance-type but only 2 fit the pods"}, outcomeOf(plan).Failed); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestSolveErrors(t *testing.T) {
+	pool := makePool("broken", cpuCatalog(), withReq("x", "Near", "y"))
+	_, err := Solve(context.Background(), &Snapshot{NodePools: []*NodePool{pool}})
+	if want := `solving: nodepool broken: spec.template.spec.requirements[0]: key "x": unknown operator "Near"`; err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %q", err, want)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	snap := &Snapshot{Pods: makePods(2000, "web", "1", "1Gi"), NodePools: []*NodePool{makePool("default", cpuCatalog())}}
+	if _, err := Solve(ctx, snap); err == nil {
+		t.Errorf("cancelled context: want an error")
+	}
+	_ = metav1.ObjectMeta{}
+}

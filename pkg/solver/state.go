@@ -1,0 +1,772 @@
+package solver
+
+import (
+	"maps"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
+)
+
+// state is one strategy run's mutable view: node fill, topology counts,
+// pool limits and the placements made so far. Everything immutable lives in
+// the model, so a state can be cloned cheaply to try a gang in each zone.
+type state struct {
+	m         *model
+	costAware bool
+	exist     []*existNode
+	nodes     []*newNode
+	// counts[key][value][group] counts pods of a group per topology domain.
+	counts    map[string]map[string][]int32
+	total     []int32                // pods per group, everywhere
+	remaining []scheduling.Resources // per pool: limits minus usage minus planned
+	level     []int                  // per shape: relaxation level
+	left      []int                  // per shape: pods not yet placed
+	// cursorE and cursorN: per shape, nodes before these indexes are known
+	// not to take the shape for reasons that only get worse as nodes fill.
+	cursorE, cursorN []int
+	// forceZone confines placements to one zone while a gang is planned.
+	forceZone string
+	// reservations left per reservation key, for nodes that must be reserved.
+	reservations map[string]int
+	bindings     []Binding
+	unsched   []Unschedulable
+	scratch   []int32
+}
+
+type existNode struct {
+	n           *Node
+	alloc, used scheduling.Resources
+	groupCount  []int32
+	tolerates   map[int]bool // by shape, cached
+}
+
+type newNode struct {
+	pool *pool
+	// reqs are the pool's requirements narrowed by each merged pod
+	// alternative and by topology pins. Never mutated in place.
+	reqs scheduling.Requirements
+	// cands index pool.types, cheapest first: every type able to hold all of
+	// pods under reqs and the pool's limits, plus possibly some later in the
+	// list that no longer fit (dropped lazily when reached; cands[0] always fits).
+	cands      []int32
+	owned      bool // cands is this node's own slice
+	used       scheduling.Resources
+	pods       []*corev1.Pod
+	groupCount []int32
+	merged     []mergeKey
+	charged    scheduling.Resources // capacity counted against the pool's limits
+	reserved   bool                 // holds a reservation taken during packing
+	// capPrice, when set, is the price the cost-aware strategy lets the node
+	// grow to; pricier candidates stay only as launch fallbacks.
+	capPrice float64
+	// maxAlloc is the element-wise maximum allocatable over cands: a pod that
+	// does not fit beside used within it fits no candidate.
+	maxAlloc scheduling.Resources
+}
+
+func (n *newNode) refreshMaxAlloc() {
+	var m scheduling.Resources
+	for _, ti := range n.cands {
+		m = m.Max(n.pool.types[ti].alloc)
+	}
+	n.maxAlloc = m
+}
+
+type mergeKey struct{ shape, level, alt int }
+
+func newState(m *model, costAware bool) *state {
+	st := &state{
+		m: m, costAware: costAware,
+		counts:    map[string]map[string][]int32{},
+		total:     make([]int32, len(m.groups)),
+		remaining: make([]scheduling.Resources, len(m.pools)),
+		level:     make([]int, len(m.shapes)),
+		left:      make([]int, len(m.shapes)),
+		cursorE:   make([]int, len(m.shapes)),
+		cursorN:   make([]int, len(m.shapes)),
+	}
+	for i, p := range m.pools {
+		st.remaining[i] = p.remaining
+	}
+	st.reservations = maps.Clone(m.reservations)
+	for i, s := range m.shapes {
+		st.left[i] = len(s.pods)
+	}
+	for i, n := range m.nodes {
+		e := &existNode{n: n, alloc: scheduling.FromList(n.Allocatable), groupCount: make([]int32, len(m.groups)), tolerates: map[int]bool{}}
+		for _, si := range m.nodePods[i] {
+			s := m.shapes[si]
+			e.used = e.used.Add(s.req)
+			st.count(s, e)
+		}
+		st.exist = append(st.exist, e)
+	}
+	return st
+}
+
+// clone copies everything a placement mutates.
+func (st *state) clone() *state {
+	c := *st
+	c.counts = make(map[string]map[string][]int32, len(st.counts))
+	for k, byVal := range st.counts {
+		cv := make(map[string][]int32, len(byVal))
+		for v, g := range byVal {
+			cv[v] = slices.Clone(g)
+		}
+		c.counts[k] = cv
+	}
+	c.total = slices.Clone(st.total)
+	c.reservations = maps.Clone(st.reservations)
+	c.remaining = slices.Clone(st.remaining)
+	c.level, c.left = slices.Clone(st.level), slices.Clone(st.left)
+	c.cursorE, c.cursorN = slices.Clone(st.cursorE), slices.Clone(st.cursorN)
+	c.exist = make([]*existNode, len(st.exist))
+	for i, e := range st.exist {
+		ce := *e
+		ce.groupCount = slices.Clone(e.groupCount)
+		c.exist[i] = &ce
+	}
+	c.nodes = make([]*newNode, len(st.nodes))
+	for i, n := range st.nodes {
+		cn := *n
+		cn.cands = slices.Clone(n.cands)
+		cn.owned = true
+		cn.pods = slices.Clone(n.pods)
+		cn.groupCount = slices.Clone(n.groupCount)
+		cn.merged = slices.Clone(n.merged)
+		c.nodes[i] = &cn
+	}
+	c.bindings = slices.Clone(st.bindings)
+	c.unsched = slices.Clone(st.unsched)
+	c.scratch = nil
+	return &c
+}
+
+// target is a node a pod may be placed on, as the topology rules see it.
+type target interface {
+	count(group int) int32
+	// value returns the node's value for a label key, and whether it is settled.
+	value(key string) (string, bool)
+	isNew() bool
+}
+
+func (e *existNode) count(g int) int32 { return e.groupCount[g] }
+func (e *existNode) value(key string) (string, bool) {
+	v, ok := e.n.Labels[key]
+	return v, ok
+}
+func (e *existNode) isNew() bool              { return false }
+
+func (n *newNode) count(g int) int32 { return n.groupCount[g] }
+func (n *newNode) value(key string) (string, bool) {
+	if r := n.reqs.Get(key); r != nil && r.Len() == 1 {
+		return r.Any()
+	}
+	return "", false
+}
+func (n *newNode) isNew() bool { return true }
+
+// possible lists the values of key the node may still take with one more pod
+// of shape s (alternative ai, requirements reqs), cheapest offering first.
+func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs scheduling.Requirements, key string) []string {
+	zone, ct := reqs.Get(v1.LabelZone), reqs.Get(v1.LabelCapacityType)
+	r := reqs.Get(key)
+	viable := l.viable[ai][n.pool.idx]
+	type priced struct {
+		v     string
+		price float64
+	}
+	var out []priced
+	for _, ti := range n.cands {
+		t := n.pool.types[ti]
+		if !viable[ti] || !scheduling.FitsSum(&n.used, &s.req, &t.alloc) {
+			continue
+		}
+		for _, o := range t.offs {
+			if (zone != nil && !zone.Allows(o.Zone)) || (ct != nil && !ct.Allows(o.CapacityType)) {
+				continue
+			}
+			v, ok := offeringValue(t, o, key)
+			if !ok || (r != nil && !r.Allows(v)) {
+				continue
+			}
+			if i := slices.IndexFunc(out, func(p priced) bool { return p.v == v }); i < 0 {
+				out = append(out, priced{v, o.PricePerHour})
+			} else if o.PricePerHour < out[i].price {
+				out[i].price = o.PricePerHour
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b priced) int { return cmpFloat(a.price, b.price) })
+	vals := make([]string, len(out))
+	for i, p := range out {
+		vals[i] = p.v
+	}
+	return vals
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// pin settles a new node's value for a topology key.
+type pin struct{ key, value string }
+
+// topology checks the shape's topology rules against a node, returning the
+// pins an unsettled new node needs. permanent reports a failure that more
+// placements can only make worse, so first-fit cursors may skip the node.
+// For a new node, ai and reqs are the pod alternative being tried and the
+// node's requirements with it merged.
+func (st *state) topology(s *shape, l *level, t target, ai int, reqs scheduling.Requirements) (pins []pin, ok, permanent bool) {
+	for _, r := range l.spread {
+		if r.key == v1.LabelHostname && int(t.count(r.group))+b2i(r.self) > int(r.maxSkew) {
+			return nil, false, true
+		}
+	}
+	for _, r := range l.anti {
+		if r.key == v1.LabelHostname && t.count(r.group) > 0 {
+			return nil, false, true
+		}
+	}
+	for _, r := range l.aff {
+		if r.key == v1.LabelHostname && t.count(r.group) == 0 && !(r.self && st.total[r.group] == 0) {
+			return nil, false, false
+		}
+	}
+	keys := l.keys
+	if len(s.pinKeys) > 0 || st.forceZone != "" {
+		keys = slices.Clone(keys)
+		for _, k := range s.pinKeys {
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+		if st.forceZone != "" && !slices.Contains(keys, v1.LabelZone) {
+			keys = append(keys, v1.LabelZone)
+		}
+	}
+	for _, key := range keys {
+		if v, settled := t.value(key); settled {
+			if ok, perm := st.allowsValue(s, l, key, v); !ok {
+				return nil, false, perm
+			}
+			continue
+		}
+		if !t.isNew() {
+			// An existing node without the key is outside every domain: hard
+			// spread and affinity exclude it, anti-affinity does not.
+			if st.needsKey(l, key) || (key == v1.LabelZone && st.forceZone != "") {
+				return nil, false, true
+			}
+			continue
+		}
+		best, bestCount := "", int32(-1)
+		for _, v := range st.possible(t.(*newNode), s, l, ai, reqs, key) {
+			if ok, _ := st.allowsValue(s, l, key, v); !ok {
+				continue
+			}
+			c := st.spreadCount(l, key, v)
+			if bestCount < 0 || c < bestCount {
+				best, bestCount = v, c
+			}
+		}
+		if bestCount < 0 {
+			return nil, false, false
+		}
+		pins = append(pins, pin{key: key, value: best})
+	}
+	return pins, true, false
+}
+
+func (st *state) needsKey(l *level, key string) bool {
+	for _, r := range l.spread {
+		if r.key == key {
+			return true
+		}
+	}
+	for _, r := range l.aff {
+		if r.key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// spreadCount is the count a pin choice minimises: the first spread rule's.
+func (st *state) spreadCount(l *level, key, v string) int32 {
+	for _, r := range l.spread {
+		if r.key == key {
+			return st.domainCount(key, v, r.group)
+		}
+	}
+	return 0
+}
+
+func (st *state) domainCount(key, v string, g int) int32 {
+	if c := st.counts[key][v]; c != nil {
+		return c[g]
+	}
+	return 0
+}
+
+func (st *state) allowsValue(s *shape, l *level, key, v string) (ok, permanent bool) {
+	if key == v1.LabelZone && st.forceZone != "" && v != st.forceZone {
+		return false, false
+	}
+	for _, r := range l.anti {
+		if r.key == key && st.domainCount(key, v, r.group) > 0 {
+			return false, true
+		}
+	}
+	for _, r := range l.aff {
+		if r.key == key && st.domainCount(key, v, r.group) == 0 && !(r.self && st.total[r.group] == 0) {
+			return false, false
+		}
+	}
+	for _, r := range l.spread {
+		if r.key != key {
+			continue
+		}
+		domains := l.domains[key]
+		minCount := int32(0)
+		if len(domains) >= int(r.minDomains) {
+			for i, d := range domains {
+				if c := st.domainCount(key, d, r.group); i == 0 || c < minCount {
+					minCount = c
+				}
+			}
+		}
+		if st.domainCount(key, v, r.group)+int32(b2i(r.self))-minCount > r.maxSkew {
+			return false, false
+		}
+	}
+	return true, false
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// count records a pod of shape s on node t in every group it belongs to.
+func (st *state) count(s *shape, t target) {
+	for _, g := range s.groups {
+		switch n := t.(type) {
+		case *existNode:
+			n.groupCount[g]++
+		case *newNode:
+			n.groupCount[g]++
+		}
+		st.total[g]++
+		for _, key := range st.m.groups[g].keys {
+			v, ok := t.value(key)
+			if !ok {
+				continue
+			}
+			byVal := st.counts[key]
+			if byVal == nil {
+				byVal = map[string][]int32{}
+				st.counts[key] = byVal
+			}
+			c := byVal[v]
+			if c == nil {
+				c = make([]int32, len(st.m.groups))
+				byVal[v] = c
+			}
+			c[g]++
+		}
+	}
+}
+
+func (st *state) tryExisting(s *shape, l *level, e *existNode, pod *corev1.Pod) (ok, permanent bool) {
+	tol, cached := e.tolerates[s.idx]
+	if !cached {
+		tol = scheduling.Tolerates(s.pc.Tolerations, e.n.Taints) == nil
+		e.tolerates[s.idx] = tol
+	}
+	if !tol || !scheduling.FitsSum(&e.used, &s.req, &e.alloc) {
+		return false, true
+	}
+	matched := false
+	for _, alt := range l.alts {
+		if alt.Matches(e.n.Labels) {
+			matched = true
+			break
+		}
+	}
+	if !matched {
+		return false, true
+	}
+	if _, ok, perm := st.topology(s, l, e, 0, nil); !ok {
+		return false, perm
+	}
+	e.used = e.used.Add(s.req)
+	st.count(s, e)
+	st.bindings = append(st.bindings, Binding{Pod: pod, NodeName: e.n.Name})
+	return true, false
+}
+
+func (st *state) tryNew(s *shape, l *level, n *newNode, pod *corev1.Pod) (ok, permanent bool) {
+	p := n.pool
+	if l.tolerates[p.idx] != nil || !scheduling.FitsSum(&n.used, &s.req, &n.maxAlloc) {
+		return false, true
+	}
+	permanent = true
+	for ai, alt := range l.alts {
+		key := mergeKey{shape: s.idx, level: st.level[s.idx], alt: ai}
+		merged := len(alt) == 0 || slices.Contains(n.merged, key)
+		reqs := n.reqs
+		if !merged {
+			if reqs.Compatible(alt) != nil {
+				continue
+			}
+			reqs = reqs.Intersect(alt)
+		}
+		pins, ok, perm := st.topology(s, l, n, ai, reqs)
+		if !ok {
+			permanent = permanent && perm
+			continue
+		}
+		if len(pins) > 0 {
+			reqs = reqs.Copy()
+			for _, pn := range pins {
+				reqs.Add(scheduling.MustRequirement(pn.key, corev1.NodeSelectorOpIn, pn.value))
+			}
+		}
+		var next []int32 // the node's candidates with the pod, not yet committed
+		if merged && len(pins) == 0 {
+			// Fast path: cands already satisfy every requirement, only fit can
+			// have changed. Types before the first fit can never fit again.
+			i := st.firstFit(n, &s.req)
+			if i < 0 {
+				continue
+			}
+			next = n.cands[i:]
+		} else {
+			k := st.filter(n, s, l.viable[ai][p.idx], reqs, true)
+			if k == 0 {
+				permanent = permanent && len(pins) == 0
+				continue
+			}
+			next = st.scratch[:k]
+		}
+		if n.capPrice > 0 && p.types[next[0]].minPrice > n.capPrice {
+			continue // the cost-aware cap: this node does not grow into pricier types
+		}
+		if !n.reserved && p.hasReserved && (settledReserved(reqs) || st.onlyReservedIn(p, next, &n.used, &s.req, reqs)) {
+			// A node that must be reserved takes one machine of one
+			// reservation now, so later nodes cannot count on it too.
+			ti, o, ok := st.takeReservation(n, next, reqs)
+			if !ok {
+				permanent = false
+				continue
+			}
+			next = []int32{ti}
+			reqs = reqs.Copy()
+			reqs.Add(scheduling.MustRequirement(v1.LabelZone, corev1.NodeSelectorOpIn, o.Zone))
+			reqs.Add(scheduling.MustRequirement(v1.LabelInstanceType, corev1.NodeSelectorOpIn, p.types[ti].it.Name))
+			n.cands, n.owned, n.reserved = next, true, true
+			n.refreshMaxAlloc()
+		}
+		if len(next) != len(n.cands) || &next[0] != &n.cands[0] {
+			if len(next) > 0 && len(n.cands) > 0 && &next[0] == &n.cands[len(n.cands)-len(next)] {
+				n.cands = next // a suffix of the node's own list
+			} else if n.owned {
+				n.cands = append(n.cands[:0], next...)
+			} else {
+				n.cands, n.owned = slices.Clone(next), true
+			}
+			n.refreshMaxAlloc()
+		}
+		n.reqs = reqs
+		if !merged && len(alt) > 0 {
+			n.merged = append(n.merged, key)
+		}
+		n.used = n.used.Add(s.req)
+		n.pods = append(n.pods, pod)
+		if p.hasLimits {
+			c := p.types[n.cands[0]].capacity
+			st.remaining[p.idx] = st.remaining[p.idx].Add(n.charged).Sub(c)
+			n.charged = c
+		}
+		st.count(s, n)
+		return true, false
+	}
+	return false, permanent
+}
+
+// hasOffering is hasOffering counting only reservations with machines left.
+func (st *state) hasOffering(t *poolType, zone, ct *scheduling.Requirement) bool {
+	for _, o := range t.offs {
+		if (zone == nil || zone.Allows(o.Zone)) && (ct == nil || ct.Allows(o.CapacityType)) &&
+			(o.CapacityType != v1.CapacityTypeReserved || st.reservations[reservationKey(t.it.Name, o)] > 0) {
+			return true
+		}
+	}
+	return false
+}
+
+// onlyReservedIn reports whether every offering left to candidates cands,
+// holding used + req under reqs, is a reservation.
+func (st *state) onlyReservedIn(p *pool, cands []int32, used, req *scheduling.Resources, reqs scheduling.Requirements) bool {
+	zone, ct := reqs.Get(v1.LabelZone), reqs.Get(v1.LabelCapacityType)
+	for _, ti := range cands {
+		t := p.types[ti]
+		if !scheduling.FitsSum(used, req, &t.alloc) {
+			continue
+		}
+		for _, o := range t.offs {
+			if o.CapacityType != v1.CapacityTypeReserved && (zone == nil || zone.Allows(o.Zone)) && (ct == nil || ct.Allows(o.CapacityType)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// takeReservation picks, for a node that must run on reserved capacity, the
+// cheapest candidate with a reservation left in the zones reqs allow.
+func (st *state) takeReservation(n *newNode, cands []int32, reqs scheduling.Requirements) (int32, cloudprovider.Offering, bool) {
+	zone := reqs.Get(v1.LabelZone)
+	for _, ti := range cands {
+		t := n.pool.types[ti]
+		for _, o := range t.offs {
+			if o.CapacityType != v1.CapacityTypeReserved || (zone != nil && !zone.Allows(o.Zone)) {
+				continue
+			}
+			if k := reservationKey(t.it.Name, o); st.reservations[k] > 0 {
+				st.reservations[k]--
+				return ti, o, true
+			}
+		}
+	}
+	return 0, cloudprovider.Offering{}, false
+}
+
+// firstFit is the index of the cheapest candidate that holds one more req
+// within the pool's limits, or -1.
+func (st *state) firstFit(n *newNode, req *scheduling.Resources) int {
+	p := n.pool
+	for i, ti := range n.cands {
+		t := p.types[ti]
+		if scheduling.FitsSum(&n.used, req, &t.alloc) &&
+			(!p.hasLimits || withinLimits(&p.limited, &st.remaining[p.idx], &n.charged, &t.capacity)) {
+			return i
+		}
+	}
+	return -1
+}
+
+// filter writes into st.scratch the node's candidates that stay viable with
+// one more pod of shape s under reqs, and returns how many there are.
+func (st *state) filter(n *newNode, s *shape, viable []bool, reqs scheduling.Requirements, reqsChanged bool) int {
+	p := n.pool
+	var zone, ct *scheduling.Requirement
+	var labelPins []*scheduling.Requirement
+	if reqsChanged {
+		zone, ct = reqs.Get(v1.LabelZone), reqs.Get(v1.LabelCapacityType)
+		for k, r := range reqs {
+			if k != v1.LabelZone && k != v1.LabelCapacityType && r.Len() == 1 {
+				labelPins = append(labelPins, r)
+			}
+		}
+	}
+	if cap(st.scratch) < len(n.cands) {
+		st.scratch = make([]int32, len(n.cands))
+	}
+	st.scratch = st.scratch[:len(n.cands)]
+	k := 0
+	for _, ti := range n.cands {
+		t := p.types[ti]
+		if !viable[ti] || !scheduling.FitsSum(&n.used, &s.req, &t.alloc) {
+			continue
+		}
+		if reqsChanged {
+			if !st.hasOffering(t, zone, ct) || !labelsAllow(t, labelPins) {
+				continue
+			}
+		}
+		if p.hasLimits && !withinLimits(&p.limited, &st.remaining[p.idx], &n.charged, &t.capacity) {
+			continue
+		}
+		st.scratch[k] = ti
+		k++
+	}
+	return k
+}
+
+func labelsAllow(t *poolType, reqs []*scheduling.Requirement) bool {
+	for _, r := range reqs {
+		if v, ok := t.labels[r.Key]; ok && !r.Allows(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// withinLimits reports whether swapping a node's charged capacity for c keeps
+// every limited resource within what remains.
+func withinLimits(limited, remaining, charged, c *scheduling.Resources) bool {
+	for i, on := range limited.Fixed {
+		if on != 0 && c.Fixed[i]-charged.Fixed[i] > remaining.Fixed[i] {
+			return false
+		}
+	}
+	for k, on := range limited.Ext {
+		if on != 0 && c.Ext[k]-charged.Ext[k] > remaining.Ext[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// open starts a new node for the pod from the highest-weight pool that can
+// take it. A lower-weight pool is used only when every heavier one cannot.
+func (st *state) open(s *shape, l *level, pod *corev1.Pod) bool {
+	for _, p := range st.m.pools {
+		if l.tolerates[p.idx] != nil || len(p.types) == 0 {
+			continue
+		}
+		n := &newNode{pool: p, reqs: p.reqs, cands: p.all(), groupCount: make([]int32, len(st.m.groups)), maxAlloc: p.maxAlloc}
+		if ok, _ := st.tryNew(s, l, n, pod); !ok {
+			continue
+		}
+		if st.costAware {
+			st.capNode(n, s, l)
+		}
+		st.nodes = append(st.nodes, n)
+		return true
+	}
+	return false
+}
+
+// capNode is the cost-aware step: of the types that could hold the node, it
+// picks the one with the lowest price per pod of this shape it would hold
+// (counting only pods still waiting), and keeps the node from growing into
+// anything pricier. Pricier types remain launch fallbacks. Plain first-fit-decreasing lets a node grow to the
+// largest type, which is often not the cheapest per unit.
+func (st *state) capNode(n *newNode, s *shape, l *level) {
+	waiting := st.left[s.idx] // includes the pod just placed
+	best, bestPer, bestHeld := -1, 0.0, 0
+	for i, ti := range n.cands {
+		t := n.pool.types[ti]
+		if !scheduling.FitsSum(&n.used, &scheduling.Resources{}, &t.alloc) {
+			continue // stale: cands may keep types that no longer fit until they are reached
+		}
+		held := 1 + fitCount(&n.used, &s.req, &t.alloc)
+		if l.perNode > 0 {
+			held = min(held, l.perNode)
+		}
+		held = min(held, waiting)
+		per := t.minPrice / float64(held)
+		if best < 0 || per < bestPer-1e-12 || (per <= bestPer+1e-12 && held > bestHeld) {
+			best, bestPer, bestHeld = i, per, held
+		}
+	}
+	if best < 0 {
+		return
+	}
+	n.capPrice = n.pool.types[n.cands[best]].minPrice
+}
+
+// fitCount is how many more req fit into alloc beside used.
+func fitCount(used, req, alloc *scheduling.Resources) int {
+	best := -1
+	for i, r := range req.Fixed {
+		if r <= 0 {
+			continue
+		}
+		free := alloc.Fixed[i] - used.Fixed[i]
+		if n := int(free / r); best < 0 || n < best {
+			best = n
+		}
+	}
+	for k, r := range req.Ext {
+		if r <= 0 {
+			continue
+		}
+		free := alloc.Ext[k] - used.Ext[k]
+		if n := int(free / r); best < 0 || n < best {
+			best = n
+		}
+	}
+	return max(best, 0)
+}
+
+// all is every type index of the pool, shared read-only by fresh nodes.
+func (p *pool) all() []int32 {
+	if p.allIdx == nil {
+		p.allIdx = make([]int32, len(p.types))
+		for i := range p.allIdx {
+			p.allIdx[i] = int32(i)
+		}
+	}
+	return p.allIdx
+}
+
+// place puts one pod: existing nodes first, then nodes already planned, then
+// a new node; when nothing fits it relaxes the shape's soft constraints and
+// tries again.
+func (st *state) place(s *shape, pod *corev1.Pod) bool {
+	for {
+		l := s.levels[st.level[s.idx]]
+		if st.placeExisting(s, l, pod) || st.placePlanned(s, l, pod) || st.open(s, l, pod) {
+			st.left[s.idx]--
+			return true
+		}
+		if st.level[s.idx]+1 >= len(s.levels) {
+			return false
+		}
+		st.level[s.idx]++
+		st.cursorE[s.idx], st.cursorN[s.idx] = 0, 0
+	}
+}
+
+func (st *state) placeExisting(s *shape, l *level, pod *corev1.Pod) bool {
+	for i := st.cursorE[s.idx]; i < len(st.exist); i++ {
+		ok, perm := st.tryExisting(s, l, st.exist[i], pod)
+		if ok {
+			return true
+		}
+		if perm && i == st.cursorE[s.idx] {
+			st.cursorE[s.idx]++
+		}
+	}
+	return false
+}
+
+func (st *state) placePlanned(s *shape, l *level, pod *corev1.Pod) bool {
+	for i := st.cursorN[s.idx]; i < len(st.nodes); i++ {
+		ok, perm := st.tryNew(s, l, st.nodes[i], pod)
+		if ok {
+			return true
+		}
+		if perm && i == st.cursorN[s.idx] {
+			st.cursorN[s.idx]++
+		}
+	}
+	return false
+}
+
+// cost is the summed cheapest price of the planned nodes, for comparing runs.
+func (st *state) cost() float64 {
+	var c float64
+	for _, n := range st.nodes {
+		if i := st.firstFit(n, &scheduling.Resources{}); i >= 0 {
+			c += n.pool.types[n.cands[i]].minPrice
+		}
+	}
+	return c
+}
