@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/operator"
+	"github.com/stowage-k8s/stowage/providers/fake"
+)
+
+func init() { subcommands = append(subcommands, newControllerCommand) }
+
+// controllerFlags are the controller's own flags beyond the operator's.
+type controllerFlags struct {
+	kubeconfig        string
+	fakeLaunchLatency time.Duration
+}
+
+func newControllerCommand() *cobra.Command {
+	opts := operator.DefaultOptions()
+	var f controllerFlags
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run the Stowage controller: watch pending pods and buy the nodes they need",
+		Long: "Run the Stowage controller against the cluster of --kubeconfig (or the in-cluster config).\n" +
+			"Every flag can also be set from the environment: " + operator.EnvName("cluster-name") + " for --cluster-name.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := operator.BindEnv(cmd.Flags(), os.LookupEnv); err != nil {
+				return err
+			}
+			return runController(cmd.Context(), opts, f)
+		},
+	}
+	opts.AddFlags(cmd.Flags())
+	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster config)")
+	cmd.Flags().DurationVar(&f.fakeLaunchLatency, "fake-launch-latency", fake.DefaultLaunchLatency,
+		"with --cloud-provider=fake: time from launch to the Node registering")
+	return cmd
+}
+
+func runController(ctx context.Context, opts operator.Options, f controllerFlags) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	logger, err := operator.NewLogger(opts, os.Stderr)
+	if err != nil {
+		return err
+	}
+	log.SetLogger(logger)
+	cfg, err := restConfig(f.kubeconfig)
+	if err != nil {
+		return err
+	}
+	op, err := operator.New(ctx, cfg, opts,
+		operator.WithProvider(fake.Name, func(_ context.Context, d operator.ProviderDeps) (cloudprovider.CloudProvider, error) {
+			return fake.New(fake.Options{Client: d.Client, ClusterName: d.ClusterName, Clock: d.Clock, LaunchLatency: f.fakeLaunchLatency})
+		}),
+	)
+	if err != nil {
+		return err
+	}
+	logger.Info("starting stowage controller", "version", version, "cloudProvider", opts.CloudProvider, "clusterName", opts.ClusterName)
+	return op.Start(ctx)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		cfg, err := config.GetConfig()
+		if err != nil {
+			return nil, fmt.Errorf("finding the cluster (set --kubeconfig): %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
+	}
+	return cfg, nil
+}

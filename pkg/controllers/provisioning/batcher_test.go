@@ -1,0 +1,92 @@
+package provisioning
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+// waitForTimers blocks until the batcher has armed its timers, so stepping
+// the fake clock cannot race with it.
+func waitForTimers(t *testing.T, clk *clocktesting.FakeClock) {
+	t.Helper()
+	for !clk.HasWaiters() {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestBatcher(t *testing.T) {
+	start := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	type result struct {
+		opened time.Time
+		ok     bool
+	}
+	run := func(b *Batcher, ctx context.Context) <-chan result {
+		ch := make(chan result, 1)
+		go func() {
+			opened, ok := b.Wait(ctx)
+			ch <- result{opened, ok}
+		}()
+		return ch
+	}
+	assertOpen := func(t *testing.T, ch <-chan result) {
+		t.Helper()
+		select {
+		case r := <-ch:
+			t.Fatalf("batch closed early: %+v", r)
+		default:
+		}
+	}
+	assertClosed := func(t *testing.T, ch <-chan result, wantOpened time.Time) {
+		t.Helper()
+		r := <-ch
+		if !r.ok || !r.opened.Equal(wantOpened) {
+			t.Fatalf("Wait() = %v, %v; want %v, true", r.opened, r.ok, wantOpened)
+		}
+	}
+
+	t.Run("closes after the idle window", func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(start)
+		b := NewBatcher(clk, time.Second, 10*time.Second)
+		b.Trigger()
+		ch := run(b, context.Background())
+		waitForTimers(t, clk)
+		clk.Step(999 * time.Millisecond)
+		assertOpen(t, ch)
+		clk.Step(time.Millisecond)
+		assertClosed(t, ch, start)
+	})
+
+	t.Run("triggers extend the idle window up to the max", func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(start)
+		b := NewBatcher(clk, time.Second, 3*time.Second)
+		rearmed := make(chan struct{})
+		b.rearmed = func() { rearmed <- struct{}{} }
+		b.Trigger()
+		ch := run(b, context.Background())
+		waitForTimers(t, clk)
+		for i := 0; i < 5; i++ {
+			clk.Step(600 * time.Millisecond)
+			if i < 4 {
+				b.Trigger()
+				<-rearmed
+				assertOpen(t, ch)
+			}
+		}
+		// 3s have passed since the batch opened.
+		assertClosed(t, ch, start)
+	})
+
+	t.Run("context cancellation ends the wait", func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(start)
+		b := NewBatcher(clk, time.Second, 3*time.Second)
+		ctx, cancel := context.WithCancel(context.Background())
+		ch := run(b, ctx)
+		cancel()
+		if r := <-ch; r.ok {
+			t.Fatalf("Wait() ok after cancel")
+		}
+	})
+}

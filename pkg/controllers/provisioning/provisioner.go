@@ -1,0 +1,366 @@
+package provisioning
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/solver"
+	"github.com/stowage-k8s/stowage/pkg/state"
+)
+
+// maxOfferings is the NodeClaim API's bound on spec.offerings.
+const maxOfferings = 60
+
+// Window is one batch: when it opened and when it closed.
+type Window struct {
+	Opened, Closed time.Time
+}
+
+// Result is what one provisioning pass did.
+type Result struct {
+	// Pods are the pods the pass planned for.
+	Pods []*corev1.Pod
+	// Plan is the solver's answer, nil when there was nothing to plan.
+	Plan *solver.Plan
+	// Created are the NodeClaims written, in plan order.
+	Created []*v1.NodeClaim
+}
+
+// Schedule runs one provisioning pass over every pod that is unschedulable
+// now and not already nominated to a node that is on its way.
+func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
+	logger := log.FromContext(ctx)
+	if !c.cluster.Synced() {
+		return nil, errNotSynced
+	}
+	c.cluster.PruneNominations()
+	pending := c.cluster.Pods(provisionable)
+	c.forgetResolved(pending)
+
+	pools := c.cluster.NodePools()
+	solverPools, lookup, poolErrs := c.instanceTypes(ctx, pools)
+
+	pods := c.compatiblePods(ctx, pending, pools)
+	res := &Result{Pods: pods}
+	if len(pods) == 0 {
+		return res, nil
+	}
+	for _, sp := range solverPools {
+		sp.Usage = c.cluster.Usage(sp.Name, lookup)
+	}
+	daemons, err := c.daemonSetPods(ctx)
+	if err != nil {
+		return res, err
+	}
+	snapshot := &solver.Snapshot{
+		Pods:          pods,
+		Nodes:         c.cluster.Nodes(lookup),
+		NodePools:     solverPools,
+		DaemonSetPods: daemons,
+	}
+	start := c.clock.Now()
+	plan, err := c.solver.Solve(ctx, snapshot)
+	solverDuration.Observe(c.clock.Since(start).Seconds())
+	if err != nil {
+		return res, fmt.Errorf("solving for %d pods: %w", len(pods), err)
+	}
+	res.Plan = plan
+	logger.Info("planned pending pods", "pods", len(pods), "newNodes", len(plan.NewNodes),
+		"bindings", len(plan.Bindings), "unschedulable", len(plan.Unschedulable),
+		"costPerHour", fmt.Sprintf("%.4f", plan.CostPerHour))
+
+	byName := make(map[string]*v1.NodePool, len(pools))
+	for _, p := range pools {
+		byName[p.Name] = p
+	}
+	var errs []error
+	for _, n := range plan.NewNodes {
+		claim, err := c.launch(ctx, byName[n.NodePool], n, w)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		res.Created = append(res.Created, claim)
+	}
+	c.bind(plan.Bindings)
+	for _, u := range plan.Unschedulable {
+		c.tellOnce(ctx, u.Pod, ReasonFailedProvisioning, u.Reason)
+	}
+	if len(errs) > 0 {
+		return res, fmt.Errorf("creating %d of %d nodeclaims failed, first: %w", len(errs), len(plan.NewNodes), errs[0])
+	}
+	// Pools whose instance types could not be listed sat this pass out; an
+	// error makes the loop try again after the next batch window.
+	return res, poolErrs
+}
+
+// forgetResolved drops first-seen times of pods that are no longer pending.
+func (c *Controller) forgetResolved(pending []*corev1.Pod) {
+	still := make(map[types.UID]bool, len(pending))
+	for _, p := range pending {
+		still[p.UID] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for uid := range c.seen {
+		if !still[uid] {
+			delete(c.seen, uid)
+			delete(c.lastWhy, uid)
+		}
+	}
+	for _, p := range pending {
+		if _, ok := c.seen[p.UID]; !ok {
+			c.seen[p.UID] = c.clock.Now()
+		}
+	}
+	podsPending.Set(float64(len(c.seen)))
+}
+
+// instanceTypes asks the cloud what each pool may buy. A pool whose lookup
+// fails is left out of this pass rather than failing every pool.
+func (c *Controller) instanceTypes(ctx context.Context, pools []*v1.NodePool) ([]*solver.NodePool, state.InstanceTypeLookup, error) {
+	byPool := map[string]map[string]*cloudprovider.InstanceType{}
+	var errs []error
+	var out []*solver.NodePool
+	for _, pool := range pools {
+		its, err := c.cloud.InstanceTypes(ctx, pool)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("listing instance types of nodepool %s: %w", pool.Name, err))
+			log.FromContext(ctx).Error(err, "listing instance types; skipping the pool this pass", "nodepool", pool.Name)
+			continue
+		}
+		m := make(map[string]*cloudprovider.InstanceType, len(its))
+		for _, it := range its {
+			m[it.Name] = it
+		}
+		byPool[pool.Name] = m
+		out = append(out, &solver.NodePool{NodePool: pool, InstanceTypes: its})
+	}
+	lookup := func(pool, name string) (*cloudprovider.InstanceType, bool) {
+		it, ok := byPool[pool][name]
+		return it, ok
+	}
+	return out, lookup, errors.Join(errs...)
+}
+
+// compatiblePods returns the pending pods that are not nominated and that at
+// least one pool could hold; the others are told why, once per reason.
+func (c *Controller) compatiblePods(ctx context.Context, pending []*corev1.Pod, pools []*v1.NodePool) []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, pod := range pending {
+		if c.cluster.IsNominated(pod) {
+			continue
+		}
+		var whys []string
+		ok := false
+		for _, pool := range pools {
+			why := poolIncompatibility(pod, pool)
+			if why == "" {
+				ok = true
+				break
+			}
+			whys = append(whys, fmt.Sprintf("nodepool %s: %s", pool.Name, why))
+		}
+		if ok {
+			out = append(out, pod)
+			continue
+		}
+		msg := "no NodePool can hold this pod"
+		if len(pools) == 0 {
+			msg = "no NodePool exists"
+		} else {
+			msg += ": " + strings.Join(whys, "; ")
+		}
+		c.tellOnce(ctx, pod, ReasonNoCompatibleNodePool, msg)
+	}
+	return out
+}
+
+// tellOnce emits a warning on pod unless the last one it got said the same,
+// so a pod stuck for hours is not sent the same event every batch.
+func (c *Controller) tellOnce(ctx context.Context, pod *corev1.Pod, reason, msg string) {
+	key := reason + ": " + msg
+	c.mu.Lock()
+	repeated := c.lastWhy[pod.UID] == key
+	c.lastWhy[pod.UID] = key
+	c.mu.Unlock()
+	if repeated {
+		return
+	}
+	log.FromContext(ctx).Info("pod cannot be provisioned", "pod", klog.KObj(pod), "reason", reason, "message", msg)
+	if reason == ReasonNoCompatibleNodePool {
+		c.events.noPool(pod, msg)
+	} else {
+		c.events.failed(pod, msg)
+	}
+}
+
+// daemonSetPods returns a pod per DaemonSet, from its template: every new
+// node runs the ones it matches, so they count against its capacity.
+func (c *Controller) daemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
+	list := &appsv1.DaemonSetList{}
+	if err := c.client.List(ctx, list); err != nil {
+		return nil, fmt.Errorf("listing daemonsets: %w", err)
+	}
+	out := make([]*corev1.Pod, 0, len(list.Items))
+	for i := range list.Items {
+		ds := &list.Items[i]
+		out = append(out, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ds.Namespace, Name: ds.Name, Labels: ds.Spec.Template.Labels},
+			Spec:       *ds.Spec.Template.Spec.DeepCopy(),
+		})
+	}
+	return out, nil
+}
+
+// launch writes the NodeClaim for one planned machine and nominates its pods.
+func (c *Controller) launch(ctx context.Context, pool *v1.NodePool, n *solver.NewNode, w Window) (*v1.NodeClaim, error) {
+	if pool == nil {
+		return nil, fmt.Errorf("plan names nodepool %q, which is not in the snapshot", n.NodePool)
+	}
+	claim, err := newNodeClaim(pool, n)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.client.Create(ctx, claim); err != nil {
+		err = fmt.Errorf("creating nodeclaim for nodepool %s: %w", pool.Name, err)
+		for _, p := range n.Pods {
+			c.events.failed(p, err.Error())
+		}
+		return nil, err
+	}
+	created := c.clock.Now()
+	// Record it now: the informer may deliver it after the next decision.
+	c.cluster.UpdateNodeClaim(claim)
+	nodeClaimsCreated.WithLabelValues(pool.Name).Inc()
+	log.FromContext(ctx).Info("created nodeclaim", "nodeclaim", klog.KObj(claim), "nodepool", pool.Name,
+		"instanceType", claim.Spec.Offerings[0].InstanceType, "zone", claim.Spec.Offerings[0].Zone,
+		"capacityType", claim.Spec.Offerings[0].CapacityType, "pricePerHour", claim.Spec.Offerings[0].PricePerHour,
+		"pods", len(n.Pods))
+	c.forgetWhy(n.Pods)
+	for _, p := range n.Pods {
+		c.cluster.Nominate(p, claim.Name)
+		c.events.nominated(p, claim)
+		decisionDuration.Observe(c.decisionLatency(p, w, created).Seconds())
+	}
+	return claim, nil
+}
+
+// decisionLatency is the time from the pod first seen unschedulable to its
+// claim's creation, less the part of it spent waiting for the batch to close.
+func (c *Controller) decisionLatency(pod *corev1.Pod, w Window, created time.Time) time.Duration {
+	c.mu.Lock()
+	seen, ok := c.seen[pod.UID]
+	c.mu.Unlock()
+	if !ok || seen.After(created) {
+		seen = w.Opened
+	}
+	waitFrom := seen
+	if w.Opened.After(waitFrom) {
+		waitFrom = w.Opened
+	}
+	d := created.Sub(seen)
+	if batch := w.Closed.Sub(waitFrom); batch > 0 {
+		d -= batch
+	}
+	if d < 0 {
+		return 0
+	}
+	return d
+}
+
+// forgetWhy clears the last warning of pods that got a plan, so a later
+// failure is reported even if it repeats an earlier one.
+func (c *Controller) forgetWhy(pods []*corev1.Pod) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range pods {
+		delete(c.lastWhy, p.UID)
+	}
+}
+
+// bind nominates pods the plan put on existing or launching nodes.
+func (c *Controller) bind(bindings []solver.Binding) {
+	for _, b := range bindings {
+		c.forgetWhy([]*corev1.Pod{b.Pod})
+		c.cluster.Nominate(b.Pod, b.NodeName)
+		if c.cluster.NodeClaim(b.NodeName) != nil {
+			c.events.nominatedInFlight(b.Pod, b.NodeName)
+		}
+	}
+}
+
+// newNodeClaim is the NodeClaim for one planned machine of pool.
+func newNodeClaim(pool *v1.NodePool, n *solver.NewNode) (*v1.NodeClaim, error) {
+	if len(n.Choices) == 0 {
+		return nil, fmt.Errorf("plan for nodepool %s has a new node without offerings", pool.Name)
+	}
+	tmpl := pool.Spec.Template
+	labels := map[string]string{}
+	for k, v := range tmpl.ObjectMeta.Labels {
+		labels[k] = v
+	}
+	labels[v1.LabelNodePool] = pool.Name
+	var annotations map[string]string
+	if len(tmpl.ObjectMeta.Annotations) > 0 {
+		annotations = make(map[string]string, len(tmpl.ObjectMeta.Annotations))
+		for k, v := range tmpl.ObjectMeta.Annotations {
+			annotations[k] = v
+		}
+	}
+	choices := n.Choices
+	if len(choices) > maxOfferings {
+		choices = choices[:maxOfferings]
+	}
+	offerings := make([]v1.OfferingChoice, 0, len(choices))
+	for _, ch := range choices {
+		offerings = append(offerings, v1.OfferingChoice{
+			InstanceType:  ch.InstanceType.Name,
+			Zone:          ch.Offering.Zone,
+			CapacityType:  ch.Offering.CapacityType,
+			PricePerHour:  fmt.Sprintf("%.4f", ch.Offering.PricePerHour),
+			ReservationID: ch.Offering.ReservationID,
+		})
+	}
+	var reqs []v1.NodeSelectorRequirementWithMinValues
+	for _, r := range n.Requirements {
+		// The API reserves the pool label; the claim carries it as a label.
+		if r.Key != v1.LabelNodePool {
+			reqs = append(reqs, *r.DeepCopy())
+		}
+	}
+	sort.SliceStable(reqs, func(i, j int) bool { return reqs[i].Key < reqs[j].Key })
+	spec := tmpl.Spec.DeepCopy()
+	return &v1.NodeClaim{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: pool.Name + "-",
+			Labels:       labels,
+			Annotations:  annotations,
+		},
+		Spec: v1.NodeClaimSpec{
+			Requirements:           reqs,
+			Offerings:              offerings,
+			Resources:              v1.ResourceRequirements{Requests: n.Requests.DeepCopy()},
+			Taints:                 spec.Taints,
+			StartupTaints:          spec.StartupTaints,
+			NodeClassRef:           spec.NodeClassRef,
+			ExpireAfter:            spec.ExpireAfter,
+			TerminationGracePeriod: spec.TerminationGracePeriod,
+			RegistrationTimeout:    spec.RegistrationTimeout,
+			GPU:                    spec.GPU,
+		},
+	}, nil
+}

@@ -1,0 +1,479 @@
+package provisioning
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/solver"
+	"github.com/stowage-k8s/stowage/pkg/state"
+	"github.com/stowage-k8s/stowage/pkg/utils/cloudtest"
+)
+
+var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func res(pairs ...string) corev1.ResourceList {
+	out := corev1.ResourceList{}
+	for i := 0; i < len(pairs); i += 2 {
+		out[corev1.ResourceName(pairs[i])] = resource.MustParse(pairs[i+1])
+	}
+	return out
+}
+
+func pendingPod(name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, UID: types.UID("uid-" + name)},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Resources: corev1.ResourceRequirements{
+			Requests: res("cpu", "1", "nvidia.com/gpu", "1"),
+		}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{
+			Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
+		}}},
+	}
+}
+
+func withPod(p *corev1.Pod, mutate ...func(*corev1.Pod)) *corev1.Pod {
+	for _, m := range mutate {
+		m(p)
+	}
+	return p
+}
+
+var g5 = &cloudprovider.InstanceType{
+	Name:     "g5.12xlarge",
+	Capacity: res("cpu", "48", "memory", "192Gi", "nvidia.com/gpu", "4", "pods", "110"),
+	Offerings: []cloudprovider.Offering{
+		{Zone: "us-east-1a", CapacityType: v1.CapacityTypeSpot, PricePerHour: 3.4912, Available: true},
+		{Zone: "us-east-1b", CapacityType: v1.CapacityTypeOnDemand, PricePerHour: 5.672, Available: true},
+	},
+}
+
+func gpuPool() *v1.NodePool {
+	limit := int32(10)
+	return &v1.NodePool{
+		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
+		Spec: v1.NodePoolSpec{
+			Weight: &limit,
+			Limits: v1.Limits(res("nvidia.com/gpu", "8")),
+			Template: v1.NodeClaimTemplate{
+				ObjectMeta: v1.ObjectMeta{Labels: map[string]string{"team": "ml"}, Annotations: map[string]string{"a": "b"}},
+				Spec: v1.NodeClaimTemplateSpec{
+					Taints:              []corev1.Taint{{Key: "nvidia.com/gpu", Effect: corev1.TaintEffectNoSchedule}},
+					StartupTaints:       []corev1.Taint{{Key: "gpu-driver", Effect: corev1.TaintEffectNoSchedule}},
+					NodeClassRef:        &v1.NodeClassReference{Group: "fake.stowage.dev", Kind: "FakeNodeClass", Name: "default"},
+					ExpireAfter:         v1.MustParseNillableDuration("720h"),
+					RegistrationTimeout: &metav1.Duration{Duration: 15 * time.Minute},
+					GPU:                 &v1.GPUSharing{MIGProfile: "1g.10gb"},
+				},
+			},
+		},
+	}
+}
+
+func tolerateGPU(p *corev1.Pod) {
+	p.Spec.Tolerations = []corev1.Toleration{{Key: "nvidia.com/gpu", Operator: corev1.TolerationOpExists}}
+}
+
+// stubCloud serves fixed instance types per pool.
+type stubCloud struct {
+	types map[string][]*cloudprovider.InstanceType
+	err   map[string]error
+}
+
+func (s *stubCloud) InstanceTypes(_ context.Context, pool *v1.NodePool) ([]*cloudprovider.InstanceType, error) {
+	return s.types[pool.Name], s.err[pool.Name]
+}
+
+// stubSolver records each snapshot and answers with plan(snapshot).
+type stubSolver struct {
+	mu        sync.Mutex
+	snapshots []*solver.Snapshot
+	plan      func(*solver.Snapshot) *solver.Plan
+}
+
+func (s *stubSolver) Solve(_ context.Context, snap *solver.Snapshot) (*solver.Plan, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.snapshots = append(s.snapshots, snap)
+	return s.plan(snap), nil
+}
+
+// onePerPod buys one node of the pool's first instance type per pod, with
+// every offering as a choice.
+func onePerPod(snap *solver.Snapshot) *solver.Plan {
+	plan := &solver.Plan{}
+	pool := snap.NodePools[0]
+	it := pool.InstanceTypes[0]
+	for _, p := range snap.Pods {
+		n := &solver.NewNode{
+			NodePool: pool.Name,
+			Pods:     []*corev1.Pod{p},
+			Requests: res("cpu", "1", "nvidia.com/gpu", "1"),
+			Requirements: []v1.NodeSelectorRequirementWithMinValues{
+				{Key: v1.LabelNodePool, Operator: corev1.NodeSelectorOpIn, Values: []string{pool.Name}},
+				{Key: v1.LabelInstanceType, Operator: corev1.NodeSelectorOpIn, Values: []string{it.Name}},
+			},
+		}
+		for _, o := range it.Offerings {
+			n.Choices = append(n.Choices, solver.Choice{InstanceType: it, Offering: o})
+		}
+		plan.NewNodes = append(plan.NewNodes, n)
+		plan.CostPerHour += n.PricePerHour()
+	}
+	return plan
+}
+
+type fixture struct {
+	ctrl    *Controller
+	client  client.Client
+	cluster *state.Cluster
+	solver  *stubSolver
+	events  *events.FakeRecorder
+	clock   *clocktesting.FakeClock
+}
+
+func newFixture(t *testing.T, plan func(*solver.Snapshot) *solver.Plan) *fixture {
+	t.Helper()
+	clk := clocktesting.NewFakeClock(now)
+	f := &fixture{
+		client:  cloudtest.NewClientBuilder().Build(),
+		cluster: state.NewCluster(clk),
+		solver:  &stubSolver{plan: plan},
+		events:  events.NewFakeRecorder(100),
+		clock:   clk,
+	}
+	f.ctrl = NewController(Deps{
+		Client:        f.client,
+		Cluster:       f.cluster,
+		CloudProvider: &stubCloud{types: map[string][]*cloudprovider.InstanceType{"gpu": {g5}}},
+		Solver:        f.solver,
+		Clock:         clk,
+		Recorder:      f.events,
+	})
+	f.cluster.UpdateNodePool(gpuPool())
+	return f
+}
+
+func (f *fixture) schedule(t *testing.T) *Result {
+	t.Helper()
+	r, err := f.ctrl.Schedule(context.Background(), Window{Opened: f.clock.Now(), Closed: f.clock.Now()})
+	if err != nil {
+		t.Fatalf("Schedule() error: %v", err)
+	}
+	return r
+}
+
+func (f *fixture) drainEvents() []string {
+	var out []string
+	for {
+		select {
+		case e := <-f.events.Events:
+			out = append(out, e)
+		default:
+			return out
+		}
+	}
+}
+
+func TestScheduleCreatesNodeClaim(t *testing.T) {
+	f := newFixture(t, onePerPod)
+	f.cluster.UpdatePod(withPod(pendingPod("infer"), tolerateGPU))
+
+	r := f.schedule(t)
+	if len(r.Created) != 1 {
+		t.Fatalf("created %d nodeclaims, want 1", len(r.Created))
+	}
+	list := &v1.NodeClaimList{}
+	if err := f.client.List(context.Background(), list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 {
+		t.Fatalf("API has %d nodeclaims, want 1", len(list.Items))
+	}
+	got := list.Items[0]
+	if !strings.HasPrefix(got.Name, "gpu-") {
+		t.Errorf("name %q does not start with the pool's name", got.Name)
+	}
+	if diff := cmp.Diff(map[string]string{"team": "ml", v1.LabelNodePool: "gpu"}, got.Labels); diff != "" {
+		t.Errorf("labels mismatch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"a": "b"}, got.Annotations); diff != "" {
+		t.Errorf("annotations mismatch (-want +got):\n%s", diff)
+	}
+	pool := gpuPool()
+	want := v1.NodeClaimSpec{
+		Requirements: []v1.NodeSelectorRequirementWithMinValues{
+			{Key: v1.LabelInstanceType, Operator: corev1.NodeSelectorOpIn, Values: []string{"g5.12xlarge"}},
+		},
+		Offerings: []v1.OfferingChoice{
+			{InstanceType: "g5.12xlarge", Zone: "us-east-1a", CapacityType: "spot", PricePerHour: "3.4912"},
+			{InstanceType: "g5.12xlarge", Zone: "us-east-1b", CapacityType: "on-demand", PricePerHour: "5.6720"},
+		},
+		Resources:           v1.ResourceRequirements{Requests: res("cpu", "1", "nvidia.com/gpu", "1")},
+		Taints:              pool.Spec.Template.Spec.Taints,
+		StartupTaints:       pool.Spec.Template.Spec.StartupTaints,
+		NodeClassRef:        pool.Spec.Template.Spec.NodeClassRef,
+		ExpireAfter:         pool.Spec.Template.Spec.ExpireAfter,
+		RegistrationTimeout: pool.Spec.Template.Spec.RegistrationTimeout,
+		GPU:                 pool.Spec.Template.Spec.GPU,
+	}
+	if diff := cmp.Diff(want, got.Spec, cmp.Comparer(func(a, b resource.Quantity) bool { return a.Cmp(b) == 0 }),
+		cmp.Comparer(func(a, b v1.NillableDuration) bool { return a.String() == b.String() })); diff != "" {
+		t.Errorf("spec mismatch (-want +got):\n%s", diff)
+	}
+
+	wantEvent := fmt.Sprintf("Normal Nominated planned onto nodeclaim %s (g5.12xlarge spot us-east-1a $3.49/h)", got.Name)
+	if diff := cmp.Diff([]string{wantEvent}, f.drainEvents()); diff != "" {
+		t.Errorf("events mismatch (-want +got):\n%s", diff)
+	}
+	if to := f.cluster.NominatedTo(pendingPod("infer")); to != got.Name {
+		t.Errorf("pod nominated to %q, want %q", to, got.Name)
+	}
+
+	// The next pass must neither re-plan the nominated pod nor forget the
+	// claim, even before an informer reports it.
+	f.cluster.UpdatePod(withPod(pendingPod("second"), tolerateGPU))
+	r = f.schedule(t)
+	if diff := cmp.Diff([]string{"second"}, podNames(r.Pods)); diff != "" {
+		t.Errorf("second pass pods mismatch (-want +got):\n%s", diff)
+	}
+	snap := f.solver.snapshots[1]
+	if len(snap.Nodes) != 1 || snap.Nodes[0].Name != got.Name || !snap.Nodes[0].InFlight {
+		t.Fatalf("second snapshot nodes = %+v, want the in-flight claim %s", snap.Nodes, got.Name)
+	}
+	if diff := cmp.Diff([]string{"infer"}, podNames(snap.Nodes[0].Pods)); diff != "" {
+		t.Errorf("in-flight node pods mismatch (-want +got):\n%s", diff)
+	}
+	usage := snap.NodePools[0].Usage
+	if gpus := usage[v1.ResourceNvidiaGPU]; gpus.Cmp(resource.MustParse("4")) != 0 {
+		t.Errorf("usage nvidia.com/gpu = %s, want 4 (the in-flight g5.12xlarge)", gpus.String())
+	}
+	if nodes := usage[state.ResourceNodes]; nodes.Value() != 1 {
+		t.Errorf("usage nodes = %s, want 1", nodes.String())
+	}
+}
+
+func TestScheduleIgnoresPodsNoPoolCanHold(t *testing.T) {
+	yes := true
+	f := newFixture(t, onePerPod)
+	f.cluster.UpdatePod(pendingPod("no-toleration"))
+	f.cluster.UpdatePod(withPod(pendingPod("daemon"), tolerateGPU, func(p *corev1.Pod) {
+		p.OwnerReferences = []metav1.OwnerReference{{Kind: "DaemonSet", Name: "ds", Controller: &yes}}
+	}))
+	f.cluster.UpdatePod(withPod(pendingPod("bound"), tolerateGPU, func(p *corev1.Pod) { p.Spec.NodeName = "n1" }))
+
+	for i := 0; i < 2; i++ {
+		r := f.schedule(t)
+		if len(r.Pods) != 0 || r.Plan != nil {
+			t.Fatalf("pass %d planned %v, want nothing", i, podNames(r.Pods))
+		}
+	}
+	want := []string{"Warning NoCompatibleNodePool no NodePool can hold this pod: nodepool gpu: taint nvidia.com/gpu:NoSchedule not tolerated"}
+	if diff := cmp.Diff(want, f.drainEvents()); diff != "" {
+		t.Errorf("events mismatch, want one event over two passes (-want +got):\n%s", diff)
+	}
+	if len(f.solver.snapshots) != 0 {
+		t.Errorf("solver called %d times, want 0", len(f.solver.snapshots))
+	}
+}
+
+func TestScheduleReportsUnschedulableAndBindings(t *testing.T) {
+	f := newFixture(t, func(snap *solver.Snapshot) *solver.Plan {
+		plan := &solver.Plan{}
+		for _, p := range snap.Pods {
+			if p.Name == "a" {
+				plan.Bindings = append(plan.Bindings, solver.Binding{Pod: p, NodeName: "launching"})
+			} else {
+				plan.Unschedulable = append(plan.Unschedulable, solver.Unschedulable{Pod: p, Reason: "nodepool gpu: limit nvidia.com/gpu 8 reached"})
+			}
+		}
+		return plan
+	})
+	f.cluster.UpdateNodeClaim(&v1.NodeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "launching", Labels: map[string]string{v1.LabelNodePool: "gpu"}},
+		Spec:       v1.NodeClaimSpec{Offerings: []v1.OfferingChoice{{InstanceType: "g5.12xlarge"}}},
+	})
+	f.cluster.UpdatePod(withPod(pendingPod("a"), tolerateGPU))
+	f.cluster.UpdatePod(withPod(pendingPod("b"), tolerateGPU))
+
+	// The second pass repeats the refusal; the pod is told once.
+	f.schedule(t)
+	f.schedule(t)
+	want := []string{
+		"Normal Nominated planned onto launching nodeclaim launching",
+		"Warning FailedProvisioning nodepool gpu: limit nvidia.com/gpu 8 reached",
+	}
+	if diff := cmp.Diff(want, f.drainEvents()); diff != "" {
+		t.Errorf("events mismatch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"b"}, podNames(f.solver.snapshots[1].Pods)); diff != "" {
+		t.Errorf("second pass pods mismatch, want only the refused pod (-want +got):\n%s", diff)
+	}
+	if !f.cluster.IsNominated(pendingPod("a")) || f.cluster.IsNominated(pendingPod("b")) {
+		t.Error("want a nominated and b not")
+	}
+}
+
+func TestScheduleWaitsForSync(t *testing.T) {
+	f := newFixture(t, onePerPod)
+	f.ctrl.cluster = state.NewCluster(f.clock, state.WithSynced(func() bool { return false }))
+	if _, err := f.ctrl.Schedule(context.Background(), Window{}); err == nil {
+		t.Fatal("Schedule() succeeded before the cluster view synced")
+	}
+}
+
+func TestDecisionLatency(t *testing.T) {
+	at := func(s float64) time.Time { return now.Add(time.Duration(s * float64(time.Second))) }
+	tests := []struct {
+		name    string
+		seen    time.Time
+		window  Window
+		created time.Time
+		want    time.Duration
+	}{
+		{"seen when the batch opened", at(0), Window{at(0), at(1)}, at(1.5), 500 * time.Millisecond},
+		{"seen mid-batch", at(0.5), Window{at(0), at(1)}, at(1.2), 200 * time.Millisecond},
+		{"seen before an earlier failed pass", at(-10), Window{at(0), at(1)}, at(1.5), 10500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, onePerPod)
+			f.ctrl.seen["uid-p"] = tt.seen
+			if got := f.ctrl.decisionLatency(pendingPod("p"), tt.window, tt.created); got != tt.want {
+				t.Errorf("decisionLatency() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestNewNodeClaimBoundsOfferings(t *testing.T) {
+	n := &solver.NewNode{NodePool: "gpu"}
+	for i := 0; i < 70; i++ {
+		n.Choices = append(n.Choices, solver.Choice{InstanceType: g5, Offering: g5.Offerings[0]})
+	}
+	claim, err := newNodeClaim(gpuPool(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claim.Spec.Offerings) != maxOfferings {
+		t.Errorf("%d offerings, want %d", len(claim.Spec.Offerings), maxOfferings)
+	}
+	if _, err := newNodeClaim(gpuPool(), &solver.NewNode{NodePool: "gpu"}); err == nil {
+		t.Error("newNodeClaim accepted a node without choices")
+	}
+}
+
+func podNames(pods []*corev1.Pod) []string {
+	var out []string
+	for _, p := range pods {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
+func TestReconcileOpensABatch(t *testing.T) {
+	f := newFixture(t, onePerPod)
+	ctx := context.Background()
+	pod := withPod(pendingPod("p"), tolerateGPU)
+	if _, err := f.ctrl.Reconcile(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(f.ctrl.batcher.trigger); got != 1 {
+		t.Fatalf("%d triggers pending after an unschedulable pod, want 1", got)
+	}
+	if seen, ok := f.ctrl.seen[pod.UID]; !ok || !seen.Equal(now) {
+		t.Errorf("first seen = %v, %v; want %v", seen, ok, now)
+	}
+	// Seen again later: the first time is kept for the latency metric.
+	f.clock.Step(time.Second)
+	if _, err := f.ctrl.Reconcile(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	if seen := f.ctrl.seen[pod.UID]; !seen.Equal(now) {
+		t.Errorf("first seen moved to %v", seen)
+	}
+	// Bound: forgotten.
+	bound := withPod(pod.DeepCopy(), func(p *corev1.Pod) { p.Spec.NodeName = "n1" })
+	if _, err := f.ctrl.Reconcile(ctx, bound); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.ctrl.seen[pod.UID]; ok {
+		t.Error("bound pod still tracked as pending")
+	}
+}
+
+func TestStartDecidesOncePerBatch(t *testing.T) {
+	f := newFixture(t, onePerPod)
+	f.cluster.UpdatePod(withPod(pendingPod("p"), tolerateGPU))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.ctrl.Start(ctx) }()
+
+	if _, err := f.ctrl.Reconcile(ctx, withPod(pendingPod("p"), tolerateGPU)); err != nil {
+		t.Fatal(err)
+	}
+	// The resync ticker plus the batch's idle and max timers.
+	for f.clock.Waiters() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	f.clock.Step(DefaultBatchIdleDuration)
+	// The pass runs asynchronously: wait for its claim, however long it takes.
+	list := &v1.NodeClaimList{}
+	for len(list.Items) == 0 {
+		time.Sleep(time.Millisecond)
+		if err := f.client.List(context.Background(), list); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Start() = %v, want nil after cancel", err)
+	}
+	f.solver.mu.Lock()
+	defer f.solver.mu.Unlock()
+	if len(f.solver.snapshots) != 1 {
+		t.Errorf("solver called %d times for one batch, want 1", len(f.solver.snapshots))
+	}
+}
+
+func TestSchedulePlansAroundAFailingPool(t *testing.T) {
+	f := newFixture(t, onePerPod)
+	f.ctrl.cloud = &stubCloud{
+		types: map[string][]*cloudprovider.InstanceType{"gpu": {g5}},
+		err:   map[string]error{"broken": fmt.Errorf("throttled")},
+	}
+	broken := gpuPool()
+	broken.Name = "broken"
+	broken.Spec.Weight = nil
+	f.cluster.UpdateNodePool(broken)
+	f.cluster.UpdatePod(withPod(pendingPod("p"), tolerateGPU))
+
+	r, err := f.ctrl.Schedule(context.Background(), Window{Opened: now, Closed: now})
+	if err == nil || !strings.Contains(err.Error(), "nodepool broken: throttled") {
+		t.Errorf("Schedule() error = %v, want one naming the broken pool", err)
+	}
+	if r == nil || len(r.Created) != 1 {
+		t.Fatalf("Schedule() = %+v, want one claim from the working pool", r)
+	}
+	var pools []string
+	for _, p := range f.solver.snapshots[0].NodePools {
+		pools = append(pools, p.Name)
+	}
+	if diff := cmp.Diff([]string{"gpu"}, pools); diff != "" {
+		t.Errorf("snapshot pools mismatch (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,121 @@
+package operator
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/stowage-k8s/stowage/pkg/controllers/provisioning"
+)
+
+// EnvPrefix prefixes the environment variable of every flag:
+// --batch-idle-duration is also read from STOWAGE_BATCH_IDLE_DURATION.
+const EnvPrefix = "STOWAGE_"
+
+// Options configure the operator. Zero values take the defaults of
+// DefaultOptions.
+type Options struct {
+	// CloudProvider names the provider to run, a key of the provider registry.
+	CloudProvider string
+	// ClusterName tags every machine Stowage launches, so clusters sharing a
+	// cloud account never touch each other's machines.
+	ClusterName string
+	// BatchIdleDuration and BatchMaxDuration bound the provisioning batch window.
+	BatchIdleDuration time.Duration
+	BatchMaxDuration  time.Duration
+	// MetricsAddr serves Prometheus metrics; "0" disables it.
+	MetricsAddr string
+	// HealthProbeAddr serves /healthz and /readyz; "0" disables it.
+	HealthProbeAddr string
+	// LeaderElection makes replicas elect one leader that decides and launches.
+	LeaderElection bool
+	// LeaderElectionNamespace holds the lease. Default: the pod's namespace
+	// in a cluster, else "default".
+	LeaderElectionNamespace string
+	// LogLevel is debug, info or error, or a logr verbosity such as 2.
+	LogLevel string
+	// LogFormat is json or console; empty picks json in a cluster and console elsewhere.
+	LogFormat string
+	// GracefulShutdownTimeout bounds how long running work may take to stop.
+	GracefulShutdownTimeout time.Duration
+}
+
+// DefaultOptions are the options of a production install.
+func DefaultOptions() Options {
+	return Options{
+		CloudProvider:           "fake",
+		ClusterName:             "stowage",
+		BatchIdleDuration:       provisioning.DefaultBatchIdleDuration,
+		BatchMaxDuration:        provisioning.DefaultBatchMaxDuration,
+		MetricsAddr:             ":8080",
+		HealthProbeAddr:         ":8081",
+		LeaderElection:          true,
+		LogLevel:                "info",
+		GracefulShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// AddFlags registers a flag for every option, defaulting to o's values.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.CloudProvider, "cloud-provider", o.CloudProvider, "cloud provider to buy machines from")
+	fs.StringVar(&o.ClusterName, "cluster-name", o.ClusterName, "name tagging every machine this cluster's Stowage launches")
+	fs.DurationVar(&o.BatchIdleDuration, "batch-idle-duration", o.BatchIdleDuration,
+		"close a provisioning batch once no new pending pod arrived for this long")
+	fs.DurationVar(&o.BatchMaxDuration, "batch-max-duration", o.BatchMaxDuration,
+		"close a provisioning batch this long after it opened")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, `address of the Prometheus metrics endpoint; "0" disables it`)
+	fs.StringVar(&o.HealthProbeAddr, "health-probe-bind-address", o.HealthProbeAddr, `address of /healthz and /readyz; "0" disables it`)
+	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "elect a leader among replicas; only the leader decides and launches")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", o.LeaderElectionNamespace,
+		"namespace of the leader election lease (default: the pod's namespace)")
+	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, error, or a verbosity such as 2")
+	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "json or console (default: json in a cluster, console elsewhere)")
+	fs.DurationVar(&o.GracefulShutdownTimeout, "graceful-shutdown-timeout", o.GracefulShutdownTimeout,
+		"how long running work may take to stop on shutdown")
+}
+
+// BindEnv sets every flag of fs that was not given on the command line from
+// its environment variable (EnvPrefix plus the flag name in upper snake case),
+// if set. Call it before or after Parse: command-line flags always win.
+func BindEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed {
+			return
+		}
+		name := EnvName(f.Name)
+		if v, ok := lookup(name); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("environment variable %s: %w", name, e)
+			}
+		}
+	})
+	return err
+}
+
+// EnvName is the environment variable of a flag.
+func EnvName(flag string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// Validate reports the first invalid option, naming its flag.
+func (o Options) Validate() error {
+	switch {
+	case o.CloudProvider == "":
+		return fmt.Errorf("--cloud-provider must be set")
+	case o.ClusterName == "":
+		return fmt.Errorf("--cluster-name must be set")
+	case o.BatchIdleDuration <= 0:
+		return fmt.Errorf("--batch-idle-duration must be positive, got %s", o.BatchIdleDuration)
+	case o.BatchMaxDuration < o.BatchIdleDuration:
+		return fmt.Errorf("--batch-max-duration (%s) must be at least --batch-idle-duration (%s)", o.BatchMaxDuration, o.BatchIdleDuration)
+	case o.LogFormat != "" && o.LogFormat != "json" && o.LogFormat != "console":
+		return fmt.Errorf("--log-format must be json or console, got %q", o.LogFormat)
+	}
+	if _, err := parseLevel(o.LogLevel); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,131 @@
+package operator
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
+)
+
+func TestFlagsAndEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    func(*Options)
+		wantErr string
+	}{
+		{name: "defaults", want: func(*Options) {}},
+		{
+			name: "environment",
+			env: map[string]string{
+				"STOWAGE_CLUSTER_NAME":        "prod",
+				"STOWAGE_BATCH_IDLE_DURATION": "2s",
+				"STOWAGE_LEADER_ELECT":        "false",
+			},
+			want: func(o *Options) {
+				o.ClusterName = "prod"
+				o.BatchIdleDuration = 2 * time.Second
+				o.LeaderElection = false
+			},
+		},
+		{
+			name: "flags win over the environment",
+			env:  map[string]string{"STOWAGE_CLUSTER_NAME": "prod", "STOWAGE_LOG_FORMAT": "json"},
+			args: []string{"--cluster-name=staging", "--batch-max-duration=20s"},
+			want: func(o *Options) {
+				o.ClusterName = "staging"
+				o.LogFormat = "json"
+				o.BatchMaxDuration = 20 * time.Second
+			},
+		},
+		{
+			name:    "bad environment value names the variable",
+			env:     map[string]string{"STOWAGE_BATCH_MAX_DURATION": "soon"},
+			wantErr: "environment variable STOWAGE_BATCH_MAX_DURATION",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := DefaultOptions()
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			got.AddFlags(fs)
+			// Parse first, as cobra does before RunE: flags must still win.
+			err := fs.Parse(tt.args)
+			if err == nil {
+				err = BindEnv(fs, func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
+			}
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := DefaultOptions()
+			tt.want(&want)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("options mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Options)
+		wantErr string
+	}{
+		{"defaults are valid", func(*Options) {}, ""},
+		{"no provider", func(o *Options) { o.CloudProvider = "" }, "--cloud-provider"},
+		{"no cluster name", func(o *Options) { o.ClusterName = "" }, "--cluster-name"},
+		{"zero idle", func(o *Options) { o.BatchIdleDuration = 0 }, "--batch-idle-duration"},
+		{"max below idle", func(o *Options) { o.BatchMaxDuration = 500 * time.Millisecond }, "--batch-max-duration"},
+		{"bad format", func(o *Options) { o.LogFormat = "xml" }, "--log-format"},
+		{"bad level", func(o *Options) { o.LogLevel = "loud" }, "--log-level"},
+		{"verbosity level", func(o *Options) { o.LogLevel = "3" }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := DefaultOptions()
+			tt.mutate(&o)
+			err := o.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate() = %v, want an error naming %s", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestNewLoggerFormats(t *testing.T) {
+	for _, format := range []string{"json", "console"} {
+		var buf bytes.Buffer
+		o := DefaultOptions()
+		o.LogFormat = format
+		logger, err := NewLogger(o, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logger.Info("hello", "nodepool", "gpu")
+		logger.V(1).Info("hidden at info level")
+		out := buf.String()
+		if isJSON := strings.HasPrefix(out, "{"); isJSON != (format == "json") {
+			t.Errorf("format %s wrote %q", format, out)
+		}
+		if !strings.Contains(out, "hello") || strings.Contains(out, "hidden") {
+			t.Errorf("format %s wrote %q, want only the info line", format, out)
+		}
+	}
+}

@@ -1,0 +1,300 @@
+package state
+
+import (
+	"sort"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/types"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/solver"
+)
+
+// ResourceNodes counts nodes in NodePool usage, so a pool limit can cap
+// the number of machines as well as their resources.
+const ResourceNodes corev1.ResourceName = "nodes"
+
+// InstanceTypeLookup resolves an instance type a pool may buy by name. The
+// provisioner builds it from CloudProvider.InstanceTypes; it lets an in-flight
+// claim that has not launched yet count with its planned capacity.
+type InstanceTypeLookup func(nodePool, instanceType string) (*cloudprovider.InstanceType, bool)
+
+// transientTaints are taints a node carries only while it boots; pods that
+// were planned onto a launching claim do not tolerate them and need not.
+var transientTaints = map[string]bool{
+	corev1.TaintNodeNotReady:                         true,
+	"node.cloudprovider.kubernetes.io/uninitialized": true,
+	v1.UnregisteredTaintKey:                          true,
+}
+
+// view is the state resolved under one read lock: which node each claim has.
+type view struct {
+	nodeOfClaim map[string]*corev1.Node // claim name -> its registered node
+	claimOfNode map[string]*v1.NodeClaim
+}
+
+func (c *Cluster) resolveLocked() view {
+	byProviderID := make(map[string]*corev1.Node, len(c.nodes))
+	byClaimLabel := map[string]*corev1.Node{}
+	for _, n := range c.nodes {
+		if n.Spec.ProviderID != "" {
+			byProviderID[n.Spec.ProviderID] = n
+		}
+		if name := n.Labels[v1.LabelNodeClaim]; name != "" {
+			byClaimLabel[name] = n
+		}
+	}
+	v := view{nodeOfClaim: map[string]*corev1.Node{}, claimOfNode: map[string]*v1.NodeClaim{}}
+	for _, claim := range c.claims {
+		var node *corev1.Node
+		switch {
+		case claim.Status.NodeName != "" && c.nodes[claim.Status.NodeName] != nil:
+			node = c.nodes[claim.Status.NodeName]
+		case claim.Status.ProviderID != "" && byProviderID[claim.Status.ProviderID] != nil:
+			node = byProviderID[claim.Status.ProviderID]
+		case byClaimLabel[claim.Name] != nil:
+			node = byClaimLabel[claim.Name]
+		}
+		if node != nil {
+			v.nodeOfClaim[claim.Name] = node
+			v.claimOfNode[node.Name] = claim
+		}
+	}
+	return v
+}
+
+// Nodes returns every node pods may be placed on: registered Nodes that are
+// neither cordoned nor being deleted, and NodeClaims whose Node has not
+// registered yet (InFlight), each with the pods bound or nominated to it.
+// Sorted by name.
+func (c *Cluster) Nodes(lookup InstanceTypeLookup) []*solver.Node {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	v := c.resolveLocked()
+	nominated := c.nominatedPodsLocked(v)
+
+	var out []*solver.Node
+	for _, node := range c.nodes {
+		if node.DeletionTimestamp != nil || node.Spec.Unschedulable || hasTaint(node.Spec.Taints, v1.DisruptedTaintKey) {
+			continue
+		}
+		claim := v.claimOfNode[node.Name]
+		if claim != nil && claim.DeletionTimestamp != nil {
+			continue
+		}
+		out = append(out, c.existingNodeLocked(node, claim, lookup, nominated[node.Name]))
+	}
+	for _, claim := range c.claims {
+		if claim.DeletionTimestamp != nil || v.nodeOfClaim[claim.Name] != nil {
+			continue
+		}
+		_, alloc := claimResources(claim, lookup)
+		out = append(out, &solver.Node{
+			Name:         claim.Name,
+			Labels:       claimLabels(claim),
+			Taints:       append([]corev1.Taint(nil), claim.Spec.Taints...),
+			Allocatable:  alloc,
+			Pods:         nominated[claim.Name],
+			PricePerHour: claimPrice(claim),
+			InFlight:     true,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (c *Cluster) existingNodeLocked(node *corev1.Node, claim *v1.NodeClaim, lookup InstanceTypeLookup, nominated []*corev1.Pod) *solver.Node {
+	n := &solver.Node{
+		Name:        node.Name,
+		Labels:      node.Labels,
+		Taints:      node.Spec.Taints,
+		Allocatable: node.Status.Allocatable,
+	}
+	for key := range c.podsByNode[node.Name] {
+		if p := c.pods[key]; p != nil && !isTerminal(p) {
+			n.Pods = append(n.Pods, p)
+		}
+	}
+	sortPods(n.Pods)
+	n.Pods = append(n.Pods, nominated...)
+	if claim == nil {
+		return n
+	}
+	n.PricePerHour = claimPrice(claim)
+	if !isInitialized(claim) {
+		// Until the node is initialized its allocatable may still lack
+		// extended resources (GPUs appear when the device plugin starts) and
+		// it carries startup taints; plan with what the claim will become.
+		_, planned := claimResources(claim, lookup)
+		n.Allocatable = mergeMissing(node.Status.Allocatable, planned)
+		n.Taints = withoutTaints(node.Spec.Taints, claim.Spec.StartupTaints)
+	}
+	return n
+}
+
+// Usage is the capacity a pool's nodes and in-flight claims hold, plus their
+// count under ResourceNodes. Nodes being deleted still count: they are paid
+// for until they are gone.
+func (c *Cluster) Usage(pool string, lookup InstanceTypeLookup) corev1.ResourceList {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	v := c.resolveLocked()
+	usage := corev1.ResourceList{}
+	nodes := int64(0)
+	for _, node := range c.nodes {
+		if node.Labels[v1.LabelNodePool] != pool {
+			continue
+		}
+		capacity := node.Status.Capacity
+		if claim := v.claimOfNode[node.Name]; claim != nil && !isInitialized(claim) {
+			planned, _ := claimResources(claim, lookup)
+			capacity = mergeMissing(capacity, planned)
+		}
+		addTo(usage, capacity)
+		nodes++
+	}
+	for _, claim := range c.claims {
+		if claim.Labels[v1.LabelNodePool] != pool || v.nodeOfClaim[claim.Name] != nil {
+			continue
+		}
+		capacity, _ := claimResources(claim, lookup)
+		addTo(usage, capacity)
+		nodes++
+	}
+	usage[ResourceNodes] = *resource.NewQuantity(nodes, resource.DecimalSI)
+	return usage
+}
+
+// claimResources returns the capacity and allocatable a claim has or will
+// have: what the cloud reported once launched, else its first choice's
+// instance type, else at least what its pods request.
+func claimResources(claim *v1.NodeClaim, lookup InstanceTypeLookup) (capacity, allocatable corev1.ResourceList) {
+	if len(claim.Status.Allocatable) > 0 {
+		capacity = claim.Status.Capacity
+		if len(capacity) == 0 {
+			capacity = claim.Status.Allocatable
+		}
+		return capacity, claim.Status.Allocatable
+	}
+	if lookup != nil && len(claim.Spec.Offerings) > 0 {
+		if it, ok := lookup(claim.Labels[v1.LabelNodePool], claim.Spec.Offerings[0].InstanceType); ok {
+			return it.Capacity, it.Allocatable()
+		}
+	}
+	return claim.Spec.Resources.Requests, claim.Spec.Resources.Requests
+}
+
+// claimLabels are the labels a claim's node will surely have: the claim's
+// own (its pool's template labels and the pool), its name, every requirement
+// pinned to a single value, and what it launched as.
+func claimLabels(claim *v1.NodeClaim) map[string]string {
+	labels := make(map[string]string, len(claim.Labels)+8)
+	for k, v := range claim.Labels {
+		labels[k] = v
+	}
+	labels[v1.LabelNodeClaim] = claim.Name
+	labels[v1.LabelHostname] = claim.Name
+	for _, r := range claim.Spec.Requirements {
+		if r.Operator == corev1.NodeSelectorOpIn && len(r.Values) == 1 {
+			labels[r.Key] = r.Values[0]
+		}
+	}
+	set := func(k, val string) {
+		if val != "" {
+			labels[k] = val
+		}
+	}
+	set(v1.LabelInstanceType, claim.Status.InstanceType)
+	set(v1.LabelZone, claim.Status.Zone)
+	set(v1.LabelCapacityType, claim.Status.CapacityType)
+	return labels
+}
+
+func claimPrice(claim *v1.NodeClaim) float64 {
+	s := claim.Status.PricePerHour
+	if s == "" && len(claim.Spec.Offerings) > 0 {
+		s = claim.Spec.Offerings[0].PricePerHour
+	}
+	p, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0
+	}
+	return p
+}
+
+func isInitialized(claim *v1.NodeClaim) bool {
+	return meta.IsStatusConditionTrue(claim.Status.Conditions, v1.ConditionInitialized)
+}
+
+func isTerminal(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+}
+
+func hasTaint(taints []corev1.Taint, key string) bool {
+	for _, t := range taints {
+		if t.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+func withoutTaints(taints, remove []corev1.Taint) []corev1.Taint {
+	out := make([]corev1.Taint, 0, len(taints))
+	for _, t := range taints {
+		if transientTaints[t.Key] {
+			continue
+		}
+		drop := false
+		for _, r := range remove {
+			if r.Key == t.Key && r.Effect == t.Effect {
+				drop = true
+				break
+			}
+		}
+		if !drop {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// mergeMissing returns have plus every resource of planned that have lacks or
+// reports as zero.
+func mergeMissing(have, planned corev1.ResourceList) corev1.ResourceList {
+	out := make(corev1.ResourceList, len(have)+len(planned))
+	for k, q := range have {
+		out[k] = q
+	}
+	for k, q := range planned {
+		if cur, ok := out[k]; !ok || cur.IsZero() {
+			out[k] = q
+		}
+	}
+	return out
+}
+
+func addTo(sum, l corev1.ResourceList) {
+	for k, q := range l {
+		cur := sum[k]
+		cur.Add(q)
+		sum[k] = cur
+	}
+}
+
+func sortPods(pods []*corev1.Pod) {
+	sort.Slice(pods, func(i, j int) bool {
+		if pods[i].Namespace != pods[j].Namespace {
+			return pods[i].Namespace < pods[j].Namespace
+		}
+		return pods[i].Name < pods[j].Name
+	})
+}
+
+func podKey(p *corev1.Pod) types.NamespacedName {
+	return types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
+}

@@ -1,0 +1,124 @@
+package state
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
+)
+
+// Nominate records that the provisioner planned pod onto target, a NodeClaim
+// it created or an existing node, so the next decision does not plan it again.
+func (c *Cluster) Nominate(pod *corev1.Pod, target string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nominations[pod.UID] = nomination{pod: podKey(pod), target: target, at: c.clock.Now()}
+}
+
+// IsNominated reports whether pod is planned onto a node that still exists
+// and is either still launching or was nominated less than the nomination TTL ago.
+func (c *Cluster) IsNominated(pod *corev1.Pod) bool {
+	return c.NominatedTo(pod) != ""
+}
+
+// NominatedTo returns the node or claim pod is validly nominated to, or "".
+func (c *Cluster) NominatedTo(pod *corev1.Pod) string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	n, ok := c.nominations[pod.UID]
+	if !ok {
+		return ""
+	}
+	if !c.validLocked(n, c.resolveLocked()) {
+		return ""
+	}
+	return n.target
+}
+
+// PruneNominations drops nominations that are no longer valid, so the map
+// does not grow with pods that were deleted while pending.
+func (c *Cluster) PruneNominations() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v := c.resolveLocked()
+	for uid, n := range c.nominations {
+		if !c.validLocked(n, v) || c.pods[n.pod] == nil {
+			delete(c.nominations, uid)
+		}
+	}
+}
+
+// validLocked reports whether a nomination still holds. While its target is
+// launching or booting it always does: the pod waits for the machine bought
+// for it. Once the node is initialized the kube-scheduler should bind the pod
+// within moments; the nomination then lasts the TTL, and ends at once if the
+// node no longer has room for the pod (other pods took it).
+func (c *Cluster) validLocked(n nomination, v view) bool {
+	claim, node := c.claims[n.target], c.nodes[n.target]
+	switch {
+	case claim != nil:
+		if claim.DeletionTimestamp != nil {
+			return false
+		}
+		node = v.nodeOfClaim[claim.Name]
+	case node != nil:
+		claim = v.claimOfNode[node.Name]
+	default:
+		return false
+	}
+	if node != nil && node.DeletionTimestamp != nil {
+		return false
+	}
+	if claim != nil && !isInitialized(claim) {
+		return true
+	}
+	since := n.at
+	if claim != nil {
+		if cond := meta.FindStatusCondition(claim.Status.Conditions, v1.ConditionInitialized); cond != nil && cond.LastTransitionTime.After(since) {
+			since = cond.LastTransitionTime.Time
+		}
+	}
+	if c.clock.Since(since) >= c.nominationTTL {
+		return false
+	}
+	if pod := c.pods[n.pod]; node != nil && pod != nil && !c.fitsLocked(node, pod) {
+		return false
+	}
+	return true
+}
+
+// fitsLocked reports whether pod fits next to the pods bound to node.
+func (c *Cluster) fitsLocked(node *corev1.Node, pod *corev1.Pod) bool {
+	var used scheduling.Resources
+	for key := range c.podsByNode[node.Name] {
+		if p := c.pods[key]; p != nil && !isTerminal(p) {
+			used = used.Add(scheduling.PodRequests(p))
+		}
+	}
+	want := scheduling.PodRequests(pod)
+	alloc := scheduling.FromList(node.Status.Allocatable)
+	return scheduling.FitsSum(&used, &want, &alloc)
+}
+
+// nominatedPodsLocked groups pending nominated pods by target. Only pods
+// still known and unbound are returned; a claim that registered as a Node
+// carries its nominations over to the Node's name.
+func (c *Cluster) nominatedPodsLocked(v view) map[string][]*corev1.Pod {
+	out := map[string][]*corev1.Pod{}
+	for uid, n := range c.nominations {
+		p := c.pods[n.pod]
+		if p == nil || p.UID != uid || p.Spec.NodeName != "" || isTerminal(p) || !c.validLocked(n, v) {
+			continue
+		}
+		target := n.target
+		if node := v.nodeOfClaim[target]; node != nil {
+			target = node.Name
+		}
+		out[target] = append(out[target], p)
+	}
+	for _, pods := range out {
+		sortPods(pods)
+	}
+	return out
+}
