@@ -64,17 +64,24 @@ test: controlplane tools vet ## run every test (unit, envtest, end-to-end) with 
 test-unit: ## only the pure-Go packages, no control plane
 	go test -race ./pkg/scheduling/... ./pkg/solver/... ./pkg/cloudprovider/... ./pricing/...
 
-bench: ## solver benchmarks on the scenarios
-	go test -run '^$$' -bench . -benchmem ./pkg/solver/... ./test/scenarios/...
+bench: ## solver benchmarks on the scenarios, then a summary table (cost, lower bound, gap, naive, vs FFD)
+	STOWAGE_BENCH_100K=1 go test -run '^$$' -bench . -benchmem -timeout 60m ./pkg/solver/... ./test/scenarios/... | go run ./test/scenarios/benchsummary
 
-bench-e2e: controlplane ## 1,000 pending pods on the local control plane
-	STOWAGE_BENCH_E2E=1 go test -run TestBenchE2E -v -timeout 30m ./test/e2e/...
+bench-e2e: controlplane ## 1,000 pending pods on the local control plane: wall time, decision p50/p99, controller memory
+	STOWAGE_BENCH_E2E=1 go test -count=1 -run '^TestBenchE2E$$' -v -timeout 30m ./test/e2e/
 
 bench-disruption: ## a day of the seeds' portfolio: static vs Stowage cost
-	go test -run '^$$' -bench BenchmarkDay -benchtime 1x -v ./pkg/controllers/disruption/...
+	go test -run '^$$' -bench BenchmarkDay -benchtime 1x -v ./test/portfolio/
 
 demo: controlplane build ## local control plane + fake cloud + example workloads
-	$(BIN)/stowage demo
+	@echo "==> building bin/stowage-demo"
+	go build -o $(BIN)/stowage-demo ./test/demo
+	@echo "==> running the demo (Ctrl-C stops it and cleans up)"
+	$(BIN)/stowage-demo
 
 clean:
 	rm -rf $(BIN)/stowage
+
+.PHONY: helm-test
+helm-test: $(BIN)/helm controlplane ## lint, render and install the Helm chart (test/helm)
+	go test -race $(GO_TEST_FLAGS) ./test/helm/...

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stowage-k8s/stowage/pkg/manifest"
+	"github.com/stowage-k8s/stowage/pkg/simulate"
+	"github.com/stowage-k8s/stowage/pkg/solver"
+)
+
+// solve is the solver simulate runs; a variable so the CLI tests can check
+// the command's wiring without depending on the solver's answers.
+var solve simulate.SolveFunc = func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) {
+	return solver.Solve(ctx, s)
+}
+
+func init() { subcommands = append(subcommands, newSimulateCommand) }
+
+func newSimulateCommand() *cobra.Command {
+	var (
+		files     []string
+		catalog   catalogOptions
+		output    string
+		verbosity int
+	)
+	cmd := &cobra.Command{
+		Use:   "simulate -f <file|dir>",
+		Short: "Show which nodes Stowage would buy for a set of manifests, and what they cost",
+		Long: `Reads Kubernetes manifests (Pods, Deployments, ReplicaSets, StatefulSets, Jobs,
+DaemonSets, stowage.dev/v1 NodePools and the stowage-reservations ConfigMap),
+plans them with the solver against a built-in price catalog, and prints the
+nodes it would buy, their hourly cost, the naive one-node-per-pod cost, the
+provable lower bound and the pods nothing can hold. Without a NodePool, any
+instance type may be bought as spot or on-demand.`,
+		Example: `  stowage simulate -f test/scenarios/seeds-example
+  stowage simulate -f training.yaml --catalog gcp/us-central1 -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(files) == 0 {
+				return usageError("-f/--filename", "required: a manifest file or directory")
+			}
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			cliLogger(verbosity)
+			set := &manifest.Set{}
+			for _, f := range files {
+				s, err := manifest.Load(f)
+				if err != nil {
+					return err
+				}
+				set.Append(s)
+			}
+			c, err := catalog.load(cmd.Context())
+			if err != nil {
+				return err
+			}
+			report, err := simulate.Run(cmd.Context(), simulate.Input{Manifests: set, Catalog: c}, simulate.Options{Solve: solve})
+			if err != nil {
+				return err
+			}
+			for _, w := range report.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
+			if output == "json" {
+				return report.WriteJSON(cmd.OutOrStdout())
+			}
+			return report.WriteTable(cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file or directory (read recursively); may be repeated")
+	catalog.addFlags(cmd.Flags())
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().IntVarP(&verbosity, "verbosity", "v", 0, "log verbosity on stderr (1 shows debug messages)")
+	return cmd
+}

@@ -1,0 +1,220 @@
+package simulate
+
+import (
+	"math"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/solver"
+)
+
+// NaiveCost is what the "one node per pod, whole GPUs" habit costs: every pod
+// gets its own machine of the cheapest on-demand type that fits it (with the
+// DaemonSets that node runs), from any pool that would take it. A MIG slice or
+// time-sliced share is rounded up to whole GPUs. unplaced counts pods no
+// on-demand type fits; they add nothing. types are the whole catalog: a pool
+// that buys only spot still gets an on-demand price here.
+func NaiveCost(snap *solver.Snapshot, types []*cloudprovider.InstanceType) (total float64, unplaced int) {
+	type candidate struct {
+		it     *cloudprovider.InstanceType
+		labels map[string]string
+		taints []corev1.Taint
+		alloc  corev1.ResourceList
+		// daemons is what the node's DaemonSet pods request, including their pod count.
+		daemons corev1.ResourceList
+		price   float64
+	}
+	var cands []candidate
+	for _, np := range snap.NodePools {
+		for _, it := range FilterInstanceTypes(np.NodePool, types, true) {
+			alloc := it.Allocatable()
+			for _, o := range it.Offerings {
+				if o.CapacityType != v1.CapacityTypeOnDemand || !o.Available {
+					continue
+				}
+				labels := nodeLabels(np.NodePool, it, o)
+				taints := np.Spec.Template.Spec.Taints
+				daemons := daemonSetRequests(snap.DaemonSetPods, labels, taints)
+				cands = append(cands, candidate{it: it, labels: labels, taints: taints, alloc: alloc, daemons: daemons, price: o.PricePerHour})
+			}
+		}
+	}
+	// Per-pod search is linear in the catalog; caching by request shape keeps
+	// 100k-pod scenarios quick since workloads repeat one template many times.
+	cache := map[string]float64{}
+	for _, p := range snap.Pods {
+		key := shapeKey(p)
+		if price, ok := cache[key]; ok {
+			if math.IsInf(price, 1) {
+				unplaced++
+			} else {
+				total += price
+			}
+			continue
+		}
+		want := wholeGPURequests(p, migProfileOf(p))
+		best := math.Inf(1)
+		for _, c := range cands {
+			if c.price >= best || !podSelects(p, c.labels) || !tolerates(p, c.taints) {
+				continue
+			}
+			need := addLists(want, c.daemons)
+			need[corev1.ResourcePods] = *resource.NewQuantity(need.Pods().Value()+1, resource.DecimalSI)
+			if !fits(need, c.alloc, c.it) {
+				continue
+			}
+			best = c.price
+		}
+		cache[key] = best
+		if math.IsInf(best, 1) {
+			unplaced++
+			continue
+		}
+		total += best
+	}
+	return total, unplaced
+}
+
+// nodeLabels are the labels a node of it bought as o from np would carry.
+func nodeLabels(np *v1.NodePool, it *cloudprovider.InstanceType, o cloudprovider.Offering) map[string]string {
+	out := make(map[string]string, len(it.Labels)+len(np.Spec.Template.ObjectMeta.Labels)+3)
+	for k, v := range np.Spec.Template.ObjectMeta.Labels {
+		out[k] = v
+	}
+	for k, v := range it.Labels {
+		out[k] = v
+	}
+	out[v1.LabelZone] = o.Zone
+	out[v1.LabelCapacityType] = o.CapacityType
+	out[v1.LabelNodePool] = np.Name
+	return out
+}
+
+// shapeKey identifies pods that the naive baseline treats alike: same
+// requests, selectors, affinity and tolerations.
+func shapeKey(p *corev1.Pod) string {
+	var b strings.Builder
+	for _, c := range p.Spec.InitContainers {
+		b.WriteString("i" + c.Resources.String())
+	}
+	for _, c := range p.Spec.Containers {
+		b.WriteString("c" + c.Resources.String())
+	}
+	for k, v := range p.Spec.Overhead {
+		b.WriteString("o" + string(k) + v.String())
+	}
+	// Map iteration order would make equal pods look different; the String
+	// methods of the generated types sort map keys.
+	b.WriteString((&corev1.PodSpec{NodeSelector: p.Spec.NodeSelector, Affinity: nodeAffinityOnly(p.Spec.Affinity), Tolerations: p.Spec.Tolerations}).String())
+	return b.String()
+}
+
+func nodeAffinityOnly(a *corev1.Affinity) *corev1.Affinity {
+	if a == nil || a.NodeAffinity == nil {
+		return nil
+	}
+	return &corev1.Affinity{NodeAffinity: a.NodeAffinity}
+}
+
+// PodRequests is what the scheduler reserves for a pod: the larger of its
+// containers' summed requests and its largest init container, plus overhead.
+func PodRequests(p *corev1.Pod) corev1.ResourceList {
+	out := corev1.ResourceList{}
+	for _, c := range p.Spec.Containers {
+		out = addLists(out, c.Resources.Requests)
+	}
+	for _, c := range p.Spec.InitContainers {
+		for k, v := range c.Resources.Requests {
+			if cur, ok := out[k]; !ok || v.Cmp(cur) > 0 {
+				out[k] = v.DeepCopy()
+			}
+		}
+	}
+	return addLists(out, p.Spec.Overhead)
+}
+
+// migProfileOf is the MIG profile a pod asks for, if any.
+func migProfileOf(p *corev1.Pod) string {
+	for k := range PodRequests(p) {
+		if strings.HasPrefix(string(k), v1.ResourceMIGPrefix) {
+			return strings.TrimPrefix(string(k), v1.ResourceMIGPrefix)
+		}
+	}
+	return ""
+}
+
+// wholeGPURequests rewrites a pod's MIG request into whole GPUs: one GPU per
+// slice, the habit the naive baseline models. The MIG profile is kept as a
+// marker so only MIG-capable types are chosen.
+func wholeGPURequests(p *corev1.Pod, migProfile string) corev1.ResourceList {
+	req := PodRequests(p)
+	if migProfile == "" {
+		return req
+	}
+	name := corev1.ResourceName(v1.ResourceMIGPrefix + migProfile)
+	n := req[name]
+	delete(req, name)
+	gpus := req[v1.ResourceNvidiaGPU]
+	gpus.Add(n)
+	req[v1.ResourceNvidiaGPU] = gpus
+	req[migMarker(migProfile)] = resource.MustParse("1")
+	return req
+}
+
+func migMarker(profile string) corev1.ResourceName {
+	return corev1.ResourceName("mig-capable/" + profile)
+}
+
+// daemonSetRequests sums the requests of the DaemonSet pods a node with
+// labels and taints would run.
+func daemonSetRequests(ds []*corev1.Pod, labels map[string]string, taints []corev1.Taint) corev1.ResourceList {
+	out := corev1.ResourceList{}
+	n := int64(0)
+	for _, p := range ds {
+		if podSelects(p, labels) && tolerates(p, taints) {
+			out = addLists(out, PodRequests(p))
+			n++
+		}
+	}
+	out[corev1.ResourcePods] = *resource.NewQuantity(n, resource.DecimalSI)
+	return out
+}
+
+// fits reports whether need fits in alloc; a MIG marker fits types whose GPUs
+// support the profile.
+func fits(need, alloc corev1.ResourceList, it *cloudprovider.InstanceType) bool {
+	for k, v := range need {
+		if v.IsZero() {
+			continue
+		}
+		if strings.HasPrefix(string(k), "mig-capable/") {
+			profile := strings.TrimPrefix(string(k), "mig-capable/")
+			if it.GPU == nil || it.GPU.MIGProfiles[profile] == 0 {
+				return false
+			}
+			continue
+		}
+		have, ok := alloc[k]
+		if !ok || v.Cmp(have) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func addLists(a, b corev1.ResourceList) corev1.ResourceList {
+	out := make(corev1.ResourceList, len(a)+len(b))
+	for k, v := range a {
+		out[k] = v.DeepCopy()
+	}
+	for k, v := range b {
+		q := out[k]
+		q.Add(v)
+		out[k] = q
+	}
+	return out
+}

@@ -1,0 +1,139 @@
+// Package simulate is the `stowage simulate` use case: it turns manifests and
+// a price catalog into a solver snapshot, solves it, and reports what would be
+// bought, what it costs, and how that compares with the naive one-node-per-pod
+// habit and with the solver's provable lower bound.
+package simulate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/manifest"
+	"github.com/stowage-k8s/stowage/pkg/solver"
+	"github.com/stowage-k8s/stowage/pricing"
+)
+
+// SolveFunc plans a snapshot; solver.Solve is the implementation. It is
+// injected so this package can be tested without the real solver and so
+// benchmarks can pass solver options.
+type SolveFunc func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error)
+
+// DefaultNodePoolName names the pool simulate uses when the manifests have none.
+const DefaultNodePoolName = "default"
+
+// ReservedPricePerHour is the marginal price of a simulated reservation:
+// already paid for, but not free, so the solver still prefers fewer machines.
+const ReservedPricePerHour = 0.0001
+
+// Input is what one simulation runs on.
+type Input struct {
+	Manifests *manifest.Set
+	// Catalog is modified (reservations are added): pass a fresh copy.
+	Catalog *pricing.Catalog
+}
+
+// Options configure Run.
+type Options struct {
+	Solve SolveFunc
+	// Clock times the solve; defaults to the real clock.
+	Clock clock.PassiveClock
+}
+
+// ErrNoPods is returned when the manifests contain nothing to place.
+var ErrNoPods = errors.New("no pods to place: the manifests hold no Pods, Deployments, ReplicaSets, StatefulSets or Jobs")
+
+// Run simulates provisioning for in.
+func Run(ctx context.Context, in Input, opts Options) (*Report, error) {
+	if opts.Solve == nil {
+		return nil, errors.New("simulate: no solver configured")
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if in.Manifests == nil || len(in.Manifests.Pods) == 0 {
+		return nil, ErrNoPods
+	}
+	snap, err := BuildSnapshot(in)
+	if err != nil {
+		return nil, err
+	}
+	log.FromContext(ctx).V(1).Info("solving", "pods", len(snap.Pods), "nodePools", len(snap.NodePools), "daemonSets", len(snap.DaemonSetPods))
+	start := opts.Clock.Now()
+	plan, err := opts.Solve(ctx, snap)
+	if err != nil {
+		return nil, fmt.Errorf("solving %d pods: %w", len(snap.Pods), err)
+	}
+	elapsed := opts.Clock.Since(start)
+	r := newReport(plan, elapsed)
+	r.NaiveCostPerHour, r.naiveUnplaced = NaiveCost(snap, in.Catalog.InstanceTypes)
+	r.Warnings = in.Manifests.Warnings
+	return r, nil
+}
+
+// BuildSnapshot applies reservations to the catalog and gives every pool
+// (or the default pool) the instance types and offerings it may buy.
+func BuildSnapshot(in Input) (*solver.Snapshot, error) {
+	if err := AddReservations(in.Catalog, in.Manifests.Reservations); err != nil {
+		return nil, err
+	}
+	pools := in.Manifests.NodePools
+	if len(pools) == 0 {
+		pools = []*v1.NodePool{DefaultNodePool(len(in.Manifests.Reservations) > 0)}
+	}
+	snap := &solver.Snapshot{Pods: in.Manifests.Pods, DaemonSetPods: in.Manifests.DaemonSetPods}
+	for _, np := range pools {
+		types := FilterInstanceTypes(np, in.Catalog.InstanceTypes, false)
+		snap.NodePools = append(snap.NodePools, &solver.NodePool{NodePool: np, InstanceTypes: types, Usage: corev1.ResourceList{}})
+	}
+	return snap, nil
+}
+
+// DefaultNodePool may buy any instance type as spot or on-demand, and
+// reserved capacity when there are reservations.
+func DefaultNodePool(reserved bool) *v1.NodePool {
+	capacityTypes := []string{v1.CapacityTypeSpot, v1.CapacityTypeOnDemand}
+	if reserved {
+		capacityTypes = append([]string{v1.CapacityTypeReserved}, capacityTypes...)
+	}
+	np := &v1.NodePool{}
+	np.APIVersion = v1.SchemeGroupVersion.String()
+	np.Kind = "NodePool"
+	np.Name = DefaultNodePoolName
+	np.Spec.Template.Spec.Requirements = []v1.NodeSelectorRequirementWithMinValues{{
+		Key: v1.LabelCapacityType, Operator: corev1.NodeSelectorOpIn, Values: capacityTypes,
+	}}
+	return np
+}
+
+// AddReservations adds a reserved offering per reservation to c's instance types.
+func AddReservations(c *pricing.Catalog, rs []manifest.Reservation) error {
+	zones := map[string]bool{}
+	for _, z := range c.Zones {
+		zones[z] = true
+	}
+	for _, r := range rs {
+		it, ok := pricing.Lookup(c, r.InstanceType)
+		if !ok {
+			return fmt.Errorf("%s: instance type %q is not in the %s/%s catalog", r.Source, r.InstanceType, c.Cloud, c.Region)
+		}
+		if !zones[r.Zone] {
+			return fmt.Errorf("%s: zone %q is not in %s/%s (zones: %v)", r.Source, r.Zone, c.Cloud, c.Region, c.Zones)
+		}
+		it.Offerings = append(it.Offerings, cloudprovider.Offering{
+			Zone:          r.Zone,
+			CapacityType:  v1.CapacityTypeReserved,
+			PricePerHour:  ReservedPricePerHour,
+			Available:     true,
+			ReservationID: fmt.Sprintf("simulated-%s-%s", it.Name, r.Zone),
+			ReservedCount: r.Count,
+		})
+	}
+	return nil
+}
