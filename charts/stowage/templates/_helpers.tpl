@@ -1,0 +1,60 @@
+{{/* Name of the chart, overridable for vendoring. */}}
+{{- define "stowage.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name of the release's objects: "stowage" unless the release has another name. */}}
+{{- define "stowage.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "stowage.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "stowage.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "stowage.labels" -}}
+{{ include "stowage.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "stowage.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "stowage.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "stowage.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The service account's cloud identity annotations: IRSA on EKS, Workload
+Identity on GKE and AKS. EKS Pod Identity needs none.
+*/}}
+{{- define "stowage.identityAnnotations" -}}
+{{- if and (eq .Values.cloud "aws") .Values.aws.roleARN }}
+eks.amazonaws.com/role-arn: {{ .Values.aws.roleARN | quote }}
+{{- end }}
+{{- if and (eq .Values.cloud "gcp") .Values.gcp.serviceAccount }}
+iam.gke.io/gcp-service-account: {{ .Values.gcp.serviceAccount | quote }}
+{{- end }}
+{{- if and (eq .Values.cloud "azure") .Values.azure.clientID }}
+azure.workload.identity/client-id: {{ .Values.azure.clientID | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The fake cloud keeps its instances as ConfigMaps in this namespace (providers/fake). */}}
+{{- define "stowage.fakeCloudNamespace" -}}stowage-fake-cloud{{- end -}}

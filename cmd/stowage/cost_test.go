@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cost"
+	"github.com/stowage-k8s/stowage/pkg/operator"
+)
+
+type staticPricer map[string]float64
+
+func (p staticPricer) OnDemandPrice(instanceType, _ string) (float64, bool) {
+	v, ok := p[instanceType]
+	return v, ok
+}
+
+// costCluster is one spot GPU machine ($1.00/h, on-demand $2.50) with
+// 8 cores, 32 GiB, 1 GPU. CPU/memory reference value at the default model:
+// 8*0.0316 + 32*0.0042 = 0.3872, so the GPU part is 0.6128. ml requests the
+// GPU and 4 cores: 0.6128 + 0.1264 = 0.7392.
+func costCluster(t *testing.T) *fake.ClientBuilder {
+	t.Helper()
+	scheme, err := operator.NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("32Gi"),
+		v1.ResourceNvidiaGPU: resource.MustParse("1"),
+	}
+	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(
+		&v1.NodeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "gpu-abc", Labels: map[string]string{v1.LabelNodePool: "gpu"}},
+			Status: v1.NodeClaimStatus{ProviderID: "fake://1", NodeName: "n1", InstanceType: "g.big",
+				CapacityType: v1.CapacityTypeSpot, PricePerHour: "1.00", Capacity: capacity},
+		},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"},
+			Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ml", Name: "p"},
+			Spec: corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "c",
+				Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+					corev1.ResourceCPU: resource.MustParse("4"), v1.ResourceNvidiaGPU: resource.MustParse("1")}}}}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning}},
+	)
+}
+
+func TestRunCostTable(t *testing.T) {
+	kube := costCluster(t).Build()
+	var out, errOut bytes.Buffer
+	if err := runCost(context.Background(), &out, &errOut, kube, staticPricer{"g.big": 2.5}, "table"); err != nil {
+		t.Fatalf("runCost: %v", err)
+	}
+	want := `NODEPOOL  MACHINES  $/H     ON-DEMAND $/H  SAVED  IDLE GPU $/H
+gpu       1         1.0000  2.5000         60.0%  0.0000
+TOTAL     1         1.0000  2.5000         60.0%  0.0000
+
+CAPACITY TYPE  MACHINES  $/H     SHARE
+spot           1         1.0000  100.0%
+
+NAMESPACE          $/H     GPU $/H  SHARE
+ml                 0.7392  0.6128   73.9%
+(idle GPUs)        0.0000  0.0000   0.0%
+(idle CPU/memory)  0.2608  0.0000   26.1%
+`
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("table mismatch (-want +got):\n%s", diff)
+	}
+	if errOut.Len() != 0 {
+		t.Errorf("unexpected warnings: %s", errOut.String())
+	}
+}
+
+func TestRunCostJSONAndWarnings(t *testing.T) {
+	kube := costCluster(t).Build()
+	var out, errOut bytes.Buffer
+	if err := runCost(context.Background(), &out, &errOut, kube, staticPricer{}, "json"); err != nil {
+		t.Fatalf("runCost: %v", err)
+	}
+	var got cost.Report
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("output is not a JSON report: %v\n%s", err, out.String())
+	}
+	if got.Total != 1 || got.OnDemandEquivalent != 1 || len(got.Namespaces) != 1 {
+		t.Errorf("report = %+v; want total 1, on-demand equivalent 1 (no price known), one namespace", got)
+	}
+	if !strings.Contains(errOut.String(), `warning: nodeclaim gpu-abc: no on-demand price known for instance type "g.big"`) {
+		t.Errorf("stderr = %q, want the missing on-demand price warning", errOut.String())
+	}
+}
+
+func TestCostCommandRejectsBadOutput(t *testing.T) {
+	root := newRootCommand()
+	root.SetArgs([]string{"cost", "-o", "yaml"})
+	root.SetOut(&bytes.Buffer{})
+	err := root.Execute()
+	if err == nil || !strings.Contains(err.Error(), "-o/--output: want table or json") {
+		t.Fatalf("error = %v, want it to name -o/--output", err)
+	}
+}

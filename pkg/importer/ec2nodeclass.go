@@ -1,0 +1,195 @@
+package importer
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// amiAliases maps Karpenter's alias families to Stowage's. Both resolve an
+// al2023 or bottlerocket alias to the standard and the NVIDIA image of the
+// family, so GPU pools keep getting driver images and the alias carries over.
+var amiAliases = map[string]string{
+	"al2023":       "al2023",
+	"bottlerocket": "bottlerocket",
+}
+
+// volumeSize is the quantity form Stowage's EC2NodeClass accepts.
+var volumeSize = regexp.MustCompile(`^[0-9]+(Gi|Ti)$`)
+
+func (c *converter) ec2NodeClass(in map[string]any) map[string]any {
+	out := map[string]any{
+		"apiVersion": stowageAWSAPIVersion,
+		"kind":       "EC2NodeClass",
+		"metadata":   c.metadata(in),
+	}
+	spec, _ := in["spec"].(map[string]any)
+	outSpec := map[string]any{}
+	c.copyFields("spec", spec, outSpec, map[string]func(string, any) (any, bool){
+		"amiSelectorTerms":           c.amiSelectorTerms,
+		"subnetSelectorTerms":        c.selectorTerms,
+		"securityGroupSelectorTerms": c.selectorTerms,
+		"role":                       nil,
+		"instanceProfile":            nil,
+		"tags":                       c.tags,
+		"blockDeviceMappings":        c.blockDeviceMappings,
+		"userData":                   nil,
+		"metadataOptions":            c.metadataOptions,
+	})
+	out["spec"] = outSpec
+	return out
+}
+
+func (c *converter) amiSelectorTerms(path string, v any) (any, bool) {
+	return c.terms(path, v, func(p string, in map[string]any) (map[string]any, bool) {
+		out := map[string]any{}
+		c.copyFields(p, in, out, map[string]func(string, any) (any, bool){
+			"alias": c.amiAlias,
+			"id":    nil,
+			"tags":  nil,
+			"name":  nil,
+			"owner": nil,
+		})
+		if _, hasTags := out["tags"]; !hasTags && (out["name"] != nil || out["owner"] != nil) {
+			// Stowage refines tag terms by name and owner but does not select by them alone.
+			c.warn(p, "name and owner without tags cannot be converted; term dropped (add tags or use an id)")
+			return nil, false
+		}
+		return out, len(out) > 0
+	})
+}
+
+func (c *converter) amiAlias(path string, v any) (any, bool) {
+	alias, _ := v.(string)
+	family, version, _ := strings.Cut(alias, "@")
+	to, ok := amiAliases[family]
+	if !ok {
+		c.warn(path, "alias %q has no Stowage equivalent (al2023 and bottlerocket are supported); term dropped", alias)
+		return nil, false
+	}
+	if version == "" {
+		return to, true
+	}
+	return to + "@" + version, true
+}
+
+func (c *converter) selectorTerms(path string, v any) (any, bool) {
+	return c.terms(path, v, func(p string, in map[string]any) (map[string]any, bool) {
+		out := map[string]any{}
+		c.copyFields(p, in, out, map[string]func(string, any) (any, bool){
+			"id":   nil,
+			"tags": nil,
+		})
+		return out, len(out) > 0
+	})
+}
+
+// terms converts a list of selector terms; one that converts to nothing is dropped.
+func (c *converter) terms(path string, v any, term func(string, map[string]any) (map[string]any, bool)) (any, bool) {
+	in, ok := v.([]any)
+	if !ok {
+		c.warn(path, "not a list; dropped")
+		return nil, false
+	}
+	var out []any
+	for i, item := range in {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		m, ok := item.(map[string]any)
+		if !ok {
+			c.warn(p, "not an object; dropped")
+			continue
+		}
+		if t, ok := term(p, m); ok {
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		c.warn(path, "no term could be converted; the field is required, set it by hand")
+		return nil, false
+	}
+	return out, true
+}
+
+func (c *converter) tags(path string, v any) (any, bool) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		c.warn(path, "not a map; dropped")
+		return nil, false
+	}
+	kept := c.dropKarpenterKeys(path, m)
+	return kept, len(kept) > 0
+}
+
+func (c *converter) blockDeviceMappings(path string, v any) (any, bool) {
+	in, ok := v.([]any)
+	if !ok {
+		c.warn(path, "not a list; dropped")
+		return nil, false
+	}
+	var out []any
+	for i, item := range in {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		m, ok := item.(map[string]any)
+		if !ok {
+			c.warn(p, "not an object; dropped")
+			continue
+		}
+		o := map[string]any{}
+		c.copyFields(p, m, o, map[string]func(string, any) (any, bool){
+			"deviceName": nil,
+			"rootVolume": nil,
+			"ebs":        c.ebs,
+		})
+		if _, ok := o["ebs"]; !ok {
+			c.warn(p, "no convertible ebs settings; mapping dropped")
+			continue
+		}
+		out = append(out, o)
+	}
+	return out, len(out) > 0
+}
+
+func (c *converter) ebs(path string, v any) (any, bool) {
+	in, ok := v.(map[string]any)
+	if !ok {
+		c.warn(path, "not an object; dropped")
+		return nil, false
+	}
+	out := map[string]any{}
+	c.copyFields(path, in, out, map[string]func(string, any) (any, bool){
+		"volumeSize": func(p string, v any) (any, bool) {
+			s, _ := v.(string)
+			if !volumeSize.MatchString(s) {
+				c.warn(p, "%v is not a whole number of Gi or Ti as Stowage requires", v)
+				return nil, false
+			}
+			return s, true
+		},
+		"volumeType":          nil,
+		"iops":                nil,
+		"throughput":          nil,
+		"encrypted":           nil,
+		"kmsKeyID":            nil,
+		"deleteOnTermination": nil,
+		"snapshotID":          nil,
+	})
+	if _, ok := out["volumeSize"]; !ok {
+		return nil, false
+	}
+	return out, true
+}
+
+func (c *converter) metadataOptions(path string, v any) (any, bool) {
+	in, ok := v.(map[string]any)
+	if !ok {
+		c.warn(path, "not an object; dropped")
+		return nil, false
+	}
+	out := map[string]any{}
+	c.copyFields(path, in, out, map[string]func(string, any) (any, bool){
+		"httpEndpoint":            nil,
+		"httpTokens":              nil,
+		"httpPutResponseHopLimit": nil,
+	})
+	return out, len(out) > 0
+}
