@@ -1,0 +1,186 @@
+package disruption
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
+)
+
+// DefaultGPUMinNodeLifetime is how long a GPU node lives at least before
+// voluntary disruption when its pool sets no minNodeLifetime: GPU nodes take
+// minutes to become useful (drivers, images of tens of GiB), so replacing a
+// young one rarely pays back.
+const DefaultGPUMinNodeLifetime = 10 * time.Minute
+
+// Candidate is a Stowage node that a method may disrupt.
+type Candidate struct {
+	Claim *v1.NodeClaim
+	Node  *corev1.Node
+	Pool  *v1.NodePool
+	// Pods must find another node when this one goes: every pod bound to it
+	// except DaemonSet, mirror and finished pods.
+	Pods []*corev1.Pod
+	// PricePerHour is what the node costs now.
+	PricePerHour float64
+	// Age is the time since the claim was created.
+	Age time.Duration
+	// Blocked says why voluntary disruption is not allowed right now; empty
+	// when it is. Forceful expiry ignores it.
+	Blocked string
+	// StableFor is how long the node's set of pods has been unchanged, as
+	// observed by the controller, and at most how long the claim has been
+	// Initialized: consolidateAfter counts from there.
+	StableFor time.Duration
+}
+
+// Name is the candidate's NodeClaim name.
+func (c *Candidate) Name() string { return c.Claim.Name }
+
+// CapacityType is the node's capacity type label.
+func (c *Candidate) CapacityType() string { return c.Node.Labels[v1.LabelCapacityType] }
+
+// HasGPU reports whether the node has accelerators.
+func (c *Candidate) HasGPU() bool {
+	for _, r := range []corev1.ResourceName{v1.ResourceNvidiaGPU, v1.ResourceAMDGPU, v1.ResourceAWSNeuron} {
+		if q, ok := c.Node.Status.Allocatable[r]; ok && !q.IsZero() {
+			return true
+		}
+	}
+	return c.Node.Labels[v1.LabelGPUCount] != ""
+}
+
+// BuildCandidates returns every node of a Stowage NodeClaim that could be
+// disrupted at all: launched, initialized, registered, and neither being
+// deleted nor already tainted for disruption. stableFor reports how long a
+// node's pods have been unchanged.
+func BuildCandidates(st *ClusterState, stableFor func(node string) time.Duration) []*Candidate {
+	var out []*Candidate
+	for _, claim := range st.Claims {
+		node := st.NodeOfClaim[claim.Name]
+		pool := st.Pools[claim.Labels[v1.LabelNodePool]]
+		switch {
+		case node == nil, pool == nil, pool.DeletionTimestamp != nil:
+			continue
+		case claim.DeletionTimestamp != nil, node.DeletionTimestamp != nil, hasDisruptedTaint(node):
+			continue
+		case !conditions.IsTrue(claim.Status.Conditions, v1.ConditionInitialized):
+			// In flight: its capacity is not proven yet.
+			continue
+		case conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted):
+			// The interruption controller owns it.
+			continue
+		}
+		c := &Candidate{
+			Claim:        claim,
+			Node:         node,
+			Pool:         pool,
+			PricePerHour: claimPrice(claim),
+			Age:          st.Now.Sub(claim.CreationTimestamp.Time),
+		}
+		for _, p := range st.PodsByNode[node.Name] {
+			if reschedulable(p) {
+				c.Pods = append(c.Pods, p)
+			}
+		}
+		if stableFor != nil {
+			c.StableFor = stableFor(node.Name)
+		}
+		// A node that just became usable may be empty only because the
+		// scheduler has not bound the pods it was bought for yet.
+		if init := conditions.Get(claim.Status.Conditions, v1.ConditionInitialized); init != nil && !init.LastTransitionTime.IsZero() {
+			c.StableFor = min(c.StableFor, st.Now.Sub(init.LastTransitionTime.Time))
+		}
+		c.Blocked = blocker(st, c)
+		out = append(out, c)
+	}
+	return out
+}
+
+// blocker returns why voluntary disruption of c is not allowed, or "".
+func blocker(st *ClusterState, c *Candidate) string {
+	if c.Node.Annotations[v1.AnnotationDoNotDisrupt] == "true" {
+		return fmt.Sprintf("node %s has %s", c.Node.Name, v1.AnnotationDoNotDisrupt)
+	}
+	if c.Claim.Annotations[v1.AnnotationDoNotDisrupt] == "true" {
+		return fmt.Sprintf("nodeclaim %s has %s", c.Claim.Name, v1.AnnotationDoNotDisrupt)
+	}
+	if lifetime := minNodeLifetime(c); c.Age < lifetime {
+		return fmt.Sprintf("node is %s old, younger than its minimum lifetime %s", c.Age.Round(time.Second), lifetime)
+	}
+	for _, p := range c.Pods {
+		if p.Annotations[v1.AnnotationDoNotDisrupt] == "true" {
+			return fmt.Sprintf("pod %s/%s has %s", p.Namespace, p.Name, v1.AnnotationDoNotDisrupt)
+		}
+		if !c.Pool.Spec.Disruption.EvictRunningJobs && isRunningJobPod(p) {
+			return fmt.Sprintf("pod %s/%s belongs to a running Job and nodepool %s does not set evictRunningJobs",
+				p.Namespace, p.Name, c.Pool.Name)
+		}
+		if pdb := blockingPDB(st.PDBs, p); pdb != nil {
+			return fmt.Sprintf("poddisruptionbudget %s/%s allows no disruption of pod %s", pdb.Namespace, pdb.Name, p.Name)
+		}
+	}
+	return ""
+}
+
+// minNodeLifetime is the pool's minNodeLifetime, defaulting by node kind.
+func minNodeLifetime(c *Candidate) time.Duration {
+	if d := c.Pool.Spec.Disruption.MinNodeLifetime; d != nil {
+		return d.Duration
+	}
+	if c.HasGPU() {
+		return DefaultGPUMinNodeLifetime
+	}
+	return 0
+}
+
+func isRunningJobPod(p *corev1.Pod) bool {
+	if isTerminal(p) {
+		return false
+	}
+	for _, o := range p.OwnerReferences {
+		if o.Kind == "Job" && o.Controller != nil && *o.Controller {
+			return true
+		}
+	}
+	return false
+}
+
+// blockingPDB returns a PDB selecting p that allows no disruption now.
+func blockingPDB(pdbs []*policyv1.PodDisruptionBudget, p *corev1.Pod) *policyv1.PodDisruptionBudget {
+	for _, pdb := range pdbs {
+		if pdb.Namespace != p.Namespace || pdb.Status.DisruptionsAllowed > 0 {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil || sel.Empty() && pdb.Spec.Selector == nil {
+			// An invalid or missing selector selects nothing, as the
+			// disruption controller in kube-controller-manager treats it.
+			continue
+		}
+		if sel.Matches(labels.Set(p.Labels)) {
+			return pdb
+		}
+	}
+	return nil
+}
+
+// claimPrice is the price the claim launched at, else its first choice's.
+func claimPrice(claim *v1.NodeClaim) float64 {
+	s := claim.Status.PricePerHour
+	if s == "" && len(claim.Spec.Offerings) > 0 {
+		s = claim.Spec.Offerings[0].PricePerHour
+	}
+	p, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0
+	}
+	return p
+}

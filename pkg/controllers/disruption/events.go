@@ -1,0 +1,55 @@
+package disruption
+
+import (
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/events"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+)
+
+// Event reasons the disruption controller emits on NodeClaims and Nodes.
+const (
+	ReasonDisruptionLaunching = "DisruptionLaunchingReplacement"
+	ReasonDisruptionDeleting  = "DisruptionDeleting"
+	ReasonDisruptionAbandoned = "DisruptionAbandoned"
+	ReasonDisruptionBlocked   = "DisruptionBlocked"
+)
+
+const eventAction = "Disrupt"
+
+// maxNoteLength is the API server's limit on an event's note.
+const maxNoteLength = 1024
+
+type recorder struct{ r events.EventRecorder }
+
+// each sends one event about every candidate's NodeClaim and Node.
+func (r recorder) each(cmd Command, eventType, reason, note string) {
+	if len(note) > maxNoteLength {
+		note = note[:maxNoteLength]
+	}
+	for _, c := range cmd.Candidates {
+		r.r.Eventf(c.Claim, nil, eventType, reason, eventAction, "%s", note)
+		r.r.Eventf(c.Node, c.Claim, eventType, reason, eventAction, "%s", note)
+	}
+}
+
+func (r recorder) launching(cmd Command, replacements []*v1.NodeClaim) {
+	names := make([]string, 0, len(replacements))
+	for _, c := range replacements {
+		names = append(names, c.Name)
+	}
+	r.each(cmd, corev1.EventTypeNormal, ReasonDisruptionLaunching,
+		fmt.Sprintf("%s (%s): launching %v before draining; saving $%.4f/h", cmd.Reason, cmd.Method, names, cmd.SavingsPerHour))
+}
+
+func (r recorder) deleting(cmd Command) {
+	r.each(cmd, corev1.EventTypeNormal, ReasonDisruptionDeleting,
+		fmt.Sprintf("%s (%s): %s; saving $%.4f/h", cmd.Reason, cmd.Method, cmd.Action(), cmd.SavingsPerHour))
+}
+
+func (r recorder) abandoned(cmd Command, why string) {
+	r.each(cmd, corev1.EventTypeWarning, ReasonDisruptionAbandoned,
+		fmt.Sprintf("%s (%s) abandoned: %s", cmd.Reason, cmd.Method, why))
+}

@@ -1,0 +1,228 @@
+package disruption
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/solver"
+	"github.com/stowage-k8s/stowage/pkg/state"
+)
+
+// Solver plans pods onto existing and new nodes; solver.Solve is the implementation.
+type Solver interface {
+	Solve(ctx context.Context, snapshot *solver.Snapshot) (*solver.Plan, error)
+}
+
+// SolverFunc adapts a function to Solver.
+type SolverFunc func(ctx context.Context, snapshot *solver.Snapshot) (*solver.Plan, error)
+
+// Solve calls f.
+func (f SolverFunc) Solve(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) {
+	return f(ctx, s)
+}
+
+// InstanceTyper is the part of the cloud provider a what-if needs.
+type InstanceTyper interface {
+	InstanceTypes(ctx context.Context, pool *v1.NodePool) ([]*cloudprovider.InstanceType, error)
+}
+
+var _ InstanceTyper = (cloudprovider.CloudProvider)(nil)
+
+// Simulator answers "what if these nodes were gone?" with the same solver
+// provisioning uses, so a disruption never plans something provisioning
+// would not.
+type Simulator struct {
+	Solver Solver
+	Cloud  InstanceTyper
+}
+
+// Simulation is the answer to one what-if.
+type Simulation struct {
+	Plan *solver.Plan
+	// Pods are the removed nodes' pods, as handed to the solver.
+	Pods []*corev1.Pod
+}
+
+// Feasible reports whether every pod found a place.
+func (s *Simulation) Feasible() bool { return len(s.Plan.Unschedulable) == 0 }
+
+// Simulate removes the named nodes from the cluster and plans their pods
+// onto what remains plus new machines. Nodes being disrupted, cordoned or
+// deleted are not offered as places; in-flight claims are, with the capacity
+// already planned for them taken.
+func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Candidate) (*Simulation, error) {
+	removed := map[string]bool{}
+	var pods []*corev1.Pod
+	for _, c := range remove {
+		removed[c.Claim.Name] = true
+		for _, p := range c.Pods {
+			cp := p.DeepCopy()
+			cp.Spec.NodeName = ""
+			pods = append(pods, cp)
+		}
+	}
+	snap, err := s.Snapshot(ctx, st, removed)
+	if err != nil {
+		return nil, err
+	}
+	snap.Pods = pods
+	plan, err := s.Solver.Solve(ctx, snap)
+	if err != nil {
+		return nil, fmt.Errorf("solving what-if without %d node(s): %w", len(remove), err)
+	}
+	return &Simulation{Plan: plan, Pods: pods}, nil
+}
+
+// Snapshot is the cluster without the claims in removed and without pods to place.
+func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[string]bool) (*solver.Snapshot, error) {
+	snap := &solver.Snapshot{DaemonSetPods: st.DaemonSetPods}
+	types := map[string]map[string]*cloudprovider.InstanceType{}
+	poolNames := make([]string, 0, len(st.Pools))
+	for name := range st.Pools {
+		poolNames = append(poolNames, name)
+	}
+	sort.Strings(poolNames)
+	usage := map[string]corev1.ResourceList{}
+	for _, name := range poolNames {
+		pool := st.Pools[name]
+		if pool.DeletionTimestamp != nil {
+			continue
+		}
+		its, err := s.Cloud.InstanceTypes(ctx, pool)
+		if err != nil {
+			return nil, fmt.Errorf("instance types of nodepool %s: %w", name, err)
+		}
+		types[name] = map[string]*cloudprovider.InstanceType{}
+		for _, it := range its {
+			types[name][it.Name] = it
+		}
+		usage[name] = corev1.ResourceList{}
+		snap.NodePools = append(snap.NodePools, &solver.NodePool{NodePool: pool, InstanceTypes: its, Usage: usage[name]})
+	}
+	for _, claim := range st.Claims {
+		if removed[claim.Name] {
+			continue
+		}
+		pool := claim.Labels[v1.LabelNodePool]
+		node := st.NodeOfClaim[claim.Name]
+		capacity, alloc := claimResources(claim, types[pool])
+		if node != nil && len(node.Status.Capacity) > 0 {
+			capacity = node.Status.Capacity
+		}
+		if u, ok := usage[pool]; ok {
+			addTo(u, capacity)
+			addTo(u, corev1.ResourceList{state.ResourceNodes: *resource.NewQuantity(1, resource.DecimalSI)})
+		}
+		if claim.DeletionTimestamp != nil || node != nil {
+			continue
+		}
+		// In flight: offer what is left once the pods it was bought for land.
+		snap.Nodes = append(snap.Nodes, &solver.Node{
+			Name:         claim.Name,
+			Labels:       claimLabels(claim),
+			Taints:       claim.Spec.Taints,
+			Allocatable:  subtract(alloc, claim.Spec.Resources.Requests),
+			PricePerHour: claimPrice(claim),
+			InFlight:     true,
+		})
+	}
+	nodeNames := make([]string, 0, len(st.Nodes))
+	for name := range st.Nodes {
+		nodeNames = append(nodeNames, name)
+	}
+	sort.Strings(nodeNames)
+	for _, name := range nodeNames {
+		node := st.Nodes[name]
+		claim := st.ClaimOfNode[name]
+		if claim != nil && (removed[claim.Name] || claim.DeletionTimestamp != nil) {
+			continue
+		}
+		if node.DeletionTimestamp != nil || node.Spec.Unschedulable || hasDisruptedTaint(node) {
+			continue
+		}
+		n := &solver.Node{
+			Name:        node.Name,
+			Labels:      node.Labels,
+			Taints:      node.Spec.Taints,
+			Allocatable: node.Status.Allocatable,
+			Pods:        st.PodsByNode[name],
+		}
+		if claim != nil {
+			n.PricePerHour = claimPrice(claim)
+		}
+		snap.Nodes = append(snap.Nodes, n)
+	}
+	return snap, nil
+}
+
+// claimResources is the capacity and allocatable a claim has or will have.
+func claimResources(claim *v1.NodeClaim, types map[string]*cloudprovider.InstanceType) (capacity, alloc corev1.ResourceList) {
+	if len(claim.Status.Allocatable) > 0 {
+		capacity = claim.Status.Capacity
+		if len(capacity) == 0 {
+			capacity = claim.Status.Allocatable
+		}
+		return capacity, claim.Status.Allocatable
+	}
+	if len(claim.Spec.Offerings) > 0 {
+		if it, ok := types[claim.Spec.Offerings[0].InstanceType]; ok {
+			return it.Capacity, it.Allocatable()
+		}
+	}
+	return claim.Spec.Resources.Requests, claim.Spec.Resources.Requests
+}
+
+// claimLabels are the labels an in-flight claim's node will surely have.
+func claimLabels(claim *v1.NodeClaim) map[string]string {
+	out := map[string]string{}
+	for k, val := range claim.Labels {
+		out[k] = val
+	}
+	for _, r := range claim.Spec.Requirements {
+		if r.Operator == corev1.NodeSelectorOpIn && len(r.Values) == 1 {
+			out[r.Key] = r.Values[0]
+		}
+	}
+	out[v1.LabelNodeClaim] = claim.Name
+	out[v1.LabelHostname] = claim.Name
+	for k, val := range map[string]string{
+		v1.LabelInstanceType: claim.Status.InstanceType,
+		v1.LabelZone:         claim.Status.Zone,
+		v1.LabelCapacityType: claim.Status.CapacityType,
+	} {
+		if val != "" {
+			out[k] = val
+		}
+	}
+	return out
+}
+
+func addTo(sum, l corev1.ResourceList) {
+	for k, q := range l {
+		cur := sum[k]
+		cur.Add(q)
+		sum[k] = cur
+	}
+}
+
+// subtract returns a - b, floored at zero per resource.
+func subtract(a, b corev1.ResourceList) corev1.ResourceList {
+	out := make(corev1.ResourceList, len(a))
+	for k, q := range a {
+		r := q.DeepCopy()
+		if s, ok := b[k]; ok {
+			r.Sub(s)
+			if r.Sign() < 0 {
+				r.Set(0)
+			}
+		}
+		out[k] = r
+	}
+	return out
+}

@@ -1,0 +1,168 @@
+package disruption
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+)
+
+// ClusterState is one consistent read of everything a disruption decision
+// depends on. Building it once per pass means every method of the pass sees
+// the same cluster.
+type ClusterState struct {
+	Now   time.Time
+	Pools map[string]*v1.NodePool
+	// Claims sorted by name.
+	Claims []*v1.NodeClaim
+	// Nodes by name.
+	Nodes       map[string]*corev1.Node
+	NodeOfClaim map[string]*corev1.Node
+	ClaimOfNode map[string]*v1.NodeClaim
+	// PodsByNode holds the non-terminal pods bound to each node, sorted.
+	PodsByNode    map[string][]*corev1.Pod
+	PDBs          []*policyv1.PodDisruptionBudget
+	DaemonSetPods []*corev1.Pod
+}
+
+// ReadState lists the objects a decision needs through r, which is the
+// manager's cache in production.
+func ReadState(ctx context.Context, r client.Reader, now time.Time) (*ClusterState, error) {
+	st := &ClusterState{
+		Now:         now,
+		Pools:       map[string]*v1.NodePool{},
+		Nodes:       map[string]*corev1.Node{},
+		NodeOfClaim: map[string]*corev1.Node{},
+		ClaimOfNode: map[string]*v1.NodeClaim{},
+		PodsByNode:  map[string][]*corev1.Pod{},
+	}
+	pools := &v1.NodePoolList{}
+	if err := r.List(ctx, pools); err != nil {
+		return nil, fmt.Errorf("listing nodepools: %w", err)
+	}
+	for i := range pools.Items {
+		st.Pools[pools.Items[i].Name] = &pools.Items[i]
+	}
+	claims := &v1.NodeClaimList{}
+	if err := r.List(ctx, claims); err != nil {
+		return nil, fmt.Errorf("listing nodeclaims: %w", err)
+	}
+	for i := range claims.Items {
+		st.Claims = append(st.Claims, &claims.Items[i])
+	}
+	sort.Slice(st.Claims, func(i, j int) bool { return st.Claims[i].Name < st.Claims[j].Name })
+	nodes := &corev1.NodeList{}
+	if err := r.List(ctx, nodes); err != nil {
+		return nil, fmt.Errorf("listing nodes: %w", err)
+	}
+	byProviderID := map[string]*corev1.Node{}
+	for i := range nodes.Items {
+		n := &nodes.Items[i]
+		st.Nodes[n.Name] = n
+		if n.Spec.ProviderID != "" {
+			byProviderID[n.Spec.ProviderID] = n
+		}
+	}
+	for _, claim := range st.Claims {
+		node := byProviderID[claim.Status.ProviderID]
+		if node == nil && claim.Status.NodeName != "" {
+			node = st.Nodes[claim.Status.NodeName]
+		}
+		if node != nil {
+			st.NodeOfClaim[claim.Name] = node
+			st.ClaimOfNode[node.Name] = claim
+		}
+	}
+	pods := &corev1.PodList{}
+	if err := r.List(ctx, pods); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Spec.NodeName == "" || isTerminal(p) {
+			continue
+		}
+		st.PodsByNode[p.Spec.NodeName] = append(st.PodsByNode[p.Spec.NodeName], p)
+	}
+	for _, ps := range st.PodsByNode {
+		sort.Slice(ps, func(i, j int) bool {
+			if ps[i].Namespace != ps[j].Namespace {
+				return ps[i].Namespace < ps[j].Namespace
+			}
+			return ps[i].Name < ps[j].Name
+		})
+	}
+	pdbs := &policyv1.PodDisruptionBudgetList{}
+	if err := r.List(ctx, pdbs); err != nil {
+		return nil, fmt.Errorf("listing poddisruptionbudgets: %w", err)
+	}
+	for i := range pdbs.Items {
+		st.PDBs = append(st.PDBs, &pdbs.Items[i])
+	}
+	dss := &appsv1.DaemonSetList{}
+	if err := r.List(ctx, dss); err != nil {
+		return nil, fmt.Errorf("listing daemonsets: %w", err)
+	}
+	for i := range dss.Items {
+		ds := &dss.Items[i]
+		st.DaemonSetPods = append(st.DaemonSetPods, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ds.Namespace, Name: ds.Name, Labels: ds.Spec.Template.Labels},
+			Spec:       *ds.Spec.Template.Spec.DeepCopy(),
+		})
+	}
+	return st, nil
+}
+
+// PoolNodes counts the pool's claims with a registered node, and how many
+// of them are already being disrupted (deleting, or tainted by Stowage).
+func (st *ClusterState) PoolNodes(pool string) (total, disrupting int) {
+	for _, claim := range st.Claims {
+		if claim.Labels[v1.LabelNodePool] != pool {
+			continue
+		}
+		node := st.NodeOfClaim[claim.Name]
+		if node == nil {
+			continue
+		}
+		total++
+		if claim.DeletionTimestamp != nil || node.DeletionTimestamp != nil || hasDisruptedTaint(node) {
+			disrupting++
+		}
+	}
+	return total, disrupting
+}
+
+func isTerminal(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+}
+
+func hasDisruptedTaint(node *corev1.Node) bool {
+	for _, t := range node.Spec.Taints {
+		if t.Key == v1.DisruptedTaintKey {
+			return true
+		}
+	}
+	return false
+}
+
+// reschedulable reports whether a pod must find another node when its node
+// goes: DaemonSet pods go with the node, mirror pods belong to the kubelet.
+func reschedulable(p *corev1.Pod) bool {
+	if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+		return false
+	}
+	for _, o := range p.OwnerReferences {
+		if o.Kind == "DaemonSet" && o.Controller != nil && *o.Controller {
+			return false
+		}
+	}
+	return !isTerminal(p)
+}

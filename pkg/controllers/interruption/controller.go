@@ -1,0 +1,468 @@
+// Package interruption reacts to the cloud taking a machine back: spot
+// reclaims, rebalance hints, scheduled maintenance, stopped instances and
+// reclaimed reservations. It cordons the node at once, tells the pods (an
+// annotation and an Event, so training jobs can checkpoint), launches a
+// replacement straight away, and drains the node before the deadline.
+package interruption
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/controllers/disruption"
+	"github.com/stowage-k8s/stowage/pkg/utils/claims"
+	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
+	"github.com/stowage-k8s/stowage/pkg/utils/index"
+)
+
+// Name is the controller's name in logs and metrics.
+const Name = "interruption"
+
+// Defaults for Options.
+const (
+	DefaultDrainLead     = time.Minute
+	DefaultCheckInterval = 2 * time.Second
+	DefaultHintTimeout   = 10 * time.Minute
+)
+
+// Deps are the controller's dependencies.
+type Deps struct {
+	Client        client.Client
+	Source        cloudprovider.InterruptionSource
+	CloudProvider disruption.InstanceTyper
+	Solver        disruption.Solver
+	Clock         clock.WithTicker
+	Recorder      events.EventRecorder
+	Options       Options
+}
+
+// Options tune the controller.
+type Options struct {
+	// DrainLead is how long before the deadline the drain starts at the
+	// latest, whether or not the replacement is Ready: pods need that long
+	// to stop and the machine's own shutdown takes the rest.
+	DrainLead time.Duration
+	// CheckInterval is how often interrupted nodes are looked at again.
+	CheckInterval time.Duration
+	// HintTimeout bounds the wait for a replacement after a hint without a
+	// deadline; then the node is drained anyway, as the cloud asked.
+	HintTimeout time.Duration
+}
+
+// Controller consumes interruption events. It runs on the leader only.
+type Controller struct {
+	client client.Client
+	source cloudprovider.InterruptionSource
+	sim    *disruption.Simulator
+	clock  clock.WithTicker
+	events recorder
+	opts   Options
+
+	mu sync.Mutex
+	// tracked interruptions by NodeClaim name.
+	tracked map[string]*interruption
+}
+
+type interruption struct {
+	claim        string
+	kind         cloudprovider.InterruptionKind
+	deadline     time.Time // zero for a hint
+	received     time.Time
+	replacements []string
+	acks         []func(context.Context) error
+}
+
+// NewController builds the interruption controller.
+func NewController(d Deps) *Controller {
+	if d.Options.DrainLead <= 0 {
+		d.Options.DrainLead = DefaultDrainLead
+	}
+	if d.Options.CheckInterval <= 0 {
+		d.Options.CheckInterval = DefaultCheckInterval
+	}
+	if d.Options.HintTimeout <= 0 {
+		d.Options.HintTimeout = DefaultHintTimeout
+	}
+	if d.Clock == nil {
+		d.Clock = clock.RealClock{}
+	}
+	if d.Recorder == nil {
+		d.Recorder = &events.FakeRecorder{}
+	}
+	return &Controller{
+		client:  d.Client,
+		source:  d.Source,
+		sim:     &disruption.Simulator{Solver: d.Solver, Cloud: d.CloudProvider},
+		clock:   d.Clock,
+		events:  recorder{d.Recorder},
+		opts:    d.Options,
+		tracked: map[string]*interruption{},
+	}
+}
+
+// Name is the controller's name.
+func (c *Controller) Name() string { return Name }
+
+// Register adds the loop to mgr.
+func (c *Controller) Register(_ context.Context, mgr manager.Manager) error {
+	if err := registerMetrics(); err != nil {
+		return fmt.Errorf("registering %s metrics: %w", Name, err)
+	}
+	if err := mgr.Add(c); err != nil {
+		return fmt.Errorf("registering %s loop: %w", Name, err)
+	}
+	return nil
+}
+
+// NeedLeaderElection keeps one consumer of the cloud's events.
+func (c *Controller) NeedLeaderElection() bool { return true }
+
+// Start consumes events until ctx is done.
+func (c *Controller) Start(ctx context.Context) error {
+	logger := log.FromContext(ctx).WithName(Name)
+	ctx = log.IntoContext(ctx, logger)
+	ch, err := c.source.Interruptions(ctx)
+	if err != nil {
+		return fmt.Errorf("subscribing to interruption events: %w", err)
+	}
+	ticker := c.clock.NewTicker(c.opts.CheckInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			if err := c.Handle(ctx, ev); err != nil {
+				logger.Error(err, "handling interruption", "providerID", ev.ProviderID, "kind", ev.Kind)
+			}
+		case <-ticker.C():
+			if err := c.Progress(ctx); err != nil {
+				logger.Error(err, "advancing interruptions")
+			}
+		}
+	}
+}
+
+// Handle reacts to one event: cordon, tell the pods, pre-spin a replacement,
+// and drain right away when the deadline is already close.
+func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEvent) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	logger := log.FromContext(ctx).WithValues("providerID", ev.ProviderID, "kind", ev.Kind)
+	eventsTotal.WithLabelValues(string(ev.Kind)).Inc()
+	claim, err := c.claimFor(ctx, ev.ProviderID)
+	if err != nil {
+		return err
+	}
+	if claim == nil || claim.DeletionTimestamp != nil {
+		logger.Info("interruption for a machine Stowage does not run or is already deleting; acknowledging")
+		actionsTotal.WithLabelValues(string(ev.Kind), "ignored").Inc()
+		return ack(ctx, ev.Ack)
+	}
+	if t, ok := c.tracked[claim.Name]; ok {
+		// The cloud repeats itself; keep the earliest deadline.
+		if !ev.Deadline.IsZero() && (t.deadline.IsZero() || ev.Deadline.Before(t.deadline)) {
+			t.deadline = ev.Deadline
+		}
+		t.acks = append(t.acks, ev.Ack)
+		return c.progressOne(ctx, now, t)
+	}
+	logger = logger.WithValues("nodeclaim", klog.KObj(claim))
+	ctx = log.IntoContext(ctx, logger)
+	t := &interruption{claim: claim.Name, kind: ev.Kind, deadline: ev.Deadline, received: now, acks: []func(context.Context) error{ev.Ack}}
+	if ev.Kind == cloudprovider.InterruptionInstanceStopped && t.deadline.IsZero() {
+		// Already gone: nothing left to wait for.
+		t.deadline = now
+	}
+	// Mark the claim first: the disruption controller leaves tainted nodes
+	// of Interrupted claims alone.
+	if err := c.markInterrupted(ctx, claim, t); err != nil {
+		return err
+	}
+	c.tracked[claim.Name] = t
+	node, err := claims.NodeFor(ctx, c.client, claim)
+	if err != nil {
+		return err
+	}
+	var pods []*corev1.Pod
+	if node != nil {
+		if err := disruption.Taint(ctx, c.client, node); err != nil {
+			return err
+		}
+		actionsTotal.WithLabelValues(string(ev.Kind), "cordon").Inc()
+		c.events.interrupted(claim, node, annotationValue(t.kind, t.deadline))
+		if pods, err = c.warnPods(ctx, node, t); err != nil {
+			return err
+		}
+	}
+	if err := c.replace(ctx, claim, node, pods, t); err != nil {
+		// Draining still goes ahead at the deadline; provisioning will place the pods.
+		logger.Error(err, "pre-spinning a replacement failed")
+	}
+	return c.progressOne(ctx, now, t)
+}
+
+// Progress drains interrupted nodes whose replacement is Ready or whose
+// deadline is near, and adopts Interrupted claims a previous leader left.
+func (c *Controller) Progress(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	list := &v1.NodeClaimList{}
+	if err := c.client.List(ctx, list); err != nil {
+		return fmt.Errorf("listing nodeclaims: %w", err)
+	}
+	for i := range list.Items {
+		claim := &list.Items[i]
+		if _, ok := c.tracked[claim.Name]; ok || claim.DeletionTimestamp != nil ||
+			!conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted) {
+			continue
+		}
+		kind, deadline := parseAnnotation(claim.Annotations[v1.AnnotationInterruption])
+		c.tracked[claim.Name] = &interruption{claim: claim.Name, kind: kind, deadline: deadline, received: now}
+	}
+	var errs []error
+	for _, t := range c.tracked {
+		errs = append(errs, c.progressOne(ctx, now, t))
+	}
+	return errors.Join(errs...)
+}
+
+// progressOne drains t's node when it is time, and forgets t once its claim is deleting.
+func (c *Controller) progressOne(ctx context.Context, now time.Time, t *interruption) error {
+	claim := &v1.NodeClaim{}
+	if err := c.client.Get(ctx, client.ObjectKey{Name: t.claim}, claim); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			delete(c.tracked, t.claim)
+			return ackAll(ctx, t.acks)
+		}
+		return fmt.Errorf("getting nodeclaim %s: %w", t.claim, err)
+	}
+	if claim.DeletionTimestamp != nil {
+		delete(c.tracked, t.claim)
+		return ackAll(ctx, t.acks)
+	}
+	ready, err := c.replacementsReady(ctx, t)
+	if err != nil {
+		return err
+	}
+	var why string
+	switch {
+	case ready:
+		why = "replacement is ready"
+	case !t.deadline.IsZero() && !now.Before(t.deadline.Add(-c.opts.DrainLead)):
+		why = fmt.Sprintf("deadline %s is near", t.deadline.UTC().Format(time.RFC3339))
+	case t.deadline.IsZero() && now.Sub(t.received) >= c.opts.HintTimeout:
+		why = "replacement not ready after " + c.opts.HintTimeout.String()
+	default:
+		return nil
+	}
+	log.FromContext(ctx).Info("draining interrupted node", "nodeclaim", t.claim, "kind", t.kind, "why", why)
+	if err := c.client.Delete(ctx, claim); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting interrupted nodeclaim %s: %w", t.claim, err)
+	}
+	actionsTotal.WithLabelValues(string(t.kind), "drain").Inc()
+	c.events.draining(claim, why)
+	delete(c.tracked, t.claim)
+	return ackAll(ctx, t.acks)
+}
+
+// replacementsReady reports whether every replacement is Ready. A
+// replacement that is gone counts as never becoming Ready.
+func (c *Controller) replacementsReady(ctx context.Context, t *interruption) (bool, error) {
+	for _, name := range t.replacements {
+		r := &v1.NodeClaim{}
+		if err := c.client.Get(ctx, client.ObjectKey{Name: name}, r); err != nil {
+			if client.IgnoreNotFound(err) == nil {
+				return false, nil
+			}
+			return false, fmt.Errorf("getting replacement nodeclaim %s: %w", name, err)
+		}
+		if !conditions.IsTrue(r.Status.Conditions, v1.ConditionReady) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (c *Controller) claimFor(ctx context.Context, providerID string) (*v1.NodeClaim, error) {
+	list := &v1.NodeClaimList{}
+	if err := c.client.List(ctx, list, client.MatchingFields{index.NodeClaimProviderID: providerID}); err != nil {
+		return nil, fmt.Errorf("listing nodeclaims with providerID %s: %w", providerID, err)
+	}
+	if len(list.Items) == 0 {
+		return nil, nil
+	}
+	return &list.Items[0], nil
+}
+
+// markInterrupted sets the Interrupted condition and the annotation that
+// lets a new leader pick the interruption up.
+func (c *Controller) markInterrupted(ctx context.Context, claim *v1.NodeClaim, t *interruption) error {
+	value := annotationValue(t.kind, t.deadline)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		fresh := &v1.NodeClaim{}
+		if err := c.client.Get(ctx, client.ObjectKeyFromObject(claim), fresh); err != nil {
+			return err
+		}
+		stored := fresh.DeepCopy()
+		if fresh.Annotations == nil {
+			fresh.Annotations = map[string]string{}
+		}
+		fresh.Annotations[v1.AnnotationInterruption] = value
+		if err := c.client.Patch(ctx, fresh, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
+			return err
+		}
+		stored = fresh.DeepCopy()
+		conditions.Set(&fresh.Status.Conditions, c.clock, fresh.Generation, v1.ConditionInterrupted,
+			metav1.ConditionTrue, string(t.kind), "the cloud announced "+value)
+		return c.client.Status().Patch(ctx, fresh, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{}))
+	})
+	if err != nil {
+		return fmt.Errorf("marking nodeclaim %s interrupted: %w", claim.Name, err)
+	}
+	return nil
+}
+
+// warnPods annotates the node's pods with the interruption and sends each an
+// Event; it returns the pods that will need a new place.
+func (c *Controller) warnPods(ctx context.Context, node *corev1.Node, t *interruption) ([]*corev1.Pod, error) {
+	list := &corev1.PodList{}
+	if err := c.client.List(ctx, list, client.MatchingFields{index.PodNodeName: node.Name}); err != nil {
+		return nil, fmt.Errorf("listing pods on node %s: %w", node.Name, err)
+	}
+	value := annotationValue(t.kind, t.deadline)
+	var out []*corev1.Pod
+	var errs []error
+	for i := range list.Items {
+		p := &list.Items[i]
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		if p.Annotations[v1.AnnotationInterruption] != value {
+			stored := p.DeepCopy()
+			if p.Annotations == nil {
+				p.Annotations = map[string]string{}
+			}
+			p.Annotations[v1.AnnotationInterruption] = value
+			if err := c.client.Patch(ctx, p, client.MergeFrom(stored)); client.IgnoreNotFound(err) != nil {
+				errs = append(errs, fmt.Errorf("annotating pod %s/%s: %w", p.Namespace, p.Name, err))
+			}
+		}
+		c.events.podInterrupted(p, node, value)
+		if movable(p) {
+			out = append(out, p)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// replace plans the node's pods without it and launches the new machines.
+func (c *Controller) replace(ctx context.Context, claim *v1.NodeClaim, node *corev1.Node, pods []*corev1.Pod, t *interruption) error {
+	if len(pods) == 0 {
+		return nil
+	}
+	st, err := disruption.ReadState(ctx, c.client, c.clock.Now())
+	if err != nil {
+		return err
+	}
+	cand := &disruption.Candidate{Claim: claim, Node: node, Pods: pods}
+	sim, err := c.sim.Simulate(ctx, st, []*disruption.Candidate{cand})
+	if err != nil {
+		return err
+	}
+	for _, n := range sim.Plan.NewNodes {
+		pool := st.Pools[n.NodePool]
+		if pool == nil {
+			return fmt.Errorf("plan names nodepool %q, which is not in the cluster", n.NodePool)
+		}
+		r, err := disruption.ReplacementClaim(pool, n, claim, st.Now)
+		if err != nil {
+			return err
+		}
+		if err := c.client.Create(ctx, r); err != nil {
+			return fmt.Errorf("creating replacement nodeclaim in nodepool %s: %w", pool.Name, err)
+		}
+		t.replacements = append(t.replacements, r.Name)
+	}
+	if len(t.replacements) > 0 {
+		actionsTotal.WithLabelValues(string(t.kind), "replace").Inc()
+		c.events.replacing(claim, t.replacements)
+		log.FromContext(ctx).Info("launched replacements for interrupted node", "replacements", t.replacements,
+			"unschedulable", len(sim.Plan.Unschedulable))
+	}
+	return nil
+}
+
+// movable reports whether a pod needs a new node when this one goes.
+func movable(p *corev1.Pod) bool {
+	if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
+		return false
+	}
+	for _, o := range p.OwnerReferences {
+		if o.Kind == "DaemonSet" && o.Controller != nil && *o.Controller {
+			return false
+		}
+	}
+	return true
+}
+
+func ack(ctx context.Context, f func(context.Context) error) error {
+	if f == nil {
+		return nil
+	}
+	if err := f(ctx); err != nil {
+		return fmt.Errorf("acknowledging interruption event: %w", err)
+	}
+	return nil
+}
+
+func ackAll(ctx context.Context, fs []func(context.Context) error) error {
+	var errs []error
+	for _, f := range fs {
+		errs = append(errs, ack(ctx, f))
+	}
+	return errors.Join(errs...)
+}
+
+// annotationValue is the pods' and claim's stowage.dev/interruption value:
+// the kind, and the deadline in RFC 3339 when there is one, e.g.
+// "SpotReclaim deadline=2026-11-27T12:02:00Z".
+func annotationValue(kind cloudprovider.InterruptionKind, deadline time.Time) string {
+	if deadline.IsZero() {
+		return string(kind)
+	}
+	return string(kind) + " deadline=" + deadline.UTC().Format(time.RFC3339)
+}
+
+func parseAnnotation(s string) (cloudprovider.InterruptionKind, time.Time) {
+	var kind, rest string
+	if n, _ := fmt.Sscanf(s, "%s deadline=%s", &kind, &rest); n == 2 {
+		if t, err := time.Parse(time.RFC3339, rest); err == nil {
+			return cloudprovider.InterruptionKind(kind), t
+		}
+	}
+	if kind == "" {
+		kind = s
+	}
+	return cloudprovider.InterruptionKind(kind), time.Time{}
+}
