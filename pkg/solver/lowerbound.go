@@ -18,11 +18,13 @@ import (
 // together supply at least R_d of every resource d. A new machine of type t
 // bought as offering o supplies at most alloc_t[d] (its allocatable before
 // DaemonSet overhead, an over-estimate) for price p_o; reserved offerings can
-// be bought at most ReservedCount times. The cheapest way to supply R_d even
-// with fractional machines is the LP relaxation of covering R_d, which the
-// greedy "cheapest price per unit of d first" solves exactly. Any integral
-// plan is feasible for that LP, so its cost is at least the LP optimum, and
-// therefore at least the maximum of those optima over d.
+// be bought at most ReservedCount times. For any weights y >= 0 the machines
+// then also supply at least sum_d y_d R_d of the composite resource
+// sum_d y_d alloc_t[d]. The cheapest way to supply that, even with fractional
+// machines, is the LP relaxation of one covering constraint, which the greedy
+// "cheapest price per unit first" solves exactly. Any integral plan is
+// feasible for that LP, so it costs at least the LP optimum, for every y; the
+// bound is the best over each resource alone and a sweep of pairwise mixes.
 //
 // Two per-pod terms tighten it: a pod that fits in no existing node's free
 // capacity needs some new machine able to hold it, so the bound is at least
@@ -37,6 +39,7 @@ func lowerBound(m *model, plan *Plan) float64 {
 		}
 	}
 	var demand scheduling.Resources
+	// Shape requests are summed per placed pod.
 	placed := map[*shape]int{}
 	add := func(pod *corev1.Pod) {
 		if s := shapeOf[pod]; s != nil {
@@ -67,11 +70,6 @@ func lowerBound(m *model, plan *Plan) float64 {
 	residual := demand.Sub(free)
 	clampZero(&residual)
 
-	type supply struct {
-		alloc scheduling.Resources
-		price float64
-		count int // machines available; math.MaxInt for spot and on-demand
-	}
 	var supplies []supply
 	for _, p := range m.pools {
 		for _, t := range p.types {
@@ -86,29 +84,8 @@ func lowerBound(m *model, plan *Plan) float64 {
 		}
 	}
 	var bound float64
-	for _, name := range residual.Names() {
-		need := float64(residual.Get(name))
-		type unit struct {
-			per   float64
-			units float64
-		}
-		var units []unit
-		for _, s := range supplies {
-			if a := s.alloc.Get(name); a > 0 {
-				units = append(units, unit{per: s.price / float64(a), units: float64(a) * float64(s.count)})
-			}
-		}
-		slices.SortFunc(units, func(a, b unit) int { return cmpFloat(a.per, b.per) })
-		var cost float64
-		for _, u := range units {
-			if need <= 0 {
-				break
-			}
-			take := math.Min(need, u.units)
-			cost += take * u.per
-			need -= take
-		}
-		bound = math.Max(bound, cost)
+	for _, w := range weightVectors(&residual) {
+		bound = math.Max(bound, coverCost(&residual, w, supplies))
 	}
 	cheapestFit := func(req *scheduling.Resources) float64 {
 		best := math.Inf(1)
@@ -138,6 +115,77 @@ func lowerBound(m *model, plan *Plan) float64 {
 		}
 	}
 	return bound
+}
+
+// supply is one way to buy machines: what each holds, its price, and how
+// many can be bought (math.MaxInt for spot and on-demand).
+type supply struct {
+	alloc scheduling.Resources
+	price float64
+	count int
+}
+
+// weight prices a composite resource: the sum of amount(name) × factor.
+type weight map[corev1.ResourceName]float64
+
+// weightVectors are the resource mixes the bound is evaluated for: each
+// resource alone, and for every pair a sweep of mixes normalised by demand.
+// Any non-negative mix gives a valid bound (see coverCost), so more mixes only
+// tighten it; the pair sweep catches plans bound by two resources at once
+// (typically CPU and memory), which single resources miss.
+func weightVectors(residual *scheduling.Resources) []weight {
+	names := residual.Names()
+	var out []weight
+	for _, n := range names {
+		out = append(out, weight{n: 1})
+	}
+	const steps = 16
+	for i, a := range names {
+		for _, b := range names[i+1:] {
+			ra, rb := float64(residual.Get(a)), float64(residual.Get(b))
+			for k := 1; k < steps; k++ {
+				theta := math.Pi / 2 * float64(k) / steps
+				out = append(out, weight{a: math.Cos(theta) / ra, b: math.Sin(theta) / rb})
+			}
+		}
+	}
+	return out
+}
+
+// coverCost is the cheapest way to supply the demand's weighted total with
+// fractional machines. For any plan, every new machine supplies at most its
+// allocatable, so the plan's machines together supply at least the residual
+// in every resource, hence at least its weighted total; buying that total
+// cheapest-per-unit first, within each offering's count, is the optimum of
+// the fractional (LP) relaxation of that one covering constraint, so no plan
+// costs less.
+func coverCost(residual *scheduling.Resources, w weight, supplies []supply) float64 {
+	var need float64
+	for n, f := range w {
+		need += f * float64(residual.Get(n))
+	}
+	type unit struct{ per, units float64 }
+	units := make([]unit, 0, len(supplies))
+	for _, s := range supplies {
+		var a float64
+		for n, f := range w {
+			a += f * float64(s.alloc.Get(n))
+		}
+		if a > 0 {
+			units = append(units, unit{per: s.price / a, units: a * float64(s.count)})
+		}
+	}
+	slices.SortFunc(units, func(x, y unit) int { return cmpFloat(x.per, y.per) })
+	var cost float64
+	for _, u := range units {
+		if need <= 1e-12 {
+			break
+		}
+		take := math.Min(need, u.units)
+		cost += take * u.per
+		need -= take
+	}
+	return cost
 }
 
 func clampZero(r *scheduling.Resources) {

@@ -144,9 +144,7 @@ func newModel(snap *Snapshot) (*model, error) {
 	if err := m.buildPools(snap); err != nil {
 		return nil, err
 	}
-	if err := m.buildShapes(snap); err != nil {
-		return nil, err
-	}
+	m.buildShapes(snap)
 	m.buildGroups()
 	return m, nil
 }
@@ -188,6 +186,10 @@ func (m *model) buildPools(snap *Snapshot) error {
 		slices.SortStableFunc(p.types, func(a, b *poolType) int {
 			return cmp.Or(cmp.Compare(a.minPrice, b.minPrice), cmp.Compare(a.it.Name, b.it.Name))
 		})
+		p.allIdx = make([]int32, len(p.types))
+		for i := range p.allIdx {
+			p.allIdx[i] = int32(i)
+		}
 		for _, t := range p.types {
 			p.maxAlloc = p.maxAlloc.Max(t.alloc)
 		}
@@ -257,13 +259,13 @@ func compareOfferings(a, b cloudprovider.Offering) int {
 // buildShapes groups pending pods (and pods already on nodes, which count for
 // topology) into shapes, and orders pending shapes for placement: gangs
 // first, then largest dominant resource first.
-func (m *model) buildShapes(snap *Snapshot) error {
+func (m *model) buildShapes(snap *Snapshot) {
 	byKey := map[string]*shape{}
-	get := func(pod *corev1.Pod) (*shape, error) {
+	get := func(pod *corev1.Pod) *shape {
 		req := scheduling.PodRequests(pod)
 		key := shapeKey(pod, &req)
 		if s, ok := byKey[key]; ok {
-			return s, nil
+			return s
 		}
 		s := &shape{key: key, ns: pod.Namespace, labels: pod.Labels, req: req}
 		s.pc, s.err = scheduling.NewPodConstraints(pod)
@@ -279,7 +281,7 @@ func (m *model) buildShapes(snap *Snapshot) error {
 			s.gang = pod.Namespace + "/" + name
 		}
 		byKey[key] = s
-		return s, nil
+		return s
 	}
 	pods := slices.Clone(snap.Pods)
 	slices.SortStableFunc(pods, func(a, b *corev1.Pod) int {
@@ -287,10 +289,7 @@ func (m *model) buildShapes(snap *Snapshot) error {
 	})
 	var pending []*shape
 	for _, pod := range pods {
-		s, err := get(pod)
-		if err != nil {
-			return err
-		}
+		s := get(pod)
 		if len(s.pods) == 0 {
 			pending = append(pending, s)
 		}
@@ -314,10 +313,7 @@ func (m *model) buildShapes(snap *Snapshot) error {
 	for i, n := range m.nodes {
 		m.nodeLabel[i] = scheduling.FromLabels(n.Labels)
 		for _, pod := range n.Pods {
-			s, err := get(pod)
-			if err != nil {
-				return err
-			}
+			s := get(pod)
 			if !seen[s] {
 				seen[s] = true
 				m.shapes = append(m.shapes, s)
@@ -329,7 +325,6 @@ func (m *model) buildShapes(snap *Snapshot) error {
 		s.idx = i
 	}
 	m.buildGangs()
-	return nil
 }
 
 func (m *model) buildGangs() {
@@ -349,15 +344,13 @@ func (m *model) buildGangs() {
 		g.pending += len(s.pods)
 	}
 	for i, n := range m.nodes {
-		for j, pod := range n.Pods {
-			s := m.shapes[m.nodePods[i][j]]
-			if g, ok := byName[s.gang]; ok && s.gang != "" {
+		for _, si := range m.nodePods[i] {
+			if g, ok := byName[m.shapes[si].gang]; ok {
 				g.present++
 				if z := n.Labels[v1.LabelZone]; z != "" && !slices.Contains(g.zones, z) {
 					g.zones = append(g.zones, z)
 				}
 			}
-			_ = pod
 		}
 	}
 	for _, g := range m.gangs {
@@ -654,6 +647,13 @@ func typeAdmits(t *poolType, p *pool, alt scheduling.Requirements) bool {
 	for k, r := range alt {
 		switch k {
 		case v1.LabelZone, v1.LabelCapacityType:
+			continue
+		case v1.LabelHostname:
+			// A new node's hostname is not known before launch, so only
+			// requirements every name meets (NotIn, Exists) can hold.
+			if r.Values() != nil {
+				return false
+			}
 			continue
 		}
 		if v, ok := t.labels[k]; ok {

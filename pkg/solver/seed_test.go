@@ -92,7 +92,7 @@ func TestSeedExample(t *testing.T) {
 // TestSeedExampleUntainted: without taints the CPU pods ride free on the GPU machines.
 func TestSeedExampleUntainted(t *testing.T) {
 	snap := &Snapshot{
-		Pods: concat(makePods(3, "small-gpu", "8", "16Gi", gpus(1)), makePods(5, "cpu", "4", "8Gi"), makePods(2, "big-gpu", "64", "512Gi", gpus(8))),
+		Pods:      concat(makePods(3, "small-gpu", "8", "16Gi", gpus(1)), makePods(5, "cpu", "4", "8Gi"), makePods(2, "big-gpu", "64", "512Gi", gpus(8))),
 		NodePools: []*NodePool{makePool("all", gpuCatalog())},
 	}
 	plan, err := Solve(context.Background(), snap)

@@ -20,8 +20,9 @@ import (
 type Strategy int
 
 const (
-	// StrategyBest runs both strategies below and keeps the better plan
-	// (fewer unschedulable pods, then lower cost), so it is never worse than FFD.
+	// StrategyBest runs every strategy below and keeps the best plan (fewer
+	// unschedulable pods, then lower cost, then the earlier strategy), so it
+	// is never worse than FFD.
 	StrategyBest Strategy = iota
 	// StrategyFFD is plain first-fit-decreasing: a new node may grow into any
 	// type of its pool, and gets the cheapest type that holds what it packed.
@@ -29,6 +30,9 @@ const (
 	// StrategyCostAware caps each new node at the type with the lowest price
 	// per pod of the shape that opened it.
 	StrategyCostAware
+	// StrategyDemandAware caps each new node at the type with the lowest
+	// price per fraction of the remaining demand it can absorb.
+	StrategyDemandAware
 )
 
 // DefaultMaxChoices bounds each new node's fallback list.
@@ -64,25 +68,19 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("solving: %w", err)
 	}
+	strategies := []Strategy{StrategyCostAware, StrategyDemandAware, StrategyFFD}
+	if o.strategy != StrategyBest {
+		strategies = []Strategy{o.strategy}
+	}
 	var plan *Plan
-	switch o.strategy {
-	case StrategyFFD, StrategyCostAware:
-		if plan, err = run(ctx, m, o.strategy == StrategyCostAware, o.maxChoices); err != nil {
-			return nil, err
-		}
-	default:
-		aware, err := run(ctx, m, true, o.maxChoices)
+	for _, s := range strategies {
+		p, err := run(ctx, m, s, o.maxChoices)
 		if err != nil {
 			return nil, err
 		}
-		ffd, err := run(ctx, m, false, o.maxChoices)
-		if err != nil {
-			return nil, err
-		}
-		plan = aware
-		if len(ffd.Unschedulable) < len(aware.Unschedulable) ||
-			(len(ffd.Unschedulable) == len(aware.Unschedulable) && ffd.CostPerHour < aware.CostPerHour-1e-9) {
-			plan = ffd
+		if plan == nil || len(p.Unschedulable) < len(plan.Unschedulable) ||
+			(len(p.Unschedulable) == len(plan.Unschedulable) && p.CostPerHour < plan.CostPerHour-1e-9) {
+			plan = p
 		}
 	}
 	plan.LowerBoundPerHour = lowerBound(m, plan)
@@ -94,8 +92,8 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 
 // run is one strategy's pass: gangs first, all-or-nothing per zone, then the
 // remaining shapes in first-fit-decreasing order.
-func run(ctx context.Context, m *model, costAware bool, maxChoices int) (*Plan, error) {
-	st := newState(m, costAware)
+func run(ctx context.Context, m *model, strategy Strategy, maxChoices int) (*Plan, error) {
+	st := newState(m, strategy)
 	for _, g := range m.gangs {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("solving: %w", err)
@@ -220,13 +218,29 @@ func (st *state) finish(maxChoices int) *Plan {
 	return plan
 }
 
+// eachLaunchable calls yield, cheapest first, with the node's candidates and
+// then the cost-aware cap's extras that meet the node's final requirements,
+// until yield returns false.
+func (st *state) eachLaunchable(n *newNode, yield func(*poolType) bool) {
+	for _, ti := range n.cands {
+		if !yield(n.pool.types[ti]) {
+			return
+		}
+	}
+	for _, ti := range n.extra {
+		if t := n.pool.types[ti]; typeAdmits(t, n.pool, n.reqs) && !yield(t) {
+			return
+		}
+	}
+}
+
 // onlyReserved reports whether every offering the node may still launch as
 // is a reservation.
 func (st *state) onlyReserved(n *newNode) bool {
 	zone, ct := n.reqs.Get(v1.LabelZone), n.reqs.Get(v1.LabelCapacityType)
 	for _, ti := range n.cands {
 		t := n.pool.types[ti]
-		if !scheduling.FitsSum(&n.used, &scheduling.Resources{}, &t.alloc) {
+		if !n.used.Fits(&t.alloc) {
 			continue
 		}
 		for _, o := range t.offs {
@@ -266,21 +280,23 @@ func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int) (*
 		return o.CapacityType != v1.CapacityTypeReserved || reserved[reservationKey(t.it.Name, o)] < o.ReservedCount
 	}
 	fits := func(t *poolType) bool {
-		return scheduling.FitsSum(&n.used, &scheduling.Resources{}, &t.alloc) &&
+		return n.used.Fits(&t.alloc) &&
 			(!p.hasLimits || withinLimits(&p.limited, &st.remaining[p.idx], &n.charged, &t.capacity))
 	}
 	// Top maxChoices by (price, name, offering): types are sorted by their
 	// cheapest offering, so once that exceeds the k-th best nothing later can enter.
 	chosen := make([]pick, 0, maxChoices+1)
-	for _, ti := range n.cands {
-		t := p.types[ti]
+	st.eachLaunchable(n, func(t *poolType) bool {
 		if len(chosen) == maxChoices && t.minPrice > chosen[len(chosen)-1].o.PricePerHour {
-			break
+			return false
 		}
 		if !fits(t) {
-			continue
+			return true
 		}
 		for _, o := range t.offs {
+			if len(chosen) == maxChoices && o.PricePerHour > chosen[len(chosen)-1].o.PricePerHour {
+				break // offerings are cheapest first
+			}
 			if !valid(t, o) {
 				continue
 			}
@@ -294,7 +310,8 @@ func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int) (*
 				chosen = chosen[:maxChoices]
 			}
 		}
-	}
+		return true
+	})
 	if len(chosen) == 0 {
 		return nil, fmt.Sprintf("nodepool %s: no offering left for the planned node (reservations used up)", p.name)
 	}
@@ -310,13 +327,12 @@ func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int) (*
 				set[v] = true
 			}
 		}
-		for _, ti := range n.cands {
+		st.eachLaunchable(n, func(t *poolType) bool {
 			if len(set) >= *r.MinValues {
-				break
+				return false
 			}
-			t := p.types[ti]
 			if !fits(t) {
-				continue
+				return true
 			}
 			for _, o := range t.offs {
 				if v, ok := offeringValue(t, o, key); ok && !set[v] && valid(t, o) {
@@ -325,7 +341,8 @@ func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int) (*
 					break
 				}
 			}
-		}
+			return true
+		})
 		if len(set) < *r.MinValues {
 			return nil, fmt.Sprintf("nodepool %s requires at least %d distinct %s but only %d fit the pods", p.name, *r.MinValues, key, len(set))
 		}
@@ -338,7 +355,7 @@ func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int) (*
 		st.remaining[p.idx] = st.remaining[p.idx].Add(n.charged).Sub(first.t.capacity)
 		n.charged = first.t.capacity
 	}
-	out := &NewNode{NodePool: p.name, Pods: n.pods}
+	out := &NewNode{NodePool: p.name, Pods: n.pods, Choices: make([]Choice, 0, len(chosen))}
 	types, zones, cts := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, pk := range chosen {
 		out.Choices = append(out.Choices, Choice{InstanceType: pk.t.it, Offering: pk.o})
@@ -355,7 +372,9 @@ func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int) (*
 }
 
 // compareOfferingPrice orders by price only, so equal prices fall through to names.
-func compareOfferingPrice(a, b cloudprovider.Offering) int { return cmp.Compare(a.PricePerHour, b.PricePerHour) }
+func compareOfferingPrice(a, b cloudprovider.Offering) int {
+	return cmp.Compare(a.PricePerHour, b.PricePerHour)
+}
 
 func sortedKeys(set map[string]bool) []string {
 	out := make([]string, 0, len(set))

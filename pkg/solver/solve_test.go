@@ -221,7 +221,7 @@ func TestSolveConstraints(t *testing.T) {
 			name: "zone anti-affinity",
 			snap: &Snapshot{Pods: makePods(4, "db", "1", "1Gi", label("app", "db"), podAntiAffinity(v1.LabelZone, app("db"))), NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)}},
 			want: outcome{
-				Nodes: []string{"default/c.large/us-east-1a/on-demand: db-000", "default/c.large/us-east-1b/on-demand: db-001", "default/c.large/us-east-1c/on-demand: db-002"},
+				Nodes:  []string{"default/c.large/us-east-1a/on-demand: db-000", "default/c.large/us-east-1b/on-demand: db-001", "default/c.large/us-east-1c/on-demand: db-002"},
 				Failed: map[string]string{"db-003": "nodepool default: topology spread or pod (anti-)affinity cannot be satisfied"},
 			},
 		},
@@ -318,6 +318,15 @@ func TestSolveConstraints(t *testing.T) {
 				NodePools:     []*NodePool{makePool("default", cpuCatalog(), onDemand)},
 			},
 			want: outcome{Nodes: []string{"default/c.xlarge/us-east-1a/on-demand: web-000"}},
+		},
+		{
+			name: "pod pinned to a full node's hostname gets no new node",
+			snap: &Snapshot{
+				Pods:      makePods(1, "web", "2", "1Gi", nodeSelector(v1.LabelHostname, "n1")),
+				Nodes:     []*Node{existingNode("n1", a, "1", "8Gi")},
+				NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)},
+			},
+			want: outcome{Failed: map[string]string{"web-000": "nodepool default: no instance type matches the pod's node requirements (kubernetes.io/hostname In [n1])"}},
 		},
 		{
 			name: "bad pod constraint is reported, not fatal",

@@ -15,10 +15,12 @@ import (
 // pool limits and the placements made so far. Everything immutable lives in
 // the model, so a state can be cloned cheaply to try a gang in each zone.
 type state struct {
-	m         *model
-	costAware bool
-	exist     []*existNode
-	nodes     []*newNode
+	m        *model
+	strategy Strategy
+	// demand is the summed requests of the pods not yet placed, for StrategyDemandAware.
+	demand scheduling.Resources
+	exist  []*existNode
+	nodes  []*newNode
 	// counts[key][value][group] counts pods of a group per topology domain.
 	counts    map[string]map[string][]int32
 	total     []int32                // pods per group, everywhere
@@ -33,15 +35,17 @@ type state struct {
 	// reservations left per reservation key, for nodes that must be reserved.
 	reservations map[string]int
 	bindings     []Binding
-	unsched   []Unschedulable
-	scratch   []int32
+	unsched      []Unschedulable
+	scratch      []int32
 }
 
 type existNode struct {
 	n           *Node
 	alloc, used scheduling.Resources
 	groupCount  []int32
-	tolerates   map[int]bool // by shape, cached
+	// tolerates caches, by shape, whether the node's taints are tolerated.
+	// A pure function of immutable inputs, so clones may share it.
+	tolerates map[int]bool
 }
 
 type newNode struct {
@@ -60,9 +64,9 @@ type newNode struct {
 	merged     []mergeKey
 	charged    scheduling.Resources // capacity counted against the pool's limits
 	reserved   bool                 // holds a reservation taken during packing
-	// capPrice, when set, is the price the cost-aware strategy lets the node
-	// grow to; pricier candidates stay only as launch fallbacks.
-	capPrice float64
+	// extra are the types the cost-aware cap took out of cands: too pricey to
+	// grow into, but still launch fallbacks when they hold the pods.
+	extra []int32
 	// maxAlloc is the element-wise maximum allocatable over cands: a pod that
 	// does not fit beside used within it fits no candidate.
 	maxAlloc scheduling.Resources
@@ -76,11 +80,13 @@ func (n *newNode) refreshMaxAlloc() {
 	n.maxAlloc = m
 }
 
+var noResources scheduling.Resources
+
 type mergeKey struct{ shape, level, alt int }
 
-func newState(m *model, costAware bool) *state {
+func newState(m *model, strategy Strategy) *state {
 	st := &state{
-		m: m, costAware: costAware,
+		m: m, strategy: strategy,
 		counts:    map[string]map[string][]int32{},
 		total:     make([]int32, len(m.groups)),
 		remaining: make([]scheduling.Resources, len(m.pools)),
@@ -95,6 +101,9 @@ func newState(m *model, costAware bool) *state {
 	st.reservations = maps.Clone(m.reservations)
 	for i, s := range m.shapes {
 		st.left[i] = len(s.pods)
+		for range s.pods {
+			st.demand = st.demand.Add(s.req)
+		}
 	}
 	for i, n := range m.nodes {
 		e := &existNode{n: n, alloc: scheduling.FromList(n.Allocatable), groupCount: make([]int32, len(m.groups)), tolerates: map[int]bool{}}
@@ -138,6 +147,7 @@ func (st *state) clone() *state {
 		cn.pods = slices.Clone(n.pods)
 		cn.groupCount = slices.Clone(n.groupCount)
 		cn.merged = slices.Clone(n.merged)
+		cn.extra = slices.Clone(n.extra)
 		c.nodes[i] = &cn
 	}
 	c.bindings = slices.Clone(st.bindings)
@@ -159,7 +169,7 @@ func (e *existNode) value(key string) (string, bool) {
 	v, ok := e.n.Labels[key]
 	return v, ok
 }
-func (e *existNode) isNew() bool              { return false }
+func (e *existNode) isNew() bool { return false }
 
 func (n *newNode) count(g int) int32 { return n.groupCount[g] }
 func (n *newNode) value(key string) (string, bool) {
@@ -462,9 +472,6 @@ func (st *state) tryNew(s *shape, l *level, n *newNode, pod *corev1.Pod) (ok, pe
 			}
 			next = st.scratch[:k]
 		}
-		if n.capPrice > 0 && p.types[next[0]].minPrice > n.capPrice {
-			continue // the cost-aware cap: this node does not grow into pricier types
-		}
 		if !n.reserved && p.hasReserved && (settledReserved(reqs) || st.onlyReservedIn(p, next, &n.used, &s.req, reqs)) {
 			// A node that must be reserved takes one machine of one
 			// reservation now, so later nodes cannot count on it too.
@@ -643,8 +650,11 @@ func (st *state) open(s *shape, l *level, pod *corev1.Pod) bool {
 		if ok, _ := st.tryNew(s, l, n, pod); !ok {
 			continue
 		}
-		if st.costAware {
+		switch st.strategy {
+		case StrategyCostAware:
 			st.capNode(n, s, l)
+		case StrategyDemandAware:
+			st.capNodeByDemand(n, s)
 		}
 		st.nodes = append(st.nodes, n)
 		return true
@@ -662,7 +672,10 @@ func (st *state) capNode(n *newNode, s *shape, l *level) {
 	best, bestPer, bestHeld := -1, 0.0, 0
 	for i, ti := range n.cands {
 		t := n.pool.types[ti]
-		if !scheduling.FitsSum(&n.used, &scheduling.Resources{}, &t.alloc) {
+		if maxHeld := float64(cappedHeld(waiting, l.perNode)); best >= 0 && t.minPrice/maxHeld > bestPer+1e-12 {
+			break // cands are cheapest first: no later type can beat bestPer
+		}
+		if !n.used.Fits(&t.alloc) {
 			continue // stale: cands may keep types that no longer fit until they are reached
 		}
 		held := 1 + fitCount(&n.used, &s.req, &t.alloc)
@@ -678,7 +691,63 @@ func (st *state) capNode(n *newNode, s *shape, l *level) {
 	if best < 0 {
 		return
 	}
-	n.capPrice = n.pool.types[n.cands[best]].minPrice
+	st.capAt(n, best)
+}
+
+func cappedHeld(waiting, perNode int) int {
+	if perNode > 0 {
+		return max(min(waiting, perNode), 1)
+	}
+	return max(waiting, 1)
+}
+
+// capNodeByDemand is the demand-aware step: it scores each type by its price
+// per fraction of the remaining demand (in the resources the opening pod
+// uses) it could absorb, so a node is sized for the aggregate mix of what is
+// still waiting rather than for one shape, and caps growth like capNode.
+func (st *state) capNodeByDemand(n *newNode, s *shape) {
+	best, bestPer, bestFrac := -1, 0.0, 0.0
+	for i, ti := range n.cands {
+		t := n.pool.types[ti]
+		if best >= 0 && t.minPrice > bestPer+1e-12 {
+			break // a fraction is at most 1, so price alone bounds the score
+		}
+		if !n.used.Fits(&t.alloc) {
+			continue
+		}
+		frac := 1.0
+		for d, r := range s.req.Fixed {
+			if r <= 0 || scheduling.Slot(d) == scheduling.SlotPods {
+				continue
+			}
+			if want := st.demand.Fixed[d]; want > 0 {
+				frac = min(frac, float64(t.alloc.Fixed[d])/float64(want))
+			}
+		}
+		if frac <= 0 {
+			continue
+		}
+		per := t.minPrice / frac
+		if best < 0 || per < bestPer-1e-12 || (per <= bestPer+1e-12 && frac > bestFrac) {
+			best, bestPer, bestFrac = i, per, frac
+		}
+	}
+	if best < 0 {
+		return
+	}
+	st.capAt(n, best)
+}
+
+// capAt keeps the node from growing into types pricier than cands[best].
+func (st *state) capAt(n *newNode, best int) {
+	limit := n.pool.types[n.cands[best]].minPrice
+	k := best + 1
+	for k < len(n.cands) && n.pool.types[n.cands[k]].minPrice <= limit {
+		k++
+	}
+	n.extra = slices.Clone(n.cands[k:])
+	n.cands = n.cands[:k]
+	n.refreshMaxAlloc()
 }
 
 // fitCount is how many more req fit into alloc beside used.
@@ -706,15 +775,7 @@ func fitCount(used, req, alloc *scheduling.Resources) int {
 }
 
 // all is every type index of the pool, shared read-only by fresh nodes.
-func (p *pool) all() []int32 {
-	if p.allIdx == nil {
-		p.allIdx = make([]int32, len(p.types))
-		for i := range p.allIdx {
-			p.allIdx[i] = int32(i)
-		}
-	}
-	return p.allIdx
-}
+func (p *pool) all() []int32 { return p.allIdx }
 
 // place puts one pod: existing nodes first, then nodes already planned, then
 // a new node; when nothing fits it relaxes the shape's soft constraints and
@@ -724,9 +785,11 @@ func (st *state) place(s *shape, pod *corev1.Pod) bool {
 		l := s.levels[st.level[s.idx]]
 		if st.placeExisting(s, l, pod) || st.placePlanned(s, l, pod) || st.open(s, l, pod) {
 			st.left[s.idx]--
+			st.demand = st.demand.Sub(s.req)
 			return true
 		}
 		if st.level[s.idx]+1 >= len(s.levels) {
+			st.demand = st.demand.Sub(s.req)
 			return false
 		}
 		st.level[s.idx]++
@@ -764,7 +827,7 @@ func (st *state) placePlanned(s *shape, l *level, pod *corev1.Pod) bool {
 func (st *state) cost() float64 {
 	var c float64
 	for _, n := range st.nodes {
-		if i := st.firstFit(n, &scheduling.Resources{}); i >= 0 {
+		if i := st.firstFit(n, &noResources); i >= 0 {
 			c += n.pool.types[n.cands[i]].minPrice
 		}
 	}

@@ -323,7 +323,10 @@ func validateGangs(snap *Snapshot, plan *Plan, layout []*placedNode) []string {
 			zoneOf[p] = n.labels[v1.LabelZone]
 		}
 	}
-	type g struct{ placed, unsched int; zones map[string]bool }
+	type g struct {
+		placed, unsched int
+		zones           map[string]bool
+	}
 	gangs := map[string]*g{}
 	for _, p := range snap.Pods {
 		name := p.Labels[v1.LabelPodGroup]
@@ -350,7 +353,6 @@ func validateGangs(snap *Snapshot, plan *Plan, layout []*placedNode) []string {
 	}
 	return errs
 }
-
 
 func metaSelector(ls *metav1.LabelSelector) (labels.Selector, error) {
 	if ls == nil {
