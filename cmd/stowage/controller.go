@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/cost"
 	"github.com/stowage-k8s/stowage/pkg/operator"
 	"github.com/stowage-k8s/stowage/providers/fake"
 )
@@ -61,7 +62,12 @@ func runController(ctx context.Context, opts operator.Options, f controllerFlags
 	if err != nil {
 		return err
 	}
+	pricer, err := cost.NewCatalogPricer()
+	if err != nil {
+		return fmt.Errorf("loading built-in prices for cost metrics: %w", err)
+	}
 	op, err := operator.New(ctx, cfg, opts,
+		operator.WithOnDemandPricer(pricer),
 		operator.WithProvider(fake.Name, func(_ context.Context, d operator.ProviderDeps) (cloudprovider.CloudProvider, error) {
 			return fake.New(fake.Options{Client: d.Client, ClusterName: d.ClusterName, Clock: d.Clock, LaunchLatency: f.fakeLaunchLatency})
 		}),

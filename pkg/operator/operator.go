@@ -23,10 +23,14 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/controllers/disruption"
+	"github.com/stowage-k8s/stowage/pkg/controllers/interruption"
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/garbagecollection"
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/lifecycle"
 	"github.com/stowage-k8s/stowage/pkg/controllers/provisioning"
 	"github.com/stowage-k8s/stowage/pkg/controllers/termination"
+	"github.com/stowage-k8s/stowage/pkg/cost"
+	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
 	"github.com/stowage-k8s/stowage/pkg/utils/index"
 )
@@ -66,6 +70,7 @@ type Operator struct {
 type config struct {
 	providers   map[string]ProviderFactory
 	solver      provisioning.Solver
+	pricer      cost.OnDemandPricer
 	clock       clock.WithTicker
 	extra       []Controller
 	skipNameVal bool
@@ -81,6 +86,10 @@ func WithProvider(name string, f ProviderFactory) Option {
 
 // WithSolver replaces the planner provisioning calls (default solver.Solve).
 func WithSolver(s provisioning.Solver) Option { return func(c *config) { c.solver = s } }
+
+// WithOnDemandPricer gives the cost collector on-demand prices, so spot and
+// reserved machines can be shown against their on-demand equivalent.
+func WithOnDemandPricer(p cost.OnDemandPricer) Option { return func(c *config) { c.pricer = p } }
 
 // WithClock replaces the real clock, for tests.
 func WithClock(clk clock.WithTicker) Option { return func(c *config) { c.clock = clk } }
@@ -175,6 +184,25 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 			Client: mgr.GetClient(), CloudProvider: provider, Clock: cfg.clock, Recorder: recorder,
 			Options: termination.Options{SkipNameValidation: cfg.skipNameVal},
 		}),
+	}
+	controllers = append(controllers, cost.NewController(cost.Deps{Clock: cfg.clock, Pricer: cfg.pricer, Interval: o.CostInterval}))
+	// Disruption and interruption plan replacements with the same solver as
+	// provisioning, so a what-if never disagrees with a real decision.
+	solve := cfg.solver
+	if solve == nil {
+		solve = provisioning.SolverFunc(func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) {
+			return solver.Solve(ctx, s)
+		})
+	}
+	if o.Disruption {
+		controllers = append(controllers, disruption.NewController(disruption.Deps{
+			Client: mgr.GetClient(), CloudProvider: provider, Solver: solve, Clock: cfg.clock, Recorder: recorder,
+		}))
+	}
+	if src, ok := provider.(cloudprovider.InterruptionSource); ok && o.Interruption {
+		controllers = append(controllers, interruption.NewController(interruption.Deps{
+			Client: mgr.GetClient(), Source: src, CloudProvider: provider, Solver: solve, Clock: cfg.clock, Recorder: recorder,
+		}))
 	}
 	controllers = append(controllers, cfg.extra...)
 	for _, c := range controllers {

@@ -40,6 +40,15 @@ type Options struct {
 	LogFormat string
 	// GracefulShutdownTimeout bounds how long running work may take to stop.
 	GracefulShutdownTimeout time.Duration
+	// Disruption runs expiry, drift, emptiness and consolidation. Turning it
+	// off freezes voluntary disruption cluster-wide (e.g. during an incident)
+	// without touching NodePools.
+	Disruption bool
+	// Interruption handles the cloud's interruption notices when the provider
+	// delivers them.
+	Interruption bool
+	// CostInterval is how often the stowage_cost_* gauges are recomputed.
+	CostInterval time.Duration
 }
 
 // DefaultOptions are the options of a production install.
@@ -54,6 +63,9 @@ func DefaultOptions() Options {
 		LeaderElection:          true,
 		LogLevel:                "info",
 		GracefulShutdownTimeout: 30 * time.Second,
+		Disruption:              true,
+		Interruption:            true,
+		CostInterval:            time.Minute,
 	}
 }
 
@@ -74,6 +86,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "json or console (default: json in a cluster, console elsewhere)")
 	fs.DurationVar(&o.GracefulShutdownTimeout, "graceful-shutdown-timeout", o.GracefulShutdownTimeout,
 		"how long running work may take to stop on shutdown")
+	fs.BoolVar(&o.Disruption, "disruption", o.Disruption,
+		"run expiry, drift, emptiness and consolidation; false freezes voluntary disruption")
+	fs.BoolVar(&o.Interruption, "interruption", o.Interruption,
+		"react to the cloud's interruption notices (spot reclaims, rebalance hints, maintenance)")
+	fs.DurationVar(&o.CostInterval, "cost-interval", o.CostInterval, "how often the stowage_cost_* gauges are recomputed")
 }
 
 // BindEnv sets every flag of fs that was not given on the command line from
@@ -111,6 +128,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--batch-idle-duration must be positive, got %s", o.BatchIdleDuration)
 	case o.BatchMaxDuration < o.BatchIdleDuration:
 		return fmt.Errorf("--batch-max-duration (%s) must be at least --batch-idle-duration (%s)", o.BatchMaxDuration, o.BatchIdleDuration)
+	case o.CostInterval <= 0:
+		return fmt.Errorf("--cost-interval must be positive, got %s", o.CostInterval)
 	case o.LogFormat != "" && o.LogFormat != "json" && o.LogFormat != "console":
 		return fmt.Errorf("--log-format must be json or console, got %q", o.LogFormat)
 	}

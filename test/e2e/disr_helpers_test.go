@@ -73,6 +73,10 @@ func disrStart(t *testing.T, clusterName string) *disrCluster {
 	opts.HealthProbeAddr = "0"
 	opts.BatchIdleDuration = 200 * time.Millisecond
 	opts.BatchMaxDuration = 2 * time.Second
+	// The test runs its own disruption and interruption controllers once its
+	// cluster is set up (disrStartControllers).
+	opts.Disruption = false
+	opts.Interruption = false
 	ctx, cancel := context.WithCancel(context.Background())
 	op, err := operator.New(ctx, cp.Config, opts,
 		operator.WithSkipNameValidation(),
