@@ -15,6 +15,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/cost"
 	"github.com/stowage-k8s/stowage/pkg/operator"
+	awsprovider "github.com/stowage-k8s/stowage/providers/aws"
 	"github.com/stowage-k8s/stowage/providers/fake"
 )
 
@@ -24,6 +25,7 @@ func init() { subcommands = append(subcommands, newControllerCommand) }
 type controllerFlags struct {
 	kubeconfig        string
 	fakeLaunchLatency time.Duration
+	aws               awsFlags
 }
 
 func newControllerCommand() *cobra.Command {
@@ -46,6 +48,7 @@ func newControllerCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster config)")
 	cmd.Flags().DurationVar(&f.fakeLaunchLatency, "fake-launch-latency", fake.DefaultLaunchLatency,
 		"with --cloud-provider=fake: time from launch to the Node registering")
+	addAWSFlags(cmd.Flags(), &f.aws)
 	return cmd
 }
 
@@ -66,12 +69,20 @@ func runController(ctx context.Context, opts operator.Options, f controllerFlags
 	if err != nil {
 		return fmt.Errorf("loading built-in prices for cost metrics: %w", err)
 	}
-	op, err := operator.New(ctx, cfg, opts,
+	operatorOpts := []operator.Option{
 		operator.WithOnDemandPricer(pricer),
 		operator.WithProvider(fake.Name, func(_ context.Context, d operator.ProviderDeps) (cloudprovider.CloudProvider, error) {
 			return fake.New(fake.Options{Client: d.Client, ClusterName: d.ClusterName, Clock: d.Clock, LaunchLatency: f.fakeLaunchLatency})
 		}),
-	)
+	}
+	if opts.CloudProvider == awsprovider.Name {
+		awsOpts, err := awsOperatorOptions(ctx, opts.ClusterName, f.aws)
+		if err != nil {
+			return err
+		}
+		operatorOpts = append(operatorOpts, awsOpts...)
+	}
+	op, err := operator.New(ctx, cfg, opts, operatorOpts...)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/pflag"
+
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/operator"
+	"github.com/stowage-k8s/stowage/pricing"
+	awsprovider "github.com/stowage-k8s/stowage/providers/aws"
+	awsv1 "github.com/stowage-k8s/stowage/providers/aws/apis/v1"
+	"github.com/stowage-k8s/stowage/providers/aws/controllers/nodeclass"
+)
+
+// The AWS catalog lists live from --endpoint (moto, or a real regional
+// endpoint) and serves the built-in catalog otherwise.
+func init() { catalogSources[awsprovider.Name] = awsCatalog }
+
+func awsCatalog(ctx context.Context, region, endpoint string) (*pricing.Catalog, error) {
+	if endpoint == "" {
+		return builtinCatalog(awsprovider.Name, region)
+	}
+	clients, err := awsprovider.NewClients(ctx, awsprovider.ClientConfig{Region: region, Endpoint: endpoint})
+	if err != nil {
+		return nil, err
+	}
+	p, err := awsprovider.New(awsprovider.Options{ClusterName: "catalog", Region: region, EC2: clients.EC2, Pricing: clients.Pricing})
+	if err != nil {
+		return nil, err
+	}
+	return p.Catalog(ctx)
+}
+
+// awsFlags are the controller's AWS settings, bound by addAWSFlags.
+type awsFlags struct {
+	region            string
+	endpoint          string
+	interruptionQueue string
+	clusterEndpoint   string
+	clusterCABundle   string
+	clusterCIDR       string
+}
+
+// addAWSFlags adds the AWS settings to the controller's flags.
+func addAWSFlags(fs *pflag.FlagSet, f *awsFlags) {
+	fs.StringVar(&f.region, "aws-region", "", "with --cloud-provider=aws: the cluster's region (required)")
+	fs.StringVar(&f.endpoint, "aws-endpoint", "", "with --cloud-provider=aws: send every AWS call here instead (local emulators such as moto)")
+	fs.StringVar(&f.interruptionQueue, "aws-interruption-queue", "", "with --cloud-provider=aws: URL of the SQS queue EventBridge sends interruption events to")
+	fs.StringVar(&f.clusterEndpoint, "aws-cluster-endpoint", "", "with --cloud-provider=aws: API server URL nodes join")
+	fs.StringVar(&f.clusterCABundle, "aws-cluster-ca-bundle", "", "with --cloud-provider=aws: base64 cluster CA certificate for nodes")
+	fs.StringVar(&f.clusterCIDR, "aws-cluster-cidr", "", "with --cloud-provider=aws: the cluster's service CIDR, for AL2023 nodes")
+}
+
+// awsOperatorOptions registers the AWS provider and the EC2NodeClass
+// controller with the operator. Call it only when --cloud-provider=aws: the
+// controller watches EC2NodeClasses, whose CRD other clouds do not install.
+func awsOperatorOptions(ctx context.Context, clusterName string, f awsFlags) ([]operator.Option, error) {
+	if f.region == "" {
+		return nil, usageError("--aws-region", "required with --cloud-provider=aws")
+	}
+	clients, err := awsprovider.NewClients(ctx, awsprovider.ClientConfig{Region: f.region, Endpoint: f.endpoint})
+	if err != nil {
+		return nil, err
+	}
+	factory := func(ctx context.Context, d operator.ProviderDeps) (cloudprovider.CloudProvider, error) {
+		// The operator's scheme is shared by its manager and direct client;
+		// the provider and the controller read EC2NodeClasses through them.
+		if err := awsv1.AddToScheme(d.Client.Scheme()); err != nil {
+			return nil, fmt.Errorf("adding %s to the scheme: %w", awsv1.Group, err)
+		}
+		var source *awsprovider.InterruptionSource
+		if f.interruptionQueue != "" {
+			source, err = awsprovider.NewInterruptionSource(awsprovider.InterruptionOptions{
+				QueueURL: f.interruptionQueue, SQS: clients.SQS, EC2: clients.EC2, ClusterName: d.ClusterName, Clock: d.Clock,
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+		return awsprovider.New(awsprovider.Options{
+			ClusterName: d.ClusterName, Region: f.region, EC2: clients.EC2, Pricing: clients.Pricing, Kube: d.Client, Clock: d.Clock,
+			ClusterEndpoint: f.clusterEndpoint, ClusterCABundle: f.clusterCABundle, ClusterCIDR: f.clusterCIDR,
+			Interruption: source,
+		})
+	}
+	return []operator.Option{
+		operator.WithProvider(awsprovider.Name, factory),
+		operator.WithController(nodeclass.NewController(nodeclass.Deps{EC2: clients.EC2, IAM: clients.IAM, ClusterName: clusterName})),
+	}, nil
+}

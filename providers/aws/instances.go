@@ -1,0 +1,252 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pricing"
+)
+
+const providerIDPrefix = "aws:///"
+
+// liveStates are the instance states List and adoption consider; terminated
+// instances linger in DescribeInstances for an hour and are gone for us.
+var liveStates = []string{"pending", "running", "stopping", "stopped", "shutting-down"}
+
+// ErrInvalidProviderID is wrapped when a providerID is not aws:///<zone>/<id>.
+var ErrInvalidProviderID = errors.New("invalid aws providerID")
+
+func providerID(zone, instanceID string) string {
+	return providerIDPrefix + zone + "/" + instanceID
+}
+
+// ParseProviderID returns the instance ID of aws:///<zone>/<instance-id>.
+func ParseProviderID(id string) (string, error) {
+	rest, ok := strings.CutPrefix(id, providerIDPrefix)
+	if !ok {
+		return "", fmt.Errorf("%w %q: want %s<zone>/<instance-id>", ErrInvalidProviderID, id, providerIDPrefix)
+	}
+	_, instance, ok := strings.Cut(rest, "/")
+	if !ok || !strings.HasPrefix(instance, "i-") || strings.Contains(instance, "/") {
+		return "", fmt.Errorf("%w %q: want %s<zone>/<instance-id>", ErrInvalidProviderID, id, providerIDPrefix)
+	}
+	return instance, nil
+}
+
+// Delete implements cloudprovider.CloudProvider. A claim without a
+// providerID may still have a machine (launched, then the status write was
+// lost): it is found by its tag.
+func (p *Provider) Delete(ctx context.Context, claim *v1.NodeClaim) error {
+	if claim.Status.ProviderID == "" {
+		inst, err := p.findClaimInstance(ctx, claim.Name)
+		if err != nil {
+			return fmt.Errorf("deleting nodeclaim %s: %w", claim.Name, err)
+		}
+		if inst == nil {
+			return cloudprovider.NewNotFoundError("nodeclaim " + claim.Name)
+		}
+		claim = p.claimFromInstance(inst, claim)
+	}
+	id, err := ParseProviderID(claim.Status.ProviderID)
+	if err != nil {
+		return fmt.Errorf("deleting nodeclaim %s: %w", claim.Name, err)
+	}
+	out, err := p.opts.EC2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		if errorCode(err) == codeInstanceNotFound {
+			return cloudprovider.NewNotFoundError(claim.Status.ProviderID)
+		}
+		return fmt.Errorf("terminating %s for nodeclaim %s: %w", id, claim.Name, err)
+	}
+	for _, c := range out.TerminatingInstances {
+		if aws.ToString(c.InstanceId) == id && c.PreviousState != nil && c.PreviousState.Name == ec2types.InstanceStateNameTerminated {
+			return cloudprovider.NewNotFoundError(claim.Status.ProviderID)
+		}
+	}
+	return nil
+}
+
+// Get implements cloudprovider.CloudProvider.
+func (p *Provider) Get(ctx context.Context, pid string) (*v1.NodeClaim, error) {
+	id, err := ParseProviderID(pid)
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.opts.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		if errorCode(err) == codeInstanceNotFound {
+			return nil, cloudprovider.NewNotFoundError(pid)
+		}
+		return nil, fmt.Errorf("describing instance %s: %w", id, err)
+	}
+	for _, r := range out.Reservations {
+		for i := range r.Instances {
+			inst := &r.Instances[i]
+			if aws.ToString(inst.InstanceId) != id {
+				continue
+			}
+			if inst.State != nil && inst.State.Name == ec2types.InstanceStateNameTerminated {
+				return nil, cloudprovider.NewNotFoundError(pid)
+			}
+			return p.claimFromInstance(inst, nil), nil
+		}
+	}
+	return nil, cloudprovider.NewNotFoundError(pid)
+}
+
+// List implements cloudprovider.CloudProvider: every live instance tagged
+// with this cluster's name.
+func (p *Provider) List(ctx context.Context) ([]*v1.NodeClaim, error) {
+	insts, err := p.describeTagged(ctx, liveStates, map[string]string{TagCluster: p.opts.ClusterName})
+	if err != nil {
+		return nil, fmt.Errorf("listing instances of cluster %s: %w", p.opts.ClusterName, err)
+	}
+	out := make([]*v1.NodeClaim, 0, len(insts))
+	for i := range insts {
+		out = append(out, p.claimFromInstance(&insts[i], nil))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Status.ProviderID < out[j].Status.ProviderID })
+	return out, nil
+}
+
+// findClaimInstance returns the live instance an earlier launch made for the
+// claim, or nil.
+func (p *Provider) findClaimInstance(ctx context.Context, claimName string) (*ec2types.Instance, error) {
+	// Only pending and running: a stopping or shutting-down instance with the
+	// name belongs to an earlier claim of the same name that is going away.
+	insts, err := p.describeTagged(ctx, []string{"pending", "running"}, map[string]string{TagCluster: p.opts.ClusterName, TagNodeClaim: claimName})
+	if err != nil {
+		return nil, fmt.Errorf("looking for an earlier instance: %w", err)
+	}
+	if len(insts) == 0 {
+		return nil, nil
+	}
+	return &insts[0], nil
+}
+
+func (p *Provider) describeTagged(ctx context.Context, states []string, tags map[string]string) ([]ec2types.Instance, error) {
+	filters := []ec2types.Filter{{Name: aws.String("instance-state-name"), Values: states}}
+	for k, v := range tags {
+		filters = append(filters, ec2types.Filter{Name: aws.String("tag:" + k), Values: []string{v}})
+	}
+	var out []ec2types.Instance
+	pages := ec2.NewDescribeInstancesPaginator(p.opts.EC2, &ec2.DescribeInstancesInput{Filters: filters})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range page.Reservations {
+			out = append(out, r.Instances...)
+		}
+	}
+	return out, nil
+}
+
+// claimFromInstance describes an instance as a NodeClaim. With a claim, that
+// claim is copied and its status filled; otherwise a claim named by the
+// instance's tag is made up, as List and Get return.
+func (p *Provider) claimFromInstance(inst *ec2types.Instance, claim *v1.NodeClaim) *v1.NodeClaim {
+	tags := map[string]string{}
+	for _, t := range inst.Tags {
+		tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	zone := ""
+	if inst.Placement != nil {
+		zone = aws.ToString(inst.Placement.AvailabilityZone)
+	}
+	l := launched{
+		id: aws.ToString(inst.InstanceId), instanceType: string(inst.InstanceType), zone: zone,
+		capacityType: capacityTypeOf(inst), imageID: aws.ToString(inst.ImageId),
+	}
+	if claim != nil {
+		return p.launchedClaim(claim, l)
+	}
+	out := &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{
+		Name:   tags[TagNodeClaim],
+		Labels: map[string]string{v1.LabelNodeClaim: tags[TagNodeClaim]},
+	}}
+	if np := tags[TagNodePool]; np != "" {
+		out.Labels[v1.LabelNodePool] = np
+	}
+	if inst.LaunchTime != nil {
+		out.CreationTimestamp = metav1.NewTime(*inst.LaunchTime)
+	}
+	return p.launchedClaim(out, l)
+}
+
+// fillCapacity sets the claim's capacity, allocatable and instance labels
+// from the catalog, when the type is known.
+func (p *Provider) fillCapacity(claim *v1.NodeClaim, instanceType string) {
+	it := p.lookupType(instanceType)
+	if claim.Labels == nil {
+		claim.Labels = map[string]string{}
+	}
+	claim.Labels[v1.LabelInstanceType] = instanceType
+	claim.Labels[v1.LabelZone] = claim.Status.Zone
+	claim.Labels[v1.LabelCapacityType] = claim.Status.CapacityType
+	if it == nil {
+		return
+	}
+	maps.Copy(claim.Labels, it.Labels)
+	claim.Status.Capacity = it.Capacity.DeepCopy()
+	claim.Status.Allocatable = it.Allocatable()
+}
+
+func (p *Provider) lookupType(name string) *cloudprovider.InstanceType {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, it := range p.types {
+		if it.Name == name {
+			return it
+		}
+	}
+	if p.staticCatalog != nil {
+		if it, ok := pricing.Lookup(p.staticCatalog, name); ok {
+			return it
+		}
+	}
+	return nil
+}
+
+// price is the current hourly price of one pool, as InstanceTypes offers it.
+func (p *Provider) price(instanceType, zone, capacityType string) (float64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	od, ok := p.onDemand[instanceType]
+	if !ok && p.staticCatalog != nil {
+		if o, found := pricing.LookupOffering(p.staticCatalog, cloudprovider.OfferingID{InstanceType: instanceType, Zone: zone, CapacityType: v1.CapacityTypeOnDemand}); found {
+			od, ok = o.PricePerHour, true
+		}
+	}
+	switch capacityType {
+	case v1.CapacityTypeReserved:
+		return od / reservedPriceDivisor, ok
+	case v1.CapacityTypeSpot:
+		if sp, found := p.spot[spotKey{instanceType, zone}]; found {
+			return sp, true
+		}
+		if p.staticCatalog != nil {
+			if o, found := pricing.LookupOffering(p.staticCatalog, cloudprovider.OfferingID{InstanceType: instanceType, Zone: zone, CapacityType: v1.CapacityTypeSpot}); found {
+				return o.PricePerHour, true
+			}
+		}
+		return 0, false
+	}
+	return od, ok
+}
+
+// FormatPrice renders a price the way NodeClaims carry it.
+func FormatPrice(usd float64) string { return strconv.FormatFloat(usd, 'f', -1, 64) }

@@ -1,0 +1,121 @@
+// Package mototest starts (or finds) a moto_server on loopback for the AWS
+// contract tests and builds real SDK clients pointed at it.
+package mototest
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// EnvEndpoint names a moto_server CI already runs.
+const EnvEndpoint = "STOWAGE_MOTO_ENDPOINT"
+
+// Region is the region every contract test uses.
+const Region = "us-east-1"
+
+// Server is a running moto_server.
+type Server struct {
+	Endpoint string
+	// Log is moto's output when this process started it.
+	Log string
+	cmd *exec.Cmd
+}
+
+// Start returns the server named by STOWAGE_MOTO_ENDPOINT, or starts
+// moto_server on a free loopback port. A missing moto_server is an error, not
+// a skip: these tests are the provider's contract.
+func Start() (*Server, error) {
+	if ep := os.Getenv(EnvEndpoint); ep != "" {
+		return &Server{Endpoint: ep}, waitReady(ep, 30*time.Second)
+	}
+	bin, err := exec.LookPath("moto_server")
+	if err != nil {
+		return nil, fmt.Errorf("moto_server not found (install moto[server] 5.x or set %s): %w", EnvEndpoint, err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	// moto logs every request and stack trace; keep that out of test output.
+	logFile, err := os.CreateTemp("", "stowage-moto-*.log")
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting moto_server: %w", err)
+	}
+	s := &Server{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), cmd: cmd, Log: logFile.Name()}
+	if err := waitReady(s.Endpoint, 60*time.Second); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Stop ends a moto_server this process started.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitReady polls moto's health endpoint. Start-up time is not asserted;
+// the deadline only bounds a broken install.
+func waitReady(endpoint string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		resp, err := http.Get(endpoint + "/moto-api/")
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("moto_server at %s not reachable: %w", endpoint, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Config is an SDK config for the server with static test credentials.
+func (s *Server) Config() aws.Config {
+	return aws.Config{
+		Region:           Region,
+		Credentials:      credentials.NewStaticCredentialsProvider("testing", "testing", ""),
+		BaseEndpoint:     aws.String(s.Endpoint),
+		RetryMaxAttempts: 1,
+	}
+}
+
+// EC2 is a real EC2 client talking to moto.
+func (s *Server) EC2() *ec2.Client { return ec2.NewFromConfig(s.Config()) }
+
+// IAM is a real IAM client talking to moto.
+func (s *Server) IAM() *iam.Client { return iam.NewFromConfig(s.Config()) }
+
+// SQS is a real SQS client talking to moto.
+func (s *Server) SQS() *sqs.Client { return sqs.NewFromConfig(s.Config()) }

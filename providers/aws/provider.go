@@ -1,0 +1,497 @@
+// Package aws is Stowage's AWS cloud provider: the EC2 instance catalog with
+// live on-demand, spot and reserved prices, launches through CreateFleet,
+// termination, and EventBridge interruption notices read from SQS.
+//
+// Every AWS call goes through the narrowed EC2API, PricingAPI and SQSAPI
+// interfaces, so unit tests fake the SDK and contract tests point the real
+// SDK at moto or an httptest server.
+package aws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pricing"
+	awsv1 "github.com/stowage-k8s/stowage/providers/aws/apis/v1"
+)
+
+// Name is the provider's name in the operator's registry and on providerIDs.
+const Name = "aws"
+
+// Defaults for Options left zero.
+const (
+	DefaultCatalogTTL      = time.Hour
+	DefaultPriceTTL        = time.Hour
+	DefaultReservationTTL  = time.Minute
+	DefaultStaticCatalog   = "aws/us-east-1"
+	defaultUnavailableTime = cloudprovider.DefaultUnavailableTTL
+)
+
+// Options configure a Provider. EC2 and ClusterName are required.
+type Options struct {
+	// ClusterName tags every instance (stowage.dev/cluster) so List finds
+	// this cluster's machines and no one else's.
+	ClusterName string
+	Region      string
+	EC2         EC2API
+	// Pricing may be nil: then on-demand prices come from the static catalog.
+	Pricing PricingAPI
+	// Kube reads EC2NodeClasses. When nil, InstanceTypes offers every zone and
+	// Create fails for claims that reference a node class.
+	Kube client.Reader
+	// Clock drives every TTL; defaults to the real clock.
+	Clock clock.Clock
+	// Registerer receives the provider's metrics; nil registers none.
+	Registerer prometheus.Registerer
+
+	// Cluster join settings written into user data.
+	ClusterEndpoint string
+	ClusterCABundle string // base64 PEM
+	ClusterCIDR     string
+
+	CatalogTTL     time.Duration
+	PriceTTL       time.Duration
+	ReservationTTL time.Duration
+	// StaticCatalog is the built-in catalog used when EC2 or the Pricing API
+	// cannot be reached; defaults to aws/<Region>, then aws/us-east-1.
+	StaticCatalog string
+	// Unavailable remembers pools that had no capacity; one is made if nil.
+	Unavailable *cloudprovider.UnavailableOfferings
+	// Interruption reads the EventBridge queue; nil means no interruption
+	// handling (Interruptions then delivers nothing).
+	Interruption *InterruptionSource
+}
+
+// Provider implements cloudprovider.CloudProvider for EC2.
+type Provider struct {
+	opts        Options
+	clock       clock.Clock
+	unavailable *cloudprovider.UnavailableOfferings
+	metrics     *metrics
+
+	mu            sync.Mutex
+	shapes        map[string]shape
+	types         []*cloudprovider.InstanceType // no offerings; copied per call
+	typesFetched  time.Time
+	staticCatalog *pricing.Catalog
+	onDemand      map[string]float64 // from the Pricing API
+	spot          map[spotKey]float64
+	pricesFetched time.Time
+	reservations  []reservation
+	resFetched    time.Time
+	templates     map[string]bool // launch template names known to exist
+}
+
+var (
+	_ cloudprovider.CloudProvider      = (*Provider)(nil)
+	_ cloudprovider.InterruptionSource = (*Provider)(nil)
+)
+
+// ErrInvalidOptions is wrapped by New when a required option is missing.
+var ErrInvalidOptions = errors.New("invalid aws provider options")
+
+// New returns a Provider. It makes no AWS call: the catalog and prices are
+// fetched on first use.
+func New(opts Options) (*Provider, error) {
+	if opts.EC2 == nil {
+		return nil, fmt.Errorf("%w: EC2 client is required", ErrInvalidOptions)
+	}
+	if opts.ClusterName == "" {
+		return nil, fmt.Errorf("%w: cluster name is required", ErrInvalidOptions)
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.CatalogTTL <= 0 {
+		opts.CatalogTTL = DefaultCatalogTTL
+	}
+	if opts.PriceTTL <= 0 {
+		opts.PriceTTL = DefaultPriceTTL
+	}
+	if opts.ReservationTTL <= 0 {
+		opts.ReservationTTL = DefaultReservationTTL
+	}
+	if opts.Unavailable == nil {
+		opts.Unavailable = cloudprovider.NewUnavailableOfferings(opts.Clock, defaultUnavailableTime)
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Provider{
+		opts:        opts,
+		clock:       opts.Clock,
+		unavailable: opts.Unavailable,
+		metrics:     m,
+		templates:   map[string]bool{},
+	}, nil
+}
+
+// Name implements cloudprovider.CloudProvider.
+func (p *Provider) Name() string { return Name }
+
+// Unavailable is the provider's cache of pools without capacity.
+func (p *Provider) Unavailable() *cloudprovider.UnavailableOfferings { return p.unavailable }
+
+// InstanceTypes implements cloudprovider.CloudProvider: the region's types
+// with reserved, spot and on-demand offerings in the zones the pool's
+// EC2NodeClass has subnets in.
+func (p *Provider) InstanceTypes(ctx context.Context, pool *v1.NodePool) ([]*cloudprovider.InstanceType, error) {
+	zones, err := p.poolZones(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	its, err := p.instanceTypes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if zones != nil {
+		for _, it := range its {
+			it.Offerings = slices.DeleteFunc(it.Offerings, func(o cloudprovider.Offering) bool { return !zones[o.Zone] })
+		}
+		its = slices.DeleteFunc(its, func(it *cloudprovider.InstanceType) bool { return len(it.Offerings) == 0 })
+	}
+	p.unavailable.Apply(its)
+	return its, nil
+}
+
+// poolZones is the set of zones the pool's node class has subnets in, or nil
+// for no restriction.
+func (p *Provider) poolZones(ctx context.Context, pool *v1.NodePool) (map[string]bool, error) {
+	if pool == nil || pool.Spec.Template.Spec.NodeClassRef == nil || p.opts.Kube == nil {
+		return nil, nil
+	}
+	nc, err := p.nodeClass(ctx, pool.Spec.Template.Spec.NodeClassRef)
+	if err != nil {
+		return nil, fmt.Errorf("nodepool %s: %w", pool.Name, err)
+	}
+	zones := map[string]bool{}
+	for _, s := range nc.Status.Subnets {
+		zones[s.Zone] = true
+	}
+	return zones, nil
+}
+
+// ErrNodeClassNotReady is wrapped when a claim's EC2NodeClass has not resolved
+// its subnets, security groups or images yet.
+var ErrNodeClassNotReady = errors.New("EC2NodeClass not ready")
+
+func (p *Provider) nodeClass(ctx context.Context, ref *v1.NodeClassReference) (*awsv1.EC2NodeClass, error) {
+	if ref.Group != awsv1.Group || ref.Kind != awsv1.Kind {
+		return nil, fmt.Errorf("nodeClassRef %s/%s %s is not an %s.%s", ref.Group, ref.Kind, ref.Name, awsv1.Kind, awsv1.Group)
+	}
+	if p.opts.Kube == nil {
+		return nil, fmt.Errorf("reading EC2NodeClass %s: no Kubernetes client configured", ref.Name)
+	}
+	nc := &awsv1.EC2NodeClass{}
+	if err := p.opts.Kube.Get(ctx, client.ObjectKey{Name: ref.Name}, nc); err != nil {
+		return nil, fmt.Errorf("reading EC2NodeClass %s: %w", ref.Name, err)
+	}
+	return nc, nil
+}
+
+// instanceTypes returns fresh copies of the catalog with offerings attached.
+func (p *Provider) instanceTypes(ctx context.Context) ([]*cloudprovider.InstanceType, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	logger := log.FromContext(ctx).WithName(Name)
+	if err := p.refreshLocked(ctx, logger); err != nil {
+		return p.staticFallbackLocked(ctx, logger, err)
+	}
+	return p.assembleLocked(logger), nil
+}
+
+// refresh brings the catalog, prices and reservations up to date; Create
+// needs them current but not copied.
+func (p *Provider) refresh(ctx context.Context) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_ = p.refreshLocked(ctx, log.FromContext(ctx).WithName(Name))
+}
+
+// refreshLocked refetches whatever is past its TTL. It fails only when no
+// catalog was ever fetched; later failures keep the previous data.
+func (p *Provider) refreshLocked(ctx context.Context, logger logr.Logger) error {
+	if p.staticCatalog == nil {
+		if _, err := p.staticLocked(ctx); err != nil {
+			logger.Error(err, "static prices unavailable")
+		}
+	}
+	now := p.clock.Now()
+	if p.types == nil || now.Sub(p.typesFetched) >= p.opts.CatalogTTL {
+		if err := p.refreshTypesLocked(ctx, logger); err != nil {
+			if p.types == nil {
+				return err
+			}
+			logger.Error(err, "refreshing instance types; keeping the previous catalog", "age", now.Sub(p.typesFetched))
+		}
+	}
+	if p.pricesFetched.IsZero() || now.Sub(p.pricesFetched) >= p.opts.PriceTTL {
+		p.refreshPricesLocked(ctx, logger)
+	}
+	if p.resFetched.IsZero() || now.Sub(p.resFetched) >= p.opts.ReservationTTL {
+		res, err := fetchReservations(ctx, p.opts.EC2)
+		if err != nil {
+			// Without the list, reserved offerings would be stale or wrong; drop them.
+			logger.Error(err, "listing capacity reservations; offering no reserved capacity until it succeeds")
+			res = nil
+		}
+		p.reservations, p.resFetched = res, now
+	}
+	return nil
+}
+
+func (p *Provider) refreshTypesLocked(ctx context.Context, logger logr.Logger) error {
+	shapes, err := describeShapes(ctx, p.opts.EC2)
+	if err != nil {
+		return err
+	}
+	its, skipped, err := buildInstanceTypes(p.opts.Region, p.clock.Now().UTC().Format(time.DateOnly), shapes)
+	if err != nil {
+		return fmt.Errorf("building instance types: %w", err)
+	}
+	if len(skipped) > 0 {
+		logger.V(1).Info("skipped instance types with incomplete accelerator facts", "types", skipped)
+	}
+	p.shapes = make(map[string]shape, len(shapes))
+	for _, s := range shapes {
+		p.shapes[s.Name] = s
+	}
+	p.types, p.typesFetched = its, p.clock.Now()
+	return nil
+}
+
+// staticFallbackLocked serves the built-in catalog when EC2 cannot be reached
+// and nothing was fetched before.
+func (p *Provider) staticFallbackLocked(ctx context.Context, logger logr.Logger, cause error) ([]*cloudprovider.InstanceType, error) {
+	c, err := p.staticLocked(ctx)
+	if err != nil {
+		return nil, errors.Join(cause, err)
+	}
+	logger.Error(cause, "describing instance types failed; using the built-in catalog", "catalog", p.catalogName())
+	c = c.DeepCopy()
+	p.metrics.setPriceSources(map[PriceSource]int{PriceSourceStatic: countOfferings(c.InstanceTypes)})
+	return c.InstanceTypes, nil
+}
+
+func (p *Provider) catalogName() string {
+	if p.opts.StaticCatalog != "" {
+		return p.opts.StaticCatalog
+	}
+	return "aws/" + p.opts.Region
+}
+
+// staticLocked loads the built-in catalog once. A region without one falls
+// back to us-east-1's prices, which is logged: they are a rough guide only.
+func (p *Provider) staticLocked(ctx context.Context) (*pricing.Catalog, error) {
+	if p.staticCatalog != nil {
+		return p.staticCatalog, nil
+	}
+	c, err := pricing.Load(p.catalogName())
+	if errors.Is(err, pricing.ErrUnknownCatalog) && p.opts.StaticCatalog == "" {
+		log.FromContext(ctx).WithName(Name).Info("no built-in catalog for region; static prices come from "+DefaultStaticCatalog, "region", p.opts.Region)
+		c, err = pricing.Load(DefaultStaticCatalog)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading static prices: %w", err)
+	}
+	p.staticCatalog = c
+	return c, nil
+}
+
+func (p *Provider) refreshPricesLocked(ctx context.Context, logger logr.Logger) {
+	p.pricesFetched = p.clock.Now()
+	if p.opts.Pricing != nil {
+		od, err := fetchOnDemandPrices(ctx, p.opts.Pricing, p.opts.Region)
+		if err != nil {
+			logger.Error(err, "fetching on-demand prices from the Pricing API; using static prices")
+		} else {
+			p.onDemand = od
+		}
+	}
+	spot, err := fetchSpotPrices(ctx, p.opts.EC2, p.clock)
+	if err != nil {
+		logger.Error(err, "fetching spot prices; using static prices")
+	} else {
+		p.spot = spot
+	}
+}
+
+// assembleLocked copies the catalog and attaches offerings: on-demand and
+// spot in every zone a price is known for, and one reserved offering per
+// active reservation.
+func (p *Provider) assembleLocked(logger logr.Logger) []*cloudprovider.InstanceType {
+	static := p.staticCatalog // loaded by refreshLocked; nil if the embedded data is broken
+	staticOffering := func(id cloudprovider.OfferingID) (float64, bool) {
+		if static == nil {
+			return 0, false
+		}
+		o, ok := pricing.LookupOffering(static, id)
+		if !ok {
+			// A region without its own catalog: any zone's price of the type will do.
+			if it, found := pricing.Lookup(static, id.InstanceType); found {
+				for _, so := range it.Offerings {
+					if so.CapacityType == id.CapacityType {
+						return so.PricePerHour, true
+					}
+				}
+			}
+			return 0, false
+		}
+		return o.PricePerHour, true
+	}
+	sources := map[PriceSource]int{}
+	unpriced := 0
+	byName := map[string]*cloudprovider.InstanceType{}
+	out := make([]*cloudprovider.InstanceType, 0, len(p.types))
+	for _, base := range p.types {
+		it := copyType(base)
+		shape := p.shapes[it.Name]
+		od, odSource := p.onDemand[it.Name], PriceSourceAPI
+		for _, z := range shape.Zones {
+			odPrice, odSrc := od, odSource
+			if odPrice <= 0 {
+				odPrice, odSrc = 0, PriceSourceStatic
+				if sp, ok := staticOffering(cloudprovider.OfferingID{InstanceType: it.Name, Zone: z, CapacityType: v1.CapacityTypeOnDemand}); ok {
+					odPrice = sp
+				}
+			}
+			if odPrice <= 0 {
+				unpriced++
+				continue
+			}
+			sources[odSrc]++
+			it.Offerings = append(it.Offerings, cloudprovider.Offering{Zone: z, CapacityType: v1.CapacityTypeOnDemand, PricePerHour: odPrice, Available: true})
+			if !shape.Spot {
+				continue
+			}
+			spotPrice, spotSrc := p.spot[spotKey{it.Name, z}], PriceSourceAPI
+			if spotPrice <= 0 {
+				spotSrc = PriceSourceStatic
+				spotPrice, _ = staticOffering(cloudprovider.OfferingID{InstanceType: it.Name, Zone: z, CapacityType: v1.CapacityTypeSpot})
+			}
+			if spotPrice > 0 {
+				sources[spotSrc]++
+				it.Offerings = append(it.Offerings, cloudprovider.Offering{Zone: z, CapacityType: v1.CapacityTypeSpot, PricePerHour: spotPrice, Available: true})
+			}
+		}
+		byName[it.Name] = it
+		out = append(out, it)
+	}
+	for _, r := range p.reservations {
+		it, ok := byName[r.InstanceType]
+		if !ok {
+			continue
+		}
+		odPrice := 0.0
+		for _, o := range it.Offerings {
+			if o.CapacityType == v1.CapacityTypeOnDemand && o.Zone == r.Zone {
+				odPrice = o.PricePerHour
+			}
+		}
+		it.Offerings = append(it.Offerings, cloudprovider.Offering{
+			Zone: r.Zone, CapacityType: v1.CapacityTypeReserved,
+			PricePerHour:  odPrice / reservedPriceDivisor,
+			Available:     r.Available > 0,
+			ReservationID: r.ID, ReservedCount: r.Available,
+		})
+	}
+	out = slices.DeleteFunc(out, func(it *cloudprovider.InstanceType) bool { return len(it.Offerings) == 0 })
+	if p.metrics.setPriceSources(sources) {
+		logger.Info("prices in use", "api", sources[PriceSourceAPI], "static", sources[PriceSourceStatic], "unpriced", unpriced)
+	}
+	return out
+}
+
+func countOfferings(its []*cloudprovider.InstanceType) int {
+	n := 0
+	for _, it := range its {
+		n += len(it.Offerings)
+	}
+	return n
+}
+
+func copyType(it *cloudprovider.InstanceType) *cloudprovider.InstanceType {
+	c := &pricing.Catalog{InstanceTypes: []*cloudprovider.InstanceType{it}}
+	return c.DeepCopy().InstanceTypes[0]
+}
+
+// Start refreshes prices and reservations every PriceTTL until ctx is done,
+// so a launch decision never waits on the Pricing API. It implements
+// controller-runtime's manager.Runnable.
+func (p *Provider) Start(ctx context.Context) error {
+	for {
+		if _, err := p.instanceTypes(ctx); err != nil {
+			log.FromContext(ctx).WithName(Name).Error(err, "refreshing the catalog")
+		}
+		t := p.clock.NewTimer(p.opts.PriceTTL)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C():
+		}
+	}
+}
+
+// Interruptions implements cloudprovider.InterruptionSource by delegating to
+// Options.Interruption. Without a queue the channel only closes when ctx is
+// done: the cluster then learns of interruptions only when nodes disappear.
+func (p *Provider) Interruptions(ctx context.Context) (<-chan cloudprovider.InterruptionEvent, error) {
+	if p.opts.Interruption != nil {
+		return p.opts.Interruption.Interruptions(ctx)
+	}
+	log.FromContext(ctx).WithName(Name).Info("no interruption queue configured; spot interruptions are not handled ahead of time")
+	ch := make(chan cloudprovider.InterruptionEvent)
+	go func() {
+		<-ctx.Done()
+		close(ch)
+	}()
+	return ch, nil
+}
+
+// Catalog returns the live catalog as a pricing.Catalog with its sources, for
+// `stowage catalog --cloud aws --endpoint ...`.
+func (p *Provider) Catalog(ctx context.Context) (*pricing.Catalog, error) {
+	its, err := p.instanceTypes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	zones := map[string]bool{}
+	for _, it := range its {
+		for _, o := range it.Offerings {
+			zones[o.Zone] = true
+		}
+	}
+	date := p.clock.Now().UTC().Format(time.DateOnly)
+	c := &pricing.Catalog{Cloud: Name, Region: p.opts.Region, InstanceTypes: its, Zones: slices.Sorted(maps.Keys(zones))}
+	c.Sources = append(c.Sources, pricing.Source{What: "specs and zones", From: "EC2 DescribeInstanceTypes, DescribeInstanceTypeOfferings", Date: date})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.onDemand) > 0 {
+		c.Sources = append(c.Sources, pricing.Source{What: "on-demand prices", From: "AWS Price List API GetProducts", Date: date})
+	}
+	if len(p.spot) > 0 {
+		c.Sources = append(c.Sources, pricing.Source{What: "spot prices", From: "EC2 DescribeSpotPriceHistory", Date: date})
+	}
+	if p.staticCatalog != nil {
+		for _, s := range p.staticCatalog.Sources {
+			s.What = "fallback " + s.What
+			c.Sources = append(c.Sources, s)
+		}
+	}
+	return c, nil
+}
