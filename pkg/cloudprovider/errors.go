@@ -54,7 +54,9 @@ func (e *NotFoundError) Error() string {
 }
 
 // NewNotFoundError returns a NotFoundError for providerID.
-func NewNotFoundError(providerID string) *NotFoundError { return &NotFoundError{ProviderID: providerID} }
+func NewNotFoundError(providerID string) *NotFoundError {
+	return &NotFoundError{ProviderID: providerID}
+}
 
 // IsNotFound reports whether err is (or wraps) a NotFoundError.
 func IsNotFound(err error) bool {

@@ -61,14 +61,14 @@ const (
 
 // Extended resource names Stowage understands.
 const (
-	ResourceNvidiaGPU  corev1.ResourceName = "nvidia.com/gpu"
-	ResourceAMDGPU     corev1.ResourceName = "amd.com/gpu"
-	ResourceAWSNeuron  corev1.ResourceName = "aws.amazon.com/neuron"
-	ResourceMIGPrefix                      = "nvidia.com/mig-"
-	ResourcePods                           = corev1.ResourcePods
-	ResourceCPU                            = corev1.ResourceCPU
-	ResourceMemory                         = corev1.ResourceMemory
-	ResourceEphemeralStorage               = corev1.ResourceEphemeralStorage
+	ResourceNvidiaGPU        corev1.ResourceName = "nvidia.com/gpu"
+	ResourceAMDGPU           corev1.ResourceName = "amd.com/gpu"
+	ResourceAWSNeuron        corev1.ResourceName = "aws.amazon.com/neuron"
+	ResourceMIGPrefix                            = "nvidia.com/mig-"
+	ResourcePods                                 = corev1.ResourcePods
+	ResourceCPU                                  = corev1.ResourceCPU
+	ResourceMemory                               = corev1.ResourceMemory
+	ResourceEphemeralStorage                     = corev1.ResourceEphemeralStorage
 )
 
 // WellKnownLabels are the labels a NodePool requirement may constrain even
