@@ -41,9 +41,10 @@ generate: $(BIN)/controller-gen ## regenerate deepcopy and CRDs, and copy CRDs i
 	$(BIN)/controller-gen crd paths=./pkg/apis/... output:crd:artifacts:config=pkg/apis/crds
 	@if [ -d providers/aws/apis ]; then $(BIN)/controller-gen crd paths=./providers/aws/apis/... output:crd:artifacts:config=pkg/apis/crds; fi
 	@mkdir -p charts/stowage/crds && cp pkg/apis/crds/*.yaml charts/stowage/crds/
+	go run ./hack/gen-docs -crd pkg/apis/crds/stowage.dev_nodepools.yaml -intro hack/gen-docs/nodepool-intro.md -o docs/nodepool.md
 
 verify: generate ## fail when generated files are stale
-	@git diff --exit-code -- pkg/apis providers charts/stowage/crds || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code -- pkg/apis providers charts/stowage/crds docs/nodepool.md || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
