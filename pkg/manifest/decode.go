@@ -192,21 +192,21 @@ var kinds = map[schema.GroupKind]kind{
 		if err := d.decodeTyped(obj, j, &o); err != nil {
 			return err
 		}
-		return d.expand(obj, "Deployment", o.ObjectMeta.Name, o.ObjectMeta.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
+		return d.expand(obj, "Deployment", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
 	}},
 	{Group: "apps", Kind: "ReplicaSet"}: {podSpecQuantities("spec.template.spec"), func(d *decoder, obj string, j []byte) error {
 		var o appsv1.ReplicaSet
 		if err := d.decodeTyped(obj, j, &o); err != nil {
 			return err
 		}
-		return d.expand(obj, "ReplicaSet", o.ObjectMeta.Name, o.ObjectMeta.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
+		return d.expand(obj, "ReplicaSet", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
 	}},
 	{Group: "apps", Kind: "StatefulSet"}: {podSpecQuantities("spec.template.spec"), func(d *decoder, obj string, j []byte) error {
 		var o appsv1.StatefulSet
 		if err := d.decodeTyped(obj, j, &o); err != nil {
 			return err
 		}
-		return d.expand(obj, "StatefulSet", o.ObjectMeta.Name, o.ObjectMeta.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
+		return d.expand(obj, "StatefulSet", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
 	}},
 	{Group: "batch", Kind: "Job"}:       {podSpecQuantities("spec.template.spec"), decodeJob},
 	{Group: "apps", Kind: "DaemonSet"}:  {podSpecQuantities("spec.template.spec"), decodeDaemonSet},
@@ -247,7 +247,7 @@ func decodeJob(d *decoder, obj string, j []byte) error {
 		return err
 	}
 	n, field := jobPods(o.Spec)
-	return d.expand(obj, "Job", o.ObjectMeta.Name, o.ObjectMeta.Namespace, n, field, &o.Spec.Template)
+	return d.expand(obj, "Job", o.Name, o.Namespace, n, field, &o.Spec.Template)
 }
 
 // jobPods is how many pods a Job runs at once: its parallelism, or its

@@ -83,7 +83,9 @@ func (f *fakeEC2) DescribeInstanceTypes(_ context.Context, in *ec2.DescribeInsta
 	// One type per page exercises the paginator.
 	start := 0
 	if in.NextToken != nil {
-		fmt.Sscan(*in.NextToken, &start)
+		if _, err := fmt.Sscan(*in.NextToken, &start); err != nil {
+			return nil, fmt.Errorf("bad NextToken %q: %w", *in.NextToken, err)
+		}
 	}
 	out := &ec2.DescribeInstanceTypesOutput{}
 	if start < len(f.types) {

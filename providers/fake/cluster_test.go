@@ -29,7 +29,7 @@ func TestOnRealCluster(t *testing.T) {
 	}
 	cp := controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, Kwok: true})
 	ctx := context.Background()
-	gpu := corev1.ResourceName(v1.ResourceNvidiaGPU)
+	gpu := v1.ResourceNvidiaGPU
 	catalog := &pricing.Catalog{
 		Cloud: "test", Region: "test-1", Zones: []string{"test-1a"},
 		InstanceTypes: []*cloudprovider.InstanceType{{

@@ -44,7 +44,7 @@ func TestGPUPodRuns(t *testing.T) {
 	ctx := context.Background()
 	c := cp.Client
 
-	gpu := corev1.ResourceName(v1.ResourceNvidiaGPU)
+	gpu := v1.ResourceNvidiaGPU
 	alloc := corev1.ResourceList{
 		corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("32Gi"),
 		corev1.ResourcePods: resource.MustParse("110"), gpu: resource.MustParse("1"),

@@ -9,9 +9,9 @@
 package v1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 // Group is the API group of every Stowage core object.
@@ -21,7 +21,8 @@ var (
 	// SchemeGroupVersion is the group and version of this package's types.
 	SchemeGroupVersion = schema.GroupVersion{Group: Group, Version: "v1"}
 	// SchemeBuilder registers this package's types with a runtime.Scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: SchemeGroupVersion}
+	// It is apimachinery's, so importing the API pulls in no controller code.
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 	// AddToScheme adds this package's types to a runtime.Scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
@@ -31,3 +32,14 @@ var (
 	_ runtime.Object = (*NodePool)(nil)
 	_ runtime.Object = (*NodeClaim)(nil)
 )
+
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(SchemeGroupVersion,
+		&NodePool{},
+		&NodePoolList{},
+		&NodeClaim{},
+		&NodeClaimList{},
+	)
+	metav1.AddToGroupVersion(s, SchemeGroupVersion)
+	return nil
+}

@@ -138,5 +138,3 @@ type NodeClaimList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []NodeClaim `json:"items"`
 }
-
-func init() { SchemeBuilder.Register(&NodeClaim{}, &NodeClaimList{}) }

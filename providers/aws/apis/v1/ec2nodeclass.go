@@ -250,5 +250,3 @@ type EC2NodeClassList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []EC2NodeClass `json:"items"`
 }
-
-func init() { SchemeBuilder.Register(&EC2NodeClass{}, &EC2NodeClassList{}) }
