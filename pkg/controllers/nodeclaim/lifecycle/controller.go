@@ -183,7 +183,9 @@ func (c *Controller) Reconcile(ctx context.Context, claim *v1.NodeClaim) (reconc
 	var (
 		result reconcile.Result
 		errs   []error
+		fx     effects
 	)
+	ctx = context.WithValue(ctx, effectsKey{}, &fx)
 	for _, step := range c.steps {
 		res, deleted, err := step.reconcile(ctx, claim)
 		if deleted {
@@ -202,12 +204,38 @@ func (c *Controller) Reconcile(ctx context.Context, claim *v1.NodeClaim) (reconc
 				return reconcile.Result{}, nil
 			}
 			errs = append(errs, fmt.Errorf("patching status of nodeclaim %s: %w", claim.Name, err))
+			// The transitions were not recorded; the next reconcile redoes them.
+			fx = nil
 		}
 	}
+	fx.run()
 	if err := errors.Join(errs...); err != nil {
 		return reconcile.Result{}, err
 	}
 	return result, nil
+}
+
+// effects are what a reconcile reports about transitions it made (metrics,
+// events, logs). They run only once the status recording the transition is
+// stored, so a conflicting patch or a stale cache read, which make the step
+// run again, never count one machine twice.
+type effects []func()
+
+type effectsKey struct{}
+
+// afterStatusStored defers f until the reconcile's status patch succeeds.
+func afterStatusStored(ctx context.Context, f func()) {
+	if fx, ok := ctx.Value(effectsKey{}).(*effects); ok {
+		*fx = append(*fx, f)
+		return
+	}
+	f()
+}
+
+func (fx effects) run() {
+	for _, f := range fx {
+		f()
+	}
 }
 
 // earliest returns the result that requeues soonest.

@@ -78,9 +78,11 @@ func (i *initialization) reconcile(ctx context.Context, claim *v1.NodeClaim) (re
 	}
 	conditions.Set(&claim.Status.Conditions, i.clock, claim.Generation, v1.ConditionInitialized,
 		metav1.ConditionTrue, initializedReasonOK, "")
-	initializedTotal.WithLabelValues(nodePool(claim)).Inc()
-	i.events.initialized(claim, node)
-	log.FromContext(ctx).Info("initialized nodeclaim", "node", node.Name)
+	afterStatusStored(ctx, func() {
+		initializedTotal.WithLabelValues(nodePool(claim)).Inc()
+		i.events.initialized(claim, node)
+		log.FromContext(ctx).Info("initialized nodeclaim", "node", node.Name)
+	})
 	return reconcile.Result{}, false, nil
 }
 

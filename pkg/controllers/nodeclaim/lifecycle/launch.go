@@ -74,7 +74,8 @@ func (l *launch) reconcile(ctx context.Context, claim *v1.NodeClaim) (reconcile.
 		if err == nil {
 			l.recordSkipped(claim, remaining, created)
 			l.launched(ctx, claim, created)
-			launchDuration.WithLabelValues(nodePool(claim)).Observe(l.clock.Since(start).Seconds())
+			took := l.clock.Since(start).Seconds()
+			afterStatusStored(ctx, func() { launchDuration.WithLabelValues(nodePool(claim)).Observe(took) })
 			return reconcile.Result{}, false, nil
 		}
 		if !cloudprovider.IsInsufficientCapacity(err) {
@@ -161,10 +162,12 @@ func (l *launch) launched(ctx context.Context, claim, created *v1.NodeClaim) {
 	s.Capacity = created.Status.Capacity.DeepCopy()
 	s.Allocatable = created.Status.Allocatable.DeepCopy()
 	conditions.Set(&s.Conditions, l.clock, claim.Generation, v1.ConditionLaunched, metav1.ConditionTrue, launchedReasonOK, "")
-	launchedTotal.WithLabelValues(nodePool(claim), s.CapacityType).Inc()
-	l.events.launched(claim)
-	log.FromContext(ctx).Info("launched nodeclaim", "providerID", s.ProviderID, "instanceType", s.InstanceType,
-		"zone", s.Zone, "capacityType", s.CapacityType)
+	afterStatusStored(ctx, func() {
+		launchedTotal.WithLabelValues(nodePool(claim), s.CapacityType).Inc()
+		l.events.launched(claim)
+		log.FromContext(ctx).Info("launched nodeclaim", "providerID", s.ProviderID, "instanceType", s.InstanceType,
+			"zone", s.Zone, "capacityType", s.CapacityType)
+	})
 }
 
 // remainingOfferings are the claim's offerings that have not reported

@@ -54,10 +54,13 @@ func (r *registration) reconcile(ctx context.Context, claim *v1.NodeClaim) (reco
 	claim.Status.NodeName = node.Name
 	conditions.Set(&claim.Status.Conditions, r.clock, claim.Generation, v1.ConditionRegistered,
 		metav1.ConditionTrue, registeredReasonOK, "")
-	registeredTotal.WithLabelValues(nodePool(claim)).Inc()
-	registrationDuration.WithLabelValues(nodePool(claim)).Observe(r.clock.Since(launched.LastTransitionTime.Time).Seconds())
-	r.events.registered(claim, node)
-	log.FromContext(ctx).Info("registered nodeclaim", "node", node.Name)
+	took := r.clock.Since(launched.LastTransitionTime.Time).Seconds()
+	afterStatusStored(ctx, func() {
+		registeredTotal.WithLabelValues(nodePool(claim)).Inc()
+		registrationDuration.WithLabelValues(nodePool(claim)).Observe(took)
+		r.events.registered(claim, node)
+		log.FromContext(ctx).Info("registered nodeclaim", "node", node.Name)
+	})
 	return reconcile.Result{}, false, nil
 }
 
