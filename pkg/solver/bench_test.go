@@ -10,6 +10,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pricing"
 )
 
 // syntheticCatalog builds n instance types shaped like an AWS region's:
@@ -156,4 +157,32 @@ func reportPlan(b *testing.B, pods int, plan, ffd *Plan) {
 	b.ReportMetric(100*(plan.CostPerHour-plan.LowerBoundPerHour)/plan.LowerBoundPerHour, "gap%")
 	b.ReportMetric(ffd.CostPerHour, "ffd$/h")
 	b.ReportMetric(float64(len(plan.NewNodes)), "nodes")
+}
+
+// BenchmarkSolveDiverse10kAWS is the diverse mix against the built-in AWS
+// us-east-1 catalog (1,235 types), where type sizes and prices are uneven.
+func BenchmarkSolveDiverse10kAWS(b *testing.B) {
+	cat, err := pricing.Load("aws/us-east-1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	snap := &Snapshot{Pods: diversePods(10_000), NodePools: []*NodePool{makePool("default", cat.InstanceTypes)}}
+	ctx := context.Background()
+	ffd, err := Solve(ctx, snap, WithStrategy(StrategyFFD))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var plan *Plan
+	for b.Loop() {
+		if plan, err = Solve(ctx, snap); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if len(plan.Unschedulable) > 0 {
+		b.Fatalf("%d unschedulable, first: %s", len(plan.Unschedulable), plan.Unschedulable[0].Reason)
+	}
+	reportPlan(b, 10_000, plan, ffd)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,6 +25,13 @@ type model struct {
 	pools  []*pool
 	shapes []*shape // pending shapes first (in placement order), then shapes only present on nodes
 	groups []*group
+	// groupIDs finds a group by what it selects, so rules that select the
+	// same pods share one: thousands of shapes of one app differing only in
+	// requests would otherwise each add (and scan every shape for) their own.
+	groupIDs map[string]int
+	// domainMemo caches eligibleDomains, viableMemo viability.
+	domainMemo map[string][]string
+	viableMemo map[string][][][]bool
 	// pending is the number of shapes with pods to place.
 	pending int
 	// existingShapes are the shapes of pods already on each node, by node index.
@@ -450,8 +458,18 @@ func (m *model) buildGroups() {
 	}
 }
 
-// newGroup adds a group of the shapes sel matches and returns its index.
-func (m *model) newGroup(key string, match func(s *shape) bool) int {
+// newGroup returns the index of the group of shapes match selects, counted
+// at key, adding it unless a group with the same id exists. Equal ids must
+// mean equal selection.
+func (m *model) newGroup(id, key string, match func(s *shape) bool) int {
+	id = key + "\x00" + id
+	if g, ok := m.groupIDs[id]; ok {
+		return g
+	}
+	if m.groupIDs == nil {
+		m.groupIDs = map[string]int{}
+	}
+	m.groupIDs[id] = len(m.groups)
 	g := &group{members: make([]bool, len(m.shapes))}
 	for i, s := range m.shapes {
 		g.members[i] = match(s)
@@ -490,7 +508,26 @@ func (m *model) newLevels(s *shape) []*level {
 	}
 }
 
+// viability is memoised on the alternatives: shapes of one app that differ
+// only in requests share it. Callers must not modify it.
 func (m *model) viability(alts []scheduling.Requirements) [][][]bool {
+	var id strings.Builder
+	for _, alt := range alts {
+		id.WriteString(alt.String())
+		id.WriteString("\x00")
+	}
+	if v, ok := m.viableMemo[id.String()]; ok {
+		return v
+	}
+	v := m.computeViability(alts)
+	if m.viableMemo == nil {
+		m.viableMemo = map[string][][][]bool{}
+	}
+	m.viableMemo[id.String()] = v
+	return v
+}
+
+func (m *model) computeViability(alts []scheduling.Requirements) [][][]bool {
 	viable := make([][][]bool, len(alts))
 	for ai, alt := range alts {
 		viable[ai] = make([][]bool, len(m.pools))
@@ -553,17 +590,17 @@ func (m *model) newLevel(s *shape, pc *scheduling.PodConstraints) *level {
 	for _, tsc := range pc.Spread {
 		ns := s.ns
 		sel := tsc.Selector
-		g := m.newGroup(tsc.Key, func(o *shape) bool { return o.ns == ns && sel.Matches(labels.Set(o.labels)) })
+		g := m.newGroup("spread\x00"+ns+"\x00"+sel.String(), tsc.Key, func(o *shape) bool { return o.ns == ns && sel.Matches(labels.Set(o.labels)) })
 		l.spread = append(l.spread, spreadRule{key: tsc.Key, maxSkew: tsc.MaxSkew, minDomains: tsc.MinDomains, group: g, self: selfSel(sel), hard: tsc.Hard})
 	}
 	for i := range pc.Affinity {
 		t := &pc.Affinity[i]
-		g := m.newGroup(t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
+		g := m.newGroup(termID(t), t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
 		l.aff = append(l.aff, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
 	}
 	for i := range pc.AntiAffinity {
 		t := &pc.AntiAffinity[i]
-		g := m.newGroup(t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
+		g := m.newGroup(termID(t), t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
 		l.anti = append(l.anti, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
 	}
 	// Symmetry: a pod may not join a domain holding a pod whose anti-affinity selects it.
@@ -574,11 +611,16 @@ func (m *model) newLevel(s *shape, pc *scheduling.PodConstraints) *level {
 				continue
 			}
 			owner := o
-			g := m.newGroup(t.Key, func(x *shape) bool { return x == owner })
+			g := m.newGroup("owner\x00"+strconv.Itoa(owner.idx), t.Key, func(x *shape) bool { return x == owner })
 			l.anti = append(l.anti, termRule{key: t.Key, group: g})
 		}
 	}
 	return m.withDomains(l)
+}
+
+// termID identifies what an affinity term selects.
+func termID(t *scheduling.AffinityTerm) string {
+	return "term\x00" + strings.Join(t.Namespaces, ",") + "\x00" + t.Selector.String()
 }
 
 func capPerNode(cur, n int) int {
@@ -590,7 +632,32 @@ func capPerNode(cur, n int) int {
 
 // eligibleDomains are the values of key a pod at this level could land in:
 // from the offerings of every type it may run on, and from existing nodes it matches.
+// The result depends only on the key, the alternatives and which pools are
+// tolerated, so it is memoised on those: shapes of one app that differ only
+// in requests share it. Callers must not modify it.
 func (m *model) eligibleDomains(l *level, key string) []string {
+	var id strings.Builder
+	id.WriteString(key)
+	for _, alt := range l.alts {
+		id.WriteString("\x00")
+		id.WriteString(alt.String())
+	}
+	id.WriteString("\x00")
+	for _, err := range l.tolerates {
+		id.WriteByte(byte('0' + b2i(err == nil)))
+	}
+	if out, ok := m.domainMemo[id.String()]; ok {
+		return out
+	}
+	out := m.computeDomains(l, key)
+	if m.domainMemo == nil {
+		m.domainMemo = map[string][]string{}
+	}
+	m.domainMemo[id.String()] = out
+	return out
+}
+
+func (m *model) computeDomains(l *level, key string) []string {
 	set := map[string]bool{}
 	for ai := range l.alts {
 		for pi, p := range m.pools {

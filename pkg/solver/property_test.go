@@ -139,6 +139,24 @@ func TestPropertyRandomSnapshots(t *testing.T) {
 			t.Errorf("seed %d: %d violations:\n  %s", seed, len(errs), strings.Join(errs, "\n  "))
 			continue
 		}
+		// Merges must keep every constraint even where the repacked plan
+		// does not win, so each strategy's repacked plan is validated too.
+		m, err := newModel(snap)
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		for _, s := range []Strategy{StrategyFFD, StrategyCostAware, StrategyDemandAware, StrategyInterleaved} {
+			st, err := pack(context.Background(), m, s)
+			if err != nil {
+				t.Fatalf("seed %d: %v", seed, err)
+			}
+			st.repack()
+			p := st.finish(DefaultMaxChoices, false)
+			p.LowerBoundPerHour = lowerBound(m, p)
+			if errs := validate(snap, p); len(errs) > 0 {
+				t.Errorf("seed %d strategy %d repacked: %d violations:\n  %s", seed, s, len(errs), strings.Join(errs, "\n  "))
+			}
+		}
 		again, _ := Solve(context.Background(), snap)
 		if summarize(plan) != summarize(again) {
 			t.Errorf("seed %d: two solves of the same snapshot differ", seed)

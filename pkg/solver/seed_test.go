@@ -86,6 +86,10 @@ func TestSeedExample(t *testing.T) {
 	if plan.LowerBoundPerHour > plan.CostPerHour+1e-9 {
 		t.Errorf("lower bound %.3f above cost %.3f", plan.LowerBoundPerHour, plan.CostPerHour)
 	}
+	// The two 8-GPU pods and one 1-GPU pod pairwise cannot share a machine.
+	if exclusive := 2*16.288 + 5.672; plan.LowerBoundPerHour < exclusive-1e-9 {
+		t.Errorf("lower bound %.3f, want at least %.3f", plan.LowerBoundPerHour, exclusive)
+	}
 	t.Logf("cost %.3f lower bound %.3f", plan.CostPerHour, plan.LowerBoundPerHour)
 }
 

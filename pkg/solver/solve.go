@@ -33,6 +33,11 @@ const (
 	// StrategyDemandAware caps each new node at the type with the lowest
 	// price per fraction of the remaining demand it can absorb.
 	StrategyDemandAware
+	// StrategyInterleaved sizes nodes like StrategyDemandAware but places
+	// the pods of different shapes interleaved, each shape spread evenly
+	// over the sequence, so every node fills with the aggregate mix (CPU-
+	// heavy beside memory-heavy pods) instead of one shape at a time.
+	StrategyInterleaved
 )
 
 // DefaultMaxChoices bounds each new node's fallback list.
@@ -41,13 +46,20 @@ const DefaultMaxChoices = 20
 type options struct {
 	strategy   Strategy
 	maxChoices int
+	noRepack   bool
 }
 
 // Option tunes Solve.
 type Option func(*options)
 
-// WithStrategy selects the packing strategy (default StrategyBest).
+// WithStrategy selects the packing strategy (default StrategyBest). A single
+// strategy is planned as is, without the repacking pass, so it serves as a
+// baseline.
 func WithStrategy(s Strategy) Option { return func(o *options) { o.strategy = s } }
+
+// WithoutRepack skips the pass that merges planned nodes into cheaper
+// machines (see state.repack), for measuring what it gains.
+func WithoutRepack() Option { return func(o *options) { o.noRepack = true } }
 
 // WithMaxChoices bounds each new node's choices (default DefaultMaxChoices).
 func WithMaxChoices(n int) Option { return func(o *options) { o.maxChoices = max(n, 1) } }
@@ -68,19 +80,34 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("solving: %w", err)
 	}
-	strategies := []Strategy{StrategyCostAware, StrategyDemandAware, StrategyFFD}
+	strategies := []Strategy{StrategyCostAware, StrategyDemandAware, StrategyInterleaved, StrategyFFD}
 	if o.strategy != StrategyBest {
 		strategies = []Strategy{o.strategy}
 	}
 	var plan *Plan
+	var packed *state // the winning strategy's state, for repacking
+	better := func(p *Plan) bool {
+		return plan == nil || len(p.Unschedulable) < len(plan.Unschedulable) ||
+			(len(p.Unschedulable) == len(plan.Unschedulable) && p.CostPerHour < plan.CostPerHour-1e-9)
+	}
+	// Strategies are compared on dry plans (first choices only, which
+	// decide cost and failures); only the winner is built in full.
 	for _, s := range strategies {
-		p, err := run(ctx, m, s, o.maxChoices)
+		st, err := pack(ctx, m, s)
 		if err != nil {
 			return nil, err
 		}
-		if plan == nil || len(p.Unschedulable) < len(plan.Unschedulable) ||
-			(len(p.Unschedulable) == len(plan.Unschedulable) && p.CostPerHour < plan.CostPerHour-1e-9) {
-			plan = p
+		if p := st.finish(1, true); better(p) {
+			plan, packed = p, st
+		}
+	}
+	dry := plan
+	plan = packed.finish(o.maxChoices, false)
+	if o.strategy == StrategyBest && !o.noRepack && packed.repack() > 0 {
+		// Repacking runs once, on the winning strategy, and is kept only
+		// when it helps, so the plan stays never worse than plain FFD.
+		if p := packed.finish(1, true); len(p.Unschedulable) <= len(dry.Unschedulable) && p.CostPerHour < dry.CostPerHour-1e-9 {
+			plan = packed.finish(o.maxChoices, false)
 		}
 	}
 	plan.LowerBoundPerHour = lowerBound(m, plan)
@@ -90,9 +117,9 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	return plan, nil
 }
 
-// run is one strategy's pass: gangs first, all-or-nothing per zone, then the
+// pack is one strategy's pass: gangs first, all-or-nothing per zone, then the
 // remaining shapes in first-fit-decreasing order.
-func run(ctx context.Context, m *model, strategy Strategy, maxChoices int) (*Plan, error) {
+func pack(ctx context.Context, m *model, strategy Strategy) (*state, error) {
 	st := newState(m, strategy)
 	for _, g := range m.gangs {
 		if err := ctx.Err(); err != nil {
@@ -100,7 +127,7 @@ func run(ctx context.Context, m *model, strategy Strategy, maxChoices int) (*Pla
 		}
 		st = st.placeGang(g)
 	}
-	placed := 0
+	var shapes []*shape
 	for _, s := range m.shapes[:m.pending] {
 		if s.gang != "" {
 			continue
@@ -111,23 +138,54 @@ func run(ctx context.Context, m *model, strategy Strategy, maxChoices int) (*Pla
 			}
 			continue
 		}
-		reason := ""
-		for _, pod := range s.pods {
-			if placed++; placed%1024 == 0 {
-				if err := ctx.Err(); err != nil {
-					return nil, fmt.Errorf("solving: %w", err)
-				}
+		shapes = append(shapes, s)
+	}
+	reasons := make([]string, len(m.shapes))
+	placed := 0
+	for _, pp := range placementOrder(shapes, strategy) {
+		if placed++; placed%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("solving: %w", err)
 			}
-			if st.place(s, pod) {
-				continue
-			}
-			if reason == "" {
-				reason = st.explain(s)
-			}
-			st.unsched = append(st.unsched, Unschedulable{Pod: pod, Reason: reason})
+		}
+		s, pod := pp.s, pp.s.pods[pp.i]
+		if st.place(s, pod) {
+			continue
+		}
+		if reasons[s.idx] == "" {
+			reasons[s.idx] = st.explain(s)
+		}
+		st.unsched = append(st.unsched, Unschedulable{Pod: pod, Reason: reasons[s.idx]})
+	}
+	return st, nil
+}
+
+// shapePod is the i-th pending pod of shape s.
+type shapePod struct {
+	s *shape
+	i int32
+}
+
+// placementOrder is shape by shape in first-fit-decreasing order, or for
+// StrategyInterleaved each shape's pods spread evenly over the sequence
+// (pod i of n at position (i+½)/n, ties in shape order), so the pods not yet
+// placed keep the aggregate mix at every point.
+func placementOrder(shapes []*shape, strategy Strategy) []shapePod {
+	n := 0
+	for _, s := range shapes {
+		n += len(s.pods)
+	}
+	out := make([]shapePod, 0, n)
+	for _, s := range shapes {
+		for i := range s.pods {
+			out = append(out, shapePod{s: s, i: int32(i)})
 		}
 	}
-	return st.finish(maxChoices), nil
+	if strategy == StrategyInterleaved {
+		pos := func(p shapePod) float64 { return (float64(p.i) + 0.5) / float64(len(p.s.pods)) }
+		slices.SortStableFunc(out, func(a, b shapePod) int { return cmpFloat(pos(a), pos(b)) })
+	}
+	return out
 }
 
 // placeGang plans every pending pod of a gang in one zone or none of them,
@@ -190,9 +248,23 @@ func (st *state) placeGang(g *gang) *state {
 }
 
 // finish turns the state into a Plan: each new node's ordered choices,
-// requests and requirements.
-func (st *state) finish(maxChoices int) *Plan {
-	plan := &Plan{Bindings: st.bindings, Unschedulable: st.unsched}
+// requests and requirements. A dry plan has each node's first choice only,
+// enough to compare costs and failures. It leaves the state as it found it (limits are
+// charged on copies), so a state can be finished again after repacking.
+func (st *state) finish(maxChoices int, dry bool) *Plan {
+	// Clipped, so appending here never writes into a slice an earlier plan holds.
+	plan := &Plan{Bindings: slices.Clip(st.bindings), Unschedulable: slices.Clip(st.unsched)}
+	remaining := slices.Clone(st.remaining)
+	charged := make([]scheduling.Resources, len(st.nodes))
+	for i, n := range st.nodes {
+		charged[i] = n.charged
+	}
+	defer func() {
+		st.remaining = remaining
+		for i, n := range st.nodes {
+			n.charged = charged[i]
+		}
+	}()
 	reserved := map[string]int{} // reservation key -> machines already planned into it
 	// Nodes that must be reserved pick their reservations before nodes that
 	// merely find reserved capacity cheapest; the plan keeps creation order.
@@ -201,7 +273,7 @@ func (st *state) finish(maxChoices int) *Plan {
 	for _, mustReserve := range []bool{true, false} {
 		for i, n := range st.nodes {
 			if st.onlyReserved(n) == mustReserve {
-				built[i], reasons[i] = st.newNode(n, reserved, maxChoices)
+				built[i], reasons[i] = st.newNode(n, reserved, maxChoices, dry)
 			}
 		}
 	}
@@ -261,13 +333,9 @@ func reservationKey(it string, o cloudprovider.Offering) string {
 	return it + "/" + o.Zone + "/" + o.ReservationID
 }
 
-func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int) (*NewNode, string) {
+func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int, dry bool) (*NewNode, string) {
 	p := n.pool
 	zone, ct := n.reqs.Get(v1.LabelZone), n.reqs.Get(v1.LabelCapacityType)
-	type pick struct {
-		t *poolType
-		o cloudprovider.Offering
-	}
 	less := func(a, b pick) int {
 		return cmp.Or(compareOfferingPrice(a.o, b.o), cmp.Compare(a.t.it.Name, b.t.it.Name), compareOfferings(a.o, b.o))
 	}
@@ -285,7 +353,8 @@ func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int) (*
 	}
 	// Top maxChoices by (price, name, offering): types are sorted by their
 	// cheapest offering, so once that exceeds the k-th best nothing later can enter.
-	chosen := make([]pick, 0, maxChoices+1)
+	chosen := st.picks[:0] // scratch: copied into the node's Choices below
+	defer func() { st.picks = chosen[:0] }()
 	st.eachLaunchable(n, func(t *poolType) bool {
 		if len(chosen) == maxChoices && t.minPrice > chosen[len(chosen)-1].o.PricePerHour {
 			return false
@@ -355,6 +424,9 @@ func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int) (*
 		st.remaining[p.idx] = st.remaining[p.idx].Add(n.charged).Sub(first.t.capacity)
 		n.charged = first.t.capacity
 	}
+	if dry {
+		return &NewNode{NodePool: p.name, Pods: n.pods, Choices: []Choice{{InstanceType: first.t.it, Offering: first.o}}}, ""
+	}
 	out := &NewNode{NodePool: p.name, Pods: n.pods, Choices: make([]Choice, 0, len(chosen))}
 	types, zones, cts := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, pk := range chosen {
@@ -369,6 +441,12 @@ func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int) (*
 	// The instance-type minValues, if any, still applies to the narrowed set.
 	out.Requirements = reqs.ToAPI()
 	return out, ""
+}
+
+// pick is one offering of one type, as a candidate choice.
+type pick struct {
+	t *poolType
+	o cloudprovider.Offering
 }
 
 // compareOfferingPrice orders by price only, so equal prices fall through to names.

@@ -37,6 +37,7 @@ type state struct {
 	bindings     []Binding
 	unsched      []Unschedulable
 	scratch      []int32
+	picks        []pick // scratch for finish's choices
 }
 
 type existNode struct {
@@ -152,7 +153,7 @@ func (st *state) clone() *state {
 	}
 	c.bindings = slices.Clone(st.bindings)
 	c.unsched = slices.Clone(st.unsched)
-	c.scratch = nil
+	c.scratch, c.picks = nil, nil
 	return &c
 }
 
@@ -191,8 +192,14 @@ func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs schedulin
 		price float64
 	}
 	var out []priced
+	maxPrice := 0.0 // the highest price in out
 	for _, ti := range n.cands {
 		t := n.pool.types[ti]
+		// Every zone seen, none can get cheaper: types are sorted by their
+		// cheapest offering, so no later one changes the list.
+		if key == v1.LabelZone && len(out) == len(st.m.zones) && t.minPrice >= maxPrice {
+			break
+		}
 		if !viable[ti] || !scheduling.FitsSum(&n.used, &s.req, &t.alloc) {
 			continue
 		}
@@ -209,6 +216,10 @@ func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs schedulin
 			} else if o.PricePerHour < out[i].price {
 				out[i].price = o.PricePerHour
 			}
+		}
+		maxPrice = 0
+		for _, p := range out {
+			maxPrice = max(maxPrice, p.price)
 		}
 	}
 	slices.SortStableFunc(out, func(a, b priced) int { return cmpFloat(a.price, b.price) })
@@ -653,7 +664,7 @@ func (st *state) open(s *shape, l *level, pod *corev1.Pod) bool {
 		switch st.strategy {
 		case StrategyCostAware:
 			st.capNode(n, s, l)
-		case StrategyDemandAware:
+		case StrategyDemandAware, StrategyInterleaved:
 			st.capNodeByDemand(n, s)
 		}
 		st.nodes = append(st.nodes, n)
