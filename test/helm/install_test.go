@@ -1,3 +1,5 @@
+//go:build unix
+
 package helm
 
 import (
@@ -16,14 +18,18 @@ import (
 )
 
 // TestInstallIntoControlPlane installs the chart with the fake cloud into a
-// real API server, then asks the API server's own authorizer what the
-// controller's service account may do: the RBAC in the chart is what the
-// cluster enforces, not what a reader of the YAML expects.
+// real local control plane, then asks the API server's own authorizer what
+// the controller's service account may do (the RBAC in the chart is what the
+// cluster enforces, not what a reader of the YAML expects), runs the
+// controller binary with that service account's rights until a pending pod
+// gets a node, and checks the installed CRDs accept what the importer
+// writes. The subtests share one control plane: it is the expensive part.
 func TestInstallIntoControlPlane(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a local control plane")
 	}
-	cp := controlplane.StartT(t, controlplane.Options{})
+	// The chart installs the CRDs; pods only run with all three components.
+	cp := controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, Kwok: true})
 	out, err := helm(t, "install", "stowage", chart, "-f", chart+"/values-fake.yaml",
 		"--kubeconfig", cp.KubeconfigPath, "--namespace", "stowage", "--create-namespace")
 	if err != nil {
@@ -43,6 +49,20 @@ func TestInstallIntoControlPlane(t *testing.T) {
 		t.Fatalf("deployment not installed: %v", err)
 	}
 
+	t.Run("rbac", func(t *testing.T) { testChartRBAC(t, c) })
+	// Before the importer's NodePools exist, so they cannot take the pod.
+	t.Run("controller", func(t *testing.T) { testControllerWithChartRBAC(t, cp) })
+	t.Run("importer", func(t *testing.T) { testImportedObjectsValid(t, c) })
+
+	if out, err := helm(t, "uninstall", "stowage", "--kubeconfig", cp.KubeconfigPath, "--namespace", "stowage"); err != nil {
+		t.Errorf("helm uninstall: %v\n%s", err, out)
+	}
+}
+
+// testChartRBAC asks the API server's authorizer what the chart's service
+// account may do.
+func testChartRBAC(t *testing.T, c client.Client) {
+	ctx := context.Background()
 	sa := "system:serviceaccount:stowage:stowage"
 	tests := []struct {
 		attrs authorizationv1.ResourceAttributes
@@ -71,8 +91,12 @@ func TestInstallIntoControlPlane(t *testing.T) {
 		}
 	}
 
-	// What `stowage import karpenter` produces must pass the installed CRDs'
-	// validation, CEL rules included.
+}
+
+// testImportedObjectsValid checks that what `stowage import karpenter`
+// produces passes the installed CRDs' validation, CEL rules included.
+func testImportedObjectsValid(t *testing.T, c client.Client) {
+	ctx := context.Background()
 	f, err := os.Open(filepath.Join(repoRoot(t), "pkg/importer/testdata/karpenter-gpu.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -89,9 +113,5 @@ func TestInstallIntoControlPlane(t *testing.T) {
 		if err := c.Create(ctx, obj); err != nil {
 			t.Errorf("creating imported %s %s: %v", obj.GetKind(), obj.GetName(), err)
 		}
-	}
-
-	if out, err := helm(t, "uninstall", "stowage", "--kubeconfig", cp.KubeconfigPath, "--namespace", "stowage"); err != nil {
-		t.Errorf("helm uninstall: %v\n%s", err, out)
 	}
 }
