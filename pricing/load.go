@@ -151,8 +151,15 @@ func buildInstanceType(f *format.File, t *format.Type) (*cloudprovider.InstanceT
 			return nil, fmt.Errorf("gpu.manufacturer %q has no known device plugin resource", g.Manufacturer)
 		}
 		gpu := &cloudprovider.GPU{Manufacturer: g.Manufacturer, Name: g.Name, Count: g.Count, MemoryMiB: g.MemoryMiB}
-		if m, ok := GPUInfo(g.Name, g.MemoryMiB); ok && len(m.MIGProfiles) > 0 {
-			gpu.MIGProfiles = m.MIGProfiles
+		if m, ok := GPUInfo(g.Name, g.MemoryMiB); ok {
+			if len(m.MIGProfiles) > 0 {
+				gpu.MIGProfiles = m.MIGProfiles
+			}
+			// Clouds report whole GPUs within a few percent of nominal memory;
+			// a device with under three quarters of it is a slice of one.
+			if g.MemoryMiB*4 < m.MemoryMiB*3 {
+				it.Labels[v1.LabelGPUFractional] = "true"
+			}
 		}
 		it.GPU = gpu
 		it.Capacity[res] = *resource.NewQuantity(int64(g.Count), resource.DecimalSI)

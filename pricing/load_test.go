@@ -367,3 +367,19 @@ func BenchmarkLoad(b *testing.B) {
 		})
 	}
 }
+
+func TestFractionalGPUsAreLabelled(t *testing.T) {
+	cat, err := pricing.Load("aws/us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"g6f.large": true, "g6f.4xlarge": true, "g5.xlarge": false, "g4dn.12xlarge": false, "p5.48xlarge": false} {
+		it, ok := pricing.Lookup(cat, name)
+		if !ok {
+			t.Fatalf("%s missing from the catalog", name)
+		}
+		if got := it.Labels[v1.LabelGPUFractional] == "true"; got != want {
+			t.Errorf("%s: fractional label = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -95,8 +95,12 @@ func BuildSnapshot(in Input) (*solver.Snapshot, error) {
 	return snap, nil
 }
 
-// DefaultNodePool may buy any instance type as spot or on-demand, and
-// reserved capacity when there are reservations.
+// DefaultNodePool may buy any amd64 instance type as spot or on-demand, and
+// reserved capacity when there are reservations. It stays on amd64 because
+// most images (CUDA ones above all) are built for it alone; a pool that
+// wants Graviton or other arm64 machines says so. It also skips fractional
+// GPUs (a slice of a GPU advertised as one device): a pod asking for
+// nvidia.com/gpu: 1 expects a whole one unless its pool says otherwise.
 func DefaultNodePool(reserved bool) *v1.NodePool {
 	capacityTypes := []string{v1.CapacityTypeSpot, v1.CapacityTypeOnDemand}
 	if reserved {
@@ -108,6 +112,10 @@ func DefaultNodePool(reserved bool) *v1.NodePool {
 	np.Name = DefaultNodePoolName
 	np.Spec.Template.Spec.Requirements = []v1.NodeSelectorRequirementWithMinValues{{
 		Key: v1.LabelCapacityType, Operator: corev1.NodeSelectorOpIn, Values: capacityTypes,
+	}, {
+		Key: v1.LabelArch, Operator: corev1.NodeSelectorOpIn, Values: []string{"amd64"},
+	}, {
+		Key: v1.LabelGPUFractional, Operator: corev1.NodeSelectorOpDoesNotExist,
 	}}
 	return np
 }

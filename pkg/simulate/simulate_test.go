@@ -25,7 +25,7 @@ import (
 func instanceType(name string, cpu, memGiB int64, gpu int, gpuName string, od, spot float64, zones ...string) *cloudprovider.InstanceType {
 	it := &cloudprovider.InstanceType{
 		Name:   name,
-		Labels: map[string]string{v1.LabelInstanceType: name},
+		Labels: map[string]string{v1.LabelInstanceType: name, v1.LabelArch: "amd64"},
 		Capacity: corev1.ResourceList{
 			corev1.ResourceCPU:    *resource.NewQuantity(cpu, resource.DecimalSI),
 			corev1.ResourceMemory: *resource.NewQuantity(memGiB<<30, resource.BinarySI),

@@ -11,12 +11,15 @@ const (
 	LabelGPUCount        = Group + "/gpu-count"
 	LabelGPUMemory       = Group + "/gpu-memory" // MiB per GPU
 	LabelGPUManufacturer = Group + "/gpu-manufacturer"
-	LabelInstanceFamily  = Group + "/instance-family"
-	LabelInstanceCPU     = Group + "/instance-cpu"
-	LabelInstanceMemory  = Group + "/instance-memory" // MiB
-	LabelNodeClaim       = Group + "/nodeclaim"
-	LabelInitialized     = Group + "/initialized"
-	LabelRegistered      = Group + "/registered"
+	// LabelGPUFractional is "true" on types whose GPU is a slice of a physical
+	// GPU (e.g. AWS g6f), advertised as one device with a fraction of its memory.
+	LabelGPUFractional  = Group + "/gpu-fractional"
+	LabelInstanceFamily = Group + "/instance-family"
+	LabelInstanceCPU    = Group + "/instance-cpu"
+	LabelInstanceMemory = Group + "/instance-memory" // MiB
+	LabelNodeClaim      = Group + "/nodeclaim"
+	LabelInitialized    = Group + "/initialized"
+	LabelRegistered     = Group + "/registered"
 
 	LabelInstanceType = corev1.LabelInstanceTypeStable
 	LabelZone         = corev1.LabelTopologyZone
@@ -81,6 +84,7 @@ var WellKnownLabels = map[string]bool{
 	LabelGPUCount:        true,
 	LabelGPUMemory:       true,
 	LabelGPUManufacturer: true,
+	LabelGPUFractional:   true,
 	LabelInstanceFamily:  true,
 	LabelInstanceCPU:     true,
 	LabelInstanceMemory:  true,
