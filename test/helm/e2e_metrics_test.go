@@ -48,7 +48,7 @@ func parseMetricsDoc(r io.Reader, file string) ([]documentedMetric, error) {
 			Type: strings.TrimSpace(cells[1]),
 			Line: n,
 		}
-		if !model.IsValidLegacyMetricName(m.Name) {
+		if !model.LegacyValidation.IsValidMetricName(m.Name) {
 			return nil, fmt.Errorf("%s:%d: %q is not a valid metric name", file, n, m.Name)
 		}
 		switch m.Type {
