@@ -61,7 +61,7 @@ func runController(ctx context.Context, opts operator.Options, f controllerFlags
 		return err
 	}
 	log.SetLogger(logger)
-	cfg, err := restConfig(f.kubeconfig)
+	cfg, err := restConfig(f.kubeconfig, opts)
 	if err != nil {
 		return err
 	}
@@ -90,17 +90,23 @@ func runController(ctx context.Context, opts operator.Options, f controllerFlags
 	return op.Start(ctx)
 }
 
-func restConfig(kubeconfig string) (*rest.Config, error) {
+// restConfig loads the client configuration from kubeconfig, or the usual
+// places when it is empty, and applies the client rate limits of opts on
+// both paths: the two loaders default to different limits, and a controller
+// should not get slower because it was given --kubeconfig.
+func restConfig(kubeconfig string, opts operator.Options) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
 	if kubeconfig == "" {
-		cfg, err := config.GetConfig()
-		if err != nil {
+		if cfg, err = config.GetConfig(); err != nil {
 			return nil, fmt.Errorf("finding the cluster (set --kubeconfig): %w", err)
 		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
+	} else if cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig); err != nil {
 		return nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
 	}
+	cfg.QPS = opts.KubeClientQPS
+	cfg.Burst = opts.KubeClientBurst
+	// A limiter set by the loader would override QPS and Burst.
+	cfg.RateLimiter = nil
 	return cfg, nil
 }

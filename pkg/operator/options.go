@@ -49,6 +49,11 @@ type Options struct {
 	Interruption bool
 	// CostInterval is how often the stowage_cost_* gauges are recomputed.
 	CostInterval time.Duration
+	// KubeClientQPS and KubeClientBurst bound the controller's requests to
+	// the API server. client-go's own default (5/s, burst 10) throttles a
+	// scale-out of hundreds of NodeClaims for minutes.
+	KubeClientQPS   float32
+	KubeClientBurst int
 }
 
 // DefaultOptions are the options of a production install.
@@ -66,6 +71,8 @@ func DefaultOptions() Options {
 		Disruption:              true,
 		Interruption:            true,
 		CostInterval:            time.Minute,
+		KubeClientQPS:           200,
+		KubeClientBurst:         300,
 	}
 }
 
@@ -91,6 +98,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Interruption, "interruption", o.Interruption,
 		"react to the cloud's interruption notices (spot reclaims, rebalance hints, maintenance)")
 	fs.DurationVar(&o.CostInterval, "cost-interval", o.CostInterval, "how often the stowage_cost_* gauges are recomputed")
+	fs.Float32Var(&o.KubeClientQPS, "kube-client-qps", o.KubeClientQPS, "requests per second the controller may send to the API server")
+	fs.IntVar(&o.KubeClientBurst, "kube-client-burst", o.KubeClientBurst, "requests the controller may send to the API server in a burst above --kube-client-qps")
 }
 
 // BindEnv sets every flag of fs that was not given on the command line from
@@ -130,6 +139,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--batch-max-duration (%s) must be at least --batch-idle-duration (%s)", o.BatchMaxDuration, o.BatchIdleDuration)
 	case o.CostInterval <= 0:
 		return fmt.Errorf("--cost-interval must be positive, got %s", o.CostInterval)
+	case o.KubeClientQPS <= 0:
+		return fmt.Errorf("--kube-client-qps must be positive, got %g", o.KubeClientQPS)
+	case o.KubeClientBurst < 1:
+		return fmt.Errorf("--kube-client-burst must be at least 1, got %d", o.KubeClientBurst)
 	case o.LogFormat != "" && o.LogFormat != "json" && o.LogFormat != "console":
 		return fmt.Errorf("--log-format must be json or console, got %q", o.LogFormat)
 	}

@@ -35,11 +35,13 @@ func TestFlagsAndEnv(t *testing.T) {
 		{
 			name: "flags win over the environment",
 			env:  map[string]string{"STOWAGE_CLUSTER_NAME": "prod", "STOWAGE_LOG_FORMAT": "json"},
-			args: []string{"--cluster-name=staging", "--batch-max-duration=20s"},
+			args: []string{"--cluster-name=staging", "--batch-max-duration=20s", "--kube-client-qps=50", "--kube-client-burst=80"},
 			want: func(o *Options) {
 				o.ClusterName = "staging"
 				o.LogFormat = "json"
 				o.BatchMaxDuration = 20 * time.Second
+				o.KubeClientQPS = 50
+				o.KubeClientBurst = 80
 			},
 		},
 		{
@@ -90,6 +92,8 @@ func TestValidate(t *testing.T) {
 		{"bad format", func(o *Options) { o.LogFormat = "xml" }, "--log-format"},
 		{"bad level", func(o *Options) { o.LogLevel = "loud" }, "--log-level"},
 		{"verbosity level", func(o *Options) { o.LogLevel = "3" }, ""},
+		{"zero qps", func(o *Options) { o.KubeClientQPS = 0 }, "--kube-client-qps"},
+		{"zero burst", func(o *Options) { o.KubeClientBurst = 0 }, "--kube-client-burst"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

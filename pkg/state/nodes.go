@@ -93,12 +93,18 @@ func (c *Cluster) Nodes(lookup InstanceTypeLookup) []*solver.Node {
 			continue
 		}
 		_, alloc := claimResources(claim, lookup)
+		var pods []*corev1.Pod
+		if claim.Status.NodeName != "" {
+			// Registered, but the Node informer is behind: the pods the
+			// kube-scheduler already bound there take the claim's room.
+			pods = c.boundPodsLocked(claim.Status.NodeName)
+		}
 		out = append(out, &solver.Node{
 			Name:         claim.Name,
 			Labels:       claimLabels(claim),
 			Taints:       append([]corev1.Taint(nil), claim.Spec.Taints...),
 			Allocatable:  alloc,
-			Pods:         nominated[claim.Name],
+			Pods:         append(pods, nominated[claim.Name]...),
 			PricePerHour: claimPrice(claim),
 			InFlight:     true,
 		})
@@ -111,16 +117,10 @@ func (c *Cluster) existingNodeLocked(node *corev1.Node, claim *v1.NodeClaim, loo
 	n := &solver.Node{
 		Name:        node.Name,
 		Labels:      node.Labels,
-		Taints:      node.Spec.Taints,
+		Taints:      withoutStaleReadinessTaints(node),
 		Allocatable: node.Status.Allocatable,
 	}
-	for key := range c.podsByNode[node.Name] {
-		if p := c.pods[key]; p != nil && !isTerminal(p) {
-			n.Pods = append(n.Pods, p)
-		}
-	}
-	sortPods(n.Pods)
-	n.Pods = append(n.Pods, nominated...)
+	n.Pods = append(c.boundPodsLocked(node.Name), nominated...)
 	if claim == nil {
 		return n
 	}
@@ -238,6 +238,39 @@ func hasTaint(taints []corev1.Taint, key string) bool {
 	for _, t := range taints {
 		if t.Key == key {
 			return true
+		}
+	}
+	return false
+}
+
+// readinessTaints are the taints the node lifecycle controller keeps in step
+// with a node's Ready condition, some time after it changes.
+var readinessTaints = map[string]bool{
+	corev1.TaintNodeNotReady:    true,
+	corev1.TaintNodeUnreachable: true,
+}
+
+// withoutStaleReadinessTaints returns node's taints, less the readiness taints
+// if the node already reports Ready. On a busy control plane the not-ready
+// taint outlives the condition by seconds; planning around it bought a second
+// machine for pods whose first one was ready and empty.
+func withoutStaleReadinessTaints(node *corev1.Node) []corev1.Taint {
+	if !nodeReady(node) {
+		return node.Spec.Taints
+	}
+	out := make([]corev1.Taint, 0, len(node.Spec.Taints))
+	for _, t := range node.Spec.Taints {
+		if !readinessTaints[t.Key] {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func nodeReady(node *corev1.Node) bool {
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
 		}
 	}
 	return false

@@ -10,9 +10,18 @@ import (
 
 // Nominate records that the provisioner planned pod onto target, a NodeClaim
 // it created or an existing node, so the next decision does not plan it again.
+//
+// The plan was made from a snapshot: if the kube-scheduler has bound the pod
+// since, wherever it went, the nomination is not recorded. It would reserve
+// room on target for a pod that no longer needs it, and the next decision
+// would buy again for the pod that room was meant for.
 func (c *Cluster) Nominate(pod *corev1.Pod, target string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if cur := c.pods[podKey(pod)]; cur != nil && cur.UID == pod.UID && cur.Spec.NodeName != "" {
+		delete(c.nominations, pod.UID)
+		return
+	}
 	c.nominations[pod.UID] = nomination{pod: podKey(pod), target: target, at: c.clock.Now()}
 }
 
@@ -82,23 +91,43 @@ func (c *Cluster) validLocked(n nomination, v view) bool {
 	if c.clock.Since(since) >= c.nominationTTL {
 		return false
 	}
-	if pod := c.pods[n.pod]; node != nil && pod != nil && !c.fitsLocked(node, pod) {
-		return false
+	pod := c.pods[n.pod]
+	switch {
+	case pod == nil:
+	case node != nil:
+		return c.fitsLocked(node.Name, node.Status.Allocatable, pod)
+	case claim != nil && claim.Status.NodeName != "":
+		// The Node informer has not delivered the node yet, but pods the
+		// kube-scheduler bound to it already take its room.
+		_, alloc := claimResources(claim, nil)
+		return c.fitsLocked(claim.Status.NodeName, alloc, pod)
 	}
 	return true
 }
 
-// fitsLocked reports whether pod fits next to the pods bound to node.
-func (c *Cluster) fitsLocked(node *corev1.Node, pod *corev1.Pod) bool {
+// fitsLocked reports whether pod fits in alloc next to the pods bound to the
+// named node.
+func (c *Cluster) fitsLocked(nodeName string, allocatable corev1.ResourceList, pod *corev1.Pod) bool {
 	var used scheduling.Resources
-	for key := range c.podsByNode[node.Name] {
-		if p := c.pods[key]; p != nil && !isTerminal(p) {
-			used = used.Add(scheduling.PodRequests(p))
-		}
+	for _, p := range c.boundPodsLocked(nodeName) {
+		used = used.Add(scheduling.PodRequests(p))
 	}
 	want := scheduling.PodRequests(pod)
-	alloc := scheduling.FromList(node.Status.Allocatable)
+	alloc := scheduling.FromList(allocatable)
 	return scheduling.FitsSum(&used, &want, &alloc)
+}
+
+// boundPodsLocked returns the non-terminal pods bound to the named node,
+// sorted.
+func (c *Cluster) boundPodsLocked(nodeName string) []*corev1.Pod {
+	var out []*corev1.Pod
+	for key := range c.podsByNode[nodeName] {
+		if p := c.pods[key]; p != nil && !isTerminal(p) {
+			out = append(out, p)
+		}
+	}
+	sortPods(out)
+	return out
 }
 
 // nominatedPodsLocked groups pending nominated pods by target. Only pods

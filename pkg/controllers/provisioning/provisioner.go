@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +24,11 @@ import (
 
 // maxOfferings is the NodeClaim API's bound on spec.offerings.
 const maxOfferings = 60
+
+// maxConcurrentCreates bounds the NodeClaim creates in flight at once: enough
+// to hide API server latency, few enough not to flood it (or its priority
+// and fairness queue) when a plan buys hundreds of machines.
+const maxConcurrentCreates = 16
 
 // Window is one batch: when it opened and when it closed.
 type Window struct {
@@ -86,15 +92,8 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	for _, p := range pools {
 		byName[p.Name] = p
 	}
-	var errs []error
-	for _, n := range plan.NewNodes {
-		claim, err := c.launch(ctx, byName[n.NodePool], n, w)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		res.Created = append(res.Created, claim)
-	}
+	created, errs := c.launchAll(ctx, byName, plan.NewNodes, w)
+	res.Created = created
 	c.bind(plan.Bindings)
 	for _, u := range plan.Unschedulable {
 		c.tellOnce(ctx, u.Pod, ReasonFailedProvisioning, u.Reason)
@@ -226,7 +225,37 @@ func (c *Controller) daemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
 	return out, nil
 }
 
+// launchAll writes the NodeClaims of a plan, up to maxConcurrentCreates at
+// a time: one after another, a 200-machine plan waited seconds on API server
+// round trips. Every claim is in the cluster view when it returns, so the
+// next pass sees them all. Created keeps plan order; a failed create does not
+// stop the others.
+func (c *Controller) launchAll(ctx context.Context, pools map[string]*v1.NodePool, nodes []*solver.NewNode, w Window) ([]*v1.NodeClaim, []error) {
+	claims := make([]*v1.NodeClaim, len(nodes))
+	errs := make([]error, len(nodes))
+	var g errgroup.Group
+	g.SetLimit(maxConcurrentCreates)
+	for i, n := range nodes {
+		g.Go(func() error {
+			claims[i], errs[i] = c.launch(ctx, pools[n.NodePool], n, w)
+			return nil
+		})
+	}
+	_ = g.Wait() // the goroutines report through errs
+	var created []*v1.NodeClaim
+	var failed []error
+	for i := range nodes {
+		if errs[i] != nil {
+			failed = append(failed, errs[i])
+			continue
+		}
+		created = append(created, claims[i])
+	}
+	return created, failed
+}
+
 // launch writes the NodeClaim for one planned machine and nominates its pods.
+// It runs concurrently with the launches of the same plan.
 func (c *Controller) launch(ctx context.Context, pool *v1.NodePool, n *solver.NewNode, w Window) (*v1.NodeClaim, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("plan names nodepool %q, which is not in the snapshot", n.NodePool)

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -475,5 +476,117 @@ func TestSchedulePlansAroundAFailingPool(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"gpu"}, pools); diff != "" {
 		t.Errorf("snapshot pools mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// concurrencyProbe counts NodeClaim creates in flight. The first two creates
+// wait for each other, so a loop that creates one claim at a time shows up
+// as a maximum of 1 rather than as a slow test.
+type concurrencyProbe struct {
+	mu          sync.Mutex
+	inFlight    int
+	maxInFlight int
+	started     int
+	bothStarted chan struct{}
+	fail        string // GenerateName prefix of the pod whose create fails
+}
+
+func (p *concurrencyProbe) create(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+	p.mu.Lock()
+	p.inFlight++
+	p.maxInFlight = max(p.maxInFlight, p.inFlight)
+	p.started++
+	if p.started == 2 {
+		close(p.bothStarted)
+	}
+	first := p.started <= 2
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.inFlight--
+		p.mu.Unlock()
+	}()
+	if first {
+		select {
+		case <-p.bothStarted:
+		case <-time.After(5 * time.Second): // sequential creates: never comes
+		}
+	}
+	if claim := obj.(*v1.NodeClaim); claim.Spec.Resources.Requests.Cpu().String() == p.fail {
+		return fmt.Errorf("injected failure")
+	}
+	return c.Create(ctx, obj, opts...)
+}
+
+func TestScheduleCreatesNodeClaimsConcurrently(t *testing.T) {
+	const pods = 40
+	probe := &concurrencyProbe{bothStarted: make(chan struct{}), fail: "7"}
+	// Pod i asks for i+1 CPUs, so each claim can be traced to its pod and
+	// the seventh create fails.
+	plan := func(snap *solver.Snapshot) *solver.Plan {
+		p := onePerPod(snap)
+		for i, n := range p.NewNodes {
+			n.Requests = res("cpu", fmt.Sprint(i+1))
+		}
+		return p
+	}
+	f := newFixture(t, plan)
+	f.client = cloudtest.NewClientBuilder().WithInterceptorFuncs(interceptor.Funcs{Create: probe.create}).Build()
+	f.ctrl.client = f.client
+	var names []string
+	for i := range pods {
+		name := fmt.Sprintf("p%02d", i)
+		names = append(names, name)
+		f.cluster.UpdatePod(withPod(pendingPod(name), tolerateGPU))
+	}
+
+	r, err := f.ctrl.Schedule(context.Background(), Window{Opened: now, Closed: now})
+	if err == nil || !strings.Contains(err.Error(), "creating 1 of 40 nodeclaims failed") || !strings.Contains(err.Error(), "injected failure") {
+		t.Errorf("Schedule() error = %v, want one counting the single failed create", err)
+	}
+	if probe.maxInFlight < 2 || probe.maxInFlight > maxConcurrentCreates {
+		t.Errorf("creates in flight peaked at %d, want between 2 and %d", probe.maxInFlight, maxConcurrentCreates)
+	}
+	// Created keeps plan order and leaves out the failed claim.
+	var gotCPU []string
+	for _, c := range r.Created {
+		gotCPU = append(gotCPU, c.Spec.Resources.Requests.Cpu().String())
+	}
+	var wantCPU []string
+	for i := range pods {
+		if i != 6 {
+			wantCPU = append(wantCPU, fmt.Sprint(i+1))
+		}
+	}
+	if diff := cmp.Diff(wantCPU, gotCPU); diff != "" {
+		t.Errorf("created claims mismatch (-want +got):\n%s", diff)
+	}
+	// Every created claim is in the view and nominates its pod before the
+	// next pass; the pod whose claim failed is left to be planned again.
+	for i, name := range names {
+		to := f.cluster.NominatedTo(pendingPod(name))
+		if i == 6 {
+			if to != "" {
+				t.Errorf("pod %s nominated to %q, want none: its claim was never created", name, to)
+			}
+			continue
+		}
+		if to == "" || f.cluster.NodeClaim(to) == nil {
+			t.Errorf("pod %s nominated to %q, want a claim in the cluster view", name, to)
+		}
+	}
+	var nominated, failed int
+	for _, e := range f.drainEvents() {
+		switch {
+		case strings.HasPrefix(e, "Normal Nominated planned onto nodeclaim gpu-"):
+			nominated++
+		case strings.HasPrefix(e, "Warning FailedProvisioning creating nodeclaim for nodepool gpu: injected failure"):
+			failed++
+		default:
+			t.Errorf("unexpected event %q", e)
+		}
+	}
+	if nominated != pods-1 || failed != 1 {
+		t.Errorf("events: %d nominated and %d failed, want %d and 1", nominated, failed, pods-1)
 	}
 }
