@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -20,10 +19,9 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
+	"github.com/stowage-k8s/stowage/pkg/utils/claims"
 )
 
-// maxOfferings is the NodeClaim API's bound on spec.offerings.
-const maxOfferings = 60
 
 // maxConcurrentCreates bounds the NodeClaim creates in flight at once: enough
 // to hide API server latency, few enough not to flood it (or its priority
@@ -260,7 +258,7 @@ func (c *Controller) launch(ctx context.Context, pool *v1.NodePool, n *solver.Ne
 	if pool == nil {
 		return nil, fmt.Errorf("plan names nodepool %q, which is not in the snapshot", n.NodePool)
 	}
-	claim, err := newNodeClaim(pool, n)
+	claim, err := claims.FromPlan(pool, n)
 	if err != nil {
 		return nil, err
 	}
@@ -332,64 +330,3 @@ func (c *Controller) bind(bindings []solver.Binding) {
 	}
 }
 
-// newNodeClaim is the NodeClaim for one planned machine of pool.
-func newNodeClaim(pool *v1.NodePool, n *solver.NewNode) (*v1.NodeClaim, error) {
-	if len(n.Choices) == 0 {
-		return nil, fmt.Errorf("plan for nodepool %s has a new node without offerings", pool.Name)
-	}
-	tmpl := pool.Spec.Template
-	labels := map[string]string{}
-	for k, v := range tmpl.ObjectMeta.Labels {
-		labels[k] = v
-	}
-	labels[v1.LabelNodePool] = pool.Name
-	var annotations map[string]string
-	if len(tmpl.ObjectMeta.Annotations) > 0 {
-		annotations = make(map[string]string, len(tmpl.ObjectMeta.Annotations))
-		for k, v := range tmpl.ObjectMeta.Annotations {
-			annotations[k] = v
-		}
-	}
-	choices := n.Choices
-	if len(choices) > maxOfferings {
-		choices = choices[:maxOfferings]
-	}
-	offerings := make([]v1.OfferingChoice, 0, len(choices))
-	for _, ch := range choices {
-		offerings = append(offerings, v1.OfferingChoice{
-			InstanceType:  ch.InstanceType.Name,
-			Zone:          ch.Offering.Zone,
-			CapacityType:  ch.Offering.CapacityType,
-			PricePerHour:  fmt.Sprintf("%.4f", ch.Offering.PricePerHour),
-			ReservationID: ch.Offering.ReservationID,
-		})
-	}
-	var reqs []v1.NodeSelectorRequirementWithMinValues
-	for _, r := range n.Requirements {
-		// The API reserves the pool label; the claim carries it as a label.
-		if r.Key != v1.LabelNodePool {
-			reqs = append(reqs, *r.DeepCopy())
-		}
-	}
-	sort.SliceStable(reqs, func(i, j int) bool { return reqs[i].Key < reqs[j].Key })
-	spec := tmpl.Spec.DeepCopy()
-	return &v1.NodeClaim{
-		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: pool.Name + "-",
-			Labels:       labels,
-			Annotations:  annotations,
-		},
-		Spec: v1.NodeClaimSpec{
-			Requirements:           reqs,
-			Offerings:              offerings,
-			Resources:              v1.ResourceRequirements{Requests: n.Requests.DeepCopy()},
-			Taints:                 spec.Taints,
-			StartupTaints:          spec.StartupTaints,
-			NodeClassRef:           spec.NodeClassRef,
-			ExpireAfter:            spec.ExpireAfter,
-			TerminationGracePeriod: spec.TerminationGracePeriod,
-			RegistrationTimeout:    spec.RegistrationTimeout,
-			GPU:                    spec.GPU,
-		},
-	}, nil
-}

@@ -361,23 +361,6 @@ func TestDecisionLatency(t *testing.T) {
 	}
 }
 
-func TestNewNodeClaimBoundsOfferings(t *testing.T) {
-	n := &solver.NewNode{NodePool: "gpu"}
-	for i := 0; i < 70; i++ {
-		n.Choices = append(n.Choices, solver.Choice{InstanceType: g5, Offering: g5.Offerings[0]})
-	}
-	claim, err := newNodeClaim(gpuPool(), n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(claim.Spec.Offerings) != maxOfferings {
-		t.Errorf("%d offerings, want %d", len(claim.Spec.Offerings), maxOfferings)
-	}
-	if _, err := newNodeClaim(gpuPool(), &solver.NewNode{NodePool: "gpu"}); err == nil {
-		t.Error("newNodeClaim accepted a node without choices")
-	}
-}
-
 func podNames(pods []*corev1.Pod) []string {
 	var out []string
 	for _, p := range pods {
