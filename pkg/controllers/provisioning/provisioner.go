@@ -22,7 +22,6 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/utils/claims"
 )
 
-
 // maxConcurrentCreates bounds the NodeClaim creates in flight at once: enough
 // to hide API server latency, few enough not to flood it (or its priority
 // and fairness queue) when a plan buys hundreds of machines.
@@ -329,4 +328,3 @@ func (c *Controller) bind(bindings []solver.Binding) {
 		}
 	}
 }
-
