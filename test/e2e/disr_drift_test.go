@@ -119,8 +119,9 @@ func dsfDriftRelabel(t *testing.T, c client.Client, name, value string) {
 // TestDisruptionDriftAndExpiry checks that a changed template and an
 // expireAfter replace nodes make-before-break, and that a budget of one node
 // holds while a pool's every node has drifted. The cases share one cluster
-// and run at once: the controller serializes its commands, but the waits
-// overlap.
+// and run one after another: the controller runs one command at a time and
+// ranks expiry first, so a 20 s expireAfter churning beside the drift cases
+// would starve them. Expiry goes last for the same reason.
 func TestDisruptionDriftAndExpiry(t *testing.T) {
 	dc := disrStart(t, "disr-drift")
 	disrStartControllers(t, dc)
@@ -129,7 +130,6 @@ func TestDisruptionDriftAndExpiry(t *testing.T) {
 
 	t.Run("cases", func(t *testing.T) {
 		t.Run("a changed template label replaces the node before draining it", func(t *testing.T) {
-			t.Parallel()
 			old := dsfDriftRunning(t, dc.c, ns, dsfDriftPool("drift-one", "100%", v1.Never), 1)
 			watch := dsfWatchReplaceBeforeDrain(dc.c, "drift-one", ns, "drift-one", &old[0], 1)
 			dsfDriftRelabel(t, dc.c, "drift-one", "2")
@@ -139,38 +139,7 @@ func TestDisruptionDriftAndExpiry(t *testing.T) {
 			}
 		})
 
-		t.Run("an expired node is replaced before it is drained", func(t *testing.T) {
-			t.Parallel()
-			const expireAfter = 20 * time.Second
-			old := dsfDriftRunning(t, dc.c, ns, dsfDriftPool("expire", "100%", v1.DurationOf(expireAfter)), 1)
-			watch := dsfWatchReplaceBeforeDrain(dc.c, "expire", ns, "expire", &old[0], 1)
-			var deleted time.Time
-			deletedWatch := dsfWatch(func(ctx context.Context) (string, bool, error) {
-				claim := &v1.NodeClaim{}
-				if err := dc.c.Get(ctx, client.ObjectKeyFromObject(&old[0]), claim); err != nil {
-					return "", false, err
-				}
-				if claim.DeletionTimestamp != nil {
-					deleted = claim.DeletionTimestamp.Time
-					return "", true, nil
-				}
-				return "", false, nil
-			})
-			dsfDriftReplaced(t, dc.c, ns, "expire", "1", old, 1)
-			if violation, _ := watch.Stop(); violation != "" {
-				t.Error(violation)
-			}
-			deletedWatch.Stop()
-			// API timestamps have whole seconds.
-			if deleted.IsZero() {
-				t.Errorf("the watch never saw nodeclaim %s being deleted", old[0].Name)
-			} else if lived := deleted.Sub(old[0].CreationTimestamp.Time); lived < expireAfter-time.Second {
-				t.Errorf("nodeclaim %s was deleted %s after its creation, before its expireAfter %s", old[0].Name, lived, expireAfter)
-			}
-		})
-
 		t.Run("a budget of one node holds while every node has drifted", func(t *testing.T) {
-			t.Parallel()
 			const pool = "drift-budget"
 			old := dsfDriftRunning(t, dc.c, ns, dsfDriftPool(pool, "1", v1.Never), 3)
 			var maxDisrupting int
@@ -199,6 +168,34 @@ func TestDisruptionDriftAndExpiry(t *testing.T) {
 				t.Error("the watch never saw a node of the pool being disrupted")
 			case maxDisrupting > 1:
 				t.Errorf("%d nodes of nodepool %s were disrupted at once, over its budget of 1: %v", maxDisrupting, pool, seen)
+			}
+		})
+		t.Run("an expired node is replaced before it is drained", func(t *testing.T) {
+			const expireAfter = 20 * time.Second
+			old := dsfDriftRunning(t, dc.c, ns, dsfDriftPool("expire", "100%", v1.DurationOf(expireAfter)), 1)
+			watch := dsfWatchReplaceBeforeDrain(dc.c, "expire", ns, "expire", &old[0], 1)
+			var deleted time.Time
+			deletedWatch := dsfWatch(func(ctx context.Context) (string, bool, error) {
+				claim := &v1.NodeClaim{}
+				if err := dc.c.Get(ctx, client.ObjectKeyFromObject(&old[0]), claim); err != nil {
+					return "", false, err
+				}
+				if claim.DeletionTimestamp != nil {
+					deleted = claim.DeletionTimestamp.Time
+					return "", true, nil
+				}
+				return "", false, nil
+			})
+			dsfDriftReplaced(t, dc.c, ns, "expire", "1", old, 1)
+			if violation, _ := watch.Stop(); violation != "" {
+				t.Error(violation)
+			}
+			deletedWatch.Stop()
+			// API timestamps have whole seconds.
+			if deleted.IsZero() {
+				t.Errorf("the watch never saw nodeclaim %s being deleted", old[0].Name)
+			} else if lived := deleted.Sub(old[0].CreationTimestamp.Time); lived < expireAfter-time.Second {
+				t.Errorf("nodeclaim %s was deleted %s after its creation, before its expireAfter %s", old[0].Name, lived, expireAfter)
 			}
 		})
 	})
