@@ -86,22 +86,9 @@ func (c *converter) selectorTerms(path string, v any) (any, bool) {
 
 // terms converts a list of selector terms; one that converts to nothing is dropped.
 func (c *converter) terms(path string, v any, term func(string, map[string]any) (map[string]any, bool)) (any, bool) {
-	in, ok := v.([]any)
+	out, ok := c.eachObject(path, v, func(p string, m map[string]any) (any, bool) { return term(p, m) })
 	if !ok {
-		c.warn(path, "not a list; dropped")
 		return nil, false
-	}
-	var out []any
-	for i, item := range in {
-		p := fmt.Sprintf("%s[%d]", path, i)
-		m, ok := item.(map[string]any)
-		if !ok {
-			c.warn(p, "not an object; dropped")
-			continue
-		}
-		if t, ok := term(p, m); ok {
-			out = append(out, t)
-		}
 	}
 	if len(out) == 0 {
 		c.warn(path, "no term could be converted; the field is required, set it by hand")
@@ -121,19 +108,7 @@ func (c *converter) tags(path string, v any) (any, bool) {
 }
 
 func (c *converter) blockDeviceMappings(path string, v any) (any, bool) {
-	in, ok := v.([]any)
-	if !ok {
-		c.warn(path, "not a list; dropped")
-		return nil, false
-	}
-	var out []any
-	for i, item := range in {
-		p := fmt.Sprintf("%s[%d]", path, i)
-		m, ok := item.(map[string]any)
-		if !ok {
-			c.warn(p, "not an object; dropped")
-			continue
-		}
+	out, ok := c.eachObject(path, v, func(p string, m map[string]any) (any, bool) {
 		o := map[string]any{}
 		c.copyFields(p, m, o, map[string]func(string, any) (any, bool){
 			"deviceName": nil,
@@ -142,9 +117,12 @@ func (c *converter) blockDeviceMappings(path string, v any) (any, bool) {
 		})
 		if _, ok := o["ebs"]; !ok {
 			c.warn(p, "no convertible ebs settings; mapping dropped")
-			continue
+			return nil, false
 		}
-		out = append(out, o)
+		return o, true
+	})
+	if !ok {
+		return nil, false
 	}
 	return out, len(out) > 0
 }
@@ -192,4 +170,28 @@ func (c *converter) metadataOptions(path string, v any) (any, bool) {
 		"httpPutResponseHopLimit": nil,
 	})
 	return out, len(out) > 0
+}
+
+// eachObject converts a list of objects one item at a time: an item that is
+// not an object is warned about and dropped, as is one convert drops. It
+// reports false, with a warning, when v is not a list.
+func (c *converter) eachObject(path string, v any, convert func(p string, item map[string]any) (any, bool)) ([]any, bool) {
+	in, ok := v.([]any)
+	if !ok {
+		c.warn(path, "not a list; dropped")
+		return nil, false
+	}
+	var out []any
+	for i, item := range in {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		m, ok := item.(map[string]any)
+		if !ok {
+			c.warn(p, "not an object; dropped")
+			continue
+		}
+		if o, ok := convert(p, m); ok {
+			out = append(out, o)
+		}
+	}
+	return out, true
 }

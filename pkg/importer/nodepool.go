@@ -1,7 +1,6 @@
 package importer
 
 import (
-	"fmt"
 	"strings"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
@@ -117,26 +116,14 @@ func (c *converter) templateSpec(path string, v any) (any, bool) {
 }
 
 func (c *converter) requirements(path string, v any) (any, bool) {
-	in, ok := v.([]any)
-	if !ok {
-		c.warn(path, "not a list; dropped")
-		return nil, false
-	}
-	var out []any
-	for i, item := range in {
-		p := fmt.Sprintf("%s[%d]", path, i)
-		req, ok := item.(map[string]any)
-		if !ok {
-			c.warn(p, "not an object; dropped")
-			continue
-		}
+	out, ok := c.eachObject(path, v, func(p string, req map[string]any) (any, bool) {
 		key, _ := req["key"].(string)
 		if to, ok := labelKeys[key]; ok {
 			key = to
 		} else if isKarpenterKey(key) {
 			c.warn(p+".key", "%s has no Stowage equivalent; requirement dropped (constrain %s or %s instead)",
 				key, v1.LabelInstanceType, v1.LabelInstanceFamily)
-			continue
+			return nil, false
 		}
 		r := map[string]any{}
 		c.copyFields(p, req, r, map[string]func(string, any) (any, bool){
@@ -145,7 +132,10 @@ func (c *converter) requirements(path string, v any) (any, bool) {
 			"values":    nil,
 			"minValues": nil,
 		})
-		out = append(out, r)
+		return r, true
+	})
+	if !ok {
+		return nil, false
 	}
 	return out, len(out) > 0
 }
@@ -187,19 +177,7 @@ func (c *converter) disruption(path string, v any) (any, bool) {
 }
 
 func (c *converter) budgets(path string, v any) (any, bool) {
-	in, ok := v.([]any)
-	if !ok {
-		c.warn(path, "not a list; dropped")
-		return nil, false
-	}
-	var out []any
-	for i, item := range in {
-		p := fmt.Sprintf("%s[%d]", path, i)
-		b, ok := item.(map[string]any)
-		if !ok {
-			c.warn(p, "not an object; dropped")
-			continue
-		}
+	out, ok := c.eachObject(path, v, func(p string, b map[string]any) (any, bool) {
 		o := map[string]any{}
 		c.copyFields(p, b, o, map[string]func(string, any) (any, bool){
 			"nodes":    nil,
@@ -207,7 +185,10 @@ func (c *converter) budgets(path string, v any) (any, bool) {
 			"duration": nil,
 			"reasons":  nil,
 		})
-		out = append(out, o)
+		return o, true
+	})
+	if !ok {
+		return nil, false
 	}
 	return out, len(out) > 0
 }
