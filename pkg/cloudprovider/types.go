@@ -57,6 +57,11 @@ type InstanceType struct {
 	GPU *GPU
 	// Offerings are the (zone, capacity type) pairs this type is sold in.
 	Offerings []Offering
+	// Placement is true when machines of this type can share one placement
+	// domain (an AWS cluster placement group, a GCP compact placement policy,
+	// an Azure proximity placement group), so the solver may ask for one for a
+	// gang. Only set by providers whose Capabilities include Placement.
+	Placement bool
 }
 
 // GPU describes an instance type's accelerators.

@@ -60,6 +60,22 @@ type NodeClaimSpec struct {
 	RegistrationTimeout *metav1.Duration `json:"registrationTimeout,omitempty"`
 	// +optional
 	GPU *GPUSharing `json:"gpu,omitempty"`
+	// Placement asks the cloud to launch this machine into one placement
+	// domain with every other claim of the same group (a gang's machines for
+	// multi-node training). Providers without placement support ignore it.
+	// +optional
+	Placement *Placement `json:"placement,omitempty"`
+}
+
+// Placement names the placement domain a claim's machine joins.
+type Placement struct {
+	// Group identifies the domain: claims with the same group land together.
+	// Stowage sets it from the gang's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +required
+	Group string `json:"group"`
 }
 
 // ResourceRequirements are the summed requests of the pods planned onto a claim.
@@ -126,8 +142,11 @@ const (
 	ConditionDrifted     = "Drifted"
 	ConditionExpired     = "Expired"
 	ConditionEmpty       = "Empty"
-	ConditionDisrupting  = "Disrupting"
-	ConditionInterrupted = "Interrupted"
+	// ConditionConsolidatable is True while the node's pods could run for
+	// less elsewhere (or it is empty) and its consolidateAfter has passed.
+	ConditionConsolidatable = "Consolidatable"
+	ConditionDisrupting     = "Disrupting"
+	ConditionInterrupted    = "Interrupted"
 )
 
 // NodeClaimList is a list of NodeClaims.
