@@ -122,6 +122,7 @@ func (p *Provider) IsDrifted(ctx context.Context, claim *v1.NodeClaim) (cloudpro
 	if ready(nc) != nil {
 		return "", nil
 	}
+	p.refresh(ctx) // the size's architecture comes from the catalog
 	f, ok, err := p.facts(ctx, claim.Status.ProviderID)
 	if err != nil || !ok {
 		return "", err

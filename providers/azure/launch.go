@@ -70,6 +70,8 @@ func (p *Provider) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeCla
 	if err := ready(nc); err != nil {
 		return fail(err)
 	}
+	// The catalog first: an adopted VM's claim needs its capacity too.
+	p.refresh(ctx)
 	name := vmName(claim.Name)
 	if adopted, err := p.adopt(ctx, claim, name); err != nil || adopted != nil {
 		if err != nil {
@@ -78,7 +80,6 @@ func (p *Provider) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeCla
 		logger.Info("found the VM an earlier launch made", "vm", name)
 		return adopted, nil
 	}
-	p.refresh(ctx)
 
 	var noCapacity, skipped []cloudprovider.OfferingID
 	var failures []error

@@ -171,6 +171,9 @@ func TestCreateIsIdempotent(t *testing.T) {
 		if n := len(e.vmsOf(c.Name)); n != 1 || got.Status.ProviderID == "" {
 			t.Errorf("%d VMs after the restart, want the one launched before the crash", n)
 		}
+		if gpu := got.Status.Capacity[v1.ResourceNvidiaGPU]; gpu.Value() != 1 || got.Status.Allocatable.Cpu().IsZero() {
+			t.Errorf("adopted claim capacity %v, allocatable %v", got.Status.Capacity, got.Status.Allocatable)
+		}
 		waitFor(t, "the held create to finish", func() bool { return e.vmsOf(c.Name)[0].State == "Succeeded" })
 	})
 }

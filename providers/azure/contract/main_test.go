@@ -187,3 +187,5 @@ func (e *env) vmsOf(claim string) []azuretest.VM {
 func condition(nc *azv1.AKSNodeClass, t string) *metav1.Condition {
 	return conditions.Get(nc.Status.Conditions, t)
 }
+
+func clientKey(name string) client.ObjectKey { return client.ObjectKey{Name: name} }
