@@ -16,6 +16,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/cost"
 	"github.com/stowage-k8s/stowage/pkg/operator"
 	awsprovider "github.com/stowage-k8s/stowage/providers/aws"
+	azureprovider "github.com/stowage-k8s/stowage/providers/azure"
 	"github.com/stowage-k8s/stowage/providers/fake"
 )
 
@@ -26,6 +27,7 @@ type controllerFlags struct {
 	kubeconfig        string
 	fakeLaunchLatency time.Duration
 	aws               awsFlags
+	azure             azureFlags
 }
 
 func newControllerCommand() *cobra.Command {
@@ -49,6 +51,7 @@ func newControllerCommand() *cobra.Command {
 	cmd.Flags().DurationVar(&f.fakeLaunchLatency, "fake-launch-latency", fake.DefaultLaunchLatency,
 		"with --cloud-provider=fake: time from launch to the Node registering")
 	addAWSFlags(cmd.Flags(), &f.aws)
+	addAzureFlags(cmd.Flags(), &f.azure)
 	return cmd
 }
 
@@ -81,6 +84,13 @@ func runController(ctx context.Context, opts operator.Options, f controllerFlags
 			return err
 		}
 		operatorOpts = append(operatorOpts, awsOpts...)
+	}
+	if opts.CloudProvider == azureprovider.Name {
+		azureOpts, err := azureOperatorOptions(ctx, f.azure)
+		if err != nil {
+			return err
+		}
+		operatorOpts = append(operatorOpts, azureOpts...)
 	}
 	op, err := operator.New(ctx, cfg, opts, operatorOpts...)
 	if err != nil {

@@ -17,15 +17,20 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 )
 
-// PublicPricesEndpoint serves the Retail Prices API (no authentication).
-const PublicPricesEndpoint = "https://prices.azure.com"
+// Public Azure endpoints: Resource Manager and the Retail Prices API (no
+// authentication).
+const (
+	PublicARMEndpoint    = "https://management.azure.com"
+	PublicPricesEndpoint = "https://prices.azure.com"
+)
 
 // ClientConfig says where the Azure clients talk to and as whom.
 type ClientConfig struct {
 	SubscriptionID string
-	// Endpoint replaces the Azure Resource Manager endpoint, and serves the
-	// Retail Prices API too, for local fakes. Without AZURE_CLIENT_ID in the
-	// environment a fake credential is used then.
+	// Endpoint replaces the Azure Resource Manager endpoint. Any endpoint but
+	// the public one is a local fake that serves the Retail Prices API too;
+	// without AZURE_CLIENT_ID in the environment a fake credential is used
+	// for it.
 	Endpoint string
 	// PricesEndpoint overrides where Retail Prices are read.
 	PricesEndpoint string
@@ -59,9 +64,9 @@ func NewClients(cc ClientConfig) (*Clients, error) {
 	prices := PublicPricesEndpoint
 	httpClient := &http.Client{Timeout: time.Minute}
 	cred := cc.Credential
-	local := cc.Endpoint != "" || cc.Transport != nil
-	if cc.Endpoint != "" {
-		endpoint := strings.TrimRight(cc.Endpoint, "/")
+	endpoint := strings.TrimRight(cc.Endpoint, "/")
+	local := (endpoint != "" && !strings.EqualFold(endpoint, PublicARMEndpoint)) || cc.Transport != nil
+	if local && endpoint != "" {
 		opts.Cloud = cloud.Configuration{
 			ActiveDirectoryAuthorityHost: cloud.AzurePublic.ActiveDirectoryAuthorityHost,
 			Services:                     map[cloud.ServiceName]cloud.ServiceConfiguration{cloud.ResourceManager: {Endpoint: endpoint, Audience: endpoint}},
@@ -72,7 +77,7 @@ func NewClients(cc ClientConfig) (*Clients, error) {
 	if cc.Transport != nil {
 		opts.Transport = cc.Transport
 		httpClient.Transport = transporterRoundTripper{cc.Transport}
-		if cc.Endpoint == "" {
+		if endpoint == "" {
 			prices = "https://prices.local"
 		}
 	}

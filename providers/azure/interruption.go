@@ -81,6 +81,14 @@ func NewInterruptionSource(opts InterruptionOptions) *InterruptionSource {
 	return &InterruptionSource{opts: opts, events: make(chan cloudprovider.InterruptionEvent, eventBuffer), seen: map[string]time.Time{}}
 }
 
+// SetClusterName sets the cluster whose VMs the backstop watches, for
+// callers that learn it after building the source.
+func (s *InterruptionSource) SetClusterName(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.ClusterName = name
+}
+
 // Name is the controller's name.
 func (s *InterruptionSource) Name() string { return "azure.interruption" }
 
@@ -218,7 +226,7 @@ func (s *InterruptionSource) Interruptions(ctx context.Context) (<-chan cloudpro
 	go func() {
 		defer close(out)
 		s.mu.Lock()
-		pid, deleting := s.providerID, s.deleting
+		pid, deleting, cluster := s.providerID, s.deleting, s.opts.ClusterName
 		s.mu.Unlock()
 		var tick <-chan time.Time
 		var timer clock.Timer
@@ -238,7 +246,7 @@ func (s *InterruptionSource) Interruptions(ctx context.Context) (<-chan cloudpro
 				pending = append(pending, ev)
 			case <-tick:
 				timer.Reset(s.opts.PollInterval)
-				evs, live, err := s.pollVMs(ctx, last, pid, deleting)
+				evs, live, err := s.pollVMs(ctx, cluster, last, pid, deleting)
 				if err != nil {
 					logger.Error(err, "listing VMs for the interruption backstop")
 					continue
@@ -260,7 +268,7 @@ func (s *InterruptionSource) Interruptions(ctx context.Context) (<-chan cloudpro
 // pollVMs lists the cluster's VMs and reports, as stopped, those live at the
 // previous poll that are now gone or deleting without Stowage deleting them:
 // an eviction whose notice was missed.
-func (s *InterruptionSource) pollVMs(ctx context.Context, last map[string]bool, pid func(string) string, deleting func(string) bool) ([]cloudprovider.InterruptionEvent, map[string]bool, error) {
+func (s *InterruptionSource) pollVMs(ctx context.Context, cluster string, last map[string]bool, pid func(string) string, deleting func(string) bool) ([]cloudprovider.InterruptionEvent, map[string]bool, error) {
 	live := map[string]bool{}
 	pager := s.opts.VMs.NewListPager(s.opts.ResourceGroup, nil)
 	for pager.More() {
@@ -269,7 +277,7 @@ func (s *InterruptionSource) pollVMs(ctx context.Context, last map[string]bool, 
 			return nil, last, err
 		}
 		for _, vm := range page.Value {
-			if vm == nil || tagMap(vm.Tags)[TagCluster] != s.opts.ClusterName {
+			if vm == nil || tagMap(vm.Tags)[TagCluster] != cluster {
 				continue
 			}
 			if !strings.EqualFold(provisioningState(vm), "Deleting") {

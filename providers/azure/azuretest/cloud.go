@@ -56,7 +56,7 @@ type Options struct {
 	// Catalog is the built-in catalog sizes and prices come from; default azure/eastus.
 	Catalog string
 	// LROPolls is how many "in progress" answers each long-running
-	// operation gives before its result; default 1.
+	// operation gives before its result; default 1, negative for none.
 	LROPolls int
 }
 
@@ -118,8 +118,11 @@ func New(opts Options) (*Cloud, error) {
 	if opts.Catalog == "" {
 		opts.Catalog = "azure/eastus"
 	}
-	if opts.LROPolls <= 0 {
+	switch {
+	case opts.LROPolls == 0:
 		opts.LROPolls = 1
+	case opts.LROPolls < 0:
+		opts.LROPolls = 0
 	}
 	cat, err := pricing.Load(opts.Catalog)
 	if err != nil {
@@ -300,6 +303,16 @@ func (c *Cloud) Calls(op string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.calls[op]
+}
+
+// Operations lists every operation performed so far, sorted, including
+// those a create performs on linked resources (NetworkInterfaces.Join, ...).
+func (c *Cloud) Operations() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := keysOf(c.calls)
+	sort.Strings(out)
+	return out
 }
 
 // SKUFilter is the $filter of the last Resource SKUs list.

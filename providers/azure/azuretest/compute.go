@@ -182,6 +182,7 @@ func (c *Cloud) createVM(_ context.Context, rg, name string, params armcompute.V
 		errResp.SetResponseError(status, code)
 		return
 	}
+	c.countLinkedLocked(params)
 	vm := clone(params)
 	vm.ID = ptr(c.rid("virtualMachines", name))
 	vm.Name = &name
@@ -226,6 +227,27 @@ func (c *Cloud) createVM(_ context.Context, rg, name string, params armcompute.V
 		resp = lro(c.opts.LROPolls, http.StatusCreated, armcompute.VirtualMachinesClientCreateOrUpdateResponse{VirtualMachine: out})
 	}
 	return
+}
+
+// countLinkedLocked records the operations a VM create performs on other
+// resources, which Azure authorizes separately: joining the NIC, creating
+// the OS disk, deploying into a capacity reservation group, assigning a
+// user-assigned identity, joining a proximity placement group.
+func (c *Cloud) countLinkedLocked(vm armcompute.VirtualMachine) {
+	p := vm.Properties
+	c.count("NetworkInterfaces.Join")
+	if d := p.StorageProfile.OSDisk; d == nil || d.DiffDiskSettings == nil {
+		c.count("Disks.Write")
+	}
+	if p.CapacityReservation != nil && p.CapacityReservation.CapacityReservationGroup != nil {
+		c.count("CapacityReservationGroups.Deploy")
+	}
+	if vm.Identity != nil && len(vm.Identity.UserAssignedIdentities) > 0 {
+		c.count("UserAssignedIdentities.Assign")
+	}
+	if p.ProximityPlacementGroup != nil {
+		c.count("ProximityPlacementGroups.Join")
+	}
 }
 
 // finishCreate moves a created VM to Succeeded (and runs the running hooks)
@@ -439,6 +461,15 @@ func (c *Cloud) deleteVM(_ context.Context, rg, name string, _ *armcompute.Virtu
 		return
 	}
 	vm := snapshot(r)
+	// Deleting the NIC and disk with the VM is authorized as their deletes.
+	for _, ref := range r.vm.Properties.NetworkProfile.NetworkInterfaces {
+		if ref.Properties != nil && ref.Properties.DeleteOption != nil && *ref.Properties.DeleteOption == armcompute.DeleteOptionsDelete {
+			c.count("NetworkInterfaces.Delete")
+		}
+	}
+	if d := r.vm.Properties.StorageProfile.OSDisk; d != nil && d.DiffDiskSettings == nil && d.DeleteOption != nil && *d.DeleteOption == armcompute.DiskDeleteOptionTypesDelete {
+		c.count("Disks.Delete")
+	}
 	c.removeVMLocked(key)
 	hooks := c.onDeleted
 	c.mu.Unlock()

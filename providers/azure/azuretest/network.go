@@ -57,6 +57,7 @@ func (c *Cloud) putNIC(_ context.Context, rg, name string, params armnetwork.Int
 		errResp.SetResponseError(http.StatusBadRequest, "InvalidResourceReference")
 		return
 	}
+	c.count("Subnets.Join")
 	key := strings.ToLower(name)
 	nic := clone(params)
 	if cur, ok := c.nics[key]; ok {

@@ -3,15 +3,18 @@ package azuretest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	computefake "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8/fake"
 	networkfake "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7/fake"
@@ -68,23 +71,60 @@ func (t *Transport) route(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// httpRoutes map read-only ARM requests arriving over HTTP to the SDK API
+// they come from: the fake servers dispatch on that name, which in-process
+// requests carry in their context and HTTP requests do not. Writes (and so
+// long-running operations) are served in-process only.
+var httpRoutes = []struct {
+	re  *regexp.Regexp
+	api string
+}{
+	{regexp.MustCompile(`(?i)/providers/Microsoft\.Compute/skus$`), "ResourceSKUsClient.NewListPager"},
+	{regexp.MustCompile(`(?i)/communityGalleries/[^/]+/images/[^/]+/versions$`), "CommunityGalleryImageVersionsClient.NewListPager"},
+	{regexp.MustCompile(`(?i)/communityGalleries/[^/]+/images/[^/]+/versions/[^/]+$`), "CommunityGalleryImageVersionsClient.Get"},
+	{regexp.MustCompile(`(?i)/virtualNetworks/[^/]+/subnets/[^/]+$`), "SubnetsClient.Get"},
+	{regexp.MustCompile(`(?i)/capacityReservationGroups/[^/]+$`), "CapacityReservationGroupsClient.Get"},
+	{regexp.MustCompile(`(?i)/capacityReservationGroups/[^/]+/capacityReservations$`), "CapacityReservationsClient.NewListByCapacityReservationGroupPager"},
+	{regexp.MustCompile(`(?i)/proximityPlacementGroups$`), "ProximityPlacementGroupsClient.NewListByResourceGroupPager"},
+	{regexp.MustCompile(`(?i)/proximityPlacementGroups/[^/]+$`), "ProximityPlacementGroupsClient.Get"},
+	{regexp.MustCompile(`(?i)/virtualMachines$`), "VirtualMachinesClient.NewListPager"},
+	{regexp.MustCompile(`(?i)/virtualMachines/[^/]+$`), "VirtualMachinesClient.Get"},
+}
+
 // Handler serves the Cloud over HTTP, for clients pointed at an endpoint
-// (`stowage catalog --endpoint`): Resource SKUs and Retail Prices. Requests
-// arriving over HTTP carry no SDK API name, so only those two are routed.
+// (`stowage catalog --endpoint`, a controller binary started with
+// --azure-endpoint): Retail Prices and every read-only call the provider and
+// its controllers make. Writes answer 501.
 func (c *Cloud) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		out := r.Clone(r.Context())
 		out.RequestURI = ""
 		out.URL.Scheme, out.URL.Host = "http", r.Host
-		if strings.HasSuffix(strings.ToLower(strings.Split(r.URL.Path, "/fake_page_")[0]), "/providers/microsoft.compute/skus") {
-			out = out.WithContext(context.WithValue(out.Context(), runtime.CtxAPINameKey{}, "ResourceSKUsClient.NewListPager"))
-		} else if !strings.HasPrefix(r.URL.Path, "/api/retail/prices") {
-			http.Error(w, `{"error":{"code":"NotImplemented","message":"azuretest serves Resource SKUs and Retail Prices over HTTP"}}`, http.StatusNotImplemented)
-			return
+		if !strings.HasPrefix(r.URL.Path, "/api/retail/prices") {
+			path := strings.Split(r.URL.Path, "/fake_page_")[0]
+			api := ""
+			for _, route := range httpRoutes {
+				if route.re.MatchString(path) {
+					api = route.api
+				}
+			}
+			if api == "" || r.Method != http.MethodGet {
+				http.Error(w, `{"error":{"code":"NotImplemented","message":"azuretest serves only reads and Retail Prices over HTTP"}}`, http.StatusNotImplemented)
+				return
+			}
+			out = out.WithContext(context.WithValue(out.Context(), runtime.CtxAPINameKey{}, api))
 		}
 		resp, err := c.transport.Do(out)
 		if err != nil {
-			http.Error(w, fmt.Sprintf(`{"error":{"code":"InternalServerError","message":%q}}`, err.Error()), http.StatusInternalServerError)
+			status := http.StatusInternalServerError
+			code := "InternalServerError"
+			var re *azcore.ResponseError
+			if errors.As(err, &re) {
+				status, code = re.StatusCode, re.ErrorCode
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			_, _ = fmt.Fprintf(w, `{"error":{"code":%q,"message":%q}}`, code, err.Error())
 			return
 		}
 		defer func() { _ = resp.Body.Close() }()
