@@ -234,7 +234,11 @@ var ErrNodeClassNotReady = errors.New("AKSNodeClass not ready")
 // security features it asks for).
 func (p *Provider) InstanceTypes(ctx context.Context, pool *v1.NodePool) ([]*cloudprovider.InstanceType, error) {
 	var nc *azv1.AKSNodeClass
-	if pool != nil && pool.Spec.Template.Spec.NodeClassRef != nil {
+	if pool != nil && pool.Spec.Template.Spec.NodeClassRef == nil {
+		// Nothing could be launched for it: offer nothing rather than claims that fail.
+		return nil, fmt.Errorf("nodepool %s: %w: spec.template.spec.nodeClassRef must name an %s", pool.Name, ErrNodeClassNotReady, azv1.Kind)
+	}
+	if pool != nil {
 		var err error
 		if nc, err = p.nodeClass(ctx, pool.Spec.Template.Spec.NodeClassRef); err != nil {
 			return nil, fmt.Errorf("nodepool %s: %w", pool.Name, err)

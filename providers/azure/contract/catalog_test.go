@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -186,5 +187,15 @@ func TestRetailPricesOverHTTP(t *testing.T) {
 	other := &azure.RetailPrices{BaseURL: evil.URL, Client: evil.Client()}
 	if _, _, err := other.Prices(e.ctx, "eastus"); err == nil || !strings.Contains(err.Error(), "leaves") {
 		t.Errorf("NextPageLink to another host: err = %v, want refused", err)
+	}
+}
+
+// TestPoolWithoutNodeClassOffersNothing: Azure launches need an AKSNodeClass.
+func TestPoolWithoutNodeClassOffersNothing(t *testing.T) {
+	e := newEnv(t)
+	p := pool("x")
+	p.Spec.Template.Spec.NodeClassRef = nil
+	if _, err := e.provider.InstanceTypes(e.ctx, p); !errors.Is(err, azure.ErrNodeClassNotReady) || !strings.Contains(err.Error(), "nodeClassRef") {
+		t.Errorf("InstanceTypes = %v, want an error naming nodeClassRef", err)
 	}
 }
