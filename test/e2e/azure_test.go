@@ -183,7 +183,10 @@ func azEventually(t *testing.T, what string, cond func(ctx context.Context) (boo
 // azNodeClass creates an AKSNodeClass in the cluster's subnet.
 func (cl *azCluster) azNodeClass(t *testing.T, name string, mutate ...func(*azv1.AKSNodeClass)) *azv1.AKSNodeClass {
 	t.Helper()
-	nc := &azv1.AKSNodeClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: azv1.AKSNodeClassSpec{SubnetID: cl.cloud.SubnetID()}}
+	// The locally built API server reports no release version, so the
+	// kubelet version is pinned rather than taken from it.
+	nc := &azv1.AKSNodeClass{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: azv1.AKSNodeClassSpec{SubnetID: cl.cloud.SubnetID(), KubernetesVersion: "1.37.2"}}
 	for _, m := range mutate {
 		m(nc)
 	}

@@ -4,6 +4,7 @@ package helm
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -105,7 +106,10 @@ func TestAzureChartStartsController(t *testing.T) {
 		t.Errorf("start-up line %v, want cloudProvider azure", lines)
 	}
 
-	nc := &azv1.AKSNodeClass{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: azv1.AKSNodeClassSpec{SubnetID: cloud.SubnetID()}}
+	// The locally built API server reports no release version, so the
+	// kubelet version is pinned rather than taken from it.
+	nc := &azv1.AKSNodeClass{ObjectMeta: metav1.ObjectMeta{Name: "default"},
+		Spec: azv1.AKSNodeClassSpec{SubnetID: cloud.SubnetID(), KubernetesVersion: "1.37.2"}}
 	if err := c.Create(ctx, nc); err != nil {
 		t.Fatal(err)
 	}
@@ -113,9 +117,12 @@ func TestAzureChartStartsController(t *testing.T) {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(nc), nc); err != nil {
 			return false, err
 		}
-		return conditions.IsTrue(nc.Status.Conditions, azv1.ConditionReady), nil
+		if r := conditions.Get(nc.Status.Conditions, azv1.ConditionReady); r == nil || r.Status != metav1.ConditionTrue {
+			return false, fmt.Errorf("Ready condition %+v", r)
+		}
+		return true, nil
 	})
-	if len(nc.Status.Images) == 0 || nc.Status.Images[0].Version != azuretest.LatestImageVersion || nc.Status.KubernetesVersion == "" {
+	if len(nc.Status.Images) == 0 || nc.Status.Images[0].Version != azuretest.LatestImageVersion || nc.Status.KubernetesVersion != "1.37.2" {
 		t.Errorf("status = %+v", nc.Status)
 	}
 }

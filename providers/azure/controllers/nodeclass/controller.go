@@ -202,6 +202,9 @@ func (c *Controller) Reconcile(ctx context.Context, nc *azv1.AKSNodeClass) (reco
 	if err := c.d.Client.Status().Patch(ctx, nc, client.MergeFrom(before)); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(fmt.Errorf("patching AKSNodeClass %s status: %w", nc.Name, err))
 	}
+	if was, now := conditions.Get(before.Status.Conditions, azv1.ConditionReady), conditions.Get(nc.Status.Conditions, azv1.ConditionReady); was == nil || was.Status != now.Status {
+		log.FromContext(ctx).Info("AKSNodeClass resolved", "aksnodeclass", nc.Name, "ready", now.Status, "message", now.Message)
+	}
 	if len(apiErrs) > 0 {
 		log.FromContext(ctx).Error(apiErrs[0], "resolving AKSNodeClass", "aksnodeclass", nc.Name, "failures", len(apiErrs))
 		return reconcile.Result{}, fmt.Errorf("resolving AKSNodeClass %s: %w", nc.Name, apiErrs[0])
