@@ -147,6 +147,29 @@ func (cl *azCluster) startOperator(t *testing.T) {
 	cl.mu.Unlock()
 }
 
+// launchGhost launches a VM tagged for this cluster for a NodeClaim that
+// does not exist, and returns its name.
+func (cl *azCluster) launchGhost(t *testing.T) string {
+	t.Helper()
+	p, err := azure.New(azure.Options{
+		ClusterName: "azure-e2e", SubscriptionID: cl.cloud.SubscriptionID(), ResourceGroup: cl.cloud.ResourceGroup(),
+		Location: cl.cloud.Location(), VMs: cl.clients.VMs, NICs: cl.clients.NICs, Disks: cl.clients.Disks, SKUs: cl.clients.SKUs,
+		Prices: cl.clients.Prices, Kube: cl.c, APIServer: cl.cp.Config.Host, CABundle: "Q0E=", BootstrapToken: "abcdef.0123456789abcdef",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost := &v1.NodeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "ghost-0", UID: "ghost-uid", Labels: map[string]string{v1.LabelNodePool: "ghost"}},
+		Spec: v1.NodeClaimSpec{NodeClassRef: &v1.NodeClassReference{Group: azv1.Group, Kind: azv1.Kind, Name: "default"},
+			Offerings: []v1.OfferingChoice{{InstanceType: "Standard_D2s_v5", Zone: "eastus-1", CapacityType: v1.CapacityTypeOnDemand}}},
+	}
+	if _, err := p.Create(context.Background(), ghost); err != nil {
+		t.Fatal(err)
+	}
+	return ghost.Name
+}
+
 // halt stops the operator, as a crash would look to the cluster.
 func (cl *azCluster) halt(t *testing.T) {
 	t.Helper()
@@ -354,6 +377,11 @@ func TestAzureOnLocalControlPlane(t *testing.T) {
 	cl.azNodeClass(t, "default")
 	cl.waitReady(t, "default")
 
+	// A VM launched for a NodeClaim that never reached the API server (a
+	// leak): garbage collection must delete it. Checked at the end, while
+	// the other cases run.
+	ghost := cl.launchGhost(t)
+
 	t.Run("a node class naming a missing subnet or image buys nothing", func(t *testing.T) {
 		cl.azNodeClass(t, "no-subnet", func(nc *azv1.AKSNodeClass) {
 			nc.Spec.SubnetID = strings.Replace(nc.Spec.SubnetID, azuretest.Subnet, "gone", 1)
@@ -545,6 +573,24 @@ func TestAzureOnLocalControlPlane(t *testing.T) {
 			return second.vms[0].Name != first.vms[0].Name && second.running[0].Spec.NodeName != node.Name, nil
 		})
 		cl.cleanup(t, ns, "spot", "spot")
+	})
+
+	t.Run("a VM no NodeClaim owns is garbage collected", func(t *testing.T) {
+		azEventually(t, "the leaked VM "+ghost+" and its NIC and disk gone", func(context.Context) (bool, error) {
+			for _, vm := range cl.cloud.VMs() {
+				if vm.Name == ghost {
+					return false, fmt.Errorf("VM %s still exists", ghost)
+				}
+			}
+			for _, list := range [][]string{cl.cloud.NICs(), cl.cloud.Disks()} {
+				for _, name := range list {
+					if strings.HasPrefix(name, ghost) {
+						return false, fmt.Errorf("%s still exists", name)
+					}
+				}
+			}
+			return true, nil
+		})
 	})
 
 	t.Run("a controller restart mid-launch buys exactly one VM", func(t *testing.T) {
