@@ -200,7 +200,8 @@ func New(opts Options) (*Provider, error) {
 
 // throwawaySSHKey is an RSA public key whose private half is never kept:
 // Azure requires a key for Linux VMs, and nodes need no login by default.
-func throwawaySSHKey() (string, error) {
+// One per process: generating RSA keys is slow and the key means nothing.
+var throwawaySSHKey = sync.OnceValues(func() (string, error) {
 	k, err := rsa.GenerateKey(rand.Reader, 3072)
 	if err != nil {
 		return "", fmt.Errorf("generating the node SSH key: %w", err)
@@ -210,7 +211,7 @@ func throwawaySSHKey() (string, error) {
 		return "", fmt.Errorf("encoding the node SSH key: %w", err)
 	}
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))), nil
-}
+})
 
 // Name implements cloudprovider.CloudProvider.
 func (p *Provider) Name() string { return Name }
