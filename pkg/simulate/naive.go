@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"encoding/json"
 	"math"
 	"strings"
 
@@ -95,29 +96,29 @@ func nodeLabels(np *v1.NodePool, it *cloudprovider.InstanceType, o cloudprovider
 }
 
 // shapeKey identifies pods that the naive baseline treats alike: same
-// requests, selectors, affinity and tolerations.
+// requests, selectors, node affinity and tolerations. It is linear in the
+// pod's size: json.Marshal sorts map keys, so equal pods give equal keys,
+// where the generated String methods concatenate strings in loops and took
+// 16 s for 10 pods of 10,000 tolerations.
 func shapeKey(p *corev1.Pod) string {
-	var b strings.Builder
+	key := struct {
+		Init, Containers []corev1.ResourceRequirements
+		Overhead         corev1.ResourceList
+		NodeSelector     map[string]string
+		NodeAffinity     *corev1.NodeAffinity
+		Tolerations      []corev1.Toleration
+	}{Overhead: p.Spec.Overhead, NodeSelector: p.Spec.NodeSelector, Tolerations: p.Spec.Tolerations}
 	for _, c := range p.Spec.InitContainers {
-		b.WriteString("i" + c.Resources.String())
+		key.Init = append(key.Init, c.Resources)
 	}
 	for _, c := range p.Spec.Containers {
-		b.WriteString("c" + c.Resources.String())
+		key.Containers = append(key.Containers, c.Resources)
 	}
-	for k, v := range p.Spec.Overhead {
-		b.WriteString("o" + string(k) + v.String())
+	if a := p.Spec.Affinity; a != nil {
+		key.NodeAffinity = a.NodeAffinity
 	}
-	// Map iteration order would make equal pods look different; the String
-	// methods of the generated types sort map keys.
-	b.WriteString((&corev1.PodSpec{NodeSelector: p.Spec.NodeSelector, Affinity: nodeAffinityOnly(p.Spec.Affinity), Tolerations: p.Spec.Tolerations}).String())
-	return b.String()
-}
-
-func nodeAffinityOnly(a *corev1.Affinity) *corev1.Affinity {
-	if a == nil || a.NodeAffinity == nil {
-		return nil
-	}
-	return &corev1.Affinity{NodeAffinity: a.NodeAffinity}
+	raw, _ := json.Marshal(key) // these API types always marshal
+	return string(raw)
 }
 
 // PodRequests is what the scheduler reserves for a pod: the larger of its
