@@ -22,14 +22,15 @@ type Report struct {
 	Unschedulable     []UnschedulableReport `json:"unschedulable"`
 	CostPerHour       float64               `json:"costPerHour"`
 	NaiveCostPerHour  float64               `json:"naiveCostPerHour"`
+	// NaiveExcluded are the pods the naive baseline could not price (no
+	// machine of their pools holds them); absent when it priced every pod.
+	NaiveExcluded []string `json:"naiveExcluded,omitempty"`
 	LowerBoundPerHour float64               `json:"lowerBoundPerHour"`
 	SolveSeconds      float64               `json:"solveSeconds"`
 
 	// Warnings from reading the manifests (skipped objects); the CLI prints
 	// them on stderr so they never mix with -o json.
 	Warnings []string `json:"-"`
-	// naiveUnplaced counts pods the naive baseline found no type for.
-	naiveUnplaced int
 }
 
 // NodeReport is one machine to buy.
@@ -118,8 +119,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.NaiveCostPerHour > 0 {
 		naive += fmt.Sprintf(" (one on-demand node per pod; stowage saves %.1f%%)", (r.NaiveCostPerHour-r.CostPerHour)/r.NaiveCostPerHour*100)
 	}
-	if r.naiveUnplaced > 0 {
-		naive += fmt.Sprintf(", %d pods fit no on-demand type", r.naiveUnplaced)
+	if n := len(r.NaiveExcluded); n > 0 {
+		naive += fmt.Sprintf(", leaving out %d pods no machine of their pools holds", n)
 	}
 	fmt.Fprintf(w, "naive:        %s\n", naive)
 	fmt.Fprintf(w, "lower bound:  $%.4f/h (gap %.1f%%)\n", r.LowerBoundPerHour, r.GapPercent())

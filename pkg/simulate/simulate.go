@@ -72,7 +72,11 @@ func Run(ctx context.Context, in Input, opts Options) (*Report, error) {
 	}
 	elapsed := opts.Clock.Since(start)
 	r := newReport(plan, elapsed)
-	r.NaiveCostPerHour, r.naiveUnplaced = NaiveCost(snap, in.Catalog.InstanceTypes)
+	var excluded []*corev1.Pod
+	r.NaiveCostPerHour, excluded = NaiveCost(snap, in.Catalog.InstanceTypes)
+	for _, p := range excluded {
+		r.NaiveExcluded = append(r.NaiveExcluded, podName(p))
+	}
 	r.Warnings = in.Manifests.Warnings
 	return r, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +163,7 @@ func TestNaiveCost(t *testing.T) {
 		pods         []*corev1.Pod
 		ds           []*corev1.Pod
 		taints       []corev1.Taint
+		types        func([]*cloudprovider.InstanceType)
 		wantCost     float64
 		wantUnplaced int
 	}{{
@@ -188,6 +190,17 @@ func TestNaiveCost(t *testing.T) {
 		wantCost:     0.9,
 		wantUnplaced: 2,
 	}, {
+		name: "types sold only as spot are priced at spot, not left out",
+		pods: []*corev1.Pod{pod("a", rl("cpu", "8")), pod("b", rl("cpu", "1"))},
+		types: func(types []*cloudprovider.InstanceType) {
+			for _, it := range types {
+				if it.Name != "small" {
+					it.Offerings = slices.DeleteFunc(it.Offerings, func(o cloudprovider.Offering) bool { return o.CapacityType == v1.CapacityTypeOnDemand })
+				}
+			}
+		},
+		wantCost: 0.25 + 0.1,
+	}, {
 		name: "init container larger than containers",
 		pods: []*corev1.Pod{pod("a", rl("cpu", "1"), func(p *corev1.Pod) {
 			p.Spec.InitContainers = []corev1.Container{{Name: "i", Resources: corev1.ResourceRequirements{Requests: rl("cpu", "4")}}}
@@ -203,7 +216,12 @@ func TestNaiveCost(t *testing.T) {
 				DaemonSetPods: tt.ds,
 				NodePools:     []*solver.NodePool{{NodePool: np}},
 			}
-			cost, unplaced := NaiveCost(snap, testCatalog().InstanceTypes)
+			types := testCatalog().InstanceTypes
+			if tt.types != nil {
+				tt.types(types)
+			}
+			cost, excluded := NaiveCost(snap, types)
+			unplaced := len(excluded)
 			if diff := cmp.Diff(tt.wantCost, cost, cmp.Comparer(func(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 })); diff != "" {
 				t.Errorf("cost (-want +got):\n%s", diff)
 			}
@@ -311,6 +329,7 @@ func TestRunJSON(t *testing.T) {
 		"unschedulable":     []any{map[string]any{"pod": "default/huge", "reason": "no instance type has 1000 cpu"}},
 		"costPerHour":       0.25,
 		"naiveCostPerHour":  1.6, // the pool buys only large: two on demand; huge fits nothing
+		"naiveExcluded":     []any{"default/huge"},
 		"lowerBoundPerHour": 0.5,
 		"solveSeconds":      1.5,
 	}
