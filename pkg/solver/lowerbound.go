@@ -111,6 +111,7 @@ func lowerBound(m *model, plan *Plan) float64 {
 	}
 	bound = math.Max(bound, exclusiveBound(m, placed, frees, &residual, idx))
 	bound = math.Max(bound, sizeClassBound(m, placed, &free, &residual, idx))
+	bound = math.Max(bound, lpBound(m, placed, frees, &residual, supplies, idx))
 	for s, n := range placed {
 		fitsExisting := 0
 		for i := range frees {

@@ -1,0 +1,516 @@
+package solver
+
+import (
+	"math"
+	"slices"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
+)
+
+// lpBound is the value of a linear-programming relaxation of the plan that
+// respects who may run where, certified by a feasible dual solution.
+//
+// The relaxation. Placed pods form classes c of equal requests r_c and equal
+// eligibility (the offerings whose pool's taints they tolerate, whose type
+// their most relaxed node requirements admit and whose allocatable holds
+// them); n_c pods of c are placed. A supply j is an offering as in lowerBound
+// (price p_j, allocatable a_j capped by usableCaps, count_j machines at most
+// for reservations), plus, when there are existing nodes, one supply of price
+// 0 and count 1 holding their summed free capacity, eligible for the classes
+// that fit some existing node they may run on. For each eligible pair, k_cj is
+// a cap on the pods of c one machine of j holds: how many fit by requests
+// and, when every shape in c allows at most q of its pods per node, the sum
+// of those q. Any plan gives a feasible point of
+//
+//	min Σ_j p_j y_j  s.t.  Σ_j x_cj >= n_c;  Σ_c r_cd x_cj <= a_jd y_j;
+//	                       x_cj <= k_cj y_j;  y_j <= count_j;  x, y >= 0
+//
+// by letting y_j count the machines bought as j (each costs at least p_j,
+// since unlimited supplies carry a type's cheapest offering) and x_cj the pods
+// of c on them. So its optimum is at most the cost of any plan.
+//
+// The certificate. For weights u >= 0 on the classes let K_j(u) be the most
+// one machine of j can hold: max Σ_c u_c x_c over 0 <= x_c <= k_cj (eligible
+// c) with Σ_c r_c x_c <= a_j. Its LP dual says K_j(u) <= φ_j(v) =
+// a_j·v + Σ_c k_cj max(0, u_c - r_c·v) for every v >= 0. If s·K_j(u) <= p_j
+// for every unlimited j, then (s·u, the v's scaled, z_j = max(0, s·K_j - p_j))
+// is feasible for the dual of the program above, whose value
+// s·Σ_c n_c u_c - Σ_limited count_j·max(0, s·φ_j - p_j) is therefore a lower
+// bound on every plan (weak duality). The bound holds for any u and v, so
+// the simplex only has to find good ones: its rounding errors can loosen the
+// bound but never break it.
+//
+// u comes from column generation: the program restricted to a working set of
+// supplies is solved exactly; every supply's K_j at its duals is computed;
+// supplies whose machine is worth more than its price join the set, until
+// none does or the round limit is reached.
+func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, residual *scheduling.Resources, supplies []supply, idx *fitIndex) float64 {
+	dims := residual.Names()
+	if len(dims) == 0 || len(placed) == 0 {
+		return 0
+	}
+	// Every placed pod requests a pod slot; keep the other dimensions too
+	// even when existing nodes cover them.
+	b := &lpBuilder{m: m, dims: dims}
+	b.scale = make([]float64, len(dims))
+	for _, sp := range supplies {
+		for d, name := range dims {
+			b.scale[d] = math.Max(b.scale[d], float64(sp.alloc.Get(name)))
+		}
+	}
+	for d := range b.scale {
+		if b.scale[d] == 0 {
+			b.scale[d] = 1
+		}
+	}
+	b.supplies = make([]lpSupply, 0, len(supplies)+1)
+	for i := range supplies {
+		sp := &supplies[i]
+		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&sp.alloc), price: sp.price, count: sp.count})
+	}
+	existing := -1
+	var free scheduling.Resources
+	for i := range frees {
+		free = free.Add(frees[i])
+	}
+	if !free.IsZero() {
+		existing = len(b.supplies)
+		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&free), price: 0, count: 1})
+	}
+	if !b.buildClasses(placed, frees, idx, existing) {
+		return 0
+	}
+	return b.run()
+}
+
+type lpSupply struct {
+	alloc []float64 // scaled allocatable per dimension
+	price float64
+	count int
+	// classes eligible on this supply, with their caps.
+	classes []int
+	caps    []float64 // k_cj: pods of the class one machine holds at most
+	// capRow marks the caps tighter than requests alone imply.
+	capRow []bool
+	// sig is shared by supplies of equal allocatable, classes and caps,
+	// whose knapsacks are equal.
+	sig int
+}
+
+type lpClass struct {
+	n       float64
+	req     []float64 // scaled requests per dimension
+	perNode float64   // summed per-node caps of its shapes; 0 when unbounded
+}
+
+type lpBuilder struct {
+	m        *model
+	dims     []corev1.ResourceName
+	scale    []float64
+	supplies []lpSupply
+	classes  []lpClass
+	nsig     int
+	// kmemo caches knapsack values per signature for the weights kmemoU.
+	kmemo  []float64
+	kmemoU []float64
+}
+
+func (b *lpBuilder) vec(r *scheduling.Resources) []float64 {
+	out := make([]float64, len(b.dims))
+	for d, name := range b.dims {
+		out[d] = float64(r.Get(name)) / b.scale[d]
+	}
+	return out
+}
+
+// buildClasses groups the placed shapes by requests, eligibility and per-node
+// caps, and records each supply's eligible classes. It reports false when some
+// placed pod has no eligible supply (the bound then stays with the other terms).
+func (b *lpBuilder) buildClasses(placed map[*shape]int, frees []scheduling.Resources, idx *fitIndex, existing int) bool {
+	byKey := map[string]int{}
+	shapes := make([]*shape, 0, len(placed))
+	for s := range placed {
+		shapes = append(shapes, s)
+	}
+	slices.SortFunc(shapes, func(x, y *shape) int { return x.idx - y.idx })
+	fitsOf := make([][]int, 0)
+	for _, s := range shapes {
+		fits := idx.of(s)
+		onExisting := existing >= 0 && b.fitsExisting(s, frees)
+		perNode := s.levels[len(s.levels)-1].perNode
+		key := fitKey(s) + "\x00" + strconv.FormatBool(onExisting) + "\x00" + strconv.Itoa(min(perNode, 1))
+		ci, ok := byKey[key]
+		if !ok {
+			ci = len(b.classes)
+			byKey[key] = ci
+			b.classes = append(b.classes, lpClass{req: b.vec(&s.req)})
+			f := slices.Clone(fits)
+			if onExisting {
+				f = append(f, existing)
+			}
+			if len(f) == 0 {
+				return false
+			}
+			fitsOf = append(fitsOf, f)
+		}
+		c := &b.classes[ci]
+		n := float64(placed[s])
+		c.n += n
+		if perNode > 0 {
+			c.perNode += math.Min(float64(perNode), n)
+		}
+	}
+	defer b.signatures()
+	for ci, fits := range fitsOf {
+		c := &b.classes[ci]
+		for _, j := range fits {
+			sp := &b.supplies[j]
+			implied := math.Inf(1)
+			for d, r := range c.req {
+				if r > 0 {
+					implied = math.Min(implied, sp.alloc[d]/r)
+				}
+			}
+			k := math.Floor(implied*(1+1e-9) + 1e-9)
+			perNode := c.perNode
+			if j == existing {
+				// The free capacity of many nodes: no whole-pod rounding,
+				// and the per-node cap once per node.
+				k, perNode = implied, perNode*float64(len(b.m.nodes))
+			}
+			if perNode > 0 {
+				k = math.Min(k, perNode)
+			}
+			if k <= 0 {
+				continue
+			}
+			sp.classes = append(sp.classes, ci)
+			sp.caps = append(sp.caps, k)
+			// A cap row only where it cuts materially: whole pods on big
+			// machines, or a per-node cap.
+			sp.capRow = append(sp.capRow, k < 0.95*implied)
+		}
+	}
+	return true
+}
+
+// signatures numbers the supplies by what their knapsack reads.
+func (b *lpBuilder) signatures() {
+	ids := map[string]int{}
+	var key []byte
+	for j := range b.supplies {
+		sp := &b.supplies[j]
+		key = key[:0]
+		for _, a := range sp.alloc {
+			key = strconv.AppendFloat(key, a, 'g', -1, 64)
+			key = append(key, ',')
+		}
+		for k, ci := range sp.classes {
+			key = strconv.AppendInt(key, int64(ci), 10)
+			key = append(key, ':')
+			key = strconv.AppendFloat(key, sp.caps[k], 'g', -1, 64)
+			key = append(key, ',')
+		}
+		id, ok := ids[string(key)]
+		if !ok {
+			id = len(ids)
+			ids[string(key)] = id
+		}
+		sp.sig = id
+	}
+	b.nsig = len(ids)
+}
+
+// fitsExisting reports whether a pod of s fits some existing node's free
+// capacity and may run there (taints and most relaxed node requirements).
+func (b *lpBuilder) fitsExisting(s *shape, frees []scheduling.Resources) bool {
+	l := s.levels[len(s.levels)-1]
+	for i, n := range b.m.nodes {
+		if !s.req.Fits(&frees[i]) || scheduling.Tolerates(s.pc.Tolerations, n.Taints) != nil {
+			continue
+		}
+		for _, alt := range l.alts {
+			if alt.Matches(n.Labels) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+const (
+	lpMaxRounds   = 40
+	lpAddPerRound = 8
+	lpMaxPivots   = 20000
+)
+
+// run is the column generation and the certificate.
+func (b *lpBuilder) run() float64 {
+	inSet := make([]bool, len(b.supplies))
+	var set []int
+	add := func(j int) {
+		if !inSet[j] {
+			inSet[j] = true
+			set = append(set, j)
+		}
+	}
+	// Start with every limited supply (reservations, existing nodes) and each
+	// class's cheapest supply per pod, so the master is feasible.
+	for j := range b.supplies {
+		if b.supplies[j].count != math.MaxInt {
+			add(j)
+		}
+	}
+	for ci := range b.classes {
+		best, bestPer := -1, math.Inf(1)
+		for j := range b.supplies {
+			sp := &b.supplies[j]
+			if k := slices.Index(sp.classes, ci); k >= 0 {
+				if per := sp.price / sp.caps[k]; per < bestPer && sp.count == math.MaxInt {
+					best, bestPer = j, per
+				}
+			}
+		}
+		if best < 0 {
+			for j := range b.supplies {
+				if slices.Contains(b.supplies[j].classes, ci) {
+					best = j
+					break
+				}
+			}
+		}
+		add(best)
+	}
+	var u []float64
+	for range lpMaxRounds {
+		duals, ok := b.master(set)
+		if !ok {
+			break
+		}
+		u = duals
+		type viol struct {
+			j     int
+			ratio float64
+		}
+		var viols []viol
+		for j := range b.supplies {
+			sp := &b.supplies[j]
+			if inSet[j] {
+				continue
+			}
+			k := b.knapsack(j, u)
+			if k > sp.price*(1+1e-6)+1e-12 {
+				viols = append(viols, viol{j, k / math.Max(sp.price, 1e-12)})
+			}
+		}
+		if len(viols) == 0 {
+			break
+		}
+		slices.SortStableFunc(viols, func(x, y viol) int { return cmpFloat(y.ratio, x.ratio) })
+		for _, v := range viols[:min(len(viols), lpAddPerRound)] {
+			add(v.j)
+		}
+	}
+	if u == nil {
+		return 0
+	}
+	return b.certify(u)
+}
+
+// master solves the program restricted to the supplies in set and returns the
+// duals of the demand rows. Cap rows are added lazily: only those the
+// previous solution violates, which keeps the tableau small.
+func (b *lpBuilder) master(set []int) ([]float64, bool) {
+	type capKey struct{ j, k int }
+	active := map[capKey]bool{}
+	for iter := range 8 {
+		p := &lp{}
+		demand := make([]lpRow, len(b.classes))
+		for ci, c := range b.classes {
+			demand[ci] = lpRow{kind: rowGE, rhs: c.n}
+		}
+		type capVar struct {
+			key  capKey
+			x, y int
+		}
+		var capVars []capVar
+		var rows []lpRow
+		for _, j := range set {
+			sp := &b.supplies[j]
+			y := p.addVar(sp.price)
+			res := make([]lpRow, len(b.dims))
+			for d := range b.dims {
+				res[d] = lpRow{kind: rowLE, idx: []int{y}, val: []float64{-sp.alloc[d]}}
+			}
+			for k, ci := range sp.classes {
+				x := p.addVar(0)
+				demand[ci].idx = append(demand[ci].idx, x)
+				demand[ci].val = append(demand[ci].val, 1)
+				for d, r := range b.classes[ci].req {
+					if r > 0 {
+						res[d].idx = append(res[d].idx, x)
+						res[d].val = append(res[d].val, r)
+					}
+				}
+				if sp.capRow[k] {
+					key := capKey{j, k}
+					capVars = append(capVars, capVar{key, x, y})
+					if active[key] {
+						rows = append(rows, lpRow{kind: rowLE, idx: []int{x, y}, val: []float64{1, -sp.caps[k]}})
+					}
+				}
+			}
+			for d := range res {
+				if len(res[d].idx) > 1 {
+					rows = append(rows, res[d])
+				}
+			}
+			if sp.count != math.MaxInt {
+				rows = append(rows, lpRow{kind: rowLE, idx: []int{y}, val: []float64{1}, rhs: float64(sp.count)})
+			}
+		}
+		p.rows = append(demand, rows...)
+		res, err := p.solve(lpMaxPivots)
+		if err != nil {
+			return nil, false
+		}
+		added := false
+		for _, cv := range capVars {
+			sp := &b.supplies[cv.key.j]
+			if !active[cv.key] && res.x[cv.x] > sp.caps[cv.key.k]*res.x[cv.y]+1e-7 {
+				active[cv.key], added = true, true
+			}
+		}
+		u := make([]float64, len(b.classes))
+		for ci := range u {
+			u[ci] = math.Max(0, res.dual[ci])
+		}
+		if !added || iter == 7 {
+			// Any weights certify a bound; these are the best found.
+			return u, true
+		}
+	}
+	return nil, false
+}
+
+// knapsack returns an upper bound on K_j(u), the most one machine of supply j
+// holds at class weights u, with the dual prices v that certify it: φ_j(v).
+func (b *lpBuilder) knapsack(j int, u []float64) float64 {
+	sig := b.supplies[j].sig
+	if !slices.Equal(b.kmemoU, u) {
+		b.kmemoU = slices.Clone(u)
+		b.kmemo = make([]float64, b.nsig)
+		for i := range b.kmemo {
+			b.kmemo[i] = -1
+		}
+	}
+	if k := b.kmemo[sig]; k >= 0 {
+		return k
+	}
+	k := b.solveKnapsack(j, u)
+	b.kmemo[sig] = k
+	return k
+}
+
+func (b *lpBuilder) solveKnapsack(j int, u []float64) float64 {
+	sp := &b.supplies[j]
+	p := &lp{}
+	res := make([]lpRow, len(b.dims))
+	for d := range b.dims {
+		res[d] = lpRow{kind: rowLE, rhs: sp.alloc[d]}
+	}
+	var caps []lpRow
+	any := false
+	for k, ci := range sp.classes {
+		if u[ci] <= 0 {
+			p.addVar(0)
+			continue
+		}
+		any = true
+		x := p.addVar(-u[ci])
+		for d, r := range b.classes[ci].req {
+			if r > 0 {
+				res[d].idx = append(res[d].idx, x)
+				res[d].val = append(res[d].val, r)
+			}
+		}
+		caps = append(caps, lpRow{kind: rowLE, idx: []int{x}, rhs: sp.caps[k], val: []float64{1}})
+	}
+	v := make([]float64, len(b.dims))
+	if !any {
+		return 0
+	}
+	p.rows = append(res, caps...)
+	if r, err := p.solve(lpMaxPivots); err == nil {
+		for d := range b.dims {
+			v[d] = math.Max(0, -r.dual[d])
+		}
+	}
+	return b.phi(j, u, v)
+}
+
+// phi is the weak-duality bound a_j·v + Σ_c k_cj max(0, u_c - r_c·v) >= K_j(u).
+func (b *lpBuilder) phi(j int, u, v []float64) float64 {
+	sp := &b.supplies[j]
+	var out float64
+	for d, a := range sp.alloc {
+		out += a * v[d]
+	}
+	for k, ci := range sp.classes {
+		var rv float64
+		for d, r := range b.classes[ci].req {
+			rv += r * v[d]
+		}
+		if e := u[ci] - rv; e > 0 {
+			out += sp.caps[k] * e
+		}
+	}
+	return out
+}
+
+// certify turns class weights u into the bound of lpBound's proof: the best
+// scale s in (0, t], t the largest with s·K_j(u) <= p_j for every unlimited j.
+func (b *lpBuilder) certify(u []float64) float64 {
+	var value float64
+	for ci, c := range b.classes {
+		value += c.n * u[ci]
+	}
+	if value <= 0 {
+		return 0
+	}
+	t := math.Inf(1)
+	type limited struct{ k, price, count float64 }
+	var lims []limited
+	for j := range b.supplies {
+		sp := &b.supplies[j]
+		k := b.knapsack(j, u)
+		if k <= 0 {
+			continue
+		}
+		if sp.count == math.MaxInt {
+			t = math.Min(t, sp.price/k)
+		} else {
+			lims = append(lims, limited{k, sp.price, float64(sp.count)})
+		}
+	}
+	if math.IsInf(t, 1) {
+		return 0
+	}
+	at := func(s float64) float64 {
+		out := s * value
+		for _, l := range lims {
+			out -= l.count * math.Max(0, s*l.k-l.price)
+		}
+		return out
+	}
+	best := math.Max(0, at(t))
+	for _, l := range lims {
+		if s := l.price / l.k; s < t {
+			best = math.Max(best, at(s))
+		}
+	}
+	return best
+}
