@@ -44,12 +44,10 @@ func lowerBound(m *model, plan *Plan) float64 {
 			shapeOf[pod] = s
 		}
 	}
-	var demand scheduling.Resources
 	// Shape requests are summed per placed pod.
 	placed := map[*shape]int{}
 	add := func(pod *corev1.Pod) {
 		if s := shapeOf[pod]; s != nil {
-			demand = demand.Add(s.req)
 			placed[s]++
 		}
 	}
@@ -61,42 +59,8 @@ func lowerBound(m *model, plan *Plan) float64 {
 			add(pod)
 		}
 	}
-	frees := make([]scheduling.Resources, len(m.nodes))
-	var free scheduling.Resources
-	for i, n := range m.nodes {
-		var used scheduling.Resources
-		for _, si := range m.nodePods[i] {
-			used = used.Add(m.shapes[si].req)
-		}
-		f := scheduling.FromList(n.Allocatable).Sub(used)
-		clampZero(&f)
-		frees[i] = f
-		free = free.Add(f)
-	}
-	residual := demand.Sub(free)
-	clampZero(&residual)
-
-	usable := usableCaps(placed)
-	var supplies []supply
-	for _, p := range m.pools {
-		for ti, t := range p.types {
-			full := t.alloc.Add(t.daemon)
-			usable(&full)
-			// Of a type's unlimited offerings only the cheapest matters: the
-			// others supply the same for more.
-			unlimited := math.Inf(1)
-			for _, o := range t.offs {
-				if o.CapacityType == v1.CapacityTypeReserved {
-					supplies = append(supplies, supply{alloc: full, price: o.PricePerHour, count: o.ReservedCount, pool: p.idx, typ: ti})
-				} else {
-					unlimited = math.Min(unlimited, o.PricePerHour)
-				}
-			}
-			if !math.IsInf(unlimited, 1) {
-				supplies = append(supplies, supply{alloc: full, price: unlimited, count: math.MaxInt, pool: p.idx, typ: ti})
-			}
-		}
-	}
+	in := newBoundInput(m, placed)
+	placed, frees, free, residual, supplies := in.placed, in.frees, in.free, in.residual, in.supplies
 	var bound float64
 	for _, w := range weightVectors(&residual) {
 		bound = math.Max(bound, coverCost(&residual, w, supplies))
@@ -111,7 +75,8 @@ func lowerBound(m *model, plan *Plan) float64 {
 	}
 	bound = math.Max(bound, exclusiveBound(m, placed, frees, &residual, idx))
 	bound = math.Max(bound, sizeClassBound(m, placed, &free, &residual, idx))
-	bound = math.Max(bound, lpBound(m, placed, frees, &residual, supplies, idx))
+	lb, _ := lpBound(m, placed, frees, &residual, supplies, idx)
+	bound = math.Max(bound, lb)
 	for s, n := range placed {
 		fitsExisting := 0
 		for i := range frees {
@@ -131,6 +96,61 @@ func lowerBound(m *model, plan *Plan) float64 {
 		}
 	}
 	return bound
+}
+
+// boundInput is what every bound term reads: the placed pods, the existing
+// nodes' free capacity, the residual demand new machines must supply, and
+// the supplies (offerings as machines to buy).
+type boundInput struct {
+	placed   map[*shape]int
+	frees    []scheduling.Resources
+	free     scheduling.Resources
+	residual scheduling.Resources
+	supplies []supply
+}
+
+func newBoundInput(m *model, placed map[*shape]int) *boundInput {
+	in := &boundInput{placed: placed}
+	var demand scheduling.Resources
+	for s, n := range placed {
+		for range n {
+			demand = demand.Add(s.req)
+		}
+	}
+	in.frees = make([]scheduling.Resources, len(m.nodes))
+	for i, n := range m.nodes {
+		var used scheduling.Resources
+		for _, si := range m.nodePods[i] {
+			used = used.Add(m.shapes[si].req)
+		}
+		f := scheduling.FromList(n.Allocatable).Sub(used)
+		clampZero(&f)
+		in.frees[i] = f
+		in.free = in.free.Add(f)
+	}
+	in.residual = demand.Sub(in.free)
+	clampZero(&in.residual)
+	usable := usableCaps(placed)
+	for _, p := range m.pools {
+		for ti, t := range p.types {
+			full := t.alloc.Add(t.daemon)
+			usable(&full)
+			// Of a type's unlimited offerings only the cheapest matters: the
+			// others supply the same for more.
+			unlimited := math.Inf(1)
+			for _, o := range t.offs {
+				if o.CapacityType == v1.CapacityTypeReserved {
+					in.supplies = append(in.supplies, supply{alloc: full, price: o.PricePerHour, count: o.ReservedCount, pool: p.idx, typ: ti})
+				} else {
+					unlimited = math.Min(unlimited, o.PricePerHour)
+				}
+			}
+			if !math.IsInf(unlimited, 1) {
+				in.supplies = append(in.supplies, supply{alloc: full, price: unlimited, count: math.MaxInt, pool: p.idx, typ: ti})
+			}
+		}
+	}
+	return in
 }
 
 // usableCaps returns a function that lowers a machine's allocatable to what

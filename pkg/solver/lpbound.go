@@ -1,6 +1,7 @@
 package solver
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"strconv"
@@ -47,10 +48,10 @@ import (
 // supplies is solved exactly; every supply's K_j at its duals is computed;
 // supplies whose machine is worth more than its price join the set, until
 // none does or the round limit is reached.
-func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, residual *scheduling.Resources, supplies []supply, idx *fitIndex) float64 {
+func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, residual *scheduling.Resources, supplies []supply, idx *fitIndex) (float64, *lpGuide) {
 	dims := residual.Names()
 	if len(dims) == 0 || len(placed) == 0 {
-		return 0
+		return 0, nil
 	}
 	// Every placed pod requests a pod slot; keep the other dimensions too
 	// even when existing nodes cover them.
@@ -81,9 +82,62 @@ func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, resi
 		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&free), price: 0, count: 1})
 	}
 	if !b.buildClasses(placed, frees, idx, existing) {
-		return 0
+		return 0, nil
 	}
-	return b.run()
+	bound := b.run()
+	return bound, b.guide(supplies, existing)
+}
+
+// lpGuide is the LP's fractional plan, for StrategyLP: per shape, the
+// instance types the LP buys for its class, most pods first.
+type lpGuide struct {
+	classOf map[*shape]int
+	uses    [][]lpUse // per class
+	// machines are the LP's machines per instance type (y_j), priciest first.
+	machines []lpMachines
+}
+
+// lpMachines is y_j: how many machines of a type the LP buys.
+type lpMachines struct {
+	pool, typ int
+	count     float64
+	price     float64
+}
+
+// lpUse is x_cj: how many pods of a class the LP puts on machines of a type.
+type lpUse struct {
+	pool, typ int
+	pods      float64
+}
+
+func (b *lpBuilder) guide(supplies []supply, existing int) *lpGuide {
+	if b.x == nil {
+		return nil
+	}
+	g := &lpGuide{classOf: b.classOf, uses: make([][]lpUse, len(b.classes))}
+	for key, x := range b.x {
+		if key[0] == existing || x < 1e-6 {
+			continue
+		}
+		sp := supplies[key[0]]
+		g.uses[key[1]] = append(g.uses[key[1]], lpUse{pool: sp.pool, typ: sp.typ, pods: x})
+	}
+	for _, u := range g.uses {
+		slices.SortFunc(u, func(a, b lpUse) int {
+			return cmp.Or(cmpFloat(b.pods, a.pods), cmp.Compare(a.pool, b.pool), cmp.Compare(a.typ, b.typ))
+		})
+	}
+	for j, y := range b.y {
+		if j == existing || y < 1e-6 || supplies[j].count != math.MaxInt {
+			continue
+		}
+		sp := supplies[j]
+		g.machines = append(g.machines, lpMachines{pool: sp.pool, typ: sp.typ, count: y, price: sp.price})
+	}
+	slices.SortFunc(g.machines, func(a, b lpMachines) int {
+		return cmp.Or(cmpFloat(b.price, a.price), cmp.Compare(a.pool, b.pool), cmp.Compare(a.typ, b.typ))
+	})
+	return g
 }
 
 type lpSupply struct {
@@ -113,6 +167,11 @@ type lpBuilder struct {
 	supplies []lpSupply
 	classes  []lpClass
 	nsig     int
+	classOf  map[*shape]int
+	// x and y are the last master's primal: pods per (supply, class) and
+	// machines per supply.
+	x map[[2]int]float64
+	y map[int]float64
 	// kmemo caches knapsack values per signature for the weights kmemoU.
 	kmemo  []float64
 	kmemoU []float64
@@ -131,6 +190,7 @@ func (b *lpBuilder) vec(r *scheduling.Resources) []float64 {
 // placed pod has no eligible supply (the bound then stays with the other terms).
 func (b *lpBuilder) buildClasses(placed map[*shape]int, frees []scheduling.Resources, idx *fitIndex, existing int) bool {
 	byKey := map[string]int{}
+	b.classOf = map[*shape]int{}
 	shapes := make([]*shape, 0, len(placed))
 	for s := range placed {
 		shapes = append(shapes, s)
@@ -156,6 +216,7 @@ func (b *lpBuilder) buildClasses(placed map[*shape]int, frees []scheduling.Resou
 			}
 			fitsOf = append(fitsOf, f)
 		}
+		b.classOf[s] = ci
 		c := &b.classes[ci]
 		n := float64(placed[s])
 		c.n += n
@@ -336,17 +397,22 @@ func (b *lpBuilder) master(set []int) ([]float64, bool) {
 			key  capKey
 			x, y int
 		}
+		type xVar struct{ j, ci, x int }
+		var xVars []xVar
+		var yVars [][2]int
 		var capVars []capVar
 		var rows []lpRow
 		for _, j := range set {
 			sp := &b.supplies[j]
 			y := p.addVar(sp.price)
+			yVars = append(yVars, [2]int{j, y})
 			res := make([]lpRow, len(b.dims))
 			for d := range b.dims {
 				res[d] = lpRow{kind: rowLE, idx: []int{y}, val: []float64{-sp.alloc[d]}}
 			}
 			for k, ci := range sp.classes {
 				x := p.addVar(0)
+				xVars = append(xVars, xVar{j, ci, x})
 				demand[ci].idx = append(demand[ci].idx, x)
 				demand[ci].val = append(demand[ci].val, 1)
 				for d, r := range b.classes[ci].req {
@@ -387,6 +453,17 @@ func (b *lpBuilder) master(set []int) ([]float64, bool) {
 		u := make([]float64, len(b.classes))
 		for ci := range u {
 			u[ci] = math.Max(0, res.dual[ci])
+		}
+		b.x, b.y = map[[2]int]float64{}, map[int]float64{}
+		for _, yv := range yVars {
+			if v := res.x[yv[1]]; v > 0 {
+				b.y[yv[0]] = v
+			}
+		}
+		for _, xv := range xVars {
+			if v := res.x[xv.x]; v > 0 {
+				b.x[[2]int{xv.j, xv.ci}] = v
+			}
 		}
 		if !added || iter == 7 {
 			// Any weights certify a bound; these are the best found.
@@ -513,4 +590,28 @@ func (b *lpBuilder) certify(u []float64) float64 {
 		}
 	}
 	return best
+}
+
+// newLPGuide solves the LP for every pending pod, as if all were placed, for
+// StrategyLP; nil when there is nothing to guide.
+func newLPGuide(m *model) *lpGuide {
+	placed := map[*shape]int{}
+	for _, s := range m.shapes[:m.pending] {
+		if s.err == nil && len(s.levels) > 0 {
+			placed[s] = len(s.pods)
+		}
+	}
+	if len(placed) == 0 {
+		return nil
+	}
+	in := newBoundInput(m, placed)
+	idx := &fitIndex{supplies: in.supplies, memo: map[string][]int{}}
+	// Pods nothing can hold would make the LP infeasible: leave them out.
+	for s := range placed {
+		if len(idx.of(s)) == 0 {
+			delete(placed, s)
+		}
+	}
+	_, g := lpBound(m, placed, in.frees, &in.residual, in.supplies, idx)
+	return g
 }

@@ -146,7 +146,7 @@ func TestPropertyRandomSnapshots(t *testing.T) {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
 		for _, s := range []Strategy{StrategyFFD, StrategyCostAware, StrategyDemandAware, StrategyInterleaved} {
-			st, err := pack(context.Background(), m, s)
+			st, err := pack(context.Background(), m, s, newLPGuide(m))
 			if err != nil {
 				t.Fatalf("seed %d: %v", seed, err)
 			}

@@ -68,7 +68,7 @@ func TestRepack(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st, err := pack(context.Background(), m, StrategyCostAware)
+			st, err := pack(context.Background(), m, StrategyCostAware, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,10 +4,13 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -38,6 +41,16 @@ const (
 	// over the sequence, so every node fills with the aggregate mix (CPU-
 	// heavy beside memory-heavy pods) instead of one shape at a time.
 	StrategyInterleaved
+	// StrategyLP follows the LP relaxation's fractional plan (see lpBound):
+	// a pod joins or opens nodes of the instance types the LP buys for its
+	// class, while the LP's count of such pods lasts, and falls back to
+	// StrategyDemandAware otherwise. The LP balances CPU and memory over the
+	// whole demand and puts pods that fit nowhere cheaper into the spare room
+	// of machines that must be bought anyway (GPU nodes), which greedy
+	// sizing, one node at a time, does not see.
+	StrategyLP
+	// StrategyLPInterleaved is StrategyLP in the interleaved order.
+	StrategyLPInterleaved
 )
 
 // DefaultMaxChoices bounds each new node's fallback list.
@@ -80,26 +93,57 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("solving: %w", err)
 	}
-	strategies := []Strategy{StrategyCostAware, StrategyDemandAware, StrategyInterleaved, StrategyFFD}
+	strategies := []Strategy{StrategyCostAware, StrategyDemandAware, StrategyInterleaved, StrategyFFD, StrategyLP, StrategyLPInterleaved}
 	if o.strategy != StrategyBest {
 		strategies = []Strategy{o.strategy}
 	}
-	var plan *Plan
-	var packed *state // the winning strategy's state, for repacking
-	better := func(p *Plan) bool {
-		return plan == nil || len(p.Unschedulable) < len(plan.Unschedulable) ||
-			(len(p.Unschedulable) == len(plan.Unschedulable) && p.CostPerHour < plan.CostPerHour-1e-9)
+	var guide *lpGuide
+	if slices.Contains(strategies, StrategyLP) || slices.Contains(strategies, StrategyLPInterleaved) {
+		guide = newLPGuide(m)
 	}
-	// Strategies are compared on dry plans (first choices only, which
-	// decide cost and failures); only the winner is built in full.
-	for _, s := range strategies {
-		st, err := pack(ctx, m, s)
-		if err != nil {
-			return nil, err
+	// Strategies run in parallel, one per core, and are compared on dry
+	// plans (first choices only, which decide cost and failures): fewer
+	// unschedulable pods, then lower cost, then the earlier strategy. That
+	// order is total, so the winner does not depend on which finishes first,
+	// and losers are dropped as they finish to bound memory. Only the
+	// winner is built in full.
+	var (
+		mu     sync.Mutex
+		plan   *Plan
+		packed *state // the winning strategy's state, for repacking
+		rank   int
+	)
+	better := func(p *Plan, r int) bool {
+		if plan == nil || len(p.Unschedulable) != len(plan.Unschedulable) {
+			return plan == nil || len(p.Unschedulable) < len(plan.Unschedulable)
 		}
-		if p := st.finish(1, true); better(p) {
-			plan, packed = p, st
+		if d := p.CostPerHour - plan.CostPerHour; d < -1e-9 || d > 1e-9 {
+			return d < 0
 		}
+		return r < rank
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for r, s := range strategies {
+		if (s == StrategyLP || s == StrategyLPInterleaved) && guide == nil {
+			continue
+		}
+		g.Go(func() error {
+			st, err := pack(gctx, m, s, guide)
+			if err != nil {
+				return err
+			}
+			p := st.finish(1, true)
+			mu.Lock()
+			defer mu.Unlock()
+			if better(p, r) {
+				plan, packed, rank = p, st, r
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	dry := plan
 	plan = packed.finish(o.maxChoices, false)
@@ -119,8 +163,12 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 
 // pack is one strategy's pass: gangs first, all-or-nothing per zone, then the
 // remaining shapes in first-fit-decreasing order.
-func pack(ctx context.Context, m *model, strategy Strategy) (*state, error) {
+func pack(ctx context.Context, m *model, strategy Strategy, guide *lpGuide) (*state, error) {
 	st := newState(m, strategy)
+	if strategy == StrategyLP || strategy == StrategyLPInterleaved {
+		st.preopen(guide)
+		defer st.dropEmpty()
+	}
 	for _, g := range m.gangs {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("solving: %w", err)
@@ -181,7 +229,7 @@ func placementOrder(shapes []*shape, strategy Strategy) []shapePod {
 			out = append(out, shapePod{s: s, i: int32(i)})
 		}
 	}
-	if strategy == StrategyInterleaved {
+	if strategy == StrategyInterleaved || strategy == StrategyLPInterleaved {
 		pos := func(p shapePod) float64 { return (float64(p.i) + 0.5) / float64(len(p.s.pods)) }
 		slices.SortStableFunc(out, func(a, b shapePod) int { return cmpFloat(pos(a), pos(b)) })
 	}

@@ -71,6 +71,9 @@ type newNode struct {
 	// maxAlloc is the element-wise maximum allocatable over cands: a pod that
 	// does not fit beside used within it fits no candidate.
 	maxAlloc scheduling.Resources
+	// guided is the instance type (index in pool.types) StrategyLP opened
+	// the node as, or -1.
+	guided int32
 }
 
 func (n *newNode) refreshMaxAlloc() {
@@ -657,14 +660,14 @@ func (st *state) open(s *shape, l *level, pod *corev1.Pod) bool {
 		if l.tolerates[p.idx] != nil || len(p.types) == 0 {
 			continue
 		}
-		n := &newNode{pool: p, reqs: p.reqs, cands: p.all(), groupCount: make([]int32, len(st.m.groups)), maxAlloc: p.maxAlloc}
+		n := &newNode{pool: p, reqs: p.reqs, cands: p.all(), groupCount: make([]int32, len(st.m.groups)), maxAlloc: p.maxAlloc, guided: -1}
 		if ok, _ := st.tryNew(s, l, n, pod); !ok {
 			continue
 		}
 		switch st.strategy {
 		case StrategyCostAware:
 			st.capNode(n, s, l)
-		case StrategyDemandAware, StrategyInterleaved:
+		case StrategyDemandAware, StrategyInterleaved, StrategyLP, StrategyLPInterleaved:
 			st.capNodeByDemand(n, s)
 		}
 		st.nodes = append(st.nodes, n)
@@ -843,4 +846,30 @@ func (st *state) cost() float64 {
 		}
 	}
 	return c
+}
+
+// preopen is StrategyLP's start: empty new nodes of the types the LP buys,
+// as many as it buys whole machines of each, priciest first. First fit then
+// fills them before opening others, so the machines that must be bought
+// anyway (GPU nodes) take the largest pods that fit them, and the node mix
+// has the LP's balance of CPU and memory. Nodes left empty are dropped.
+func (st *state) preopen(g *lpGuide) {
+	for _, mc := range g.machines {
+		p := st.m.pools[mc.pool]
+		for range int(mc.count + 1e-6) {
+			n := &newNode{pool: p, reqs: p.reqs, cands: p.all(), groupCount: make([]int32, len(st.m.groups)), maxAlloc: p.maxAlloc, guided: int32(mc.typ)}
+			if i := slices.Index(n.cands, int32(mc.typ)); i >= 0 {
+				st.capAt(n, i)
+			}
+			st.nodes = append(st.nodes, n)
+		}
+	}
+}
+
+// dropEmpty removes planned nodes that got no pods.
+func (st *state) dropEmpty() {
+	st.nodes = slices.DeleteFunc(st.nodes, func(n *newNode) bool { return len(n.pods) == 0 })
+	for i := range st.cursorN {
+		st.cursorN[i] = 0
+	}
 }

@@ -322,3 +322,29 @@ func TestScenarioFilesLoad(t *testing.T) {
 		t.Errorf("seeds-example pods (-want +got):\n%s", diff)
 	}
 }
+
+func TestGPUMix(t *testing.T) {
+	a, b := GPUMix(5000), GPUMix(5000)
+	if len(a) != 5000 {
+		t.Fatalf("GPUMix(5000) made %d pods", len(a))
+	}
+	gpuPods, antiAffinity, zoneSpread := 0, 0, 0
+	for i := range a {
+		if diff := cmp.Diff(a[i], b[i]); diff != "" {
+			t.Fatalf("GPUMix is not deterministic at pod %d (-first +second):\n%s", i, diff)
+		}
+		if _, ok := a[i].Spec.Containers[0].Resources.Requests["nvidia.com/gpu"]; ok {
+			gpuPods++
+		}
+		if a[i].Spec.Affinity != nil {
+			antiAffinity++
+		}
+		if len(a[i].Spec.TopologySpreadConstraints) > 0 {
+			zoneSpread++
+		}
+	}
+	// About 4% GPU pods; anti-affinity and zone spread each on a good share.
+	if gpuPods < 100 || gpuPods > 500 || antiAffinity < 250 || zoneSpread < 1000 {
+		t.Errorf("GPUMix(5000): %d GPU pods, %d with anti-affinity, %d spread over zones", gpuPods, antiAffinity, zoneSpread)
+	}
+}
