@@ -18,15 +18,15 @@ import (
 // Report is the outcome of one simulation. Its JSON form is the `-o json`
 // output and is a stable interface for scripts.
 type Report struct {
-	Nodes             []NodeReport          `json:"nodes"`
-	Unschedulable     []UnschedulableReport `json:"unschedulable"`
-	CostPerHour       float64               `json:"costPerHour"`
-	NaiveCostPerHour  float64               `json:"naiveCostPerHour"`
+	Nodes            []NodeReport          `json:"nodes"`
+	Unschedulable    []UnschedulableReport `json:"unschedulable"`
+	CostPerHour      float64               `json:"costPerHour"`
+	NaiveCostPerHour float64               `json:"naiveCostPerHour"`
 	// NaiveExcluded are the pods the naive baseline could not price (no
 	// machine of their pools holds them); absent when it priced every pod.
-	NaiveExcluded []string `json:"naiveExcluded,omitempty"`
-	LowerBoundPerHour float64               `json:"lowerBoundPerHour"`
-	SolveSeconds      float64               `json:"solveSeconds"`
+	NaiveExcluded     []string `json:"naiveExcluded,omitempty"`
+	LowerBoundPerHour float64  `json:"lowerBoundPerHour"`
+	SolveSeconds      float64  `json:"solveSeconds"`
 
 	// Warnings from reading the manifests (skipped objects); the CLI prints
 	// them on stderr so they never mix with -o json.
