@@ -139,9 +139,16 @@ func newBoundInput(m *model, placed map[*shape]int) *boundInput {
 			// others supply the same for more.
 			unlimited := math.Inf(1)
 			for _, o := range t.offs {
-				if o.CapacityType == v1.CapacityTypeReserved {
+				switch {
+				case o.CapacityType == v1.CapacityTypeReserved:
 					in.supplies = append(in.supplies, supply{alloc: full, price: o.PricePerHour, count: o.ReservedCount, pool: p.idx, typ: ti})
-				} else {
+				case o.Commitment != "":
+					// At most this many machines of this type fit what the
+					// commitment has left; counting each type (and zone) on
+					// its own only loosens the bound.
+					n := int(o.CommitmentLeft/o.CommitmentCost + 1e-9)
+					in.supplies = append(in.supplies, supply{alloc: full, price: o.PricePerHour, count: n, pool: p.idx, typ: ti})
+				default:
 					unlimited = math.Min(unlimited, o.PricePerHour)
 				}
 			}

@@ -238,7 +238,8 @@ func newPoolType(it *cloudprovider.InstanceType, p *pool, daemons []*corev1.Pod)
 	zoneReq, ctReq := p.reqs.Get(v1.LabelZone), p.reqs.Get(v1.LabelCapacityType)
 	pt := &poolType{it: it, labels: lbls}
 	for _, o := range it.Offerings {
-		if !o.Available || (o.CapacityType == v1.CapacityTypeReserved && o.ReservedCount <= 0) {
+		if !o.Available || (o.CapacityType == v1.CapacityTypeReserved && o.ReservedCount <= 0) ||
+			(o.Commitment != "" && (o.CommitmentCost <= 0 || o.CommitmentLeft < o.CommitmentCost-1e-9)) {
 			continue
 		}
 		if (zoneReq != nil && !zoneReq.Allows(o.Zone)) || (ctReq != nil && !ctReq.Allows(o.CapacityType)) {

@@ -8,13 +8,17 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"k8s.io/utils/ptr"
+
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pricing"
 )
 
 // randomSnapshot builds a small random cluster: a catalog drawn from a mix of
@@ -44,6 +48,31 @@ func randomSnapshot(r *rand.Rand) *Snapshot {
 			}
 		}
 		catalog = append(catalog, it)
+	}
+	if r.IntN(3) == 0 {
+		// Commitments the running machines partly use: covered offerings
+		// that a plan may spend once, across types and zones.
+		var cs []v1.Commitment
+		for i := range 1 + r.IntN(3) {
+			c := v1.Commitment{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("c-%d", i)}}
+			c.Spec.Type = v1.CommitmentReservedInstances
+			switch r.IntN(3) {
+			case 0:
+				c.Spec.Count = ptr.To(int32(1 + r.IntN(3)))
+			case 1:
+				c.Spec.Type, c.Spec.AmountPerHour = v1.CommitmentSavingsPlan, ptr.To(resource.MustParse(fmt.Sprintf("%.2f", 0.2+2*r.Float64())))
+				c.Spec.DiscountPercent = ptr.To(int32(r.IntN(50)))
+			default:
+				c.Spec.Type, c.Spec.DiscountPercent = v1.CommitmentDiscount, ptr.To(int32(1+r.IntN(40)))
+			}
+			if r.IntN(2) == 0 {
+				c.Spec.Requirements = []v1.NodeSelectorRequirementWithMinValues{{Key: v1.LabelInstanceType, Operator: corev1.NodeSelectorOpIn, Values: []string{catalog[r.IntN(len(catalog))].Name, catalog[r.IntN(len(catalog))].Name}}}
+			}
+			cs = append(cs, c)
+		}
+		running := []pricing.Machine{{InstanceType: catalog[0].Name, ListPricePerHour: catalog[0].Offerings[0].PricePerHour,
+			Labels: map[string]string{v1.LabelInstanceType: catalog[0].Name, v1.LabelCapacityType: v1.CapacityTypeOnDemand, v1.LabelZone: testZones[0]}}}
+		catalog = pricing.ApplyCommitments(catalog, cs, running, time.Unix(0, 0))
 	}
 	snap := &Snapshot{}
 	for i := range 1 + r.IntN(3) {

@@ -148,7 +148,7 @@ func (st *state) cheapestType(p *pool, reqs scheduling.Requirements, used, charg
 			if o.PricePerHour >= best {
 				break // offerings are cheapest first
 			}
-			if o.CapacityType != v1.CapacityTypeReserved && (zone == nil || zone.Allows(o.Zone)) && (ct == nil || ct.Allows(o.CapacityType)) {
+			if o.CapacityType != v1.CapacityTypeReserved && o.Commitment == "" && (zone == nil || zone.Allows(o.Zone)) && (ct == nil || ct.Allows(o.CapacityType)) {
 				best, found = o.PricePerHour, true
 				break
 			}

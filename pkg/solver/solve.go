@@ -313,7 +313,8 @@ func (st *state) finish(maxChoices int, dry bool) *Plan {
 			n.charged = charged[i]
 		}
 	}()
-	reserved := map[string]int{} // reservation key -> machines already planned into it
+	reserved := map[string]int{}      // reservation key -> machines already planned into it
+	committed := map[string]float64{} // commitment -> spent by machines already planned
 	// Nodes that must be reserved pick their reservations before nodes that
 	// merely find reserved capacity cheapest; the plan keeps creation order.
 	built := make([]*NewNode, len(st.nodes))
@@ -321,7 +322,7 @@ func (st *state) finish(maxChoices int, dry bool) *Plan {
 	for _, mustReserve := range []bool{true, false} {
 		for i, n := range st.nodes {
 			if st.onlyReserved(n) == mustReserve {
-				built[i], reasons[i] = st.newNode(n, reserved, maxChoices, dry)
+				built[i], reasons[i] = st.newNode(n, reserved, committed, maxChoices, dry)
 			}
 		}
 	}
@@ -381,7 +382,7 @@ func reservationKey(it string, o cloudprovider.Offering) string {
 	return it + "/" + o.Zone + "/" + o.ReservationID
 }
 
-func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int, dry bool) (*NewNode, string) {
+func (st *state) newNode(n *newNode, reserved map[string]int, committed map[string]float64, maxChoices int, dry bool) (*NewNode, string) {
 	p := n.pool
 	zone, ct := n.reqs.Get(v1.LabelZone), n.reqs.Get(v1.LabelCapacityType)
 	less := func(a, b pick) int {
@@ -392,6 +393,10 @@ func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int, dr
 	valid := func(t *poolType, o cloudprovider.Offering) bool {
 		if (zone != nil && !zone.Allows(o.Zone)) || (ct != nil && !ct.Allows(o.CapacityType)) {
 			return false
+		}
+		if o.Commitment != "" {
+			// Covered by a commitment while it lasts, across every type and zone it covers.
+			return committed[o.Commitment]+o.CommitmentCost <= o.CommitmentLeft+1e-9
 		}
 		return o.CapacityType != v1.CapacityTypeReserved || reserved[reservationKey(t.it.Name, o)] < o.ReservedCount
 	}
@@ -467,6 +472,9 @@ func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int, dr
 	first := chosen[0]
 	if first.o.CapacityType == v1.CapacityTypeReserved {
 		reserved[reservationKey(first.t.it.Name, first.o)]++
+	}
+	if first.o.Commitment != "" {
+		committed[first.o.Commitment] += first.o.CommitmentCost
 	}
 	if p.hasLimits {
 		st.remaining[p.idx] = st.remaining[p.idx].Add(n.charged).Sub(first.t.capacity)

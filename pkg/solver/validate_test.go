@@ -140,6 +140,31 @@ func validate(snap *Snapshot, plan *Plan) []string {
 			}
 		}
 	}
+	// Commitments: the first choices spend at most what each has left, and
+	// reservations hold at most their count.
+	spent, left := map[string]float64{}, map[string]float64{}
+	reservedUse := map[string]int{}
+	for _, n := range plan.NewNodes {
+		if len(n.Choices) == 0 {
+			continue
+		}
+		o := n.Choices[0].Offering
+		if o.Commitment != "" {
+			spent[o.Commitment] += o.CommitmentCost
+			left[o.Commitment] = o.CommitmentLeft
+		}
+		if o.CapacityType == v1.CapacityTypeReserved {
+			k := n.Choices[0].InstanceType.Name + "/" + o.Zone + "/" + o.ReservationID
+			if reservedUse[k]++; reservedUse[k] > o.ReservedCount {
+				fail("reservation %s used by more than its %d machines", k, o.ReservedCount)
+			}
+		}
+	}
+	for name, s := range spent {
+		if s > left[name]+1e-6 {
+			fail("commitment %s: plan spends %.4f of the %.4f it has left", name, s, left[name])
+		}
+	}
 	if d := cost - plan.CostPerHour; d > 1e-6 || d < -1e-6 {
 		fail("CostPerHour %.4f but first choices sum to %.4f", plan.CostPerHour, cost)
 	}
