@@ -183,8 +183,13 @@ func (m *model) buildPools(snap *Snapshot) error {
 		if p.hasLimits {
 			p.remaining = p.remaining.Sub(scheduling.FromList(np.Usage))
 		}
+		// A "nodes" limit counts machines: each type's capacity holds one.
+		_, limitsNodes := np.Spec.Limits[ResourceNodes]
 		for _, it := range np.InstanceTypes {
 			if pt := newPoolType(it, p, snap.DaemonSetPods); pt != nil {
+				if limitsNodes {
+					pt.capacity = pt.capacity.Add(scheduling.FromList(corev1.ResourceList{ResourceNodes: resource.MustParse("1")}))
+				}
 				p.types = append(p.types, pt)
 				for _, o := range pt.offs {
 					zones[o.Zone] = true

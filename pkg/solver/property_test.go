@@ -87,6 +87,9 @@ func randomSnapshot(r *rand.Rand) *Snapshot {
 			opts = append(opts, withLimit(corev1.ResourceCPU, fmt.Sprint(16+r.IntN(200))))
 		}
 		if r.IntN(4) == 0 {
+			opts = append(opts, withLimit(ResourceNodes, fmt.Sprint(1+r.IntN(6))))
+		}
+		if r.IntN(4) == 0 {
 			opts = append(opts, withReq(v1.LabelZone, corev1.NodeSelectorOpIn, testZones[:1+r.IntN(3)]...))
 		}
 		if r.IntN(4) == 0 {

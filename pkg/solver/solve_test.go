@@ -425,3 +425,22 @@ func TestSolveErrors(t *testing.T) {
 	}
 	_ = metav1.ObjectMeta{}
 }
+
+// TestNodesLimit: a pool's "nodes" limit caps its machines, counting the
+// ones it already has.
+func TestNodesLimit(t *testing.T) {
+	sel := map[string]string{"app": "db"}
+	pods := makePods(3, "db", "1", "1Gi", label("app", "db"), podAntiAffinity(v1.LabelHostname, sel))
+	pool := makePool("default", gpuCatalog(), withLimit(ResourceNodes, "3"))
+	pool.Usage = corev1.ResourceList{ResourceNodes: resource.MustParse("1")}
+	plan, err := Solve(context.Background(), &Snapshot{Pods: pods, NodePools: []*NodePool{pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.NewNodes) != 2 || len(plan.Unschedulable) != 1 {
+		t.Fatalf("%d new nodes and %d unschedulable, want 2 and 1", len(plan.NewNodes), len(plan.Unschedulable))
+	}
+	if r := plan.Unschedulable[0].Reason; !strings.Contains(r, "limits reached: nodes") {
+		t.Errorf("reason %q does not name the nodes limit", r)
+	}
+}

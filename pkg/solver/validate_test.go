@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -126,6 +127,8 @@ func validate(snap *Snapshot, plan *Plan) []string {
 		first := n.Choices[0]
 		cost += first.Offering.PricePerHour
 		capacity, _ := scheduling.EffectiveCapacity(first.InstanceType, pool.Spec.Template.Spec.GPU)
+		capacity = capacity.DeepCopy()
+		capacity[ResourceNodes] = resource.MustParse("1")
 		used[pool.Name] = used[pool.Name].Add(scheduling.FromList(capacity))
 		lbls := choiceLabels(pool, first)
 		lbls[v1.LabelHostname] = fmt.Sprintf("new-%d", i)
