@@ -147,6 +147,16 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	}
 	dry := plan
 	plan = packed.finish(o.maxChoices, false)
+	if o.strategy == StrategyBest && !o.noRepack {
+		// The improvement phase works on a copy; like repacking, it is
+		// kept only when the plan it builds is cheaper.
+		if better, n := packed.improve(); n > 0 {
+			if p := better.finish(1, true); len(p.Unschedulable) <= len(dry.Unschedulable) && p.CostPerHour < dry.CostPerHour-1e-9 {
+				packed, dry = better, p
+				plan = packed.finish(o.maxChoices, false)
+			}
+		}
+	}
 	if o.strategy == StrategyBest && !o.noRepack && packed.repack() > 0 {
 		// Repacking runs once, on the winning strategy, and is kept only
 		// when it helps, so the plan stays never worse than plain FFD.
