@@ -37,7 +37,7 @@ import (
 // that pairwise cannot share a machine (exclusiveBound) and pods that only
 // fit machines of at least their size (sizeClassBound). "Able to hold"
 // always includes the pod's node requirements and taints (canHold).
-func lowerBound(m *model, plan *Plan) float64 {
+func lowerBound(m *model, plan *Plan, withLP bool) float64 {
 	shapeOf := map[*corev1.Pod]*shape{}
 	for _, s := range m.shapes[:m.pending] {
 		for _, pod := range s.pods {
@@ -75,8 +75,10 @@ func lowerBound(m *model, plan *Plan) float64 {
 	}
 	bound = math.Max(bound, exclusiveBound(m, placed, frees, &residual, idx))
 	bound = math.Max(bound, sizeClassBound(m, placed, &free, &residual, idx))
-	lb, _ := lpBound(m, placed, frees, &residual, supplies, idx)
-	bound = math.Max(bound, lb)
+	if withLP {
+		lb, _ := lpBound(m, placed, frees, &residual, supplies, idx)
+		bound = math.Max(bound, lb)
+	}
 	for s, n := range placed {
 		fitsExisting := 0
 		for i := range frees {

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
@@ -60,7 +61,23 @@ type options struct {
 	strategy   Strategy
 	maxChoices int
 	noRepack   bool
+	legacy     bool
+	stats      *Stats
 }
+
+// Stats says where one Solve spent its time, for benchmarks.
+type Stats struct {
+	// Total is the whole call; Bound the lower bound's share of it.
+	Total, Bound time.Duration
+}
+
+// WithStats fills s when Solve returns.
+func WithStats(s *Stats) Option { return func(o *options) { o.stats = s } }
+
+// WithLegacy solves as the solver did before the LP relaxation: the four
+// greedy strategies one after another, repacking, and the closed-form
+// bounds only. Benchmarks measure today's solver against it in one run.
+func WithLegacy() Option { return func(o *options) { o.legacy = true } }
 
 // Option tunes Solve.
 type Option func(*options)
@@ -86,6 +103,11 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	// The clock is read only for WithStats: plans never depend on it.
+	var start time.Time
+	if o.stats != nil {
+		start = time.Now()
+	}
 	if snap == nil {
 		return nil, fmt.Errorf("solving: nil snapshot")
 	}
@@ -94,6 +116,9 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 		return nil, fmt.Errorf("solving: %w", err)
 	}
 	strategies := []Strategy{StrategyCostAware, StrategyDemandAware, StrategyInterleaved, StrategyFFD, StrategyLP, StrategyLPInterleaved}
+	if o.legacy {
+		strategies = strategies[:4]
+	}
 	if o.strategy != StrategyBest {
 		strategies = []Strategy{o.strategy}
 	}
@@ -124,6 +149,9 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
+	if o.legacy {
+		g.SetLimit(1)
+	}
 	for r, s := range strategies {
 		if (s == StrategyLP || s == StrategyLPInterleaved) && guide == nil {
 			continue
@@ -147,7 +175,7 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	}
 	dry := plan
 	plan = packed.finish(o.maxChoices, false)
-	if o.strategy == StrategyBest && !o.noRepack {
+	if o.strategy == StrategyBest && !o.noRepack && !o.legacy {
 		// The improvement phase works on a copy; like repacking, it is
 		// kept only when the plan it builds is cheaper.
 		if better, n := packed.improve(); n > 0 {
@@ -164,7 +192,15 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 			plan = packed.finish(o.maxChoices, false)
 		}
 	}
-	plan.LowerBoundPerHour = lowerBound(m, plan)
+	var boundStart time.Time
+	if o.stats != nil {
+		boundStart = time.Now()
+	}
+	plan.LowerBoundPerHour = lowerBound(m, plan, !o.legacy)
+	if o.stats != nil {
+		o.stats.Bound = time.Since(boundStart)
+		o.stats.Total = time.Since(start)
+	}
 	log.FromContext(ctx).V(1).Info("solved", "pods", len(snap.Pods), "bindings", len(plan.Bindings),
 		"newNodes", len(plan.NewNodes), "unschedulable", len(plan.Unschedulable),
 		"costPerHour", plan.CostPerHour, "lowerBoundPerHour", plan.LowerBoundPerHour)

@@ -66,6 +66,7 @@ func All() []Scenario {
 		generated("diverse-10k", 10_000),
 		generated("diverse-100k", 100_000),
 		{Name: "gpu-cpu-50k", GPU: true, Large: true, load: func() (*manifest.Set, error) { return &manifest.Set{Pods: GPUMix(50_000)}, nil }},
+		{Name: "gpu-cpu-100k", GPU: true, Large: true, load: func() (*manifest.Set, error) { return &manifest.Set{Pods: GPUMix(100_000)}, nil }},
 	}
 }
 

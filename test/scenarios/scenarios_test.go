@@ -65,7 +65,7 @@ func solve(t testing.TB, s Scenario, opts ...solver.Option) *result {
 func TestScenarios(t *testing.T) {
 	for _, s := range All() {
 		t.Run(s.Name, func(t *testing.T) {
-			if s.Large && (testing.Short() || raceEnabled || s.Name == "diverse-100k") {
+			if s.Large && (testing.Short() || raceEnabled || strings.HasSuffix(s.Name, "-100k")) {
 				t.Skip("large scenario: measured by the benchmarks (and tested without -short or -race)")
 			}
 			r := solve(t, s)
