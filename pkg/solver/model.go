@@ -111,9 +111,12 @@ type level struct {
 	spread    []spreadRule
 	aff       []termRule
 	anti      []termRule
-	keys      []string            // non-hostname topology keys with rules, sorted
-	domains   map[string][]string // eligible values per non-hostname key
-	perNode   int                 // max pods of the shape per node (0: no cap)
+	// prefAff and prefAnti are preferred pod (anti-)affinity: honoured when
+	// choosing among nodes that can take the pod, never a reason to buy one.
+	prefAff, prefAnti []termRule
+	keys              []string            // non-hostname topology keys with rules, sorted
+	domains           map[string][]string // eligible values per non-hostname key
+	perNode           int                 // max pods of the shape per node (0: no cap)
 }
 
 type spreadRule struct {
@@ -608,6 +611,16 @@ func (m *model) newLevel(s *shape, pc *scheduling.PodConstraints) *level {
 		t := &pc.AntiAffinity[i]
 		g := m.newGroup(termID(t), t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
 		l.anti = append(l.anti, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
+	}
+	for i := range pc.PreferredAffinity {
+		t := &pc.PreferredAffinity[i]
+		g := m.newGroup(termID(t), t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
+		l.prefAff = append(l.prefAff, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
+	}
+	for i := range pc.PreferredAntiAffinity {
+		t := &pc.PreferredAntiAffinity[i]
+		g := m.newGroup(termID(t), t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
+		l.prefAnti = append(l.prefAnti, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
 	}
 	// Symmetry: a pod may not join a domain holding a pod whose anti-affinity selects it.
 	for _, o := range m.shapes {

@@ -144,6 +144,10 @@ func randomSnapshot(r *rand.Rand) *Snapshot {
 		case 11:
 			opts = append(opts, spread(v1.LabelCapacityType, 1, true, sel))
 		}
+		if r.IntN(4) == 0 { // preferred pod (anti-)affinity, to this app or another
+			other := map[string]string{"app": fmt.Sprintf("app-%d", r.IntN(4))}
+			opts = append(opts, preferredPodAffinity([]string{v1.LabelHostname, v1.LabelZone}[r.IntN(2)], r.IntN(2) == 0, other))
+		}
 		snap.Pods = append(snap.Pods, makePods(1+r.IntN(12), app, cpus[r.IntN(len(cpus))], mems[r.IntN(len(mems))], opts...)...)
 	}
 	return snap

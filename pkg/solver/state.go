@@ -812,6 +812,16 @@ func (st *state) place(s *shape, pod *corev1.Pod) bool {
 }
 
 func (st *state) placeExisting(s *shape, l *level, pod *corev1.Pod) bool {
+	if len(l.prefAff)+len(l.prefAnti) > 0 {
+		// Preferred pod (anti-)affinity: nodes that honour it first.
+		for i := st.cursorE[s.idx]; i < len(st.exist); i++ {
+			if e := st.exist[i]; st.prefers(l, e) {
+				if ok, _ := st.tryExisting(s, l, e, pod); ok {
+					return true
+				}
+			}
+		}
+	}
 	for i := st.cursorE[s.idx]; i < len(st.exist); i++ {
 		ok, perm := st.tryExisting(s, l, st.exist[i], pod)
 		if ok {
@@ -825,6 +835,15 @@ func (st *state) placeExisting(s *shape, l *level, pod *corev1.Pod) bool {
 }
 
 func (st *state) placePlanned(s *shape, l *level, pod *corev1.Pod) bool {
+	if len(l.prefAff)+len(l.prefAnti) > 0 {
+		for i := st.cursorN[s.idx]; i < len(st.nodes); i++ {
+			if n := st.nodes[i]; st.prefers(l, n) {
+				if ok, _ := st.tryNew(s, l, n, pod); ok {
+					return true
+				}
+			}
+		}
+	}
 	for i := st.cursorN[s.idx]; i < len(st.nodes); i++ {
 		ok, perm := st.tryNew(s, l, st.nodes[i], pod)
 		if ok {
@@ -872,4 +891,36 @@ func (st *state) dropEmpty() {
 	for i := range st.cursorN {
 		st.cursorN[i] = 0
 	}
+}
+
+// prefers reports whether a node honours every preferred pod affinity and
+// anti-affinity term of the level: an affinity peer in its domain (or no
+// peer placed anywhere yet, for a term that selects the pod itself), no
+// anti-affinity peer. A node whose domain for a key is not settled yet
+// honours anti-affinity and not affinity.
+func (st *state) prefers(l *level, t target) bool {
+	count := func(r termRule) (int32, bool) {
+		if r.key == v1.LabelHostname {
+			return t.count(r.group), true
+		}
+		v, ok := t.value(r.key)
+		if !ok {
+			return 0, false
+		}
+		return st.domainCount(r.key, v, r.group), true
+	}
+	for _, r := range l.prefAnti {
+		if c, _ := count(r); c > 0 {
+			return false
+		}
+	}
+	for _, r := range l.prefAff {
+		if r.self && st.total[r.group] == 0 {
+			continue
+		}
+		if c, ok := count(r); !ok || c == 0 {
+			return false
+		}
+	}
+	return true
 }

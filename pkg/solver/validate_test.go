@@ -227,7 +227,7 @@ func zoneConstrained(pods []*corev1.Pod) bool {
 				return true
 			}
 		}
-		if a := p.Spec.Affinity; a != nil && a.PodAffinity != nil {
+		if a := p.Spec.Affinity; a != nil && a.PodAffinity != nil && len(a.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution) > 0 {
 			return true
 		}
 		if p.Labels[v1.LabelPodGroup] != "" {
