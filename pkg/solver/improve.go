@@ -189,6 +189,7 @@ func (st *state) rebuild(set []*newNode, shapeOf map[*corev1.Pod]*shape) (*state
 // uncount is count's inverse, for a pod leaving a planned node.
 func (st *state) uncount(s *shape, n *newNode) {
 	for _, g := range s.groups {
+		delete(st.minCache, g)
 		n.groupCount[g]--
 		st.total[g]--
 		for _, key := range st.m.groups[g].keys {

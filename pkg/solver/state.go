@@ -30,6 +30,8 @@ type state struct {
 	// cursorE and cursorN: per shape, nodes before these indexes are known
 	// not to take the shape for reasons that only get worse as nodes fill.
 	cursorE, cursorN []int
+	// minCache holds minDomainCount's answers per group.
+	minCache map[int]map[minKey]int32
 	// forceZone confines placements to one zone while a gang is planned.
 	forceZone string
 	// reservations left per reservation key, for nodes that must be reserved.
@@ -74,6 +76,28 @@ type newNode struct {
 	// guided is the instance type (index in pool.types) StrategyLP opened
 	// the node as, or -1.
 	guided int32
+	// possMemo caches possible() until the node changes.
+	possMemo map[possKey][]string
+}
+
+type possKey struct {
+	shape, level, alt int
+	key               string
+}
+
+// possibleMemo is possible, remembered per node until a pod joins it: first
+// fit asks it for every node a pod of the same shape tries.
+func (st *state) possibleMemo(n *newNode, s *shape, l *level, ai int, reqs scheduling.Requirements, key string) []string {
+	pk := possKey{shape: s.idx, level: st.level[s.idx], alt: ai, key: key}
+	if v, ok := n.possMemo[pk]; ok {
+		return v
+	}
+	v := st.possible(n, s, l, ai, reqs, key)
+	if n.possMemo == nil {
+		n.possMemo = map[possKey][]string{}
+	}
+	n.possMemo[pk] = v
+	return v
 }
 
 func (n *newNode) refreshMaxAlloc() {
@@ -133,6 +157,7 @@ func (st *state) clone() *state {
 		c.counts[k] = cv
 	}
 	c.total = slices.Clone(st.total)
+	c.minCache = nil
 	c.reservations = maps.Clone(st.reservations)
 	c.remaining = slices.Clone(st.remaining)
 	c.level, c.left = slices.Clone(st.level), slices.Clone(st.left)
@@ -152,6 +177,7 @@ func (st *state) clone() *state {
 		cn.groupCount = slices.Clone(n.groupCount)
 		cn.merged = slices.Clone(n.merged)
 		cn.extra = slices.Clone(n.extra)
+		cn.possMemo = nil
 		c.nodes[i] = &cn
 	}
 	c.bindings = slices.Clone(st.bindings)
@@ -295,7 +321,7 @@ func (st *state) topology(s *shape, l *level, t target, ai int, reqs scheduling.
 			continue
 		}
 		best, bestCount := "", int32(-1)
-		for _, v := range st.possible(t.(*newNode), s, l, ai, reqs, key) {
+		for _, v := range st.possibleMemo(t.(*newNode), s, l, ai, reqs, key) {
 			if ok, _ := st.allowsValue(s, l, key, v); !ok {
 				continue
 			}
@@ -336,6 +362,41 @@ func (st *state) spreadCount(l *level, key, v string) int32 {
 	return 0
 }
 
+// minDomainCount is the least count of group g over domains, cached until
+// a pod of g is counted: first fit asks it for every node it tries.
+func (st *state) minDomainCount(key string, domains []string, g int) int32 {
+	if len(domains) == 0 {
+		return 0
+	}
+	mk := minKey{key: key, first: &domains[0], n: len(domains)}
+	if c, ok := st.minCache[g][mk]; ok {
+		return c
+	}
+	minCount := int32(0)
+	for i, d := range domains {
+		if c := st.domainCount(key, d, g); i == 0 || c < minCount {
+			minCount = c
+		}
+	}
+	if st.minCache == nil {
+		st.minCache = map[int]map[minKey]int32{}
+	}
+	byKey := st.minCache[g]
+	if byKey == nil {
+		byKey = map[minKey]int32{}
+		st.minCache[g] = byKey
+	}
+	byKey[mk] = minCount
+	return minCount
+}
+
+// minKey identifies a domain list (shared, read-only, from the model) of a key.
+type minKey struct {
+	key   string
+	first *string
+	n     int
+}
+
 func (st *state) domainCount(key, v string, g int) int32 {
 	if c := st.counts[key][v]; c != nil {
 		return c[g]
@@ -361,14 +422,9 @@ func (st *state) allowsValue(s *shape, l *level, key, v string) (ok, permanent b
 		if r.key != key {
 			continue
 		}
-		domains := l.domains[key]
 		minCount := int32(0)
-		if len(domains) >= int(r.minDomains) {
-			for i, d := range domains {
-				if c := st.domainCount(key, d, r.group); i == 0 || c < minCount {
-					minCount = c
-				}
-			}
+		if domains := l.domains[key]; len(domains) >= int(r.minDomains) {
+			minCount = st.minDomainCount(key, domains, r.group)
 		}
 		if st.domainCount(key, v, r.group)+int32(b2i(r.self))-minCount > r.maxSkew {
 			return false, false
@@ -387,6 +443,7 @@ func b2i(b bool) int {
 // count records a pod of shape s on node t in every group it belongs to.
 func (st *state) count(s *shape, t target) {
 	for _, g := range s.groups {
+		delete(st.minCache, g)
 		switch n := t.(type) {
 		case *existNode:
 			n.groupCount[g]++
@@ -516,6 +573,7 @@ func (st *state) tryNew(s *shape, l *level, n *newNode, pod *corev1.Pod) (ok, pe
 			n.merged = append(n.merged, key)
 		}
 		n.used = n.used.Add(s.req)
+		n.possMemo = nil
 		n.pods = append(n.pods, pod)
 		if p.hasLimits {
 			c := p.types[n.cands[0]].capacity
