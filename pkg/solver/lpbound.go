@@ -91,6 +91,10 @@ func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, resi
 // lpGuide is the LP's fractional plan, for StrategyLP: per shape, the
 // instance types the LP buys for its class, most pods first.
 type lpGuide struct {
+	// placed and bound: the pods the LP was solved for and its certified
+	// bound, reused by lowerBound when the plan places exactly those pods.
+	placed  map[*shape]int
+	bound   float64
 	classOf map[*shape]int
 	uses    [][]lpUse // per class
 	// machines are the LP's machines per instance type (y_j), priciest first.
@@ -152,6 +156,11 @@ type lpSupply struct {
 	// sig is shared by supplies of equal allocatable, classes and caps,
 	// whose knapsacks are equal.
 	sig int
+	// dominated: another unlimited supply is no pricier, holds at least as
+	// much in every dimension and takes every class this one takes, so its
+	// knapsack is at least this one's; a certificate that holds for it holds
+	// here, and this one is never priced.
+	dominated bool
 }
 
 type lpClass struct {
@@ -224,6 +233,7 @@ func (b *lpBuilder) buildClasses(placed map[*shape]int, frees []scheduling.Resou
 			c.perNode += math.Min(float64(perNode), n)
 		}
 	}
+	defer b.dominance()
 	defer b.signatures()
 	for ci, fits := range fitsOf {
 		c := &b.classes[ci]
@@ -283,6 +293,56 @@ func (b *lpBuilder) signatures() {
 		sp.sig = id
 	}
 	b.nsig = len(ids)
+}
+
+// dominance marks the unlimited supplies another one dominates (see
+// lpSupply.dominated). Ties are broken by index, so of equal supplies one
+// stays.
+func (b *lpBuilder) dominance() {
+	idx := make([]int, 0, len(b.supplies))
+	for j := range b.supplies {
+		if b.supplies[j].count == math.MaxInt {
+			idx = append(idx, j)
+		}
+	}
+	// Cheapest first: a dominator is never pricier than what it dominates.
+	slices.SortStableFunc(idx, func(x, y int) int { return cmpFloat(b.supplies[x].price, b.supplies[y].price) })
+	var kept []int
+	for _, j := range idx {
+		sp := &b.supplies[j]
+		for _, i := range kept {
+			if b.dominates(&b.supplies[i], sp) {
+				sp.dominated = true
+				break
+			}
+		}
+		if !sp.dominated {
+			kept = append(kept, j)
+		}
+	}
+}
+
+// dominates reports whether a is no pricier than d, holds at least as much in
+// every dimension and takes every class d takes with at least its cap.
+func (b *lpBuilder) dominates(a, d *lpSupply) bool {
+	if a.price > d.price {
+		return false
+	}
+	for i, v := range d.alloc {
+		if a.alloc[i] < v {
+			return false
+		}
+	}
+	k := 0
+	for di, ci := range d.classes {
+		for k < len(a.classes) && a.classes[k] < ci {
+			k++
+		}
+		if k == len(a.classes) || a.classes[k] != ci || a.caps[k] < d.caps[di] {
+			return false
+		}
+	}
+	return true
 }
 
 // fitsExisting reports whether a pod of s fits some existing node's free
@@ -359,7 +419,7 @@ func (b *lpBuilder) run() float64 {
 		var viols []viol
 		for j := range b.supplies {
 			sp := &b.supplies[j]
-			if inSet[j] {
+			if inSet[j] || sp.dominated || b.cheapBound(j, u) <= sp.price*(1+1e-6) {
 				continue
 			}
 			k := b.knapsack(j, u)
@@ -529,6 +589,17 @@ func (b *lpBuilder) solveKnapsack(j int, u []float64) float64 {
 	return b.phi(j, u, v)
 }
 
+// cheapBound is φ_j at v = 0, Σ_c k_cj u_c: an upper bound on K_j(u)
+// without solving anything.
+func (b *lpBuilder) cheapBound(j int, u []float64) float64 {
+	sp := &b.supplies[j]
+	var out float64
+	for k, ci := range sp.classes {
+		out += sp.caps[k] * u[ci]
+	}
+	return out
+}
+
 // phi is the weak-duality bound a_j·v + Σ_c k_cj max(0, u_c - r_c·v) >= K_j(u).
 func (b *lpBuilder) phi(j int, u, v []float64) float64 {
 	sp := &b.supplies[j]
@@ -561,16 +632,39 @@ func (b *lpBuilder) certify(u []float64) float64 {
 	t := math.Inf(1)
 	type limited struct{ k, price, count float64 }
 	var lims []limited
+	// Exact knapsacks where the cheap bound could lower t, cheapest rate
+	// first so t falls fast; dominated supplies are covered by their
+	// dominators.
+	type cand struct {
+		j     int
+		cheap float64
+	}
+	var cands []cand
 	for j := range b.supplies {
 		sp := &b.supplies[j]
-		k := b.knapsack(j, u)
-		if k <= 0 {
+		if sp.count != math.MaxInt {
+			if k := b.knapsack(j, u); k > 0 {
+				lims = append(lims, limited{k, sp.price, float64(sp.count)})
+			}
 			continue
 		}
-		if sp.count == math.MaxInt {
+		if sp.dominated {
+			continue
+		}
+		if c := b.cheapBound(j, u); c > 0 {
+			cands = append(cands, cand{j, c})
+		}
+	}
+	slices.SortStableFunc(cands, func(x, y cand) int {
+		return cmpFloat(b.supplies[x.j].price/x.cheap, b.supplies[y.j].price/y.cheap)
+	})
+	for _, c := range cands {
+		sp := &b.supplies[c.j]
+		if sp.price/c.cheap >= t {
+			continue // even the cheap bound cannot lower t
+		}
+		if k := b.knapsack(c.j, u); k > 0 {
 			t = math.Min(t, sp.price/k)
-		} else {
-			lims = append(lims, limited{k, sp.price, float64(sp.count)})
 		}
 	}
 	if math.IsInf(t, 1) {
@@ -612,6 +706,9 @@ func newLPGuide(m *model) *lpGuide {
 			delete(placed, s)
 		}
 	}
-	_, g := lpBound(m, placed, in.frees, &in.residual, in.supplies, idx)
+	bound, g := lpBound(m, placed, in.frees, &in.residual, in.supplies, idx)
+	if g != nil {
+		g.placed, g.bound = placed, bound
+	}
 	return g
 }

@@ -188,7 +188,7 @@ func TestPropertyRandomSnapshots(t *testing.T) {
 			}
 			st.repack()
 			p := st.finish(DefaultMaxChoices, false)
-			p.LowerBoundPerHour = lowerBound(m, p, true)
+			p.LowerBoundPerHour = lowerBound(m, p, true, nil)
 			if errs := validate(snap, p); len(errs) > 0 {
 				t.Errorf("seed %d strategy %d repacked: %d violations:\n  %s", seed, s, len(errs), strings.Join(errs, "\n  "))
 			}

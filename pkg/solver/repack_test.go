@@ -75,7 +75,7 @@ func TestRepack(t *testing.T) {
 			before := st.finish(DefaultMaxChoices, false)
 			st.repack()
 			after := st.finish(DefaultMaxChoices, false)
-			after.LowerBoundPerHour = lowerBound(m, after, true)
+			after.LowerBoundPerHour = lowerBound(m, after, true, nil)
 			if errs := validate(snap, after); len(errs) > 0 {
 				t.Fatalf("violations: %v", errs)
 			}
