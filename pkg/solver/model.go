@@ -45,6 +45,8 @@ type model struct {
 	reservations map[string]int
 	// maxAlloc normalises dominant-resource sizes.
 	maxAlloc scheduling.Resources
+	// antiTerms caches antiTermList.
+	antiTerms []*antiTerm
 }
 
 // pool is a NodePool with its instance types filtered once by its
@@ -622,19 +624,54 @@ func (m *model) newLevel(s *shape, pc *scheduling.PodConstraints) *level {
 		g := m.newGroup(termID(t), t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
 		l.prefAnti = append(l.prefAnti, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
 	}
-	// Symmetry: a pod may not join a domain holding a pod whose anti-affinity selects it.
-	for _, o := range m.shapes {
-		for i := range o.antiOwn {
-			t := &o.antiOwn[i]
-			if o == s || !t.Matches(s.ns, s.labels) {
+	// Symmetry: a pod may not join a domain holding a pod whose anti-affinity
+	// selects it. Each distinct term is matched once, not once per owner.
+	for _, at := range m.antiTermList() {
+		if !at.term.Matches(s.ns, s.labels) {
+			continue
+		}
+		for _, owner := range at.owners {
+			if owner == s {
 				continue
 			}
-			owner := o
-			g := m.newGroup("owner\x00"+strconv.Itoa(owner.idx), t.Key, func(x *shape) bool { return x == owner })
-			l.anti = append(l.anti, termRule{key: t.Key, group: g})
+			g := m.newGroup("owner\x00"+strconv.Itoa(owner.idx), at.term.Key, func(x *shape) bool { return x == owner })
+			l.anti = append(l.anti, termRule{key: at.term.Key, group: g})
 		}
 	}
 	return m.withDomains(l)
+}
+
+// antiTerm is one distinct required anti-affinity term (selector,
+// namespaces and key) with the shapes that carry it.
+type antiTerm struct {
+	term   *scheduling.AffinityTerm
+	owners []*shape
+}
+
+// antiTermList groups every shape's required anti-affinity terms by what
+// they select, in shape order; built once.
+func (m *model) antiTermList() []*antiTerm {
+	if m.antiTerms != nil {
+		return m.antiTerms
+	}
+	m.antiTerms = []*antiTerm{}
+	byID := map[string]*antiTerm{}
+	for _, o := range m.shapes {
+		for i := range o.antiOwn {
+			t := &o.antiOwn[i]
+			id := termID(t) + "\x00" + t.Key
+			at := byID[id]
+			if at == nil {
+				at = &antiTerm{term: t}
+				byID[id] = at
+				m.antiTerms = append(m.antiTerms, at)
+			}
+			if !slices.Contains(at.owners, o) {
+				at.owners = append(at.owners, o)
+			}
+		}
+	}
+	return m.antiTerms
 }
 
 // termID identifies what an affinity term selects.
