@@ -27,20 +27,26 @@ import (
 // of those q. Any plan gives a feasible point of
 //
 //	min Σ_j p_j y_j  s.t.  Σ_j x_cj >= n_c;  Σ_c r_cd x_cj <= a_jd y_j;
-//	                       x_cj <= k_cj y_j;  y_j <= count_j;  x, y >= 0
+//	                       x_cj <= k_cj y_j;  Σ_{j takes c} y_j >= L_c;
+//	                       y_j <= count_j;  x, y >= 0
 //
 // by letting y_j count the machines bought as j (each costs at least p_j,
-// since unlimited supplies carry a type's cheapest offering) and x_cj the pods
-// of c on them. So its optimum is at most the cost of any plan.
+// since unlimited supplies carry a type's cheapest offering; the existing
+// nodes' supply counts 1 when used) and x_cj the pods of c on them. The
+// machine-count row holds with L_c = ceil(n_c / max_j k_cj): the machines
+// holding c's pods are whole, each holds at most max_j k_cj of them, and
+// all are of supplies that take c. So its optimum is at most the cost of
+// any plan.
 //
-// The certificate. For weights u >= 0 on the classes let K_j(u) be the most
-// one machine of j can hold: max Σ_c u_c x_c over 0 <= x_c <= k_cj (eligible
-// c) with Σ_c r_c x_c <= a_j. Its LP dual says K_j(u) <= φ_j(v) =
-// a_j·v + Σ_c k_cj max(0, u_c - r_c·v) for every v >= 0. If s·K_j(u) <= p_j
-// for every unlimited j, then (s·u, the v's scaled, z_j = max(0, s·K_j - p_j))
-// is feasible for the dual of the program above, whose value
-// s·Σ_c n_c u_c - Σ_limited count_j·max(0, s·φ_j - p_j) is therefore a lower
-// bound on every plan (weak duality). The bound holds for any u and v, so
+// The certificate. For weights u >= 0 on the classes and μ >= 0 on the
+// machine-count rows let K_j(u) be the most one machine of j can hold:
+// max Σ_c u_c x_c over 0 <= x_c <= k_cj (eligible c) with Σ_c r_c x_c <= a_j.
+// Its LP dual says K_j(u) <= φ_j(v) = a_j·v + Σ_c k_cj max(0, u_c - r_c·v)
+// for every v >= 0. Let W_j = φ_j(v) + Σ_{c eligible on j} μ_c. If s·W_j <= p_j
+// for every unlimited j, then (s·u, s·μ, the v's scaled, z_j = max(0,
+// s·W_j - p_j)) is feasible for the dual of the program above, whose value
+// s·Σ_c (n_c u_c + L_c μ_c) - Σ_limited count_j·max(0, s·W_j - p_j) is
+// therefore a lower bound on every plan (weak duality). The bound holds for any u and v, so
 // the simplex only has to find good ones: its rounding errors can loosen the
 // bound but never break it.
 //
@@ -93,10 +99,8 @@ func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, resi
 type lpGuide struct {
 	// placed and bound: the pods the LP was solved for and its certified
 	// bound, reused by lowerBound when the plan places exactly those pods.
-	placed  map[*shape]int
-	bound   float64
-	classOf map[*shape]int
-	uses    [][]lpUse // per class
+	placed map[*shape]int
+	bound  float64
 	// machines are the LP's machines per instance type (y_j), priciest first.
 	machines []lpMachines
 }
@@ -108,31 +112,37 @@ type lpMachines struct {
 	price     float64
 }
 
-// lpUse is x_cj: how many pods of a class the LP puts on machines of a type.
-type lpUse struct {
-	pool, typ int
-	pods      float64
-}
-
 func (b *lpBuilder) guide(supplies []supply, existing int) *lpGuide {
-	if b.x == nil {
+	if b.y == nil {
 		return nil
 	}
-	g := &lpGuide{classOf: b.classOf, uses: make([][]lpUse, len(b.classes))}
-	for key, x := range b.x {
-		if key[0] == existing || x < 1e-6 {
+	// Pods open nodes in the heaviest pool that takes them (pools are
+	// sorted heaviest first), so a machine is started only in a pool that
+	// is the heaviest for every class the LP puts on it.
+	heaviest := make([]int, len(b.classes))
+	for ci := range heaviest {
+		heaviest[ci] = math.MaxInt
+	}
+	for j := range b.supplies {
+		if j == existing {
 			continue
 		}
-		sp := supplies[key[0]]
-		g.uses[key[1]] = append(g.uses[key[1]], lpUse{pool: sp.pool, typ: sp.typ, pods: x})
+		for _, ci := range b.supplies[j].classes {
+			heaviest[ci] = min(heaviest[ci], supplies[j].pool)
+		}
 	}
-	for _, u := range g.uses {
-		slices.SortFunc(u, func(a, b lpUse) int {
-			return cmp.Or(cmpFloat(b.pods, a.pods), cmp.Compare(a.pool, b.pool), cmp.Compare(a.typ, b.typ))
-		})
+	ok := map[int]bool{}
+	for j := range b.y {
+		ok[j] = true
 	}
+	for key, x := range b.x {
+		if j, ci := key[0], key[1]; j != existing && x > 1e-6 && supplies[j].pool != heaviest[ci] {
+			ok[j] = false
+		}
+	}
+	g := &lpGuide{}
 	for j, y := range b.y {
-		if j == existing || y < 1e-6 || supplies[j].count != math.MaxInt {
+		if j == existing || y < 1e-6 || supplies[j].count != math.MaxInt || !ok[j] {
 			continue
 		}
 		sp := supplies[j]
@@ -164,9 +174,12 @@ type lpSupply struct {
 }
 
 type lpClass struct {
-	n       float64
-	req     []float64 // scaled requests per dimension
-	perNode float64   // summed per-node caps of its shapes; 0 when unbounded
+	n float64
+	// machines is L_c: the least number of machines that can hold the
+	// class, ceil(n / the largest cap of a supply that takes it).
+	machines float64
+	req      []float64 // scaled requests per dimension
+	perNode  float64   // summed per-node caps of its shapes; 0 when unbounded
 }
 
 type lpBuilder struct {
@@ -176,7 +189,6 @@ type lpBuilder struct {
 	supplies []lpSupply
 	classes  []lpClass
 	nsig     int
-	classOf  map[*shape]int
 	// x and y are the last master's primal: pods per (supply, class) and
 	// machines per supply.
 	x map[[2]int]float64
@@ -199,7 +211,6 @@ func (b *lpBuilder) vec(r *scheduling.Resources) []float64 {
 // placed pod has no eligible supply (the bound then stays with the other terms).
 func (b *lpBuilder) buildClasses(placed map[*shape]int, frees []scheduling.Resources, idx *fitIndex, existing int) bool {
 	byKey := map[string]int{}
-	b.classOf = map[*shape]int{}
 	shapes := make([]*shape, 0, len(placed))
 	for s := range placed {
 		shapes = append(shapes, s)
@@ -225,7 +236,6 @@ func (b *lpBuilder) buildClasses(placed map[*shape]int, frees []scheduling.Resou
 			}
 			fitsOf = append(fitsOf, f)
 		}
-		b.classOf[s] = ci
 		c := &b.classes[ci]
 		n := float64(placed[s])
 		c.n += n
@@ -235,6 +245,14 @@ func (b *lpBuilder) buildClasses(placed map[*shape]int, frees []scheduling.Resou
 	}
 	defer b.dominance()
 	defer b.signatures()
+	maxCap := make([]float64, len(b.classes))
+	defer func() {
+		for ci := range b.classes {
+			if maxCap[ci] > 0 {
+				b.classes[ci].machines = math.Ceil(b.classes[ci].n/maxCap[ci] - 1e-9)
+			}
+		}
+	}()
 	for ci, fits := range fitsOf {
 		c := &b.classes[ci]
 		for _, j := range fits {
@@ -260,6 +278,7 @@ func (b *lpBuilder) buildClasses(placed map[*shape]int, frees []scheduling.Resou
 			}
 			sp.classes = append(sp.classes, ci)
 			sp.caps = append(sp.caps, k)
+			maxCap[ci] = math.Max(maxCap[ci], k)
 			// A cap row only where it cuts materially: whole pods on big
 			// machines, or a per-node cap.
 			sp.capRow = append(sp.capRow, k < 0.95*implied)
@@ -365,7 +384,7 @@ func (b *lpBuilder) fitsExisting(s *shape, frees []scheduling.Resources) bool {
 const (
 	lpMaxRounds   = 40
 	lpAddPerRound = 8
-	lpMaxPivots   = 20000
+	lpMaxPivots   = 50000
 )
 
 // run is the column generation and the certificate.
@@ -449,9 +468,15 @@ func (b *lpBuilder) master(set []int) ([]float64, bool) {
 	active := map[capKey]bool{}
 	for iter := range 8 {
 		p := &lp{}
-		demand := make([]lpRow, len(b.classes))
+		// Rows 0..C-1: demand; C..2C-1: each class needs at least L_c
+		// machines of the supplies that take it.
+		demand := make([]lpRow, 2*len(b.classes))
 		for ci, c := range b.classes {
-			demand[ci] = lpRow{kind: rowGE, rhs: c.n}
+			// x is measured as a share of the class (x' = x / n_c), so every
+			// demand row is "≥ 1" whatever the pod counts: far better
+			// conditioned for the simplex than rows of 1 to 100,000.
+			demand[ci] = lpRow{kind: rowGE, rhs: 1}
+			demand[len(b.classes)+ci] = lpRow{kind: rowGE, rhs: c.machines}
 		}
 		type capVar struct {
 			key  capKey
@@ -470,22 +495,27 @@ func (b *lpBuilder) master(set []int) ([]float64, bool) {
 			for d := range b.dims {
 				res[d] = lpRow{kind: rowLE, idx: []int{y}, val: []float64{-sp.alloc[d]}}
 			}
+			for _, ci := range sp.classes {
+				mr := &demand[len(b.classes)+ci]
+				mr.idx, mr.val = append(mr.idx, y), append(mr.val, 1)
+			}
 			for k, ci := range sp.classes {
 				x := p.addVar(0)
 				xVars = append(xVars, xVar{j, ci, x})
 				demand[ci].idx = append(demand[ci].idx, x)
 				demand[ci].val = append(demand[ci].val, 1)
+				n := b.classes[ci].n
 				for d, r := range b.classes[ci].req {
 					if r > 0 {
 						res[d].idx = append(res[d].idx, x)
-						res[d].val = append(res[d].val, r)
+						res[d].val = append(res[d].val, r*n)
 					}
 				}
 				if sp.capRow[k] {
 					key := capKey{j, k}
 					capVars = append(capVars, capVar{key, x, y})
 					if active[key] {
-						rows = append(rows, lpRow{kind: rowLE, idx: []int{x, y}, val: []float64{1, -sp.caps[k]}})
+						rows = append(rows, lpRow{kind: rowLE, idx: []int{x, y}, val: []float64{n, -sp.caps[k]}})
 					}
 				}
 			}
@@ -506,13 +536,17 @@ func (b *lpBuilder) master(set []int) ([]float64, bool) {
 		added := false
 		for _, cv := range capVars {
 			sp := &b.supplies[cv.key.j]
-			if !active[cv.key] && res.x[cv.x] > sp.caps[cv.key.k]*res.x[cv.y]+1e-7 {
+			if !active[cv.key] && res.x[cv.x]*b.classes[sp.classes[cv.key.k]].n > sp.caps[cv.key.k]*res.x[cv.y]+1e-7 {
 				active[cv.key], added = true, true
 			}
 		}
-		u := make([]float64, len(b.classes))
-		for ci := range u {
-			u[ci] = math.Max(0, res.dual[ci])
+		// u holds the class weights, then the machine-count weights μ.
+		u := make([]float64, 2*len(b.classes))
+		for i := range u {
+			u[i] = math.Max(0, res.dual[i])
+		}
+		for ci, c := range b.classes {
+			u[ci] /= c.n // back from shares to pods
 		}
 		b.x, b.y = map[[2]int]float64{}, map[int]float64{}
 		for _, yv := range yVars {
@@ -522,7 +556,7 @@ func (b *lpBuilder) master(set []int) ([]float64, bool) {
 		}
 		for _, xv := range xVars {
 			if v := res.x[xv.x]; v > 0 {
-				b.x[[2]int{xv.j, xv.ci}] = v
+				b.x[[2]int{xv.j, xv.ci}] = v * b.classes[xv.ci].n
 			}
 		}
 		if !added || iter == 7 {
@@ -547,9 +581,22 @@ func (b *lpBuilder) knapsack(j int, u []float64) float64 {
 	if k := b.kmemo[sig]; k >= 0 {
 		return k
 	}
-	k := b.solveKnapsack(j, u)
+	k := b.solveKnapsack(j, u) + b.machineWeight(j, u)
 	b.kmemo[sig] = k
 	return k
+}
+
+// machineWeight is Σ μ_c over the classes supply j takes: what one machine
+// of j is worth to the machine-count rows.
+func (b *lpBuilder) machineWeight(j int, u []float64) float64 {
+	var out float64
+	if len(u) <= len(b.classes) {
+		return 0
+	}
+	for _, ci := range b.supplies[j].classes {
+		out += u[len(b.classes)+ci]
+	}
+	return out
 }
 
 func (b *lpBuilder) solveKnapsack(j int, u []float64) float64 {
@@ -593,7 +640,7 @@ func (b *lpBuilder) solveKnapsack(j int, u []float64) float64 {
 // without solving anything.
 func (b *lpBuilder) cheapBound(j int, u []float64) float64 {
 	sp := &b.supplies[j]
-	var out float64
+	out := b.machineWeight(j, u)
 	for k, ci := range sp.classes {
 		out += sp.caps[k] * u[ci]
 	}
@@ -624,7 +671,7 @@ func (b *lpBuilder) phi(j int, u, v []float64) float64 {
 func (b *lpBuilder) certify(u []float64) float64 {
 	var value float64
 	for ci, c := range b.classes {
-		value += c.n * u[ci]
+		value += c.n*u[ci] + c.machines*u[len(b.classes)+ci]
 	}
 	if value <= 0 {
 		return 0
