@@ -101,6 +101,9 @@ type lpGuide struct {
 	// bound, reused by lowerBound when the plan places exactly those pods.
 	placed map[*shape]int
 	bound  float64
+	// prefer lists, per shape, the machines (pool, type) the LP puts pods of
+	// its class on: first fit tries started machines of those types first.
+	prefer map[*shape]map[[2]int]bool
 	// machines are the LP's machines per instance type (y_j), priciest first.
 	machines []lpMachines
 }
@@ -140,7 +143,21 @@ func (b *lpBuilder) guide(supplies []supply, existing int) *lpGuide {
 			ok[j] = false
 		}
 	}
-	g := &lpGuide{}
+	g := &lpGuide{prefer: map[*shape]map[[2]int]bool{}}
+	byClass := make([]map[[2]int]bool, len(b.classes))
+	for key, x := range b.x {
+		if j, ci := key[0], key[1]; j != existing && x > 1e-6 {
+			if byClass[ci] == nil {
+				byClass[ci] = map[[2]int]bool{}
+			}
+			byClass[ci][[2]int{supplies[j].pool, supplies[j].typ}] = true
+		}
+	}
+	for s, ci := range b.classOf {
+		if byClass[ci] != nil {
+			g.prefer[s] = byClass[ci]
+		}
+	}
 	for j, y := range b.y {
 		if j == existing || y < 1e-6 || supplies[j].count != math.MaxInt || !ok[j] {
 			continue
@@ -189,6 +206,7 @@ type lpBuilder struct {
 	supplies []lpSupply
 	classes  []lpClass
 	nsig     int
+	classOf  map[*shape]int
 	// x and y are the last master's primal: pods per (supply, class) and
 	// machines per supply.
 	x map[[2]int]float64
@@ -211,6 +229,7 @@ func (b *lpBuilder) vec(r *scheduling.Resources) []float64 {
 // placed pod has no eligible supply (the bound then stays with the other terms).
 func (b *lpBuilder) buildClasses(placed map[*shape]int, frees []scheduling.Resources, idx *fitIndex, existing int) bool {
 	byKey := map[string]int{}
+	b.classOf = map[*shape]int{}
 	shapes := make([]*shape, 0, len(placed))
 	for s := range placed {
 		shapes = append(shapes, s)
@@ -236,6 +255,7 @@ func (b *lpBuilder) buildClasses(placed map[*shape]int, frees []scheduling.Resou
 			}
 			fitsOf = append(fitsOf, f)
 		}
+		b.classOf[s] = ci
 		c := &b.classes[ci]
 		n := float64(placed[s])
 		c.n += n

@@ -30,6 +30,10 @@ type state struct {
 	// cursorE and cursorN: per shape, nodes before these indexes are known
 	// not to take the shape for reasons that only get worse as nodes fill.
 	cursorE, cursorN []int
+	// guide steers the LP-guided strategies; cursorG is placePlanned's
+	// cursor over the nodes of the LP's types, per shape.
+	guide   *lpGuide
+	cursorG []int
 	// minCache holds minDomainCount's answers per group.
 	minCache map[int]map[minKey]int32
 	// forceZone confines placements to one zone while a gang is planned.
@@ -162,6 +166,7 @@ func (st *state) clone() *state {
 	c.remaining = slices.Clone(st.remaining)
 	c.level, c.left = slices.Clone(st.level), slices.Clone(st.left)
 	c.cursorE, c.cursorN = slices.Clone(st.cursorE), slices.Clone(st.cursorN)
+	c.cursorG = slices.Clone(st.cursorG)
 	c.exist = make([]*existNode, len(st.exist))
 	for i, e := range st.exist {
 		ce := *e
@@ -893,6 +898,25 @@ func (st *state) placeExisting(s *shape, l *level, pod *corev1.Pod) bool {
 }
 
 func (st *state) placePlanned(s *shape, l *level, pod *corev1.Pod) bool {
+	if prefer := st.guide.preferred(s); prefer != nil {
+		// LP-guided: the machines of the types the LP puts this class on first.
+		for i := st.cursorG[s.idx]; i < len(st.nodes); i++ {
+			n := st.nodes[i]
+			if n.guided < 0 || !prefer[[2]int{n.pool.idx, int(n.guided)}] {
+				if i == st.cursorG[s.idx] {
+					st.cursorG[s.idx]++ // never becomes one: guided is set when a node is started
+				}
+				continue
+			}
+			ok, perm := st.tryNew(s, l, n, pod)
+			if ok {
+				return true
+			}
+			if perm && i == st.cursorG[s.idx] {
+				st.cursorG[s.idx]++
+			}
+		}
+	}
 	if len(l.prefAff)+len(l.prefAnti) > 0 {
 		for i := st.cursorN[s.idx]; i < len(st.nodes); i++ {
 			if n := st.nodes[i]; st.prefers(l, n) {
@@ -925,12 +949,22 @@ func (st *state) cost() float64 {
 	return c
 }
 
+// preferred is the guide's set of machine types for s's class, or nil.
+func (g *lpGuide) preferred(s *shape) map[[2]int]bool {
+	if g == nil {
+		return nil
+	}
+	return g.prefer[s]
+}
+
 // preopen is StrategyLP's start: empty new nodes of the types the LP buys,
 // as many as it buys whole machines of each, priciest first. First fit then
 // fills them before opening others, so the machines that must be bought
 // anyway (GPU nodes) take the largest pods that fit them, and the node mix
 // has the LP's balance of CPU and memory. Nodes left empty are dropped.
 func (st *state) preopen(g *lpGuide) {
+	st.guide = g
+	st.cursorG = make([]int, len(st.m.shapes))
 	for _, mc := range g.machines {
 		p := st.m.pools[mc.pool]
 		for range int(mc.count + 1e-6) {
@@ -949,6 +983,7 @@ func (st *state) dropEmpty() {
 	for i := range st.cursorN {
 		st.cursorN[i] = 0
 	}
+	st.guide, st.cursorG = nil, nil
 }
 
 // prefers reports whether a node honours every preferred pod affinity and
