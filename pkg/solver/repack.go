@@ -178,7 +178,7 @@ func (st *state) merge(a, b *bin, reqs scheduling.Requirements, used scheduling.
 	n.refreshMaxAlloc()
 	n.reqs = reqs
 	n.used = used
-	n.possMemo = nil
+	n.possMemo = [possMemoSize]possEntry{}
 	n.pods = append(n.pods, o.pods...)
 	for g, c := range o.groupCount {
 		n.groupCount[g] += c

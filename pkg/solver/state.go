@@ -80,8 +80,20 @@ type newNode struct {
 	// guided is the instance type (index in pool.types) StrategyLP opened
 	// the node as, or -1.
 	guided int32
-	// possMemo caches possible() until the node changes.
-	possMemo map[possKey][]string
+	// possMemo caches the last few answers of possible() until the node
+	// changes. It is small and fixed: an unbounded map per node held
+	// millions of entries on diverse-100k (full nodes are tried by every
+	// shape and never change).
+	possMemo [possMemoSize]possEntry
+	possNext int
+}
+
+const possMemoSize = 4
+
+type possEntry struct {
+	key  possKey
+	vals []string
+	ok   bool
 }
 
 type possKey struct {
@@ -93,14 +105,14 @@ type possKey struct {
 // fit asks it for every node a pod of the same shape tries.
 func (st *state) possibleMemo(n *newNode, s *shape, l *level, ai int, reqs scheduling.Requirements, key string) []string {
 	pk := possKey{shape: s.idx, level: st.level[s.idx], alt: ai, key: key}
-	if v, ok := n.possMemo[pk]; ok {
-		return v
+	for i := range n.possMemo {
+		if e := &n.possMemo[i]; e.ok && e.key == pk {
+			return e.vals
+		}
 	}
 	v := st.possible(n, s, l, ai, reqs, key)
-	if n.possMemo == nil {
-		n.possMemo = map[possKey][]string{}
-	}
-	n.possMemo[pk] = v
+	n.possMemo[n.possNext] = possEntry{key: pk, vals: v, ok: true}
+	n.possNext = (n.possNext + 1) % possMemoSize
 	return v
 }
 
@@ -182,7 +194,7 @@ func (st *state) clone() *state {
 		cn.groupCount = slices.Clone(n.groupCount)
 		cn.merged = slices.Clone(n.merged)
 		cn.extra = slices.Clone(n.extra)
-		cn.possMemo = nil
+		cn.possMemo = [possMemoSize]possEntry{}
 		c.nodes[i] = &cn
 	}
 	c.bindings = slices.Clone(st.bindings)
@@ -578,7 +590,7 @@ func (st *state) tryNew(s *shape, l *level, n *newNode, pod *corev1.Pod) (ok, pe
 			n.merged = append(n.merged, key)
 		}
 		n.used = n.used.Add(s.req)
-		n.possMemo = nil
+		n.possMemo = [possMemoSize]possEntry{}
 		n.pods = append(n.pods, pod)
 		if p.hasLimits {
 			c := p.types[n.cands[0]].capacity
