@@ -190,7 +190,7 @@ func (st *state) rebuild(set []*newNode, shapeOf map[*corev1.Pod]*shape) (*state
 func (st *state) uncount(s *shape, n *newNode) {
 	for _, g := range s.groups {
 		delete(st.minCache, g)
-		n.groupCount[g]--
+		n.groupCount.add(g, -1)
 		st.total[g]--
 		for _, key := range st.m.groups[g].keys {
 			if v, ok := n.value(key); ok {

@@ -474,7 +474,7 @@ func exclusiveBound(m *model, placed map[*shape]int, frees []scheduling.Resource
 func separated(m *model, a, b *shape, supplies []supply) bool {
 	for _, x := range [][2]*shape{{a, b}, {b, a}} {
 		for _, r := range x[0].levels[0].anti {
-			if r.key == v1.LabelHostname && m.groups[r.group].members[x[1].idx] {
+			if r.key == v1.LabelHostname && m.groups[r.group].has(x[1].idx) {
 				return true
 			}
 		}

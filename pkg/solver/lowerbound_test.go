@@ -221,7 +221,7 @@ func bruteForceOptimum(m *model) float64 {
 func antiSeparated(m *model, a, b *shape) bool {
 	for _, x := range [][2]*shape{{a, b}, {b, a}} {
 		for _, r := range x[0].levels[0].anti {
-			if r.key == v1.LabelHostname && m.groups[r.group].members[x[1].idx] {
+			if r.key == v1.LabelHostname && m.groups[r.group].has(x[1].idx) {
 				return true
 			}
 		}

@@ -138,7 +138,10 @@ type termRule struct {
 
 // group is a set of shapes some topology rule counts.
 type group struct {
-	members []bool
+	// members are the indexes of the shapes in the group, ascending:
+	// sparse, since a dense flag per shape and group was quadratic
+	// (tens of thousands of both on diverse-100k).
+	members []int32
 	keys    []string // non-hostname keys the group is counted at
 }
 
@@ -450,22 +453,19 @@ func (m *model) buildGroups() {
 		}
 		s.levels = m.newLevels(s)
 	}
-	for _, g := range m.groups {
-		for _, k := range g.keys {
-			for i, in := range g.members {
-				if in && !slices.Contains(m.shapes[i].pinKeys, k) {
-					m.shapes[i].pinKeys = append(m.shapes[i].pinKeys, k)
+	for gi, g := range m.groups {
+		for _, i := range g.members {
+			sh := m.shapes[i]
+			sh.groups = append(sh.groups, gi) // groups ascending: gi grows
+			for _, k := range g.keys {
+				if !slices.Contains(sh.pinKeys, k) {
+					sh.pinKeys = append(sh.pinKeys, k)
 				}
 			}
 		}
 	}
 	for _, s := range m.shapes {
 		sort.Strings(s.pinKeys)
-		for gi, g := range m.groups {
-			if g.members[s.idx] {
-				s.groups = append(s.groups, gi)
-			}
-		}
 	}
 }
 
@@ -481,15 +481,42 @@ func (m *model) newGroup(id, key string, match func(s *shape) bool) int {
 		m.groupIDs = map[string]int{}
 	}
 	m.groupIDs[id] = len(m.groups)
-	g := &group{members: make([]bool, len(m.shapes))}
+	g := &group{}
 	for i, s := range m.shapes {
-		g.members[i] = match(s)
+		if match(s) {
+			g.members = append(g.members, int32(i))
+		}
 	}
 	if key != v1.LabelHostname {
 		g.keys = []string{key}
 	}
 	m.groups = append(m.groups, g)
 	return len(m.groups) - 1
+}
+
+// newOwnerGroup is the group of one shape alone, for the symmetry of its
+// anti-affinity: built without scanning every shape.
+func (m *model) newOwnerGroup(owner *shape, key string) int {
+	id := key + "\x00owner\x00" + strconv.Itoa(owner.idx)
+	if g, ok := m.groupIDs[id]; ok {
+		return g
+	}
+	if m.groupIDs == nil {
+		m.groupIDs = map[string]int{}
+	}
+	m.groupIDs[id] = len(m.groups)
+	g := &group{members: []int32{int32(owner.idx)}}
+	if key != v1.LabelHostname {
+		g.keys = []string{key}
+	}
+	m.groups = append(m.groups, g)
+	return len(m.groups) - 1
+}
+
+// has reports whether shape index i is in the group.
+func (g *group) has(i int) bool {
+	_, ok := slices.BinarySearch(g.members, int32(i))
+	return ok
 }
 
 // newLevels builds the shape's relaxation ladder: level 0 keeps every
@@ -634,7 +661,7 @@ func (m *model) newLevel(s *shape, pc *scheduling.PodConstraints) *level {
 			if owner == s {
 				continue
 			}
-			g := m.newGroup("owner\x00"+strconv.Itoa(owner.idx), at.term.Key, func(x *shape) bool { return x == owner })
+			g := m.newOwnerGroup(owner, at.term.Key)
 			l.anti = append(l.anti, termRule{key: at.term.Key, group: g})
 		}
 	}

@@ -49,7 +49,7 @@ type state struct {
 type existNode struct {
 	n           *Node
 	alloc, used scheduling.Resources
-	groupCount  []int32
+	groupCount  groupCounts
 	// tolerates caches, by shape, whether the node's taints are tolerated.
 	// A pure function of immutable inputs, so clones may share it.
 	tolerates map[int]bool
@@ -67,7 +67,7 @@ type newNode struct {
 	owned      bool // cands is this node's own slice
 	used       scheduling.Resources
 	pods       []*corev1.Pod
-	groupCount []int32
+	groupCount groupCounts
 	merged     []mergeKey
 	charged    scheduling.Resources // capacity counted against the pool's limits
 	reserved   bool                 // holds a reservation taken during packing
@@ -150,7 +150,7 @@ func newState(m *model, strategy Strategy) *state {
 		}
 	}
 	for i, n := range m.nodes {
-		e := &existNode{n: n, alloc: scheduling.FromList(n.Allocatable), groupCount: make([]int32, len(m.groups)), tolerates: map[int]bool{}}
+		e := &existNode{n: n, alloc: scheduling.FromList(n.Allocatable), tolerates: map[int]bool{}}
 		for _, si := range m.nodePods[i] {
 			s := m.shapes[si]
 			e.used = e.used.Add(s.req)
@@ -211,14 +211,40 @@ type target interface {
 	isNew() bool
 }
 
-func (e *existNode) count(g int) int32 { return e.groupCount[g] }
+func (e *existNode) count(g int) int32 { return e.groupCount.get(g) }
 func (e *existNode) value(key string) (string, bool) {
 	v, ok := e.n.Labels[key]
 	return v, ok
 }
 func (e *existNode) isNew() bool { return false }
 
-func (n *newNode) count(g int) int32 { return n.groupCount[g] }
+func (n *newNode) count(g int) int32 { return n.groupCount.get(g) }
+
+// groupCounts counts a node's pods per group, sparsely: a node holds pods
+// of a few groups, and a dense slice per node of every group (tens of
+// thousands on diverse-100k) took gigabytes.
+type groupCounts []groupCount
+
+type groupCount struct{ g, c int32 }
+
+func (gc groupCounts) get(g int) int32 {
+	for _, e := range gc {
+		if int(e.g) == g {
+			return e.c
+		}
+	}
+	return 0
+}
+
+func (gc *groupCounts) add(g int, delta int32) {
+	for i := range *gc {
+		if int((*gc)[i].g) == g {
+			(*gc)[i].c += delta
+			return
+		}
+	}
+	*gc = append(*gc, groupCount{g: int32(g), c: delta})
+}
 func (n *newNode) value(key string) (string, bool) {
 	if r := n.reqs.Get(key); r != nil && r.Len() == 1 {
 		return r.Any()
@@ -463,9 +489,9 @@ func (st *state) count(s *shape, t target) {
 		delete(st.minCache, g)
 		switch n := t.(type) {
 		case *existNode:
-			n.groupCount[g]++
+			n.groupCount.add(g, 1)
 		case *newNode:
-			n.groupCount[g]++
+			n.groupCount.add(g, 1)
 		}
 		st.total[g]++
 		for _, key := range st.m.groups[g].keys {
@@ -735,7 +761,7 @@ func (st *state) open(s *shape, l *level, pod *corev1.Pod) bool {
 		if l.tolerates[p.idx] != nil || len(p.types) == 0 {
 			continue
 		}
-		n := &newNode{pool: p, reqs: p.reqs, cands: p.all(), groupCount: make([]int32, len(st.m.groups)), maxAlloc: p.maxAlloc, guided: -1}
+		n := &newNode{pool: p, reqs: p.reqs, cands: p.all(), maxAlloc: p.maxAlloc, guided: -1}
 		if ok, _ := st.tryNew(s, l, n, pod); !ok {
 			continue
 		}
@@ -980,7 +1006,7 @@ func (st *state) preopen(g *lpGuide) {
 	for _, mc := range g.machines {
 		p := st.m.pools[mc.pool]
 		for range int(mc.count + 1e-6) {
-			n := &newNode{pool: p, reqs: p.reqs, cands: p.all(), groupCount: make([]int32, len(st.m.groups)), maxAlloc: p.maxAlloc, guided: int32(mc.typ)}
+			n := &newNode{pool: p, reqs: p.reqs, cands: p.all(), maxAlloc: p.maxAlloc, guided: int32(mc.typ)}
 			if i := slices.Index(n.cands, int32(mc.typ)); i >= 0 {
 				st.capAt(n, i)
 			}
