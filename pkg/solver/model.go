@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -47,6 +48,9 @@ type model struct {
 	maxAlloc scheduling.Resources
 	// antiTerms caches antiTermList.
 	antiTerms []*antiTerm
+	// byLabel indexes shapes by "key=value" of their labels, for candidates.
+	byLabel   map[string][]int32
+	allShapes []int32
 }
 
 // pool is a NodePool with its instance types filtered once by its
@@ -472,7 +476,7 @@ func (m *model) buildGroups() {
 // newGroup returns the index of the group of shapes match selects, counted
 // at key, adding it unless a group with the same id exists. Equal ids must
 // mean equal selection.
-func (m *model) newGroup(id, key string, match func(s *shape) bool) int {
+func (m *model) newGroup(id, key string, sel labels.Selector, match func(s *shape) bool) int {
 	id = key + "\x00" + id
 	if g, ok := m.groupIDs[id]; ok {
 		return g
@@ -482,9 +486,9 @@ func (m *model) newGroup(id, key string, match func(s *shape) bool) int {
 	}
 	m.groupIDs[id] = len(m.groups)
 	g := &group{}
-	for i, s := range m.shapes {
-		if match(s) {
-			g.members = append(g.members, int32(i))
+	for _, i := range m.candidates(sel) {
+		if match(m.shapes[i]) {
+			g.members = append(g.members, i)
 		}
 	}
 	if key != v1.LabelHostname {
@@ -492,6 +496,38 @@ func (m *model) newGroup(id, key string, match func(s *shape) bool) int {
 	}
 	m.groups = append(m.groups, g)
 	return len(m.groups) - 1
+}
+
+// candidates narrows the shapes a selector may match by one of its
+// equality or set requirements, through an index of label pairs; every
+// shape when it has none. Ascending indexes.
+func (m *model) candidates(sel labels.Selector) []int32 {
+	if m.byLabel == nil {
+		m.byLabel = map[string][]int32{}
+		m.allShapes = make([]int32, len(m.shapes))
+		for i, s := range m.shapes {
+			m.allShapes[i] = int32(i)
+			for k, v := range s.labels {
+				m.byLabel[k+"="+v] = append(m.byLabel[k+"="+v], int32(i))
+			}
+		}
+	}
+	reqs, ok := sel.Requirements()
+	if !ok {
+		return m.allShapes
+	}
+	for _, r := range reqs {
+		switch r.Operator() {
+		case selection.Equals, selection.DoubleEquals, selection.In:
+			var out []int32
+			for _, v := range r.Values().UnsortedList() {
+				out = append(out, m.byLabel[r.Key()+"="+v]...)
+			}
+			slices.Sort(out)
+			return slices.Compact(out)
+		}
+	}
+	return m.allShapes
 }
 
 // newOwnerGroup is the group of one shape alone, for the symmetry of its
@@ -628,27 +664,27 @@ func (m *model) newLevel(s *shape, pc *scheduling.PodConstraints) *level {
 	for _, tsc := range pc.Spread {
 		ns := s.ns
 		sel := tsc.Selector
-		g := m.newGroup("spread\x00"+ns+"\x00"+sel.String(), tsc.Key, func(o *shape) bool { return o.ns == ns && sel.Matches(labels.Set(o.labels)) })
+		g := m.newGroup("spread\x00"+ns+"\x00"+sel.String(), tsc.Key, sel, func(o *shape) bool { return o.ns == ns && sel.Matches(labels.Set(o.labels)) })
 		l.spread = append(l.spread, spreadRule{key: tsc.Key, maxSkew: tsc.MaxSkew, minDomains: tsc.MinDomains, group: g, self: selfSel(sel), hard: tsc.Hard})
 	}
 	for i := range pc.Affinity {
 		t := &pc.Affinity[i]
-		g := m.newGroup(termID(t), t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
+		g := m.newGroup(termID(t), t.Key, t.Selector, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
 		l.aff = append(l.aff, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
 	}
 	for i := range pc.AntiAffinity {
 		t := &pc.AntiAffinity[i]
-		g := m.newGroup(termID(t), t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
+		g := m.newGroup(termID(t), t.Key, t.Selector, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
 		l.anti = append(l.anti, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
 	}
 	for i := range pc.PreferredAffinity {
 		t := &pc.PreferredAffinity[i]
-		g := m.newGroup(termID(t), t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
+		g := m.newGroup(termID(t), t.Key, t.Selector, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
 		l.prefAff = append(l.prefAff, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
 	}
 	for i := range pc.PreferredAntiAffinity {
 		t := &pc.PreferredAntiAffinity[i]
-		g := m.newGroup(termID(t), t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
+		g := m.newGroup(termID(t), t.Key, t.Selector, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
 		l.prefAnti = append(l.prefAnti, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
 	}
 	// Symmetry: a pod may not join a domain holding a pod whose anti-affinity
