@@ -94,8 +94,9 @@ func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, resi
 	return bound, b.guide(supplies, existing)
 }
 
-// lpGuide is the LP's fractional plan, for StrategyLP: per shape, the
-// instance types the LP buys for its class, most pods first.
+// lpGuide is the LP's fractional plan, for the LP-guided strategies: the
+// machines it buys per instance type, and per shape the types it puts the
+// shape's class on.
 type lpGuide struct {
 	// placed and bound: the pods the LP was solved for and its certified
 	// bound, reused by lowerBound when the plan places exactly those pods.
