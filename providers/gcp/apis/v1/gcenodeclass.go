@@ -203,8 +203,6 @@ type Reservations struct {
 }
 
 // PlacementPolicy is how a placement group is kept together.
-//
-// +kubebuilder:validation:XValidation:message="maxDistance applies only to Compact",rule="!has(self.maxDistance) || self.type == 'Compact'"
 type PlacementPolicy struct {
 	// Type is Compact (one compact placement resource policy per placement
 	// group, created on demand and deleted when no VM uses it) or None.
@@ -212,12 +210,6 @@ type PlacementPolicy struct {
 	// +kubebuilder:default=Compact
 	// +optional
 	Type string `json:"type,omitempty"`
-	// MaxDistance bounds how far apart the group's VMs may be (1 closest, 3
-	// farthest); empty lets Compute Engine choose.
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=3
-	// +optional
-	MaxDistance *int32 `json:"maxDistance,omitempty"`
 }
 
 // Reservation consumption modes.

@@ -49,7 +49,7 @@ func TestValidation(t *testing.T) {
 			nc.Spec.Kubelet = &gcpv1.Kubelet{MaxPods: ptr.To[int32](64), KubeReserved: map[string]string{"cpu": "200m"}}
 			nc.Spec.GPUDriver = gcpv1.GPUDriverNone
 			nc.Spec.Reservations = gcpv1.Reservations{Consume: gcpv1.ReservationsSpecific, Names: []string{"h100-block"}}
-			nc.Spec.Placement = gcpv1.PlacementPolicy{Type: gcpv1.PlacementCompact, MaxDistance: ptr.To[int32](2)}
+			nc.Spec.Placement = gcpv1.PlacementPolicy{Type: "None"}
 		}},
 		{name: "service account missing", mutate: func(nc *gcpv1.GCENodeClass) { nc.Spec.ServiceAccount = "" }, wantErr: "spec.serviceAccount"},
 		{name: "service account not an email", mutate: func(nc *gcpv1.GCENodeClass) { nc.Spec.ServiceAccount = "stowage-nodes" },
@@ -73,9 +73,7 @@ func TestValidation(t *testing.T) {
 			wantErr: "names are required when consume is Specific"},
 		{name: "names without specific", mutate: func(nc *gcpv1.GCENodeClass) { nc.Spec.Reservations.Names = []string{"r"} },
 			wantErr: "names are required when consume is Specific"},
-		{name: "distance without compact", mutate: func(nc *gcpv1.GCENodeClass) {
-			nc.Spec.Placement = gcpv1.PlacementPolicy{Type: "None", MaxDistance: ptr.To[int32](1)}
-		}, wantErr: "maxDistance applies only to Compact"},
+		{name: "unknown placement", mutate: func(nc *gcpv1.GCENodeClass) { nc.Spec.Placement.Type = "Spread" }, wantErr: "spec.placement.type"},
 		{name: "gpu driver", mutate: func(nc *gcpv1.GCENodeClass) { nc.Spec.GPUDriver = "Installed" }, wantErr: "spec.gpuDriver"},
 	}
 	ctx := context.Background()
