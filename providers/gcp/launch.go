@@ -462,6 +462,6 @@ func podCIDRSize(k *gcpv1.Kubelet) string {
 	return fmt.Sprintf("/%d", bits)
 }
 
-func boolPtr(b bool) *bool       { return &b }
-func int32Ptr(i int32) *int32    { return &i }
-func int64Ptr(i int64) *int64    { return &i }
+func boolPtr(b bool) *bool    { return &b }
+func int32Ptr(i int32) *int32 { return &i }
+func int64Ptr(i int64) *int64 { return &i }

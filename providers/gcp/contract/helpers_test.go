@@ -99,7 +99,6 @@ func offering(instanceType, zone, capacityType string) v1.OfferingChoice {
 	return v1.OfferingChoice{InstanceType: instanceType, Zone: zone, CapacityType: capacityType}
 }
 
-
 func taint(key string) corev1.Taint {
 	return corev1.Taint{Key: key, Value: "present", Effect: corev1.TaintEffectNoSchedule}
 }
