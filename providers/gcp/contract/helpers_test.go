@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -101,4 +102,31 @@ func offering(instanceType, zone, capacityType string) v1.OfferingChoice {
 
 func taint(key string) corev1.Taint {
 	return corev1.Taint{Key: key, Value: "present", Effect: corev1.TaintEffectNoSchedule}
+}
+
+func clientKey(o client.Object) client.ObjectKey { return client.ObjectKeyFromObject(o) }
+
+// gaugeOf returns the price-source gauge for source from reg.
+func gaugeOf(t *testing.T, reg *prometheus.Registry, source string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "stowage_gcp_price_source" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "source" && l.GetValue() == source {
+					g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "x"})
+					g.Set(m.GetGauge().GetValue())
+					return g
+				}
+			}
+		}
+	}
+	t.Fatalf("no stowage_gcp_price_source{source=%q}", source)
+	return nil
 }
