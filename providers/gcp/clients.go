@@ -113,3 +113,6 @@ func httpStatus(err error) int {
 
 func isNotFound(err error) bool      { return httpStatus(err) == http.StatusNotFound }
 func isAlreadyExists(err error) bool { return httpStatus(err) == http.StatusConflict }
+
+// IsNotFound reports whether err is a Google API 404.
+func IsNotFound(err error) bool { return isNotFound(err) }
