@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/operator"
+	"github.com/stowage-k8s/stowage/pricing"
+	gcpprovider "github.com/stowage-k8s/stowage/providers/gcp"
+	gcpv1 "github.com/stowage-k8s/stowage/providers/gcp/apis/v1"
+	"github.com/stowage-k8s/stowage/providers/gcp/controllers/nodeclass"
+)
+
+// The GCP catalog lists live from --endpoint and serves the built-in
+// catalog otherwise.
+func init() { catalogSources[gcpprovider.Name] = gcpCatalog }
+
+// gcpProjectEnv name the project for a live catalog, in this order.
+var gcpProjectEnv = []string{operator.EnvName("gcp-project"), "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT"}
+
+func gcpCatalog(ctx context.Context, region, endpoint string) (*pricing.Catalog, error) {
+	if endpoint == "" {
+		return builtinCatalog(gcpprovider.Name, region)
+	}
+	project := ""
+	for _, env := range gcpProjectEnv {
+		if project = os.Getenv(env); project != "" {
+			break
+		}
+	}
+	if project == "" {
+		return nil, usageError("--endpoint", "a live GCP catalog needs the project: set %s", gcpProjectEnv[0])
+	}
+	clients, err := gcpprovider.NewClients(ctx, gcpprovider.ClientConfig{Endpoint: endpoint})
+	if err != nil {
+		return nil, err
+	}
+	defer clients.Close()
+	p, err := gcpprovider.New(gcpprovider.Options{ClusterName: "catalog", Project: project, Region: region, Clients: clients})
+	if err != nil {
+		return nil, err
+	}
+	return p.Catalog(ctx)
+}
+
+// gcpFlags are the controller's GCP settings, bound by addGCPFlags.
+type gcpFlags struct {
+	project  string
+	region   string
+	cluster  string
+	location string
+	endpoint string
+}
+
+// addGCPFlags adds the GCP settings to the controller's flags.
+func addGCPFlags(fs *pflag.FlagSet, f *gcpFlags) {
+	fs.StringVar(&f.project, "gcp-project", "", "with --cloud-provider=gcp: the project the GKE cluster and its VMs are in (required)")
+	fs.StringVar(&f.region, "gcp-region", "", "with --cloud-provider=gcp: the cluster's region (required)")
+	fs.StringVar(&f.cluster, "gcp-cluster", "", "with --cloud-provider=gcp: the GKE cluster's name (default: --cluster-name)")
+	fs.StringVar(&f.location, "gcp-location", "", "with --cloud-provider=gcp: the GKE cluster's location, a region or a zone (default: --gcp-region)")
+	fs.StringVar(&f.endpoint, "gcp-endpoint", "", "with --cloud-provider=gcp: send every Google Cloud call here instead (a private endpoint, or a local fake)")
+}
+
+// gcpOperatorOptions registers the GCP provider and the GCENodeClass
+// controller with the operator. Call it only when --cloud-provider=gcp.
+func gcpOperatorOptions(ctx context.Context, clusterName string, f gcpFlags) ([]operator.Option, error) {
+	if f.project == "" {
+		return nil, usageError("--gcp-project", "required with --cloud-provider=gcp")
+	}
+	if f.region == "" {
+		return nil, usageError("--gcp-region", "required with --cloud-provider=gcp")
+	}
+	if f.cluster == "" {
+		f.cluster = clusterName
+	}
+	clients, err := gcpprovider.NewClients(ctx, gcpprovider.ClientConfig{Endpoint: f.endpoint})
+	if err != nil {
+		return nil, err
+	}
+	factory := func(ctx context.Context, d operator.ProviderDeps) (cloudprovider.CloudProvider, error) {
+		if err := gcpv1.AddToScheme(d.Client.Scheme()); err != nil {
+			return nil, fmt.Errorf("adding %s to the scheme: %w", gcpv1.Group, err)
+		}
+		return gcpprovider.New(gcpprovider.Options{
+			ClusterName: d.ClusterName, Project: f.project, Region: f.region, Clients: clients, Kube: d.Client, Clock: d.Clock,
+		})
+	}
+	return []operator.Option{
+		operator.WithProvider(gcpprovider.Name, factory),
+		operator.WithController(nodeclass.NewController(nodeclass.Deps{
+			Clients: clients, Project: f.project, Region: f.region, Cluster: f.cluster, Location: f.location,
+		})),
+	}, nil
+}
