@@ -16,8 +16,8 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/cost"
 	"github.com/stowage-k8s/stowage/pkg/operator"
 	awsprovider "github.com/stowage-k8s/stowage/providers/aws"
-	gcpprovider "github.com/stowage-k8s/stowage/providers/gcp"
 	"github.com/stowage-k8s/stowage/providers/fake"
+	gcpprovider "github.com/stowage-k8s/stowage/providers/gcp"
 )
 
 func init() { subcommands = append(subcommands, newControllerCommand) }
