@@ -83,6 +83,7 @@ type Server struct {
 	calls         map[string]int // permission -> count
 	inserts       []*computepb.Instance
 	preempted     []string
+	afterInsert   func(name string)
 }
 
 // Start serves a fake with the project's defaults and no resources; call
@@ -159,6 +160,15 @@ func (s *Server) LoseInsertResponses(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.loseResponses = n
+}
+
+// AfterInsert runs hook (outside the server's lock) after an insert has
+// created its instance and before it answers, so a test can crash the
+// caller mid-launch.
+func (s *Server) AfterInsert(hook func(name string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.afterInsert = hook
 }
 
 // FailNext makes the next call needing permission answer with status.
@@ -282,7 +292,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	)
 	switch {
 	case strings.HasPrefix(path, "/compute/v1/projects/"):
-		resp, err = s.compute(r, strings.Split(strings.TrimPrefix(path, "/compute/v1/projects/"), "/"))
+		var created string
+		resp, created, err = s.compute(r, strings.Split(strings.TrimPrefix(path, "/compute/v1/projects/"), "/"))
+		s.mu.Lock()
+		hook := s.afterInsert
+		s.mu.Unlock()
+		if created != "" && hook != nil {
+			hook(created)
+		}
 	case strings.HasPrefix(path, "/v1/projects/") && strings.Contains(path, "/clusters/"):
 		resp, err = s.container(r, path)
 	case strings.HasPrefix(path, "/v1/services/") && strings.HasSuffix(path, "/skus"):
@@ -335,9 +352,19 @@ func (s *Server) record(perms ...string) *apiError {
 	return nil
 }
 
-func (s *Server) compute(r *http.Request, parts []string) (any, *apiError) {
+func (s *Server) compute(r *http.Request, parts []string) (any, string, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	before := len(s.inserts)
+	resp, err := s.computeLocked(r, parts)
+	created := ""
+	if len(s.inserts) > before {
+		created = s.inserts[len(s.inserts)-1].GetName()
+	}
+	return resp, created, err
+}
+
+func (s *Server) computeLocked(r *http.Request, parts []string) (any, *apiError) {
 	project := parts[0]
 	rest := parts[1:]
 	route := r.Method + " " + strings.Join(shape(rest), "/")

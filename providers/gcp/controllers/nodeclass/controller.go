@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -60,6 +61,8 @@ type Deps struct {
 	Clock    clock.PassiveClock
 	// Resync defaults to DefaultResync.
 	Resync time.Duration
+	// SkipNameValidation lets tests start several managers in one process.
+	SkipNameValidation bool
 }
 
 // Controller reconciles GCENodeClass status.
@@ -90,6 +93,7 @@ func (c *Controller) Register(_ context.Context, mgr manager.Manager) error {
 		c.d.Client = mgr.GetClient()
 	}
 	if err := builder.ControllerManagedBy(mgr).Named(Name).For(&gcpv1.GCENodeClass{}).
+		WithOptions(controller.Options{SkipNameValidation: &c.d.SkipNameValidation}).
 		Complete(reconcile.AsReconciler[*gcpv1.GCENodeClass](mgr.GetClient(), c)); err != nil {
 		return fmt.Errorf("registering %s: %w", Name, err)
 	}
