@@ -653,6 +653,9 @@ func (s *Server) insertInstance(r *http.Request, zone string) (any, *apiError) {
 		if d.GetInitializeParams().GetSourceImage() != "" {
 			perms = append(perms, "compute.images.useReadOnly")
 		}
+		if len(d.GetInitializeParams().GetLabels()) > 0 {
+			perms = append(perms, "compute.disks.setLabels")
+		}
 	}
 	for _, ni := range in.NetworkInterfaces {
 		if len(ni.AccessConfigs) > 0 {
