@@ -208,7 +208,7 @@ func (e *kubeEnv) String() string {
 	var b strings.Builder
 	for _, k := range e.keys {
 		v := e.values[k]
-		if v == "" || strings.ContainsAny(v, ":#'\"{}[],&*!|>%@`") || strings.HasPrefix(v, " ") {
+		if v == "" || strings.ContainsAny(v, ":#'\"{}[]&*!|>%@`") || strings.HasPrefix(v, " ") {
 			v = "'" + strings.ReplaceAll(v, "'", "''") + "'"
 		}
 		b.WriteString(k + ": " + v + "\n")

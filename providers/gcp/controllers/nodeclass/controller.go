@@ -161,10 +161,9 @@ func (c *Controller) Reconcile(ctx context.Context, nc *gcpv1.GCENodeClass) (rec
 	if subName == "" && cl != nil {
 		subName = cl.subnetwork
 	}
-	switch {
-	case subName == "":
+	if subName == "" {
 		set(gcpv1.ConditionSubnetworkReady, false, ReasonNotReady, "waiting for the GKE cluster's subnetwork")
-	default:
+	} else {
 		project, region, name := c.d.Project, c.d.Region, subName
 		if parts := strings.Split(subName, "/"); len(parts) == 6 {
 			project, region, name = parts[1], parts[3], parts[5]
