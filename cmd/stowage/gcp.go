@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"cloud.google.com/go/compute/metadata"
 	"github.com/spf13/pflag"
 
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -47,6 +48,19 @@ func gcpCatalog(ctx context.Context, region, endpoint string) (*pricing.Catalog,
 	return p.Catalog(ctx)
 }
 
+// metadataProject is the project the metadata server reports, or "" off
+// Google Cloud. A variable so tests never reach for the metadata address.
+var metadataProject = func(ctx context.Context) string {
+	if !metadata.OnGCEWithContext(ctx) {
+		return ""
+	}
+	p, err := metadata.ProjectIDWithContext(ctx)
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
 // gcpFlags are the controller's GCP settings, bound by addGCPFlags.
 type gcpFlags struct {
 	project  string
@@ -58,7 +72,7 @@ type gcpFlags struct {
 
 // addGCPFlags adds the GCP settings to the controller's flags.
 func addGCPFlags(fs *pflag.FlagSet, f *gcpFlags) {
-	fs.StringVar(&f.project, "gcp-project", "", "with --cloud-provider=gcp: the project the GKE cluster and its VMs are in (required)")
+	fs.StringVar(&f.project, "gcp-project", "", "with --cloud-provider=gcp: the project the GKE cluster and its VMs are in (default: the metadata server's)")
 	fs.StringVar(&f.region, "gcp-region", "", "with --cloud-provider=gcp: the cluster's region (required)")
 	fs.StringVar(&f.cluster, "gcp-cluster", "", "with --cloud-provider=gcp: the GKE cluster's name (default: --cluster-name)")
 	fs.StringVar(&f.location, "gcp-location", "", "with --cloud-provider=gcp: the GKE cluster's location, a region or a zone (default: --gcp-region)")
@@ -69,7 +83,10 @@ func addGCPFlags(fs *pflag.FlagSet, f *gcpFlags) {
 // controller with the operator. Call it only when --cloud-provider=gcp.
 func gcpOperatorOptions(ctx context.Context, clusterName string, f gcpFlags) ([]operator.Option, error) {
 	if f.project == "" {
-		return nil, usageError("--gcp-project", "required with --cloud-provider=gcp")
+		f.project = metadataProject(ctx)
+	}
+	if f.project == "" {
+		return nil, usageError("--gcp-project", "required with --cloud-provider=gcp outside Google Cloud")
 	}
 	if f.region == "" {
 		return nil, usageError("--gcp-region", "required with --cloud-provider=gcp")

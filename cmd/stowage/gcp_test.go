@@ -75,11 +75,18 @@ func TestGCPBuiltinCatalogHasAttachedGPUs(t *testing.T) {
 }
 
 func TestGCPControllerOptions(t *testing.T) {
+	onGCP := ""
+	defer func(f func(context.Context) string) { metadataProject = f }(metadataProject)
+	metadataProject = func(context.Context) string { return onGCP }
 	if _, err := gcpOperatorOptions(context.Background(), "test", gcpFlags{region: "us-central1"}); err == nil {
 		t.Fatal("want an error naming --gcp-project")
 	}
 	if _, err := gcpOperatorOptions(context.Background(), "test", gcpFlags{project: "p"}); err == nil {
 		t.Fatal("want an error naming --gcp-region")
+	}
+	onGCP = "from-metadata"
+	if _, err := gcpOperatorOptions(context.Background(), "test", gcpFlags{region: "us-central1", endpoint: "http://127.0.0.1:1"}); err != nil {
+		t.Fatalf("on Google Cloud the project comes from the metadata server: %v", err)
 	}
 	opts, err := gcpOperatorOptions(context.Background(), "test", gcpFlags{project: "p", region: "us-central1", endpoint: "http://127.0.0.1:1"})
 	if err != nil {
