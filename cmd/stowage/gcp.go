@@ -13,6 +13,7 @@ import (
 	"github.com/stowage-k8s/stowage/pricing"
 	gcpprovider "github.com/stowage-k8s/stowage/providers/gcp"
 	gcpv1 "github.com/stowage-k8s/stowage/providers/gcp/apis/v1"
+	"github.com/stowage-k8s/stowage/providers/gcp/controllers/csr"
 	"github.com/stowage-k8s/stowage/providers/gcp/controllers/nodeclass"
 )
 
@@ -68,6 +69,8 @@ type gcpFlags struct {
 	cluster  string
 	location string
 	endpoint string
+	// approveCSRs runs the kubelet CSR approver for Stowage's own VMs.
+	approveCSRs bool
 }
 
 // addGCPFlags adds the GCP settings to the controller's flags.
@@ -76,6 +79,7 @@ func addGCPFlags(fs *pflag.FlagSet, f *gcpFlags) {
 	fs.StringVar(&f.region, "gcp-region", "", "with --cloud-provider=gcp: the cluster's region (required)")
 	fs.StringVar(&f.cluster, "gcp-cluster", "", "with --cloud-provider=gcp: the GKE cluster's name (default: --cluster-name)")
 	fs.StringVar(&f.location, "gcp-location", "", "with --cloud-provider=gcp: the GKE cluster's location, a region or a zone (default: --gcp-region)")
+	fs.BoolVar(&f.approveCSRs, "gcp-approve-kubelet-csrs", false, "with --cloud-provider=gcp: approve kubelet certificate requests whose node name and addresses match a VM Stowage launched (for clusters where GKE does not approve them)")
 	fs.StringVar(&f.endpoint, "gcp-endpoint", "", "with --cloud-provider=gcp: send every Google Cloud call here instead (a private endpoint, or a local fake)")
 }
 
@@ -98,18 +102,36 @@ func gcpOperatorOptions(ctx context.Context, clusterName string, f gcpFlags) ([]
 	if err != nil {
 		return nil, err
 	}
+	machines := &providerMachines{}
 	factory := func(ctx context.Context, d operator.ProviderDeps) (cloudprovider.CloudProvider, error) {
 		if err := gcpv1.AddToScheme(d.Client.Scheme()); err != nil {
 			return nil, fmt.Errorf("adding %s to the scheme: %w", gcpv1.Group, err)
 		}
-		return gcpprovider.New(gcpprovider.Options{
+		p, err := gcpprovider.New(gcpprovider.Options{
 			ClusterName: d.ClusterName, Project: f.project, Region: f.region, Clients: clients, Kube: d.Client, Clock: d.Clock,
 		})
+		machines.p = p
+		return p, err
 	}
-	return []operator.Option{
+	opts := []operator.Option{
 		operator.WithProvider(gcpprovider.Name, factory),
 		operator.WithController(nodeclass.NewController(nodeclass.Deps{
 			Clients: clients, Project: f.project, Region: f.region, Cluster: f.cluster, Location: f.location,
 		})),
-	}, nil
+	}
+	if f.approveCSRs {
+		opts = append(opts, operator.WithController(&csr.Controller{Machines: machines}))
+	}
+	return opts, nil
+}
+
+// providerMachines hands the provider, built later by the operator, to the
+// CSR approver.
+type providerMachines struct{ p *gcpprovider.Provider }
+
+func (m *providerMachines) OwnMachine(ctx context.Context, name string) (*gcpprovider.Machine, error) {
+	if m.p == nil {
+		return nil, fmt.Errorf("the gcp provider is not built yet")
+	}
+	return m.p.OwnMachine(ctx, name)
 }

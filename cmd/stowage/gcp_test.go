@@ -95,6 +95,10 @@ func TestGCPControllerOptions(t *testing.T) {
 	if len(opts) != 2 {
 		t.Errorf("got %d operator options, want the provider and the GCENodeClass controller", len(opts))
 	}
+	opts, err = gcpOperatorOptions(context.Background(), "test", gcpFlags{project: "p", region: "us-central1", endpoint: "http://127.0.0.1:1", approveCSRs: true})
+	if err != nil || len(opts) != 3 {
+		t.Errorf("with --gcp-approve-kubelet-csrs got %d options (%v), want the CSR approver too", len(opts), err)
+	}
 }
 
 func TestGCPFlags(t *testing.T) {
@@ -102,10 +106,10 @@ func TestGCPFlags(t *testing.T) {
 	var f gcpFlags
 	addGCPFlags(fs, &f)
 	if err := fs.Parse([]string{"--gcp-project=ml-prod", "--gcp-region=us-central1", "--gcp-cluster=train", "--gcp-location=us-central1-a",
-		"--gcp-endpoint=http://127.0.0.1:9"}); err != nil {
+		"--gcp-endpoint=http://127.0.0.1:9", "--gcp-approve-kubelet-csrs"}); err != nil {
 		t.Fatal(err)
 	}
-	want := gcpFlags{project: "ml-prod", region: "us-central1", cluster: "train", location: "us-central1-a", endpoint: "http://127.0.0.1:9"}
+	want := gcpFlags{project: "ml-prod", region: "us-central1", cluster: "train", location: "us-central1-a", endpoint: "http://127.0.0.1:9", approveCSRs: true}
 	if f != want {
 		t.Errorf("flags = %+v, want %+v", f, want)
 	}

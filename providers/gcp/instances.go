@@ -289,3 +289,31 @@ func (p *Provider) price(instanceType, zone, capacityType string) (float64, bool
 	}
 	return price, ok
 }
+
+// Machine is what the kubelet certificate approver checks a CSR against:
+// a live VM of this cluster and its addresses.
+type Machine struct {
+	Name      string
+	Addresses []string // internal and external IPs
+}
+
+// OwnMachine returns the live VM named name if Stowage launched it for this
+// cluster, else nil.
+func (p *Provider) OwnMachine(ctx context.Context, name string) (*Machine, error) {
+	inst, err := p.findInstance(ctx, name)
+	if err != nil || inst == nil || inst.GetLabels()[LabelCluster] != p.labelValue || launchRecordOf(inst).NodeClaim == "" {
+		return nil, err
+	}
+	m := &Machine{Name: inst.GetName()}
+	for _, ni := range inst.GetNetworkInterfaces() {
+		if ip := ni.GetNetworkIP(); ip != "" {
+			m.Addresses = append(m.Addresses, ip)
+		}
+		for _, ac := range ni.GetAccessConfigs() {
+			if ip := ac.GetNatIP(); ip != "" {
+				m.Addresses = append(m.Addresses, ip)
+			}
+		}
+	}
+	return m, nil
+}

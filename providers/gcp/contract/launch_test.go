@@ -132,6 +132,14 @@ func TestLaunchN1WithT4JoinsGKE(t *testing.T) {
 		t.Errorf("reservation affinity %v, want any (Compute Engine's default)", ra)
 	}
 
+	// The CSR approver recognises it, and nothing else.
+	if m, err := e.provider.OwnMachine(ctx, "gpu-abc12"); err != nil || m == nil || len(m.Addresses) != 1 || m.Addresses[0] != inst.GetNetworkInterfaces()[0].GetNetworkIP() {
+		t.Errorf("OwnMachine = %+v, %v", m, err)
+	}
+	if m, err := e.provider.OwnMachine(ctx, "someone-else"); err != nil || m != nil {
+		t.Errorf("OwnMachine(someone-else) = %+v, %v; want nil", m, err)
+	}
+
 	// Get and List see it; Delete removes it; a second Delete is NotFound.
 	if g, err := e.provider.Get(ctx, got.Status.ProviderID); err != nil || g.Name != c.Name || g.Status.InstanceType != "n1-standard-4-t4x1" {
 		t.Errorf("Get = %+v, %v", g, err)
