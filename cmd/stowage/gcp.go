@@ -7,6 +7,7 @@ import (
 
 	"cloud.google.com/go/compute/metadata"
 	"github.com/spf13/pflag"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/operator"
@@ -109,6 +110,7 @@ func gcpOperatorOptions(ctx context.Context, clusterName string, f gcpFlags) ([]
 		}
 		p, err := gcpprovider.New(gcpprovider.Options{
 			ClusterName: d.ClusterName, Project: f.project, Region: f.region, Clients: clients, Kube: d.Client, Clock: d.Clock,
+			Registerer: ctrlmetrics.Registry,
 		})
 		machines.p = p
 		return p, err

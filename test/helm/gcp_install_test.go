@@ -51,11 +51,11 @@ func TestInstallGCPIntoControlPlane(t *testing.T) {
 	}
 	bin := buildStowage(t)
 	kubeconfig := impersonatingKubeconfig(t, cp.KubeconfigPath, releaseNamespace, d.Spec.Template.Spec.ServiceAccountName)
-	healthAddr := freeAddr(t)
+	healthAddr, metricsAddr := freeAddr(t), freeAddr(t)
 	args := append(append([]string(nil), container.Args...),
 		"--kubeconfig", kubeconfig,
 		"--leader-election-namespace", releaseNamespace,
-		"--metrics-bind-address", freeAddr(t),
+		"--metrics-bind-address", metricsAddr,
 		"--health-probe-bind-address", healthAddr,
 	)
 	ctrl := startController(t, bin, args, append(env, "STOWAGE_GCP_ENDPOINT="+srv.URL))
@@ -75,6 +75,14 @@ func TestInstallGCPIntoControlPlane(t *testing.T) {
 			return false, err
 		}
 		return conditions.IsTrue(nc.Status.Conditions, gcpv1.ConditionReady), nil
+	})
+	eventually(t, ctrl, "/metrics to say prices come from the Billing API", func(ctx context.Context) (bool, error) {
+		families, err := scrape(ctx, "http://"+metricsAddr+"/metrics")
+		if err != nil {
+			return false, err
+		}
+		v, ok := sample(families, "stowage_gcp_price_source", map[string]string{"source": "api"})
+		return ok && v > 0, nil
 	})
 }
 
