@@ -84,6 +84,9 @@ func (p *Provider) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeCla
 	group := placementGroup(claim, nc)
 	groupZone := ""
 	if group != "" {
+		// Claims of a group launch one at a time (the lifecycle controller
+		// runs many at once), so all of them see the first VM's zone.
+		defer p.lockGroup(group)()
 		if groupZone, err = p.groupZone(ctx, group); err != nil {
 			return nil, fmt.Errorf("launching nodeclaim %s: %w", claim.Name, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/compute/apiv1/computepb"
@@ -72,6 +73,19 @@ func (p *Provider) ensurePlacementPolicy(ctx context.Context, group string) (str
 	}
 	log.FromContext(ctx).WithName(Name).Info("created compact placement policy", "policy", name, "group", group)
 	return fmt.Sprintf("projects/%s/regions/%s/resourcePolicies/%s", p.opts.Project, p.opts.Region, name), nil
+}
+
+// lockGroup holds the group's launch lock until the returned func is called.
+func (p *Provider) lockGroup(group string) func() {
+	p.mu.Lock()
+	l, ok := p.groupLocks[group]
+	if !ok {
+		l = &sync.Mutex{}
+		p.groupLocks[group] = l
+	}
+	p.mu.Unlock()
+	l.Lock()
+	return l.Unlock
 }
 
 // groupZone is the zone the group's VMs run in, or "" before the first.

@@ -93,6 +93,9 @@ type Provider struct {
 	reservations  []reservation
 	resFetched    time.Time
 	templates     map[string]*bootstrap // by template URL
+	// groupLocks serialise launches of one placement group, so its first VM
+	// fixes the zone before the next claim of the group picks one.
+	groupLocks map[string]*sync.Mutex
 }
 
 var (
@@ -139,7 +142,7 @@ func New(opts Options) (*Provider, error) {
 	}
 	return &Provider{
 		opts: opts, clock: opts.Clock, unavailable: opts.Unavailable, metrics: m,
-		labelValue: LabelValue(opts.ClusterName), templates: map[string]*bootstrap{},
+		labelValue: LabelValue(opts.ClusterName), templates: map[string]*bootstrap{}, groupLocks: map[string]*sync.Mutex{},
 	}, nil
 }
 

@@ -2,6 +2,7 @@ package contract
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -135,6 +136,43 @@ func TestGangSharesOneCompactPolicyInOneZone(t *testing.T) {
 	}
 	if n := len(e.srv.ResourcePolicies()); n != 0 {
 		t.Errorf("a g2 launch made %d placement policies", n)
+	}
+}
+
+// TestConcurrentGangLaunchesShareAZone launches a placement group's claims
+// at once, as the lifecycle controller does: they must still land in one zone.
+func TestConcurrentGangLaunchesShareAZone(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			zones := []string{"us-central1-a", "us-central1-b", "us-central1-c"}
+			if i%2 == 1 {
+				zones[0], zones[1] = zones[1], zones[0]
+			}
+			var offs []v1.OfferingChoice
+			for _, z := range zones {
+				offs = append(offs, offering("a3-highgpu-8g", z, v1.CapacityTypeOnDemand))
+			}
+			c := claim(fmt.Sprintf("gang-%d", i), offs...)
+			c.Spec.Placement = &v1.Placement{Group: "concurrent"}
+			_, err := e.provider.Create(ctx, c)
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	zones := map[string]bool{}
+	for _, inst := range e.srv.Instances() {
+		zones[inst.GetZone()] = true
+	}
+	if len(zones) != 1 || len(e.srv.Instances()) != 4 || len(e.srv.ResourcePolicies()) != 1 {
+		t.Errorf("4 concurrent gang launches: %d VMs in zones %v with %d policies, want 4 in one zone with one policy",
+			len(e.srv.Instances()), zones, len(e.srv.ResourcePolicies()))
 	}
 }
 
