@@ -18,6 +18,7 @@ import (
 	awsprovider "github.com/stowage-k8s/stowage/providers/aws"
 	azureprovider "github.com/stowage-k8s/stowage/providers/azure"
 	"github.com/stowage-k8s/stowage/providers/fake"
+	gcpprovider "github.com/stowage-k8s/stowage/providers/gcp"
 )
 
 func init() { subcommands = append(subcommands, newControllerCommand) }
@@ -28,6 +29,7 @@ type controllerFlags struct {
 	fakeLaunchLatency time.Duration
 	aws               awsFlags
 	azure             azureFlags
+	gcp               gcpFlags
 }
 
 func newControllerCommand() *cobra.Command {
@@ -52,6 +54,7 @@ func newControllerCommand() *cobra.Command {
 		"with --cloud-provider=fake: time from launch to the Node registering")
 	addAWSFlags(cmd.Flags(), &f.aws)
 	addAzureFlags(cmd.Flags(), &f.azure)
+	addGCPFlags(cmd.Flags(), &f.gcp)
 	return cmd
 }
 
@@ -91,6 +94,13 @@ func runController(ctx context.Context, opts operator.Options, f controllerFlags
 			return err
 		}
 		operatorOpts = append(operatorOpts, azureOpts...)
+	}
+	if opts.CloudProvider == gcpprovider.Name {
+		gcpOpts, err := gcpOperatorOptions(ctx, opts.ClusterName, f.gcp)
+		if err != nil {
+			return err
+		}
+		operatorOpts = append(operatorOpts, gcpOpts...)
 	}
 	op, err := operator.New(ctx, cfg, opts, operatorOpts...)
 	if err != nil {
