@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -49,6 +50,8 @@ type InterruptionOptions struct {
 	Clock clock.Clock
 	// PollInterval is how often VMs are listed for the backstop.
 	PollInterval time.Duration
+	// SkipNameValidation lets tests start several managers in one process.
+	SkipNameValidation bool
 }
 
 // InterruptionSource turns the Node conditions AKS sets for scheduled
@@ -101,7 +104,11 @@ func (s *InterruptionSource) Register(_ context.Context, mgr manager.Manager) er
 			return !ok1 || !ok2 || interruptionKey(o) != interruptionKey(n)
 		},
 	}
-	if err := builder.ControllerManagedBy(mgr).Named(s.Name()).
+	opts := controller.Options{}
+	if s.opts.SkipNameValidation {
+		opts.SkipNameValidation = &s.opts.SkipNameValidation
+	}
+	if err := builder.ControllerManagedBy(mgr).Named(s.Name()).WithOptions(opts).
 		For(&corev1.Node{}, builder.WithPredicates(changed)).
 		Complete(reconcile.AsReconciler[*corev1.Node](mgr.GetClient(), s)); err != nil {
 		return fmt.Errorf("registering %s: %w", s.Name(), err)

@@ -115,7 +115,7 @@ func (cl *azCluster) startOperator(t *testing.T) {
 	opts.MetricsAddr = "0"
 	opts.HealthProbeAddr = "0"
 	source := azure.NewInterruptionSource(azure.InterruptionOptions{ClusterName: opts.ClusterName,
-		ResourceGroup: cl.cloud.ResourceGroup(), VMs: cl.clients.VMs})
+		ResourceGroup: cl.cloud.ResourceGroup(), VMs: cl.clients.VMs, SkipNameValidation: true})
 	ca := "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="
 	factory := func(_ context.Context, d operator.ProviderDeps) (cloudprovider.CloudProvider, error) {
 		if err := azv1.AddToScheme(d.Client.Scheme()); err != nil {
@@ -134,7 +134,7 @@ func (cl *azCluster) startOperator(t *testing.T) {
 		operator.WithSkipNameValidation(),
 		operator.WithProvider(azure.Name, factory),
 		operator.WithController(nodeclass.NewController(nodeclass.Deps{Images: cl.clients.GalleryImages, Subnets: cl.clients.Subnets,
-			ReservationGroups: cl.clients.ReservationGroups, PPGs: cl.clients.PPGs, Location: cl.cloud.Location()})),
+			ReservationGroups: cl.clients.ReservationGroups, PPGs: cl.clients.PPGs, Location: cl.cloud.Location(), SkipNameValidation: true})),
 		operator.WithController(source))
 	if err != nil {
 		cancel()
@@ -469,8 +469,14 @@ func TestAzureOnLocalControlPlane(t *testing.T) {
 		if !slices.ContainsFunc(s.claims[0].Status.UnavailableOfferings, func(o string) bool { return strings.HasPrefix(o, "Standard_NC4as_T4_v3/") }) {
 			t.Errorf("claim's unavailable offerings %v, want the failed NC4as_T4_v3", s.claims[0].Status.UnavailableOfferings)
 		}
-		if nics := cl.cloud.NICs(); len(nics) != 1 {
-			t.Errorf("NICs %v, want one: failed VMs and their NICs are removed", nics)
+		var nics []string
+		for _, n := range cl.cloud.NICs() {
+			if strings.HasPrefix(n, "fallback-") {
+				nics = append(nics, n)
+			}
+		}
+		if len(nics) != 1 {
+			t.Errorf("the pool's NICs %v, want one: failed VMs and their NICs are removed", nics)
 		}
 		cl.cleanup(t, ns, "fallback", "fallback")
 	})

@@ -17,6 +17,7 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -58,6 +59,8 @@ type Deps struct {
 	Clock         clock.PassiveClock
 	// Resync defaults to DefaultResync.
 	Resync time.Duration
+	// SkipNameValidation lets tests start several managers in one process.
+	SkipNameValidation bool
 }
 
 // Controller reconciles AKSNodeClass status.
@@ -98,7 +101,11 @@ func (c *Controller) Register(_ context.Context, mgr manager.Manager) error {
 			return v.GitVersion, nil
 		}
 	}
-	if err := builder.ControllerManagedBy(mgr).Named(Name).For(&azv1.AKSNodeClass{}).
+	opts := controller.Options{}
+	if c.d.SkipNameValidation {
+		opts.SkipNameValidation = &c.d.SkipNameValidation
+	}
+	if err := builder.ControllerManagedBy(mgr).Named(Name).For(&azv1.AKSNodeClass{}).WithOptions(opts).
 		Complete(reconcile.AsReconciler[*azv1.AKSNodeClass](mgr.GetClient(), c)); err != nil {
 		return fmt.Errorf("registering %s: %w", Name, err)
 	}
