@@ -3,6 +3,7 @@ package state
 import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
@@ -19,10 +20,32 @@ func (c *Cluster) Nominate(pod *corev1.Pod, target string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cur := c.pods[podKey(pod)]; cur != nil && cur.UID == pod.UID && cur.Spec.NodeName != "" {
-		delete(c.nominations, pod.UID)
+		c.dropNominationLocked(pod.UID)
 		return
 	}
+	c.dropNominationLocked(pod.UID)
 	c.nominations[pod.UID] = nomination{pod: podKey(pod), target: target, at: c.clock.Now()}
+	set := c.byTarget[target]
+	if set == nil {
+		set = map[types.UID]struct{}{}
+		c.byTarget[target] = set
+	}
+	set[pod.UID] = struct{}{}
+}
+
+// dropNominationLocked forgets a pod's nomination, if any.
+func (c *Cluster) dropNominationLocked(uid types.UID) {
+	n, ok := c.nominations[uid]
+	if !ok {
+		return
+	}
+	delete(c.nominations, uid)
+	if set := c.byTarget[n.target]; set != nil {
+		delete(set, uid)
+		if len(set) == 0 {
+			delete(c.byTarget, n.target)
+		}
+	}
 }
 
 // IsNominated reports whether pod is planned onto a node that still exists
@@ -39,7 +62,7 @@ func (c *Cluster) NominatedTo(pod *corev1.Pod) string {
 	if !ok {
 		return ""
 	}
-	if !c.validLocked(n, c.resolveLocked()) {
+	if !c.validLocked(n) {
 		return ""
 	}
 	return n.target
@@ -50,10 +73,9 @@ func (c *Cluster) NominatedTo(pod *corev1.Pod) string {
 func (c *Cluster) PruneNominations() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	v := c.resolveLocked()
 	for uid, n := range c.nominations {
-		if !c.validLocked(n, v) || c.pods[n.pod] == nil {
-			delete(c.nominations, uid)
+		if !c.validLocked(n) || c.pods[n.pod] == nil {
+			c.dropNominationLocked(uid)
 		}
 	}
 }
@@ -63,16 +85,16 @@ func (c *Cluster) PruneNominations() {
 // for it. Once the node is initialized the kube-scheduler should bind the pod
 // within moments; the nomination then lasts the TTL, and ends at once if the
 // node no longer has room for the pod (other pods took it).
-func (c *Cluster) validLocked(n nomination, v view) bool {
+func (c *Cluster) validLocked(n nomination) bool {
 	claim, node := c.claims[n.target], c.nodes[n.target]
 	switch {
 	case claim != nil:
 		if claim.DeletionTimestamp != nil {
 			return false
 		}
-		node = v.nodeOfClaim[claim.Name]
+		node = c.nodeOfClaimLocked(claim)
 	case node != nil:
-		claim = v.claimOfNode[node.Name]
+		claim = c.claimOfNodeLocked(node)
 	default:
 		return false
 	}
@@ -133,16 +155,18 @@ func (c *Cluster) boundPodsLocked(nodeName string) []*corev1.Pod {
 // nominatedPodsLocked groups pending nominated pods by target. Only pods
 // still known and unbound are returned; a claim that registered as a Node
 // carries its nominations over to the Node's name.
-func (c *Cluster) nominatedPodsLocked(v view) map[string][]*corev1.Pod {
+func (c *Cluster) nominatedPodsLocked() map[string][]*corev1.Pod {
 	out := map[string][]*corev1.Pod{}
 	for uid, n := range c.nominations {
 		p := c.pods[n.pod]
-		if p == nil || p.UID != uid || p.Spec.NodeName != "" || isTerminal(p) || !c.validLocked(n, v) {
+		if p == nil || p.UID != uid || p.Spec.NodeName != "" || isTerminal(p) || !c.validLocked(n) {
 			continue
 		}
 		target := n.target
-		if node := v.nodeOfClaim[target]; node != nil {
-			target = node.Name
+		if claim := c.claims[target]; claim != nil {
+			if node := c.nodeOfClaimLocked(claim); node != nil {
+				target = node.Name
+			}
 		}
 		out[target] = append(out[target], p)
 	}
@@ -150,4 +174,91 @@ func (c *Cluster) nominatedPodsLocked(v view) map[string][]*corev1.Pod {
 		sortPods(pods)
 	}
 	return out
+}
+
+// NominatedPods returns the pending pods validly nominated to the named node,
+// whether they were nominated to the node itself or to the NodeClaim it
+// registered for, sorted. The provisioner steers them there; disruption
+// never removes a node that pods are on their way to.
+func (c *Cluster) NominatedPods(nodeName string) []*corev1.Pod {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	targets := []string{nodeName}
+	if node := c.nodes[nodeName]; node != nil {
+		if claim := c.claimOfNodeLocked(node); claim != nil {
+			targets = append(targets, claim.Name)
+		}
+	}
+	var out []*corev1.Pod
+	for _, target := range targets {
+		out = append(out, c.nominatedToLocked(target)...)
+	}
+	sortPods(out)
+	return out
+}
+
+// HasNominatedPods reports whether any pending pod is validly nominated to the
+// claim or to its node (either name may be empty).
+func (c *Cluster) HasNominatedPods(claimName, nodeName string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	targets := []string{claimName, nodeName}
+	if claim := c.claims[claimName]; claim != nil {
+		if node := c.nodeOfClaimLocked(claim); node != nil {
+			targets = append(targets, node.Name)
+		}
+	}
+	if node := c.nodes[nodeName]; node != nil {
+		if claim := c.claimOfNodeLocked(node); claim != nil {
+			targets = append(targets, claim.Name)
+		}
+	}
+	for _, target := range targets {
+		if target != "" && len(c.nominatedToLocked(target)) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// nominatedToLocked returns the pending pods validly nominated to target.
+func (c *Cluster) nominatedToLocked(target string) []*corev1.Pod {
+	var out []*corev1.Pod
+	for uid := range c.byTarget[target] {
+		n := c.nominations[uid]
+		p := c.pods[n.pod]
+		if p == nil || p.UID != uid || p.Spec.NodeName != "" || isTerminal(p) || !c.validLocked(n) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// NominatedNode returns the registered Node that pod is validly nominated
+// to, directly or through the NodeClaim the Node registered for, or "" when
+// there is none (yet).
+func (c *Cluster) NominatedNode(pod *corev1.Pod) string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	n, ok := c.nominations[pod.UID]
+	if !ok || !c.validLocked(n) {
+		return ""
+	}
+	if node := c.nodes[n.target]; node != nil {
+		return node.Name
+	}
+	if claim := c.claims[n.target]; claim != nil {
+		if node := c.nodeOfClaimLocked(claim); node != nil {
+			return node.Name
+		}
+	}
+	return ""
+}
+
+// Node returns the named Node as last seen, or nil. Callers must not mutate it.
+func (c *Cluster) Node(name string) *corev1.Node {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.nodes[name]
 }
