@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
 	"github.com/stowage-k8s/stowage/pkg/utils/claims"
@@ -56,7 +58,10 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	pools := c.cluster.NodePools()
 	solverPools, lookup, poolErrs := c.instanceTypes(ctx, pools)
 
-	pods := c.compatiblePods(ctx, pending, pools)
+	pods, err := c.volumeTopology(ctx, c.compatiblePods(ctx, pending, pools))
+	if err != nil {
+		return nil, err
+	}
 	res := &Result{Pods: pods}
 	if len(pods) == 0 {
 		return res, nil
@@ -197,11 +202,41 @@ func (c *Controller) tellOnce(ctx context.Context, pod *corev1.Pod, reason, msg 
 		return
 	}
 	log.FromContext(ctx).Info("pod cannot be provisioned", "pod", klog.KObj(pod), "reason", reason, "message", msg)
-	if reason == ReasonNoCompatibleNodePool {
+	switch reason {
+	case ReasonNoCompatibleNodePool:
 		c.events.noPool(pod, msg)
-	} else {
+	case ReasonWaitingForVolume:
+		c.events.waitingForVolume(pod, msg)
+	default:
 		c.events.failed(pod, msg)
 	}
+}
+
+// volumeTopology confines each pod that mounts PersistentVolumeClaims to
+// where its volumes can be attached (scheduling.Volumes.WithTopology). Pods
+// whose claims are not ready are told why and left out of the pass: a node
+// bought before the volume is bound may be in the wrong zone.
+func (c *Controller) volumeTopology(ctx context.Context, pods []*corev1.Pod) ([]*corev1.Pod, error) {
+	if !slices.ContainsFunc(pods, scheduling.UsesClaims) {
+		return pods, nil
+	}
+	vols, err := state.ListVolumes(ctx, c.client)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*corev1.Pod, 0, len(pods))
+	for _, p := range pods {
+		q, err := vols.WithTopology(p)
+		switch {
+		case errors.Is(err, scheduling.ErrVolumeNotReady):
+			c.tellOnce(ctx, p, ReasonWaitingForVolume, err.Error())
+		case err != nil:
+			c.tellOnce(ctx, p, ReasonFailedProvisioning, err.Error())
+		default:
+			out = append(out, q)
+		}
+	}
+	return out, nil
 }
 
 // daemonSetPods returns a pod per DaemonSet, from its template: every new
