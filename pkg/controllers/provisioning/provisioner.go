@@ -353,7 +353,8 @@ func (c *Controller) forgetWhy(pods []*corev1.Pod) {
 	}
 }
 
-// bind nominates pods the plan put on existing or launching nodes.
+// bind nominates pods the plan put on existing or launching nodes, and
+// steers those planned onto nodes that are up.
 func (c *Controller) bind(bindings []solver.Binding) {
 	for _, b := range bindings {
 		c.forgetWhy([]*corev1.Pod{b.Pod})
@@ -361,5 +362,6 @@ func (c *Controller) bind(bindings []solver.Binding) {
 		if c.cluster.NodeClaim(b.NodeName) != nil {
 			c.events.nominatedInFlight(b.Pod, b.NodeName)
 		}
+		c.steer.enqueue(c.cluster.NominatedNode(b.Pod))
 	}
 }
