@@ -206,7 +206,7 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 	}
 	if o.Disruption {
 		controllers = append(controllers, disruption.NewController(disruption.Deps{
-			Client: mgr.GetClient(), CloudProvider: provider, Solver: solve, Clock: cfg.clock, Recorder: recorder,
+			Client: mgr.GetClient(), Cluster: cluster, CloudProvider: provider, Solver: solve, Clock: cfg.clock, Recorder: recorder,
 		}))
 	}
 	if src, ok := provider.(cloudprovider.InterruptionSource); ok && o.Interruption {

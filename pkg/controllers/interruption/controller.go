@@ -386,7 +386,7 @@ func (c *Controller) replace(ctx context.Context, claim *v1.NodeClaim, node *cor
 		return err
 	}
 	cand := &disruption.Candidate{Claim: claim, Node: node, Pods: pods}
-	sim, err := c.sim.Simulate(ctx, st, []*disruption.Candidate{cand})
+	sim, err := c.sim.Simulate(ctx, st, []*disruption.Candidate{cand}, nil)
 	if err != nil {
 		return err
 	}

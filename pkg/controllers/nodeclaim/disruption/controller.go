@@ -156,7 +156,7 @@ func (c *Controller) Reconcile(ctx context.Context, claim *v1.NodeClaim) (reconc
 	now := c.clock.Now()
 	var next []time.Duration
 
-	if at, ok := expiresAt(claim); ok && !now.Before(at) {
+	if at, ok := ExpiresAt(claim); ok && !now.Before(at) {
 		c.set(claim, v1.ConditionExpired, ReasonExpired, fmt.Sprintf("expireAfter %s passed at %s", claim.Spec.ExpireAfter, at.UTC().Format(time.RFC3339)))
 	} else {
 		meta.RemoveStatusCondition(&claim.Status.Conditions, v1.ConditionExpired)
@@ -189,7 +189,7 @@ func (c *Controller) Reconcile(ctx context.Context, claim *v1.NodeClaim) (reconc
 		meta.RemoveStatusCondition(&claim.Status.Conditions, v1.ConditionDrifted)
 	}
 
-	if at, ok := consolidatableAt(pool, claim); ok && !now.Before(at) {
+	if at, ok := ConsolidatableAt(pool, claim); ok && !now.Before(at) {
 		c.set(claim, v1.ConditionConsolidatable, ReasonConsolidatable,
 			fmt.Sprintf("no pod arrived or left since %s (consolidateAfter %s)", at.Add(-*pool.Spec.Disruption.ConsolidateAfter.Duration).UTC().Format(time.RFC3339), pool.Spec.Disruption.ConsolidateAfter))
 	} else {
@@ -231,8 +231,8 @@ func logTransitions(ctx context.Context, before, after *v1.NodeClaim) {
 	}
 }
 
-// expiresAt is when the claim expires, if it does.
-func expiresAt(claim *v1.NodeClaim) (time.Time, bool) {
+// ExpiresAt is when the claim expires, if it does.
+func ExpiresAt(claim *v1.NodeClaim) (time.Time, bool) {
 	d := claim.Spec.ExpireAfter.Duration
 	if d == nil {
 		return time.Time{}, false
@@ -240,11 +240,11 @@ func expiresAt(claim *v1.NodeClaim) (time.Time, bool) {
 	return claim.CreationTimestamp.Add(*d), true
 }
 
-// consolidatableAt is when the claim's pods will have been unchanged for
+// ConsolidatableAt is when the claim's pods will have been unchanged for
 // its pool's consolidateAfter: counted from the last pod event, and never
 // before the node was initialized, so a node is never consolidated before its
 // pool's consolidateAfter has passed since it became usable.
-func consolidatableAt(pool *v1.NodePool, claim *v1.NodeClaim) (time.Time, bool) {
+func ConsolidatableAt(pool *v1.NodePool, claim *v1.NodeClaim) (time.Time, bool) {
 	after := pool.Spec.Disruption.ConsolidateAfter.Duration
 	if after == nil {
 		return time.Time{}, false
