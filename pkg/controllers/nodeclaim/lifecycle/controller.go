@@ -179,6 +179,10 @@ func (c *Controller) Reconcile(ctx context.Context, claim *v1.NodeClaim) (reconc
 		}
 	}
 
+	if deleted, err := c.adopt(ctx, claim); deleted || err != nil {
+		return reconcile.Result{}, err
+	}
+
 	stored := claim.DeepCopy()
 	var (
 		result reconcile.Result
