@@ -314,7 +314,9 @@ func TestAdoptedInterruptionWaitsForItsReplacement(t *testing.T) {
 }
 
 // fanSource delivers a fixed set of events.
-type fanSource struct{ events []cloudprovider.InterruptionEvent }
+type fanSource struct {
+	events []cloudprovider.InterruptionEvent
+}
 
 func (f fanSource) Interruptions(ctx context.Context) (<-chan cloudprovider.InterruptionEvent, error) {
 	ch := make(chan cloudprovider.InterruptionEvent, len(f.events))
