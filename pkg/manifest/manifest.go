@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 )
@@ -28,6 +29,12 @@ type Set struct {
 	NodePools []*v1.NodePool
 	// Reservations come from the ConfigMap named ReservationsConfigMap.
 	Reservations []Reservation
+	// PersistentVolumeClaims (including those a StatefulSet's
+	// volumeClaimTemplates will create), PersistentVolumes and
+	// StorageClasses confine pods to where their volumes are.
+	PersistentVolumeClaims []*corev1.PersistentVolumeClaim
+	PersistentVolumes      []*corev1.PersistentVolume
+	StorageClasses         []*storagev1.StorageClass
 	// Warnings name the documents that were skipped, e.g. unknown kinds.
 	Warnings []string
 }
@@ -38,6 +45,9 @@ func (s *Set) Append(other *Set) {
 	s.DaemonSetPods = append(s.DaemonSetPods, other.DaemonSetPods...)
 	s.NodePools = append(s.NodePools, other.NodePools...)
 	s.Reservations = append(s.Reservations, other.Reservations...)
+	s.PersistentVolumeClaims = append(s.PersistentVolumeClaims, other.PersistentVolumeClaims...)
+	s.PersistentVolumes = append(s.PersistentVolumes, other.PersistentVolumes...)
+	s.StorageClasses = append(s.StorageClasses, other.StorageClasses...)
 	s.Warnings = append(s.Warnings, other.Warnings...)
 }
 
