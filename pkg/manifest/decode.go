@@ -203,10 +203,10 @@ var kinds = map[schema.GroupKind]kind{
 		return d.expand(obj, "ReplicaSet", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
 	}},
 	{Group: "apps", Kind: "StatefulSet"}: {podSpecQuantities("spec.template.spec"), decodeStatefulSet},
-	{Group: "batch", Kind: "Job"}:       {podSpecQuantities("spec.template.spec"), decodeJob},
-	{Group: "apps", Kind: "DaemonSet"}:  {podSpecQuantities("spec.template.spec"), decodeDaemonSet},
-	{Kind: "ConfigMap"}:                 {nil, decodeConfigMap},
-	{Group: v1.Group, Kind: "NodePool"}: {[]quantityPath{{path: "spec.limits", kind: quantityMap}}, decodeNodePool},
+	{Group: "batch", Kind: "Job"}:        {podSpecQuantities("spec.template.spec"), decodeJob},
+	{Group: "apps", Kind: "DaemonSet"}:   {podSpecQuantities("spec.template.spec"), decodeDaemonSet},
+	{Kind: "ConfigMap"}:                  {nil, decodeConfigMap},
+	{Group: v1.Group, Kind: "NodePool"}:  {[]quantityPath{{path: "spec.limits", kind: quantityMap}}, decodeNodePool},
 	// Storage: where volumes are, for volume topology.
 	{Kind: "PersistentVolumeClaim"}: {nil, func(d *decoder, obj string, j []byte) error {
 		var o corev1.PersistentVolumeClaim
