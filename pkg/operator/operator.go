@@ -176,7 +176,7 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 			},
 		}),
 		lifecycle.NewController(lifecycle.Deps{
-			Client: mgr.GetClient(), CloudProvider: provider, Clock: cfg.clock, Recorder: recorder,
+			Client: mgr.GetClient(), CloudProvider: provider, Clock: cfg.clock, Recorder: recorder, Nominations: cluster,
 			Options: lifecycle.Options{SkipNameValidation: cfg.skipNameVal},
 		}),
 		garbagecollection.NewController(garbagecollection.Deps{

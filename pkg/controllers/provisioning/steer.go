@@ -2,19 +2,17 @@ package provisioning
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/util/workqueue"
-	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/state"
+	"github.com/stowage-k8s/stowage/pkg/utils/steer"
 )
 
 // steerWorkers patch pods of different nodes in parallel; the pods of one
@@ -96,29 +94,14 @@ func (s *steerer) steer(ctx context.Context, nodeName string) error {
 	if node == nil || !steerable(node) {
 		return nil
 	}
-	var errs []error
-	for _, pod := range s.cluster.NominatedPods(nodeName) {
-		if pod.Status.NominatedNodeName == nodeName {
-			continue
-		}
-		patched := pod.DeepCopy()
-		patched.Status.NominatedNodeName = nodeName
-		err := s.client.Status().Patch(ctx, patched, client.MergeFrom(pod))
-		switch {
-		case err == nil:
-			s.mu.Lock()
-			s.patched++
-			s.mu.Unlock()
-			log.FromContext(ctx).V(1).Info("steered pod to its planned node", "pod", klog.KObj(pod), "node", nodeName)
-		case apierrors.IsNotFound(err):
-		default:
-			errs = append(errs, fmt.Errorf("setting nominatedNodeName of pod %s: %w", klog.KObj(pod), err))
-		}
+	n, err := steer.Pods(ctx, s.client, s.cluster.NominatedPods(nodeName), nodeName)
+	if n > 0 {
+		s.mu.Lock()
+		s.patched += n
+		s.mu.Unlock()
+		log.FromContext(ctx).V(1).Info("steered pods to their planned node", "pods", n, "node", nodeName)
 	}
-	if len(errs) > 0 {
-		return errs[0]
-	}
-	return nil
+	return err
 }
 
 // steerable reports whether pods may be pointed at node now: it is Ready,

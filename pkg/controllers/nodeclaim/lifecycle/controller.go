@@ -48,6 +48,9 @@ type Deps struct {
 	// capacity. When nil, the provider's own cache is used if it exposes one
 	// (an Unavailable() method, as the fake cloud has).
 	Unavailable *cloudprovider.UnavailableOfferings
+	// Nominations, when set, names the pods planned onto a node; they are
+	// pointed at it before it is released to the scheduler.
+	Nominations Nominations
 	Options     Options
 }
 
@@ -113,7 +116,8 @@ func NewController(d Deps) *Controller {
 		steps: []subReconciler{
 			&launch{client: d.Client, cloud: d.CloudProvider, clock: d.Clock, events: rec, unavailable: d.Unavailable,
 				defaultTimeout: d.Options.DefaultRegistrationTimeout},
-			&registration{client: d.Client, clock: d.Clock, events: rec, defaultTimeout: d.Options.DefaultRegistrationTimeout},
+			&registration{client: d.Client, clock: d.Clock, events: rec, defaultTimeout: d.Options.DefaultRegistrationTimeout,
+				nominations: d.Nominations},
 			&initialization{client: d.Client, clock: d.Clock, events: rec},
 			&readiness{clock: d.Clock},
 		},
