@@ -365,7 +365,9 @@ func TestEventsAreHandledConcurrently(t *testing.T) {
 	defer func() {
 		close(release)
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

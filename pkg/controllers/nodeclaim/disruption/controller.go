@@ -202,7 +202,7 @@ func (c *Controller) Reconcile(ctx context.Context, claim *v1.NodeClaim) (reconc
 	if !equality.Semantic.DeepEqual(stored.Status.Conditions, claim.Status.Conditions) {
 		if err := c.client.Status().Patch(ctx, claim, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
 			if apierrors.IsConflict(err) {
-				return reconcile.Result{Requeue: true}, nil
+				return reconcile.Result{RequeueAfter: time.Second}, nil
 			}
 			return reconcile.Result{}, client.IgnoreNotFound(fmt.Errorf("patching disruption conditions of nodeclaim %s: %w", claim.Name, err))
 		}
