@@ -135,7 +135,7 @@ func blocker(st *ClusterState, c *Candidate) string {
 			return fmt.Sprintf("pod %s/%s belongs to a running Job and nodepool %s does not set evictRunningJobs",
 				p.Namespace, p.Name, c.Pool.Name)
 		}
-		if pdb := blockingPDB(st.PDBs, p); pdb != nil {
+		if pdb := blockingPDB(st.pdbsIn(p.Namespace), p); pdb != nil {
 			return fmt.Sprintf("poddisruptionbudget %s/%s allows no disruption of pod %s", pdb.Namespace, pdb.Name, p.Name)
 		}
 	}

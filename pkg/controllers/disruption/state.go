@@ -42,6 +42,11 @@ type ClusterState struct {
 	// once per pass rather than once per what-if.
 	typesMu sync.Mutex
 	types   map[string][]*cloudprovider.InstanceType
+	// poolNodes counts each pool's nodes once per state (see PoolNodes).
+	poolNodesOnce sync.Once
+	poolNodes     map[string][3]int
+	pdbsOnce      sync.Once
+	pdbsByNS      map[string][]*policyv1.PodDisruptionBudget
 }
 
 // ReadState lists the objects a decision needs through r, which is the
@@ -140,24 +145,41 @@ func ReadState(ctx context.Context, r client.Reader, now time.Time) (*ClusterSta
 // PoolNodes counts the pool's claims with a registered node, how many of
 // them are already being disrupted (deleting, or tainted by Stowage), and
 // how many of the others are not Ready.
+// Budgets ask this per candidate, so every pool is counted once, in one walk.
 func (st *ClusterState) PoolNodes(pool string) (total, disrupting, notReady int) {
-	for _, claim := range st.Claims {
-		if claim.Labels[v1.LabelNodePool] != pool {
-			continue
+	st.poolNodesOnce.Do(func() {
+		st.poolNodes = map[string][3]int{}
+		for _, claim := range st.Claims {
+			node := st.NodeOfClaim[claim.Name]
+			if node == nil {
+				continue
+			}
+			name := claim.Labels[v1.LabelNodePool]
+			n := st.poolNodes[name]
+			n[0]++
+			switch {
+			case claim.DeletionTimestamp != nil || node.DeletionTimestamp != nil || hasDisruptedTaint(node):
+				n[1]++
+			case !nodeReady(node):
+				n[2]++
+			}
+			st.poolNodes[name] = n
 		}
-		node := st.NodeOfClaim[claim.Name]
-		if node == nil {
-			continue
+	})
+	n := st.poolNodes[pool]
+	return n[0], n[1], n[2]
+}
+
+// pdbsIn returns the PodDisruptionBudgets of a namespace, indexing them on
+// first use: a blocker check per pod must not walk every budget.
+func (st *ClusterState) pdbsIn(namespace string) []*policyv1.PodDisruptionBudget {
+	st.pdbsOnce.Do(func() {
+		st.pdbsByNS = map[string][]*policyv1.PodDisruptionBudget{}
+		for _, pdb := range st.PDBs {
+			st.pdbsByNS[pdb.Namespace] = append(st.pdbsByNS[pdb.Namespace], pdb)
 		}
-		total++
-		switch {
-		case claim.DeletionTimestamp != nil || node.DeletionTimestamp != nil || hasDisruptedTaint(node):
-			disrupting++
-		case !nodeReady(node):
-			notReady++
-		}
-	}
-	return total, disrupting, notReady
+	})
+	return st.pdbsByNS[namespace]
 }
 
 // InstanceTypes returns what pool may buy, asking the cloud once per state.
