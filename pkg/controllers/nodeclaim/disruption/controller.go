@@ -9,6 +9,7 @@ package disruption
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -74,6 +75,17 @@ type Controller struct {
 	drift  cloudprovider.DriftChecker // nil when the provider cannot tell
 	clock  clock.Clock
 	opts   Options
+
+	// checked remembers each claim's last cloud drift answer, so the claim's
+	// many reconciles (every Node update brings one) ask the provider at most
+	// once per DriftCheckInterval.
+	mu      sync.Mutex
+	checked map[string]driftCheck
+}
+
+type driftCheck struct {
+	at     time.Time
+	reason cloudprovider.DriftReason
 }
 
 // NewController builds the controller. Providers without a DriftChecker
@@ -85,7 +97,7 @@ func NewController(d Deps) *Controller {
 	if d.Clock == nil {
 		d.Clock = clock.RealClock{}
 	}
-	c := &Controller{client: d.Client, clock: d.Clock, opts: d.Options}
+	c := &Controller{client: d.Client, clock: d.Clock, opts: d.Options, checked: map[string]driftCheck{}}
 	if d.CloudProvider != nil && cloudprovider.CapabilitiesOf(d.CloudProvider).Drift {
 		c.drift = d.CloudProvider.(cloudprovider.DriftChecker)
 	}
@@ -136,7 +148,11 @@ func (c *Controller) claimOfNode(_ context.Context, o client.Object) []reconcile
 
 // Reconcile recomputes the three conditions and patches them once.
 func (c *Controller) Reconcile(ctx context.Context, claim *v1.NodeClaim) (reconcile.Result, error) {
-	if claim.DeletionTimestamp != nil || !conditions.IsTrue(claim.Status.Conditions, v1.ConditionInitialized) {
+	if claim.DeletionTimestamp != nil {
+		c.forget(claim.Name)
+		return reconcile.Result{}, nil
+	}
+	if !conditions.IsTrue(claim.Status.Conditions, v1.ConditionInitialized) {
 		return reconcile.Result{}, nil
 	}
 	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("nodeclaim", klog.KObj(claim)))
@@ -170,7 +186,7 @@ func (c *Controller) Reconcile(ctx context.Context, claim *v1.NodeClaim) (reconc
 		reason, msg = PoolDrift(pool, claim, node)
 	}
 	if reason == "" && c.drift != nil {
-		r, err := c.drift.IsDrifted(ctx, claim)
+		r, wait, err := c.cloudDrift(ctx, claim, now)
 		if err != nil {
 			// Keep what was known: a node class that cannot be read must not
 			// roll the fleet, nor hide drift already found.
@@ -181,7 +197,7 @@ func (c *Controller) Reconcile(ctx context.Context, claim *v1.NodeClaim) (reconc
 		} else if r != "" {
 			reason, msg = string(r), "the machine no longer matches its node class: "+string(r)
 		}
-		next = append(next, c.opts.DriftCheckInterval)
+		next = append(next, wait)
 	}
 	if reason != "" {
 		c.set(claim, v1.ConditionDrifted, reason, msg)
@@ -209,6 +225,32 @@ func (c *Controller) Reconcile(ctx context.Context, claim *v1.NodeClaim) (reconc
 		logTransitions(ctx, stored, claim)
 	}
 	return reconcile.Result{RequeueAfter: soonest(next)}, nil
+}
+
+// cloudDrift asks the provider whether the claim's machine drifted, at most
+// once per DriftCheckInterval, and says how long until the next check.
+func (c *Controller) cloudDrift(ctx context.Context, claim *v1.NodeClaim, now time.Time) (cloudprovider.DriftReason, time.Duration, error) {
+	c.mu.Lock()
+	last, ok := c.checked[claim.Name]
+	c.mu.Unlock()
+	if ok && now.Sub(last.at) < c.opts.DriftCheckInterval {
+		return last.reason, c.opts.DriftCheckInterval - now.Sub(last.at), nil
+	}
+	r, err := c.drift.IsDrifted(ctx, claim)
+	if err != nil {
+		return "", c.opts.DriftCheckInterval, err
+	}
+	c.mu.Lock()
+	c.checked[claim.Name] = driftCheck{at: now, reason: r}
+	c.mu.Unlock()
+	return r, c.opts.DriftCheckInterval, nil
+}
+
+// forget drops what is remembered about a claim that is gone or going.
+func (c *Controller) forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.checked, name)
 }
 
 // set records a True condition; its transition time stays when it was True already.

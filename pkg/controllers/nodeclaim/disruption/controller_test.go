@@ -134,18 +134,25 @@ func TestDrift(t *testing.T) {
 		t.Fatalf("Drifted = %q before anything changed", got[v1.ConditionDrifted])
 	}
 
+	// The provider is asked at most once per DriftCheckInterval, however
+	// often the claim is reconciled.
 	cloud.reason = "ImageDrift"
+	calls := cloud.calls
+	if got, _ := f.reconcile(); got[v1.ConditionDrifted] != "" || cloud.calls != calls {
+		t.Fatalf("Drifted = %q after %d more calls within the interval, want the last answer and no call", got[v1.ConditionDrifted], cloud.calls-calls)
+	}
+	f.clock.Step(5 * time.Minute)
 	got, requeue := f.reconcile()
 	if got[v1.ConditionDrifted] != "ImageDrift" {
 		t.Errorf("Drifted = %q, want the provider's reason ImageDrift", got[v1.ConditionDrifted])
 	}
-	if requeue != 30*time.Second {
-		// Consolidatable comes first; the drift recheck is later.
-		t.Errorf("requeue = %s, want 30s", requeue)
+	if requeue != 5*time.Minute {
+		t.Errorf("requeue = %s, want the drift recheck in 5m", requeue)
 	}
 
 	// A provider that cannot read the node class neither clears nor invents drift.
 	cloud.reason, cloud.err = "", errors.New("node class not found")
+	f.clock.Step(5 * time.Minute)
 	if got, _ := f.reconcile(); got[v1.ConditionDrifted] != "ImageDrift" {
 		t.Errorf("after a drift check error Drifted = %q, want it kept", got[v1.ConditionDrifted])
 	}
@@ -157,7 +164,7 @@ func TestDrift(t *testing.T) {
 	if err := f.client.Update(context.Background(), pool); err != nil {
 		t.Fatal(err)
 	}
-	calls := cloud.calls
+	calls = cloud.calls
 	if got, _ := f.reconcile(); got[v1.ConditionDrifted] != ReasonRequirementsDrifted {
 		t.Errorf("Drifted = %q after the pool's requirements changed, want %s", got[v1.ConditionDrifted], ReasonRequirementsDrifted)
 	}
@@ -171,6 +178,7 @@ func TestDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	cloud.err = nil
+	f.clock.Step(5 * time.Minute)
 	if got, _ := f.reconcile(); got[v1.ConditionDrifted] != "" {
 		t.Errorf("Drifted = %q once nothing differs, want removed", got[v1.ConditionDrifted])
 	}
