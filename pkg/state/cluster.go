@@ -53,6 +53,8 @@ type Cluster struct {
 	nodeByClaimLabel  map[string]string // node's stowage.dev/nodeclaim label -> node name
 	claimByProviderID map[string]string // claim status.providerID -> claim name
 	claimByNodeName   map[string]string // claim status.nodeName -> claim name
+	// takingPodsSince is when each node began to take pods (see takesPods).
+	takingPodsSince map[string]time.Time
 
 	synced func() bool
 }
@@ -90,6 +92,7 @@ func NewCluster(clk clock.Clock, opts ...Option) *Cluster {
 		nodeByClaimLabel:  map[string]string{},
 		claimByProviderID: map[string]string{},
 		claimByNodeName:   map[string]string{},
+		takingPodsSince:   map[string]time.Time{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -115,6 +118,26 @@ func (c *Cluster) UpdateNode(node *corev1.Node) {
 	c.nodes[node.Name] = node
 	setIndex(c.nodeByProviderID, node.Spec.ProviderID, node.Name)
 	setIndex(c.nodeByClaimLabel, node.Labels[v1.LabelNodeClaim], node.Name)
+	if !takesPods(node) {
+		delete(c.takingPodsSince, node.Name)
+	} else if _, ok := c.takingPodsSince[node.Name]; !ok {
+		c.takingPodsSince[node.Name] = c.clock.Now()
+	}
+}
+
+// takesPods reports whether the scheduler may place pods on a node now:
+// Ready, schedulable, released by Stowage and without readiness taints.
+func takesPods(node *corev1.Node) bool {
+	if node.Spec.Unschedulable || !nodeReady(node) {
+		return false
+	}
+	for _, t := range node.Spec.Taints {
+		switch t.Key {
+		case v1.UnregisteredTaintKey, corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable:
+			return false
+		}
+	}
+	return true
 }
 
 // DeleteNode forgets a Node.
@@ -125,6 +148,7 @@ func (c *Cluster) DeleteNode(name string) {
 		c.unindexNodeLocked(old)
 	}
 	delete(c.nodes, name)
+	delete(c.takingPodsSince, name)
 }
 
 func (c *Cluster) unindexNodeLocked(n *corev1.Node) {

@@ -1,6 +1,9 @@
 package state
 
 import (
+	"fmt"
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
@@ -8,6 +11,11 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
 )
+
+// MaxNominationWait bounds how long a nomination holds for a node that is
+// initialized but does not take pods yet (its readiness taints linger, or it
+// is not released): past it, the pod is planned again.
+const MaxNominationWait = 2 * time.Minute
 
 // Nominate records that the provisioner planned pod onto target, a NodeClaim
 // it created or an existing node, so the next decision does not plan it again.
@@ -80,29 +88,51 @@ func (c *Cluster) PruneNominations() {
 	}
 }
 
-// validLocked reports whether a nomination still holds. While its target is
-// launching or booting it always does: the pod waits for the machine bought
-// for it. Once the node is initialized the kube-scheduler should bind the pod
-// within moments; the nomination then lasts the TTL, and ends at once if the
-// node no longer has room for the pod (other pods took it).
-func (c *Cluster) validLocked(n nomination) bool {
+// validLocked reports whether a nomination still holds.
+func (c *Cluster) validLocked(n nomination) bool { return c.whyLapsedLocked(n) == "" }
+
+// whyLapsedLocked says why a nomination no longer holds, or "" when it does.
+// While its target is launching or booting it holds: the pod waits for the
+// machine bought for it. Once the node takes pods (Ready, released by
+// Stowage, readiness taints gone) the kube-scheduler should bind the pod
+// within moments; the nomination then lasts the TTL, counted from when the
+// node began taking pods, and ends at once if the node no longer has room
+// for the pod (other pods took it).
+func (c *Cluster) whyLapsedLocked(n nomination) string {
 	claim, node := c.claims[n.target], c.nodes[n.target]
 	switch {
 	case claim != nil:
 		if claim.DeletionTimestamp != nil {
-			return false
+			return "its nodeclaim is being deleted"
 		}
 		node = c.nodeOfClaimLocked(claim)
 	case node != nil:
 		claim = c.claimOfNodeLocked(node)
 	default:
-		return false
+		return "its node or nodeclaim is gone"
 	}
 	if node != nil && node.DeletionTimestamp != nil {
-		return false
+		return "its node is being deleted"
 	}
 	if claim != nil && !isInitialized(claim) {
-		return true
+		return ""
+	}
+	// Other pods took its room: whatever the node's state, the pod needs
+	// another place.
+	if pod := c.pods[n.pod]; pod != nil {
+		switch {
+		case node != nil:
+			if !c.fitsLocked(node.Name, node.Status.Allocatable, pod) {
+				return fmt.Sprintf("other pods took its room on node %s", node.Name)
+			}
+		case claim != nil && claim.Status.NodeName != "":
+			// The Node informer has not delivered the node yet, but pods the
+			// kube-scheduler bound to it already take its room.
+			_, alloc := claimResources(claim, nil)
+			if !c.fitsLocked(claim.Status.NodeName, alloc, pod) {
+				return fmt.Sprintf("other pods took its room on node %s", claim.Status.NodeName)
+			}
+		}
 	}
 	since := n.at
 	if claim != nil {
@@ -110,21 +140,40 @@ func (c *Cluster) validLocked(n nomination) bool {
 			since = cond.LastTransitionTime.Time
 		}
 	}
+	if node != nil {
+		taking, ok := c.takingPodsSince[node.Name]
+		if !ok {
+			// Initialized but not yet taking pods: not released, or its
+			// readiness taints are not lifted yet. Wait, but not forever.
+			if c.clock.Since(since) < MaxNominationWait {
+				return ""
+			}
+			return fmt.Sprintf("node %s has not taken pods for %s since it was initialized", node.Name, MaxNominationWait)
+		}
+		if taking.After(since) {
+			since = taking
+		}
+	}
 	if c.clock.Since(since) >= c.nominationTTL {
-		return false
+		return fmt.Sprintf("the pod was not bound within %s of its node taking pods", c.nominationTTL)
 	}
-	pod := c.pods[n.pod]
-	switch {
-	case pod == nil:
-	case node != nil:
-		return c.fitsLocked(node.Name, node.Status.Allocatable, pod)
-	case claim != nil && claim.Status.NodeName != "":
-		// The Node informer has not delivered the node yet, but pods the
-		// kube-scheduler bound to it already take its room.
-		_, alloc := claimResources(claim, nil)
-		return c.fitsLocked(claim.Status.NodeName, alloc, pod)
+	return ""
+}
+
+// LapsedNomination returns the target of the pod's nomination and why it no
+// longer holds, or "", "" when the pod has none or it holds. A pod planned
+// again tells why in the provisioner's log.
+func (c *Cluster) LapsedNomination(pod *corev1.Pod) (target, why string) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	n, ok := c.nominations[pod.UID]
+	if !ok {
+		return "", ""
 	}
-	return true
+	if why := c.whyLapsedLocked(n); why != "" {
+		return n.target, why
+	}
+	return "", ""
 }
 
 // fitsLocked reports whether pod fits in alloc next to the pods bound to the

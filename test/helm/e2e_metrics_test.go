@@ -177,13 +177,15 @@ type metricExpectation struct {
 }
 
 var metricExpectations = map[string]metricExpectation{
-	"stowage_cost_per_hour":                            {when: afterProvisioning, perMachine: true},
-	"stowage_cost_on_demand_equivalent_per_hour":       {when: afterProvisioning, perMachine: true},
-	"stowage_cost_idle_gpu_per_hour":                   {when: afterProvisioning, perMachine: true},
-	"stowage_pods_pending":                             {when: afterProvisioning},
-	"stowage_scheduling_decision_duration_seconds":     {when: afterProvisioning},
-	"stowage_solver_duration_seconds":                  {when: afterProvisioning},
-	"stowage_nodeclaims_created_total":                 {when: afterProvisioning},
+	"stowage_cost_per_hour":                        {when: afterProvisioning, perMachine: true},
+	"stowage_cost_on_demand_equivalent_per_hour":   {when: afterProvisioning, perMachine: true},
+	"stowage_cost_idle_gpu_per_hour":               {when: afterProvisioning, perMachine: true},
+	"stowage_pods_pending":                         {when: afterProvisioning},
+	"stowage_scheduling_decision_duration_seconds": {when: afterProvisioning},
+	"stowage_solver_duration_seconds":              {when: afterProvisioning},
+	"stowage_nodeclaims_created_total":             {when: afterProvisioning},
+	// A plain counter: served at zero from the start.
+	"stowage_nominations_lapsed_total":                 {when: afterProvisioning},
 	"stowage_nodeclaims_launched_total":                {when: afterProvisioning},
 	"stowage_nodeclaims_registered_total":              {when: afterProvisioning},
 	"stowage_nodeclaims_initialized_total":             {when: afterProvisioning},

@@ -225,7 +225,7 @@ func (c *Controller) Pass(ctx context.Context) error {
 func (c *Controller) validateAndRun(ctx context.Context, e *Evaluation, byName map[string]*Candidate) error {
 	var due []string
 	for key, p := range c.proposals {
-		if e.Now().Sub(p.at) >= c.opts.ValidationDelay {
+		if p.cmd.Reason != v1.DisruptionReasonUnderutilized && e.Now().Sub(p.at) >= c.opts.ValidationDelay {
 			due = append(due, key)
 		}
 	}
@@ -266,10 +266,9 @@ func (c *Controller) validateAndRun(ctx context.Context, e *Evaluation, byName m
 }
 
 // holdPending keeps the decisions still waiting for their validation: they
-// hold their candidates and budget. A consolidation decision is planned
-// again at every pass and dropped as soon as the answer changes, so a price
-// that flaps between passes never confirms one.
-func (c *Controller) holdPending(ctx context.Context, e *Evaluation, byName map[string]*Candidate) {
+// hold their candidates and budget. Consolidation decisions are not held:
+// they are made afresh at every pass (see decide).
+func (c *Controller) holdPending(_ context.Context, e *Evaluation, byName map[string]*Candidate) {
 	keys := make([]string, 0, len(c.proposals))
 	for key := range c.proposals {
 		keys = append(keys, key)
@@ -278,16 +277,6 @@ func (c *Controller) holdPending(ctx context.Context, e *Evaluation, byName map[
 	for _, key := range keys {
 		p := c.proposals[key]
 		if p.cmd.Reason == v1.DisruptionReasonUnderutilized {
-			cmd, why, err := c.validate(ctx, e, p, byName)
-			if err != nil || why != "" {
-				delete(c.proposals, key)
-				if why != "" {
-					invalidatedTotal.WithLabelValues(string(p.cmd.Reason)).Inc()
-					log.FromContext(ctx).V(1).Info("disruption no longer holds before its validation", "command", p.cmd.String(), "why", why)
-				}
-				continue
-			}
-			e.Reserve(cmd)
 			continue
 		}
 		if fresh, ok := freshCandidates(p.cmd, byName); ok {
@@ -357,7 +346,16 @@ func freshCandidates(cmd Command, byName map[string]*Candidate) ([]*Candidate, b
 
 // decide asks each method, in priority order, for commands among the
 // candidates not yet taken, and records them as proposals.
+//
+// Consolidation is optional and its best answer moves with prices and with
+// the cluster, so it is decided afresh at every pass: a command is carried
+// out once it has been the answer at every pass for the validation delay. A
+// price that flaps between passes, or a better command that appears (a
+// second node became a candidate), restarts the wait instead of letting an
+// older, worse decision run.
 func (c *Controller) decide(ctx context.Context, e *Evaluation, cands []*Candidate) error {
+	var errs []error
+	current := map[string]bool{}
 	for _, m := range c.methods {
 		var want []*Candidate
 		for _, cand := range cands {
@@ -371,19 +369,38 @@ func (c *Controller) decide(ctx context.Context, e *Evaluation, cands []*Candida
 		}
 		cmds, err := m.ComputeCommands(ctx, e, want)
 		for _, cmd := range cmds {
+			key := cmd.Key()
+			if old, ok := c.proposals[key]; ok && cmd.Reason == v1.DisruptionReasonUnderutilized {
+				current[key] = true
+				if e.Now().Sub(old.at) >= c.opts.ValidationDelay {
+					delete(c.proposals, key)
+					errs = append(errs, c.execute(ctx, e.State, cmd))
+				}
+				continue
+			}
+			if cmd.Reason == v1.DisruptionReasonUnderutilized {
+				current[key] = true
+			}
 			p := &proposal{method: m, cmd: cmd, at: e.Now(), pods: map[string]string{}}
 			for _, cand := range cmd.Candidates {
 				p.pods[cand.Name()] = cand.podSet()
 			}
-			c.proposals[cmd.Key()] = p
+			c.proposals[key] = p
 			log.FromContext(ctx).V(1).Info("decided disruption; validating it after the delay", "command", cmd.String(),
 				"delay", c.opts.ValidationDelay.String())
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", m.Name(), err)
+			errs = append(errs, fmt.Errorf("%s: %w", m.Name(), err))
 		}
 	}
-	return nil
+	for key, p := range c.proposals {
+		if p.cmd.Reason == v1.DisruptionReasonUnderutilized && !current[key] {
+			invalidatedTotal.WithLabelValues(string(p.cmd.Reason)).Inc()
+			log.FromContext(ctx).V(1).Info("consolidation no longer the answer; not carried out", "command", p.cmd.String())
+			delete(c.proposals, key)
+		}
+	}
+	return joinErrs(errs...)
 }
 
 // reportBudget logs invalid budgets.

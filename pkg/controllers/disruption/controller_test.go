@@ -579,3 +579,34 @@ func drain(r *events.FakeRecorder) string {
 		}
 	}
 }
+
+// A consolidation decision that a better one overtakes before its delay is
+// not carried out: deleting a, with b still blocked, gives way to merging
+// both once b is free.
+func TestPassBetterConsolidationOvertakes(t *testing.T) {
+	e := newEnv(t, objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand), mach("b", 1, v1.CapacityTypeOnDemand))...)
+	mustT(t, e.client.Create(context.Background(), pod("pa", "a", "1")))
+	held := pod("pb", "b", "1", annotated(v1.AnnotationDoNotDisrupt, "true"))
+	mustT(t, e.client.Create(context.Background(), held))
+	e.pass(t) // decides: delete a (its pod fits on b)
+	e.clock.Step(10 * time.Second)
+	// b's pod no longer blocks: merging a and b onto one small node saves more.
+	mustT(t, e.client.Get(context.Background(), client.ObjectKeyFromObject(held), held))
+	held.Annotations = nil
+	mustT(t, e.client.Update(context.Background(), held))
+	e.pass(t)
+	e.validate(t)
+	var got []string
+	for _, n := range e.claims(t) {
+		if strings.HasPrefix(n, "p-") {
+			n = "+"
+		}
+		got = append(got, n)
+	}
+	if diff := cmp.Diff([]string{"+", "a", "b"}, got, sortStrings); diff != "" {
+		t.Errorf("claims (-want +got):\n%s", diff)
+	}
+	if !e.tainted(t, "a") || !e.tainted(t, "b") {
+		t.Error("the merge did not take both nodes")
+	}
+}

@@ -51,8 +51,16 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	if !c.cluster.Synced() {
 		return nil, errNotSynced
 	}
-	c.cluster.PruneNominations()
 	pending := c.cluster.Pods(provisionable)
+	for _, p := range pending {
+		// Planned before, but the plan no longer holds: say why, since the
+		// pod is planned (and may be bought for) again.
+		if target, why := c.cluster.LapsedNomination(p); target != "" {
+			logger.Info("planning pod again", "pod", klog.KObj(p), "nominatedTo", target, "why", why)
+			nominationsLapsed.Inc()
+		}
+	}
+	c.cluster.PruneNominations()
 	c.forgetResolved(pending)
 
 	pools := c.cluster.NodePools()

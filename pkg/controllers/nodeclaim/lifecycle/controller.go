@@ -183,7 +183,7 @@ func (c *Controller) Reconcile(ctx context.Context, claim *v1.NodeClaim) (reconc
 		}
 	}
 
-	if deleted, err := c.adopt(ctx, claim); deleted || err != nil {
+	if err := c.adopt(ctx, claim); err != nil {
 		return reconcile.Result{}, err
 	}
 

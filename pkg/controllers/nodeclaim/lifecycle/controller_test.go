@@ -392,8 +392,7 @@ func TestLaunchKeepsFailingDeletesClaim(t *testing.T) {
 }
 
 // A claim made before claims were owned by their pool gets the owner
-// reference; one whose pool is gone is deleted, since the garbage collector
-// will never delete it.
+// reference; one whose pool does not exist (made by hand) is left alone.
 func TestAdoptByNodePool(t *testing.T) {
 	owned := newClaim("old", offering("g5.xlarge", "zone-a", v1.CapacityTypeSpot))
 	orphan := newClaim("orphan", offering("g5.xlarge", "zone-a", v1.CapacityTypeSpot))
@@ -411,12 +410,11 @@ func TestAdoptByNodePool(t *testing.T) {
 	if _, err := e.reconcile(t, "orphan"); err != nil {
 		t.Fatal(err)
 	}
-	got := &v1.NodeClaim{}
-	err := e.client.Get(context.Background(), client.ObjectKey{Name: "orphan"}, got)
-	if err == nil && got.DeletionTimestamp == nil {
-		t.Error("a claim whose nodepool is gone was not deleted")
+	got := e.claim(t, "orphan")
+	if got.DeletionTimestamp != nil || len(got.OwnerReferences) != 0 {
+		t.Errorf("a claim without a pool was changed: owners %v, deleting %v", got.OwnerReferences, got.DeletionTimestamp)
 	}
-	if e.cloud.Calls("Create") != 1 {
-		t.Errorf("Create called %d times, want 1 (only for the owned claim)", e.cloud.Calls("Create"))
+	if e.cloud.Calls("Create") != 2 {
+		t.Errorf("Create called %d times, want 2", e.cloud.Calls("Create"))
 	}
 }

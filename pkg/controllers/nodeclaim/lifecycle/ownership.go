@@ -14,28 +14,28 @@ import (
 
 // adopt makes a claim owned by its NodePool, so that deleting the pool
 // deletes its claims (and termination drains their nodes). Claims are
-// created with the owner reference; this covers those created before that,
-// and deletes a claim whose pool is already gone, which the garbage
-// collector would never see. It reports whether it deleted the claim.
-func (c *Controller) adopt(ctx context.Context, claim *v1.NodeClaim) (bool, error) {
+// created with the owner reference; this covers those created before that.
+// A claim whose pool does not exist is left alone: someone made it by hand,
+// and what it runs is theirs to decide.
+func (c *Controller) adopt(ctx context.Context, claim *v1.NodeClaim) error {
 	poolName := claim.Labels[v1.LabelNodePool]
 	if poolName == "" || ownedByPool(claim) {
-		return false, nil
+		return nil
 	}
 	pool := &v1.NodePool{}
 	if err := c.client.Get(ctx, client.ObjectKey{Name: poolName}, pool); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return false, fmt.Errorf("getting nodepool %s of nodeclaim %s: %w", poolName, claim.Name, err)
+		if apierrors.IsNotFound(err) {
+			return nil
 		}
-		log.FromContext(ctx).Info("nodepool is gone; deleting its nodeclaim", "nodepool", poolName)
-		return true, deleteClaim(ctx, c.client, claim)
+		return fmt.Errorf("getting nodepool %s of nodeclaim %s: %w", poolName, claim.Name, err)
 	}
 	stored := claim.DeepCopy()
 	claim.OwnerReferences = append(claim.OwnerReferences, claims.PoolOwner(pool)...)
 	if err := c.client.Patch(ctx, claim, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
-		return false, client.IgnoreNotFound(fmt.Errorf("making nodepool %s the owner of nodeclaim %s: %w", poolName, claim.Name, err))
+		return client.IgnoreNotFound(fmt.Errorf("making nodepool %s the owner of nodeclaim %s: %w", poolName, claim.Name, err))
 	}
-	return false, nil
+	log.FromContext(ctx).V(1).Info("nodepool adopted its nodeclaim", "nodepool", poolName)
+	return nil
 }
 
 func ownedByPool(claim *v1.NodeClaim) bool {
