@@ -70,8 +70,9 @@ test-unit: ## only the pure-Go packages, no control plane
 bench: ## solver benchmarks on the scenarios, then a summary table (time, cost, lower bound, gap, naive, vs FFD and vs the legacy solver, peak heap)
 	STOWAGE_BENCH_100K=1 go test -run '^$$' -bench . -benchmem -timeout 60m ./pkg/solver/... ./test/scenarios/... | go run ./test/scenarios/benchsummary
 
-bench-e2e: controlplane ## 1,000 pending pods on the local control plane: wall time, decision p50/p99, controller memory
-	STOWAGE_BENCH_E2E=1 go test -count=1 -run '^TestBenchE2E$$' -v -timeout 30m ./test/e2e/
+bench-e2e: controlplane ## local control plane: 1,000 pending pods (both pool layouts), Karpenter's consolidation and drift cases, pass time at 1,000 nodes
+	go test -count=1 -run '^$$' -bench 'BenchmarkSchedulePass' -benchtime 5x ./pkg/controllers/provisioning/
+	STOWAGE_BENCH_E2E=1 go test -count=1 -run '^TestBenchE2E(Disruption)?$$' -v -timeout 120m ./test/e2e/
 
 bench-disruption: ## a day of the seeds' portfolio: static vs Stowage cost
 	go test -run '^$$' -bench BenchmarkDay -benchtime 1x -v ./test/portfolio/

@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -201,18 +202,38 @@ var kinds = map[schema.GroupKind]kind{
 		}
 		return d.expand(obj, "ReplicaSet", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
 	}},
-	{Group: "apps", Kind: "StatefulSet"}: {podSpecQuantities("spec.template.spec"), func(d *decoder, obj string, j []byte) error {
-		var o appsv1.StatefulSet
+	{Group: "apps", Kind: "StatefulSet"}: {podSpecQuantities("spec.template.spec"), decodeStatefulSet},
+	{Group: "batch", Kind: "Job"}:        {podSpecQuantities("spec.template.spec"), decodeJob},
+	{Group: "apps", Kind: "DaemonSet"}:   {podSpecQuantities("spec.template.spec"), decodeDaemonSet},
+	{Kind: "ConfigMap"}:                  {nil, decodeConfigMap},
+	{Group: v1.Group, Kind: "NodePool"}:  {[]quantityPath{{path: "spec.limits", kind: quantityMap}}, decodeNodePool},
+	// Storage: where volumes are, for volume topology.
+	{Kind: "PersistentVolumeClaim"}: {nil, func(d *decoder, obj string, j []byte) error {
+		var o corev1.PersistentVolumeClaim
 		if err := d.decodeTyped(obj, j, &o); err != nil {
 			return err
 		}
-		return d.expand(obj, "StatefulSet", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
+		o.Namespace = namespaceOrDefault(o.Namespace)
+		d.set.PersistentVolumeClaims = append(d.set.PersistentVolumeClaims, &o)
+		return nil
 	}},
-	{Group: "batch", Kind: "Job"}:         {podSpecQuantities("spec.template.spec"), decodeJob},
-	{Group: "apps", Kind: "DaemonSet"}:    {podSpecQuantities("spec.template.spec"), decodeDaemonSet},
-	{Kind: "ConfigMap"}:                   {nil, decodeConfigMap},
-	{Group: v1.Group, Kind: "NodePool"}:   {[]quantityPath{{path: "spec.limits", kind: quantityMap}}, decodeNodePool},
 	{Group: v1.Group, Kind: "Commitment"}: {nil, decodeCommitment},
+	{Kind: "PersistentVolume"}: {nil, func(d *decoder, obj string, j []byte) error {
+		var o corev1.PersistentVolume
+		if err := d.decodeTyped(obj, j, &o); err != nil {
+			return err
+		}
+		d.set.PersistentVolumes = append(d.set.PersistentVolumes, &o)
+		return nil
+	}},
+	{Group: "storage.k8s.io", Kind: "StorageClass"}: {nil, func(d *decoder, obj string, j []byte) error {
+		var o storagev1.StorageClass
+		if err := d.decodeTyped(obj, j, &o); err != nil {
+			return err
+		}
+		d.set.StorageClasses = append(d.set.StorageClasses, &o)
+		return nil
+	}},
 }
 
 // decodeCommitment reads a Commitment strictly and checks what the CRD's
@@ -261,6 +282,33 @@ func decodeCommitment(d *decoder, obj string, j []byte) error {
 		return d.errorf(obj, "spec.discountPercent", "must be between 0 and 99")
 	}
 	d.set.Commitments = append(d.set.Commitments, &c)
+	return nil
+}
+
+// decodeStatefulSet expands a StatefulSet into its pods and the claims its
+// volumeClaimTemplates create for each: <template>-<name>-<ordinal>, mounted
+// by the pod of that ordinal, as the StatefulSet controller does.
+func decodeStatefulSet(d *decoder, obj string, j []byte) error {
+	var o appsv1.StatefulSet
+	if err := d.decodeTyped(obj, j, &o); err != nil {
+		return err
+	}
+	first := len(d.set.Pods)
+	if err := d.expand(obj, "StatefulSet", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template); err != nil {
+		return err
+	}
+	ns := namespaceOrDefault(o.Namespace)
+	for i, p := range d.set.Pods[first:] {
+		for _, tmpl := range o.Spec.VolumeClaimTemplates {
+			name := tmpl.Name + "-" + o.Name + "-" + strconv.Itoa(i)
+			d.set.PersistentVolumeClaims = append(d.set.PersistentVolumeClaims, &corev1.PersistentVolumeClaim{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				Spec:       *tmpl.Spec.DeepCopy(),
+			})
+			p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: tmpl.Name, VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: name}}})
+		}
+	}
 	return nil
 }
 

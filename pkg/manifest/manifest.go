@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 )
@@ -31,6 +32,12 @@ type Set struct {
 	// Commitments are stowage.dev/v1 Commitments (Savings Plans, Reserved
 	// Instances, committed use, discounts) the plan is priced with.
 	Commitments []*v1.Commitment
+	// PersistentVolumeClaims (including those a StatefulSet's
+	// volumeClaimTemplates will create), PersistentVolumes and
+	// StorageClasses confine pods to where their volumes are.
+	PersistentVolumeClaims []*corev1.PersistentVolumeClaim
+	PersistentVolumes      []*corev1.PersistentVolume
+	StorageClasses         []*storagev1.StorageClass
 	// Warnings name the documents that were skipped, e.g. unknown kinds.
 	Warnings []string
 }
@@ -42,6 +49,9 @@ func (s *Set) Append(other *Set) {
 	s.NodePools = append(s.NodePools, other.NodePools...)
 	s.Reservations = append(s.Reservations, other.Reservations...)
 	s.Commitments = append(s.Commitments, other.Commitments...)
+	s.PersistentVolumeClaims = append(s.PersistentVolumeClaims, other.PersistentVolumeClaims...)
+	s.PersistentVolumes = append(s.PersistentVolumes, other.PersistentVolumes...)
+	s.StorageClasses = append(s.StorageClasses, other.StorageClasses...)
 	s.Warnings = append(s.Warnings, other.Warnings...)
 }
 

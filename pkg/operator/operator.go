@@ -26,8 +26,10 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/commitments"
 	"github.com/stowage-k8s/stowage/pkg/controllers/disruption"
 	"github.com/stowage-k8s/stowage/pkg/controllers/interruption"
+	nodeclaimdisruption "github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/disruption"
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/garbagecollection"
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/lifecycle"
+	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/podevents"
 	"github.com/stowage-k8s/stowage/pkg/controllers/provisioning"
 	"github.com/stowage-k8s/stowage/pkg/controllers/termination"
 	"github.com/stowage-k8s/stowage/pkg/cost"
@@ -178,7 +180,7 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 			},
 		}),
 		lifecycle.NewController(lifecycle.Deps{
-			Client: mgr.GetClient(), CloudProvider: provider, Clock: cfg.clock, Recorder: recorder,
+			Client: mgr.GetClient(), CloudProvider: provider, Clock: cfg.clock, Recorder: recorder, Nominations: cluster,
 			Options: lifecycle.Options{SkipNameValidation: cfg.skipNameVal},
 		}),
 		garbagecollection.NewController(garbagecollection.Deps{
@@ -187,6 +189,14 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 		termination.NewController(termination.Deps{
 			Client: mgr.GetClient(), CloudProvider: provider, Clock: cfg.clock, Recorder: recorder,
 			Options: termination.Options{SkipNameValidation: cfg.skipNameVal},
+		}),
+		// The conditions disruption acts on: Drifted, Expired, Consolidatable.
+		podevents.NewController(podevents.Deps{
+			Client: mgr.GetClient(), Clock: cfg.clock, Options: podevents.Options{SkipNameValidation: cfg.skipNameVal},
+		}),
+		nodeclaimdisruption.NewController(nodeclaimdisruption.Deps{
+			Client: mgr.GetClient(), CloudProvider: provider, Clock: cfg.clock,
+			Options: nodeclaimdisruption.Options{SkipNameValidation: cfg.skipNameVal},
 		}),
 	}
 	controllers = append(controllers, cost.NewController(cost.Deps{Clock: cfg.clock, Pricer: cfg.pricer, Interval: o.CostInterval}))
@@ -200,7 +210,7 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 	}
 	if o.Disruption {
 		controllers = append(controllers, disruption.NewController(disruption.Deps{
-			Client: mgr.GetClient(), CloudProvider: priced, Solver: solve, Clock: cfg.clock, Recorder: recorder,
+			Client: mgr.GetClient(), Cluster: cluster, CloudProvider: priced, Solver: solve, Clock: cfg.clock, Recorder: recorder,
 		}))
 	}
 	if src, ok := provider.(cloudprovider.InterruptionSource); ok && o.Interruption {

@@ -17,6 +17,7 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/manifest"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pricing"
 )
@@ -95,7 +96,7 @@ func BuildSnapshot(in Input) (*solver.Snapshot, error) {
 	if len(pools) == 0 {
 		pools = []*v1.NodePool{DefaultNodePool(len(in.Manifests.Reservations) > 0)}
 	}
-	snap := &solver.Snapshot{Pods: in.Manifests.Pods, DaemonSetPods: in.Manifests.DaemonSetPods}
+	snap := &solver.Snapshot{Pods: volumeTopology(in.Manifests), DaemonSetPods: in.Manifests.DaemonSetPods}
 	// Commitments price the pools' on-demand offerings at their marginal
 	// cost to the bill; the catalog itself keeps list prices for the naive
 	// baseline. Nothing runs yet, so every commitment is unused.
@@ -163,4 +164,26 @@ func AddReservations(c *pricing.Catalog, rs []manifest.Reservation) error {
 		})
 	}
 	return nil
+}
+
+// volumeTopology confines each pod that mounts claims to where their
+// volumes are, as the controller does. A claim the manifests do not hold
+// (or one not bound that binds immediately) leaves its pod unconfined, with
+// a warning: the manifests may describe only part of a cluster.
+func volumeTopology(m *manifest.Set) []*corev1.Pod {
+	vols := scheduling.NewVolumes(m.PersistentVolumeClaims, m.PersistentVolumes, m.StorageClasses)
+	out := make([]*corev1.Pod, 0, len(m.Pods))
+	for _, p := range m.Pods {
+		if !scheduling.UsesClaims(p) {
+			out = append(out, p)
+			continue
+		}
+		q, err := vols.WithTopology(p)
+		if err != nil {
+			m.Warnings = append(m.Warnings, fmt.Sprintf("pod %s/%s: %v; planned without its volumes' topology", p.Namespace, p.Name, err))
+			q = p
+		}
+		out = append(out, q)
+	}
+	return out
 }

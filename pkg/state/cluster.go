@@ -43,8 +43,18 @@ type Cluster struct {
 	// claims and pools by name.
 	claims map[string]*v1.NodeClaim
 	pools  map[string]*v1.NodePool
-	// nominations by pod UID.
+	// nominations by pod UID, and the UIDs nominated to each target.
 	nominations map[types.UID]nomination
+	byTarget    map[string]map[types.UID]struct{}
+	// Indexes that join claims and nodes, kept up to date on every update so
+	// that no lookup walks every node: a pass over thousands of pending pods
+	// used to rebuild the claim-to-node map once per pod.
+	nodeByProviderID  map[string]string // node spec.providerID -> node name
+	nodeByClaimLabel  map[string]string // node's stowage.dev/nodeclaim label -> node name
+	claimByProviderID map[string]string // claim status.providerID -> claim name
+	claimByNodeName   map[string]string // claim status.nodeName -> claim name
+	// takingPodsSince is when each node began to take pods (see takesPods).
+	takingPodsSince map[string]time.Time
 
 	synced func() bool
 }
@@ -76,6 +86,13 @@ func NewCluster(clk clock.Clock, opts ...Option) *Cluster {
 		claims:        map[string]*v1.NodeClaim{},
 		pools:         map[string]*v1.NodePool{},
 		nominations:   map[types.UID]nomination{},
+		byTarget:      map[string]map[types.UID]struct{}{},
+
+		nodeByProviderID:  map[string]string{},
+		nodeByClaimLabel:  map[string]string{},
+		claimByProviderID: map[string]string{},
+		claimByNodeName:   map[string]string{},
+		takingPodsSince:   map[string]time.Time{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -95,14 +112,63 @@ func (c *Cluster) Synced() bool {
 func (c *Cluster) UpdateNode(node *corev1.Node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if old := c.nodes[node.Name]; old != nil {
+		c.unindexNodeLocked(old)
+	}
 	c.nodes[node.Name] = node
+	setIndex(c.nodeByProviderID, node.Spec.ProviderID, node.Name)
+	setIndex(c.nodeByClaimLabel, node.Labels[v1.LabelNodeClaim], node.Name)
+	if !takesPods(node) {
+		delete(c.takingPodsSince, node.Name)
+	} else if _, ok := c.takingPodsSince[node.Name]; !ok {
+		c.takingPodsSince[node.Name] = c.clock.Now()
+	}
+}
+
+// takesPods reports whether the scheduler may place pods on a node now:
+// Ready, schedulable, released by Stowage and without readiness taints.
+func takesPods(node *corev1.Node) bool {
+	if node.Spec.Unschedulable || !nodeReady(node) {
+		return false
+	}
+	for _, t := range node.Spec.Taints {
+		switch t.Key {
+		case v1.UnregisteredTaintKey, corev1.TaintNodeNotReady, corev1.TaintNodeUnreachable:
+			return false
+		}
+	}
+	return true
 }
 
 // DeleteNode forgets a Node.
 func (c *Cluster) DeleteNode(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if old := c.nodes[name]; old != nil {
+		c.unindexNodeLocked(old)
+	}
 	delete(c.nodes, name)
+	delete(c.takingPodsSince, name)
+}
+
+func (c *Cluster) unindexNodeLocked(n *corev1.Node) {
+	unsetIndex(c.nodeByProviderID, n.Spec.ProviderID, n.Name)
+	unsetIndex(c.nodeByClaimLabel, n.Labels[v1.LabelNodeClaim], n.Name)
+}
+
+// setIndex maps key to value; an empty key is not indexed.
+func setIndex(m map[string]string, key, value string) {
+	if key != "" {
+		m[key] = value
+	}
+}
+
+// unsetIndex removes key if it still maps to value: another object may have
+// taken the key since.
+func unsetIndex(m map[string]string, key, value string) {
+	if key != "" && m[key] == value {
+		delete(m, key)
+	}
 }
 
 // UpdatePod records a Pod's latest state and which node it is bound to.
@@ -122,7 +188,7 @@ func (c *Cluster) UpdatePod(pod *corev1.Pod) {
 		}
 		set[key] = struct{}{}
 		// A bound pod no longer needs its nomination.
-		delete(c.nominations, pod.UID)
+		c.dropNominationLocked(pod.UID)
 	}
 }
 
@@ -136,7 +202,7 @@ func (c *Cluster) DeletePod(key types.NamespacedName) {
 	}
 	c.unindexPodLocked(key, old.Spec.NodeName)
 	delete(c.pods, key)
-	delete(c.nominations, old.UID)
+	c.dropNominationLocked(old.UID)
 }
 
 func (c *Cluster) unindexPodLocked(key types.NamespacedName, nodeName string) {
@@ -157,24 +223,36 @@ func (c *Cluster) unindexPodLocked(key types.NamespacedName, nodeName string) {
 func (c *Cluster) UpdateNodeClaim(claim *v1.NodeClaim) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old, ok := c.claims[claim.Name]; ok && olderThan(claim.ResourceVersion, old.ResourceVersion) {
+	old, ok := c.claims[claim.Name]
+	if ok && olderThan(claim.ResourceVersion, old.ResourceVersion) {
 		// The informer may deliver the create after the provisioner recorded a
 		// newer copy; never go back in time.
 		return
 	}
+	if ok {
+		c.unindexClaimLocked(old)
+	}
 	c.claims[claim.Name] = claim
+	setIndex(c.claimByProviderID, claim.Status.ProviderID, claim.Name)
+	setIndex(c.claimByNodeName, claim.Status.NodeName, claim.Name)
 }
 
 // DeleteNodeClaim forgets a NodeClaim; pods nominated to it become pending again.
 func (c *Cluster) DeleteNodeClaim(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.claims, name)
-	for uid, n := range c.nominations {
-		if n.target == name {
-			delete(c.nominations, uid)
-		}
+	if old := c.claims[name]; old != nil {
+		c.unindexClaimLocked(old)
 	}
+	delete(c.claims, name)
+	for uid := range c.byTarget[name] {
+		c.dropNominationLocked(uid)
+	}
+}
+
+func (c *Cluster) unindexClaimLocked(claim *v1.NodeClaim) {
+	unsetIndex(c.claimByProviderID, claim.Status.ProviderID, claim.Name)
+	unsetIndex(c.claimByNodeName, claim.Status.NodeName, claim.Name)
 }
 
 // UpdateNodePool records a NodePool's latest state.

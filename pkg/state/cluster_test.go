@@ -1,6 +1,7 @@
 package state
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -286,7 +287,10 @@ func TestNominations(t *testing.T) {
 
 	// Registered as a Node: the pod moves with it.
 	c.UpdateNodeClaim(claim("gpu-abc", "gpu", func(nc *v1.NodeClaim) { nc.Status.ProviderID = "fake://n1" }))
-	c.UpdateNode(node("n1", "gpu", res("cpu", "4", "pods", "110")))
+	c.UpdateNode(node("n1", "gpu", res("cpu", "4", "pods", "110"), func(n *corev1.Node) {
+		n.Spec.Taints = []corev1.Taint{{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}}
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	}))
 	if diff := cmp.Diff([]string{"p"}, summarize(c, nil)[0].Pods); diff != "" {
 		t.Errorf("registered node pods mismatch (-want +got):\n%s", diff)
 	}
@@ -301,9 +305,25 @@ func TestNominations(t *testing.T) {
 	if !c.IsNominated(p) {
 		t.Fatal("nomination ended as the node initialized")
 	}
+	// Not released to the scheduler yet: the pod cannot bind, so the TTL
+	// has not started; it waits, though not past MaxNominationWait.
 	clk.Step(time.Minute)
+	if !c.IsNominated(p) {
+		t.Fatal("nomination to a node that takes no pods yet ended after the TTL")
+	}
+	c.UpdateNode(node("n1", "gpu", res("cpu", "4", "pods", "110"), func(n *corev1.Node) {
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	}))
+	clk.Step(time.Minute - time.Second)
+	if !c.IsNominated(p) {
+		t.Fatal("nomination ended before the TTL counted from the node taking pods")
+	}
+	clk.Step(time.Second)
 	if c.IsNominated(p) {
-		t.Error("nomination to an initialized node outlived its TTL")
+		t.Error("nomination to a node taking pods outlived its TTL")
+	}
+	if target, why := c.LapsedNomination(p); target != "gpu-abc" || !strings.Contains(why, "not bound within") {
+		t.Errorf("LapsedNomination = %q, %q; want gpu-abc and the TTL", target, why)
 	}
 
 	// A fresh nomination to the ready node holds while the pod fits there...

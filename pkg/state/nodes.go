@@ -31,40 +31,37 @@ var transientTaints = map[string]bool{
 	v1.UnregisteredTaintKey:                          true,
 }
 
-// view is the state resolved under one read lock: which node each claim has.
-type view struct {
-	nodeOfClaim map[string]*corev1.Node // claim name -> its registered node
-	claimOfNode map[string]*v1.NodeClaim
+// nodeOfClaimLocked returns the registered Node of a claim, or nil: the node
+// the claim names, else the one with its providerID, else the one carrying
+// its name as a label (registered, but the claim's status is not stored yet).
+func (c *Cluster) nodeOfClaimLocked(claim *v1.NodeClaim) *corev1.Node {
+	if n := c.nodes[claim.Status.NodeName]; n != nil {
+		return n
+	}
+	if name, ok := c.nodeByProviderID[claim.Status.ProviderID]; ok && claim.Status.ProviderID != "" {
+		return c.nodes[name]
+	}
+	if name, ok := c.nodeByClaimLabel[claim.Name]; ok {
+		return c.nodes[name]
+	}
+	return nil
 }
 
-func (c *Cluster) resolveLocked() view {
-	byProviderID := make(map[string]*corev1.Node, len(c.nodes))
-	byClaimLabel := map[string]*corev1.Node{}
-	for _, n := range c.nodes {
-		if n.Spec.ProviderID != "" {
-			byProviderID[n.Spec.ProviderID] = n
+// claimOfNodeLocked returns the claim whose registered node is node, or nil.
+func (c *Cluster) claimOfNodeLocked(node *corev1.Node) *v1.NodeClaim {
+	for _, name := range []string{
+		c.claimByNodeName[node.Name],
+		c.claimByProviderID[node.Spec.ProviderID],
+		node.Labels[v1.LabelNodeClaim],
+	} {
+		if name == "" {
+			continue
 		}
-		if name := n.Labels[v1.LabelNodeClaim]; name != "" {
-			byClaimLabel[name] = n
-		}
-	}
-	v := view{nodeOfClaim: map[string]*corev1.Node{}, claimOfNode: map[string]*v1.NodeClaim{}}
-	for _, claim := range c.claims {
-		var node *corev1.Node
-		switch {
-		case claim.Status.NodeName != "" && c.nodes[claim.Status.NodeName] != nil:
-			node = c.nodes[claim.Status.NodeName]
-		case claim.Status.ProviderID != "" && byProviderID[claim.Status.ProviderID] != nil:
-			node = byProviderID[claim.Status.ProviderID]
-		case byClaimLabel[claim.Name] != nil:
-			node = byClaimLabel[claim.Name]
-		}
-		if node != nil {
-			v.nodeOfClaim[claim.Name] = node
-			v.claimOfNode[node.Name] = claim
+		if claim := c.claims[name]; claim != nil && c.nodeOfClaimLocked(claim) == node {
+			return claim
 		}
 	}
-	return v
+	return nil
 }
 
 // Nodes returns every node pods may be placed on: registered Nodes that are
@@ -74,22 +71,21 @@ func (c *Cluster) resolveLocked() view {
 func (c *Cluster) Nodes(lookup InstanceTypeLookup) []*solver.Node {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	v := c.resolveLocked()
-	nominated := c.nominatedPodsLocked(v)
+	nominated := c.nominatedPodsLocked()
 
 	var out []*solver.Node
 	for _, node := range c.nodes {
 		if node.DeletionTimestamp != nil || node.Spec.Unschedulable || hasTaint(node.Spec.Taints, v1.DisruptedTaintKey) {
 			continue
 		}
-		claim := v.claimOfNode[node.Name]
+		claim := c.claimOfNodeLocked(node)
 		if claim != nil && claim.DeletionTimestamp != nil {
 			continue
 		}
 		out = append(out, c.existingNodeLocked(node, claim, lookup, nominated[node.Name]))
 	}
 	for _, claim := range c.claims {
-		if claim.DeletionTimestamp != nil || v.nodeOfClaim[claim.Name] != nil {
+		if claim.DeletionTimestamp != nil || c.nodeOfClaimLocked(claim) != nil {
 			continue
 		}
 		_, alloc := claimResources(claim, lookup)
@@ -142,7 +138,6 @@ func (c *Cluster) existingNodeLocked(node *corev1.Node, claim *v1.NodeClaim, loo
 func (c *Cluster) Usage(pool string, lookup InstanceTypeLookup) corev1.ResourceList {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	v := c.resolveLocked()
 	usage := corev1.ResourceList{}
 	nodes := int64(0)
 	for _, node := range c.nodes {
@@ -150,7 +145,7 @@ func (c *Cluster) Usage(pool string, lookup InstanceTypeLookup) corev1.ResourceL
 			continue
 		}
 		capacity := node.Status.Capacity
-		if claim := v.claimOfNode[node.Name]; claim != nil && !isInitialized(claim) {
+		if claim := c.claimOfNodeLocked(node); claim != nil && !isInitialized(claim) {
 			planned, _ := claimResources(claim, lookup)
 			capacity = mergeMissing(capacity, planned)
 		}
@@ -158,7 +153,7 @@ func (c *Cluster) Usage(pool string, lookup InstanceTypeLookup) corev1.ResourceL
 		nodes++
 	}
 	for _, claim := range c.claims {
-		if claim.Labels[v1.LabelNodePool] != pool || v.nodeOfClaim[claim.Name] != nil {
+		if claim.Labels[v1.LabelNodePool] != pool || c.nodeOfClaimLocked(claim) != nil {
 			continue
 		}
 		capacity, _ := claimResources(claim, lookup)

@@ -68,6 +68,9 @@ type Options struct {
 	// Unavailable is the shared cache of offerings that recently had no
 	// capacity. Default: a new cache with cloudprovider.DefaultUnavailableTTL.
 	Unavailable *cloudprovider.UnavailableOfferings
+	// Image is what new machines boot. Default: ImageID. SetImage changes
+	// it, and machines running another image then report drift.
+	Image string
 }
 
 // Reservation is a block of reserved capacity for one instance type in one zone.
@@ -102,6 +105,7 @@ type Cloud struct {
 	nodeMu sync.Mutex
 
 	mu       sync.Mutex
+	image    string
 	failing  map[cloudprovider.OfferingID]bool
 	prices   map[cloudprovider.OfferingID]float64
 	nsReady  bool
@@ -119,6 +123,7 @@ type Cloud struct {
 var (
 	_ cloudprovider.CloudProvider      = (*Cloud)(nil)
 	_ cloudprovider.InterruptionSource = (*Cloud)(nil)
+	_ cloudprovider.DriftChecker       = (*Cloud)(nil)
 )
 
 // New returns a fake cloud. It validates the options and the reservations
@@ -152,6 +157,9 @@ func New(opts Options) (*Cloud, error) {
 	if opts.Unavailable == nil {
 		opts.Unavailable = cloudprovider.NewUnavailableOfferings(opts.Clock, cloudprovider.DefaultUnavailableTTL)
 	}
+	if opts.Image == "" {
+		opts.Image = ImageID
+	}
 	c := &Cloud{
 		client:      opts.Client,
 		reader:      opts.APIReader,
@@ -161,6 +169,7 @@ func New(opts Options) (*Cloud, error) {
 		latency:     opts.LaunchLatency,
 		clock:       opts.Clock,
 		unavailable: opts.Unavailable,
+		image:       opts.Image,
 		failing:     map[cloudprovider.OfferingID]bool{},
 		prices:      map[cloudprovider.OfferingID]float64{},
 		pending:     map[string]chan struct{}{},
@@ -309,6 +318,7 @@ func (c *Cloud) launch(ctx context.Context, claim *v1.NodeClaim, id, token strin
 			continue
 		}
 		inst := newInstance(c.cluster, id, token, claim, it, choice, price, reservation, c.catalog.Region, c.clock.Now())
+		inst.ImageID = c.currentImage()
 		// What the device plugin advertises, as the solver planned it.
 		inst.Capacity, inst.Allocatable = scheduling.EffectiveCapacity(it, claim.Spec.GPU)
 		if err := c.createInstance(ctx, inst); err != nil {

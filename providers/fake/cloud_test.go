@@ -773,3 +773,45 @@ func BenchmarkInstanceTypes(b *testing.B) {
 		}
 	}
 }
+
+func TestImageDrift(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	old, err := e.cloud.Create(ctx, newClaim("old", choice("g.xlarge", zoneA, v1.CapacityTypeSpot)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := e.cloud.IsDrifted(ctx, old); err != nil || r != "" {
+		t.Fatalf("IsDrifted before any change = %q, %v; want none", r, err)
+	}
+	if err := e.cloud.SetImage("fake-image-2"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := e.cloud.IsDrifted(ctx, old); err != nil || r != DriftImage {
+		t.Errorf("IsDrifted of a machine on the old image = %q, %v; want %s", r, err, DriftImage)
+	}
+	fresh, err := e.cloud.Create(ctx, newClaim("new", choice("g.xlarge", zoneA, v1.CapacityTypeSpot)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.Status.ImageID != "fake-image-2" {
+		t.Errorf("new machine booted %q, want fake-image-2", fresh.Status.ImageID)
+	}
+	if r, _ := e.cloud.IsDrifted(ctx, fresh); r != "" {
+		t.Errorf("IsDrifted of a machine on the new image = %q, want none", r)
+	}
+	// A restarted controller still reads the image each machine booted.
+	listed, err := e.newCloud(t, nil).Get(ctx, old.Status.ProviderID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if listed.Status.ImageID != ImageID {
+		t.Errorf("old machine's image after restart = %q, want %q", listed.Status.ImageID, ImageID)
+	}
+	if !cloudprovider.CapabilitiesOf(e.cloud).Drift {
+		t.Error("the fake cloud does not report the drift capability")
+	}
+	if err := e.cloud.SetImage(""); err == nil {
+		t.Error("SetImage(\"\") succeeded")
+	}
+}

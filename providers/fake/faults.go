@@ -111,3 +111,33 @@ func (c *Cloud) sells(id cloudprovider.OfferingID) bool {
 	}
 	return false
 }
+
+// SetImage changes the image new machines boot, as a node class pointing at
+// a new image would. Running machines keep theirs and report ImageDrift.
+func (c *Cloud) SetImage(id string) error {
+	if id == "" {
+		return fmt.Errorf("fake cloud: set image: the image ID is empty")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.image = id
+	return nil
+}
+
+func (c *Cloud) currentImage() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.image
+}
+
+// DriftImage is the DriftReason of a machine running an image other than the current one.
+const DriftImage cloudprovider.DriftReason = "ImageDrift"
+
+// IsDrifted implements cloudprovider.DriftChecker: a launched machine that
+// booted an image other than the current one has drifted.
+func (c *Cloud) IsDrifted(_ context.Context, claim *v1.NodeClaim) (cloudprovider.DriftReason, error) {
+	if claim.Status.ImageID == "" || claim.Status.ImageID == c.currentImage() {
+		return "", nil
+	}
+	return DriftImage, nil
+}

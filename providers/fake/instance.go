@@ -50,6 +50,7 @@ type instance struct {
 	CapacityType  string              `json:"capacityType"`
 	ReservationID string              `json:"reservationID,omitempty"`
 	PricePerHour  float64             `json:"pricePerHour"`
+	ImageID       string              `json:"imageID,omitempty"`
 	LaunchTime    time.Time           `json:"launchTime"`
 	Labels        map[string]string   `json:"labels,omitempty"`
 	Taints        []corev1.Taint      `json:"taints,omitempty"`
@@ -130,6 +131,15 @@ func nodeLabels(claim *v1.NodeClaim, it *cloudprovider.InstanceType, choice v1.O
 	return labels
 }
 
+// image is what the machine booted; records from before images could
+// change booted ImageID.
+func (i *instance) image() string {
+	if i.ImageID == "" {
+		return ImageID
+	}
+	return i.ImageID
+}
+
 func (i *instance) offeringID() cloudprovider.OfferingID {
 	return cloudprovider.OfferingID{InstanceType: i.InstanceType, Zone: i.Zone, CapacityType: i.CapacityType}
 }
@@ -140,7 +150,7 @@ func (i *instance) fillStatus(s *v1.NodeClaimStatus) {
 	s.Zone = i.Zone
 	s.CapacityType = i.CapacityType
 	s.PricePerHour = formatPrice(i.PricePerHour)
-	s.ImageID = ImageID
+	s.ImageID = i.image()
 	s.Capacity = i.Capacity.DeepCopy()
 	s.Allocatable = i.Allocatable.DeepCopy()
 }

@@ -201,7 +201,7 @@ func node(inst *instance) *corev1.Node {
 			NodeInfo: corev1.NodeSystemInfo{
 				Architecture:    inst.Labels[v1.LabelArch],
 				OperatingSystem: inst.Labels[v1.LabelOS],
-				OSImage:         ImageID,
+				OSImage:         inst.image(),
 			},
 		},
 	}

@@ -307,6 +307,7 @@ func TestNodePoolDefaults(t *testing.T) {
 			"consolidationPolicy": "WhenEmptyOrUnderutilized",
 			"consolidateAfter":    "0s",
 			"budgets":             []any{map[string]any{"nodes": "10%"}},
+			"repairAfter":         "15m",
 		},
 		"template": map[string]any{"spec": map[string]any{
 			"expireAfter":         "720h",

@@ -85,11 +85,34 @@ func TestBenchE2E(t *testing.T) {
 		t.Skipf("set %s=1 (or run `make bench-e2e`) to scale out by %d pods on a local control plane",
 			benchEnvGate, benchCPUPods+benchGPUPods)
 	}
-	pools, err := benchNodePools(os.Getenv(benchEnvPools))
+	// Both layouts by default: the untainted mixed pool is where the
+	// kube-scheduler can put CPU pods on GPU machines, the tainted split is
+	// the usual GPU cluster.
+	variants := []string{"one", "split"}
+	if v := os.Getenv(benchEnvPools); v != "" {
+		variants = []string{v}
+	}
+	binary := benchBuildStowage(t)
+	var tables []string
+	for _, variant := range variants {
+		t.Run("pools="+variant, func(t *testing.T) {
+			tables = append(tables, benchScaleOut(t, binary, variant))
+		})
+	}
+	if out := os.Getenv(benchEnvOut); out != "" {
+		if err := os.WriteFile(out, []byte(strings.Join(tables, "\n")), 0o644); err != nil {
+			t.Errorf("writing %s=%s: %v", benchEnvOut, out, err)
+		}
+	}
+}
+
+// benchScaleOut runs one scale-out of 1,000 pods on a fresh control plane
+// with the pools of variant, and returns its table.
+func benchScaleOut(t *testing.T, binary, variant string) string {
+	pools, err := benchNodePools(variant)
 	if err != nil {
 		t.Fatal(err)
 	}
-	binary := benchBuildStowage(t)
 	cp := controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, Kwok: true, CRDs: true})
 	ctrl := benchStartController(t, binary, cp.KubeconfigPath)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -146,14 +169,9 @@ func TestBenchE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	table := res.Render()
-	t.Logf("Stowage scale-out of %d pending pods on the local control plane (fake cloud, %s launch latency, NodePools %s):\n%s",
-		len(pods), benchLaunchLatency, benchPoolNames(pools), table)
-	if out := os.Getenv(benchEnvOut); out != "" {
-		if err := os.WriteFile(out, []byte(table), 0o644); err != nil {
-			t.Errorf("writing %s=%s: %v", benchEnvOut, out, err)
-		}
-	}
+	table := fmt.Sprintf("scale-out of %d pending pods, NodePools %s (%s):\n%s", len(pods), benchPoolNames(pools), variant, res.Render())
+	t.Logf("Stowage %s", table)
+	return table
 }
 
 // benchBuildStowage builds cmd/stowage into the test's temporary directory,

@@ -5,9 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +16,6 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -27,11 +23,9 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/controllers/disruption"
 	"github.com/stowage-k8s/stowage/pkg/controllers/interruption"
-	"github.com/stowage-k8s/stowage/pkg/operator"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/utils/index"
 	"github.com/stowage-k8s/stowage/providers/fake"
-	"github.com/stowage-k8s/stowage/test/controlplane"
 )
 
 // disrWait bounds every wait in the disruption suites; it is a deadline for
@@ -40,64 +34,15 @@ const disrWait = 2 * time.Minute
 
 // disrCluster is a control plane running the operator (provisioning,
 // lifecycle, termination) against the fake cloud.
-type disrCluster struct {
-	cp    *controlplane.ControlPlane
-	c     client.Client
-	cloud *fake.Cloud
-}
+type disrCluster = e2eCluster
 
-var disrLogOnce sync.Once
-
+// disrStart runs the operator without its disruption and interruption
+// controllers: the test starts its own once its cluster is set up
+// (disrStartControllers).
 func disrStart(t *testing.T, clusterName string) *disrCluster {
 	t.Helper()
-	disrLogOnce.Do(func() {
-		out := io.Discard
-		if testing.Verbose() {
-			out = os.Stderr
-		}
-		o := operator.DefaultOptions()
-		o.LogLevel = "debug"
-		logger, err := operator.NewLogger(o, out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		log.SetLogger(logger)
-	})
-	cp := controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, Kwok: true, CRDs: true})
-	dc := &disrCluster{cp: cp, c: cp.Client}
-	opts := operator.DefaultOptions()
-	opts.CloudProvider = fake.Name
-	opts.ClusterName = clusterName
-	opts.LeaderElection = false
-	opts.MetricsAddr = "0"
-	opts.HealthProbeAddr = "0"
-	opts.BatchIdleDuration = 200 * time.Millisecond
-	opts.BatchMaxDuration = 2 * time.Second
-	// The test runs its own disruption and interruption controllers once its
-	// cluster is set up (disrStartControllers).
-	opts.Disruption = false
-	opts.Interruption = false
-	ctx, cancel := context.WithCancel(context.Background())
-	op, err := operator.New(ctx, cp.Config, opts,
-		operator.WithSkipNameValidation(),
-		operator.WithProvider(fake.Name, func(_ context.Context, d operator.ProviderDeps) (cloudprovider.CloudProvider, error) {
-			cloud, err := fake.New(fake.Options{Client: d.Client, ClusterName: d.ClusterName, Clock: d.Clock})
-			dc.cloud = cloud
-			return cloud, err
-		}))
-	if err != nil {
-		cancel()
-		t.Fatalf("building the operator: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- op.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("operator: %v", err)
-		}
-	})
-	return dc
+	return e2eStart(t, e2eOptions{clusterName: clusterName, noDisruption: true, noInterruption: true,
+		noLeaderElection: true, batchIdle: 200 * time.Millisecond, batchMax: 2 * time.Second})
 }
 
 // disrStartControllers runs the disruption and interruption controllers in

@@ -54,9 +54,11 @@ type gcpOperator struct {
 	provider *gcpprovider.Provider
 }
 
+var gcpLogOnce sync.Once
+
 func gcpStart(t *testing.T) *gcpCluster {
 	t.Helper()
-	provLogOnce.Do(func() {
+	gcpLogOnce.Do(func() {
 		out := io.Discard
 		if testing.Verbose() {
 			out = os.Stderr

@@ -5,9 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,13 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
-	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
-	"github.com/stowage-k8s/stowage/pkg/operator"
-	"github.com/stowage-k8s/stowage/providers/fake"
-	"github.com/stowage-k8s/stowage/test/controlplane"
 )
 
 // provWait bounds every wait in the provisioning suite; it is a deadline for
@@ -31,65 +23,12 @@ import (
 const provWait = 2 * time.Minute
 
 // provCluster is a local control plane with the whole operator running
-// in-process against the fake cloud.
-type provCluster struct {
-	cp    *controlplane.ControlPlane
-	c     client.Client
-	cloud *fake.Cloud
-}
-
-var provLogOnce sync.Once
+// in-process against the fake cloud, with production defaults.
+type provCluster = e2eCluster
 
 func provStart(t *testing.T) *provCluster {
 	t.Helper()
-	provLogOnce.Do(func() {
-		out := io.Discard
-		if testing.Verbose() {
-			out = os.Stderr
-		}
-		o := operator.DefaultOptions()
-		o.LogLevel = "debug"
-		logger, err := operator.NewLogger(o, out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		log.SetLogger(logger)
-	})
-	cp := controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, Kwok: true, CRDs: true})
-	pc := &provCluster{cp: cp, c: cp.Client}
-
-	opts := operator.DefaultOptions()
-	opts.CloudProvider = fake.Name
-	opts.ClusterName = "prov-e2e"
-	// Elect a leader as in production: the provisioning loop and the fake
-	// cloud only run once this replica holds the lease.
-	opts.LeaderElection = true
-	opts.LeaderElectionNamespace = metav1.NamespaceDefault
-	opts.MetricsAddr = "0"
-	opts.HealthProbeAddr = "0"
-	opts.BatchIdleDuration = 200 * time.Millisecond
-	opts.BatchMaxDuration = 2 * time.Second
-	ctx, cancel := context.WithCancel(context.Background())
-	op, err := operator.New(ctx, cp.Config, opts,
-		operator.WithSkipNameValidation(),
-		operator.WithProvider(fake.Name, func(_ context.Context, d operator.ProviderDeps) (cloudprovider.CloudProvider, error) {
-			cloud, err := fake.New(fake.Options{Client: d.Client, ClusterName: d.ClusterName, Clock: d.Clock})
-			pc.cloud = cloud
-			return cloud, err
-		}))
-	if err != nil {
-		cancel()
-		t.Fatalf("building the operator: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- op.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("operator: %v", err)
-		}
-	})
-	return pc
+	return e2eStart(t, e2eOptions{clusterName: "prov-e2e"})
 }
 
 // provEventually polls cond until it holds or provWait passes.

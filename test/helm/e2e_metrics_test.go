@@ -177,13 +177,15 @@ type metricExpectation struct {
 }
 
 var metricExpectations = map[string]metricExpectation{
-	"stowage_cost_per_hour":                            {when: afterProvisioning, perMachine: true},
-	"stowage_cost_on_demand_equivalent_per_hour":       {when: afterProvisioning, perMachine: true},
-	"stowage_cost_idle_gpu_per_hour":                   {when: afterProvisioning, perMachine: true},
-	"stowage_pods_pending":                             {when: afterProvisioning},
-	"stowage_scheduling_decision_duration_seconds":     {when: afterProvisioning},
-	"stowage_solver_duration_seconds":                  {when: afterProvisioning},
-	"stowage_nodeclaims_created_total":                 {when: afterProvisioning},
+	"stowage_cost_per_hour":                        {when: afterProvisioning, perMachine: true},
+	"stowage_cost_on_demand_equivalent_per_hour":   {when: afterProvisioning, perMachine: true},
+	"stowage_cost_idle_gpu_per_hour":               {when: afterProvisioning, perMachine: true},
+	"stowage_pods_pending":                         {when: afterProvisioning},
+	"stowage_scheduling_decision_duration_seconds": {when: afterProvisioning},
+	"stowage_solver_duration_seconds":              {when: afterProvisioning},
+	"stowage_nodeclaims_created_total":             {when: afterProvisioning},
+	// A plain counter: served at zero from the start.
+	"stowage_nominations_lapsed_total":                 {when: afterProvisioning},
 	"stowage_nodeclaims_launched_total":                {when: afterProvisioning},
 	"stowage_nodeclaims_registered_total":              {when: afterProvisioning},
 	"stowage_nodeclaims_initialized_total":             {when: afterProvisioning},
@@ -194,6 +196,7 @@ var metricExpectations = map[string]metricExpectation{
 	// Set on every disruption pass, for each method and for each pool the
 	// budgets are asked about.
 	"stowage_disruption_eligible_nodes":               {when: afterProvisioning},
+	"stowage_disruption_commands_in_flight":           {when: afterProvisioning},
 	"stowage_nodeclaims_terminated_total":             {when: afterTermination},
 	"stowage_nodeclaims_termination_duration_seconds": {when: afterTermination},
 	"stowage_termination_evictions_total":             {when: afterTermination},
@@ -207,6 +210,8 @@ var metricExpectations = map[string]metricExpectation{
 	"stowage_disruption_decisions_total":                 {when: untilEvent, reason: "a disruption command starts"},
 	"stowage_disruption_savings_per_hour_total":          {when: untilEvent, reason: "a disruption command that saves money completes"},
 	"stowage_disruption_abandoned_total":                 {when: untilEvent, reason: "a disruption command is given up"},
+	"stowage_disruption_invalidated_total":               {when: untilEvent, reason: "a disruption decision no longer holds at its validation"},
+	"stowage_nodeclaims_disruption_conditions":           {when: untilEvent, reason: "a NodeClaim is Drifted, Expired or Consolidatable"},
 	"stowage_interruption_events_total":                  {when: untilEvent, reason: "the cloud sends an interruption; the fake raises one only in-process"},
 	"stowage_interruption_actions_total":                 {when: untilEvent, reason: "an interruption is acted on"},
 	"stowage_aws_price_source":                           {when: untilEvent, reason: "the aws provider runs (this is the fake cloud)"},

@@ -263,6 +263,10 @@ func TestTemplatePerCloud(t *testing.T) {
 				{"stowage.dev", "nodeclaims", "create"},
 				{"stowage.dev", "nodeclaims/status", "patch"},
 				{"stowage.dev", "nodepools/finalizers", "update"},
+				// Steering a pod to its planned node, volume topology, volume detach.
+				{"", "pods/status", "patch"},
+				{"", "persistentvolumes", "list"},
+				{"storage.k8s.io", "volumeattachments", "watch"},
 			} {
 				if !allows(cr.Rules, want.group, want.resource, want.verb) {
 					t.Errorf("ClusterRole does not allow %s %s/%s", want.verb, want.group, want.resource)
@@ -271,7 +275,7 @@ func TestTemplatePerCloud(t *testing.T) {
 			for _, deny := range []struct{ group, resource, verb string }{
 				{"", "secrets", "get"},
 				{"", "pods", "create"},
-				{"", "pods/status", "patch"},
+				{"", "pods/status", "update"},
 				{"", "configmaps", "get"},
 			} {
 				if allows(cr.Rules, deny.group, deny.resource, deny.verb) {

@@ -19,6 +19,7 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/controllers/disruption"
+	claimconditions "github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/disruption"
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 )
@@ -298,14 +299,7 @@ func RunDay(ctx context.Context, cat disruption.InstanceTyper, workloads []Workl
 		disrupted := 0
 		for range maxPassesPerStep {
 			st := clusterState(now, pools, fleet)
-			cands := disruption.BuildCandidates(st, func(name string) time.Duration {
-				for _, n := range fleet {
-					if n.name == name {
-						return now.Sub(n.changed)
-					}
-				}
-				return 0
-			})
+			cands := disruption.BuildCandidates(st, nil)
 			e := disruption.NewEvaluation(st, sim, disruption.DefaultChurnGuard())
 			cmd, err := firstCommand(ctx, e, methods, cands)
 			if err != nil {
@@ -350,12 +344,20 @@ func firstCommand(ctx context.Context, e *disruption.Evaluation, methods []disru
 		if len(want) == 0 {
 			continue
 		}
-		cmd, err := m.ComputeCommand(ctx, e, want)
-		if err != nil || !cmd.IsEmpty() {
-			return cmd, err
+		cmds, err := m.ComputeCommands(ctx, e, want)
+		if err != nil || len(cmds) > 0 {
+			// The replay completes one command at a time, each seeing the last.
+			return first(cmds), err
 		}
 	}
 	return disruption.Command{}, nil
+}
+
+func first(cmds []disruption.Command) disruption.Command {
+	if len(cmds) == 0 {
+		return disruption.Command{}
+	}
+	return cmds[0]
 }
 
 func applyBindings(fleet []*node, bindings []solver.Binding, now time.Time) {
@@ -413,13 +415,20 @@ func clusterState(now time.Time, pools []*v1.NodePool, fleet []*node) *disruptio
 				Zone: n.off.Zone, CapacityType: n.off.CapacityType}}},
 			Status: v1.NodeClaimStatus{ProviderID: pid, NodeName: n.name, InstanceType: n.it.Name, Zone: n.off.Zone,
 				CapacityType: n.off.CapacityType, PricePerHour: strconv.FormatFloat(n.off.PricePerHour, 'f', -1, 64),
-				Allocatable: n.it.Allocatable(), Capacity: n.it.Capacity,
-				Conditions: []metav1.Condition{{Type: v1.ConditionInitialized, Status: metav1.ConditionTrue}}},
+				Allocatable: n.it.Allocatable(), Capacity: n.it.Capacity, LastPodEventTime: metav1.NewTime(n.changed),
+				Conditions: []metav1.Condition{{Type: v1.ConditionInitialized, Status: metav1.ConditionTrue,
+					LastTransitionTime: metav1.NewTime(n.created)}}},
+		}
+		// What the nodeclaim.disruption controller would have set by now.
+		if at, ok := claimconditions.ConsolidatableAt(n.pool, claim); ok && !now.Before(at) {
+			claim.Status.Conditions = append(claim.Status.Conditions, metav1.Condition{Type: v1.ConditionConsolidatable,
+				Status: metav1.ConditionTrue, Reason: claimconditions.ReasonConsolidatable, LastTransitionTime: metav1.NewTime(at)})
 		}
 		k8sNode := &corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: n.labels(), CreationTimestamp: metav1.NewTime(n.created)},
 			Spec:       corev1.NodeSpec{ProviderID: pid},
-			Status:     corev1.NodeStatus{Capacity: n.it.Capacity, Allocatable: n.it.Allocatable()},
+			Status: corev1.NodeStatus{Capacity: n.it.Capacity, Allocatable: n.it.Allocatable(),
+				Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
 		}
 		st.Claims = append(st.Claims, claim)
 		st.Nodes[n.name] = k8sNode

@@ -129,6 +129,11 @@ type NodeClaimStatus struct {
 	// UnavailableOfferings lists offerings that reported insufficient capacity for this claim.
 	// +optional
 	UnavailableOfferings []string `json:"unavailableOfferings,omitempty"`
+	// LastPodEventTime is when a pod was last bound to the claim's node or
+	// left it. The node is Consolidatable once its pool's consolidateAfter has
+	// passed since then.
+	// +optional
+	LastPodEventTime metav1.Time `json:"lastPodEventTime,omitempty"`
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }

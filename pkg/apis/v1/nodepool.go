@@ -195,10 +195,16 @@ type Disruption struct {
 	// Off by default: a training step lost to consolidation costs more than it saves.
 	// +optional
 	EvictRunningJobs bool `json:"evictRunningJobs,omitempty"`
+	// RepairAfter is how long a node's Ready condition may stay False or
+	// Unknown (its kubelet stopped reporting) before the node is replaced,
+	// within the Unhealthy budgets; "Never" turns repair off.
+	// +kubebuilder:default="15m"
+	// +optional
+	RepairAfter NillableDuration `json:"repairAfter"`
 }
 
 // DisruptionReason is why a node is voluntarily disrupted.
-// +kubebuilder:validation:Enum=Underutilized;Empty;Drifted;Expired
+// +kubebuilder:validation:Enum=Underutilized;Empty;Drifted;Expired;Unhealthy
 type DisruptionReason string
 
 // Disruption reasons a budget can name.
@@ -207,6 +213,8 @@ const (
 	DisruptionReasonEmpty         DisruptionReason = "Empty"
 	DisruptionReasonDrifted       DisruptionReason = "Drifted"
 	DisruptionReasonExpired       DisruptionReason = "Expired"
+	// DisruptionReasonUnhealthy: the node stayed NotReady for repairAfter.
+	DisruptionReasonUnhealthy DisruptionReason = "Unhealthy"
 )
 
 // Budget caps concurrent disruptions.

@@ -2,7 +2,9 @@ package disruption
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,12 +35,21 @@ type Candidate struct {
 	// Age is the time since the claim was created.
 	Age time.Duration
 	// Blocked says why voluntary disruption is not allowed right now; empty
-	// when it is. Forceful expiry ignores it.
+	// when it is. Forceful expiry and repair ignore it.
 	Blocked string
-	// StableFor is how long the node's set of pods has been unchanged, as
-	// observed by the controller, and at most how long the claim has been
-	// Initialized: consolidateAfter counts from there.
-	StableFor time.Duration
+	// Ready is the node's Ready condition.
+	Ready bool
+}
+
+// podSet identifies the candidate's pods, to tell whether they changed
+// between a decision and its validation.
+func (c *Candidate) podSet() string {
+	keys := make([]string, 0, len(c.Pods))
+	for _, p := range c.Pods {
+		keys = append(keys, string(p.UID))
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ",")
 }
 
 // Name is the candidate's NodeClaim name.
@@ -57,11 +68,15 @@ func (c *Candidate) HasGPU() bool {
 	return c.Node.Labels[v1.LabelGPUCount] != ""
 }
 
+// Nominations reports whether pods are on their way to a claim or its node:
+// the provisioner planned them there and the scheduler has not bound them yet.
+type Nominations func(claim, node string) bool
+
 // BuildCandidates returns every node of a Stowage NodeClaim that could be
-// disrupted at all: launched, initialized, registered, and neither being
-// deleted nor already tainted for disruption. stableFor reports how long a
-// node's pods have been unchanged.
-func BuildCandidates(st *ClusterState, stableFor func(node string) time.Duration) []*Candidate {
+// disrupted at all: launched, initialized, registered, neither being deleted
+// nor already tainted for disruption, and with no pods nominated to it.
+// nominated may be nil.
+func BuildCandidates(st *ClusterState, nominated Nominations) []*Candidate {
 	var out []*Candidate
 	for _, claim := range st.Claims {
 		node := st.NodeOfClaim[claim.Name]
@@ -77,6 +92,10 @@ func BuildCandidates(st *ClusterState, stableFor func(node string) time.Duration
 		case conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted):
 			// The interruption controller owns it.
 			continue
+		case nominated != nil && nominated(claim.Name, node.Name):
+			// Bought or chosen for pods that have not arrived yet: it may look
+			// empty only because the scheduler has not bound them.
+			continue
 		}
 		c := &Candidate{
 			Claim:        claim,
@@ -84,19 +103,12 @@ func BuildCandidates(st *ClusterState, stableFor func(node string) time.Duration
 			Pool:         pool,
 			PricePerHour: claimPrice(claim),
 			Age:          st.Now.Sub(claim.CreationTimestamp.Time),
+			Ready:        nodeReady(node),
 		}
 		for _, p := range st.PodsByNode[node.Name] {
 			if reschedulable(p) {
 				c.Pods = append(c.Pods, p)
 			}
-		}
-		if stableFor != nil {
-			c.StableFor = stableFor(node.Name)
-		}
-		// A node that just became usable may be empty only because the
-		// scheduler has not bound the pods it was bought for yet.
-		if init := conditions.Get(claim.Status.Conditions, v1.ConditionInitialized); init != nil && !init.LastTransitionTime.IsZero() {
-			c.StableFor = min(c.StableFor, st.Now.Sub(init.LastTransitionTime.Time))
 		}
 		c.Blocked = blocker(st, c)
 		out = append(out, c)
@@ -123,7 +135,7 @@ func blocker(st *ClusterState, c *Candidate) string {
 			return fmt.Sprintf("pod %s/%s belongs to a running Job and nodepool %s does not set evictRunningJobs",
 				p.Namespace, p.Name, c.Pool.Name)
 		}
-		if pdb := blockingPDB(st.PDBs, p); pdb != nil {
+		if pdb := blockingPDB(st.pdbsIn(p.Namespace), p); pdb != nil {
 			return fmt.Sprintf("poddisruptionbudget %s/%s allows no disruption of pod %s", pdb.Namespace, pdb.Name, p.Name)
 		}
 	}

@@ -173,13 +173,21 @@ func stateOf(now time.Time, pools []*v1.NodePool, claims []*v1.NodeClaim, nodes 
 	return st
 }
 
-func TestStableForCountsFromInitialization(t *testing.T) {
+// A node that pods are on their way to is no candidate, whatever it runs now.
+func TestBuildCandidatesSkipsNominatedNodes(t *testing.T) {
 	now := start.Add(time.Hour)
-	claim, node := machine("n", "p", catalog()[0], v1.CapacityTypeOnDemand, start)
-	claim.Status.Conditions[0].LastTransitionTime = metav1.NewTime(now.Add(-5 * time.Second))
-	st := stateOf(now, []*v1.NodePool{pool("p")}, []*v1.NodeClaim{claim}, []*corev1.Node{node}, nil, nil)
-	cands := BuildCandidates(st, func(string) time.Duration { return time.Hour })
-	if got := cands[0].StableFor; got != 5*time.Second {
-		t.Errorf("StableFor = %s, want 5s: the node was initialized 5s ago", got)
+	ca, na := machine("a", "p", catalog()[0], v1.CapacityTypeOnDemand, start)
+	cb, nb := machine("b", "p", catalog()[0], v1.CapacityTypeOnDemand, start)
+	st := stateOf(now, []*v1.NodePool{pool("p")}, []*v1.NodeClaim{ca, cb}, []*corev1.Node{na, nb}, nil, nil)
+	var asked []string
+	cands := BuildCandidates(st, func(claim, node string) bool {
+		asked = append(asked, claim+"/"+node)
+		return claim == "b"
+	})
+	if len(cands) != 1 || cands[0].Name() != "a" {
+		t.Errorf("candidates = %v, want only a", cands)
+	}
+	if diff := cmp.Diff([]string{"a/a", "b/b"}, asked); diff != "" {
+		t.Errorf("nominations asked for (-want +got):\n%s", diff)
 	}
 }

@@ -15,11 +15,14 @@ const (
 	MaxSingleNodeSimulations = 50
 	// MaxMultiNodeCandidates caps the prefix multi-node consolidation searches.
 	MaxMultiNodeCandidates = 100
+	// MaxConsolidationCommands caps the consolidation commands decided in
+	// one pass; more follow in later passes, each pool within its budget.
+	MaxConsolidationCommands = 3
 )
 
 // consolidatable is what both consolidation methods require of a candidate.
-func consolidatable(c *Candidate) bool {
-	return len(c.Pods) > 0 && c.Blocked == "" && consolidatesUnderutilized(c.Pool) && settled(c)
+func consolidatable(e *Evaluation, c *Candidate) bool {
+	return len(c.Pods) > 0 && c.Blocked == "" && c.Ready && consolidatesUnderutilized(c.Pool) && settled(e, c)
 }
 
 // SingleNode deletes a node whose pods fit on the others, or replaces it
@@ -35,7 +38,28 @@ func (SingleNode) Name() string { return "single-node" }
 func (SingleNode) Reason() v1.DisruptionReason { return v1.DisruptionReasonUnderutilized }
 
 // ShouldDisrupt implements Method.
-func (SingleNode) ShouldDisrupt(_ *Evaluation, c *Candidate) bool { return consolidatable(c) }
+func (SingleNode) ShouldDisrupt(e *Evaluation, c *Candidate) bool { return consolidatable(e, c) }
+
+// ComputeCommands implements Method with at most one command.
+func (m SingleNode) ComputeCommands(ctx context.Context, e *Evaluation, cands []*Candidate) ([]Command, error) {
+	return one(e)(m.ComputeCommand(ctx, e, cands))
+}
+
+// Recompute implements Method.
+func (m SingleNode) Recompute(ctx context.Context, e *Evaluation, cmd Command) (Command, string, error) {
+	return consolidate(ctx, e, m.Name(), cmd.Candidates)
+}
+
+// one reserves and wraps a single command.
+func one(e *Evaluation) func(Command, error) ([]Command, error) {
+	return func(cmd Command, err error) ([]Command, error) {
+		if err != nil || cmd.IsEmpty() {
+			return nil, err
+		}
+		e.Reserve(cmd)
+		return []Command{cmd}, nil
+	}
+}
 
 // ComputeCommand tries candidates cheapest to disrupt first and returns the
 // first that saves money.
@@ -78,7 +102,17 @@ func (MultiNode) Name() string { return "multi-node" }
 func (MultiNode) Reason() v1.DisruptionReason { return v1.DisruptionReasonUnderutilized }
 
 // ShouldDisrupt implements Method.
-func (MultiNode) ShouldDisrupt(_ *Evaluation, c *Candidate) bool { return consolidatable(c) }
+func (MultiNode) ShouldDisrupt(e *Evaluation, c *Candidate) bool { return consolidatable(e, c) }
+
+// ComputeCommands implements Method with at most one command.
+func (m MultiNode) ComputeCommands(ctx context.Context, e *Evaluation, cands []*Candidate) ([]Command, error) {
+	return one(e)(m.ComputeCommand(ctx, e, cands))
+}
+
+// Recompute implements Method.
+func (m MultiNode) Recompute(ctx context.Context, e *Evaluation, cmd Command) (Command, string, error) {
+	return consolidate(ctx, e, m.Name(), cmd.Candidates)
+}
 
 // ComputeCommand implements Method. Feasibility is not strictly monotonic in
 // the prefix length, so the search may miss a longer valid prefix; it never
@@ -114,7 +148,7 @@ func (m MultiNode) ComputeCommand(ctx context.Context, e *Evaluation, cands []*C
 // consolidate simulates removing cands and returns the command, or why
 // there is none.
 func consolidate(ctx context.Context, e *Evaluation, method string, cands []*Candidate) (Command, string, error) {
-	sim, err := e.Simulator.Simulate(ctx, e.State, cands)
+	sim, err := e.simulate(ctx, cands)
 	if err != nil {
 		return Command{}, "", err
 	}
@@ -154,7 +188,40 @@ func (Consolidation) Name() string { return "consolidation" }
 func (Consolidation) Reason() v1.DisruptionReason { return v1.DisruptionReasonUnderutilized }
 
 // ShouldDisrupt implements Method.
-func (Consolidation) ShouldDisrupt(_ *Evaluation, c *Candidate) bool { return consolidatable(c) }
+func (Consolidation) ShouldDisrupt(e *Evaluation, c *Candidate) bool { return consolidatable(e, c) }
+
+// ComputeCommands finds the best command, reserves it, and looks again
+// among the candidates left, up to MaxConsolidationCommands: several pools,
+// or several parts of one pool within its budget, consolidate at once.
+func (m Consolidation) ComputeCommands(ctx context.Context, e *Evaluation, cands []*Candidate) ([]Command, error) {
+	var out []Command
+	left := cands
+	for len(out) < MaxConsolidationCommands {
+		cmd, err := m.ComputeCommand(ctx, e, left)
+		if err != nil {
+			return out, err
+		}
+		if cmd.IsEmpty() {
+			break
+		}
+		e.Reserve(cmd)
+		out = append(out, cmd)
+		var rest []*Candidate
+		for _, c := range left {
+			if !e.Reserved(c) {
+				rest = append(rest, c)
+			}
+		}
+		left = rest
+	}
+	return out, nil
+}
+
+// Recompute implements Method: the same candidates, planned again by the
+// search (single- or multi-node) that found them.
+func (m Consolidation) Recompute(ctx context.Context, e *Evaluation, cmd Command) (Command, string, error) {
+	return consolidate(ctx, e, cmd.Method, cmd.Candidates)
+}
 
 // ComputeCommand implements Method. Multi-node consolidation runs over all
 // candidates and over each pool's alone: the prefix search orders by

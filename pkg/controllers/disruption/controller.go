@@ -1,15 +1,16 @@
-// Package disruption removes and replaces Stowage's nodes on purpose: expired
-// and drifted nodes, empty nodes, and nodes whose pods could run for less
-// elsewhere (consolidation). Every decision is a what-if on the same solver
-// provisioning uses; replacements are launched and Ready before anything is
-// drained, and NodePool budgets cap how many nodes go at once.
+// Package disruption removes and replaces Stowage's nodes on purpose:
+// broken (repair), expired and drifted nodes, empty nodes, and nodes whose
+// pods could run for less elsewhere (consolidation). Every decision is a
+// what-if on the same solver provisioning uses, is validated again after a
+// short wait before anything is touched, and runs as one of many commands in
+// flight: replacements are launched and Ready before anything is drained,
+// and NodePool budgets cap how many nodes go at once.
 package disruption
 
 import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/state"
 )
 
 // Name is the controller's name in logs and metrics.
@@ -30,12 +32,19 @@ const Name = "disruption"
 const (
 	DefaultInterval           = 10 * time.Second
 	DefaultReplacementTimeout = 15 * time.Minute
+	// DefaultValidationDelay is how long a decision waits before it is
+	// checked again and carried out: long enough for pods on their way to a
+	// node to be bound, and for a flapping price to flap back.
+	DefaultValidationDelay = 15 * time.Second
 )
 
 // Deps are the controller's dependencies.
 type Deps struct {
 	// Client reads through the manager's cache and writes NodeClaims and Nodes.
-	Client        client.Client
+	Client client.Client
+	// Cluster, when set, tells which nodes pods are nominated to; those are
+	// never disrupted.
+	Cluster       *state.Cluster
 	CloudProvider InstanceTyper
 	Solver        Solver
 	Clock         clock.WithTicker
@@ -50,53 +59,52 @@ type Options struct {
 	// ReplacementTimeout is how long a command waits for its replacements to
 	// become Ready before it is abandoned and the candidates are kept.
 	ReplacementTimeout time.Duration
+	// ValidationDelay is how long a decision waits before it is validated
+	// and carried out.
+	ValidationDelay time.Duration
 	// Guard limits consolidation churn; DefaultChurnGuard when nil.
 	Guard *ChurnGuard
 	// Methods in priority order; DefaultMethods when nil.
 	Methods []Method
 }
 
-// DefaultMethods are the methods in priority order: expiry, drift,
-// emptiness, then consolidation, which weighs the multi-node and single-node
-// answers against each other rather than taking whichever runs first.
+// DefaultMethods are the methods in priority order: repair, expiry, drift,
+// emptiness, then consolidation, which weighs the multi-node and
+// single-node answers against each other rather than taking whichever runs
+// first. A method earlier in the list takes candidates and budget first;
+// every method decides in every pass.
 func DefaultMethods() []Method {
-	return []Method{Expiry{}, Drift{}, Emptiness{}, Consolidation{}}
+	return []Method{Health{}, Expiry{}, Drift{}, Emptiness{}, Consolidation{}}
 }
 
 // Controller is the leader-elected disruption loop.
 type Controller struct {
-	client  client.Client
-	sim     *Simulator
-	clock   clock.WithTicker
-	events  recorder
-	opts    Options
-	guard   ChurnGuard
-	methods []Method
+	client    client.Client
+	sim       *Simulator
+	nominated Nominations
+	clock     clock.WithTicker
+	events    recorder
+	opts      Options
+	guard     ChurnGuard
+	methods   []Method
 
 	mu sync.Mutex
-	// stable tracks, per node, its set of pods and since when it is unchanged.
-	stable map[string]podSet
-	// proposal is the consolidation command the last pass proposed; it runs
-	// only when the next pass proposes the same.
-	proposal string
-	// pending is the command waiting for its replacements.
-	pending *pendingCommand
+	// proposals are decisions waiting for their validation, by command key.
+	proposals map[string]*proposal
+	// inflight are commands waiting for their replacements, by ID. They are
+	// also recorded on the claims (see record.go), so a new leader resumes them.
+	inflight map[string]*inflight
 	// orphans are the nodes the last pass found tainted with no owner.
 	orphans map[string]bool
 }
 
-type podSet struct {
-	key   string
-	since time.Time
-}
-
-type pendingCommand struct {
-	cmd          Command
-	replacements []string
-	started      time.Time
-	// seen records replacements the cache has shown: one it has not shown
-	// yet is still on its way, one that was shown and is missing is gone.
-	seen map[string]bool
+// proposal is a decision made at a pass, to be validated at a later one.
+type proposal struct {
+	method Method
+	cmd    Command
+	at     time.Time
+	// pods are each candidate's pods when decided, by claim name.
+	pods map[string]string
 }
 
 // NewController builds the disruption controller.
@@ -106,6 +114,9 @@ func NewController(d Deps) *Controller {
 	}
 	if d.Options.ReplacementTimeout <= 0 {
 		d.Options.ReplacementTimeout = DefaultReplacementTimeout
+	}
+	if d.Options.ValidationDelay <= 0 {
+		d.Options.ValidationDelay = DefaultValidationDelay
 	}
 	if d.Clock == nil {
 		d.Clock = clock.RealClock{}
@@ -121,16 +132,21 @@ func NewController(d Deps) *Controller {
 	if methods == nil {
 		methods = DefaultMethods()
 	}
-	return &Controller{
-		client:  d.Client,
-		sim:     &Simulator{Solver: d.Solver, Cloud: d.CloudProvider},
-		clock:   d.Clock,
-		events:  recorder{d.Recorder},
-		opts:    d.Options,
-		guard:   guard,
-		methods: methods,
-		stable:  map[string]podSet{},
+	c := &Controller{
+		client:    d.Client,
+		sim:       &Simulator{Solver: d.Solver, Cloud: d.CloudProvider},
+		clock:     d.Clock,
+		events:    recorder{d.Recorder},
+		opts:      d.Options,
+		guard:     guard,
+		methods:   methods,
+		proposals: map[string]*proposal{},
+		inflight:  map[string]*inflight{},
 	}
+	if d.Cluster != nil {
+		c.nominated = d.Cluster.HasNominatedPods
+	}
+	return c
 }
 
 // Name is the controller's name.
@@ -169,8 +185,10 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 }
 
-// Pass runs one evaluation: it advances a command waiting for replacements,
-// or else asks each method in order for a command and runs the first one.
+// Pass runs one evaluation. It advances every command waiting for its
+// replacements, carries out the decisions of earlier passes that still hold
+// after the validation delay, and makes new decisions with the candidates
+// and budget left.
 func (c *Controller) Pass(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -178,21 +196,170 @@ func (c *Controller) Pass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.observe(st)
-	if c.pending != nil {
-		// Orphans are judged on consecutive passes without a command.
-		c.orphans = nil
-		return c.progress(ctx, st)
+	c.resume(ctx, st)
+	progressErr := c.progressAll(ctx, st)
+	orphanErr := c.releaseOrphans(ctx, st)
+
+	cands := BuildCandidates(st, c.nominated)
+	byName := make(map[string]*Candidate, len(cands))
+	for _, cand := range cands {
+		byName[cand.Name()] = cand
 	}
-	if err := c.releaseOrphans(ctx, st); err != nil {
-		return err
+	e := newEvaluation(st, c.sim, c.guard, c.reportBudget(ctx))
+	execErr := c.validateAndRun(ctx, e, byName)
+
+	c.holdPending(ctx, e, byName)
+	decideErr := c.decide(ctx, e, cands)
+	inflightCommands.Set(float64(len(c.inflight)))
+	for _, pool := range st.Pools {
+		for _, r := range []v1.DisruptionReason{v1.DisruptionReasonUnhealthy, v1.DisruptionReasonExpired,
+			v1.DisruptionReasonDrifted, v1.DisruptionReasonEmpty, v1.DisruptionReasonUnderutilized} {
+			budgetAllowed.WithLabelValues(pool.Name, string(r)).Set(float64(e.Allowed(pool, r)))
+		}
 	}
-	cands := BuildCandidates(st, c.stableFor(st.Now))
-	e := &Evaluation{State: st, Simulator: c.sim, Guard: c.guard, allowed: c.budgets(ctx, st)}
+	return joinErrs(progressErr, orphanErr, execErr, decideErr)
+}
+
+// validateAndRun carries out the proposals whose validation delay has
+// passed and that still hold, in method priority order, oldest first.
+func (c *Controller) validateAndRun(ctx context.Context, e *Evaluation, byName map[string]*Candidate) error {
+	var due []string
+	for key, p := range c.proposals {
+		if p.cmd.Reason != v1.DisruptionReasonUnderutilized && e.Now().Sub(p.at) >= c.opts.ValidationDelay {
+			due = append(due, key)
+		}
+	}
+	rank := map[string]int{}
+	for i, m := range c.methods {
+		rank[m.Name()] = i
+	}
+	sort.Slice(due, func(i, j int) bool {
+		a, b := c.proposals[due[i]], c.proposals[due[j]]
+		if rank[a.method.Name()] != rank[b.method.Name()] {
+			return rank[a.method.Name()] < rank[b.method.Name()]
+		}
+		if !a.at.Equal(b.at) {
+			return a.at.Before(b.at)
+		}
+		return due[i] < due[j]
+	})
+	var errs []error
+	for _, key := range due {
+		p := c.proposals[key]
+		delete(c.proposals, key)
+		cmd, why, err := c.validate(ctx, e, p, byName)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if why != "" {
+			invalidatedTotal.WithLabelValues(string(p.cmd.Reason)).Inc()
+			log.FromContext(ctx).Info("disruption no longer holds; not carried out", "command", p.cmd.String(), "why", why)
+			continue
+		}
+		e.Reserve(cmd)
+		if err := c.execute(ctx, e.State, cmd); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return joinErrs(errs...)
+}
+
+// holdPending keeps the decisions still waiting for their validation: they
+// hold their candidates and budget. Consolidation decisions are not held:
+// they are made afresh at every pass (see decide).
+func (c *Controller) holdPending(_ context.Context, e *Evaluation, byName map[string]*Candidate) {
+	keys := make([]string, 0, len(c.proposals))
+	for key := range c.proposals {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		p := c.proposals[key]
+		if p.cmd.Reason == v1.DisruptionReasonUnderutilized {
+			continue
+		}
+		if fresh, ok := freshCandidates(p.cmd, byName); ok {
+			held := p.cmd
+			held.Candidates = fresh
+			e.Reserve(held)
+		}
+	}
+}
+
+// validate checks a proposal against fresh state: every candidate is still
+// one and still wanted by its method, consolidation and emptiness candidates
+// still run the same pods, the budgets still allow it, and planning it again
+// gives the same decision (for consolidation: the same replacement types).
+// It returns the command to run, with fresh replacements, or why not.
+func (c *Controller) validate(ctx context.Context, e *Evaluation, p *proposal, byName map[string]*Candidate) (Command, string, error) {
+	fresh, ok := freshCandidates(p.cmd, byName)
+	if !ok {
+		return Command{}, "a candidate is no longer disruptable (gone, tainted, in use by pods on their way, or not initialized)", nil
+	}
+	for _, cand := range fresh {
+		if e.Reserved(cand) {
+			return Command{}, fmt.Sprintf("nodeclaim %s was taken by another command", cand.Name()), nil
+		}
+		if !p.method.ShouldDisrupt(e, cand) {
+			return Command{}, fmt.Sprintf("%s no longer wants nodeclaim %s", p.method.Name(), cand.Name()), nil
+		}
+		if changesMatter(p.cmd.Reason) && cand.podSet() != p.pods[cand.Name()] {
+			return Command{}, fmt.Sprintf("the pods on nodeclaim %s changed", cand.Name()), nil
+		}
+	}
+	want := p.cmd
+	want.Candidates = fresh
+	if !e.fitsBudgets(want) {
+		return Command{}, "the budgets no longer allow it", nil
+	}
+	cmd, why, err := p.method.Recompute(ctx, e, want)
+	if err != nil || why != "" {
+		return Command{}, why, err
+	}
+	if cmd.Reason == v1.DisruptionReasonUnderutilized && cmd.Key() != p.cmd.Key() {
+		// Optional, so act only on a decision that stood for the whole
+		// delay: a price that flaps causes no churn.
+		return Command{}, "planning it again gives a different answer: " + cmd.String(), nil
+	}
+	return cmd, "", nil
+}
+
+// changesMatter says for which reasons a candidate's pods must not change
+// between decision and validation: the ones that rely on how busy a node is.
+func changesMatter(r v1.DisruptionReason) bool {
+	return r == v1.DisruptionReasonEmpty || r == v1.DisruptionReasonUnderutilized
+}
+
+// freshCandidates maps a command's candidates to this pass's, by claim name.
+func freshCandidates(cmd Command, byName map[string]*Candidate) ([]*Candidate, bool) {
+	out := make([]*Candidate, 0, len(cmd.Candidates))
+	for _, old := range cmd.Candidates {
+		cand, ok := byName[old.Name()]
+		if !ok {
+			return nil, false
+		}
+		out = append(out, cand)
+	}
+	return out, true
+}
+
+// decide asks each method, in priority order, for commands among the
+// candidates not yet taken, and records them as proposals.
+//
+// Consolidation is optional and its best answer moves with prices and with
+// the cluster, so it is decided afresh at every pass: a command is carried
+// out once it has been the answer at every pass for the validation delay. A
+// price that flaps between passes, or a better command that appears (a
+// second node became a candidate), restarts the wait instead of letting an
+// older, worse decision run.
+func (c *Controller) decide(ctx context.Context, e *Evaluation, cands []*Candidate) error {
+	var errs []error
+	current := map[string]bool{}
 	for _, m := range c.methods {
 		var want []*Candidate
 		for _, cand := range cands {
-			if m.ShouldDisrupt(e, cand) {
+			if !e.Reserved(cand) && m.ShouldDisrupt(e, cand) {
 				want = append(want, cand)
 			}
 		}
@@ -200,69 +367,49 @@ func (c *Controller) Pass(ctx context.Context) error {
 		if len(want) == 0 {
 			continue
 		}
-		cmd, err := m.ComputeCommand(ctx, e, want)
-		if err != nil {
-			return fmt.Errorf("%s: %w", m.Name(), err)
-		}
-		if cmd.IsEmpty() {
-			continue
-		}
-		if cmd.Reason == v1.DisruptionReasonUnderutilized && cmd.Key() != c.proposal {
-			// Consolidation is optional: act only on a decision seen on two
-			// passes in a row, so a price that flaps causes no churn.
-			c.proposal = cmd.Key()
-			log.FromContext(ctx).V(1).Info("proposed disruption; confirming next pass", "command", cmd.String())
-			return nil
-		}
-		c.proposal = ""
-		return c.execute(ctx, st, cmd)
-	}
-	c.proposal = ""
-	return nil
-}
-
-// observe records when each node's set of pods last changed.
-func (c *Controller) observe(st *ClusterState) {
-	seen := map[string]bool{}
-	for name := range st.Nodes {
-		seen[name] = true
-		var keys []string
-		for _, p := range st.PodsByNode[name] {
-			if reschedulable(p) {
-				keys = append(keys, string(p.UID)+"/"+p.Namespace+"/"+p.Name)
+		cmds, err := m.ComputeCommands(ctx, e, want)
+		for _, cmd := range cmds {
+			key := cmd.Key()
+			if old, ok := c.proposals[key]; ok && cmd.Reason == v1.DisruptionReasonUnderutilized {
+				current[key] = true
+				if e.Now().Sub(old.at) >= c.opts.ValidationDelay {
+					delete(c.proposals, key)
+					errs = append(errs, c.execute(ctx, e.State, cmd))
+				}
+				continue
 			}
+			if cmd.Reason == v1.DisruptionReasonUnderutilized {
+				current[key] = true
+			}
+			p := &proposal{method: m, cmd: cmd, at: e.Now(), pods: map[string]string{}}
+			for _, cand := range cmd.Candidates {
+				p.pods[cand.Name()] = cand.podSet()
+			}
+			c.proposals[key] = p
+			log.FromContext(ctx).V(1).Info("decided disruption; validating it after the delay", "command", cmd.String(),
+				"delay", c.opts.ValidationDelay.String())
 		}
-		sort.Strings(keys)
-		key := strings.Join(keys, ",")
-		if old, ok := c.stable[name]; !ok || old.key != key {
-			c.stable[name] = podSet{key: key, since: st.Now}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m.Name(), err))
 		}
 	}
-	for name := range c.stable {
-		if !seen[name] {
-			delete(c.stable, name)
+	for key, p := range c.proposals {
+		if p.cmd.Reason == v1.DisruptionReasonUnderutilized && !current[key] {
+			invalidatedTotal.WithLabelValues(string(p.cmd.Reason)).Inc()
+			log.FromContext(ctx).V(1).Info("consolidation no longer the answer; not carried out", "command", p.cmd.String())
+			delete(c.proposals, key)
 		}
 	}
+	return joinErrs(errs...)
 }
 
-func (c *Controller) stableFor(now time.Time) func(string) time.Duration {
-	return func(node string) time.Duration {
-		if s, ok := c.stable[node]; ok {
-			return now.Sub(s.since)
-		}
-		return 0
-	}
-}
-
-// budgets returns the pass's budget function, logging invalid budgets and
-// exporting each answer as a gauge.
-func (c *Controller) budgets(ctx context.Context, st *ClusterState) func(*v1.NodePool, v1.DisruptionReason) int {
-	return budgetFunc(st, func(pool *v1.NodePool, reason v1.DisruptionReason, n int, err error) {
+// reportBudget logs invalid budgets.
+func (c *Controller) reportBudget(ctx context.Context) func(*v1.NodePool, v1.DisruptionReason, int, error) {
+	return func(pool *v1.NodePool, _ v1.DisruptionReason, _ int, err error) {
 		if err != nil {
 			log.FromContext(ctx).Error(err, "invalid disruption budget; disrupting nothing in the pool", "nodepool", pool.Name)
 		}
-		budgetAllowed.WithLabelValues(pool.Name, string(reason)).Set(float64(n))
-	})
+	}
 }
 
 // claimNamed finds a claim in the state.

@@ -2,6 +2,7 @@ package disruption
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,12 +12,14 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/state"
 	"github.com/stowage-k8s/stowage/pkg/utils/cloudtest"
 )
 
@@ -87,19 +90,53 @@ func mach(name string, itIndex int, capacityType string) [2]client.Object {
 	return [2]client.Object{c, n}
 }
 
+// validate steps past the validation delay and runs the pass that carries
+// out what the previous pass decided.
+func (e *env) validate(t *testing.T) {
+	t.Helper()
+	e.clock.Step(DefaultValidationDelay)
+	e.pass(t)
+}
+
+// replacement returns the one claim not in names.
+func (e *env) replacement(t *testing.T, candidates ...string) string {
+	t.Helper()
+	var out []string
+	for _, n := range e.claims(t) {
+		if !slices.Contains(candidates, n) {
+			out = append(out, n)
+		}
+	}
+	if len(out) != 1 {
+		t.Fatalf("claims besides %v = %v, want one replacement", candidates, out)
+	}
+	return out[0]
+}
+
+func blockedPod(name, node string) *corev1.Pod {
+	return pod(name, node, "1", annotated(v1.AnnotationDoNotDisrupt, "true"))
+}
+
 func TestPassEmptinessWaitsForConsolidateAfter(t *testing.T) {
-	e := newEnv(t, objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand), mach("b", 1, v1.CapacityTypeOnDemand))...)
-	mustT(t, e.client.Create(context.Background(), pod("web", "b", "1")))
+	m := mach("a", 1, v1.CapacityTypeOnDemand)
+	// A pod left node a just now.
+	m[0].(*v1.NodeClaim).Status.LastPodEventTime = metav1.NewTime(start.Add(time.Hour))
+	e := newEnv(t, objects(pool("p"), m, mach("b", 1, v1.CapacityTypeOnDemand))...)
+	mustT(t, e.client.Create(context.Background(), blockedPod("web", "b")))
 	e.pass(t)
 	e.clock.Step(29 * time.Second)
 	e.pass(t)
+	e.validate(t)
 	if diff := cmp.Diff([]string{"a", "b"}, e.claims(t)); diff != "" {
-		t.Fatalf("before consolidateAfter (-want +got):\n%s", diff)
+		t.Fatalf("decided before consolidateAfter (-want +got):\n%s", diff)
 	}
-	e.clock.Step(time.Second)
-	e.pass(t)
+	// 44 s after the pod left: decided at 30 s, carried out after the delay.
+	if e.tainted(t, "a") {
+		t.Fatal("node a tainted before the validation delay")
+	}
+	e.validate(t)
 	if diff := cmp.Diff([]string{"b"}, e.claims(t)); diff != "" {
-		t.Fatalf("after consolidateAfter (-want +got):\n%s", diff)
+		t.Fatalf("after consolidateAfter and the validation delay (-want +got):\n%s", diff)
 	}
 	if !e.tainted(t, "a") {
 		t.Error("node a was not tainted before its claim was deleted")
@@ -109,31 +146,62 @@ func TestPassEmptinessWaitsForConsolidateAfter(t *testing.T) {
 	}
 }
 
+// A node that gets a pod between the decision and its validation stays.
+func TestPassValidationDropsANodeThatGotPods(t *testing.T) {
+	e := newEnv(t, objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand))...)
+	e.pass(t) // decides: a is empty
+	mustT(t, e.client.Create(context.Background(), pod("late", "a", "1")))
+	e.validate(t)
+	if diff := cmp.Diff([]string{"a"}, e.claims(t)); diff != "" {
+		t.Fatalf("claims (-want +got):\n%s", diff)
+	}
+	if e.tainted(t, "a") {
+		t.Error("node a was tainted although a pod arrived before the validation")
+	}
+}
+
+// A node that pods are nominated to is never disrupted, empty or not.
+func TestPassSparesNodesWithNominatedPods(t *testing.T) {
+	e := newEnv(t, objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand))...)
+	cluster := state.NewCluster(e.clock)
+	e.ctrl = NewController(Deps{Client: e.client, Cluster: cluster, CloudProvider: e.cloud, Solver: SolverFunc(firstFit),
+		Clock: e.clock, Recorder: e.recorder})
+	incoming := pod("incoming", "", "1")
+	cluster.UpdatePod(incoming)
+	claim := &v1.NodeClaim{}
+	mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: "a"}, claim))
+	cluster.UpdateNodeClaim(claim)
+	cluster.Nominate(incoming, "a")
+	e.pass(t)
+	e.validate(t)
+	if diff := cmp.Diff([]string{"a"}, e.claims(t)); diff != "" {
+		t.Fatalf("claims (-want +got):\n%s", diff)
+	}
+	// Once the pod is gone, the node is empty and goes.
+	cluster.DeletePod(types.NamespacedName{Namespace: "default", Name: "incoming"})
+	e.pass(t)
+	e.validate(t)
+	if got := e.claims(t); len(got) != 0 {
+		t.Errorf("claims = %v, want the empty node gone", got)
+	}
+}
+
 func TestPassReplacementReadyBeforeDrain(t *testing.T) {
 	e := newEnv(t, objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand))...)
 	mustT(t, e.client.Create(context.Background(), pod("web", "a", "2")))
-	e.pass(t)
-	e.clock.Step(time.Minute)
-	e.pass(t) // proposes
+	e.pass(t) // decides
 	if diff := cmp.Diff([]string{"a"}, e.claims(t)); diff != "" {
-		t.Fatalf("after the first proposal (-want +got):\n%s", diff)
+		t.Fatalf("after the decision (-want +got):\n%s", diff)
 	}
-	e.pass(t) // confirms: launches
-	names := e.claims(t)
-	if len(names) != 2 {
-		t.Fatalf("claims = %v, want a and one replacement", names)
-	}
-	repl := names[0]
-	if repl == "a" {
-		repl = names[1]
-	}
+	e.validate(t) // launches
+	repl := e.replacement(t, "a")
 	claim := &v1.NodeClaim{}
 	mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: repl}, claim))
 	if diff := cmp.Diff("small", claim.Spec.Offerings[0].InstanceType); diff != "" {
 		t.Errorf("replacement instance type (-want +got):\n%s", diff)
 	}
-	if claim.Annotations[AnnotationLineage] != "a" || claim.Annotations[AnnotationReplacedAt] == "" {
-		t.Errorf("replacement annotations = %v, want lineage a and replaced-at", claim.Annotations)
+	if claim.Annotations[AnnotationLineage] != "a" || claim.Annotations[AnnotationReplacedAt] == "" || claim.Annotations[AnnotationReplacementFor] == "" {
+		t.Errorf("replacement annotations = %v, want lineage a, replaced-at and replacement-for", claim.Annotations)
 	}
 	if !e.tainted(t, "a") {
 		t.Error("candidate not tainted while its replacement launches")
@@ -169,21 +237,12 @@ func TestPassAbandonsWhenReplacementFails(t *testing.T) {
 			e := newEnv(t, objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand))...)
 			mustT(t, e.client.Create(context.Background(), pod("web", "a", "2")))
 			e.pass(t)
-			e.clock.Step(time.Minute)
-			e.pass(t)
-			e.pass(t)
-			names := e.claims(t)
-			if len(names) != 2 {
-				t.Fatalf("claims = %v, want a and one replacement", names)
-			}
+			e.validate(t)
+			repl := e.replacement(t, "a")
 			if tc.seen {
 				e.pass(t)
 			}
-			for _, n := range names {
-				if n != "a" {
-					mustT(t, e.client.Delete(context.Background(), &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: n}}))
-				}
-			}
+			mustT(t, e.client.Delete(context.Background(), &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: repl}}))
 			e.clock.Step(tc.wait)
 			e.pass(t)
 			abandoned := tc.seen || tc.wait >= DefaultReplacementTimeout
@@ -196,17 +255,20 @@ func TestPassAbandonsWhenReplacementFails(t *testing.T) {
 			if got := drain(e.recorder); strings.Contains(got, ReasonDisruptionAbandoned) != abandoned {
 				t.Errorf("events = %q, want %s: %v", got, ReasonDisruptionAbandoned, abandoned)
 			}
+			claim := &v1.NodeClaim{}
+			mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: "a"}, claim))
+			if _, recorded := claim.Annotations[AnnotationCommand]; recorded == abandoned {
+				t.Errorf("command recorded on the candidate = %v, want %v", recorded, !abandoned)
+			}
 		})
 	}
 }
 
 // TestPassFlappingPriceDoesNotChurn alternates the spot price between passes:
-// the replacement is proposed every other pass but never confirmed.
+// the replacement is decided on every other pass but never carried out.
 func TestPassFlappingPriceDoesNotChurn(t *testing.T) {
 	e := newEnv(t, objects(pool("p"), mach("a", 2, v1.CapacityTypeOnDemand))...)
 	mustT(t, e.client.Create(context.Background(), pod("train", "a", "1", gpuRequest)))
-	e.pass(t)
-	e.clock.Step(time.Minute)
 	for i := 0; i < 10; i++ {
 		price := 0.40
 		if i%2 == 1 {
@@ -219,10 +281,12 @@ func TestPassFlappingPriceDoesNotChurn(t *testing.T) {
 	if diff := cmp.Diff([]string{"a"}, e.claims(t)); diff != "" {
 		t.Fatalf("flapping price caused churn (-want +got):\n%s", diff)
 	}
-	// A price that stays down is acted on.
+	// A price that stays down for the whole delay is acted on.
 	e.cloud.setPrice("gpu1", v1.CapacityTypeSpot, 0.40)
 	e.pass(t)
+	e.clock.Step(10 * time.Second)
 	e.pass(t)
+	e.validate(t)
 	if got := e.claims(t); len(got) != 2 {
 		t.Fatalf("claims = %v, want a replacement once the price held", got)
 	}
@@ -266,9 +330,7 @@ func TestPassBlockers(t *testing.T) {
 			objs = append(objs, pa, pod("pb", "b", "1"))
 			e := newEnv(t, objs...)
 			e.pass(t)
-			e.clock.Step(time.Minute)
-			e.pass(t)
-			e.pass(t)
+			e.validate(t)
 			var got []string
 			for _, n := range e.claims(t) {
 				if strings.HasPrefix(n, "p-") {
@@ -289,9 +351,61 @@ func TestPassBudgetZeroBlocksConsolidation(t *testing.T) {
 	e.pass(t)
 	e.clock.Step(time.Hour)
 	e.pass(t)
-	e.pass(t)
+	e.validate(t)
 	if diff := cmp.Diff([]string{"a", "b"}, e.claims(t)); diff != "" {
 		t.Errorf("claims (-want +got):\n%s", diff)
+	}
+}
+
+// A node that is not Ready takes its share of the budget: with a budget of
+// one node, consolidation waits while another node is down.
+func TestPassNotReadyNodesCountAgainstBudgets(t *testing.T) {
+	p := pool("p", func(p *v1.NodePool) { p.Spec.Disruption.Budgets = []v1.Budget{{Nodes: "1"}} })
+	down := mach("down", 1, v1.CapacityTypeOnDemand)
+	notReady(down[1].(*corev1.Node), start.Add(time.Hour-time.Minute))
+	e := newEnv(t, objects(p, down, mach("a", 1, v1.CapacityTypeOnDemand))...)
+	mustT(t, e.client.Create(context.Background(), blockedPod("stuck", "down")))
+	e.pass(t)
+	e.validate(t)
+	if diff := cmp.Diff([]string{"a", "down"}, e.claims(t)); diff != "" {
+		t.Fatalf("the empty node went while another was down (-want +got):\n%s", diff)
+	}
+	// Ready again: the budget is free.
+	n := &corev1.Node{}
+	mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: "down"}, n))
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	mustT(t, e.client.Status().Update(context.Background(), n))
+	e.pass(t)
+	e.validate(t)
+	if diff := cmp.Diff([]string{"down"}, e.claims(t)); diff != "" {
+		t.Errorf("claims (-want +got):\n%s", diff)
+	}
+}
+
+// A node NotReady for its pool's repairAfter is replaced, its pods' blockers
+// notwithstanding.
+func TestPassRepairsANodeThatStaysNotReady(t *testing.T) {
+	p := pool("p", func(p *v1.NodePool) { p.Spec.Disruption.ConsolidateAfter = v1.Never })
+	down := mach("down", 1, v1.CapacityTypeOnDemand)
+	notReady(down[1].(*corev1.Node), start.Add(time.Hour-14*time.Minute))
+	e := newEnv(t, objects(p, down)...)
+	mustT(t, e.client.Create(context.Background(), blockedPod("web", "down")))
+	e.pass(t)
+	e.validate(t)
+	if diff := cmp.Diff([]string{"down"}, e.claims(t)); diff != "" {
+		t.Fatalf("replaced before repairAfter (-want +got):\n%s", diff)
+	}
+	e.clock.Step(time.Minute)
+	e.pass(t)
+	e.validate(t)
+	repl := e.replacement(t, "down")
+	e.setReady(t, repl)
+	e.pass(t)
+	if diff := cmp.Diff([]string{repl}, e.claims(t)); diff != "" {
+		t.Errorf("claims (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(drain(e.recorder), "Unhealthy (repair)") {
+		t.Error("no event names the repair")
 	}
 }
 
@@ -306,17 +420,107 @@ func TestPassForcefulExpiry(t *testing.T) {
 	claim := m[0].(*v1.NodeClaim)
 	claim.Spec.ExpireAfter = v1.DurationOf(time.Hour)
 	claim.Spec.TerminationGracePeriod = &metav1.Duration{Duration: 10 * time.Minute}
+	withCondition(claim, v1.ConditionExpired, "Expired", start.Add(time.Hour))
 	e := newEnv(t, objects(p, m)...)
 	mustT(t, e.client.Create(context.Background(), pod("web", "a", "2")))
 	e.clock.SetTime(start.Add(65 * time.Minute))
 	e.pass(t)
+	e.validate(t)
 	if got := e.claims(t); len(got) != 1 {
 		t.Fatalf("claims = %v: expiry ignored the zero budget before the grace period ended", got)
 	}
 	e.clock.SetTime(start.Add(70 * time.Minute))
 	e.pass(t)
+	e.validate(t)
 	if got := e.claims(t); len(got) != 2 {
 		t.Fatalf("claims = %v, want a replacement after the grace period", got)
+	}
+}
+
+// Expiry rolls as many nodes at once as the budget allows, each its own
+// command, and a slow replacement holds only its own command.
+func TestPassRollsSeveralNodesAtOnce(t *testing.T) {
+	p := pool("p", func(p *v1.NodePool) {
+		p.Spec.Disruption.Budgets = []v1.Budget{{Nodes: "2"}}
+		p.Spec.Disruption.ConsolidateAfter = v1.Never
+	})
+	var objs []client.Object
+	objs = append(objs, p)
+	for _, name := range []string{"a", "b", "c"} {
+		m := mach(name, 0, v1.CapacityTypeOnDemand)
+		claim := m[0].(*v1.NodeClaim)
+		claim.Spec.ExpireAfter = v1.DurationOf(30 * time.Minute)
+		withCondition(claim, v1.ConditionExpired, "Expired", start.Add(30*time.Minute))
+		objs = append(objs, m[0], m[1], pod("web-"+name, name, "3"))
+	}
+	e := newEnv(t, objs...)
+	e.pass(t)
+	e.validate(t)
+	var repl []string
+	for _, n := range e.claims(t) {
+		if strings.HasPrefix(n, "p-") {
+			repl = append(repl, n)
+		}
+	}
+	if len(repl) != 2 {
+		t.Fatalf("replacements = %v, want two: the budget allows two nodes at once", repl)
+	}
+	tainted := 0
+	for _, n := range []string{"a", "b", "c"} {
+		if e.tainted(t, n) {
+			tainted++
+		}
+	}
+	if tainted != 2 {
+		t.Errorf("%d candidates tainted, want 2", tainted)
+	}
+	// One replacement is Ready, the other is slow: only its own command waits.
+	e.setReady(t, repl[0])
+	e.pass(t)
+	left := e.claims(t)
+	if len(left) != 4 {
+		t.Errorf("claims = %v, want one candidate gone and the other waiting", left)
+	}
+	if n := len(e.ctrl.inflight); n != 1 {
+		t.Errorf("%d commands in flight, want 1", n)
+	}
+}
+
+// A new leader resumes a command its predecessor left waiting for its
+// replacement, and gives up one whose replacement was never created.
+func TestPassResumesCommandsAfterARestart(t *testing.T) {
+	e := newEnv(t, objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand))...)
+	mustT(t, e.client.Create(context.Background(), pod("web", "a", "2")))
+	e.pass(t)
+	e.validate(t)
+	repl := e.replacement(t, "a")
+
+	// The leader changes.
+	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: e.cloud, Solver: SolverFunc(firstFit), Clock: e.clock, Recorder: e.recorder})
+	e.pass(t)
+	if !e.tainted(t, "a") {
+		t.Fatal("the new leader released the candidate of a command that still runs")
+	}
+	if diff := cmp.Diff([]string{"a", repl}, e.claims(t), sortStrings); diff != "" {
+		t.Fatalf("claims after the restart (-want +got):\n%s", diff)
+	}
+	e.setReady(t, repl)
+	e.pass(t)
+	if diff := cmp.Diff([]string{repl}, e.claims(t)); diff != "" {
+		t.Fatalf("the resumed command did not finish (-want +got):\n%s", diff)
+	}
+
+	// A command recorded on a candidate whose replacement is missing.
+	m := mach("b", 1, v1.CapacityTypeOnDemand)
+	claim := m[0].(*v1.NodeClaim)
+	claim.Annotations = map[string]string{AnnotationCommand: `{"id":"b-1","method":"drift","reason":"Drifted","replacements":1,"started":"2026-11-27T13:00:00Z"}`}
+	m[1].(*corev1.Node).Spec.Taints = []corev1.Taint{disruptedTaint}
+	mustT(t, e.client.Create(context.Background(), claim))
+	mustT(t, e.client.Create(context.Background(), m[1]))
+	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: e.cloud, Solver: SolverFunc(firstFit), Clock: e.clock, Recorder: e.recorder})
+	e.pass(t)
+	if e.tainted(t, "b") {
+		t.Error("a command that lost its replacement was not given up")
 	}
 }
 
@@ -373,5 +577,36 @@ func drain(r *events.FakeRecorder) string {
 		default:
 			return b.String()
 		}
+	}
+}
+
+// A consolidation decision that a better one overtakes before its delay is
+// not carried out: deleting a, with b still blocked, gives way to merging
+// both once b is free.
+func TestPassBetterConsolidationOvertakes(t *testing.T) {
+	e := newEnv(t, objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand), mach("b", 1, v1.CapacityTypeOnDemand))...)
+	mustT(t, e.client.Create(context.Background(), pod("pa", "a", "1")))
+	held := pod("pb", "b", "1", annotated(v1.AnnotationDoNotDisrupt, "true"))
+	mustT(t, e.client.Create(context.Background(), held))
+	e.pass(t) // decides: delete a (its pod fits on b)
+	e.clock.Step(10 * time.Second)
+	// b's pod no longer blocks: merging a and b onto one small node saves more.
+	mustT(t, e.client.Get(context.Background(), client.ObjectKeyFromObject(held), held))
+	held.Annotations = nil
+	mustT(t, e.client.Update(context.Background(), held))
+	e.pass(t)
+	e.validate(t)
+	var got []string
+	for _, n := range e.claims(t) {
+		if strings.HasPrefix(n, "p-") {
+			n = "+"
+		}
+		got = append(got, n)
+	}
+	if diff := cmp.Diff([]string{"+", "a", "b"}, got, sortStrings); diff != "" {
+		t.Errorf("claims (-want +got):\n%s", diff)
+	}
+	if !e.tainted(t, "a") || !e.tainted(t, "b") {
+		t.Error("the merge did not take both nodes")
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	claimconditions "github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/disruption"
+	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 )
 
 // Emptiness deletes nodes that have run no pod but DaemonSets for the pool's
@@ -19,27 +21,41 @@ func (Emptiness) Name() string { return "emptiness" }
 func (Emptiness) Reason() v1.DisruptionReason { return v1.DisruptionReasonEmpty }
 
 // ShouldDisrupt implements Method.
-func (Emptiness) ShouldDisrupt(_ *Evaluation, c *Candidate) bool {
-	return len(c.Pods) == 0 && c.Blocked == "" && settled(c)
+func (Emptiness) ShouldDisrupt(e *Evaluation, c *Candidate) bool {
+	return len(c.Pods) == 0 && c.Blocked == "" && c.Ready && settled(e, c)
 }
 
-// ComputeCommand deletes every empty candidate the budgets allow at once:
-// nothing has to move, so there is nothing to simulate.
-func (m Emptiness) ComputeCommand(_ context.Context, e *Evaluation, cands []*Candidate) (Command, error) {
+// ComputeCommands deletes every empty candidate the budgets allow, in one
+// command: nothing has to move, so there is nothing to simulate.
+func (m Emptiness) ComputeCommands(ctx context.Context, e *Evaluation, cands []*Candidate) ([]Command, error) {
 	sorted := append([]*Candidate(nil), cands...)
 	byDisruptionCost(sorted)
 	in := e.withinBudgets(m.Reason(), sorted)
 	if len(in) == 0 {
-		return Command{}, nil
+		return nil, nil
 	}
-	return Command{Method: m.Name(), Reason: m.Reason(), Candidates: in, SavingsPerHour: priceOf(in)}, nil
+	cmd, _, err := m.Recompute(ctx, e, Command{Method: m.Name(), Reason: m.Reason(), Candidates: in})
+	if err != nil {
+		return nil, err
+	}
+	e.Reserve(cmd)
+	return []Command{cmd}, nil
+}
+
+// Recompute implements Method; the candidates are fresh, so still empty.
+func (m Emptiness) Recompute(_ context.Context, _ *Evaluation, cmd Command) (Command, string, error) {
+	cmd.Replacements, cmd.Bindings = nil, nil
+	cmd.SavingsPerHour = priceOf(cmd.Candidates)
+	return cmd, "", nil
 }
 
 // settled reports whether the node's pods have been unchanged for the pool's
-// consolidateAfter; Never turns consolidation off.
-func settled(c *Candidate) bool {
-	after := c.Pool.Spec.Disruption.ConsolidateAfter.Duration
-	return after != nil && c.StableFor >= *after
+// consolidateAfter (never before it was initialized): its Consolidatable
+// condition, checked against the claim's own times so a condition not yet
+// cleared after a pod arrived is not trusted. Never turns consolidation off.
+func settled(e *Evaluation, c *Candidate) bool {
+	at, ok := claimconditions.ConsolidatableAt(c.Pool, c.Claim)
+	return ok && !e.Now().Before(at) && conditions.IsTrue(c.Claim.Status.Conditions, v1.ConditionConsolidatable)
 }
 
 // consolidatesUnderutilized reports whether the pool lets Stowage move pods

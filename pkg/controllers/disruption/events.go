@@ -5,8 +5,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/events"
-
-	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 )
 
 // Event reasons the disruption controller emits on NodeClaims and Nodes.
@@ -31,15 +29,13 @@ func (r recorder) each(cmd Command, eventType, reason, note string) {
 	}
 	for _, c := range cmd.Candidates {
 		r.r.Eventf(c.Claim, nil, eventType, reason, eventAction, "%s", note)
-		r.r.Eventf(c.Node, c.Claim, eventType, reason, eventAction, "%s", note)
+		if c.Node != nil {
+			r.r.Eventf(c.Node, c.Claim, eventType, reason, eventAction, "%s", note)
+		}
 	}
 }
 
-func (r recorder) launching(cmd Command, replacements []*v1.NodeClaim) {
-	names := make([]string, 0, len(replacements))
-	for _, c := range replacements {
-		names = append(names, c.Name)
-	}
+func (r recorder) launching(cmd Command, names []string) {
 	r.each(cmd, corev1.EventTypeNormal, ReasonDisruptionLaunching,
 		fmt.Sprintf("%s (%s): launching %v before draining; saving $%.4f/h", cmd.Reason, cmd.Method, names, cmd.SavingsPerHour))
 }

@@ -2,8 +2,11 @@ package disruption
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
@@ -14,22 +17,60 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 )
 
-// execute starts a command: it taints the candidates so nothing new lands on
-// them, then either deletes them (nothing to launch) or launches the
-// replacements and leaves the deletion to progress, once they are Ready.
+// Annotations that record a command on its NodeClaims, so that a command
+// waiting for its replacements survives a restart or a leader change.
+const (
+	// AnnotationCommand on a candidate holds its command (commandRecord, JSON).
+	AnnotationCommand = v1.Group + "/disruption-command"
+	// AnnotationReplacementFor on a replacement names its command's ID.
+	AnnotationReplacementFor = v1.Group + "/replacement-for"
+)
+
+// commandRecord is what a candidate's annotation says about its command.
+type commandRecord struct {
+	ID     string              `json:"id"`
+	Method string              `json:"method"`
+	Reason v1.DisruptionReason `json:"reason"`
+	// Replacements is how many replacement claims the command launches.
+	Replacements   int       `json:"replacements"`
+	Started        time.Time `json:"started"`
+	SavingsPerHour float64   `json:"savingsPerHour"`
+}
+
+// inflight is a command waiting for its replacements to become Ready.
+type inflight struct {
+	rec          commandRecord
+	cmd          Command
+	replacements []string
+	// seen records replacements the cache has shown: one it has not shown
+	// yet is still on its way, one that was shown and is missing is gone.
+	seen map[string]bool
+}
+
+// execute starts a command: it records the command on the candidates, taints
+// them so nothing new lands on them, then either deletes them (nothing to
+// launch) or launches the replacements and leaves the deletion to
+// progressAll, once they are Ready.
 func (c *Controller) execute(ctx context.Context, st *ClusterState, cmd Command) error {
-	logger := log.FromContext(ctx)
+	rec := commandRecord{
+		ID:     fmt.Sprintf("%s-%d", cmd.Candidates[0].Name(), st.Now.UnixMilli()),
+		Method: cmd.Method, Reason: cmd.Reason, Replacements: len(cmd.Replacements),
+		Started: st.Now.UTC().Truncate(time.Second), SavingsPerHour: cmd.SavingsPerHour,
+	}
 	for _, cand := range cmd.Candidates {
+		if err := c.annotate(ctx, cand.Claim.Name, &rec); err != nil {
+			return errors.Join(err, c.rollback(ctx, cmd, nil))
+		}
 		if err := Taint(ctx, c.client, cand.Node); err != nil {
-			return errors.Join(err, c.untaintAll(ctx, cmd))
+			return errors.Join(err, c.rollback(ctx, cmd, nil))
 		}
 	}
 	decisionsTotal.WithLabelValues(string(cmd.Reason), string(cmd.Action())).Inc()
 	if len(cmd.Replacements) == 0 {
-		logger.Info("disrupting", "command", cmd.String())
+		log.FromContext(ctx).Info("disrupting", "command", cmd.String())
 		return c.finish(ctx, cmd)
 	}
-	var created []*v1.NodeClaim
+	var created []string
 	for _, n := range cmd.Replacements {
 		pool := st.Pools[n.NodePool]
 		if pool == nil {
@@ -40,26 +81,69 @@ func (c *Controller) execute(ctx context.Context, st *ClusterState, cmd Command)
 		if err != nil {
 			return errors.Join(err, c.rollback(ctx, cmd, created))
 		}
+		claim.Annotations[AnnotationReplacementFor] = rec.ID
 		if err := c.client.Create(ctx, claim); err != nil {
 			err = fmt.Errorf("creating replacement nodeclaim in nodepool %s: %w", pool.Name, err)
 			return errors.Join(err, c.rollback(ctx, cmd, created))
 		}
-		created = append(created, claim)
-	}
-	names := make([]string, 0, len(created))
-	for _, claim := range created {
-		names = append(names, claim.Name)
+		created = append(created, claim.Name)
 	}
 	c.events.launching(cmd, created)
-	logger.Info("launching replacements before draining", "command", cmd.String(), "replacements", names)
-	c.pending = &pendingCommand{cmd: cmd, replacements: names, started: st.Now, seen: map[string]bool{}}
+	log.FromContext(ctx).Info("launching replacements before draining", "command", cmd.String(), "replacements", created)
+	c.inflight[rec.ID] = &inflight{rec: rec, cmd: cmd, replacements: created, seen: map[string]bool{}}
 	return nil
 }
 
-// progress deletes the pending command's candidates once every replacement
-// is Ready, and gives the command up when a replacement fails or takes too long.
-func (c *Controller) progress(ctx context.Context, st *ClusterState) error {
-	p := c.pending
+// annotate records the command on a candidate's claim.
+func (c *Controller) annotate(ctx context.Context, name string, rec *commandRecord) error {
+	claim := &v1.NodeClaim{}
+	if err := c.client.Get(ctx, client.ObjectKey{Name: name}, claim); err != nil {
+		return fmt.Errorf("getting nodeclaim %s to record its disruption: %w", name, err)
+	}
+	value := ""
+	if rec != nil {
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return fmt.Errorf("encoding the disruption of nodeclaim %s: %w", name, err)
+		}
+		value = string(b)
+	}
+	if claim.Annotations[AnnotationCommand] == value {
+		return nil
+	}
+	stored := claim.DeepCopy()
+	if value == "" {
+		delete(claim.Annotations, AnnotationCommand)
+	} else {
+		if claim.Annotations == nil {
+			claim.Annotations = map[string]string{}
+		}
+		claim.Annotations[AnnotationCommand] = value
+	}
+	if err := c.client.Patch(ctx, claim, client.MergeFrom(stored)); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("recording the disruption of nodeclaim %s: %w", name, err))
+	}
+	return nil
+}
+
+// progressAll advances every command waiting for replacements: it deletes
+// the candidates once every replacement is Ready, and gives a command up
+// when a replacement fails or takes too long. Commands are independent: a
+// slow replacement holds only its own.
+func (c *Controller) progressAll(ctx context.Context, st *ClusterState) error {
+	ids := make([]string, 0, len(c.inflight))
+	for id := range c.inflight {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var errs []error
+	for _, id := range ids {
+		errs = append(errs, c.progress(ctx, st, c.inflight[id]))
+	}
+	return joinErrs(errs...)
+}
+
+func (c *Controller) progress(ctx context.Context, st *ClusterState, p *inflight) error {
 	ready := 0
 	for _, name := range p.replacements {
 		claim := claimNamed(st, name)
@@ -67,7 +151,7 @@ func (c *Controller) progress(ctx context.Context, st *ClusterState) error {
 			continue
 		}
 		if claim == nil || claim.DeletionTimestamp != nil {
-			return c.abandon(ctx, fmt.Sprintf("replacement nodeclaim %s is gone", name))
+			return c.abandon(ctx, p, fmt.Sprintf("replacement nodeclaim %s is gone", name))
 		}
 		p.seen[name] = true
 		if conditions.IsTrue(claim.Status.Conditions, v1.ConditionReady) {
@@ -75,12 +159,12 @@ func (c *Controller) progress(ctx context.Context, st *ClusterState) error {
 		}
 	}
 	if ready == len(p.replacements) {
-		c.pending = nil
+		delete(c.inflight, p.rec.ID)
 		log.FromContext(ctx).Info("replacements are ready; draining", "command", p.cmd.String())
 		return c.finish(ctx, p.cmd)
 	}
-	if waited := st.Now.Sub(p.started); waited >= c.opts.ReplacementTimeout {
-		return c.abandon(ctx, fmt.Sprintf("replacements not Ready after %s", waited))
+	if waited := st.Now.Sub(p.rec.Started); waited >= c.opts.ReplacementTimeout {
+		return c.abandon(ctx, p, fmt.Sprintf("replacements not Ready after %s", waited.Round(time.Second)))
 	}
 	return nil
 }
@@ -97,54 +181,107 @@ func (c *Controller) finish(ctx context.Context, cmd Command) error {
 	if cmd.SavingsPerHour > 0 {
 		savingsTotal.Add(cmd.SavingsPerHour)
 	}
-	return errors.Join(errs...)
+	return joinErrs(errs...)
 }
 
-// abandon gives up the pending command: the candidates stay and take pods
-// again, and replacements that were launched for it are deleted.
-func (c *Controller) abandon(ctx context.Context, why string) error {
-	p := c.pending
-	c.pending = nil
+// abandon gives a command up: the candidates stay and take pods again, and
+// the replacements launched for it are deleted.
+func (c *Controller) abandon(ctx context.Context, p *inflight, why string) error {
+	delete(c.inflight, p.rec.ID)
 	log.FromContext(ctx).Info("abandoning disruption", "command", p.cmd.String(), "why", why)
 	c.events.abandoned(p.cmd, why)
-	abandonedTotal.WithLabelValues(string(p.cmd.Reason)).Inc()
-	var claims []*v1.NodeClaim
-	for _, name := range p.replacements {
-		claims = append(claims, &v1.NodeClaim{})
-		claims[len(claims)-1].Name = name
-	}
-	return c.rollback(ctx, p.cmd, claims)
+	abandonedTotal.WithLabelValues(string(p.rec.Reason)).Inc()
+	return c.rollback(ctx, p.cmd, p.replacements)
 }
 
-func (c *Controller) rollback(ctx context.Context, cmd Command, created []*v1.NodeClaim) error {
+// rollback deletes replacements, forgets the command on the candidates and
+// untaints them.
+func (c *Controller) rollback(ctx context.Context, cmd Command, replacements []string) error {
 	var errs []error
-	for _, claim := range created {
+	for _, name := range replacements {
+		claim := &v1.NodeClaim{}
+		claim.Name = name
 		if err := c.client.Delete(ctx, claim); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("deleting replacement nodeclaim %s: %w", claim.Name, err))
+			errs = append(errs, fmt.Errorf("deleting replacement nodeclaim %s: %w", name, err))
 		}
 	}
-	return errors.Join(append(errs, c.untaintAll(ctx, cmd))...)
+	for _, cand := range cmd.Candidates {
+		errs = append(errs, c.annotate(ctx, cand.Claim.Name, nil))
+		if cand.Node != nil {
+			errs = append(errs, Untaint(ctx, c.client, cand.Node.Name))
+		}
+	}
+	return joinErrs(errs...)
 }
 
-func (c *Controller) untaintAll(ctx context.Context, cmd Command) error {
-	var errs []error
-	for _, cand := range cmd.Candidates {
-		errs = append(errs, Untaint(ctx, c.client, cand.Node.Name))
+// resume adopts the commands recorded on claims that this controller does
+// not know, e.g. after a leader change: a command whose replacements are
+// all there waits for them as before; one that lost some (the old leader
+// stopped while creating them) is given up.
+func (c *Controller) resume(ctx context.Context, st *ClusterState) {
+	found := map[string]*inflight{}
+	for _, claim := range st.Claims {
+		raw := claim.Annotations[AnnotationCommand]
+		if raw == "" || claim.DeletionTimestamp != nil {
+			continue
+		}
+		rec := commandRecord{}
+		if err := json.Unmarshal([]byte(raw), &rec); err != nil || rec.ID == "" {
+			log.FromContext(ctx).Error(err, "unreadable disruption record; forgetting it", "nodeclaim", claim.Name)
+			_ = c.annotate(ctx, claim.Name, nil)
+			continue
+		}
+		if _, known := c.inflight[rec.ID]; known {
+			continue
+		}
+		p := found[rec.ID]
+		if p == nil {
+			p = &inflight{rec: rec, cmd: Command{Method: rec.Method, Reason: rec.Reason, SavingsPerHour: rec.SavingsPerHour}, seen: map[string]bool{}}
+			found[rec.ID] = p
+		}
+		p.cmd.Candidates = append(p.cmd.Candidates, &Candidate{Claim: claim, Node: st.NodeOfClaim[claim.Name]})
 	}
-	return errors.Join(errs...)
+	if len(found) == 0 {
+		return
+	}
+	for _, claim := range st.Claims {
+		if p := found[claim.Annotations[AnnotationReplacementFor]]; p != nil && claim.DeletionTimestamp == nil {
+			p.replacements = append(p.replacements, claim.Name)
+			p.seen[claim.Name] = true
+		}
+	}
+	for id, p := range found {
+		if len(p.replacements) < p.rec.Replacements {
+			why := fmt.Sprintf("found %d of its %d replacements after a restart", len(p.replacements), p.rec.Replacements)
+			if err := c.abandon(ctx, p, why); err != nil {
+				log.FromContext(ctx).Error(err, "abandoning a disruption found after a restart", "command", id)
+			}
+			continue
+		}
+		log.FromContext(ctx).Info("resuming disruption recorded by an earlier leader", "command", p.cmd.String(),
+			"replacements", p.replacements)
+		c.inflight[id] = p
+	}
 }
 
 // releaseOrphans removes the disrupted taint from nodes no command owns any
-// more, e.g. after a restart lost the pending command: termination taints
-// only claims being deleted, and interruption marks its claims Interrupted.
-// A node must look orphaned on two passes in a row, because the cache may
-// deliver another controller's taint before the claim change that explains it.
+// more: termination taints only claims being deleted, interruption marks its
+// claims Interrupted, and commands are recorded on their candidates. A node
+// must look orphaned on two passes in a row, because the cache may deliver
+// another controller's taint before the claim change that explains it.
 func (c *Controller) releaseOrphans(ctx context.Context, st *ClusterState) error {
+	owned := map[string]bool{}
+	for _, p := range c.inflight {
+		for _, cand := range p.cmd.Candidates {
+			owned[cand.Claim.Name] = true
+		}
+	}
 	var errs []error
 	orphans := map[string]bool{}
 	for _, claim := range st.Claims {
 		node := st.NodeOfClaim[claim.Name]
 		if node == nil || !hasDisruptedTaint(node) || claim.DeletionTimestamp != nil || node.DeletionTimestamp != nil ||
+			owned[claim.Name] || claim.Annotations[AnnotationCommand] != "" ||
 			conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted) {
 			continue
 		}
@@ -156,7 +293,7 @@ func (c *Controller) releaseOrphans(ctx context.Context, st *ClusterState) error
 		errs = append(errs, Untaint(ctx, c.client, node.Name))
 	}
 	c.orphans = orphans
-	return errors.Join(errs...)
+	return joinErrs(errs...)
 }
 
 // Taint adds Stowage's disrupted taint to node, so the scheduler places
@@ -199,3 +336,6 @@ func Untaint(ctx context.Context, c client.Client, name string) error {
 	}
 	return nil
 }
+
+// joinErrs is errors.Join without the nils.
+func joinErrs(errs ...error) error { return errors.Join(errs...) }

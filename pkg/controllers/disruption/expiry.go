@@ -8,11 +8,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	claimconditions "github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/disruption"
+	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 )
 
-// Expiry replaces nodes older than their claim's expireAfter. It waits for
-// budgets and blockers until terminationGracePeriod has also passed; after
-// that the node goes regardless, as the pool asked.
+// MaxCommandsPerMethod bounds the what-ifs expiry, drift and repair run in
+// one pass; the next pass continues with fresh state.
+const MaxCommandsPerMethod = 25
+
+// Expiry replaces nodes whose claim is Expired (older than expireAfter). It
+// waits for budgets and blockers until terminationGracePeriod has also
+// passed; after that the node goes regardless, as the pool asked.
 type Expiry struct{}
 
 var _ Method = Expiry{}
@@ -23,75 +29,63 @@ func (Expiry) Name() string { return "expiry" }
 // Reason implements Method.
 func (Expiry) Reason() v1.DisruptionReason { return v1.DisruptionReasonExpired }
 
-// ShouldDisrupt implements Method.
+// ShouldDisrupt implements Method: the Expired condition, checked against
+// the claim's age so a condition not yet cleared is not trusted.
 func (Expiry) ShouldDisrupt(e *Evaluation, c *Candidate) bool {
-	at, ok := expiresAt(c)
-	return ok && !e.Now().Before(at)
+	at, ok := claimconditions.ExpiresAt(c.Claim)
+	return ok && !e.Now().Before(at) && conditions.IsTrue(c.Claim.Status.Conditions, v1.ConditionExpired)
 }
 
-// ComputeCommand replaces the longest-expired candidate, one per pass, so
-// each what-if sees the capacity the previous replacement took.
-func (m Expiry) ComputeCommand(ctx context.Context, e *Evaluation, cands []*Candidate) (Command, error) {
+// ComputeCommands replaces expired candidates, longest expired first, one
+// command each: forcefully expired ones regardless of budgets and blockers,
+// the others as the budgets allow.
+func (m Expiry) ComputeCommands(ctx context.Context, e *Evaluation, cands []*Candidate) ([]Command, error) {
 	sorted := append([]*Candidate(nil), cands...)
 	sort.SliceStable(sorted, func(i, j int) bool {
-		a, _ := expiresAt(sorted[i])
-		b, _ := expiresAt(sorted[j])
+		a, _ := claimconditions.ExpiresAt(sorted[i].Claim)
+		b, _ := claimconditions.ExpiresAt(sorted[j].Claim)
 		return a.Before(b)
 	})
-	var pick *Candidate
-	forceful := false
+	var out []Command
 	for _, c := range sorted {
-		if forcefullyExpired(e.Now(), c) {
-			pick, forceful = c, true
+		if len(out) == MaxCommandsPerMethod {
 			break
 		}
-	}
-	if pick == nil {
-		ok := make([]*Candidate, 0, len(sorted))
-		for _, c := range sorted {
-			if c.Blocked == "" {
-				ok = append(ok, c)
-			}
+		forceful := forcefullyExpired(e.Now(), c)
+		if !forceful && (c.Blocked != "" || e.Allowed(c.Pool, m.Reason()) <= 0) {
+			continue
 		}
-		if in := e.withinBudgets(m.Reason(), ok); len(in) > 0 {
-			pick = in[0]
+		cmd, _, err := m.Recompute(ctx, e, Command{Method: m.Name(), Reason: m.Reason(), Candidates: []*Candidate{c}, Forceful: forceful})
+		if err != nil {
+			return out, err
 		}
+		e.Reserve(cmd)
+		out = append(out, cmd)
 	}
-	if pick == nil {
-		return Command{}, nil
-	}
-	sim, err := e.Simulator.Simulate(ctx, e.State, []*Candidate{pick})
-	if err != nil {
-		return Command{}, err
-	}
-	if !sim.Feasible() {
-		// The node goes anyway: provisioning retries the pods that found no plan.
-		log.FromContext(ctx).Info("expired node's pods do not all fit; replacing what fits",
-			"nodeclaim", pick.Name(), "unschedulable", len(sim.Plan.Unschedulable))
-	}
-	return Command{
-		Method:         m.Name(),
-		Reason:         m.Reason(),
-		Candidates:     []*Candidate{pick},
-		Replacements:   sim.Plan.NewNodes,
-		Bindings:       sim.Plan.Bindings,
-		SavingsPerHour: pick.PricePerHour - sim.Plan.CostPerHour,
-		Forceful:       forceful,
-	}, nil
+	return out, nil
 }
 
-func expiresAt(c *Candidate) (time.Time, bool) {
-	d := c.Claim.Spec.ExpireAfter.Duration
-	if d == nil {
-		return time.Time{}, false
+// Recompute implements Method: the expired node goes even when not all its
+// pods fit elsewhere; provisioning plans those that found no place.
+func (m Expiry) Recompute(ctx context.Context, e *Evaluation, cmd Command) (Command, string, error) {
+	sim, err := e.simulate(ctx, cmd.Candidates)
+	if err != nil {
+		return Command{}, "", err
 	}
-	return c.Claim.CreationTimestamp.Add(*d), true
+	if !sim.Feasible() {
+		log.FromContext(ctx).Info("expired node's pods do not all fit; replacing what fits",
+			"nodeclaim", cmd.Candidates[0].Name(), "unschedulable", len(sim.Plan.Unschedulable))
+	}
+	cmd.Replacements, cmd.Bindings = sim.Plan.NewNodes, sim.Plan.Bindings
+	cmd.SavingsPerHour = priceOf(cmd.Candidates) - sim.Plan.CostPerHour
+	cmd.Forceful = forcefullyExpired(e.Now(), cmd.Candidates[0])
+	return cmd, "", nil
 }
 
 // forcefullyExpired reports whether the claim has been expired for longer
 // than its terminationGracePeriod.
 func forcefullyExpired(now time.Time, c *Candidate) bool {
-	at, ok := expiresAt(c)
+	at, ok := claimconditions.ExpiresAt(c.Claim)
 	tgp := c.Claim.Spec.TerminationGracePeriod
 	return ok && tgp != nil && !now.Before(at.Add(tgp.Duration))
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -171,8 +172,9 @@ func (f *fakeCloud) setPrice(name, capacityType string, price float64) {
 
 func instanceType(name, cpu, mem string, gpus int, prices map[string]float64) *cloudprovider.InstanceType {
 	it := &cloudprovider.InstanceType{
-		Name:     name,
-		Capacity: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(mem)},
+		Name: name,
+		Capacity: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(mem),
+			corev1.ResourcePods: resource.MustParse("110")},
 	}
 	if gpus > 0 {
 		it.Capacity[v1.ResourceNvidiaGPU] = *resource.NewQuantity(int64(gpus), resource.DecimalSI)
@@ -208,6 +210,7 @@ func pool(name string, mutate ...func(*v1.NodePool)) *v1.NodePool {
 				ConsolidateAfter:    v1.DurationOf(30 * time.Second),
 				Budgets:             []v1.Budget{{Nodes: "100%"}},
 				MinNodeLifetime:     &metav1.Duration{},
+				RepairAfter:         v1.DurationOf(15 * time.Minute),
 			},
 		},
 	}
@@ -239,6 +242,9 @@ func machine(name, poolName string, it *cloudprovider.InstanceType, capacityType
 			Conditions: []metav1.Condition{
 				{Type: v1.ConditionInitialized, Status: metav1.ConditionTrue, Reason: "Initialized", LastTransitionTime: metav1.NewTime(created)},
 				{Type: v1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Ready", LastTransitionTime: metav1.NewTime(created)},
+				// What nodeclaim.disruption sets once consolidateAfter has
+				// passed; settled() also checks the claim's own times.
+				{Type: v1.ConditionConsolidatable, Status: metav1.ConditionTrue, Reason: "Consolidatable", LastTransitionTime: metav1.NewTime(created)},
 			},
 		},
 	}
@@ -252,9 +258,22 @@ func machine(name, poolName string, it *cloudprovider.InstanceType, capacityType
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, CreationTimestamp: metav1.NewTime(created)},
 		Spec:       corev1.NodeSpec{ProviderID: pid},
-		Status:     corev1.NodeStatus{Capacity: it.Capacity, Allocatable: it.Allocatable()},
+		Status: corev1.NodeStatus{Capacity: it.Capacity, Allocatable: it.Allocatable(), Conditions: []corev1.NodeCondition{
+			{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(created)},
+		}},
 	}
 	return claim, node
+}
+
+// withCondition sets a True condition on a claim, as nodeclaim.disruption would.
+func withCondition(claim *v1.NodeClaim, condType, reason string, at time.Time) {
+	meta.SetStatusCondition(&claim.Status.Conditions, metav1.Condition{Type: condType, Status: metav1.ConditionTrue,
+		Reason: reason, LastTransitionTime: metav1.NewTime(at)})
+}
+
+// notReady marks a node's Ready condition Unknown since at.
+func notReady(node *corev1.Node, at time.Time) {
+	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, LastTransitionTime: metav1.NewTime(at)}}
 }
 
 func formatPrice(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) }

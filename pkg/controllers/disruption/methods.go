@@ -7,23 +7,27 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stowage-k8s/stowage/pkg/solver"
-
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/solver"
 )
 
-// Method is one disruption policy. The controller asks each method in
-// priority order which candidates it wants (ShouldDisrupt) and then for one
-// command over those (ComputeCommand); the first non-empty command wins the pass.
+// Method is one disruption policy. Each pass the controller asks each method
+// in priority order which candidates it wants (ShouldDisrupt) and then for
+// commands over those (ComputeCommands); a command is carried out only once
+// a later pass, after the validation delay, finds it still holds (Recompute).
 type Method interface {
 	// Name labels logs and events: "expiry", "drift", "emptiness", ...
 	Name() string
 	// Reason selects the budgets that apply.
 	Reason() v1.DisruptionReason
 	ShouldDisrupt(e *Evaluation, c *Candidate) bool
-	// ComputeCommand returns the command to run, or an empty one. candidates
-	// passed ShouldDisrupt; budgets are enforced through e.
-	ComputeCommand(ctx context.Context, e *Evaluation, candidates []*Candidate) (Command, error)
+	// ComputeCommands returns commands with disjoint candidates, each
+	// reserved in e (Evaluation.Reserve) as it is found, so later what-ifs
+	// of the pass see it and budgets count it. candidates passed ShouldDisrupt.
+	ComputeCommands(ctx context.Context, e *Evaluation, candidates []*Candidate) ([]Command, error)
+	// Recompute plans cmd again on fresh state (its candidates are fresh):
+	// the command to run now, or why it no longer holds.
+	Recompute(ctx context.Context, e *Evaluation, cmd Command) (Command, string, error)
 }
 
 // Action is what a command does with its candidates.
@@ -99,32 +103,43 @@ func (c Command) String() string {
 	return s + fmt.Sprintf(", saving $%.4f/h", c.SavingsPerHour)
 }
 
-// Evaluation is what methods share during one pass.
+// Evaluation is what methods share during one pass: the state, the what-if
+// simulator, and what the commands decided so far in the pass take (their
+// candidates, their share of each pool's budget, their effect on the cluster).
 type Evaluation struct {
 	State     *ClusterState
 	Simulator *Simulator
 	Guard     ChurnGuard
-	// allowed returns how many more nodes of pool may be disrupted for reason.
-	allowed func(pool *v1.NodePool, reason v1.DisruptionReason) int
+	// limit returns the budget's cap on disrupted nodes of pool for reason.
+	limit func(pool *v1.NodePool, reason v1.DisruptionReason) int
+
+	overlay  Overlay
+	reserved map[string]bool // claim names of candidates of decided commands
+	taken    map[string]int  // pool -> nodes decided this pass
 }
 
 // NewEvaluation prepares a pass over st. Budgets come from
 // AllowedDisruptions; a pool whose budgets do not parse disrupts nothing.
 func NewEvaluation(st *ClusterState, sim *Simulator, guard ChurnGuard) *Evaluation {
-	return &Evaluation{State: st, Simulator: sim, Guard: guard, allowed: budgetFunc(st, nil)}
+	return newEvaluation(st, sim, guard, nil)
 }
 
-// budgetFunc memoizes AllowedDisruptions per pool and reason for one pass;
+func newEvaluation(st *ClusterState, sim *Simulator, guard ChurnGuard, report func(pool *v1.NodePool, reason v1.DisruptionReason, n int, err error)) *Evaluation {
+	return &Evaluation{State: st, Simulator: sim, Guard: guard, limit: budgetLimits(st, report),
+		reserved: map[string]bool{}, taken: map[string]int{}}
+}
+
+// budgetLimits memoizes each pool's budget cap per reason for one pass;
 // report, when set, sees every answer and every error.
-func budgetFunc(st *ClusterState, report func(pool *v1.NodePool, reason v1.DisruptionReason, n int, err error)) func(*v1.NodePool, v1.DisruptionReason) int {
+func budgetLimits(st *ClusterState, report func(pool *v1.NodePool, reason v1.DisruptionReason, n int, err error)) func(*v1.NodePool, v1.DisruptionReason) int {
 	memo := map[string]int{}
 	return func(pool *v1.NodePool, reason v1.DisruptionReason) int {
 		key := pool.Name + "/" + string(reason)
 		if n, ok := memo[key]; ok {
 			return n
 		}
-		total, disrupting := st.PoolNodes(pool.Name)
-		n, err := AllowedDisruptions(pool, reason, total, disrupting, st.Now)
+		total, _, _ := st.PoolNodes(pool.Name)
+		n, err := AllowedDisruptions(pool, reason, total, 0, st.Now)
 		if err != nil {
 			n = 0
 		}
@@ -139,12 +154,38 @@ func budgetFunc(st *ClusterState, report func(pool *v1.NodePool, reason v1.Disru
 // Now is the pass's time.
 func (e *Evaluation) Now() time.Time { return e.State.Now }
 
-// Allowed returns how many more nodes of pool may be disrupted for reason.
+// Allowed returns how many more nodes of pool may be disrupted for reason:
+// the budget's cap less the nodes already being disrupted, the nodes that
+// are not Ready (they are unavailable already; repair, which is about them,
+// does not count them) and the nodes decided earlier in the pass.
 func (e *Evaluation) Allowed(pool *v1.NodePool, reason v1.DisruptionReason) int {
-	if e.allowed == nil {
+	if e.limit == nil {
 		return 0
 	}
-	return e.allowed(pool, reason)
+	_, disrupting, notReady := e.State.PoolNodes(pool.Name)
+	busy := disrupting + e.taken[pool.Name]
+	if reason != v1.DisruptionReasonUnhealthy {
+		busy += notReady
+	}
+	return max(0, e.limit(pool, reason)-busy)
+}
+
+// Reserved reports whether a command of this pass already took the candidate.
+func (e *Evaluation) Reserved(c *Candidate) bool { return e.reserved[c.Claim.Name] }
+
+// Reserve records a decided command: its candidates are taken, its nodes
+// count against their pools' budgets, and later what-ifs see its effect.
+func (e *Evaluation) Reserve(cmd Command) {
+	for _, c := range cmd.Candidates {
+		e.reserved[c.Claim.Name] = true
+		e.taken[c.Pool.Name]++
+	}
+	e.overlay.Add(cmd)
+}
+
+// simulate is a what-if on top of the commands decided so far.
+func (e *Evaluation) simulate(ctx context.Context, cands []*Candidate) (*Simulation, error) {
+	return e.Simulator.Simulate(ctx, e.State, cands, &e.overlay)
 }
 
 // withinBudgets keeps candidates, in order, while each pool's budget for
@@ -164,6 +205,23 @@ func (e *Evaluation) withinBudgets(reason v1.DisruptionReason, candidates []*Can
 		left[c.Pool.Name] = n
 	}
 	return out
+}
+
+// fitsBudgets reports whether every candidate of cmd still fits its pool's budget.
+func (e *Evaluation) fitsBudgets(cmd Command) bool {
+	if cmd.Forceful {
+		return true
+	}
+	need := map[*v1.NodePool]int{}
+	for _, c := range cmd.Candidates {
+		need[c.Pool]++
+	}
+	for pool, n := range need {
+		if e.Allowed(pool, cmd.Reason) < n {
+			return false
+		}
+	}
+	return true
 }
 
 // replacementCost sums the first-choice price of new nodes.

@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -19,39 +21,57 @@ func TestShouldDisrupt(t *testing.T) {
 	now := start.Add(24 * time.Hour)
 	it := catalog()[0]
 	type cand struct {
-		pool      func(*v1.NodePool)
-		claim     func(*v1.NodeClaim)
-		pods      int
-		stableFor time.Duration
-		blocked   string
+		pool    func(*v1.NodePool)
+		claim   func(*v1.NodeClaim)
+		node    func(*corev1.Node)
+		pods    int
+		blocked string
 	}
+	podEvent := func(ago time.Duration) func(*v1.NodeClaim) {
+		return func(c *v1.NodeClaim) { c.Status.LastPodEventTime = metav1.NewTime(now.Add(-ago)) }
+	}
+	expired := func(c *v1.NodeClaim) {
+		c.Spec.ExpireAfter = v1.DurationOf(time.Hour)
+		withCondition(c, v1.ConditionExpired, "Expired", start.Add(time.Hour))
+	}
+	drifted := func(c *v1.NodeClaim) { withCondition(c, v1.ConditionDrifted, "ImageDrift", now) }
+	notConsolidatable := func(c *v1.NodeClaim) { meta.RemoveStatusCondition(&c.Status.Conditions, v1.ConditionConsolidatable) }
 	cases := []struct {
 		name string
 		cand cand
 		want []string
 	}{
-		{name: "settled node with pods", cand: cand{pods: 1, stableFor: time.Minute}, want: []string{"consolidation"}},
-		{name: "node with pods not settled", cand: cand{pods: 1, stableFor: 10 * time.Second}},
-		{name: "settled empty node", cand: cand{stableFor: time.Minute}, want: []string{"emptiness"}},
-		{name: "empty node not settled", cand: cand{stableFor: 29 * time.Second}},
-		{name: "consolidateAfter Never", cand: cand{stableFor: time.Hour,
+		{name: "settled node with pods", cand: cand{pods: 1, claim: podEvent(time.Minute)}, want: []string{"consolidation"}},
+		{name: "node with pods not settled", cand: cand{pods: 1, claim: podEvent(10 * time.Second)}},
+		{name: "settled empty node", cand: cand{claim: podEvent(time.Minute)}, want: []string{"emptiness"}},
+		{name: "empty node not settled", cand: cand{claim: podEvent(29 * time.Second)}},
+		// The condition lags a pod event by a moment; both must agree.
+		{name: "consolidatable condition not set", cand: cand{claim: notConsolidatable}},
+		{name: "consolidateAfter Never", cand: cand{
 			pool: func(p *v1.NodePool) { p.Spec.Disruption.ConsolidateAfter = v1.Never }}},
-		{name: "WhenEmpty allows only emptiness", cand: cand{pods: 1, stableFor: time.Minute,
+		{name: "WhenEmpty allows only emptiness", cand: cand{pods: 1,
 			pool: func(p *v1.NodePool) { p.Spec.Disruption.ConsolidationPolicy = v1.ConsolidationPolicyWhenEmpty }}},
-		{name: "WhenEmpty, empty", cand: cand{stableFor: time.Minute,
+		{name: "WhenEmpty, empty", cand: cand{
 			pool: func(p *v1.NodePool) { p.Spec.Disruption.ConsolidationPolicy = v1.ConsolidationPolicyWhenEmpty }},
 			want: []string{"emptiness"}},
-		{name: "blocked", cand: cand{pods: 1, stableFor: time.Hour, blocked: "pdb"}},
-		{name: "blocked but expired", cand: cand{pods: 1, blocked: "pdb",
-			claim: func(c *v1.NodeClaim) { c.Spec.ExpireAfter = v1.DurationOf(time.Hour) }}, want: []string{"expiry"}},
-		{name: "not yet expired", cand: cand{pods: 1,
-			claim: func(c *v1.NodeClaim) { c.Spec.ExpireAfter = v1.DurationOf(25 * time.Hour) }}},
-		{name: "drifted", cand: cand{pods: 1, pool: func(p *v1.NodePool) {
-			p.Spec.Template.Spec.Taints = []corev1.Taint{{Key: "gpu", Effect: corev1.TaintEffectNoSchedule}}
-		}}, want: []string{"drift"}},
-		{name: "drifted but blocked", cand: cand{pods: 1, blocked: "do-not-disrupt", pool: func(p *v1.NodePool) {
-			p.Spec.Template.Spec.Taints = []corev1.Taint{{Key: "gpu", Effect: corev1.TaintEffectNoSchedule}}
+		{name: "blocked", cand: cand{pods: 1, blocked: "pdb"}},
+		{name: "blocked but expired", cand: cand{pods: 1, blocked: "pdb", claim: expired}, want: []string{"expiry"}},
+		{name: "expired condition lagging a longer expireAfter", cand: cand{pods: 1, blocked: "pdb", claim: func(c *v1.NodeClaim) {
+			expired(c)
+			c.Spec.ExpireAfter = v1.DurationOf(25 * time.Hour)
 		}}},
+		{name: "drifted", cand: cand{pods: 1, blocked: "", claim: func(c *v1.NodeClaim) { drifted(c); notConsolidatable(c) }},
+			want: []string{"drift"}},
+		{name: "drifted but blocked", cand: cand{pods: 1, blocked: "do-not-disrupt", claim: drifted}},
+		{name: "not ready for less than repairAfter", cand: cand{pods: 1, claim: notConsolidatable,
+			node: func(n *corev1.Node) { notReady(n, now.Add(-10*time.Minute)) }}},
+		{name: "not ready for repairAfter", cand: cand{pods: 1, blocked: "pdb", claim: notConsolidatable,
+			node: func(n *corev1.Node) { notReady(n, now.Add(-15*time.Minute)) }}, want: []string{"repair"}},
+		{name: "not ready empty node is repaired, not emptied", cand: cand{
+			node: func(n *corev1.Node) { notReady(n, now.Add(-time.Hour)) }}, want: []string{"repair"}},
+		{name: "repair off", cand: cand{pods: 1, claim: notConsolidatable,
+			pool: func(p *v1.NodePool) { p.Spec.Disruption.RepairAfter = v1.Never },
+			node: func(n *corev1.Node) { notReady(n, now.Add(-time.Hour)) }}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,7 +83,10 @@ func TestShouldDisrupt(t *testing.T) {
 			if tc.cand.claim != nil {
 				tc.cand.claim(claim)
 			}
-			c := &Candidate{Claim: claim, Node: node, Pool: p, StableFor: tc.cand.stableFor, Blocked: tc.cand.blocked}
+			if tc.cand.node != nil {
+				tc.cand.node(node)
+			}
+			c := &Candidate{Claim: claim, Node: node, Pool: p, Blocked: tc.cand.blocked, Ready: nodeReady(node)}
 			for i := 0; i < tc.cand.pods; i++ {
 				c.Pods = append(c.Pods, pod("p", "n", "1"))
 			}
@@ -76,72 +99,6 @@ func TestShouldDisrupt(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("methods wanting the candidate (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func TestDriftReason(t *testing.T) {
-	it := catalog()[2]
-	req := func(key string, op corev1.NodeSelectorOperator, vals ...string) v1.NodeSelectorRequirementWithMinValues {
-		return v1.NodeSelectorRequirementWithMinValues{Key: key, Operator: op, Values: vals}
-	}
-	cases := []struct {
-		name    string
-		pool    func(*v1.NodePool)
-		claim   func(*v1.NodeClaim)
-		drifted bool
-	}{
-		{name: "unchanged"},
-		{name: "requirement still met", pool: func(p *v1.NodePool) {
-			p.Spec.Template.Spec.Requirements = []v1.NodeSelectorRequirementWithMinValues{
-				req(v1.LabelCapacityType, corev1.NodeSelectorOpIn, "spot", "on-demand"),
-				req(v1.LabelGPUCount, corev1.NodeSelectorOpGt, "0"),
-				req("absent", corev1.NodeSelectorOpDoesNotExist),
-			}
-		}},
-		{name: "capacity type no longer allowed", drifted: true, pool: func(p *v1.NodePool) {
-			p.Spec.Template.Spec.Requirements = []v1.NodeSelectorRequirementWithMinValues{req(v1.LabelCapacityType, corev1.NodeSelectorOpIn, "spot")}
-		}},
-		{name: "instance type excluded", drifted: true, pool: func(p *v1.NodePool) {
-			p.Spec.Template.Spec.Requirements = []v1.NodeSelectorRequirementWithMinValues{req(v1.LabelInstanceType, corev1.NodeSelectorOpNotIn, "gpu1")}
-		}},
-		{name: "gpu count bound", drifted: true, pool: func(p *v1.NodePool) {
-			p.Spec.Template.Spec.Requirements = []v1.NodeSelectorRequirementWithMinValues{req(v1.LabelGPUCount, corev1.NodeSelectorOpGt, "1")}
-		}},
-		{name: "template label added", drifted: true, pool: func(p *v1.NodePool) {
-			p.Spec.Template.ObjectMeta.Labels = map[string]string{"team": "ml"}
-		}},
-		{name: "taint added", drifted: true, pool: func(p *v1.NodePool) {
-			p.Spec.Template.Spec.Taints = []corev1.Taint{{Key: "gpu", Effect: corev1.TaintEffectNoSchedule}}
-		}},
-		{name: "taint removed", drifted: true, claim: func(c *v1.NodeClaim) {
-			c.Spec.Taints = []corev1.Taint{{Key: "gpu", Effect: corev1.TaintEffectNoSchedule}}
-		}},
-		{name: "same taints", pool: func(p *v1.NodePool) {
-			p.Spec.Template.Spec.Taints = []corev1.Taint{{Key: "gpu", Effect: corev1.TaintEffectNoSchedule}}
-		}, claim: func(c *v1.NodeClaim) {
-			c.Spec.Taints = []corev1.Taint{{Key: "gpu", Effect: corev1.TaintEffectNoSchedule}}
-		}},
-		{name: "node class changed", drifted: true, pool: func(p *v1.NodePool) {
-			p.Spec.Template.Spec.NodeClassRef = &v1.NodeClassReference{Group: "aws.stowage.dev", Kind: "EC2NodeClass", Name: "b"}
-		}, claim: func(c *v1.NodeClaim) {
-			c.Spec.NodeClassRef = &v1.NodeClassReference{Group: "aws.stowage.dev", Kind: "EC2NodeClass", Name: "a"}
-		}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			p := pool("p")
-			if tc.pool != nil {
-				tc.pool(p)
-			}
-			claim, node := machine("n", "p", it, v1.CapacityTypeOnDemand, start)
-			if tc.claim != nil {
-				tc.claim(claim)
-			}
-			got := DriftReason(p, claim, node)
-			if (got != "") != tc.drifted {
-				t.Errorf("DriftReason = %q, want drifted=%v", got, tc.drifted)
 			}
 		})
 	}
@@ -206,14 +163,14 @@ func TestComputeCommand(t *testing.T) {
 		method Method
 		nodes  []node
 		budget string
-		want   string // Command.String(), "" for none
+		want   []string // Command.String() of each command
 	}{
 		{name: "single-node delete: pods fit on the other node", method: SingleNode{},
 			nodes: []node{{name: "a", it: large, cpu: []string{"2"}}, {name: "b", it: large, cpu: []string{"8"}}},
-			want:  "single-node delete [a], saving $0.8000/h"},
+			want:  []string{"single-node delete [a], saving $0.8000/h"}},
 		{name: "single-node replace: one cheaper node", method: SingleNode{},
 			nodes: []node{{name: "a", it: large, cpu: []string{"2"}}},
-			want:  "single-node replace [a] with [small on-demand], saving $0.6000/h"},
+			want:  []string{"single-node replace [a] with [small on-demand], saving $0.6000/h"}},
 		{name: "single-node nothing cheaper", method: SingleNode{},
 			nodes: []node{{name: "a", it: small, cpu: []string{"2"}}}},
 		{name: "single-node budget zero", method: SingleNode{}, budget: "0",
@@ -221,30 +178,30 @@ func TestComputeCommand(t *testing.T) {
 		{name: "multi-node merges three into one", method: MultiNode{},
 			nodes: []node{{name: "a", it: large, cpu: []string{"1"}}, {name: "b", it: large, cpu: []string{"1"}},
 				{name: "c", it: large, cpu: []string{"1"}}},
-			want: "multi-node replace [a, b, c] with [small on-demand], saving $2.2000/h"},
+			want: []string{"multi-node replace [a, b, c] with [small on-demand], saving $2.2000/h"}},
 		{name: "multi-node respects budget", method: MultiNode{}, budget: "2",
 			nodes: []node{{name: "a", it: large, cpu: []string{"1"}}, {name: "b", it: large, cpu: []string{"1"}},
 				{name: "c", it: large, cpu: []string{"1"}}},
-			want: "multi-node delete [a, b], saving $1.6000/h"},
+			want: []string{"multi-node delete [a, b], saving $1.6000/h"}},
 		{name: "two half-empty gpu nodes into one spot node", method: MultiNode{},
 			nodes: []node{{name: "a", it: gpu, ct: v1.CapacityTypeOnDemand, gpuPods: 1}, {name: "b", it: large, cpu: []string{"1"}}},
-			want:  "multi-node replace [a, b] with [gpu1 spot], saving $1.4000/h"},
+			want:  []string{"multi-node replace [a, b] with [gpu1 spot], saving $1.4000/h"}},
 		{name: "consolidation prefers deleting one of two half-empty nodes", method: Consolidation{},
 			nodes: []node{{name: "a", it: small, cpu: []string{"1"}}, {name: "b", it: small, cpu: []string{"1"}}},
-			want:  "single-node delete [a], saving $0.2000/h"},
+			want:  []string{"single-node delete [a], saving $0.2000/h"}},
 		{name: "consolidation takes the larger multi-node saving", method: Consolidation{},
 			nodes: []node{{name: "a", it: large, cpu: []string{"1"}}, {name: "b", it: large, cpu: []string{"1"}},
 				{name: "c", it: large, cpu: []string{"1"}}},
-			want: "multi-node replace [a, b, c] with [small on-demand], saving $2.2000/h"},
+			want: []string{"multi-node replace [a, b, c] with [small on-demand], saving $2.2000/h"}},
 		{name: "emptiness deletes within budget", method: Emptiness{}, budget: "1",
 			nodes: []node{{name: "a", it: small}, {name: "b", it: large}},
-			want:  "emptiness delete [b], saving $0.8000/h"},
+			want:  []string{"emptiness delete [b], saving $0.8000/h"}},
 		{name: "drift replaces", method: Drift{},
 			nodes: []node{{name: "a", it: small, cpu: []string{"1"}}},
-			want:  "drift replace [a] with [small on-demand], saving $0.0000/h"},
+			want:  []string{"drift replace [a] with [small on-demand], saving $0.0000/h"}},
 		{name: "expiry with nowhere to go still replaces what fits", method: Expiry{},
 			nodes: []node{{name: "a", it: large, cpu: []string{"12"}}},
-			want:  "expiry replace [a] with [large on-demand], saving $0.0000/h"},
+			want:  []string{"expiry replace [a] with [large on-demand], saving $0.0000/h"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -271,29 +228,30 @@ func TestComputeCommand(t *testing.T) {
 				}
 			}
 			st := stateOf(now, []*v1.NodePool{p}, claims, nodes, pods, nil)
-			if tc.name == "drift replaces" {
-				p.Spec.Template.ObjectMeta.Labels = map[string]string{"team": "ml"}
+			for _, c := range claims {
+				if tc.name == "drift replaces" {
+					withCondition(c, v1.ConditionDrifted, "ImageDrift", now)
+				}
+				withCondition(c, v1.ConditionExpired, "Expired", start.Add(30*time.Minute))
 			}
-			cands := BuildCandidates(st, func(string) time.Duration { return time.Hour })
-			ctrl := NewController(Deps{})
-			e := &Evaluation{State: st, Simulator: &Simulator{Solver: SolverFunc(firstFit), Cloud: &fakeCloud{types: catalog()}},
-				Guard: DefaultChurnGuard(), allowed: ctrl.budgets(context.Background(), st)}
+			cands := BuildCandidates(st, nil)
+			e := NewEvaluation(st, &Simulator{Solver: SolverFunc(firstFit), Cloud: &fakeCloud{types: catalog()}}, DefaultChurnGuard())
 			var want []*Candidate
 			for _, c := range cands {
 				if tc.method.ShouldDisrupt(e, c) {
 					want = append(want, c)
 				}
 			}
-			cmd, err := tc.method.ComputeCommand(context.Background(), e, want)
+			cmds, err := tc.method.ComputeCommands(context.Background(), e, want)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := ""
-			if !cmd.IsEmpty() {
-				got = cmd.String()
+			var got []string
+			for _, cmd := range cmds {
+				got = append(got, cmd.String())
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("command (-want +got):\n%s", diff)
+				t.Errorf("commands (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -312,7 +270,7 @@ func TestConsolidationMergesWithinAPool(t *testing.T) {
 	cx, nx := machine("x", "other", small, v1.CapacityTypeOnDemand, start)
 	pods := []*corev1.Pod{pod("a0", "a", "1"), pod("a1", "a", "1"), pod("b0", "b", "1"), pod("b1", "b", "1"), pod("x0", "x", "3")}
 	st := stateOf(now, []*v1.NodePool{p, other}, []*v1.NodeClaim{ca, cb, cx}, []*corev1.Node{na, nb, nx}, pods, nil)
-	cands := BuildCandidates(st, func(string) time.Duration { return time.Hour })
+	cands := BuildCandidates(st, nil)
 	e := NewEvaluation(st, &Simulator{Solver: SolverFunc(firstFit), Cloud: &fakeCloud{types: catalog()}}, DefaultChurnGuard())
 	cmd, err := Consolidation{}.ComputeCommand(context.Background(), e, cands)
 	if err != nil {

@@ -36,6 +36,16 @@ var (
 		Name:      "disruption_abandoned_total",
 		Help:      "Disruption commands given up, by reason, e.g. because a replacement failed to launch.",
 	}, []string{"reason"})
+	invalidatedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metricsNamespace,
+		Name:      "disruption_invalidated_total",
+		Help:      "Disruption decisions dropped at validation, by reason: the node got pods, pods were nominated to it, the budget ran out, or planning it again gave another answer.",
+	}, []string{"reason"})
+	inflightCommands = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: metricsNamespace,
+		Name:      "disruption_commands_in_flight",
+		Help:      "Disruption commands waiting for their replacements to become Ready, as of the last pass.",
+	})
 )
 
 var registerOnce sync.Once
@@ -45,7 +55,7 @@ var registerOnce sync.Once
 func registerMetrics() error {
 	var err error
 	registerOnce.Do(func() {
-		for _, c := range []prometheus.Collector{decisionsTotal, savingsTotal, budgetAllowed, eligibleNodes, abandonedTotal} {
+		for _, c := range []prometheus.Collector{decisionsTotal, savingsTotal, budgetAllowed, eligibleNodes, abandonedTotal, invalidatedTotal, inflightCommands} {
 			if e := metrics.Registry.Register(c); e != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(e, &are) {

@@ -10,6 +10,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
 )
@@ -52,11 +53,39 @@ type Simulation struct {
 // Feasible reports whether every pod found a place.
 func (s *Simulation) Feasible() bool { return len(s.Plan.Unschedulable) == 0 }
 
-// Simulate removes the named nodes from the cluster and plans their pods
-// onto what remains plus new machines. Nodes being disrupted, cordoned or
-// deleted are not offered as places; in-flight claims are, with the capacity
-// already planned for them taken.
-func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Candidate) (*Simulation, error) {
+// Overlay is what other commands of the same pass will do to the cluster:
+// nodes they remove, pods they move onto nodes that stay, and machines they
+// launch. A what-if on top of it never plans into room another command has
+// taken, so several commands can be decided in one pass.
+type Overlay struct {
+	removed map[string]bool          // claim names
+	bound   map[string][]*corev1.Pod // node (or planned node) name -> pods moved there
+	added   []*solver.NewNode
+}
+
+// Add records a command's effect.
+func (o *Overlay) Add(cmd Command) {
+	if o.removed == nil {
+		o.removed, o.bound = map[string]bool{}, map[string][]*corev1.Pod{}
+	}
+	for _, c := range cmd.Candidates {
+		o.removed[c.Claim.Name] = true
+	}
+	for _, b := range cmd.Bindings {
+		o.bound[b.NodeName] = append(o.bound[b.NodeName], b.Pod)
+	}
+	o.added = append(o.added, cmd.Replacements...)
+}
+
+// plannedName names the i-th machine of an overlay in what-ifs.
+func plannedName(i int) string { return fmt.Sprintf("planned-%d", i) }
+
+// Simulate removes the named nodes from the cluster (on top of overlay,
+// which may be nil) and plans their pods onto what remains plus new
+// machines. Nodes being disrupted, cordoned or deleted are not offered as
+// places; in-flight claims are, with the capacity already planned for them
+// taken. Pods are confined to where their volumes are.
+func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Candidate, overlay *Overlay) (*Simulation, error) {
 	removed := map[string]bool{}
 	var pods []*corev1.Pod
 	for _, c := range remove {
@@ -64,10 +93,17 @@ func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Ca
 		for _, p := range c.Pods {
 			cp := p.DeepCopy()
 			cp.Spec.NodeName = ""
+			if st.Volumes != nil && scheduling.UsesClaims(cp) {
+				// A running pod's volumes are bound; if they cannot be read,
+				// plan it as it is rather than not at all.
+				if q, err := st.Volumes.WithTopology(cp); err == nil {
+					cp = q
+				}
+			}
 			pods = append(pods, cp)
 		}
 	}
-	snap, err := s.Snapshot(ctx, st, removed)
+	snap, err := s.Snapshot(ctx, st, removed, overlay)
 	if err != nil {
 		return nil, err
 	}
@@ -79,8 +115,14 @@ func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Ca
 	return &Simulation{Plan: plan, Pods: pods}, nil
 }
 
-// Snapshot is the cluster without the claims in removed and without pods to place.
-func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[string]bool) (*solver.Snapshot, error) {
+// Snapshot is the cluster without the claims in removed (and those the
+// overlay removes), with the overlay's moves and machines, and without pods
+// to place.
+func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[string]bool, overlay *Overlay) (*solver.Snapshot, error) {
+	if overlay == nil {
+		overlay = &Overlay{}
+	}
+	gone := func(claim string) bool { return removed[claim] || overlay.removed[claim] }
 	snap := &solver.Snapshot{DaemonSetPods: st.DaemonSetPods}
 	types := map[string]map[string]*cloudprovider.InstanceType{}
 	poolNames := make([]string, 0, len(st.Pools))
@@ -89,14 +131,15 @@ func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[
 	}
 	sort.Strings(poolNames)
 	usage := map[string]corev1.ResourceList{}
+	one := corev1.ResourceList{state.ResourceNodes: *resource.NewQuantity(1, resource.DecimalSI)}
 	for _, name := range poolNames {
 		pool := st.Pools[name]
 		if pool.DeletionTimestamp != nil {
 			continue
 		}
-		its, err := s.Cloud.InstanceTypes(ctx, pool)
+		its, err := st.InstanceTypes(ctx, s.Cloud, pool)
 		if err != nil {
-			return nil, fmt.Errorf("instance types of nodepool %s: %w", name, err)
+			return nil, err
 		}
 		types[name] = map[string]*cloudprovider.InstanceType{}
 		for _, it := range its {
@@ -106,7 +149,7 @@ func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[
 		snap.NodePools = append(snap.NodePools, &solver.NodePool{NodePool: pool, InstanceTypes: its, Usage: usage[name]})
 	}
 	for _, claim := range st.Claims {
-		if removed[claim.Name] {
+		if gone(claim.Name) {
 			continue
 		}
 		pool := claim.Labels[v1.LabelNodePool]
@@ -117,7 +160,7 @@ func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[
 		}
 		if u, ok := usage[pool]; ok {
 			addTo(u, capacity)
-			addTo(u, corev1.ResourceList{state.ResourceNodes: *resource.NewQuantity(1, resource.DecimalSI)})
+			addTo(u, one)
 		}
 		if claim.DeletionTimestamp != nil || node != nil {
 			continue
@@ -128,6 +171,7 @@ func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[
 			Labels:       claimLabels(claim),
 			Taints:       claim.Spec.Taints,
 			Allocatable:  subtract(alloc, claim.Spec.Resources.Requests),
+			Pods:         overlay.bound[claim.Name],
 			PricePerHour: claimPrice(claim),
 			InFlight:     true,
 		})
@@ -140,7 +184,7 @@ func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[
 	for _, name := range nodeNames {
 		node := st.Nodes[name]
 		claim := st.ClaimOfNode[name]
-		if claim != nil && (removed[claim.Name] || claim.DeletionTimestamp != nil) {
+		if claim != nil && (gone(claim.Name) || claim.DeletionTimestamp != nil) {
 			continue
 		}
 		if node.DeletionTimestamp != nil || node.Spec.Unschedulable || hasDisruptedTaint(node) {
@@ -151,14 +195,84 @@ func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[
 			Labels:      node.Labels,
 			Taints:      node.Spec.Taints,
 			Allocatable: node.Status.Allocatable,
-			Pods:        st.PodsByNode[name],
+			Pods:        append(append([]*corev1.Pod(nil), st.PodsByNode[name]...), overlay.bound[name]...),
 		}
 		if claim != nil {
 			n.PricePerHour = claimPrice(claim)
 		}
 		snap.Nodes = append(snap.Nodes, n)
 	}
+	for i, n := range overlay.added {
+		pn := plannedNode(plannedName(i), n, st.Pools[n.NodePool])
+		if pn == nil {
+			continue
+		}
+		pn.Pods = append(pn.Pods, overlay.bound[pn.Name]...)
+		snap.Nodes = append(snap.Nodes, pn)
+		if u, ok := usage[n.NodePool]; ok {
+			addTo(u, n.Choices[0].InstanceType.Capacity)
+			addTo(u, one)
+		}
+	}
 	return snap, nil
+}
+
+// plannedNode is a machine another command of the pass will launch, as an
+// in-flight node holding its planned pods. Its room is the instance type's
+// allocatable less the DaemonSet pods the plan counted for it.
+func plannedNode(name string, n *solver.NewNode, pool *v1.NodePool) *solver.Node {
+	if len(n.Choices) == 0 {
+		return nil
+	}
+	ch := n.Choices[0]
+	labels := map[string]string{}
+	for k, v := range ch.InstanceType.Labels {
+		labels[k] = v
+	}
+	if pool != nil {
+		for k, v := range pool.Spec.Template.ObjectMeta.Labels {
+			labels[k] = v
+		}
+	}
+	for _, r := range n.Requirements {
+		if r.Operator == corev1.NodeSelectorOpIn && len(r.Values) == 1 {
+			labels[r.Key] = r.Values[0]
+		}
+	}
+	labels[v1.LabelNodePool] = n.NodePool
+	labels[v1.LabelInstanceType] = ch.InstanceType.Name
+	labels[v1.LabelZone] = ch.Offering.Zone
+	labels[v1.LabelCapacityType] = ch.Offering.CapacityType
+	labels[v1.LabelHostname] = name
+	var taints []corev1.Taint
+	if pool != nil {
+		taints = pool.Spec.Template.Spec.Taints
+	}
+	var podSum scheduling.Resources
+	for _, p := range n.Pods {
+		podSum = podSum.Add(scheduling.PodRequests(p))
+	}
+	overhead := nonNegative(scheduling.FromList(n.Requests).Sub(podSum))
+	alloc := scheduling.FromList(ch.InstanceType.Allocatable()).Sub(overhead)
+	return &solver.Node{
+		Name:         name,
+		Labels:       labels,
+		Taints:       taints,
+		Allocatable:  nonNegative(alloc).ToList(),
+		Pods:         append([]*corev1.Pod(nil), n.Pods...),
+		PricePerHour: n.PricePerHour(),
+		InFlight:     true,
+	}
+}
+
+func nonNegative(r scheduling.Resources) scheduling.Resources {
+	for i := range r.Fixed {
+		r.Fixed[i] = max(r.Fixed[i], 0)
+	}
+	for k, v := range r.Ext {
+		r.Ext[k] = max(v, 0)
+	}
+	return r
 }
 
 // claimResources is the capacity and allocatable a claim has or will have.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -13,6 +14,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
+	"github.com/stowage-k8s/stowage/pkg/state"
 )
 
 // ClusterState is one consistent read of everything a disruption decision
@@ -31,6 +35,18 @@ type ClusterState struct {
 	PodsByNode    map[string][]*corev1.Pod
 	PDBs          []*policyv1.PodDisruptionBudget
 	DaemonSetPods []*corev1.Pod
+	// Volumes confine the pods a what-if moves to where their storage is.
+	Volumes *scheduling.Volumes
+
+	// typesMu guards types: each pool's instance types, asked of the cloud
+	// once per pass rather than once per what-if.
+	typesMu sync.Mutex
+	types   map[string][]*cloudprovider.InstanceType
+	// poolNodes counts each pool's nodes once per state (see PoolNodes).
+	poolNodesOnce sync.Once
+	poolNodes     map[string][3]int
+	pdbsOnce      sync.Once
+	pdbsByNS      map[string][]*policyv1.PodDisruptionBudget
 }
 
 // ReadState lists the objects a decision needs through r, which is the
@@ -118,26 +134,96 @@ func ReadState(ctx context.Context, r client.Reader, now time.Time) (*ClusterSta
 			Spec:       *ds.Spec.Template.Spec.DeepCopy(),
 		})
 	}
+	vols, err := state.ListVolumes(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	st.Volumes = vols
 	return st, nil
 }
 
-// PoolNodes counts the pool's claims with a registered node, and how many
-// of them are already being disrupted (deleting, or tainted by Stowage).
-func (st *ClusterState) PoolNodes(pool string) (total, disrupting int) {
-	for _, claim := range st.Claims {
-		if claim.Labels[v1.LabelNodePool] != pool {
-			continue
+// PoolNodes counts the pool's claims with a registered node, how many of
+// them are already being disrupted (deleting, or tainted by Stowage), and
+// how many of the others are not Ready.
+// Budgets ask this per candidate, so every pool is counted once, in one walk.
+func (st *ClusterState) PoolNodes(pool string) (total, disrupting, notReady int) {
+	st.poolNodesOnce.Do(func() {
+		st.poolNodes = map[string][3]int{}
+		for _, claim := range st.Claims {
+			node := st.NodeOfClaim[claim.Name]
+			if node == nil {
+				continue
+			}
+			name := claim.Labels[v1.LabelNodePool]
+			n := st.poolNodes[name]
+			n[0]++
+			switch {
+			case claim.DeletionTimestamp != nil || node.DeletionTimestamp != nil || hasDisruptedTaint(node):
+				n[1]++
+			case !nodeReady(node):
+				n[2]++
+			}
+			st.poolNodes[name] = n
 		}
-		node := st.NodeOfClaim[claim.Name]
-		if node == nil {
-			continue
+	})
+	n := st.poolNodes[pool]
+	return n[0], n[1], n[2]
+}
+
+// pdbsIn returns the PodDisruptionBudgets of a namespace, indexing them on
+// first use: a blocker check per pod must not walk every budget.
+func (st *ClusterState) pdbsIn(namespace string) []*policyv1.PodDisruptionBudget {
+	st.pdbsOnce.Do(func() {
+		st.pdbsByNS = map[string][]*policyv1.PodDisruptionBudget{}
+		for _, pdb := range st.PDBs {
+			st.pdbsByNS[pdb.Namespace] = append(st.pdbsByNS[pdb.Namespace], pdb)
 		}
-		total++
-		if claim.DeletionTimestamp != nil || node.DeletionTimestamp != nil || hasDisruptedTaint(node) {
-			disrupting++
+	})
+	return st.pdbsByNS[namespace]
+}
+
+// InstanceTypes returns what pool may buy, asking the cloud once per state.
+func (st *ClusterState) InstanceTypes(ctx context.Context, cloud InstanceTyper, pool *v1.NodePool) ([]*cloudprovider.InstanceType, error) {
+	st.typesMu.Lock()
+	defer st.typesMu.Unlock()
+	if its, ok := st.types[pool.Name]; ok {
+		return its, nil
+	}
+	its, err := cloud.InstanceTypes(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("instance types of nodepool %s: %w", pool.Name, err)
+	}
+	if st.types == nil {
+		st.types = map[string][]*cloudprovider.InstanceType{}
+	}
+	st.types[pool.Name] = its
+	return its, nil
+}
+
+// nodeReady reports whether the node's Ready condition is True.
+func nodeReady(node *corev1.Node) bool {
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
 		}
 	}
-	return total, disrupting
+	return false
+}
+
+// notReadySince is when the node's Ready condition last turned False or
+// Unknown, and whether it is not Ready now.
+func notReadySince(node *corev1.Node) (time.Time, bool) {
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			if c.Status == corev1.ConditionTrue {
+				return time.Time{}, false
+			}
+			return c.LastTransitionTime.Time, true
+		}
+	}
+	// A node that never reported: the kubelet never started; registration
+	// and initialization handle it, not repair.
+	return time.Time{}, false
 }
 
 func isTerminal(p *corev1.Pod) bool {

@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +40,9 @@ const (
 	DefaultDrainLead     = time.Minute
 	DefaultCheckInterval = 2 * time.Second
 	DefaultHintTimeout   = 10 * time.Minute
+	// DefaultWorkers handle events at once: a spot reclaim of a whole
+	// capacity pool arrives as dozens of events with two minutes to act.
+	DefaultWorkers = 8
 )
 
 // Deps are the controller's dependencies.
@@ -62,6 +67,9 @@ type Options struct {
 	// HintTimeout bounds the wait for a replacement after a hint without a
 	// deadline; then the node is drained anyway, as the cloud asked.
 	HintTimeout time.Duration
+	// Workers is how many events are handled at once; events about one
+	// machine are handled in order by one worker.
+	Workers int
 }
 
 // Controller consumes interruption events. It runs on the leader only.
@@ -73,9 +81,14 @@ type Controller struct {
 	events recorder
 	opts   Options
 
+	// mu guards tracked and locks only; each interruption is worked on
+	// under its claim's lock, so events about different machines, and the
+	// periodic check, proceed in parallel.
 	mu sync.Mutex
 	// tracked interruptions by NodeClaim name.
 	tracked map[string]*interruption
+	// locks serialize work on one claim.
+	locks map[string]*sync.Mutex
 }
 
 type interruption struct {
@@ -98,6 +111,9 @@ func NewController(d Deps) *Controller {
 	if d.Options.HintTimeout <= 0 {
 		d.Options.HintTimeout = DefaultHintTimeout
 	}
+	if d.Options.Workers <= 0 {
+		d.Options.Workers = DefaultWorkers
+	}
 	if d.Clock == nil {
 		d.Clock = clock.RealClock{}
 	}
@@ -112,6 +128,7 @@ func NewController(d Deps) *Controller {
 		events:  recorder{d.Recorder},
 		opts:    d.Options,
 		tracked: map[string]*interruption{},
+		locks:   map[string]*sync.Mutex{},
 	}
 }
 
@@ -132,7 +149,9 @@ func (c *Controller) Register(_ context.Context, mgr manager.Manager) error {
 // NeedLeaderElection keeps one consumer of the cloud's events.
 func (c *Controller) NeedLeaderElection() bool { return true }
 
-// Start consumes events until ctx is done.
+// Start consumes events until ctx is done. Events are handled by
+// Options.Workers workers, all events about one machine by the same one, in
+// order; the periodic check runs beside them.
 func (c *Controller) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName(Name)
 	ctx = log.IntoContext(ctx, logger)
@@ -140,8 +159,39 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("subscribing to interruption events: %w", err)
 	}
-	ticker := c.clock.NewTicker(c.opts.CheckInterval)
-	defer ticker.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	queues := make([]chan cloudprovider.InterruptionEvent, c.opts.Workers)
+	for i := range queues {
+		q := make(chan cloudprovider.InterruptionEvent, 64)
+		queues[i] = q
+		wg.Go(func() {
+			for ev := range q {
+				if err := c.Handle(ctx, ev); err != nil {
+					logger.Error(err, "handling interruption", "providerID", ev.ProviderID, "kind", ev.Kind)
+				}
+			}
+		})
+	}
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+	}()
+	wg.Go(func() {
+		ticker := c.clock.NewTicker(c.opts.CheckInterval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C():
+				if err := c.Progress(ctx); err != nil {
+					logger.Error(err, "advancing interruptions")
+				}
+			}
+		}
+	})
 	for {
 		select {
 		case <-ctx.Done():
@@ -150,22 +200,86 @@ func (c *Controller) Start(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			if err := c.Handle(ctx, ev); err != nil {
-				logger.Error(err, "handling interruption", "providerID", ev.ProviderID, "kind", ev.Kind)
-			}
-		case <-ticker.C():
-			if err := c.Progress(ctx); err != nil {
-				logger.Error(err, "advancing interruptions")
+			select {
+			case queues[worker(ev.ProviderID, len(queues))] <- ev:
+			case <-ctx.Done():
+				return nil
 			}
 		}
+	}
+}
+
+// worker picks the worker for a machine's events.
+func worker(providerID string, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(providerID))
+	return int(h.Sum32() % uint32(n))
+}
+
+// lock takes the claim's lock and returns its release.
+func (c *Controller) lock(claim string) func() {
+	c.mu.Lock()
+	l := c.locks[claim]
+	if l == nil {
+		l = &sync.Mutex{}
+		c.locks[claim] = l
+	}
+	c.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// tryLock takes the claim's lock if it is free.
+func (c *Controller) tryLock(claim string) (func(), bool) {
+	c.mu.Lock()
+	l := c.locks[claim]
+	if l == nil {
+		l = &sync.Mutex{}
+		c.locks[claim] = l
+	}
+	c.mu.Unlock()
+	if !l.TryLock() {
+		return nil, false
+	}
+	return l.Unlock, true
+}
+
+func (c *Controller) trackedFor(claim string) *interruption {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tracked[claim]
+}
+
+func (c *Controller) track(t *interruption) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tracked[t.claim] = t
+}
+
+// forget stops tracking an interruption whose claim is deleting or gone.
+// Its lock stays (a holder may still be using it) until pruneLocks.
+func (c *Controller) forget(claim string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.tracked, claim)
+}
+
+// pruneLocks drops the locks of claims that no longer exist and are free.
+func (c *Controller) pruneLocks(exists map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, l := range c.locks {
+		if exists[name] || c.tracked[name] != nil || !l.TryLock() {
+			continue
+		}
+		l.Unlock()
+		delete(c.locks, name)
 	}
 }
 
 // Handle reacts to one event: cordon, tell the pods, pre-spin a replacement,
 // and drain right away when the deadline is already close.
 func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEvent) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := c.clock.Now()
 	logger := log.FromContext(ctx).WithValues("providerID", ev.ProviderID, "kind", ev.Kind)
 	eventsTotal.WithLabelValues(string(ev.Kind)).Inc()
@@ -178,7 +292,9 @@ func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEv
 		actionsTotal.WithLabelValues(string(ev.Kind), "ignored").Inc()
 		return ack(ctx, ev.Ack)
 	}
-	if t, ok := c.tracked[claim.Name]; ok {
+	unlock := c.lock(claim.Name)
+	defer unlock()
+	if t := c.trackedFor(claim.Name); t != nil {
 		// The cloud repeats itself; keep the earliest deadline.
 		if !ev.Deadline.IsZero() && (t.deadline.IsZero() || ev.Deadline.Before(t.deadline)) {
 			t.deadline = ev.Deadline
@@ -198,7 +314,7 @@ func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEv
 	if err := c.markInterrupted(ctx, claim, t); err != nil {
 		return err
 	}
-	c.tracked[claim.Name] = t
+	c.track(t)
 	node, err := claims.NodeFor(ctx, c.client, claim)
 	if err != nil {
 		return err
@@ -224,25 +340,45 @@ func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEv
 // Progress drains interrupted nodes whose replacement is Ready or whose
 // deadline is near, and adopts Interrupted claims a previous leader left.
 func (c *Controller) Progress(ctx context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := c.clock.Now()
 	list := &v1.NodeClaimList{}
 	if err := c.client.List(ctx, list); err != nil {
 		return fmt.Errorf("listing nodeclaims: %w", err)
 	}
+	replacements := map[string][]string{}
+	exists := make(map[string]bool, len(list.Items))
 	for i := range list.Items {
 		claim := &list.Items[i]
-		if _, ok := c.tracked[claim.Name]; ok || claim.DeletionTimestamp != nil ||
+		exists[claim.Name] = true
+		if of := claim.Annotations[disruption.AnnotationReplacementFor]; strings.HasPrefix(of, replacementPrefix) && claim.DeletionTimestamp == nil {
+			replacements[strings.TrimPrefix(of, replacementPrefix)] = append(replacements[strings.TrimPrefix(of, replacementPrefix)], claim.Name)
+		}
+	}
+	for i := range list.Items {
+		claim := &list.Items[i]
+		if c.trackedFor(claim.Name) != nil || claim.DeletionTimestamp != nil ||
 			!conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted) {
 			continue
 		}
+		// Left by an earlier leader: its replacements are found by their annotation.
 		kind, deadline := parseAnnotation(claim.Annotations[v1.AnnotationInterruption])
-		c.tracked[claim.Name] = &interruption{claim: claim.Name, kind: kind, deadline: deadline, received: now}
+		c.track(&interruption{claim: claim.Name, kind: kind, deadline: deadline, received: now, replacements: replacements[claim.Name]})
 	}
-	var errs []error
+	c.pruneLocks(exists)
+	c.mu.Lock()
+	all := make([]*interruption, 0, len(c.tracked))
 	for _, t := range c.tracked {
+		all = append(all, t)
+	}
+	c.mu.Unlock()
+	var errs []error
+	for _, t := range all {
+		unlock, ok := c.tryLock(t.claim)
+		if !ok {
+			continue // an event about it is being handled
+		}
 		errs = append(errs, c.progressOne(ctx, now, t))
+		unlock()
 	}
 	return errors.Join(errs...)
 }
@@ -252,13 +388,13 @@ func (c *Controller) progressOne(ctx context.Context, now time.Time, t *interrup
 	claim := &v1.NodeClaim{}
 	if err := c.client.Get(ctx, client.ObjectKey{Name: t.claim}, claim); err != nil {
 		if client.IgnoreNotFound(err) == nil {
-			delete(c.tracked, t.claim)
+			c.forget(t.claim)
 			return ackAll(ctx, t.acks)
 		}
 		return fmt.Errorf("getting nodeclaim %s: %w", t.claim, err)
 	}
 	if claim.DeletionTimestamp != nil {
-		delete(c.tracked, t.claim)
+		c.forget(t.claim)
 		return ackAll(ctx, t.acks)
 	}
 	ready, err := c.replacementsReady(ctx, t)
@@ -282,7 +418,7 @@ func (c *Controller) progressOne(ctx context.Context, now time.Time, t *interrup
 	}
 	actionsTotal.WithLabelValues(string(t.kind), "drain").Inc()
 	c.events.draining(claim, why)
-	delete(c.tracked, t.claim)
+	c.forget(t.claim)
 	return ackAll(ctx, t.acks)
 }
 
@@ -386,7 +522,7 @@ func (c *Controller) replace(ctx context.Context, claim *v1.NodeClaim, node *cor
 		return err
 	}
 	cand := &disruption.Candidate{Claim: claim, Node: node, Pods: pods}
-	sim, err := c.sim.Simulate(ctx, st, []*disruption.Candidate{cand})
+	sim, err := c.sim.Simulate(ctx, st, []*disruption.Candidate{cand}, nil)
 	if err != nil {
 		return err
 	}
@@ -399,6 +535,8 @@ func (c *Controller) replace(ctx context.Context, claim *v1.NodeClaim, node *cor
 		if err != nil {
 			return err
 		}
+		// A new leader finds the replacements by this annotation.
+		r.Annotations[disruption.AnnotationReplacementFor] = replacementPrefix + claim.Name
 		if err := c.client.Create(ctx, r); err != nil {
 			return fmt.Errorf("creating replacement nodeclaim in nodepool %s: %w", pool.Name, err)
 		}
@@ -412,6 +550,10 @@ func (c *Controller) replace(ctx context.Context, claim *v1.NodeClaim, node *cor
 	}
 	return nil
 }
+
+// replacementPrefix marks the replacement-for annotation of claims launched
+// for an interrupted claim: "interruption/<claim name>".
+const replacementPrefix = "interruption/"
 
 // movable reports whether a pod needs a new node when this one goes.
 func movable(p *corev1.Pod) bool {

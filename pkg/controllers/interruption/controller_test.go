@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -283,5 +284,104 @@ func TestAnnotationRoundTrip(t *testing.T) {
 		if kind != tc.kind || !deadline.Equal(tc.deadline) {
 			t.Errorf("round trip of %s %v = %s %v", tc.kind, tc.deadline, kind, deadline)
 		}
+	}
+}
+
+// A new leader waits for the replacements its predecessor launched (found
+// by their annotation) instead of draining at once.
+func TestAdoptedInterruptionWaitsForItsReplacement(t *testing.T) {
+	deadline := start.Add(10 * time.Minute)
+	e := newEnv(t, 1)
+	if err := e.ctrl.Handle(context.Background(), e.event(cloudprovider.InterruptionScheduledMaintenance, deadline)); err != nil {
+		t.Fatal(err)
+	}
+	repl := e.replacements(t)
+	if len(repl) != 1 {
+		t.Fatalf("replacements = %v, want one", repl)
+	}
+	// The leader changes.
+	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
+		Clock: e.clock, Recorder: e.recorder})
+	e.progress(t)
+	if e.claimGone(t) {
+		t.Fatal("the new leader drained before the replacement was Ready")
+	}
+	e.setReady(t, repl[0])
+	e.progress(t)
+	if !e.claimGone(t) {
+		t.Error("not drained once the adopted replacement was Ready")
+	}
+}
+
+// fanSource delivers a fixed set of events.
+type fanSource struct {
+	events []cloudprovider.InterruptionEvent
+}
+
+func (f fanSource) Interruptions(ctx context.Context) (<-chan cloudprovider.InterruptionEvent, error) {
+	ch := make(chan cloudprovider.InterruptionEvent, len(f.events))
+	for _, ev := range f.events {
+		ch <- ev
+	}
+	return ch, nil
+}
+
+// An event whose handling is stuck (a slow API call) does not hold up an
+// event about another machine.
+func TestEventsAreHandledConcurrently(t *testing.T) {
+	e := newEnv(t, 0)
+	other := &v1.NodeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "c2", Labels: map[string]string{v1.LabelNodePool: "p"}},
+		Spec:       v1.NodeClaimSpec{ExpireAfter: v1.Never, Offerings: []v1.OfferingChoice{{InstanceType: "gpu1", Zone: "zone-a", CapacityType: v1.CapacityTypeSpot}}},
+		Status:     v1.NodeClaimStatus{ProviderID: "fake://zone-a/i-2"},
+	}
+	release := make(chan struct{})
+	var blocked atomic.Bool
+	base := e.client
+	if err := base.Create(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
+	e.client = interceptor.NewClient(base.(client.WithWatch), interceptor.Funcs{
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
+			if obj.GetName() == "c1" {
+				blocked.Store(true)
+				<-release
+			}
+			return c.Patch(ctx, obj, p, opts...)
+		},
+	})
+	src := fanSource{events: []cloudprovider.InterruptionEvent{
+		e.event(cloudprovider.InterruptionSpotReclaim, start.Add(2*time.Minute)),
+		{ProviderID: "fake://zone-a/i-2", Kind: cloudprovider.InterruptionSpotReclaim, Deadline: start.Add(2 * time.Minute)},
+	}}
+	e.ctrl = NewController(Deps{Client: e.client, Source: src, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
+		Clock: e.clock, Recorder: e.recorder, Options: Options{Workers: 4}})
+	if worker("fake://zone-a/i-1", 4) == worker("fake://zone-a/i-2", 4) {
+		t.Skip("both machines hash to one worker; pick other IDs")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.ctrl.Start(ctx) }()
+	defer func() {
+		close(release)
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// c2 has no pods, so once handled it is drained (deleted) at once.
+		err := base.Get(context.Background(), client.ObjectKey{Name: "c2"}, &v1.NodeClaim{})
+		if client.IgnoreNotFound(err) != nil {
+			t.Fatal(err)
+		}
+		if err != nil && blocked.Load() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("c2 was not marked Interrupted while c1's handling was stuck (c1 blocked: %v)", blocked.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -100,6 +100,7 @@ type Controller struct {
 	events  recorder
 	opts    Options
 	batcher *Batcher
+	steer   *steerer
 
 	mu sync.Mutex
 	// seen is when each pending pod was first seen unschedulable.
@@ -138,6 +139,7 @@ func NewController(d Deps) *Controller {
 		events:  recorder{d.Recorder},
 		opts:    d.Options,
 		batcher: NewBatcher(d.Clock, d.Options.BatchIdleDuration, d.Options.BatchMaxDuration),
+		steer:   newSteerer(d.Client, d.Cluster),
 		seen:    map[types.UID]time.Time{},
 		lastWhy: map[types.UID]string{},
 	}
@@ -181,6 +183,22 @@ func (c *Controller) Register(ctx context.Context, mgr manager.Manager) error {
 			return fmt.Errorf("watching %T: %w", obj, err)
 		}
 	}
+	// A planned node turning Ready is when its pods are steered to it.
+	nodes, err := mgr.GetCache().GetInformer(ctx, &corev1.Node{})
+	if err != nil {
+		return fmt.Errorf("getting informer for nodes: %w", err)
+	}
+	steerReady := func(o any) {
+		if n, ok := o.(*corev1.Node); ok && steerable(n) {
+			c.steer.enqueue(n.Name)
+		}
+	}
+	if _, err := nodes.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    steerReady,
+		UpdateFunc: func(_, o any) { steerReady(o) },
+	}); err != nil {
+		return fmt.Errorf("watching nodes: %w", err)
+	}
 	if err := mgr.Add(c); err != nil {
 		return fmt.Errorf("registering %s loop: %w", Name, err)
 	}
@@ -218,6 +236,14 @@ func (c *Controller) Reconcile(ctx context.Context, pod *corev1.Pod) (reconcile.
 		c.seen[pod.UID] = c.clock.Now()
 		log.FromContext(ctx).V(1).Info("pod is unschedulable", "pod", klog.KObj(pod))
 	}
+	if node := c.cluster.NominatedNode(pod); node != "" {
+		// Planned onto a node that exists: a failed scheduling attempt
+		// cleared nominatedNodeName, or it was never set. No new decision.
+		if pod.Status.NominatedNodeName != node {
+			c.steer.enqueue(node)
+		}
+		return reconcile.Result{}, nil
+	}
 	c.batcher.Trigger()
 	return reconcile.Result{}, nil
 }
@@ -243,6 +269,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	ctx = log.IntoContext(ctx, logger)
 	ticker := c.clock.NewTicker(c.opts.ResyncInterval)
 	defer ticker.Stop()
+	go c.steer.run(ctx)
 	go func() {
 		for {
 			select {

@@ -14,6 +14,9 @@ const (
 	ReasonNominated            = "Nominated"
 	ReasonFailedProvisioning   = "FailedProvisioning"
 	ReasonNoCompatibleNodePool = "NoCompatibleNodePool"
+	// ReasonWaitingForVolume: the pod's claim is missing or not bound yet,
+	// so where its volume will be is not known; nothing is bought for it.
+	ReasonWaitingForVolume = "WaitingForVolume"
 )
 
 // maxNoteLength is the API server's limit on an event's note.
@@ -37,6 +40,10 @@ func (r recorder) nominatedInFlight(pod *corev1.Pod, claimName string) {
 
 func (r recorder) failed(pod *corev1.Pod, why string) {
 	r.r.Eventf(pod, nil, corev1.EventTypeWarning, ReasonFailedProvisioning, "Provision", "%s", truncate(why))
+}
+
+func (r recorder) waitingForVolume(pod *corev1.Pod, why string) {
+	r.r.Eventf(pod, nil, corev1.EventTypeNormal, ReasonWaitingForVolume, "Provision", "%s", truncate(why))
 }
 
 func (r recorder) noPool(pod *corev1.Pod, why string) {

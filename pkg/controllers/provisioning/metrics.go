@@ -33,6 +33,11 @@ var (
 		Name:      "nodeclaims_created_total",
 		Help:      "NodeClaims the provisioner created, by NodePool.",
 	}, []string{"nodepool"})
+	nominationsLapsed = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: metricsNamespace,
+		Name:      "nominations_lapsed_total",
+		Help:      "Pods planned again because the plan made for them no longer held (other pods took the room, or they were not bound in time); each may buy another machine.",
+	})
 )
 
 var registerOnce sync.Once
@@ -42,7 +47,7 @@ var registerOnce sync.Once
 func registerMetrics() error {
 	var err error
 	registerOnce.Do(func() {
-		for _, c := range []prometheus.Collector{podsPending, decisionDuration, solverDuration, nodeClaimsCreated} {
+		for _, c := range []prometheus.Collector{podsPending, decisionDuration, solverDuration, nodeClaimsCreated, nominationsLapsed} {
 			if e := metrics.Registry.Register(c); e != nil {
 				var are prometheus.AlreadyRegisteredError
 				if !errors.As(e, &are) {

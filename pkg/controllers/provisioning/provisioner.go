@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
 	"github.com/stowage-k8s/stowage/pkg/utils/claims"
@@ -49,14 +51,25 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	if !c.cluster.Synced() {
 		return nil, errNotSynced
 	}
-	c.cluster.PruneNominations()
 	pending := c.cluster.Pods(provisionable)
+	for _, p := range pending {
+		// Planned before, but the plan no longer holds: say why, since the
+		// pod is planned (and may be bought for) again.
+		if target, why := c.cluster.LapsedNomination(p); target != "" {
+			logger.Info("planning pod again", "pod", klog.KObj(p), "nominatedTo", target, "why", why)
+			nominationsLapsed.Inc()
+		}
+	}
+	c.cluster.PruneNominations()
 	c.forgetResolved(pending)
 
 	pools := c.cluster.NodePools()
 	solverPools, lookup, poolErrs := c.instanceTypes(ctx, pools)
 
-	pods := c.compatiblePods(ctx, pending, pools)
+	pods, err := c.volumeTopology(ctx, c.compatiblePods(ctx, pending, pools))
+	if err != nil {
+		return nil, err
+	}
 	res := &Result{Pods: pods}
 	if len(pods) == 0 {
 		return res, nil
@@ -197,11 +210,41 @@ func (c *Controller) tellOnce(ctx context.Context, pod *corev1.Pod, reason, msg 
 		return
 	}
 	log.FromContext(ctx).Info("pod cannot be provisioned", "pod", klog.KObj(pod), "reason", reason, "message", msg)
-	if reason == ReasonNoCompatibleNodePool {
+	switch reason {
+	case ReasonNoCompatibleNodePool:
 		c.events.noPool(pod, msg)
-	} else {
+	case ReasonWaitingForVolume:
+		c.events.waitingForVolume(pod, msg)
+	default:
 		c.events.failed(pod, msg)
 	}
+}
+
+// volumeTopology confines each pod that mounts PersistentVolumeClaims to
+// where its volumes can be attached (scheduling.Volumes.WithTopology). Pods
+// whose claims are not ready are told why and left out of the pass: a node
+// bought before the volume is bound may be in the wrong zone.
+func (c *Controller) volumeTopology(ctx context.Context, pods []*corev1.Pod) ([]*corev1.Pod, error) {
+	if !slices.ContainsFunc(pods, scheduling.UsesClaims) {
+		return pods, nil
+	}
+	vols, err := state.ListVolumes(ctx, c.client)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*corev1.Pod, 0, len(pods))
+	for _, p := range pods {
+		q, err := vols.WithTopology(p)
+		switch {
+		case errors.Is(err, scheduling.ErrVolumeNotReady):
+			c.tellOnce(ctx, p, ReasonWaitingForVolume, err.Error())
+		case err != nil:
+			c.tellOnce(ctx, p, ReasonFailedProvisioning, err.Error())
+		default:
+			out = append(out, q)
+		}
+	}
+	return out, nil
 }
 
 // daemonSetPods returns a pod per DaemonSet, from its template: every new
@@ -318,7 +361,8 @@ func (c *Controller) forgetWhy(pods []*corev1.Pod) {
 	}
 }
 
-// bind nominates pods the plan put on existing or launching nodes.
+// bind nominates pods the plan put on existing or launching nodes, and
+// steers those planned onto nodes that are up.
 func (c *Controller) bind(bindings []solver.Binding) {
 	for _, b := range bindings {
 		c.forgetWhy([]*corev1.Pod{b.Pod})
@@ -326,5 +370,6 @@ func (c *Controller) bind(bindings []solver.Binding) {
 		if c.cluster.NodeClaim(b.NodeName) != nil {
 			c.events.nominatedInFlight(b.Pod, b.NodeName)
 		}
+		c.steer.enqueue(c.cluster.NominatedNode(b.Pod))
 	}
 }

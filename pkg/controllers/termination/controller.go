@@ -55,6 +55,7 @@ type Options struct {
 
 // machines is the part of the cloud provider termination calls.
 type machines interface {
+	Get(ctx context.Context, providerID string) (*v1.NodeClaim, error)
 	Delete(ctx context.Context, claim *v1.NodeClaim) error
 	List(ctx context.Context) ([]*v1.NodeClaim, error)
 }

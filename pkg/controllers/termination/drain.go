@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
@@ -38,56 +40,118 @@ type drainer struct {
 	events *recorder
 }
 
+// Drain groups, in the order they leave: applications first, then the
+// DaemonSet pods that serve them (log shippers flush what the applications
+// wrote last), then system-critical pods, then system-critical DaemonSets.
+const (
+	groupApps = iota
+	groupDaemons
+	groupCritical
+	groupCriticalDaemons
+	numGroups
+)
+
+// defaultPodGrace is the grace period of a pod that does not set one.
+const defaultPodGrace = 30 * time.Second
+
 // drain makes one pass and reports whether no pod that must leave is left.
 func (d *drainer) drain(ctx context.Context, claim *v1.NodeClaim, node *corev1.Node) (bool, error) {
 	pods := &corev1.PodList{}
 	if err := d.client.List(ctx, pods, client.MatchingFields{index.PodNodeName: node.Name}); err != nil {
 		return false, fmt.Errorf("listing pods on node %s: %w", node.Name, err)
 	}
+	now := d.clock.Now()
 	expired := graceExpired(d.clock, claim)
-	var regular, critical, blocked []*corev1.Pod
-	leaving := 0
+	var (
+		groups     [numGroups][]*corev1.Pod
+		leaving    [numGroups]int // already terminating
+		held       [numGroups]int // do-not-disrupt
+		blocked    []*corev1.Pod
+		early, all []*corev1.Pod
+	)
 	for i := range pods.Items {
 		pod := &pods.Items[i]
+		g := drainGroup(pod)
 		switch {
 		case !mustLeave(pod):
 		case !pod.DeletionTimestamp.IsZero():
-			// Already going; past the grace period it no longer holds up the machine.
-			if !expired {
-				leaving++
+			// Already going. Past its grace period (a finalizer or a dead
+			// kubelet holds it) it no longer holds up the machine.
+			if !expired && now.Before(pod.DeletionTimestamp.Time) {
+				leaving[g]++
 			}
-		case pod.Annotations[v1.AnnotationDoNotDisrupt] == "true" && !expired:
+		case expired:
+			all = append(all, pod)
+		case mustGoNow(now, claim, pod):
+			early = append(early, pod)
+		case pod.Annotations[v1.AnnotationDoNotDisrupt] == "true":
 			blocked = append(blocked, pod)
-		case isCritical(pod):
-			critical = append(critical, pod)
+			held[g]++
 		default:
-			regular = append(regular, pod)
+			groups[g] = append(groups[g], pod)
 		}
 	}
 	for _, pod := range blocked {
 		d.events.doNotDisrupt(claim, pod)
 	}
 	if expired {
-		return true, d.deleteAll(ctx, claim, append(regular, critical...))
-	}
-	// Critical pods (DNS caches, log shippers without a DaemonSet) leave last,
-	// so the workloads leaving first can still use them.
-	batch := regular
-	if len(batch) == 0 {
-		batch = critical
+		return true, d.deleteAll(ctx, claim, all)
 	}
 	var errs []error
-	for _, pod := range batch {
-		if err := d.evict(ctx, claim, pod); err != nil {
-			errs = append(errs, err)
-		}
+	if len(early) > 0 {
+		// Deleted (not evicted) so each still gets its full grace period
+		// before the claim's terminationGracePeriod ends.
+		errs = append(errs, d.deleteAll(ctx, claim, early))
 	}
-	remaining := len(regular) + len(critical) + len(blocked) + leaving
+	remaining := len(early)
+	evicting, waiting := 0, false
+	for g := range numGroups {
+		n := len(groups[g]) + leaving[g] + held[g]
+		remaining += n
+		if waiting {
+			// An earlier group is still on the node; this one waits its turn.
+			continue
+		}
+		for _, pod := range groups[g] {
+			if err := d.evict(ctx, claim, pod); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		evicting, waiting = len(groups[g]), n > 0
+	}
 	if remaining > 0 {
-		log.FromContext(ctx).V(1).Info("draining", "node", node.Name, "evicting", len(batch),
-			"doNotDisrupt", len(blocked), "terminating", leaving)
+		log.FromContext(ctx).V(1).Info("draining", "node", node.Name, "evicting", evicting,
+			"doNotDisrupt", len(blocked), "deletedForGracePeriod", len(early))
 	}
 	return remaining == 0, errors.Join(errs...)
+}
+
+// drainGroup is the group a pod leaves with.
+func drainGroup(pod *corev1.Pod) int {
+	g := groupApps
+	if isDaemonSetPod(pod) {
+		g = groupDaemons
+	}
+	if isCritical(pod) {
+		g += groupCritical
+	}
+	return g
+}
+
+// mustGoNow reports whether a pod has to be deleted now for it to finish
+// its own grace period before the claim's terminationGracePeriod ends: a
+// pod that needs 60 s to stop is deleted 60 s before the deadline, PDBs or
+// not, rather than killed with the machine.
+func mustGoNow(now time.Time, claim *v1.NodeClaim, pod *corev1.Pod) bool {
+	if claim.Spec.TerminationGracePeriod == nil || claim.DeletionTimestamp.IsZero() {
+		return false
+	}
+	grace := defaultPodGrace
+	if s := pod.Spec.TerminationGracePeriodSeconds; s != nil {
+		grace = time.Duration(*s) * time.Second
+	}
+	deadline := claim.DeletionTimestamp.Add(claim.Spec.TerminationGracePeriod.Duration)
+	return !now.Before(deadline.Add(-grace))
 }
 
 // evict asks the API server to evict pod; a PDB that forbids it answers 429
@@ -145,19 +209,15 @@ func graceExpired(clk clock.PassiveClock, claim *v1.NodeClaim) bool {
 }
 
 // mustLeave reports whether a pod has to be evicted before the machine goes.
-// DaemonSet and mirror pods die with the node, pods that tolerate the
-// disrupted taint asked to stay, and finished pods hold nothing.
+// Mirror pods belong to the kubelet, pods that tolerate the disrupted taint
+// asked to stay (a DaemonSet would only put them back), and finished pods
+// hold nothing. Other DaemonSet pods leave after the applications.
 func mustLeave(pod *corev1.Pod) bool {
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return false
 	}
 	if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
 		return false
-	}
-	for _, ref := range pod.OwnerReferences {
-		if ref.Kind == "DaemonSet" && ref.Controller != nil && *ref.Controller {
-			return false
-		}
 	}
 	for i := range pod.Spec.Tolerations {
 		if pod.Spec.Tolerations[i].ToleratesTaint(klog.Background(), &disruptedTaint, false) {
@@ -167,10 +227,84 @@ func mustLeave(pod *corev1.Pod) bool {
 	return true
 }
 
+func isDaemonSetPod(pod *corev1.Pod) bool {
+	for _, ref := range pod.OwnerReferences {
+		if ref.Kind == "DaemonSet" && ref.Controller != nil && *ref.Controller {
+			return true
+		}
+	}
+	return false
+}
+
 func isCritical(pod *corev1.Pod) bool {
 	switch pod.Spec.PriorityClassName {
 	case "system-cluster-critical", "system-node-critical":
 		return true
 	}
 	return false
+}
+
+// volumesAttached counts the volumes still attached to node that the
+// machine must let go of first: deleting a machine with a volume attached
+// leaves it attached until the cloud notices, and the pod that wants it on
+// another node waits that long. Volumes of pods that stay to the end
+// (DaemonSets tolerating the drain, mirror pods) are not waited for, and
+// nothing is once the claim's terminationGracePeriod has run out.
+func (d *drainer) volumesAttached(ctx context.Context, claim *v1.NodeClaim, node *corev1.Node) (int, error) {
+	if graceExpired(d.clock, claim) {
+		return 0, nil
+	}
+	vas := &storagev1.VolumeAttachmentList{}
+	if err := d.client.List(ctx, vas, client.MatchingFields{index.VolumeAttachmentNodeName: node.Name}); err != nil {
+		return 0, fmt.Errorf("listing volume attachments of node %s: %w", node.Name, err)
+	}
+	if len(vas.Items) == 0 {
+		return 0, nil
+	}
+	staying, err := d.volumesOfStayingPods(ctx, node)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range vas.Items {
+		va := &vas.Items[i]
+		if pv := va.Spec.Source.PersistentVolumeName; pv != nil && staying[*pv] {
+			continue
+		}
+		n++
+	}
+	return n, nil
+}
+
+// volumesOfStayingPods names the PersistentVolumes that pods the drain
+// leaves on the node use.
+func (d *drainer) volumesOfStayingPods(ctx context.Context, node *corev1.Node) (map[string]bool, error) {
+	pods := &corev1.PodList{}
+	if err := d.client.List(ctx, pods, client.MatchingFields{index.PodNodeName: node.Name}); err != nil {
+		return nil, fmt.Errorf("listing pods on node %s: %w", node.Name, err)
+	}
+	out := map[string]bool{}
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		if mustLeave(pod) || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		for _, vol := range pod.Spec.Volumes {
+			if vol.PersistentVolumeClaim == nil {
+				continue
+			}
+			pvc := &corev1.PersistentVolumeClaim{}
+			err := d.client.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: vol.PersistentVolumeClaim.ClaimName}, pvc)
+			if err != nil {
+				if client.IgnoreNotFound(err) == nil {
+					continue
+				}
+				return nil, fmt.Errorf("getting persistentvolumeclaim %s/%s: %w", pod.Namespace, vol.PersistentVolumeClaim.ClaimName, err)
+			}
+			if pvc.Spec.VolumeName != "" {
+				out[pvc.Spec.VolumeName] = true
+			}
+		}
+	}
+	return out, nil
 }

@@ -43,12 +43,26 @@ func (t *claimTerminator) Reconcile(ctx context.Context, claim *v1.NodeClaim) (r
 		if err := t.cordon(ctx, claim, node); err != nil {
 			return reconcile.Result{}, err
 		}
-		drained, err := t.drainer.drain(ctx, claim, node)
+		gone, err := t.machineGone(ctx, claim, node)
 		if err != nil {
-			return reconcile.Result{}, fmt.Errorf("draining node %s of nodeclaim %s: %w", node.Name, claim.Name, err)
+			return reconcile.Result{}, err
 		}
-		if !drained {
-			return reconcile.Result{RequeueAfter: t.requeue}, nil
+		if !gone {
+			drained, err := t.drainer.drain(ctx, claim, node)
+			if err != nil {
+				return reconcile.Result{}, fmt.Errorf("draining node %s of nodeclaim %s: %w", node.Name, claim.Name, err)
+			}
+			if !drained {
+				return reconcile.Result{RequeueAfter: t.requeue}, nil
+			}
+			attached, err := t.drainer.volumesAttached(ctx, claim, node)
+			if err != nil {
+				return reconcile.Result{}, err
+			}
+			if attached > 0 {
+				log.FromContext(ctx).V(1).Info("waiting for volumes to detach", "node", node.Name, "attached", attached)
+				return reconcile.Result{RequeueAfter: t.requeue}, nil
+			}
 		}
 	}
 	if err := t.deleteMachine(ctx, claim); err != nil {
@@ -69,6 +83,33 @@ func (t *claimTerminator) Reconcile(ctx context.Context, claim *v1.NodeClaim) (r
 	t.events.terminated(claim)
 	log.FromContext(ctx).Info("terminated nodeclaim", "providerID", claim.Status.ProviderID)
 	return reconcile.Result{}, nil
+}
+
+// machineGone reports whether the claim's machine no longer exists, for a
+// Node that is not Ready: its pods are gone with it, and draining would only
+// wait for evictions no kubelet will carry out. A Ready node's machine is
+// taken to exist, so the cloud is not asked on every drain pass.
+func (t *claimTerminator) machineGone(ctx context.Context, claim *v1.NodeClaim, node *corev1.Node) (bool, error) {
+	if nodeReady(node) || claim.Status.ProviderID == "" {
+		return false, nil
+	}
+	if _, err := t.cloud.Get(ctx, claim.Status.ProviderID); err != nil {
+		if cloudprovider.IsNotFound(err) {
+			log.FromContext(ctx).Info("machine is already gone; not draining", "providerID", claim.Status.ProviderID)
+			return true, nil
+		}
+		return false, fmt.Errorf("looking up machine %s of nodeclaim %s: %w", claim.Status.ProviderID, claim.Name, err)
+	}
+	return false, nil
+}
+
+func nodeReady(node *corev1.Node) bool {
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // cordon taints the Node so the scheduler places nothing new on it while it drains.

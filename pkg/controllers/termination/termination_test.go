@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -137,9 +138,14 @@ func otherNode(p *corev1.Pod) { p.Spec.NodeName = "n2" }
 
 func TestDrainOrderAndSkips(t *testing.T) {
 	e := newEnv(t, nil,
-		pod("web"), pod("dns", critical), pod("ds", daemonSetOwned), pod("static", mirror),
-		pod("tolerant", toleratesAll), pod("done", succeeded), pod("elsewhere", otherNode))
-	stay := []string{"done", "ds", "elsewhere", "static", "tolerant"}
+		pod("web"), pod("dns", critical), pod("logs", daemonSetOwned), pod("cni", daemonSetOwned, critical),
+		pod("static", mirror), pod("tolerant", toleratesAll, daemonSetOwned), pod("done", succeeded), pod("elsewhere", otherNode))
+	stay := []string{"done", "elsewhere", "static", "tolerant"}
+	with := func(names ...string) []string {
+		out := append(names, stay...)
+		sort.Strings(out)
+		return out
+	}
 
 	steps := []struct {
 		wantPods     []string
@@ -147,9 +153,11 @@ func TestDrainOrderAndSkips(t *testing.T) {
 		wantDeletes  int
 		wantRequeues bool
 	}{
-		{wantPods: append([]string{"dns"}, stay...), wantRequeues: true}, // regular pods first
-		{wantPods: stay, wantRequeues: true},                             // then critical ones
-		{wantPods: stay, wantDone: true, wantDeletes: 1},                 // drained: machine deleted
+		{wantPods: with("cni", "dns", "logs"), wantRequeues: true}, // applications first
+		{wantPods: with("cni", "dns"), wantRequeues: true},         // then their DaemonSets
+		{wantPods: with("cni"), wantRequeues: true},                // then critical pods
+		{wantPods: with(), wantRequeues: true},                     // then critical DaemonSets
+		{wantPods: with(), wantDone: true, wantDeletes: 1},         // drained: machine deleted
 	}
 	for i, step := range steps {
 		res, err := e.reconcileClaim(t)
@@ -388,5 +396,133 @@ func TestTerminationReason(t *testing.T) {
 		if got := terminationReason(&v1.NodeClaim{Status: v1.NodeClaimStatus{Conditions: conds}}); got != want {
 			t.Errorf("reason for %v = %s, want %s", conds, got, want)
 		}
+	}
+}
+
+func terminating(at time.Time) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		ts := metav1.NewTime(at)
+		p.DeletionTimestamp = &ts
+		p.Finalizers = []string{"example.com/hold"}
+	}
+}
+
+// A pod held by a finalizer past its grace period no longer holds up the
+// node, its claim and its machine; one still within its grace period does.
+func TestDrainIgnoresPodsStuckTerminating(t *testing.T) {
+	e := newEnv(t, nil, pod("stuck", terminating(start.Add(-time.Second))), pod("stopping", terminating(start.Add(20*time.Second))))
+	res, err := e.reconcileClaim(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RequeueAfter == 0 || len(e.cloud.Deleted()) != 0 {
+		t.Fatalf("machine deleted while a pod is still within its grace period")
+	}
+	e.clock.Step(20 * time.Second)
+	if _, err := e.reconcileClaim(t); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.cloud.Deleted()); n != 1 {
+		t.Fatalf("%d machines deleted, want 1: pods past their grace period must not block", n)
+	}
+	if e.exists(t, &v1.NodeClaim{}, "c1") {
+		t.Error("nodeclaim finalizer not released")
+	}
+}
+
+// With a terminationGracePeriod, a pod is deleted early enough to get its
+// own grace period before the deadline, PDBs notwithstanding.
+func TestDrainDeletesPodsInTimeForTheGracePeriod(t *testing.T) {
+	grace := 10 * time.Minute
+	e := newEnv(t, &grace, pod("slow", func(p *corev1.Pod) { p.Spec.TerminationGracePeriodSeconds = ptr.To[int64](120) }))
+	e.pdbBlocks.Store(true)
+	e.clock.SetTime(start.Add(8*time.Minute - time.Second))
+	if _, err := e.reconcileClaim(t); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"slow"}, e.podsLeft(t)); diff != "" {
+		t.Fatalf("before deadline-grace: pods (-want +got):\n%s", diff)
+	}
+	e.clock.Step(time.Second)
+	if _, err := e.reconcileClaim(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.podsLeft(t); len(got) != 0 {
+		t.Errorf("pods left %v at deadline minus the pod's grace, want it deleted", got)
+	}
+}
+
+func volumeAttachment(name, pv string) *storagev1.VolumeAttachment {
+	return &storagev1.VolumeAttachment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: storagev1.VolumeAttachmentSpec{Attacher: "ebs.csi.aws.com", NodeName: "n1",
+			Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: ptr.To(pv)}},
+	}
+}
+
+// The machine is deleted only once its volumes are detached, except those
+// of pods that stay on the node to the end.
+func TestTerminationWaitsForVolumesToDetach(t *testing.T) {
+	keeper := pod("agent", daemonSetOwned, toleratesAll, func(p *corev1.Pod) {
+		p.Spec.Volumes = []corev1.Volume{{Name: "d", VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "agent-data"}}}}
+	})
+	e := newEnv(t, nil, keeper,
+		&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "agent-data"},
+			Spec: corev1.PersistentVolumeClaimSpec{VolumeName: "pv-agent"}},
+		volumeAttachment("va-model", "pv-model"), volumeAttachment("va-agent", "pv-agent"))
+	res, err := e.reconcileClaim(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RequeueAfter == 0 || len(e.cloud.Deleted()) != 0 {
+		t.Fatal("machine deleted while a volume is still attached")
+	}
+	if err := e.client.Delete(context.Background(), volumeAttachment("va-model", "pv-model")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.reconcileClaim(t); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.cloud.Deleted()); n != 1 {
+		t.Errorf("%d machines deleted, want 1 once only the staying pod's volume is attached", n)
+	}
+}
+
+// A NotReady node whose machine is gone is not drained: no kubelet would
+// carry the evictions out.
+func TestTerminationSkipsTheDrainWhenTheMachineIsGone(t *testing.T) {
+	e := newEnv(t, nil, pod("web"))
+	e.pdbBlocks.Store(true)
+	claim := &v1.NodeClaim{}
+	if err := e.client.Get(context.Background(), client.ObjectKey{Name: "c1"}, claim); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cloud.Delete(context.Background(), claim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.reconcileClaim(t); err != nil {
+		t.Fatal(err)
+	}
+	if e.exists(t, &v1.NodeClaim{}, "c1") || e.exists(t, &corev1.Node{}, "n1") {
+		t.Error("the claim and node of a machine that is gone must go without a drain")
+	}
+	// A Ready node is drained as usual, without asking the cloud.
+	e2 := newEnv(t, nil, pod("web"))
+	e2.pdbBlocks.Store(true)
+	node := &corev1.Node{}
+	if err := e2.client.Get(context.Background(), client.ObjectKey{Name: "n1"}, node); err != nil {
+		t.Fatal(err)
+	}
+	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	if err := e2.client.Status().Update(context.Background(), node); err != nil {
+		t.Fatal(err)
+	}
+	getsBefore := e2.cloud.Calls("Get")
+	if res, err := e2.reconcileClaim(t); err != nil || res.RequeueAfter == 0 {
+		t.Fatalf("Ready node: %v, %v; want a drain waiting on the PDB", res, err)
+	}
+	if e2.cloud.Calls("Get") != getsBefore {
+		t.Error("the cloud was asked about the machine of a Ready node")
 	}
 }

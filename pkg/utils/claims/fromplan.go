@@ -59,9 +59,10 @@ func FromPlan(pool *v1.NodePool, n *solver.NewNode) (*v1.NodeClaim, error) {
 	spec := tmpl.Spec.DeepCopy()
 	return &v1.NodeClaim{
 		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: pool.Name + "-",
-			Labels:       labels,
-			Annotations:  annotations,
+			GenerateName:    pool.Name + "-",
+			Labels:          labels,
+			Annotations:     annotations,
+			OwnerReferences: PoolOwner(pool),
 		},
 		Spec: v1.NodeClaimSpec{
 			Requirements:           reqs,
@@ -76,4 +77,20 @@ func FromPlan(pool *v1.NodePool, n *solver.NewNode) (*v1.NodeClaim, error) {
 			GPU:                    spec.GPU,
 		},
 	}, nil
+}
+
+// PoolOwner is the owner reference a pool's claims carry, so that deleting
+// the pool deletes them through the garbage collector and each is drained
+// by the normal termination path. Empty for a pool that has no UID (one
+// never stored, as in tests and simulations).
+func PoolOwner(pool *v1.NodePool) []metav1.OwnerReference {
+	if pool.UID == "" {
+		return nil
+	}
+	return []metav1.OwnerReference{{
+		APIVersion: v1.SchemeGroupVersion.String(),
+		Kind:       "NodePool",
+		Name:       pool.Name,
+		UID:        pool.UID,
+	}}
 }

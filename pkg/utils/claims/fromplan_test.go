@@ -16,7 +16,7 @@ import (
 func TestFromPlan(t *testing.T) {
 	it := &cloudprovider.InstanceType{Name: "g5.xlarge"}
 	offering := cloudprovider.Offering{Zone: "us-east-1a", CapacityType: v1.CapacityTypeSpot, PricePerHour: 0.50912, ReservationID: ""}
-	pool := &v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "gpu"}}
+	pool := &v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "gpu", UID: "pool-uid"}}
 	pool.Spec.Template.ObjectMeta.Labels = map[string]string{"team": "ml"}
 	pool.Spec.Template.Spec.Taints = []corev1.Taint{{Key: "nvidia.com/gpu", Effect: corev1.TaintEffectNoSchedule}}
 	n := &solver.NewNode{
@@ -38,6 +38,10 @@ func TestFromPlan(t *testing.T) {
 	}
 	if claim.GenerateName != "gpu-" {
 		t.Errorf("generateName = %q", claim.GenerateName)
+	}
+	wantOwner := []metav1.OwnerReference{{APIVersion: "stowage.dev/v1", Kind: "NodePool", Name: "gpu", UID: "pool-uid"}}
+	if diff := cmp.Diff(wantOwner, claim.OwnerReferences); diff != "" {
+		t.Errorf("owner references (-want +got):\n%s", diff)
 	}
 	wantReqs := []v1.NodeSelectorRequirementWithMinValues{ // sorted, without the reserved pool label
 		{Key: v1.LabelCapacityType, Operator: corev1.NodeSelectorOpIn, Values: []string{"spot"}},

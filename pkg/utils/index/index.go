@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
@@ -22,6 +23,8 @@ const (
 	PodNodeName = "spec.nodeName"
 	// NodeClaimProviderID indexes NodeClaims by status.providerID.
 	NodeClaimProviderID = "status.providerID"
+	// VolumeAttachmentNodeName indexes VolumeAttachments by spec.nodeName.
+	VolumeAttachmentNodeName = "spec.nodeName"
 )
 
 // Funcs returns each index's object and extractor, for the manager's cache
@@ -36,6 +39,9 @@ func Funcs() []Index {
 		}},
 		{Object: &v1.NodeClaim{}, Field: NodeClaimProviderID, Extract: func(o client.Object) []string {
 			return nonEmpty(o.(*v1.NodeClaim).Status.ProviderID)
+		}},
+		{Object: &storagev1.VolumeAttachment{}, Field: VolumeAttachmentNodeName, Extract: func(o client.Object) []string {
+			return nonEmpty(o.(*storagev1.VolumeAttachment).Spec.NodeName)
 		}},
 	}
 }

@@ -3,10 +3,13 @@ package index
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
@@ -22,10 +25,11 @@ func (r *recordingIndexer) IndexField(_ context.Context, obj client.Object, fiel
 	if r.fail != nil {
 		return r.fail
 	}
-	if r.fields[field] {
+	key := fmt.Sprintf("%T/%s", obj, field)
+	if r.fields[key] {
 		return errors.New("indexer conflict: map[field:" + field + ":{}]")
 	}
-	r.fields[field] = true
+	r.fields[key] = true
 	return nil
 }
 
@@ -44,20 +48,25 @@ func TestRegisterIsRepeatable(t *testing.T) {
 func TestExtractors(t *testing.T) {
 	got := map[string][]string{}
 	objs := map[string]client.Object{
-		NodeProviderID:      &corev1.Node{Spec: corev1.NodeSpec{ProviderID: "fake://a"}},
-		PodNodeName:         &corev1.Pod{Spec: corev1.PodSpec{NodeName: "n1"}},
-		NodeClaimProviderID: &v1.NodeClaim{Status: v1.NodeClaimStatus{ProviderID: "fake://b"}},
+		"Node":             &corev1.Node{Spec: corev1.NodeSpec{ProviderID: "fake://a"}},
+		"Pod":              &corev1.Pod{Spec: corev1.PodSpec{NodeName: "n1"}},
+		"NodeClaim":        &v1.NodeClaim{Status: v1.NodeClaimStatus{ProviderID: "fake://b"}},
+		"VolumeAttachment": &storagev1.VolumeAttachment{Spec: storagev1.VolumeAttachmentSpec{NodeName: "n2"}},
 	}
 	empty := map[string]client.Object{
-		NodeProviderID: &corev1.Node{}, PodNodeName: &corev1.Pod{}, NodeClaimProviderID: &v1.NodeClaim{},
+		"Node": &corev1.Node{}, "Pod": &corev1.Pod{}, "NodeClaim": &v1.NodeClaim{}, "VolumeAttachment": &storagev1.VolumeAttachment{},
 	}
+	kind := func(o client.Object) string { return strings.TrimPrefix(fmt.Sprintf("%T", o), "*") }
 	for _, idx := range Funcs() {
-		got[idx.Field] = idx.Extract(objs[idx.Field])
-		if vals := idx.Extract(empty[idx.Field]); len(vals) != 0 {
-			t.Errorf("%s: an unset field must not be indexed, got %v", idx.Field, vals)
+		k := kind(idx.Object)
+		k = k[strings.LastIndex(k, ".")+1:]
+		got[k+" "+idx.Field] = idx.Extract(objs[k])
+		if vals := idx.Extract(empty[k]); len(vals) != 0 {
+			t.Errorf("%s %s: an unset field must not be indexed, got %v", k, idx.Field, vals)
 		}
 	}
-	want := map[string][]string{NodeProviderID: {"fake://a"}, PodNodeName: {"n1"}, NodeClaimProviderID: {"fake://b"}}
+	want := map[string][]string{"Node " + NodeProviderID: {"fake://a"}, "Pod " + PodNodeName: {"n1"},
+		"NodeClaim " + NodeClaimProviderID: {"fake://b"}, "VolumeAttachment " + VolumeAttachmentNodeName: {"n2"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("extracted (-want +got):\n%s", diff)
 	}

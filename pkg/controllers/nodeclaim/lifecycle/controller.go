@@ -48,6 +48,9 @@ type Deps struct {
 	// capacity. When nil, the provider's own cache is used if it exposes one
 	// (an Unavailable() method, as the fake cloud has).
 	Unavailable *cloudprovider.UnavailableOfferings
+	// Nominations, when set, names the pods planned onto a node; they are
+	// pointed at it before it is released to the scheduler.
+	Nominations Nominations
 	Options     Options
 }
 
@@ -113,7 +116,8 @@ func NewController(d Deps) *Controller {
 		steps: []subReconciler{
 			&launch{client: d.Client, cloud: d.CloudProvider, clock: d.Clock, events: rec, unavailable: d.Unavailable,
 				defaultTimeout: d.Options.DefaultRegistrationTimeout},
-			&registration{client: d.Client, clock: d.Clock, events: rec, defaultTimeout: d.Options.DefaultRegistrationTimeout},
+			&registration{client: d.Client, clock: d.Clock, events: rec, defaultTimeout: d.Options.DefaultRegistrationTimeout,
+				nominations: d.Nominations},
 			&initialization{client: d.Client, clock: d.Clock, events: rec},
 			&readiness{clock: d.Clock},
 		},
@@ -177,6 +181,10 @@ func (c *Controller) Reconcile(ctx context.Context, claim *v1.NodeClaim) (reconc
 		if err := c.client.Patch(ctx, claim, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
 			return reconcile.Result{}, client.IgnoreNotFound(fmt.Errorf("adding finalizer to nodeclaim %s: %w", claim.Name, err))
 		}
+	}
+
+	if err := c.adopt(ctx, claim); err != nil {
+		return reconcile.Result{}, err
 	}
 
 	stored := claim.DeepCopy()

@@ -32,11 +32,20 @@ type env struct {
 	ctrl   *Controller
 }
 
+// testPools are the NodePools the test claims belong to.
+func testPools() []client.Object {
+	var out []client.Object
+	for _, name := range []string{"gpu", "effects-test"} {
+		out = append(out, &v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name)}})
+	}
+	return out
+}
+
 func newEnv(t *testing.T, objs ...client.Object) *env {
 	t.Helper()
 	clk := clocktesting.NewFakeClock(start)
 	e := &env{
-		client: cloudtest.NewClientBuilder().WithObjects(objs...).Build(),
+		client: cloudtest.NewClientBuilder().WithObjects(append(testPools(), objs...)...).Build(),
 		clock:  clk,
 		cloud:  cloudtest.New(clk),
 		events: events.NewFakeRecorder(100),
@@ -380,4 +389,32 @@ func TestLaunchKeepsFailingDeletesClaim(t *testing.T) {
 		t.Fatal("claim must be deleted once launches failed for the whole timeout")
 	}
 	assertEvent(t, e.events, reasonLaunchTimeout)
+}
+
+// A claim made before claims were owned by their pool gets the owner
+// reference; one whose pool does not exist (made by hand) is left alone.
+func TestAdoptByNodePool(t *testing.T) {
+	owned := newClaim("old", offering("g5.xlarge", "zone-a", v1.CapacityTypeSpot))
+	orphan := newClaim("orphan", offering("g5.xlarge", "zone-a", v1.CapacityTypeSpot))
+	orphan.Labels[v1.LabelNodePool] = "deleted-pool"
+	e := newEnv(t, owned, orphan)
+
+	if _, err := e.reconcile(t, "old"); err != nil {
+		t.Fatal(err)
+	}
+	want := []metav1.OwnerReference{{APIVersion: "stowage.dev/v1", Kind: "NodePool", Name: "gpu", UID: "uid-gpu"}}
+	if diff := cmp.Diff(want, e.claim(t, "old").OwnerReferences); diff != "" {
+		t.Errorf("owner references (-want +got):\n%s", diff)
+	}
+
+	if _, err := e.reconcile(t, "orphan"); err != nil {
+		t.Fatal(err)
+	}
+	got := e.claim(t, "orphan")
+	if got.DeletionTimestamp != nil || len(got.OwnerReferences) != 0 {
+		t.Errorf("a claim without a pool was changed: owners %v, deleting %v", got.OwnerReferences, got.DeletionTimestamp)
+	}
+	if e.cloud.Calls("Create") != 2 {
+		t.Errorf("Create called %d times, want 2", e.cloud.Calls("Create"))
+	}
 }

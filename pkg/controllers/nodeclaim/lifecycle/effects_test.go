@@ -23,7 +23,7 @@ func TestLaunchCountedOnlyOnceStatusIsStored(t *testing.T) {
 	claim.Labels[v1.LabelNodePool] = "effects-test"
 	conflicts := 1
 	e := newEnv(t)
-	e.client = cloudtest.NewClientBuilder().WithObjects(claim).WithInterceptorFuncs(interceptor.Funcs{
+	e.client = cloudtest.NewClientBuilder().WithObjects(append(testPools(), claim)...).WithInterceptorFuncs(interceptor.Funcs{
 		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
 			if sub == "status" && conflicts > 0 {
 				conflicts--

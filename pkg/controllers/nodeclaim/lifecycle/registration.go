@@ -17,6 +17,7 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/utils/claims"
 	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
+	"github.com/stowage-k8s/stowage/pkg/utils/steer"
 )
 
 // Registered condition reasons.
@@ -25,21 +26,37 @@ const (
 	registeredReasonOK       = "Registered"
 )
 
+// Nominations tells which pending pods were planned onto a node.
+type Nominations interface {
+	NominatedPods(nodeName string) []*corev1.Pod
+}
+
 // registration owns the Registered condition: it finds the claim's Node by
 // providerID, makes the Node Stowage's (labels, taints, owner, finalizer),
-// and deletes the claim when no Node joins in time.
+// and deletes the claim when no Node joins in time. It then releases the
+// Node to the scheduler (removes the unregistered taint) once the Node is
+// Ready, after pointing the pods planned onto it there (see package steer):
+// the scheduler would otherwise fill a fresh node with whichever pods it
+// meets first, and the pods it was bought for would need another machine.
 type registration struct {
 	client         client.Client
 	clock          clock.Clock
 	events         *recorder
 	defaultTimeout time.Duration
+	nominations    Nominations // nil: nothing to steer
 }
 
 func (r *registration) reconcile(ctx context.Context, claim *v1.NodeClaim) (reconcile.Result, bool, error) {
 	launched := conditions.Get(claim.Status.Conditions, v1.ConditionLaunched)
-	if launched == nil || launched.Status != metav1.ConditionTrue ||
-		conditions.IsTrue(claim.Status.Conditions, v1.ConditionRegistered) {
+	if launched == nil || launched.Status != metav1.ConditionTrue {
 		return reconcile.Result{}, false, nil
+	}
+	if conditions.IsTrue(claim.Status.Conditions, v1.ConditionRegistered) {
+		node, err := claims.NodeFor(ctx, r.client, claim)
+		if err != nil || node == nil {
+			return reconcile.Result{}, false, err
+		}
+		return reconcile.Result{}, false, r.release(ctx, node)
 	}
 	node, err := claims.NodeByProviderID(ctx, r.client, claim.Status.ProviderID)
 	if err != nil {
@@ -49,6 +66,9 @@ func (r *registration) reconcile(ctx context.Context, claim *v1.NodeClaim) (reco
 		return r.awaitNode(ctx, claim, launched.LastTransitionTime.Time)
 	}
 	if err := r.syncNode(ctx, claim, node); err != nil {
+		return reconcile.Result{}, false, err
+	}
+	if err := r.release(ctx, node); err != nil {
 		return reconcile.Result{}, false, err
 	}
 	claim.Status.NodeName = node.Name
@@ -103,7 +123,6 @@ func (r *registration) syncNode(ctx context.Context, claim *v1.NodeClaim, node *
 			}
 		}
 	}
-	node.Spec.Taints = removeTaintKey(node.Spec.Taints, v1.UnregisteredTaintKey)
 	controllerutil.AddFinalizer(node, v1.TerminationFinalizer)
 	if !hasOwner(node, claim) {
 		node.OwnerReferences = append(node.OwnerReferences, metav1.OwnerReference{
@@ -120,6 +139,49 @@ func (r *registration) syncNode(ctx context.Context, claim *v1.NodeClaim, node *
 		return fmt.Errorf("syncing node %s for nodeclaim %s: %w", node.Name, claim.Name, err)
 	}
 	return nil
+}
+
+// release removes the unregistered taint once the Node is Ready and its
+// readiness taints are gone, so that the taint is the last thing keeping
+// pods off it, after setting nominatedNodeName on the pods planned onto it.
+// The Node watch brings the claim back when the Node changes.
+func (r *registration) release(ctx context.Context, node *corev1.Node) error {
+	if !hasTaintKey(node.Spec.Taints, v1.UnregisteredTaintKey) || !releasable(node) {
+		return nil
+	}
+	if r.nominations != nil {
+		if _, err := steer.Pods(ctx, r.client, r.nominations.NominatedPods(node.Name), node.Name); err != nil {
+			// Releasing without steering only risks a second purchase; the
+			// provisioner steers again when it sees the pods.
+			log.FromContext(ctx).Error(err, "pointing planned pods at the node", "node", node.Name)
+		}
+	}
+	stored := node.DeepCopy()
+	node.Spec.Taints = removeTaintKey(node.Spec.Taints, v1.UnregisteredTaintKey)
+	if err := r.client.Patch(ctx, node, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("releasing node %s to the scheduler: %w", node.Name, err))
+	}
+	return nil
+}
+
+// releasable reports whether a node would take pods but for the
+// unregistered taint: it is Ready and the node lifecycle controller has
+// lifted its readiness taints. Startup taints are not waited for: the
+// DaemonSets that remove them must be able to schedule.
+func releasable(node *corev1.Node) bool {
+	if !nodeReady(node) {
+		return false
+	}
+	return !hasTaintKey(node.Spec.Taints, corev1.TaintNodeNotReady) && !hasTaintKey(node.Spec.Taints, corev1.TaintNodeUnreachable)
+}
+
+func hasTaintKey(taints []corev1.Taint, key string) bool {
+	for _, t := range taints {
+		if t.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // nodeLabels are the labels every Node of the claim carries: the claim's own

@@ -85,7 +85,8 @@ func TestRegistrationSyncsNode(t *testing.T) {
 	if diff := cmp.Diff(wantLabels, node.Labels); diff != "" {
 		t.Errorf("node labels (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]corev1.Taint{gpuTaint, startupTaint}, node.Spec.Taints,
+	// Not Ready yet: still held back from the scheduler.
+	if diff := cmp.Diff([]corev1.Taint{gpuTaint, startupTaint, unregistered}, node.Spec.Taints,
 		cmpopts.SortSlices(func(a, b corev1.Taint) bool { return a.Key < b.Key })); diff != "" {
 		t.Errorf("node taints (-want +got):\n%s", diff)
 	}
@@ -245,4 +246,53 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+type nominationsStub map[string][]*corev1.Pod
+
+func (n nominationsStub) NominatedPods(node string) []*corev1.Pod { return n[node] }
+
+// The node is released to the scheduler (the unregistered taint removed)
+// only once it is Ready and its readiness taints are gone, and only after
+// the pods planned onto it have been pointed at it.
+func TestReleaseSteersPlannedPodsFirst(t *testing.T) {
+	e, providerID := launchedEnv(t, nil)
+	planned := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "infer"}}
+	if err := e.client.Create(context.Background(), planned); err != nil {
+		t.Fatal(err)
+	}
+	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: e.cloud, Clock: e.clock, Recorder: e.events,
+		Nominations: nominationsStub{"n1": {planned}}})
+	notReadyTaint := corev1.Taint{Key: corev1.TaintNodeNotReady, Effect: corev1.TaintEffectNoSchedule}
+	if err := e.client.Create(context.Background(), kwokNode("n1", providerID, true, unregistered, notReadyTaint)); err != nil {
+		t.Fatal(err)
+	}
+	steered := func() string {
+		p := &corev1.Pod{}
+		if err := e.client.Get(context.Background(), client.ObjectKeyFromObject(planned), p); err != nil {
+			t.Fatal(err)
+		}
+		return p.Status.NominatedNodeName
+	}
+	if _, err := e.reconcile(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if !hasTaintKey(e.node(t, "n1").Spec.Taints, v1.UnregisteredTaintKey) || steered() != "" {
+		t.Fatal("released (or steered to) a node that still carries the not-ready taint")
+	}
+	// The node lifecycle controller lifts the not-ready taint.
+	node := e.node(t, "n1")
+	node.Spec.Taints = []corev1.Taint{unregistered, gpuTaint, startupTaint}
+	if err := e.client.Update(context.Background(), node); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.reconcile(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if hasTaintKey(e.node(t, "n1").Spec.Taints, v1.UnregisteredTaintKey) {
+		t.Error("a Ready node without readiness taints was not released")
+	}
+	if got := steered(); got != "n1" {
+		t.Errorf("planned pod's nominatedNodeName = %q, want n1", got)
+	}
 }

@@ -1,0 +1,72 @@
+package provisioning
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+)
+
+func withClaim(name string) func(*corev1.Pod) {
+	return func(p *corev1.Pod) {
+		p.Spec.Volumes = append(p.Spec.Volumes, corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: name}}})
+	}
+}
+
+// A pod whose volume is pinned to a zone reaches the solver confined to that
+// zone; a pod whose claim does not exist yet is not planned and is told why.
+func TestScheduleHonoursVolumeTopology(t *testing.T) {
+	f := newFixture(t, onePerPod)
+	ctx := context.Background()
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "pv-model"},
+		Spec: corev1.PersistentVolumeSpec{NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
+				{Key: v1.LabelZone, Operator: corev1.NodeSelectorOpIn, Values: []string{"us-east-1b"}},
+			}}},
+		}}},
+	}
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "model"},
+		Spec:       corev1.PersistentVolumeClaimSpec{VolumeName: "pv-model"},
+	}
+	if err := f.client.Create(ctx, pv); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.client.Create(ctx, pvc); err != nil {
+		t.Fatal(err)
+	}
+	f.cluster.UpdatePod(withPod(pendingPod("zonal"), tolerateGPU, withClaim("model")))
+	f.cluster.UpdatePod(withPod(pendingPod("orphan"), tolerateGPU, withClaim("missing")))
+
+	r := f.schedule(t)
+	if len(r.Pods) != 1 || r.Pods[0].Name != "zonal" {
+		t.Fatalf("planned pods %v, want only zonal", podNames(r.Pods))
+	}
+	snap := f.solver.snapshots[0]
+	got := snap.Pods[0].Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	want := []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
+		{Key: v1.LabelZone, Operator: corev1.NodeSelectorOpIn, Values: []string{"us-east-1b"}},
+	}}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the solver saw the zonal pod's node affinity (-want +got):\n%s", diff)
+	}
+	if !f.cluster.IsNominated(snap.Pods[0]) {
+		t.Error("the zonal pod was not nominated to its claim")
+	}
+	var waiting []string
+	for _, e := range f.drainEvents() {
+		if strings.Contains(e, ReasonWaitingForVolume) {
+			waiting = append(waiting, e)
+		}
+	}
+	if len(waiting) != 1 || !strings.Contains(waiting[0], "default/missing") {
+		t.Errorf("WaitingForVolume events %q, want one naming default/missing", waiting)
+	}
+}

@@ -1,0 +1,258 @@
+package scheduling
+
+import (
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+)
+
+// maxVolumeTerms bounds the node selector terms a pod's volumes may multiply
+// its affinity into; real pods have one or two terms per volume.
+const maxVolumeTerms = 256
+
+// AnnotationDefaultStorageClass marks the StorageClass a claim without a
+// storageClassName gets.
+const AnnotationDefaultStorageClass = "storageclass.kubernetes.io/is-default-class"
+
+// NormalizedTopologyKeys maps the topology keys CSI drivers and older
+// Kubernetes versions put in PersistentVolume node affinity and StorageClass
+// allowed topologies to the well-known labels instance types are described
+// by. The CSI driver labels the node with its own key when it starts, in the
+// same zone, so planning with the well-known key buys the right machine.
+var NormalizedTopologyKeys = map[string]string{
+	"failure-domain.beta.kubernetes.io/zone":   v1.LabelZone,
+	"failure-domain.beta.kubernetes.io/region": v1.LabelRegion,
+	"topology.ebs.csi.aws.com/zone":            v1.LabelZone,
+	"topology.gke.io/zone":                     v1.LabelZone,
+	"topology.disk.csi.azure.com/zone":         v1.LabelZone,
+}
+
+// Volumes is what the cluster holds that confines pods to where their
+// storage is: PersistentVolumeClaims, PersistentVolumes and StorageClasses.
+type Volumes struct {
+	Claims  map[types.NamespacedName]*corev1.PersistentVolumeClaim
+	Volumes map[string]*corev1.PersistentVolume
+	Classes map[string]*storagev1.StorageClass
+}
+
+// NewVolumes indexes the objects of a cluster or a set of manifests.
+func NewVolumes(claims []*corev1.PersistentVolumeClaim, volumes []*corev1.PersistentVolume, classes []*storagev1.StorageClass) *Volumes {
+	v := &Volumes{
+		Claims:  make(map[types.NamespacedName]*corev1.PersistentVolumeClaim, len(claims)),
+		Volumes: make(map[string]*corev1.PersistentVolume, len(volumes)),
+		Classes: make(map[string]*storagev1.StorageClass, len(classes)),
+	}
+	for _, c := range claims {
+		v.Claims[types.NamespacedName{Namespace: c.Namespace, Name: c.Name}] = c
+	}
+	for _, pv := range volumes {
+		v.Volumes[pv.Name] = pv
+	}
+	for _, sc := range classes {
+		v.Classes[sc.Name] = sc
+	}
+	return v
+}
+
+// UsesClaims reports whether a pod mounts PersistentVolumeClaims, directly or
+// through generic ephemeral volumes.
+func UsesClaims(pod *corev1.Pod) bool {
+	for i := range pod.Spec.Volumes {
+		if pod.Spec.Volumes[i].PersistentVolumeClaim != nil || pod.Spec.Volumes[i].Ephemeral != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrVolumeNotReady marks a pod whose storage cannot be placed yet: a claim
+// that does not exist, is being deleted, or waits for an immediate binding.
+// Buying a node before then could buy it in the wrong zone; the
+// kube-scheduler waits too.
+var ErrVolumeNotReady = errors.New("volume not ready")
+
+// WithTopology returns pod unchanged when its volumes do not confine it, else
+// a copy whose required node affinity also carries their topology: the node
+// affinity of each bound PersistentVolume, and the allowed topologies of the
+// StorageClass of each claim not bound yet (WaitForFirstConsumer). The solver
+// then only plans the pod where its volumes can be attached. An error
+// wrapping ErrVolumeNotReady says which claim the pod waits for.
+func (v *Volumes) WithTopology(pod *corev1.Pod) (*corev1.Pod, error) {
+	var constraints [][]corev1.NodeSelectorTerm
+	for i := range pod.Spec.Volumes {
+		terms, err := v.volumeTerms(pod, &pod.Spec.Volumes[i])
+		if err != nil {
+			return nil, err
+		}
+		if len(terms) > 0 {
+			constraints = append(constraints, terms)
+		}
+	}
+	if len(constraints) == 0 {
+		return pod, nil
+	}
+	terms := requiredTerms(pod)
+	if len(terms) == 0 {
+		// Its own affinity matches no node; the volumes cannot widen that.
+		return pod, nil
+	}
+	for _, c := range constraints {
+		terms = crossTerms(terms, c)
+		if len(terms) > maxVolumeTerms {
+			return nil, fmt.Errorf("pod %s/%s: its volumes' topologies multiply its node affinity into more than %d terms",
+				pod.Namespace, pod.Name, maxVolumeTerms)
+		}
+	}
+	out := pod.DeepCopy()
+	if out.Spec.Affinity == nil {
+		out.Spec.Affinity = &corev1.Affinity{}
+	}
+	if out.Spec.Affinity.NodeAffinity == nil {
+		out.Spec.Affinity.NodeAffinity = &corev1.NodeAffinity{}
+	}
+	out.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution = &corev1.NodeSelector{NodeSelectorTerms: terms}
+	return out, nil
+}
+
+// volumeTerms returns the alternatives (ORed) one volume allows, or nil when
+// it allows any node.
+func (v *Volumes) volumeTerms(pod *corev1.Pod, vol *corev1.Volume) ([]corev1.NodeSelectorTerm, error) {
+	var (
+		name      string
+		className *string
+		ephemeral bool
+	)
+	switch {
+	case vol.PersistentVolumeClaim != nil:
+		name = vol.PersistentVolumeClaim.ClaimName
+	case vol.Ephemeral != nil:
+		// The ephemeral volume controller names the claim after pod and volume.
+		name, ephemeral = pod.Name+"-"+vol.Name, true
+		if tmpl := vol.Ephemeral.VolumeClaimTemplate; tmpl != nil {
+			className = tmpl.Spec.StorageClassName
+		}
+	default:
+		return nil, nil
+	}
+	where := fmt.Sprintf("persistentvolumeclaim %s/%s of volume %s", pod.Namespace, name, vol.Name)
+	pvc := v.Claims[types.NamespacedName{Namespace: pod.Namespace, Name: name}]
+	switch {
+	case pvc == nil && !ephemeral:
+		return nil, fmt.Errorf("%s does not exist: %w", where, ErrVolumeNotReady)
+	case pvc != nil && pvc.DeletionTimestamp != nil:
+		return nil, fmt.Errorf("%s is being deleted: %w", where, ErrVolumeNotReady)
+	case pvc != nil && pvc.Spec.VolumeName != "":
+		pv := v.Volumes[pvc.Spec.VolumeName]
+		if pv == nil {
+			return nil, fmt.Errorf("%s is bound to persistentvolume %s, which does not exist: %w", where, pvc.Spec.VolumeName, ErrVolumeNotReady)
+		}
+		if pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
+			return nil, nil
+		}
+		return normalizeTerms(pv.Spec.NodeAffinity.Required.NodeSelectorTerms), nil
+	case pvc != nil:
+		className = pvc.Spec.StorageClassName
+	}
+	sc, err := v.class(className)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if sc == nil || sc.VolumeBindingMode == nil || *sc.VolumeBindingMode != storagev1.VolumeBindingWaitForFirstConsumer {
+		// Bound as soon as it exists, wherever the provisioner likes: wait for it.
+		return nil, fmt.Errorf("%s is not bound yet and its storage class binds immediately: %w", where, ErrVolumeNotReady)
+	}
+	return allowedTopologyTerms(sc.AllowedTopologies), nil
+}
+
+// class returns the named StorageClass, the default one when name is nil,
+// or nil when there is no default. A claim naming "" asks for no class.
+func (v *Volumes) class(name *string) (*storagev1.StorageClass, error) {
+	if name != nil {
+		if *name == "" {
+			return nil, nil
+		}
+		if sc := v.Classes[*name]; sc != nil {
+			return sc, nil
+		}
+		return nil, fmt.Errorf("storageclass %s does not exist: %w", *name, ErrVolumeNotReady)
+	}
+	var def *storagev1.StorageClass
+	for _, sc := range v.Classes {
+		if sc.Annotations[AnnotationDefaultStorageClass] == "true" && (def == nil || sc.CreationTimestamp.After(def.CreationTimestamp.Time)) {
+			// The API server picks the newest default, as here.
+			def = sc
+		}
+	}
+	return def, nil
+}
+
+func allowedTopologyTerms(topologies []corev1.TopologySelectorTerm) []corev1.NodeSelectorTerm {
+	var out []corev1.NodeSelectorTerm
+	for _, t := range topologies {
+		term := corev1.NodeSelectorTerm{}
+		for _, e := range t.MatchLabelExpressions {
+			term.MatchExpressions = append(term.MatchExpressions, corev1.NodeSelectorRequirement{
+				Key: normalizedKey(e.Key), Operator: corev1.NodeSelectorOpIn, Values: append([]string(nil), e.Values...),
+			})
+		}
+		if len(term.MatchExpressions) > 0 {
+			out = append(out, term)
+		}
+	}
+	return out
+}
+
+func normalizeTerms(terms []corev1.NodeSelectorTerm) []corev1.NodeSelectorTerm {
+	out := make([]corev1.NodeSelectorTerm, 0, len(terms))
+	for _, t := range terms {
+		t = *t.DeepCopy()
+		for i := range t.MatchExpressions {
+			t.MatchExpressions[i].Key = normalizedKey(t.MatchExpressions[i].Key)
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+func normalizedKey(k string) string {
+	if n, ok := NormalizedTopologyKeys[k]; ok {
+		return n
+	}
+	return k
+}
+
+// requiredTerms is the pod's required node affinity without the terms that
+// match no node (an empty term selects nothing), or one empty term standing
+// for any node when the pod has no required node affinity.
+func requiredTerms(pod *corev1.Pod) []corev1.NodeSelectorTerm {
+	a := pod.Spec.Affinity
+	if a == nil || a.NodeAffinity == nil || a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		return []corev1.NodeSelectorTerm{{}}
+	}
+	var out []corev1.NodeSelectorTerm
+	for _, t := range a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms {
+		if len(t.MatchExpressions) > 0 || len(t.MatchFields) > 0 {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// crossTerms ANDs two ORed lists of terms: every pair, merged.
+func crossTerms(a, b []corev1.NodeSelectorTerm) []corev1.NodeSelectorTerm {
+	out := make([]corev1.NodeSelectorTerm, 0, len(a)*len(b))
+	for _, x := range a {
+		for _, y := range b {
+			t := corev1.NodeSelectorTerm{}
+			t.MatchExpressions = append(append(t.MatchExpressions, x.MatchExpressions...), y.MatchExpressions...)
+			t.MatchFields = append(append(t.MatchFields, x.MatchFields...), y.MatchFields...)
+			out = append(out, t)
+		}
+	}
+	return out
+}
