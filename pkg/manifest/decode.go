@@ -279,7 +279,10 @@ func decodeDaemonSet(d *decoder, obj string, j []byte) error {
 
 func decodeNodePool(d *decoder, obj string, j []byte) error {
 	var np v1.NodePool
-	strict, err := kjson.UnmarshalStrict(j, &np)
+	// Decoded as a type without NodePool's tolerant UnmarshalJSON, so a
+	// misspelled field is an error here rather than silently dropped.
+	type strictNodePool v1.NodePool
+	strict, err := kjson.UnmarshalStrict(j, (*strictNodePool)(&np))
 	if err != nil {
 		return d.wrap(obj, "", err)
 	}
