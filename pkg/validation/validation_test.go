@@ -106,7 +106,9 @@ func TestNodePool(t *testing.T) {
 		{name: "negative budget duration", mut: func(np *v1.NodePool) {
 			np.Spec.Disruption.Budgets = []v1.Budget{{Nodes: "1", Schedule: ptr.To("@daily"), Duration: &metav1.Duration{Duration: -5 * time.Second}}}
 		}, field: "spec.disruption.budgets[0].duration", error: "negative"},
-		{name: "schedule without duration", mut: func(np *v1.NodePool) { np.Spec.Disruption.Budgets = []v1.Budget{{Nodes: "1", Schedule: ptr.To("@daily")}} },
+		{name: "schedule without duration", mut: func(np *v1.NodePool) {
+			np.Spec.Disruption.Budgets = []v1.Budget{{Nodes: "1", Schedule: ptr.To("@daily")}}
+		},
 			field: "spec.disruption.budgets[0]", error: "set together"},
 		{name: "nodeClassRef to Karpenter's kind", mut: func(np *v1.NodePool) {
 			np.Spec.Template.Spec.NodeClassRef = &v1.NodeClassReference{Group: "karpenter.k8s.aws", Kind: "EC2NodeClass", Name: "default"}
