@@ -28,7 +28,7 @@ var durationRE = regexp.MustCompile(DurationPattern)
 //
 // +kubebuilder:validation:Type=string
 // +kubebuilder:validation:MaxLength=32
-// +kubebuilder:validation:XValidation:rule="self == 'Never' || (self != ” && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h'))",message="must be a duration in hours, minutes and seconds such as 720h or 1h30m (at most 999999h), or Never"
+// +kubebuilder:validation:XValidation:rule="self == 'Never' || (size(self) > 0 && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h'))",message="must be a duration in hours, minutes and seconds such as 720h or 1h30m (at most 999999h), or Never"
 type NillableDuration struct {
 	// Duration is nil for "Never" and for a value that does not parse.
 	Duration *time.Duration `json:"-"`

@@ -65,12 +65,12 @@ type NodeClaimSpec struct {
 	ExpireAfter NillableDuration `json:"expireAfter"`
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="self != '' && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
+	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="size(self) > 0 && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
 	// +optional
 	TerminationGracePeriod *metav1.Duration `json:"terminationGracePeriod,omitempty"`
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="self != '' && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
+	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="size(self) > 0 && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
 	// +optional
 	RegistrationTimeout *metav1.Duration `json:"registrationTimeout,omitempty"`
 	// +optional

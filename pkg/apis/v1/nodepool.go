@@ -109,7 +109,7 @@ type NodeClaimTemplateSpec struct {
 	// that block eviction (PDBs, do-not-disrupt) before it is deleted anyway.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="self != '' && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
+	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="size(self) > 0 && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
 	// +optional
 	TerminationGracePeriod *metav1.Duration `json:"terminationGracePeriod,omitempty"`
 	// RegistrationTimeout is how long a launched machine may take to join the
@@ -117,7 +117,7 @@ type NodeClaimTemplateSpec struct {
 	// +kubebuilder:default="15m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="self != '' && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
+	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="size(self) > 0 && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
 	// +optional
 	RegistrationTimeout *metav1.Duration `json:"registrationTimeout,omitempty"`
 	// GPU configures how the pool's GPUs are advertised to the scheduler.
@@ -215,7 +215,7 @@ type Disruption struct {
 	// so a model that takes minutes to load is not thrashed. Defaults to 10m for GPU nodes.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="self != '' && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
+	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="size(self) > 0 && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
 	// +optional
 	MinNodeLifetime *metav1.Duration `json:"minNodeLifetime,omitempty"`
 	// EvictRunningJobs lets voluntary disruption evict pods of running Jobs.
@@ -257,7 +257,7 @@ type Budget struct {
 	// Duration is how long the budget is active after each scheduled start.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="self != '' && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
+	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="size(self) > 0 && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
 	// +optional
 	Duration *metav1.Duration `json:"duration,omitempty"`
 }
