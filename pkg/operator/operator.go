@@ -27,6 +27,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/controllers/interruption"
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/garbagecollection"
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/lifecycle"
+	poolvalidation "github.com/stowage-k8s/stowage/pkg/controllers/nodepool/validation"
 	"github.com/stowage-k8s/stowage/pkg/controllers/provisioning"
 	"github.com/stowage-k8s/stowage/pkg/controllers/termination"
 	"github.com/stowage-k8s/stowage/pkg/cost"
@@ -183,6 +184,11 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 		termination.NewController(termination.Deps{
 			Client: mgr.GetClient(), CloudProvider: provider, Clock: cfg.clock, Recorder: recorder,
 			Options: termination.Options{SkipNameValidation: cfg.skipNameVal},
+		}),
+		// Reports the pools provisioning and disruption skip as invalid.
+		poolvalidation.NewController(poolvalidation.Deps{
+			Client: mgr.GetClient(), Clock: cfg.clock, Recorder: recorder,
+			Options: poolvalidation.Options{SkipNameValidation: cfg.skipNameVal},
 		}),
 	}
 	controllers = append(controllers, cost.NewController(cost.Deps{Clock: cfg.clock, Pricer: cfg.pricer, Interval: o.CostInterval}))

@@ -42,6 +42,13 @@ var provLogOnce sync.Once
 
 func provStart(t *testing.T) *provCluster {
 	t.Helper()
+	cp := controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, Kwok: true, CRDs: true})
+	return provStartOperator(t, cp)
+}
+
+// provStartOperator runs the operator against a running control plane.
+func provStartOperator(t *testing.T, cp *controlplane.ControlPlane) *provCluster {
+	t.Helper()
 	provLogOnce.Do(func() {
 		out := io.Discard
 		if testing.Verbose() {
@@ -55,9 +62,7 @@ func provStart(t *testing.T) *provCluster {
 		}
 		log.SetLogger(logger)
 	})
-	cp := controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, Kwok: true, CRDs: true})
 	pc := &provCluster{cp: cp, c: cp.Client}
-
 	opts := operator.DefaultOptions()
 	opts.CloudProvider = fake.Name
 	opts.ClusterName = "prov-e2e"
