@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -177,13 +178,15 @@ type metricExpectation struct {
 }
 
 var metricExpectations = map[string]metricExpectation{
-	"stowage_cost_per_hour":                            {when: afterProvisioning, perMachine: true},
-	"stowage_cost_on_demand_equivalent_per_hour":       {when: afterProvisioning, perMachine: true},
-	"stowage_cost_idle_gpu_per_hour":                   {when: afterProvisioning, perMachine: true},
-	"stowage_pods_pending":                             {when: afterProvisioning},
-	"stowage_scheduling_decision_duration_seconds":     {when: afterProvisioning},
-	"stowage_solver_duration_seconds":                  {when: afterProvisioning},
-	"stowage_nodeclaims_created_total":                 {when: afterProvisioning},
+	"stowage_cost_per_hour":                        {when: afterProvisioning, perMachine: true},
+	"stowage_cost_on_demand_equivalent_per_hour":   {when: afterProvisioning, perMachine: true},
+	"stowage_cost_idle_gpu_per_hour":               {when: afterProvisioning, perMachine: true},
+	"stowage_pods_pending":                         {when: afterProvisioning},
+	"stowage_scheduling_decision_duration_seconds": {when: afterProvisioning},
+	"stowage_solver_duration_seconds":              {when: afterProvisioning},
+	"stowage_nodeclaims_created_total":             {when: afterProvisioning},
+	// Set for every pool the validation controller sees, 0 when valid.
+	"stowage_nodepool_invalid":                         {when: afterProvisioning},
 	"stowage_nodeclaims_launched_total":                {when: afterProvisioning},
 	"stowage_nodeclaims_registered_total":              {when: afterProvisioning},
 	"stowage_nodeclaims_initialized_total":             {when: afterProvisioning},
@@ -355,13 +358,9 @@ func TestMetricExpectationsCoverDocs(t *testing.T) {
 	}
 }
 
-// scrape fetches and parses a Prometheus text endpoint.
-func scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+// scrape fetches and parses a Prometheus text endpoint with a bearer token.
+func scrape(ctx context.Context, url, token string) (map[string]*dto.MetricFamily, error) {
+	resp, err := metricsGet(ctx, url, token)
 	if err != nil {
 		return nil, fmt.Errorf("scraping %s: %w", url, err)
 	}
@@ -375,6 +374,22 @@ func scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, erro
 		return nil, fmt.Errorf("parsing metrics from %s: %w", url, err)
 	}
 	return families, nil
+}
+
+// metricsClient skips verifying the controller's self-signed certificate,
+// as the chart's ServiceMonitor does.
+var metricsClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // self-signed, loopback only
+
+// metricsGet sends GET url with token as a bearer token, if any.
+func metricsGet(ctx context.Context, url, token string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return metricsClient.Do(req)
 }
 
 // missingMetrics returns the documented metrics due by phase that the
