@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,6 +69,12 @@ type Options struct {
 	// Unavailable is the shared cache of offerings that recently had no
 	// capacity. Default: a new cache with cloudprovider.DefaultUnavailableTTL.
 	Unavailable *cloudprovider.UnavailableOfferings
+	// Faults are random capacity errors and lost launch responses.
+	Faults Faults
+	// ControlInterval is how often Start reads interruptions and prices
+	// requested from other processes (see RequestInterruption). Default
+	// DefaultControlInterval.
+	ControlInterval time.Duration
 }
 
 // Reservation is a block of reserved capacity for one instance type in one zone.
@@ -111,6 +118,10 @@ type Cloud struct {
 
 	events chan cloudprovider.InterruptionEvent
 
+	faults          Faults
+	rand            *rand.Rand // guarded by mu
+	controlInterval time.Duration
+
 	// registered, when set by tests, receives the ID of each Node registered
 	// by a delayed registration.
 	registered chan<- string
@@ -152,6 +163,15 @@ func New(opts Options) (*Cloud, error) {
 	if opts.Unavailable == nil {
 		opts.Unavailable = cloudprovider.NewUnavailableOfferings(opts.Clock, cloudprovider.DefaultUnavailableTTL)
 	}
+	if err := opts.Faults.validate(); err != nil {
+		return nil, err
+	}
+	if opts.Faults.Seed == 0 {
+		opts.Faults.Seed = opts.Clock.Now().UnixNano()
+	}
+	if opts.ControlInterval <= 0 {
+		opts.ControlInterval = DefaultControlInterval
+	}
 	c := &Cloud{
 		client:      opts.Client,
 		reader:      opts.APIReader,
@@ -166,6 +186,10 @@ func New(opts Options) (*Cloud, error) {
 		pending:     map[string]chan struct{}{},
 		stopping:    make(chan struct{}),
 		events:      make(chan cloudprovider.InterruptionEvent, 1024),
+
+		faults:          opts.Faults,
+		rand:            rand.New(rand.NewPCG(uint64(opts.Faults.Seed), 0)), //nolint:gosec // fault injection, not security
+		controlInterval: opts.ControlInterval,
 	}
 	for i, it := range opts.Catalog.InstanceTypes {
 		if it == nil || it.Name == "" {
@@ -282,6 +306,11 @@ func (c *Cloud) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeClaim,
 	if err := c.scheduleRegistration(ctx, inst); err != nil {
 		return nil, err
 	}
+	if c.roll(c.faults.LostLaunchRate) {
+		// The machine exists and boots; only the caller does not know.
+		log.FromContext(ctx).Info("fake cloud injected a lost launch response", "nodeclaim", claim.Name, "instance", inst.ID)
+		return nil, ErrLaunchResponseLost
+	}
 	return c.launched(claim, inst), nil
 }
 
@@ -305,6 +334,11 @@ func (c *Cloud) launch(ctx context.Context, claim *v1.NodeClaim, id, token strin
 		}
 		price, reservation, ok := c.offer(it, choice, used)
 		if !ok || c.isFailing(oid) || c.unavailable.IsUnavailable(oid) {
+			ice = append(ice, oid)
+			continue
+		}
+		if c.roll(c.faults.CapacityErrorRate) {
+			log.FromContext(ctx).Info("fake cloud injected a capacity error", "nodeclaim", claim.Name, "offering", oid.String())
 			ice = append(ice, oid)
 			continue
 		}
