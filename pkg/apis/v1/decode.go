@@ -2,7 +2,6 @@ package v1
 
 import (
 	"encoding/json"
-	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -21,6 +20,9 @@ type DecodeError struct {
 	// spec.template.spec.terminationGracePeriod; empty when unknown.
 	Field string
 	Err   error
+	// spec is the stored spec as it was read; encoding the object writes it
+	// back unchanged, so patches of metadata or status never lose it.
+	spec json.RawMessage
 }
 
 func (e *DecodeError) Error() string {
@@ -53,6 +55,7 @@ func (np *NodePool) UnmarshalJSON(b []byte) error {
 	var partial struct {
 		metav1.TypeMeta `json:",inline"`
 		ObjectMeta      metav1.ObjectMeta `json:"metadata"`
+		Spec            json.RawMessage   `json:"spec"`
 		Status          NodePoolStatus    `json:"status"`
 	}
 	if kjson.UnmarshalCaseSensitivePreserveInts(b, &partial) != nil {
@@ -60,14 +63,20 @@ func (np *NodePool) UnmarshalJSON(b []byte) error {
 	}
 	*np = NodePool{TypeMeta: partial.TypeMeta, ObjectMeta: partial.ObjectMeta, Status: partial.Status}
 	np.decodeErr = locate(b, reflect.TypeOf(f), err)
+	np.decodeErr.spec = partial.Spec
 	return nil
 }
 
-// MarshalJSON refuses to write a pool whose spec did not decode: writing it
-// back would replace the stored spec with an empty one.
+// MarshalJSON writes a pool whose spec did not decode with that spec exactly
+// as it was read, so an update or a patch never replaces it.
 func (np NodePool) MarshalJSON() ([]byte, error) {
 	if np.decodeErr != nil {
-		return nil, fmt.Errorf("nodepool %s was not fully decoded (%v); refusing to write it back", np.Name, np.decodeErr)
+		return json.Marshal(struct {
+			metav1.TypeMeta `json:",inline"`
+			ObjectMeta      metav1.ObjectMeta `json:"metadata"`
+			Spec            json.RawMessage   `json:"spec,omitempty"`
+			Status          NodePoolStatus    `json:"status"`
+		}{np.TypeMeta, np.ObjectMeta, np.decodeErr.spec, np.Status})
 	}
 	type fields NodePool
 	return json.Marshal(fields(np))
@@ -94,6 +103,7 @@ func (nc *NodeClaim) UnmarshalJSON(b []byte) error {
 	var partial struct {
 		metav1.TypeMeta `json:",inline"`
 		ObjectMeta      metav1.ObjectMeta `json:"metadata"`
+		Spec            json.RawMessage   `json:"spec"`
 		Status          NodeClaimStatus   `json:"status"`
 	}
 	if kjson.UnmarshalCaseSensitivePreserveInts(b, &partial) != nil {
@@ -101,13 +111,20 @@ func (nc *NodeClaim) UnmarshalJSON(b []byte) error {
 	}
 	*nc = NodeClaim{TypeMeta: partial.TypeMeta, ObjectMeta: partial.ObjectMeta, Status: partial.Status}
 	nc.decodeErr = locate(b, reflect.TypeOf(f), err)
+	nc.decodeErr.spec = partial.Spec
 	return nil
 }
 
-// MarshalJSON refuses to write a claim whose spec did not decode.
+// MarshalJSON writes a claim whose spec did not decode with that spec
+// exactly as it was read.
 func (nc NodeClaim) MarshalJSON() ([]byte, error) {
 	if nc.decodeErr != nil {
-		return nil, fmt.Errorf("nodeclaim %s was not fully decoded (%v); refusing to write it back", nc.Name, nc.decodeErr)
+		return json.Marshal(struct {
+			metav1.TypeMeta `json:",inline"`
+			ObjectMeta      metav1.ObjectMeta `json:"metadata"`
+			Spec            json.RawMessage   `json:"spec,omitempty"`
+			Status          NodeClaimStatus   `json:"status"`
+		}{nc.TypeMeta, nc.ObjectMeta, nc.decodeErr.spec, nc.Status})
 	}
 	type fields NodeClaim
 	return json.Marshal(fields(nc))

@@ -73,8 +73,11 @@ func TestOneBadPoolDoesNotStopTheList(t *testing.T) {
 	if soon.Name != "soon" || len(soon.Status.Conditions) != 1 {
 		t.Errorf("soon pool lost its metadata or status: %+v", soon.ObjectMeta)
 	}
-	if _, err := json.Marshal(soon); err == nil {
-		t.Errorf("a pool whose spec did not decode was encoded; writing it would erase the stored spec")
+	// Encoding it (for an update or a patch) keeps the stored spec exactly.
+	soon.Labels = map[string]string{"team": "ml"}
+	b, err = json.Marshal(soon)
+	if err != nil || !strings.Contains(string(b), `"terminationGracePeriod":"soon"`) || !strings.Contains(string(b), `"team":"ml"`) {
+		t.Errorf("re-encoded as %s (%v); want the stored spec and the new label", b, err)
 	}
 	if cp := soon.DeepCopy(); cp.DecodeError() == nil {
 		t.Errorf("DeepCopy dropped the decode error")

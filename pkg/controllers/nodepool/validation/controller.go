@@ -128,9 +128,9 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	return reconcile.Result{}, c.patchConditions(ctx, pool, conds)
 }
 
-// patchConditions writes the conditions with a merge patch guarded by the
-// resource version. It does not encode the pool: a pool whose spec did not
-// decode must never be written back.
+// patchConditions writes the conditions with a merge patch of status alone,
+// guarded by the resource version, so a condition another controller set
+// meanwhile is never overwritten and the stored spec is never touched.
 func (c *Controller) patchConditions(ctx context.Context, pool *v1.NodePool, conds []metav1.Condition) error {
 	patch, err := json.Marshal(map[string]any{
 		"metadata": map[string]any{"resourceVersion": pool.ResourceVersion},
