@@ -96,7 +96,7 @@ type result struct {
 	interruptions, reclaimed, prices  int
 	podsCreated, podsDeleted, podsEnd int
 	machinesBought                    int
-	converged                         time.Duration
+	sinceLastWave, converged          time.Duration
 	machines, claims, nodes           int
 	doubleBuys, orphansCollected      int
 	leaks                             int
@@ -116,7 +116,7 @@ func (r *run) figure() string {
 | price changes | %d |
 | pods created / deleted / at the end | %d / %d / %d |
 | machines bought | %d |
-| time to converge after the chaos | %s |
+| every pod Running, machines = claims = Nodes: after the last wave (kills went on) / after the chaos | %s / %s |
 | machines = NodeClaims = Nodes at convergence | %d = %d = %d |
 | machines bought twice for one claim | %d |
 | orphans the garbage collector removed | %d |
@@ -124,6 +124,6 @@ func (r *run) figure() string {
 | wall time | %s |
 `, r.cfg.chaos, s.kills, s.selfExits, s.leaderChanges, s.injectedCapacity, s.injectedLost,
 		s.interruptions, s.reclaimed, s.prices, s.podsCreated, s.podsDeleted, s.podsEnd, s.machinesBought,
-		s.converged.Round(time.Second), s.machines, s.claims, s.nodes, s.doubleBuys, s.orphansCollected, s.leaks,
+		s.sinceLastWave.Round(time.Second), s.converged.Round(time.Second), s.machines, s.claims, s.nodes, s.doubleBuys, s.orphansCollected, s.leaks,
 		s.wall.Round(time.Second))
 }
