@@ -17,6 +17,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/operator"
 	awsprovider "github.com/stowage-k8s/stowage/providers/aws"
 	"github.com/stowage-k8s/stowage/providers/fake"
+	gcpprovider "github.com/stowage-k8s/stowage/providers/gcp"
 )
 
 func init() { subcommands = append(subcommands, newControllerCommand) }
@@ -27,6 +28,7 @@ type controllerFlags struct {
 	fakeLaunchLatency time.Duration
 	fakeFaults        fake.Faults
 	aws               awsFlags
+	gcp               gcpFlags
 }
 
 func newControllerCommand() *cobra.Command {
@@ -54,6 +56,7 @@ func newControllerCommand() *cobra.Command {
 	cmd.Flags().Float64Var(&f.fakeFaults.LostLaunchRate, "fake-lost-launch-rate", 0,
 		"with --cloud-provider=fake: chance that a launch succeeds but its response is lost (for chaos tests)")
 	addAWSFlags(cmd.Flags(), &f.aws)
+	addGCPFlags(cmd.Flags(), &f.gcp)
 	return cmd
 }
 
@@ -86,6 +89,13 @@ func runController(ctx context.Context, opts operator.Options, f controllerFlags
 			return err
 		}
 		operatorOpts = append(operatorOpts, awsOpts...)
+	}
+	if opts.CloudProvider == gcpprovider.Name {
+		gcpOpts, err := gcpOperatorOptions(ctx, opts.ClusterName, f.gcp)
+		if err != nil {
+			return err
+		}
+		operatorOpts = append(operatorOpts, gcpOpts...)
 	}
 	op, err := operator.New(ctx, cfg, opts, operatorOpts...)
 	if err != nil {

@@ -349,7 +349,7 @@ func describe(h header) string {
 	switch {
 	case h.Metadata.Name == "":
 		return h.Kind
-	case h.Metadata.Namespace == "" && h.Kind == "NodePool":
+	case h.Metadata.Namespace == "" && (h.Kind == "NodePool" || h.Kind == "Commitment"):
 		return h.Kind + " " + h.Metadata.Name
 	default:
 		return h.Kind + " " + namespaceOrDefault(h.Metadata.Namespace) + "/" + h.Metadata.Name
@@ -394,10 +394,32 @@ var kinds = map[schema.GroupKind]kind{
 		}
 		return d.expand(obj, "StatefulSet", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
 	}},
-	{Group: "batch", Kind: "Job"}:       {podSpecQuantities("spec.template.spec"), decodeJob},
-	{Group: "apps", Kind: "DaemonSet"}:  {podSpecQuantities("spec.template.spec"), decodeDaemonSet},
-	{Kind: "ConfigMap"}:                 {nil, decodeConfigMap},
-	{Group: v1.Group, Kind: "NodePool"}: {[]quantityPath{{path: "spec.limits", kind: quantityMap}}, decodeNodePool},
+	{Group: "batch", Kind: "Job"}:         {podSpecQuantities("spec.template.spec"), decodeJob},
+	{Group: "apps", Kind: "DaemonSet"}:    {podSpecQuantities("spec.template.spec"), decodeDaemonSet},
+	{Kind: "ConfigMap"}:                   {nil, decodeConfigMap},
+	{Group: v1.Group, Kind: "NodePool"}:   {[]quantityPath{{path: "spec.limits", kind: quantityMap}}, decodeNodePool},
+	{Group: v1.Group, Kind: "Commitment"}: {nil, decodeCommitment},
+}
+
+// decodeCommitment reads a Commitment strictly and checks it with
+// pkg/validation, so simulate refuses what the API server refuses.
+func decodeCommitment(d *decoder, obj string, j []byte) error {
+	var c v1.Commitment
+	strict, err := kjson.UnmarshalStrict(j, &c)
+	if err != nil {
+		return d.wrap(obj, "", err)
+	}
+	if len(strict) > 0 {
+		return d.wrap(obj, "", errors.Join(strict...))
+	}
+	if c.Namespace != "" {
+		return d.errorf(obj, "metadata.namespace", "Commitments are cluster-scoped; remove the namespace")
+	}
+	if err := d.fieldErrors(obj, validation.Commitment(&c)); err != nil {
+		return err
+	}
+	d.set.Commitments = append(d.set.Commitments, &c)
+	return nil
 }
 
 // decodeTyped decodes j into out, naming the field on type errors. Fields
