@@ -7,6 +7,9 @@ CONTROLPLANE_BIN := $(BIN)/controlplane
 CONTROLLER_GEN_VERSION := v0.23.0
 GOLANGCI_LINT_VERSION := v2.15.0
 HELM_VERSION := v3.22.0
+GOVULNCHECK_VERSION := v1.10.0
+# FUZZTIME is how long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 20s
 GO_TEST_FLAGS ?=
 export STOWAGE_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 export KUBEBUILDER_ASSETS := $(CONTROLPLANE_BIN)
@@ -42,6 +45,7 @@ generate: $(BIN)/controller-gen ## regenerate deepcopy and CRDs, and copy CRDs i
 	@if [ -d providers/aws/apis ]; then $(BIN)/controller-gen crd paths=./providers/aws/apis/... output:crd:artifacts:config=pkg/apis/crds; fi
 	@if [ -d providers/azure/apis ]; then $(BIN)/controller-gen crd paths=./providers/azure/apis/... output:crd:artifacts:config=pkg/apis/crds; fi
 	@if [ -d providers/gcp/apis ]; then $(BIN)/controller-gen crd paths=./providers/gcp/apis/... output:crd:artifacts:config=pkg/apis/crds; fi
+	go run ./hack/crd-bounds pkg/apis/crds/*.yaml
 	@mkdir -p charts/stowage/crds && cp pkg/apis/crds/*.yaml charts/stowage/crds/
 	go run ./hack/gen-docs -crd pkg/apis/crds/stowage.dev_nodepools.yaml -intro hack/gen-docs/nodepool-intro.md -o docs/nodepool.md
 
@@ -85,6 +89,32 @@ demo: controlplane build ## local control plane + fake cloud + example workloads
 
 clean:
 	rm -rf $(BIN)/stowage
+
+# Each fuzz target as package:Name. FuzzSimulate* check every plan with
+# big-integer arithmetic of their own (pkg/simulate/fuzz_test.go).
+FUZZ_TARGETS := pkg/simulate:FuzzSimulate pkg/simulate:FuzzSimulateShapes pkg/validation:FuzzNodePool \
+	pkg/manifest:FuzzLoad pkg/scheduling:FuzzRequirementsAlgebra
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME (default 20s) each
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "==> fuzz $$name in ./$$pkg for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) ./$$pkg/ || exit 1; \
+	done
+
+.PHONY: vulncheck
+vulncheck: $(BIN)/govulncheck ## known vulnerabilities in the code's dependencies (needs the Go vulnerability database)
+	$(BIN)/govulncheck ./...
+
+$(BIN)/govulncheck:
+	@echo "==> installing govulncheck $(GOVULNCHECK_VERSION)"
+	GOBIN=$(BIN) go install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+
+.PHONY: chaos
+chaos: controlplane ## the long chaos run (controller SIGKILLed every 1-5 s, cloud faults, waves of pods); prints kills, faults, time to converge, leaks
+	STOWAGE_CHAOS=long STOWAGE_CHAOS_OUT=$(BIN)/chaos-report.md PATH=$(BIN):$$PATH go test -count=1 -run '^TestChaos$$' -v -timeout 40m ./test/chaos/
+	@cat $(BIN)/chaos-report.md
 
 .PHONY: helm-test
 helm-test: $(BIN)/helm controlplane ## lint, render and install the Helm chart (test/helm)

@@ -27,6 +27,7 @@ func init() { subcommands = append(subcommands, newControllerCommand) }
 type controllerFlags struct {
 	kubeconfig        string
 	fakeLaunchLatency time.Duration
+	fakeFaults        fake.Faults
 	aws               awsFlags
 	azure             azureFlags
 	gcp               gcpFlags
@@ -52,6 +53,10 @@ func newControllerCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster config)")
 	cmd.Flags().DurationVar(&f.fakeLaunchLatency, "fake-launch-latency", fake.DefaultLaunchLatency,
 		"with --cloud-provider=fake: time from launch to the Node registering")
+	cmd.Flags().Float64Var(&f.fakeFaults.CapacityErrorRate, "fake-capacity-error-rate", 0,
+		"with --cloud-provider=fake: chance that trying one offering fails with insufficient capacity (for chaos tests)")
+	cmd.Flags().Float64Var(&f.fakeFaults.LostLaunchRate, "fake-lost-launch-rate", 0,
+		"with --cloud-provider=fake: chance that a launch succeeds but its response is lost (for chaos tests)")
 	addAWSFlags(cmd.Flags(), &f.aws)
 	addAzureFlags(cmd.Flags(), &f.azure)
 	addGCPFlags(cmd.Flags(), &f.gcp)
@@ -78,7 +83,7 @@ func runController(ctx context.Context, opts operator.Options, f controllerFlags
 	operatorOpts := []operator.Option{
 		operator.WithOnDemandPricer(pricer),
 		operator.WithProvider(fake.Name, func(_ context.Context, d operator.ProviderDeps) (cloudprovider.CloudProvider, error) {
-			return fake.New(fake.Options{Client: d.Client, ClusterName: d.ClusterName, Clock: d.Clock, LaunchLatency: f.fakeLaunchLatency})
+			return fake.New(fake.Options{Client: d.Client, ClusterName: d.ClusterName, Clock: d.Clock, LaunchLatency: f.fakeLaunchLatency, Faults: f.fakeFaults})
 		}),
 	}
 	if opts.CloudProvider == awsprovider.Name {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stowage-k8s/stowage/pkg/operator"
@@ -50,5 +52,18 @@ func TestRestConfigAppliesClientLimits(t *testing.T) {
 				t.Errorf("Host = %q, want the kubeconfig's server", cfg.Host)
 			}
 		})
+	}
+}
+
+// Issue 10 #9: an install that forgets the cloud must not start the fake one.
+func TestControllerRequiresCloudProvider(t *testing.T) {
+	t.Setenv("STOWAGE_CLOUD_PROVIDER", "")
+	root := newRootCommand()
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{"controller", "--kubeconfig", "/nonexistent"})
+	err := root.Execute()
+	if err == nil || !strings.Contains(err.Error(), "--cloud-provider is required") {
+		t.Fatalf("stowage controller without --cloud-provider: %v, want --cloud-provider is required", err)
 	}
 }

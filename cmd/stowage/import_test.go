@@ -88,3 +88,40 @@ func TestImportKarpenterCommandErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestImportKarpenterRejects is issue 10 #7 as a user runs it: invalid pools
+// fail the command with their reasons on stderr and nothing on stdout, and
+// --skip-invalid converts the rest.
+func TestImportKarpenterRejects(t *testing.T) {
+	file := filepath.Join("..", "..", "pkg", "importer", "testdata", "karpenter-invalid.yaml")
+	for _, skip := range []bool{false, true} {
+		root := newRootCommand()
+		var out, errOut bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&errOut)
+		args := []string{"import", "karpenter", "-f", file}
+		if skip {
+			args = append(args, "--skip-invalid")
+		}
+		root.SetArgs(args)
+		err := root.Execute()
+		label := "error: "
+		if skip {
+			label = "skipped: "
+		}
+		want := label + file + "#2: NodePool/budget-over-100: rejected: spec.disruption.budgets[0].nodes: Invalid value: \"150%\""
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("skip=%v: stderr lacks %q:\n%s", skip, want, errOut.String())
+		}
+		switch {
+		case !skip && (err == nil || !strings.Contains(err.Error(), "8 of 9 objects rejected")):
+			t.Errorf("without --skip-invalid: error = %v, want 8 of 9 rejected", err)
+		case !skip && out.Len() > 0:
+			t.Errorf("without --skip-invalid, stdout must stay empty, got:\n%s", out.String())
+		case skip && err != nil:
+			t.Errorf("with --skip-invalid: %v", err)
+		case skip && !strings.Contains(out.String(), "name: fine") || skip && strings.Contains(out.String(), "name: heavy"):
+			t.Errorf("with --skip-invalid, stdout should hold only the valid pool:\n%s", out.String())
+		}
+	}
+}

@@ -25,6 +25,7 @@ func newSimulateCommand() *cobra.Command {
 		catalog   catalogOptions
 		output    string
 		verbosity int
+		decode    manifest.Options
 	)
 	cmd := &cobra.Command{
 		Use:   "simulate -f <file|dir>",
@@ -46,14 +47,16 @@ instance type may be bought as spot or on-demand.`,
 				return err
 			}
 			cliLogger(verbosity)
-			set := &manifest.Set{}
+			if decode.MaxPods < 1 {
+				return usageError("--max-pods", "must be at least 1, got %d", decode.MaxPods)
+			}
+			loader := manifest.NewLoader(decode)
 			for _, f := range files {
-				s, err := manifest.Load(f)
-				if err != nil {
+				if err := loader.Load(f); err != nil {
 					return err
 				}
-				set.Append(s)
 			}
+			set := loader.Set()
 			c, err := catalog.load(cmd.Context())
 			if err != nil {
 				return err
@@ -75,5 +78,8 @@ instance type may be bought as spot or on-demand.`,
 	catalog.addFlags(cmd.Flags())
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	cmd.Flags().IntVarP(&verbosity, "verbosity", "v", 0, "log verbosity on stderr (1 shows debug messages)")
+	cmd.Flags().BoolVar(&decode.AllowUnknownFields, "allow-unknown-fields", false,
+		"warn about fields the Kubernetes types do not have (e.g. a misspelled nodeSelector) instead of failing")
+	cmd.Flags().IntVar(&decode.MaxPods, "max-pods", manifest.DefaultMaxPods, "fail when the manifests expand into more pods than this")
 	return cmd
 }

@@ -174,3 +174,44 @@ func TestSimulateSeedsExample(t *testing.T) {
 		t.Errorf("cost %v outside [lower bound %v, naive %v]", r.CostPerHour, r.LowerBoundPerHour, r.NaiveCostPerHour)
 	}
 }
+
+// TestSimulateRejectsBadInput is issue 10 #3, #4, #5 and #12 as a user meets
+// them: each used to plan something (or say nothing useful) and exit 0.
+func TestSimulateRejectsBadInput(t *testing.T) {
+	stubSolver(t)
+	gpuPod := func(field, value string) string {
+		return "apiVersion: v1\nkind: Pod\nmetadata: {name: train}\nspec:\n  " + field + ": " + value +
+			"\n  containers: [{name: c, resources: {requests: {nvidia.com/gpu: \"8\"}}}]\n"
+	}
+	cases := []struct {
+		name, manifest string
+		args           []string
+		want           string // in the error; empty: must succeed
+	}{
+		{name: "cpu of 1e400", manifest: strings.Replace(webDeployment, `cpu: "1"`, `cpu: "1e400"`, 1),
+			want: `requests[cpu]: Invalid value: "10e399": is more than Stowage can count`},
+		{name: "memory of 99999999Ei", manifest: strings.Replace(webDeployment, `memory: 1Gi`, `memory: 99999999Ei`, 1),
+			want: `requests[memory]: Invalid value: "9223372036854775807": is more than Stowage can count`},
+		{name: "misspelled nodeSelector", manifest: gpuPod("nodeSelecter", "{stowage.dev/gpu-count: \"8\"}"),
+			want: "(Pod default/train): spec.nodeSelecter: unknown field"},
+		{name: "misspelled nodeSelector allowed", manifest: gpuPod("nodeSelecter", "{stowage.dev/gpu-count: \"8\"}"),
+			args: []string{"--allow-unknown-fields"}},
+		{name: "more pods than --max-pods", manifest: webDeployment, args: []string{"--max-pods", "1"},
+			want: "spec.replicas: 2 more pods would make 2 in all, more than the limit of 1 (--max-pods raises it)"},
+		{name: "empty file", manifest: "# nothing yet\n", want: "web.yaml is empty"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeManifest(t, tc.manifest)
+			_, errOut, err := runWithStderr(append([]string{"simulate", "-f", dir}, tc.args...)...)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("want success, got %v", err)
+			case tc.want == "" && !strings.Contains(errOut, "warning:"):
+				t.Errorf("want a warning on stderr, got %q", errOut)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -23,7 +23,7 @@ func (c *converter) ec2NodeClass(in map[string]any) map[string]any {
 		"kind":       "EC2NodeClass",
 		"metadata":   c.metadata(in),
 	}
-	spec, _ := in["spec"].(map[string]any)
+	spec := c.spec(in)
 	outSpec := map[string]any{}
 	c.copyFields("spec", spec, outSpec, map[string]func(string, any) (any, bool){
 		"amiSelectorTerms":           c.amiSelectorTerms,

@@ -52,10 +52,12 @@ func (w Warning) String() string {
 	return fmt.Sprintf("%s: %s: %s: %s", w.Source, w.Object, w.Path, w.Message)
 }
 
-// Result is the converted objects, in input order, and the warnings.
+// Result is the converted objects, in input order, the warnings, and the
+// objects refused because Stowage would not accept them.
 type Result struct {
 	Objects  []*unstructured.Unstructured
 	Warnings []Warning
+	Rejected []Rejection
 }
 
 // ConvertYAML converts every document of one YAML (or JSON) stream. name
@@ -104,10 +106,14 @@ func (r *Result) add(source string, obj map[string]any) error {
 	if err != nil {
 		return err
 	}
+	r.Warnings = append(r.Warnings, c.warnings...)
+	if len(c.reasons) > 0 {
+		r.Rejected = append(r.Rejected, Rejection{Source: source, Object: c.object, Reasons: c.reasons})
+		return nil
+	}
 	if out != nil {
 		r.Objects = append(r.Objects, out)
 	}
-	r.Warnings = append(r.Warnings, c.warnings...)
 	return nil
 }
 
@@ -127,11 +133,31 @@ func MarshalYAML(objs []*unstructured.Unstructured) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// converter converts one object and collects its warnings.
+// converter converts one object and collects its warnings and the reasons
+// to reject it.
 type converter struct {
 	source   string
 	object   string
 	warnings []Warning
+	reasons  []string
+}
+
+func (c *converter) reject(path, format string, args ...any) {
+	c.reasons = append(c.reasons, path+": "+fmt.Sprintf(format, args...))
+}
+
+// spec returns the object's spec, rejecting a spec that is not an object
+// (`spec: "hello"` must not become `spec: {}`).
+func (c *converter) spec(in map[string]any) map[string]any {
+	v, ok := in["spec"]
+	if !ok || v == nil {
+		return nil
+	}
+	spec, ok := v.(map[string]any)
+	if !ok {
+		c.reject("spec", "must be an object, got %T %v", v, v)
+	}
+	return spec
 }
 
 func (c *converter) warn(path, format string, args ...any) {
@@ -153,7 +179,11 @@ func (c *converter) convert(in *unstructured.Unstructured) (*unstructured.Unstru
 			c.warn("apiVersion", "%s is not supported, only %s/%s: convert it with Karpenter's own upgrade first; skipped", in.GetAPIVersion(), KarpenterGroup, karpenterVersion)
 			return nil, nil
 		}
-		return &unstructured.Unstructured{Object: c.nodePool(in.Object)}, nil
+		out := c.nodePool(in.Object)
+		if len(c.reasons) == 0 {
+			c.reasons = validateNodePool(out)
+		}
+		return &unstructured.Unstructured{Object: out}, nil
 	case gvk.Group == KarpenterAWSGroup && gvk.Kind == "EC2NodeClass":
 		if gvk.Version != karpenterVersion {
 			c.warn("apiVersion", "%s is not supported, only %s/%s; skipped", in.GetAPIVersion(), KarpenterAWSGroup, karpenterVersion)

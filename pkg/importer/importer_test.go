@@ -2,6 +2,7 @@ package importer
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -355,5 +356,58 @@ spec:
 				t.Errorf("object mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestConvertRejectsInvalid is issue 10 #7: realistic Karpenter NodePools
+// carrying values Stowage refuses are rejected with every reason instead of
+// passed through, and the valid ones in the same file still convert.
+func TestConvertRejectsInvalid(t *testing.T) {
+	f, err := os.Open("testdata/karpenter-invalid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, err := ConvertYAML("bad.yaml", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Objects) != 1 || res.Objects[0].GetName() != "fine" {
+		var names []string
+		for _, o := range res.Objects {
+			names = append(names, o.GetName())
+		}
+		t.Errorf("converted %v, want only the valid pool fine", names)
+	}
+	want := map[string][]string{
+		"NodePool/budget-over-100":   {`spec.disruption.budgets[0].nodes: Invalid value: "150%"`},
+		"NodePool/bad-cron":          {`spec.disruption.budgets[0].schedule: Invalid value: "0 25 * * *": not a valid cron expression`},
+		"NodePool/negative-duration": {`spec.disruption.consolidateAfter: Invalid value: "-5s": invalid duration "-5s"`},
+		"NodePool/heavy":             {`spec.weight: Invalid value: 1000: must be from 1 to 100`},
+		"NodePool/bogus-operator":    {`spec.template.spec.requirements[0].operator: Unsupported value: "Bogus"`},
+		"NodePool/gt-spot":           {`spec.template.spec.requirements[0].values: Invalid value: ["spot"]: operators Gt and Lt take exactly one integer value`},
+		"NodePool/hello":             {`spec: must be an object, got string hello`},
+		"NodePool/contradiction": {
+			`spec.template.spec.expireAfter: Invalid value: "99999999999999h"`,
+			`spec.template.spec.requirements[0]: Invalid value: "stowage.dev/instance-family": requirements contradict each other`,
+			`spec.template.spec.taints[0].effect: Unsupported value: "Bogus"`,
+		},
+	}
+	got := map[string][]string{}
+	for _, r := range res.Rejected {
+		got[r.Object] = r.Reasons
+		if !strings.HasPrefix(r.String(), "bad.yaml#") {
+			t.Errorf("rejection %q does not name its source", r)
+		}
+	}
+	for obj, reasons := range want {
+		for _, w := range reasons {
+			if !slices.ContainsFunc(got[obj], func(s string) bool { return strings.HasPrefix(s, w) }) {
+				t.Errorf("%s: reasons %q lack one starting %q", obj, got[obj], w)
+			}
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("rejected %d objects, want %d: %v", len(got), len(want), got)
 	}
 }

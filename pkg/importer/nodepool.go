@@ -36,7 +36,7 @@ func (c *converter) nodePool(in map[string]any) map[string]any {
 		"kind":       "NodePool",
 		"metadata":   c.metadata(in),
 	}
-	spec, _ := in["spec"].(map[string]any)
+	spec := c.spec(in)
 	outSpec := map[string]any{}
 	c.copyFields("spec", spec, outSpec, map[string]func(string, any) (any, bool){
 		"template":   c.template,

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -18,53 +21,206 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/validation"
 )
 
-// MaxPodsPerObject bounds how many pods one workload may expand into, so a
-// typo such as `replicas: 1000000000` fails clearly instead of exhausting memory.
-const MaxPodsPerObject = 200_000
+// DefaultMaxPods bounds how many pods all manifests together may expand
+// into, so a typo such as `replicas: 1000000000` (or fifty Deployments of
+// 200,000) fails clearly instead of exhausting memory. Options.MaxPods
+// (simulate's --max-pods) raises it.
+const DefaultMaxPods = 200_000
 
-// Decode reads one file's worth of manifests: YAML or JSON, one or more
-// documents, each an object or a List of objects. file names the input in
-// errors and warnings.
+// MaxFileSize bounds one manifest file; files are streamed, but a single
+// document is held whole while it is decoded.
+const MaxFileSize = 256 << 20
+
+// Options configure decoding.
+type Options struct {
+	// AllowUnknownFields reports fields the Kubernetes types do not have
+	// (`nodeSelecter`, `requets`) as warnings instead of errors.
+	AllowUnknownFields bool
+	// MaxPods bounds the pods all manifests may expand into; 0 is DefaultMaxPods.
+	MaxPods int
+}
+
+// Loader decodes manifests into one Set, checking what only makes sense
+// across all of them: the total pod count, duplicate objects and pod names,
+// and gangs whose size does not match their pods.
+type Loader struct {
+	opts Options
+	set  *Set
+	// objects maps "Kind namespace/name" to where it was first defined.
+	objects map[string]string
+	// pods maps namespace/name of each pod to the object that made it.
+	pods  map[string]string
+	gangs map[string]*gang
+}
+
+// gang is what the manifests say about one pod group.
+type gang struct {
+	namespace, name string
+	size            int
+	pods            int
+	where           string
+}
+
+// NewLoader returns a loader with the given options.
+func NewLoader(opts Options) *Loader {
+	if opts.MaxPods <= 0 {
+		opts.MaxPods = DefaultMaxPods
+	}
+	return &Loader{opts: opts, set: &Set{}, objects: map[string]string{}, pods: map[string]string{}, gangs: map[string]*gang{}}
+}
+
+// Set returns everything loaded so far, with a warning for each gang whose
+// pod count does not match its size.
+func (l *Loader) Set() *Set {
+	keys := make([]string, 0, len(l.gangs))
+	for k := range l.gangs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	set := *l.set
+	set.Warnings = slices.Clone(set.Warnings)
+	for _, k := range keys {
+		g := l.gangs[k]
+		switch {
+		case g.pods > g.size:
+			set.Warnings = append(set.Warnings, fmt.Sprintf("%s: gang %s/%s has %d pods but %s says %d: "+
+				"it is planned as soon as any %d of them fit, and the rest are planned as they fit", g.where, g.namespace, g.name, g.pods, v1.LabelPodGroupSize, g.size, g.size))
+		case g.pods < g.size:
+			set.Warnings = append(set.Warnings, fmt.Sprintf("%s: gang %s/%s has %d pods but %s says %d: "+
+				"none of them is planned until all %d exist", g.where, g.namespace, g.name, g.pods, v1.LabelPodGroupSize, g.size, g.size))
+		}
+	}
+	return &set
+}
+
+// Decode reads one file's worth of manifests with the default Options: YAML
+// or JSON, one or more documents, each an object or a List of objects. file
+// names the input in errors and warnings.
 func Decode(file string, data []byte) (*Set, error) {
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	set := &Set{}
+	l := NewLoader(Options{})
+	if err := l.Decode(file, bytes.NewReader(data)); err != nil {
+		return nil, err
+	}
+	return l.Set(), nil
+}
+
+// Decode streams one file's worth of manifests from r into the loader's Set.
+func (l *Loader) Decode(file string, r io.Reader) error {
+	counted := &countingReader{r: r}
+	yr := utilyaml.NewYAMLReader(bufio.NewReader(counted))
+	summary := File{Name: file}
 	doc := 0
 	for {
-		raw, err := r.Read()
+		raw, err := yr.Read()
+		if counted.n > MaxFileSize {
+			return &Error{File: file, Document: doc + 1, Err: fmt.Errorf("the file is larger than %d MiB; split it", MaxFileSize>>20)}
+		}
 		if errors.Is(err, io.EOF) {
-			return set, nil
+			l.set.Files = append(l.set.Files, summary)
+			return nil
 		}
 		if err != nil {
-			return nil, &Error{File: file, Document: doc + 1, Err: err}
+			return &Error{File: file, Document: doc + 1, Err: err}
 		}
 		j, err := yaml.YAMLToJSON(raw)
 		if err != nil {
-			return nil, &Error{File: file, Document: doc + 1, Err: fmt.Errorf("invalid YAML: %w", err)}
+			e := &Error{File: file, Document: doc + 1, Err: fmt.Errorf("invalid YAML: %w", err)}
+			if path, value := nonFinite(raw); path != "" {
+				e.Field, e.Err = path, fmt.Errorf("%s is not a number Kubernetes accepts; quote it if it is meant as text", value)
+			}
+			return e
 		}
 		if t := bytes.TrimSpace(j); len(t) == 0 || bytes.Equal(t, []byte("null")) {
 			continue // empty document, e.g. a leading "---" or only comments
 		}
 		doc++
-		d := &decoder{file: file, doc: doc, set: set}
+		d := &decoder{file: file, doc: doc, loader: l, set: l.set}
 		if err := d.object(j, true); err != nil {
-			return nil, err
+			return err
 		}
+		summary.Objects += max(d.objects, 1)
 	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n > MaxFileSize {
+		return n, io.EOF
+	}
+	return n, err
+}
+
+// nonFinite finds the first unquoted .inf or .nan in a YAML document, which
+// JSON (and so Kubernetes) cannot represent, and returns its path.
+func nonFinite(raw []byte) (path, value string) {
+	var root yamlv3.Node
+	if yamlv3.Unmarshal(raw, &root) != nil {
+		return "", ""
+	}
+	var walk func(n *yamlv3.Node, p string) (string, string)
+	walk = func(n *yamlv3.Node, p string) (string, string) {
+		switch n.Kind {
+		case yamlv3.DocumentNode:
+			for _, c := range n.Content {
+				if q, v := walk(c, p); q != "" {
+					return q, v
+				}
+			}
+		case yamlv3.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				key := n.Content[i].Value
+				if q, v := walk(n.Content[i+1], joinPath(p, key)); q != "" {
+					return q, v
+				}
+			}
+		case yamlv3.SequenceNode:
+			for i, c := range n.Content {
+				if q, v := walk(c, fmt.Sprintf("%s[%d]", p, i)); q != "" {
+					return q, v
+				}
+			}
+		case yamlv3.ScalarNode:
+			if v := strings.ToLower(strings.TrimLeft(n.Value, "+-")); n.ShortTag() == "!!float" && (v == ".inf" || v == ".nan") {
+				return p, n.Value
+			}
+		case yamlv3.AliasNode:
+			return "", ""
+		}
+		return "", ""
+	}
+	return walk(&root, "")
+}
+
+func joinPath(p, key string) string {
+	if p == "" {
+		return key
+	}
+	return p + "." + key
 }
 
 // decoder decodes one document into set.
 type decoder struct {
-	file string
-	doc  int
-	item int
-	set  *Set
+	file    string
+	doc     int
+	item    int
+	loader  *Loader
+	set     *Set
+	objects int // objects read, counting List items
 }
 
 type header struct {
@@ -85,11 +241,34 @@ func (d *decoder) wrap(object, field string, err error) error {
 }
 
 func (d *decoder) warnf(object, format string, args ...any) {
-	where := fmt.Sprintf("%s: document %d", d.file, d.doc)
-	if d.item > 0 {
-		where += fmt.Sprintf(" item %d", d.item)
+	d.set.Warnings = append(d.set.Warnings, fmt.Sprintf("%s: %s", d.where(object), fmt.Sprintf(format, args...)))
+}
+
+// where is "file: document N item M (object)".
+func (d *decoder) where(object string) string {
+	return (&Error{File: d.file, Document: d.doc, Item: d.item, Object: object}).location()
+}
+
+// fieldErrors turns pkg/validation's errors into one error naming each field.
+func (d *decoder) fieldErrors(object string, errs field.ErrorList) error {
+	if len(errs) == 0 {
+		return nil
 	}
-	d.set.Warnings = append(d.set.Warnings, fmt.Sprintf("%s (%s): %s", where, object, fmt.Sprintf(format, args...)))
+	out := make([]error, 0, len(errs))
+	for _, e := range errs {
+		detail := e.ErrorBody()
+		out = append(out, d.wrap(object, e.Field, errors.New(detail)))
+	}
+	return errors.Join(out...)
+}
+
+// seen records an object or pod name and says where it was defined before, if it was.
+func seen(m map[string]string, key, where string) (string, bool) {
+	if prev, ok := m[key]; ok {
+		return prev, true
+	}
+	m[key] = where
+	return "", false
 }
 
 // object decodes one object; topLevel is false for List items, which may
@@ -133,6 +312,10 @@ func (d *decoder) object(j []byte, topLevel bool) error {
 	if h.Metadata.Name == "" {
 		return d.errorf(obj, "metadata.name", "required")
 	}
+	d.objects++
+	if prev, dup := seen(d.loader.objects, obj, d.where(obj)); dup {
+		return d.errorf(obj, "metadata.name", "duplicate: %s is already defined at %s", obj, prev)
+	}
 	var generic map[string]any
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(j, &generic); err != nil {
 		return d.wrap(obj, "", err)
@@ -157,6 +340,9 @@ func (d *decoder) list(obj string, j []byte) error {
 		}
 	}
 	d.item = 0
+	if len(l.Items) == 0 {
+		d.objects-- // an empty List holds nothing; Decode counts the document as one
+	}
 	return nil
 }
 
@@ -236,8 +422,8 @@ var kinds = map[schema.GroupKind]kind{
 	}},
 }
 
-// decodeCommitment reads a Commitment strictly and checks what the CRD's
-// validation would, so simulate refuses what the API server refuses.
+// decodeCommitment reads a Commitment strictly and checks it with
+// pkg/validation, so simulate refuses what the API server refuses.
 func decodeCommitment(d *decoder, obj string, j []byte) error {
 	var c v1.Commitment
 	strict, err := kjson.UnmarshalStrict(j, &c)
@@ -250,36 +436,8 @@ func decodeCommitment(d *decoder, obj string, j []byte) error {
 	if c.Namespace != "" {
 		return d.errorf(obj, "metadata.namespace", "Commitments are cluster-scoped; remove the namespace")
 	}
-	s := c.Spec
-	switch s.Type {
-	case v1.CommitmentDiscount:
-		if s.Count != nil || s.AmountPerHour != nil {
-			return d.errorf(obj, "spec", "a Discount takes neither count nor amountPerHour")
-		}
-		if s.DiscountPercent == nil || *s.DiscountPercent <= 0 {
-			return d.errorf(obj, "spec.discountPercent", "a Discount needs discountPercent above 0")
-		}
-	case v1.CommitmentSavingsPlan, v1.CommitmentReservedInstances, v1.CommitmentCommittedUse:
-		if (s.Count != nil) == (s.AmountPerHour != nil) {
-			return d.errorf(obj, "spec", "exactly one of count and amountPerHour is required")
-		}
-		if s.Type == v1.CommitmentSavingsPlan && s.AmountPerHour == nil {
-			return d.errorf(obj, "spec.amountPerHour", "a SavingsPlan is an amount per hour")
-		}
-		if s.Type == v1.CommitmentReservedInstances && s.Count == nil {
-			return d.errorf(obj, "spec.count", "ReservedInstances are a count of machines")
-		}
-	default:
-		return d.errorf(obj, "spec.type", "%q: want SavingsPlan, ReservedInstances, CommittedUse or Discount", s.Type)
-	}
-	if s.Count != nil && *s.Count < 1 {
-		return d.errorf(obj, "spec.count", "must be at least 1")
-	}
-	if s.AmountPerHour != nil && s.AmountPerHour.Sign() <= 0 {
-		return d.errorf(obj, "spec.amountPerHour", "must be above 0")
-	}
-	if s.DiscountPercent != nil && (*s.DiscountPercent < 0 || *s.DiscountPercent > 99) {
-		return d.errorf(obj, "spec.discountPercent", "must be between 0 and 99")
+	if err := d.fieldErrors(obj, validation.Commitment(&c)); err != nil {
+		return err
 	}
 	d.set.Commitments = append(d.set.Commitments, &c)
 	return nil
@@ -312,16 +470,39 @@ func decodeStatefulSet(d *decoder, obj string, j []byte) error {
 	return nil
 }
 
-// decodeTyped decodes j into out, naming the field on type errors.
+// decodeTyped decodes j into out, naming the field on type errors. Fields
+// out's type does not have (`nodeSelecter`, `requets`) are errors, or
+// warnings with Options.AllowUnknownFields: a misspelled field silently
+// dropped plans an 8-GPU pod onto a machine without one.
 func (d *decoder) decodeTyped(obj string, j []byte, out any) error {
-	if err := json.Unmarshal(j, out); err != nil {
+	strict, err := kjson.UnmarshalStrict(j, out)
+	if err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
 			return d.errorf(obj, te.Field, "cannot use %s as %s", te.Value, te.Type)
 		}
 		return d.wrap(obj, "", err)
 	}
-	return nil
+	var errs []error
+	for _, e := range strict {
+		path, problem := strictField(e)
+		if d.loader.opts.AllowUnknownFields {
+			d.warnf(obj, "%s: %s; ignored", path, problem)
+			continue
+		}
+		errs = append(errs, d.errorf(obj, path, "%s (a misspelling? --allow-unknown-fields ignores it)", problem))
+	}
+	return errors.Join(errs...)
+}
+
+var strictRE = regexp.MustCompile(`^(unknown|duplicate) field "(.*)"$`)
+
+// strictField splits a strict decoding error into the field and what is wrong with it.
+func strictField(err error) (path, problem string) {
+	if m := strictRE.FindStringSubmatch(err.Error()); m != nil {
+		return m[2], m[1] + " field"
+	}
+	return "", err.Error()
 }
 
 func decodePod(d *decoder, obj string, j []byte) error {
@@ -332,10 +513,58 @@ func decodePod(d *decoder, obj string, j []byte) error {
 	if len(p.Spec.Containers) == 0 {
 		return d.errorf(obj, "spec.containers", "at least one container is required")
 	}
+	if err := d.fieldErrors(obj, append(validation.PodSpec(field.NewPath("spec"), &p.Spec),
+		validation.Gang(field.NewPath("metadata", "labels"), p.Labels)...)); err != nil {
+		return err
+	}
+	if err := d.admit(obj, 1); err != nil {
+		return err
+	}
 	p.Namespace = namespaceOrDefault(p.Namespace)
 	p.UID = podUID(p.Namespace, p.Name)
 	p.Status = corev1.PodStatus{Phase: corev1.PodPending}
-	d.set.Pods = append(d.set.Pods, &p)
+	if err := d.addPod(obj, &p); err != nil {
+		return err
+	}
+	return nil
+}
+
+// admit checks that n more pods stay within Options.MaxPods.
+func (d *decoder) admit(obj string, n int) error {
+	total := len(d.set.Pods) + n
+	if total <= d.loader.opts.MaxPods {
+		return nil
+	}
+	field := "spec.replicas"
+	if n == 1 {
+		field = ""
+	}
+	return d.errorf(obj, field, "%d more pods would make %d in all, more than the limit of %d (--max-pods raises it)",
+		n, total, d.loader.opts.MaxPods)
+}
+
+// addPod records a pod, refusing a second pod of the same name and counting
+// it in its gang.
+func (d *decoder) addPod(obj string, p *corev1.Pod) error {
+	key := p.Namespace + "/" + p.Name
+	if prev, dup := seen(d.loader.pods, key, d.where(obj)); dup {
+		return d.errorf(obj, "metadata.name", "pod %s is also made by %s; rename one of them", key, prev)
+	}
+	if name := p.Labels[v1.LabelPodGroup]; name != "" {
+		size, _ := strconv.Atoi(p.Labels[v1.LabelPodGroupSize])
+		gk := p.Namespace + "/" + name
+		g := d.loader.gangs[gk]
+		if g == nil {
+			g = &gang{namespace: p.Namespace, name: name, size: size, where: d.where(obj)}
+			d.loader.gangs[gk] = g
+		}
+		if g.size != size {
+			return d.errorf(obj, "metadata.labels["+v1.LabelPodGroupSize+"]",
+				"gang %s is of size %d here but %d at %s", gk, size, g.size, g.where)
+		}
+		g.pods++
+	}
+	d.set.Pods = append(d.set.Pods, p)
 	return nil
 }
 
@@ -369,6 +598,9 @@ func decodeDaemonSet(d *decoder, obj string, j []byte) error {
 	if len(o.Spec.Template.Spec.Containers) == 0 {
 		return d.errorf(obj, "spec.template.spec.containers", "at least one container is required")
 	}
+	if err := d.fieldErrors(obj, validation.PodSpec(field.NewPath("spec", "template", "spec"), &o.Spec.Template.Spec)); err != nil {
+		return err
+	}
 	ns := namespaceOrDefault(o.Namespace)
 	p := podFromTemplate(&o.Spec.Template, "DaemonSet", o.Name, ns, o.Name)
 	d.set.DaemonSetPods = append(d.set.DaemonSetPods, p)
@@ -377,7 +609,10 @@ func decodeDaemonSet(d *decoder, obj string, j []byte) error {
 
 func decodeNodePool(d *decoder, obj string, j []byte) error {
 	var np v1.NodePool
-	strict, err := kjson.UnmarshalStrict(j, &np)
+	// Decoded as a type without NodePool's tolerant UnmarshalJSON, so a
+	// misspelled field is an error here rather than silently dropped.
+	type strictNodePool v1.NodePool
+	strict, err := kjson.UnmarshalStrict(j, (*strictNodePool)(&np))
 	if err != nil {
 		return d.wrap(obj, "", err)
 	}
@@ -387,36 +622,52 @@ func decodeNodePool(d *decoder, obj string, j []byte) error {
 	if np.Namespace != "" {
 		return d.errorf(obj, "metadata.namespace", "NodePools are cluster-scoped; remove the namespace")
 	}
+	// The checks the API server and the controller make, so simulate plans
+	// only with pools a cluster would accept.
+	if err := d.fieldErrors(obj, validation.NodePool(&np)); err != nil {
+		return err
+	}
 	d.set.NodePools = append(d.set.NodePools, &np)
 	return nil
 }
 
 // expand turns a workload into replicas pods named <name>-<i>.
-func (d *decoder) expand(obj, kind, name, namespace string, replicas *int32, field string, tmpl *corev1.PodTemplateSpec) error {
+func (d *decoder) expand(obj, kind, name, namespace string, replicas *int32, replicasField string, tmpl *corev1.PodTemplateSpec) error {
 	n := int32(1)
 	if replicas != nil {
 		n = *replicas
 	}
 	if n < 0 {
-		return d.errorf(obj, field, "must not be negative, got %d", n)
-	}
-	if n > MaxPodsPerObject {
-		return d.errorf(obj, field, "%d pods is more than the %d one object may expand into", n, MaxPodsPerObject)
+		return d.errorf(obj, replicasField, "must not be negative, got %d", n)
 	}
 	if len(tmpl.Spec.Containers) == 0 {
 		return d.errorf(obj, "spec.template.spec.containers", "at least one container is required")
 	}
+	if err := d.fieldErrors(obj, append(validation.PodSpec(field.NewPath("spec", "template", "spec"), &tmpl.Spec),
+		validation.Gang(field.NewPath("spec", "template", "metadata", "labels"), tmpl.Labels)...)); err != nil {
+		return err
+	}
+	if err := d.admit(obj, int(n)); err != nil {
+		e := err.(*Error)
+		e.Field = replicasField
+		return e
+	}
 	ns := namespaceOrDefault(namespace)
 	for i := range n {
-		d.set.Pods = append(d.set.Pods, podFromTemplate(tmpl, kind, name, ns, name+"-"+strconv.Itoa(int(i))))
+		if err := d.addPod(obj, podFromTemplate(tmpl, kind, name, ns, name+"-"+strconv.Itoa(int(i)))); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
+// podFromTemplate makes one replica. Replicas share the template's spec
+// (its slices and maps), so 200,000 replicas of a template with 10,000
+// tolerations hold one copy of them: pods are read-only to the solver.
 func podFromTemplate(tmpl *corev1.PodTemplateSpec, ownerKind, owner, namespace, name string) *corev1.Pod {
 	p := &corev1.Pod{
 		TypeMeta: metaPod,
-		Spec:     *tmpl.Spec.DeepCopy(),
+		Spec:     tmpl.Spec,
 		Status:   corev1.PodStatus{Phase: corev1.PodPending},
 	}
 	p.Name = name
@@ -526,12 +777,8 @@ func checkQuantityMap(path string, v any) (string, error) {
 		default:
 			return field, fmt.Errorf("must be a quantity such as \"500m\" or \"2Gi\", got %T", q)
 		}
-		parsed, err := resource.ParseQuantity(s)
-		if err != nil {
+		if _, err := resource.ParseQuantity(s); err != nil {
 			return field, fmt.Errorf("%q: %w", s, err)
-		}
-		if parsed.Sign() < 0 {
-			return field, fmt.Errorf("must not be negative, got %s", s)
 		}
 	}
 	return "", nil

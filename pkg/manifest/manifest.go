@@ -20,7 +20,9 @@ import (
 
 // Set is everything read from one or more manifest files.
 type Set struct {
-	// Pods are the pods to place, expanded from Pods and workloads, in file order.
+	// Pods are the pods to place, expanded from Pods and workloads, in file
+	// order. Pods expanded from one workload share its template's spec:
+	// treat them as read-only.
 	Pods []*corev1.Pod
 	// DaemonSetPods are one pod per DaemonSet, built from its template; every
 	// node the DaemonSet matches runs one, so they are node overhead.
@@ -40,6 +42,15 @@ type Set struct {
 	StorageClasses         []*storagev1.StorageClass
 	// Warnings name the documents that were skipped, e.g. unknown kinds.
 	Warnings []string
+	// Files are the files read, in order, with how many objects each held,
+	// so "nothing to do" can say where it looked.
+	Files []File
+}
+
+// File is one file read and how many objects it held.
+type File struct {
+	Name    string
+	Objects int
 }
 
 // Append adds other's contents to s.
@@ -53,22 +64,29 @@ func (s *Set) Append(other *Set) {
 	s.PersistentVolumes = append(s.PersistentVolumes, other.PersistentVolumes...)
 	s.StorageClasses = append(s.StorageClasses, other.StorageClasses...)
 	s.Warnings = append(s.Warnings, other.Warnings...)
+	s.Files = append(s.Files, other.Files...)
 }
 
 // Load reads a manifest file, or every .yaml, .yml and .json file below a
-// directory (recursively, in lexical order). Errors name the file relative to
-// path's parent so they read the same wherever the command runs.
+// directory, with the default Options.
 func Load(path string) (*Set, error) {
+	l := NewLoader(Options{})
+	if err := l.Load(path); err != nil {
+		return nil, err
+	}
+	return l.Set(), nil
+}
+
+// Load reads a manifest file, or every .yaml, .yml and .json file below a
+// directory (recursively, in lexical order), into the loader's Set. Files are
+// streamed, one document at a time.
+func (l *Loader) Load(path string) error {
 	info, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading manifests: %w", err)
+		return fmt.Errorf("reading manifests: %w", err)
 	}
 	if !info.IsDir() {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("reading manifests: %w", err)
-		}
-		return Decode(path, data)
+		return l.loadFile(path)
 	}
 	var files []string
 	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
@@ -81,25 +99,27 @@ func Load(path string) (*Set, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading manifests under %s: %w", path, err)
+		return fmt.Errorf("reading manifests under %s: %w", path, err)
 	}
 	slices.Sort(files)
 	if len(files) == 0 {
-		return nil, fmt.Errorf("reading manifests: no .yaml, .yml or .json files under %s", path)
+		return fmt.Errorf("reading manifests: no .yaml, .yml or .json files under %s", path)
 	}
-	out := &Set{}
 	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("reading manifests: %w", err)
+		if err := l.loadFile(f); err != nil {
+			return err
 		}
-		s, err := Decode(f, data)
-		if err != nil {
-			return nil, err
-		}
-		out.Append(s)
 	}
-	return out, nil
+	return nil
+}
+
+func (l *Loader) loadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("reading manifests: %w", err)
+	}
+	defer f.Close()
+	return l.Decode(path, f)
 }
 
 func isManifest(p string) bool {

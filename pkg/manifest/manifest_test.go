@@ -1,8 +1,10 @@
 package manifest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -225,7 +227,70 @@ spec:
 	}, {
 		name: "too many replicas",
 		in:   strings.Replace(deployment, "replicas: 3", "replicas: 1000000000", 1),
-		want: `pods.yaml: document 1 (Deployment default/web): spec.replicas: 1000000000 pods is more than`,
+		want: `pods.yaml: document 1 (Deployment default/web): spec.replicas: 1000000000 more pods would make 1000000000 in all, more than the limit of 200000 (--max-pods raises it)`,
+	}, {
+		// Issue 10 #4: a misspelled field must not be dropped silently.
+		name: "misspelled nodeSelector",
+		in:   strings.Replace(deployment, "      containers:", "      nodeSelecter: {stowage.dev/gpu-name: h100}\n      containers:", 1),
+		want: `pods.yaml: document 1 (Deployment default/web): spec.template.spec.nodeSelecter: unknown field (a misspelling? --allow-unknown-fields ignores it)`,
+	}, {
+		name: "misspelled requests",
+		in:   strings.Replace(deployment, "requests:", "requets:", 1),
+		want: `pods.yaml: document 1 (Deployment default/web): spec.template.spec.containers[0].resources.requets: unknown field`,
+	}, {
+		// Issue 10 #3: quantities that overflowed to 0 or negative in the solver.
+		name: "cpu of 1e400",
+		in:   strings.Replace(deployment, "cpu: 500m", `cpu: "1e400"`, 1),
+		want: `pods.yaml: document 1 (Deployment default/web): spec.template.spec.containers[0].resources.requests[cpu]: Invalid value: "10e399": is more than Stowage can count; at most 9T`,
+	}, {
+		name: "memory of 99999999Ei",
+		in:   strings.Replace(deployment, "cpu: 500m", `memory: 99999999Ei`, 1),
+		want: `spec.template.spec.containers[0].resources.requests[memory]: Invalid value: "9223372036854775807": is more than Stowage can count; at most 9P`,
+	}, {
+		name: "gpus of 1e400",
+		in:   strings.Replace(deployment, "nvidia.com/gpu: 1", `nvidia.com/gpu: "1e400"`, 1),
+		want: `spec.template.spec.containers[0].resources.requests[nvidia.com/gpu]: Invalid value: "10e399": is more than Stowage can count`,
+	}, {
+		name: "negative memory",
+		in:   "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, resources: {requests: {memory: -1Gi}}}]}\n",
+		want: `pods.yaml: document 1 (Pod default/p): spec.containers[0].resources.requests[memory]: Invalid value: "-1Gi": must not be negative`,
+	}, {
+		name: "containers adding up beyond the bound",
+		in:   "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, resources: {requests: {memory: 5P}}}, {name: d, resources: {requests: {memory: 5P}}}]}\n",
+		want: `pods.yaml: document 1 (Pod default/p): spec: Invalid value: "10P memory": the containers' requests add up to more than Stowage can count`,
+	}, {
+		// Issue 10 #12.
+		name: "unquoted .inf names its field",
+		in:   strings.Replace(deployment, "cpu: 500m", "cpu: .inf", 1),
+		want: `pods.yaml: document 1: spec.template.spec.containers[0].resources.requests.cpu: .inf is not a number Kubernetes accepts; quote it if it is meant as text`,
+	}, {
+		name: "duplicate pod",
+		in:   "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default}\nspec: {containers: [{name: c}]}\n",
+		want: `pods.yaml: document 2 (Pod default/p): metadata.name: duplicate: Pod default/p is already defined at pods.yaml: document 1 (Pod default/p)`,
+	}, {
+		name: "pods of two workloads with one name",
+		in:   deployment + "---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: web}\nspec: {template: {spec: {containers: [{name: c}]}}}\n",
+		want: `pods.yaml: document 2 (StatefulSet default/web): metadata.name: pod default/web-0 is also made by pods.yaml: document 1 (Deployment default/web); rename one of them`,
+	}, {
+		name: "duplicate nodepool",
+		in:   "apiVersion: stowage.dev/v1\nkind: NodePool\nmetadata: {name: gpu}\nspec: {template: {spec: {}}}\n---\napiVersion: stowage.dev/v1\nkind: NodePool\nmetadata: {name: gpu}\nspec: {template: {spec: {}}}\n",
+		want: `pods.yaml: document 2 (NodePool gpu): metadata.name: duplicate: NodePool gpu is already defined at pods.yaml: document 1 (NodePool gpu)`,
+	}, {
+		name: "gang size zero",
+		in:   strings.Replace(deployment, "labels: {app: web}", "labels: {app: web, stowage.dev/pod-group: train, stowage.dev/pod-group-size: \"0\"}", 1),
+		want: `pods.yaml: document 1 (Deployment default/web): spec.template.metadata.labels[stowage.dev/pod-group-size]: Invalid value: "0": must be a positive integer`,
+	}, {
+		name: "gang without a size",
+		in:   strings.Replace(deployment, "labels: {app: web}", "labels: {app: web, stowage.dev/pod-group: train}", 1),
+		want: `spec.template.metadata.labels[stowage.dev/pod-group-size]: Required value: a pod group needs its size`,
+	}, {
+		name: "nodepool taint effect Bogus",
+		in:   "apiVersion: stowage.dev/v1\nkind: NodePool\nmetadata: {name: gpu}\nspec: {template: {spec: {taints: [{key: gpu, effect: Bogus}]}}}\n",
+		want: `pods.yaml: document 1 (NodePool gpu): spec.template.spec.taints[0].effect: Unsupported value: "Bogus"`,
+	}, {
+		name: "nodepool expireAfter Go cannot hold",
+		in:   "apiVersion: stowage.dev/v1\nkind: NodePool\nmetadata: {name: gpu}\nspec: {template: {spec: {expireAfter: 99999999999999h}}}\n",
+		want: `pods.yaml: document 1 (NodePool gpu): spec.template.spec.expireAfter: Invalid value: "99999999999999h"`,
 	}, {
 		name: "wrong type names the field",
 		in:   strings.Replace(deployment, "replicas: 3", "replicas: three", 1),
@@ -336,15 +401,18 @@ func TestLoadDirectory(t *testing.T) {
 	}
 }
 
-func TestExpandedPodsAreIndependent(t *testing.T) {
+func TestExpandedPods(t *testing.T) {
 	s, err := Decode("d.yaml", []byte(deployment))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Pods[0].Labels["app"] = "changed"
-	s.Pods[0].Spec.Containers[0].Name = "changed"
-	if s.Pods[1].Labels["app"] != "web" || s.Pods[1].Spec.Containers[0].Name != "c" {
-		t.Error("pods expanded from one template share labels or spec")
+	if s.Pods[1].Labels["app"] != "web" {
+		t.Error("pods expanded from one template share labels")
+	}
+	// The spec is shared, so memory does not grow with replicas times spec size.
+	if &s.Pods[0].Spec.Containers[0] != &s.Pods[1].Spec.Containers[0] {
+		t.Error("replicas hold copies of the template's containers")
 	}
 	if s.Pods[0].UID == s.Pods[1].UID {
 		t.Error("pods share a UID")
@@ -371,4 +439,88 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestUnknownFieldsAsWarnings(t *testing.T) {
+	in := strings.Replace(deployment, "      containers:", "      nodeSelecter: {a: b}\n      containers:", 1)
+	l := NewLoader(Options{AllowUnknownFields: true})
+	if err := l.Decode("w.yaml", strings.NewReader(in)); err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	s := l.Set()
+	want := `w.yaml: document 1 (Deployment default/web): spec.template.spec.nodeSelecter: unknown field; ignored`
+	if len(s.Pods) != 3 || len(s.Warnings) != 1 || s.Warnings[0] != want {
+		t.Errorf("got %d pods and warnings %q; want 3 pods and %q", len(s.Pods), s.Warnings, want)
+	}
+}
+
+// Issue 10 #5: 50 Deployments of 200,000 replicas in a 14 KB file took 6 GB.
+// The total cap stops it at the first Deployment past the limit, having
+// expanded no more pods than the limit.
+func TestPodCapBoundsMemory(t *testing.T) {
+	var b strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&b, "---\n%s", strings.NewReplacer("name: web", fmt.Sprintf("name: web-%d", i), "replicas: 3", "replicas: 200000").Replace(deployment))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	l := NewLoader(Options{MaxPods: 1000})
+	err := l.Decode("bomb.yaml", strings.NewReader(b.String()))
+	runtime.ReadMemStats(&after)
+	want := "bomb.yaml: document 1 (Deployment default/web-0): spec.replicas: 200000 more pods would make 200000 in all, more than the limit of 1000 (--max-pods raises it)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Decode: got %v, want %q", err, want)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+		t.Errorf("decoding allocated %d MiB before refusing; want it refused before expanding", alloc>>20)
+	}
+
+	l = NewLoader(Options{MaxPods: 6})
+	if err := l.Decode("a.yaml", strings.NewReader(deployment)); err != nil {
+		t.Fatal(err)
+	}
+	// The cap counts pods across files.
+	err = l.Decode("b.yaml", strings.NewReader(strings.Replace(deployment, "name: web", "name: api", 1)))
+	if err != nil {
+		t.Fatalf("6 pods with a cap of 6: %v", err)
+	}
+	err = l.Decode("c.yaml", strings.NewReader("apiVersion: v1\nkind: Pod\nmetadata: {name: one-more}\nspec: {containers: [{name: c}]}\n"))
+	if err == nil || !strings.Contains(err.Error(), "c.yaml: document 1 (Pod default/one-more): 1 more pods would make 7 in all, more than the limit of 6") {
+		t.Errorf("the 7th pod: got %v", err)
+	}
+}
+
+func TestGangWarnings(t *testing.T) {
+	gang := func(name string, replicas, size int) string {
+		return strings.NewReplacer("name: web", "name: "+name, "replicas: 3", fmt.Sprintf("replicas: %d", replicas),
+			"labels: {app: web}", fmt.Sprintf("labels: {app: web, stowage.dev/pod-group: %s, stowage.dev/pod-group-size: \"%d\"}", name, size)).Replace(deployment)
+	}
+	s, err := Decode("g.yaml", []byte(gang("big", 4, 2)+"---\n"+gang("short", 1, 3)+"---\n"+gang("exact", 2, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`g.yaml: document 1 (Deployment default/big): gang default/big has 4 pods but stowage.dev/pod-group-size says 2: it is planned as soon as any 2 of them fit, and the rest are planned as they fit`,
+		`g.yaml: document 2 (Deployment default/short): gang default/short has 1 pods but stowage.dev/pod-group-size says 3: none of them is planned until all 3 exist`,
+	}
+	if diff := cmp.Diff(want, s.Warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}
+
+func TestFilesSummary(t *testing.T) {
+	l := NewLoader(Options{})
+	for name, in := range map[string]string{"empty.yaml": "# nothing\n---\n", "pods.yaml": deployment} {
+		if err := l.Decode(name, strings.NewReader(in)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]int{}
+	for _, f := range l.Set().Files {
+		got[f.Name] = f.Objects
+	}
+	if diff := cmp.Diff(map[string]int{"empty.yaml": 0, "pods.yaml": 1}, got); diff != "" {
+		t.Errorf("files (-want +got):\n%s", diff)
+	}
 }

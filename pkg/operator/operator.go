@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
@@ -30,6 +31,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/garbagecollection"
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/lifecycle"
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/podevents"
+	poolvalidation "github.com/stowage-k8s/stowage/pkg/controllers/nodepool/validation"
 	"github.com/stowage-k8s/stowage/pkg/controllers/provisioning"
 	"github.com/stowage-k8s/stowage/pkg/controllers/termination"
 	"github.com/stowage-k8s/stowage/pkg/cost"
@@ -125,14 +127,24 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 	if err != nil {
 		return nil, err
 	}
+	metrics := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if o.MetricsSecure {
+		// A self-signed certificate unless one is mounted; callers are
+		// checked with TokenReview and SubjectAccessReview (GET /metrics).
+		metrics.SecureServing = true
+		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
 	mgr, err := manager.New(restConfig, manager.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                       metrics,
 		HealthProbeBindAddress:        o.HealthProbeAddr,
 		LeaderElection:                o.LeaderElection,
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       leaderElectionNamespace(o),
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &o.LeaseDuration,
+		RenewDeadline:                 &o.RenewDeadline,
+		RetryPeriod:                   &o.RetryPeriod,
 		GracefulShutdownTimeout:       &o.GracefulShutdownTimeout,
 	})
 	if err != nil {
@@ -197,6 +209,11 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 		nodeclaimdisruption.NewController(nodeclaimdisruption.Deps{
 			Client: mgr.GetClient(), CloudProvider: provider, Clock: cfg.clock,
 			Options: nodeclaimdisruption.Options{SkipNameValidation: cfg.skipNameVal},
+		}),
+		// Reports the pools provisioning and disruption skip as invalid.
+		poolvalidation.NewController(poolvalidation.Deps{
+			Client: mgr.GetClient(), Clock: cfg.clock, Recorder: recorder,
+			Options: poolvalidation.Options{SkipNameValidation: cfg.skipNameVal},
 		}),
 	}
 	controllers = append(controllers, cost.NewController(cost.Deps{Clock: cfg.clock, Pricer: cfg.pricer, Interval: o.CostInterval}))

@@ -18,6 +18,8 @@ const EnvPrefix = "STOWAGE_"
 // DefaultOptions.
 type Options struct {
 	// CloudProvider names the provider to run, a key of the provider registry.
+	// It has no default: a controller that forgot it must not run the fake
+	// cloud and create Nodes with no machine behind them.
 	CloudProvider string
 	// ClusterName tags every machine Stowage launches, so clusters sharing a
 	// cloud account never touch each other's machines.
@@ -27,6 +29,10 @@ type Options struct {
 	BatchMaxDuration  time.Duration
 	// MetricsAddr serves Prometheus metrics; "0" disables it.
 	MetricsAddr string
+	// MetricsSecure serves metrics over HTTPS behind controller-runtime's
+	// authentication and authorization filter: a scraper needs a token
+	// allowed to GET /metrics (the chart turns it on).
+	MetricsSecure bool
 	// HealthProbeAddr serves /healthz and /readyz; "0" disables it.
 	HealthProbeAddr string
 	// LeaderElection makes replicas elect one leader that decides and launches.
@@ -34,6 +40,11 @@ type Options struct {
 	// LeaderElectionNamespace holds the lease. Default: the pod's namespace
 	// in a cluster, else "default".
 	LeaderElectionNamespace string
+	// LeaseDuration, RenewDeadline and RetryPeriod time leader election:
+	// a new leader takes over at most LeaseDuration after the old one died.
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
 	// LogLevel is debug, info or error, or a logr verbosity such as 2.
 	LogLevel string
 	// LogFormat is json or console; empty picks json in a cluster and console elsewhere.
@@ -59,13 +70,15 @@ type Options struct {
 // DefaultOptions are the options of a production install.
 func DefaultOptions() Options {
 	return Options{
-		CloudProvider:           "fake",
 		ClusterName:             "stowage",
 		BatchIdleDuration:       provisioning.DefaultBatchIdleDuration,
 		BatchMaxDuration:        provisioning.DefaultBatchMaxDuration,
 		MetricsAddr:             ":8080",
 		HealthProbeAddr:         ":8081",
 		LeaderElection:          true,
+		LeaseDuration:           15 * time.Second,
+		RenewDeadline:           10 * time.Second,
+		RetryPeriod:             2 * time.Second,
 		LogLevel:                "info",
 		GracefulShutdownTimeout: 30 * time.Second,
 		Disruption:              true,
@@ -78,17 +91,25 @@ func DefaultOptions() Options {
 
 // AddFlags registers a flag for every option, defaulting to o's values.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.CloudProvider, "cloud-provider", o.CloudProvider, "cloud provider to buy machines from")
+	fs.StringVar(&o.CloudProvider, "cloud-provider", o.CloudProvider,
+		"required: the cloud to buy machines from, e.g. aws; fake runs simulated machines for tests and demos")
 	fs.StringVar(&o.ClusterName, "cluster-name", o.ClusterName, "name tagging every machine this cluster's Stowage launches")
 	fs.DurationVar(&o.BatchIdleDuration, "batch-idle-duration", o.BatchIdleDuration,
 		"close a provisioning batch once no new pending pod arrived for this long")
 	fs.DurationVar(&o.BatchMaxDuration, "batch-max-duration", o.BatchMaxDuration,
 		"close a provisioning batch this long after it opened")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", o.MetricsAddr, `address of the Prometheus metrics endpoint; "0" disables it`)
+	fs.BoolVar(&o.MetricsSecure, "metrics-secure", o.MetricsSecure,
+		"serve metrics over HTTPS to callers whose token may GET /metrics (authenticated and authorized by the API server)")
 	fs.StringVar(&o.HealthProbeAddr, "health-probe-bind-address", o.HealthProbeAddr, `address of /healthz and /readyz; "0" disables it`)
 	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "elect a leader among replicas; only the leader decides and launches")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", o.LeaderElectionNamespace,
 		"namespace of the leader election lease (default: the pod's namespace)")
+	fs.DurationVar(&o.LeaseDuration, "leader-election-lease-duration", o.LeaseDuration,
+		"how long a leader's lease lasts; a standby takes over at most this long after the leader dies")
+	fs.DurationVar(&o.RenewDeadline, "leader-election-renew-deadline", o.RenewDeadline,
+		"how long the leader keeps trying to renew its lease before it stops leading")
+	fs.DurationVar(&o.RetryPeriod, "leader-election-retry-period", o.RetryPeriod, "how often candidates try to take or renew the lease")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "debug, info, error, or a verbosity such as 2")
 	fs.StringVar(&o.LogFormat, "log-format", o.LogFormat, "json or console (default: json in a cluster, console elsewhere)")
 	fs.DurationVar(&o.GracefulShutdownTimeout, "graceful-shutdown-timeout", o.GracefulShutdownTimeout,
@@ -130,7 +151,8 @@ func EnvName(flag string) string {
 func (o Options) Validate() error {
 	switch {
 	case o.CloudProvider == "":
-		return fmt.Errorf("--cloud-provider must be set")
+		return fmt.Errorf("--cloud-provider is required (%s): the cloud to buy machines from, e.g. aws; "+
+			"fake runs simulated machines and belongs in tests and demos only", EnvName("cloud-provider"))
 	case o.ClusterName == "":
 		return fmt.Errorf("--cluster-name must be set")
 	case o.BatchIdleDuration <= 0:
@@ -143,6 +165,9 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--kube-client-qps must be positive, got %g", o.KubeClientQPS)
 	case o.KubeClientBurst < 1:
 		return fmt.Errorf("--kube-client-burst must be at least 1, got %d", o.KubeClientBurst)
+	case o.LeaderElection && (o.RetryPeriod <= 0 || o.RenewDeadline <= o.RetryPeriod || o.LeaseDuration <= o.RenewDeadline):
+		return fmt.Errorf("leader election needs 0 < --leader-election-retry-period (%s) < --leader-election-renew-deadline (%s) < --leader-election-lease-duration (%s)",
+			o.RetryPeriod, o.RenewDeadline, o.LeaseDuration)
 	case o.LogFormat != "" && o.LogFormat != "json" && o.LogFormat != "console":
 		return fmt.Errorf("--log-format must be json or console, got %q", o.LogFormat)
 	}

@@ -84,8 +84,10 @@ func TestValidate(t *testing.T) {
 		mutate  func(*Options)
 		wantErr string
 	}{
-		{"defaults are valid", func(*Options) {}, ""},
-		{"no provider", func(o *Options) { o.CloudProvider = "" }, "--cloud-provider"},
+		{"a provider is all a valid configuration needs", func(*Options) {}, ""},
+		{"no provider", func(o *Options) { o.CloudProvider = "" }, "--cloud-provider is required"},
+		{"lease shorter than the renew deadline", func(o *Options) { o.LeaseDuration = 5 * time.Second }, "--leader-election-lease-duration"},
+		{"no leader election, no lease checks", func(o *Options) { o.LeaderElection, o.RetryPeriod = false, 0 }, ""},
 		{"no cluster name", func(o *Options) { o.ClusterName = "" }, "--cluster-name"},
 		{"zero idle", func(o *Options) { o.BatchIdleDuration = 0 }, "--batch-idle-duration"},
 		{"max below idle", func(o *Options) { o.BatchMaxDuration = 500 * time.Millisecond }, "--batch-max-duration"},
@@ -98,6 +100,7 @@ func TestValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := DefaultOptions()
+			o.CloudProvider = "fake"
 			tt.mutate(&o)
 			err := o.Validate()
 			if tt.wantErr == "" {
@@ -131,5 +134,15 @@ func TestNewLoggerFormats(t *testing.T) {
 		if !strings.Contains(out, "hello") || strings.Contains(out, "hidden") {
 			t.Errorf("format %s wrote %q, want only the info line", format, out)
 		}
+	}
+}
+
+// Issue 10 #9: forgetting --cloud-provider must not run the fake cloud.
+func TestNoDefaultCloud(t *testing.T) {
+	if p := DefaultOptions().CloudProvider; p != "" {
+		t.Errorf("DefaultOptions().CloudProvider = %q; there must be no default cloud", p)
+	}
+	if err := DefaultOptions().Validate(); err == nil || !strings.Contains(err.Error(), "--cloud-provider is required") {
+		t.Errorf("Validate() of the defaults = %v, want --cloud-provider is required", err)
 	}
 }

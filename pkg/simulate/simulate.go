@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -53,6 +54,25 @@ type Options struct {
 // ErrNoPods is returned when the manifests contain nothing to place.
 var ErrNoPods = errors.New("no pods to place: the manifests hold no Pods, Deployments, ReplicaSets, StatefulSets or Jobs")
 
+// noPods says what each file held, so an empty or mistaken file is named.
+func noPods(set *manifest.Set) error {
+	if set == nil || len(set.Files) == 0 {
+		return ErrNoPods
+	}
+	parts := make([]string, 0, len(set.Files))
+	for _, f := range set.Files {
+		switch f.Objects {
+		case 0:
+			parts = append(parts, f.Name+" is empty")
+		case 1:
+			parts = append(parts, f.Name+" holds 1 object but no pods")
+		default:
+			parts = append(parts, fmt.Sprintf("%s holds %d objects but no pods", f.Name, f.Objects))
+		}
+	}
+	return fmt.Errorf("%w (%s)", ErrNoPods, strings.Join(parts, "; "))
+}
+
 // Run simulates provisioning for in.
 func Run(ctx context.Context, in Input, opts Options) (*Report, error) {
 	if opts.Solve == nil {
@@ -62,7 +82,7 @@ func Run(ctx context.Context, in Input, opts Options) (*Report, error) {
 		opts.Clock = clock.RealClock{}
 	}
 	if in.Manifests == nil || len(in.Manifests.Pods) == 0 {
-		return nil, ErrNoPods
+		return nil, noPods(in.Manifests)
 	}
 	snap, err := BuildSnapshot(in)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"slices"
 	"strings"
@@ -342,11 +343,17 @@ func TestRunJSON(t *testing.T) {
 
 func TestRunErrors(t *testing.T) {
 	clk := testingclock.NewFakePassiveClock(time.Unix(0, 0))
-	if _, err := Run(context.Background(), Input{Manifests: &manifest.Set{}, Catalog: testCatalog()}, Options{Solve: packAll(clk, "")}); err != ErrNoPods {
+	if _, err := Run(context.Background(), Input{Manifests: &manifest.Set{}, Catalog: testCatalog()}, Options{Solve: packAll(clk, "")}); !errors.Is(err, ErrNoPods) {
 		t.Errorf("Run with no pods = %v, want ErrNoPods", err)
 	}
+	// Issue 10 #12: an empty file is named.
+	files := &manifest.Set{Files: []manifest.File{{Name: "empty.yaml"}, {Name: "pools.yaml", Objects: 2}}}
+	_, err := Run(context.Background(), Input{Manifests: files, Catalog: testCatalog()}, Options{Solve: packAll(clk, "")})
+	if want := "(empty.yaml is empty; pools.yaml holds 2 objects but no pods)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Run with an empty file = %v, want it to say %q", err, want)
+	}
 	failing := func(context.Context, *solver.Snapshot) (*solver.Plan, error) { return nil, context.DeadlineExceeded }
-	_, err := Run(context.Background(), Input{Manifests: &manifest.Set{Pods: []*corev1.Pod{pod("a", nil)}}, Catalog: testCatalog()}, Options{Solve: failing})
+	_, err = Run(context.Background(), Input{Manifests: &manifest.Set{Pods: []*corev1.Pod{pod("a", nil)}}, Catalog: testCatalog()}, Options{Solve: failing})
 	if err == nil || !strings.Contains(err.Error(), "solving 1 pods") {
 		t.Errorf("Run with a failing solver = %v, want a wrapped error", err)
 	}

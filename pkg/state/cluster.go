@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/clock"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/validation"
 )
 
 // DefaultNominationTTL is how long a nomination lasts once its target node is
@@ -43,6 +44,8 @@ type Cluster struct {
 	// claims and pools by name.
 	claims map[string]*v1.NodeClaim
 	pools  map[string]*v1.NodePool
+	// invalidPools names the pools pkg/validation rejects.
+	invalidPools map[string]bool
 	// nominations by pod UID, and the UIDs nominated to each target.
 	nominations map[types.UID]nomination
 	byTarget    map[string]map[types.UID]struct{}
@@ -85,6 +88,7 @@ func NewCluster(clk clock.Clock, opts ...Option) *Cluster {
 		podsByNode:    map[string]map[types.NamespacedName]struct{}{},
 		claims:        map[string]*v1.NodeClaim{},
 		pools:         map[string]*v1.NodePool{},
+		invalidPools:  map[string]bool{},
 		nominations:   map[types.UID]nomination{},
 		byTarget:      map[string]map[types.UID]struct{}{},
 
@@ -255,11 +259,19 @@ func (c *Cluster) unindexClaimLocked(claim *v1.NodeClaim) {
 	unsetIndex(c.claimByNodeName, claim.Status.NodeName, claim.Name)
 }
 
-// UpdateNodePool records a NodePool's latest state.
+// UpdateNodePool records a NodePool's latest state. A pool that does not
+// validate is recorded as invalid: NodePools leaves it out, so it is never
+// planned on (the nodepool.validation controller reports it).
 func (c *Cluster) UpdateNodePool(pool *v1.NodePool) {
+	invalid := len(validation.NodePool(pool)) > 0
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pools[pool.Name] = pool
+	if invalid {
+		c.invalidPools[pool.Name] = true
+	} else {
+		delete(c.invalidPools, pool.Name)
+	}
 }
 
 // DeleteNodePool forgets a NodePool.
@@ -267,16 +279,17 @@ func (c *Cluster) DeleteNodePool(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.pools, name)
+	delete(c.invalidPools, name)
 }
 
-// NodePools returns the pools that are not being deleted, highest weight
-// first, then by name, so decisions are deterministic.
+// NodePools returns the valid pools that are not being deleted, highest
+// weight first, then by name, so decisions are deterministic.
 func (c *Cluster) NodePools() []*v1.NodePool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	out := make([]*v1.NodePool, 0, len(c.pools))
 	for _, p := range c.pools {
-		if p.DeletionTimestamp == nil {
+		if p.DeletionTimestamp == nil && !c.invalidPools[p.Name] {
 			out = append(out, p)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,6 +72,12 @@ type Options struct {
 	// Image is what new machines boot. Default: ImageID. SetImage changes
 	// it, and machines running another image then report drift.
 	Image string
+	// Faults are random capacity errors and lost launch responses.
+	Faults Faults
+	// ControlInterval is how often Start reads interruptions and prices
+	// requested from other processes (see RequestInterruption). Default
+	// DefaultControlInterval.
+	ControlInterval time.Duration
 }
 
 // Reservation is a block of reserved capacity for one instance type in one zone.
@@ -114,6 +121,10 @@ type Cloud struct {
 	wg       sync.WaitGroup
 
 	events chan cloudprovider.InterruptionEvent
+
+	faults          Faults
+	rand            *rand.Rand // guarded by mu
+	controlInterval time.Duration
 
 	// registered, when set by tests, receives the ID of each Node registered
 	// by a delayed registration.
@@ -160,6 +171,15 @@ func New(opts Options) (*Cloud, error) {
 	if opts.Image == "" {
 		opts.Image = ImageID
 	}
+	if err := opts.Faults.validate(); err != nil {
+		return nil, err
+	}
+	if opts.Faults.Seed == 0 {
+		opts.Faults.Seed = opts.Clock.Now().UnixNano()
+	}
+	if opts.ControlInterval <= 0 {
+		opts.ControlInterval = DefaultControlInterval
+	}
 	c := &Cloud{
 		client:      opts.Client,
 		reader:      opts.APIReader,
@@ -175,6 +195,10 @@ func New(opts Options) (*Cloud, error) {
 		pending:     map[string]chan struct{}{},
 		stopping:    make(chan struct{}),
 		events:      make(chan cloudprovider.InterruptionEvent, 1024),
+
+		faults:          opts.Faults,
+		rand:            rand.New(rand.NewPCG(uint64(opts.Faults.Seed), 0)), //nolint:gosec // fault injection, not security
+		controlInterval: opts.ControlInterval,
 	}
 	for i, it := range opts.Catalog.InstanceTypes {
 		if it == nil || it.Name == "" {
@@ -291,6 +315,11 @@ func (c *Cloud) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeClaim,
 	if err := c.scheduleRegistration(ctx, inst); err != nil {
 		return nil, err
 	}
+	if c.roll(c.faults.LostLaunchRate) {
+		// The machine exists and boots; only the caller does not know.
+		log.FromContext(ctx).Info("fake cloud injected a lost launch response", "nodeclaim", claim.Name, "instance", inst.ID)
+		return nil, ErrLaunchResponseLost
+	}
 	return c.launched(claim, inst), nil
 }
 
@@ -314,6 +343,11 @@ func (c *Cloud) launch(ctx context.Context, claim *v1.NodeClaim, id, token strin
 		}
 		price, reservation, ok := c.offer(it, choice, used)
 		if !ok || c.isFailing(oid) || c.unavailable.IsUnavailable(oid) {
+			ice = append(ice, oid)
+			continue
+		}
+		if c.roll(c.faults.CapacityErrorRate) {
+			log.FromContext(ctx).Info("fake cloud injected a capacity error", "nodeclaim", claim.Name, "offering", oid.String())
 			ice = append(ice, oid)
 			continue
 		}

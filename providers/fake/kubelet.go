@@ -36,6 +36,11 @@ func (c *Cloud) Start(ctx context.Context) error {
 	if err := c.RegisterMissing(ctx); err != nil {
 		return err
 	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.control(ctx)
+	}()
 	<-ctx.Done()
 	c.Stop()
 	return nil

@@ -52,6 +52,14 @@ var e2eLogOnce sync.Once
 // e2eStart starts a control plane and the operator; both stop when the test ends.
 func e2eStart(t *testing.T, o e2eOptions) *e2eCluster {
 	t.Helper()
+	cp := controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, Kwok: true, CRDs: true})
+	return e2eStartOperator(t, cp, o)
+}
+
+// e2eStartOperator runs the operator against a running control plane, for
+// tests that set the cluster up before the operator starts.
+func e2eStartOperator(t *testing.T, cp *controlplane.ControlPlane, o e2eOptions) *e2eCluster {
+	t.Helper()
 	e2eLogOnce.Do(func() {
 		out := io.Discard
 		if testing.Verbose() {
@@ -65,7 +73,6 @@ func e2eStart(t *testing.T, o e2eOptions) *e2eCluster {
 		}
 		log.SetLogger(logger)
 	})
-	cp := controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, Kwok: true, CRDs: true})
 	ec := &e2eCluster{cp: cp, c: cp.Client}
 
 	opts := operator.DefaultOptions()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,12 +21,15 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
@@ -134,11 +138,32 @@ func testControllerWithChartRBAC(t *testing.T, cp *controlplane.ControlPlane) {
 		t.Fatalf("reading NodeClaim %q of node %s: %v", claimName, node.Name, err)
 	}
 
-	metricsURL := "http://" + metricsAddr + "/metrics"
+	// The chart serves metrics over HTTPS to callers allowed GET /metrics.
+	if env := chartEnv(container); !slices.Contains(env, "STOWAGE_METRICS_SECURE=true") {
+		t.Fatalf("the chart does not turn on secure metrics: %v", env)
+	}
+	metricsURL := "https://" + metricsAddr + "/metrics"
+	prometheus := metricsToken(t, c, "monitoring", "prometheus", "stowage-metrics-reader")
+	stranger := metricsToken(t, c, "monitoring", "stranger", "")
+	for _, tc := range []struct {
+		who, token string
+		want       int
+	}{{"no token", "", http.StatusUnauthorized}, {"a token without the metrics-reader role", stranger, http.StatusForbidden}} {
+		eventually(t, ctrl, "/metrics to refuse "+tc.who, func(ctx context.Context) (bool, error) {
+			code, err := metricsStatus(ctx, metricsURL, tc.token)
+			if err != nil {
+				return false, err
+			}
+			if code != tc.want {
+				return false, fmt.Errorf("status %d, want %d", code, tc.want)
+			}
+			return true, nil
+		})
+	}
 	var families map[string]*dto.MetricFamily
 	eventually(t, ctrl, "/metrics to serve every metric due after provisioning", func(ctx context.Context) (bool, error) {
 		var err error
-		if families, err = scrape(ctx, metricsURL); err != nil {
+		if families, err = scrape(ctx, metricsURL, prometheus); err != nil {
 			return false, err
 		}
 		if missing := missingMetrics(docs, families, afterProvisioning); len(missing) > 0 {
@@ -206,7 +231,7 @@ func testControllerWithChartRBAC(t *testing.T, cp *controlplane.ControlPlane) {
 	})
 	eventually(t, ctrl, "/metrics to serve every metric due after termination", func(ctx context.Context) (bool, error) {
 		var err error
-		if families, err = scrape(ctx, metricsURL); err != nil {
+		if families, err = scrape(ctx, metricsURL, prometheus); err != nil {
 			return false, err
 		}
 		if missing := missingMetrics(docs, families, afterTermination); len(missing) > 0 {
@@ -455,4 +480,44 @@ func httpOK(ctx context.Context, url string) (bool, error) {
 		return false, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return true, nil
+}
+
+// metricsToken makes a service account, binds it to clusterRole unless that
+// is empty, and returns a token for it, as a Prometheus in the cluster has.
+func metricsToken(t *testing.T, c client.Client, namespace, name, clusterRole string) string {
+	t.Helper()
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+	if err := c.Create(ctx, sa); err != nil {
+		t.Fatalf("creating service account %s/%s: %v", namespace, name, err)
+	}
+	if clusterRole != "" {
+		binding := &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: name + "-" + clusterRole},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterRole},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: namespace, Name: name}},
+		}
+		if err := c.Create(ctx, binding); err != nil {
+			t.Fatalf("binding %s to %s: %v", name, clusterRole, err)
+		}
+	}
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}
+	if err := c.SubResource("token").Create(ctx, sa, tr); err != nil {
+		t.Fatalf("requesting a token for %s/%s: %v", namespace, name, err)
+	}
+	return tr.Status.Token
+}
+
+// metricsStatus returns the status code of GET url with token.
+func metricsStatus(ctx context.Context, url, token string) (int, error) {
+	resp, err := metricsGet(ctx, url, token)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -185,7 +186,9 @@ var metricExpectations = map[string]metricExpectation{
 	"stowage_solver_duration_seconds":              {when: afterProvisioning},
 	"stowage_nodeclaims_created_total":             {when: afterProvisioning},
 	// A plain counter: served at zero from the start.
-	"stowage_nominations_lapsed_total":                 {when: afterProvisioning},
+	"stowage_nominations_lapsed_total": {when: afterProvisioning},
+	// Set for every pool the validation controller sees, 0 when valid.
+	"stowage_nodepool_invalid":                         {when: afterProvisioning},
 	"stowage_nodeclaims_launched_total":                {when: afterProvisioning},
 	"stowage_nodeclaims_registered_total":              {when: afterProvisioning},
 	"stowage_nodeclaims_initialized_total":             {when: afterProvisioning},
@@ -363,13 +366,9 @@ func TestMetricExpectationsCoverDocs(t *testing.T) {
 	}
 }
 
-// scrape fetches and parses a Prometheus text endpoint.
-func scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
+// scrape fetches and parses a Prometheus text endpoint with a bearer token.
+func scrape(ctx context.Context, url, token string) (map[string]*dto.MetricFamily, error) {
+	resp, err := metricsGet(ctx, url, token)
 	if err != nil {
 		return nil, fmt.Errorf("scraping %s: %w", url, err)
 	}
@@ -383,6 +382,22 @@ func scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, erro
 		return nil, fmt.Errorf("parsing metrics from %s: %w", url, err)
 	}
 	return families, nil
+}
+
+// metricsClient skips verifying the controller's self-signed certificate,
+// as the chart's ServiceMonitor does.
+var metricsClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // self-signed, loopback only
+
+// metricsGet sends GET url with token as a bearer token, if any.
+func metricsGet(ctx context.Context, url, token string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return metricsClient.Do(req)
 }
 
 // missingMetrics returns the documented metrics due by phase that the

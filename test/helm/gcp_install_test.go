@@ -76,8 +76,10 @@ func TestInstallGCPIntoControlPlane(t *testing.T) {
 		}
 		return conditions.IsTrue(nc.Status.Conditions, gcpv1.ConditionReady), nil
 	})
+	// The chart serves metrics to tokens allowed GET /metrics, over HTTPS.
+	token := metricsToken(t, c, "monitoring", "gcp-prometheus", "stowage-metrics-reader")
 	eventually(t, ctrl, "/metrics to say prices come from the Billing API", func(ctx context.Context) (bool, error) {
-		families, err := scrape(ctx, "http://"+metricsAddr+"/metrics")
+		families, err := scrape(ctx, "https://"+metricsAddr+"/metrics", token)
 		if err != nil {
 			return false, err
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -241,6 +242,9 @@ func TestTemplatePerCloud(t *testing.T) {
 					t.Errorf("env %s = %q, want %q", k, env[k], v)
 				}
 			}
+			if env["STOWAGE_METRICS_SECURE"] != "true" {
+				t.Errorf("metrics must be served behind authentication: STOWAGE_METRICS_SECURE = %q", env["STOWAGE_METRICS_SECURE"])
+			}
 			if env["STOWAGE_LEADER_ELECT"] != "true" {
 				t.Errorf("leader election must be on: STOWAGE_LEADER_ELECT = %q", env["STOWAGE_LEADER_ELECT"])
 			}
@@ -267,6 +271,8 @@ func TestTemplatePerCloud(t *testing.T) {
 				{"", "pods/status", "patch"},
 				{"", "persistentvolumes", "list"},
 				{"storage.k8s.io", "volumeattachments", "watch"},
+				{"authentication.k8s.io", "tokenreviews", "create"},
+				{"authorization.k8s.io", "subjectaccessreviews", "create"},
 			} {
 				if !allows(cr.Rules, want.group, want.resource, want.verb) {
 					t.Errorf("ClusterRole does not allow %s %s/%s", want.verb, want.group, want.resource)
@@ -288,6 +294,10 @@ func TestTemplatePerCloud(t *testing.T) {
 			if got, want := allows(cr.Rules, "", "nodes", "create"), tt.cloud == "fake"; got != want {
 				t.Errorf("ClusterRole allows creating nodes = %v, want %v (only the fake cloud's kubelet does)", got, want)
 			}
+			reader := into[rbacv1.ClusterRole](t, r, "ClusterRole/stowage-metrics-reader")
+			if len(reader.Rules) != 1 || !slices.Equal(reader.Rules[0].NonResourceURLs, []string{"/metrics"}) || !slices.Equal(reader.Rules[0].Verbs, []string{"get"}) {
+				t.Errorf("metrics-reader ClusterRole rules = %+v, want only GET /metrics", reader.Rules)
+			}
 			role := into[rbacv1.Role](t, r, "Role/stowage/stowage")
 			if !allows(role.Rules, "coordination.k8s.io", "leases", "update") {
 				t.Errorf("Role in the release namespace does not allow updating leases")
@@ -301,12 +311,26 @@ func TestTemplatePerCloud(t *testing.T) {
 }
 
 func TestTemplateOptionalObjects(t *testing.T) {
-	r := render(t, "--set", "clusterName=c", "--set", "metrics.serviceMonitor.enabled=true",
-		"--set", "dashboard.enabled=true", "--set", "image.digest=sha256:"+strings.Repeat("ab", 32))
-	for _, key := range []string{"ServiceMonitor/stowage", "ConfigMap/stowage-dashboard", "Service/stowage-metrics"} {
+	r := render(t, "--set", "cloud=fake", "--set", "clusterName=c", "--set", "metrics.serviceMonitor.enabled=true",
+		"--set", "dashboard.enabled=true", "--set", "image.digest=sha256:"+strings.Repeat("ab", 32),
+		"--set", "networkPolicy.enabled=true", "--set", "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring")
+	for _, key := range []string{"ServiceMonitor/stowage", "ConfigMap/stowage-dashboard", "Service/stowage-metrics", "NetworkPolicy/stowage"} {
 		if _, ok := r[key]; !ok {
 			t.Errorf("%s not rendered; have %v", key, keys(r))
 		}
+	}
+	sm := r["ServiceMonitor/stowage"]
+	endpoints, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	if ep, ok := endpoints[0].(map[string]any); !ok || ep["scheme"] != "https" || ep["bearerTokenFile"] == nil {
+		t.Errorf("ServiceMonitor endpoint %v must scrape over https with the service account's token", endpoints[0])
+	}
+	np := into[networkingv1.NetworkPolicy](t, r, "NetworkPolicy/stowage")
+	if len(np.Spec.Ingress) != 2 || len(np.Spec.Ingress[0].From) != 1 || np.Spec.Ingress[0].From[0].NamespaceSelector == nil ||
+		len(np.Spec.Ingress[1].From) != 0 || np.Spec.Ingress[1].Ports[0].Port.String() != "health" {
+		t.Errorf("NetworkPolicy ingress = %+v; want metrics from the given namespace and health from anywhere", np.Spec.Ingress)
+	}
+	if _, off := render(t, "--set", "cloud=fake", "--set", "clusterName=c")["NetworkPolicy/stowage"]; off {
+		t.Errorf("NetworkPolicy rendered although networkPolicy.enabled is false")
 	}
 	cm := into[corev1.ConfigMap](t, r, "ConfigMap/stowage-dashboard")
 	if cm.Labels["grafana_dashboard"] != "1" {
@@ -327,12 +351,14 @@ func TestValuesRejected(t *testing.T) {
 		set  []string
 		want []string // substrings of helm's error
 	}{
+		// Issue 10 #9: no default cloud, so an install that forgets it fails.
+		{name: "missing cloud", set: []string{"clusterName=c"}, want: []string{"missing property 'cloud'"}},
 		{name: "unknown cloud", set: []string{"clusterName=c", "cloud=ibm"}, want: []string{"/cloud", "'fake', 'aws', 'gcp', 'azure'"}},
-		{name: "missing clusterName", set: nil, want: []string{"/clusterName", "minLength"}},
-		{name: "zero replicas", set: []string{"clusterName=c", "replicas=0"}, want: []string{"/replicas", "minimum"}},
-		{name: "bad duration", set: []string{"clusterName=c", "batch.idleDuration=ten seconds"}, want: []string{"/batch/idleDuration", "does not match pattern"}},
-		{name: "bad log level", set: []string{"clusterName=c", "logging.level=verbose"}, want: []string{"/logging/level"}},
-		{name: "typo in a value name", set: []string{"clusterName=c", "replica=3"}, want: []string{"additional properties 'replica' not allowed"}},
+		{name: "missing clusterName", set: []string{"cloud=fake"}, want: []string{"/clusterName", "minLength"}},
+		{name: "zero replicas", set: []string{"cloud=fake", "clusterName=c", "replicas=0"}, want: []string{"/replicas", "minimum"}},
+		{name: "bad duration", set: []string{"cloud=fake", "clusterName=c", "batch.idleDuration=ten seconds"}, want: []string{"/batch/idleDuration", "does not match pattern"}},
+		{name: "bad log level", set: []string{"cloud=fake", "clusterName=c", "logging.level=verbose"}, want: []string{"/logging/level"}},
+		{name: "typo in a value name", set: []string{"cloud=fake", "clusterName=c", "replica=3"}, want: []string{"additional properties 'replica' not allowed"}},
 		{name: "bad IRSA role", set: []string{"clusterName=c", "cloud=aws", "aws.roleARN=my-role"}, want: []string{"/aws/roleARN"}},
 		{name: "aws without region", set: []string{"clusterName=c", "cloud=aws"}, want: []string{"region is required when cloud is aws"}},
 		{name: "bad interruption queue", set: []string{"clusterName=c", "cloud=aws", "region=us-east-1", "aws.interruptionQueue=stowage-q"}, want: []string{"/aws/interruptionQueue"}},

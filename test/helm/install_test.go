@@ -74,6 +74,8 @@ func testChartRBAC(t *testing.T, c client.Client) {
 		{authorizationv1.ResourceAttributes{Verb: "patch", Group: "stowage.dev", Resource: "nodeclaims", Subresource: "status"}, true},
 		{authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "stowage"}, true},
 		{authorizationv1.ResourceAttributes{Verb: "create", Resource: "configmaps", Namespace: "stowage-fake-cloud"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "create", Group: "authentication.k8s.io", Resource: "tokenreviews"}, true},
+		{authorizationv1.ResourceAttributes{Verb: "create", Group: "authorization.k8s.io", Resource: "subjectaccessreviews"}, true},
 		{authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system"}, false},
 		{authorizationv1.ResourceAttributes{Verb: "get", Resource: "secrets", Namespace: "stowage"}, false},
 		{authorizationv1.ResourceAttributes{Verb: "create", Resource: "configmaps", Namespace: "team-a"}, false},

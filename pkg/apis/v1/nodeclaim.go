@@ -27,6 +27,9 @@ type NodeClaim struct {
 	// +required
 	Spec   NodeClaimSpec   `json:"spec"`
 	Status NodeClaimStatus `json:"status,omitempty"`
+
+	// decodeErr is set when a stored spec did not decode (see DecodeError).
+	decodeErr *DecodeError `json:"-"`
 }
 
 // NodeClaimSpec is what to launch. The spec is immutable once written: a
@@ -46,16 +49,28 @@ type NodeClaimSpec struct {
 	// Resources the pods planned onto this machine request.
 	// +optional
 	Resources ResourceRequirements `json:"resources,omitempty"`
+	// +kubebuilder:validation:MaxItems=50
+	// +kubebuilder:validation:items:XValidation:message="taint key must be a qualified name such as example.com/gpu: an optional DNS subdomain and '/', then at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",rule="self.key.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$')"
+	// +kubebuilder:validation:items:XValidation:message="taint value must be at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",rule="!has(self.value) || self.value.matches('^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$')"
 	// +optional
 	Taints []corev1.Taint `json:"taints,omitempty"`
+	// +kubebuilder:validation:MaxItems=50
+	// +kubebuilder:validation:items:XValidation:message="taint key must be a qualified name such as example.com/gpu: an optional DNS subdomain and '/', then at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",rule="self.key.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$')"
+	// +kubebuilder:validation:items:XValidation:message="taint value must be at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",rule="!has(self.value) || self.value.matches('^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$')"
 	// +optional
 	StartupTaints []corev1.Taint `json:"startupTaints,omitempty"`
 	// +optional
 	NodeClassRef *NodeClassReference `json:"nodeClassRef,omitempty"`
 	// +optional
 	ExpireAfter NillableDuration `json:"expireAfter"`
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="size(self) > 0 && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
 	// +optional
 	TerminationGracePeriod *metav1.Duration `json:"terminationGracePeriod,omitempty"`
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="size(self) > 0 && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
 	// +optional
 	RegistrationTimeout *metav1.Duration `json:"registrationTimeout,omitempty"`
 	// +optional
@@ -80,6 +95,9 @@ type Placement struct {
 
 // ResourceRequirements are the summed requests of the pods planned onto a claim.
 type ResourceRequirements struct {
+	// Requests are quantities from 0 to 9P (9T for cpu).
+	// +kubebuilder:validation:XValidation:message="requests must be quantities from 0 to 9P (9T for cpu)",rule="self.all(k, isQuantity(string(self[k])) && !quantity(string(self[k])).isLessThan(quantity('0')) && quantity(string(self[k])).compareTo(quantity(k == 'cpu' ? '9T' : '9P')) <= 0)"
+	// +kubebuilder:validation:MaxProperties=50
 	// +optional
 	Requests corev1.ResourceList `json:"requests,omitempty"`
 }
@@ -96,6 +114,8 @@ type OfferingChoice struct {
 	// +required
 	CapacityType string `json:"capacityType"`
 	// PricePerHour is the price the solver used, in US dollars, as a decimal string.
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:message="price must be a non-negative decimal number of US dollars such as 1.006",rule="self.matches('^[0-9]{1,9}([.][0-9]{1,12})?$')"
 	// +optional
 	PricePerHour string `json:"pricePerHour,omitempty"`
 	// ReservationID targets a capacity reservation for reserved offerings.
@@ -118,6 +138,8 @@ type NodeClaimStatus struct {
 	// +optional
 	CapacityType string `json:"capacityType,omitempty"`
 	// PricePerHour is the price of the launched offering, in US dollars.
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:message="price must be a non-negative decimal number of US dollars such as 1.006",rule="self.matches('^[0-9]{1,9}([.][0-9]{1,12})?$')"
 	// +optional
 	PricePerHour string `json:"pricePerHour,omitempty"`
 	// +optional

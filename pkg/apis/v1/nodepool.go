@@ -25,6 +25,9 @@ type NodePool struct {
 	// +required
 	Spec   NodePoolSpec   `json:"spec"`
 	Status NodePoolStatus `json:"status,omitempty"`
+
+	// decodeErr is set when a stored spec did not decode (see DecodeError).
+	decodeErr *DecodeError `json:"-"`
 }
 
 // NodePoolSpec is the desired shape of the pool's nodes.
@@ -37,6 +40,9 @@ type NodePoolSpec struct {
 	// +optional
 	Disruption Disruption `json:"disruption"`
 	// Limits caps the total capacity of the pool's nodes, e.g. cpu, memory, nvidia.com/gpu.
+	// Each limit is at least 0 and at most 9P (9T for cpu).
+	// +kubebuilder:validation:XValidation:message="limits must be quantities from 0 to 9P (9T for cpu)",rule="self.all(k, isQuantity(string(self[k])) && !quantity(string(self[k])).isLessThan(quantity('0')) && quantity(string(self[k])).compareTo(quantity(k == 'cpu' ? '9T' : '9P')) <= 0)"
+	// +kubebuilder:validation:MaxProperties=50
 	// +optional
 	Limits Limits `json:"limits,omitempty"`
 	// Weight orders pools: when several pools can hold a pod, the highest weight is tried first.
@@ -60,8 +66,9 @@ type NodeClaimTemplate struct {
 // ObjectMeta is the subset of metadata a template may set on nodes.
 type ObjectMeta struct {
 	// Labels are applied to every node. Keys in the stowage.dev domain are reserved.
+	// +kubebuilder:validation:XValidation:message="label keys must be qualified names: an optional DNS subdomain and '/', then at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",rule="self.all(k, size(k) <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$'))"
+	// +kubebuilder:validation:XValidation:message="label values must be at most 63 characters: empty, or alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",rule="self.all(k, self[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$'))"
 	// +kubebuilder:validation:XValidation:message="labels in the stowage.dev domain are reserved; use requirements to constrain well-known labels",rule="self.all(k, !k.startsWith('stowage.dev/'))"
-	// +kubebuilder:validation:XValidation:message="label values must be at most 63 characters",rule="self.all(k, size(self[k]) <= 63)"
 	// +kubebuilder:validation:MaxProperties=100
 	// +optional
 	Labels map[string]string `json:"labels,omitempty"`
@@ -75,13 +82,20 @@ type NodeClaimTemplateSpec struct {
 	// Requirements constrain the machines the pool may buy, on any node label
 	// (instance type, zone, capacity type, GPU model and count, ...).
 	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:XValidation:message="requirements contradict each other: a key required In a single value also excludes it with NotIn or DoesNotExist",rule="!self.exists(a, a.operator == 'In' && has(a.values) && size(a.values) == 1 && self.exists(b, b.key == a.key && (b.operator == 'DoesNotExist' || (b.operator == 'NotIn' && has(b.values) && a.values[0] in b.values))))"
 	// +optional
 	Requirements []NodeSelectorRequirementWithMinValues `json:"requirements,omitempty"`
 	// Taints are applied to every node of the pool.
+	// +kubebuilder:validation:MaxItems=50
+	// +kubebuilder:validation:items:XValidation:message="taint key must be a qualified name such as example.com/gpu: an optional DNS subdomain and '/', then at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",rule="self.key.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$')"
+	// +kubebuilder:validation:items:XValidation:message="taint value must be at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",rule="!has(self.value) || self.value.matches('^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$')"
 	// +optional
 	Taints []corev1.Taint `json:"taints,omitempty"`
 	// StartupTaints are applied at registration and expected to be removed by
 	// another controller (e.g. the GPU operator) once the node is ready.
+	// +kubebuilder:validation:MaxItems=50
+	// +kubebuilder:validation:items:XValidation:message="taint key must be a qualified name such as example.com/gpu: an optional DNS subdomain and '/', then at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",rule="self.key.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$')"
+	// +kubebuilder:validation:items:XValidation:message="taint value must be at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",rule="!has(self.value) || self.value.matches('^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$')"
 	// +optional
 	StartupTaints []corev1.Taint `json:"startupTaints,omitempty"`
 	// NodeClassRef points to the cloud-specific node class (AMI, subnets, ...).
@@ -93,11 +107,17 @@ type NodeClaimTemplateSpec struct {
 	ExpireAfter NillableDuration `json:"expireAfter"`
 	// TerminationGracePeriod bounds how long a draining node waits for pods
 	// that block eviction (PDBs, do-not-disrupt) before it is deleted anyway.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="size(self) > 0 && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
 	// +optional
 	TerminationGracePeriod *metav1.Duration `json:"terminationGracePeriod,omitempty"`
 	// RegistrationTimeout is how long a launched machine may take to join the
 	// cluster before it is deleted and its pods re-planned. GPU images boot slowly.
 	// +kubebuilder:default="15m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="size(self) > 0 && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
 	// +optional
 	RegistrationTimeout *metav1.Duration `json:"registrationTimeout,omitempty"`
 	// GPU configures how the pool's GPUs are advertised to the scheduler.
@@ -121,6 +141,7 @@ type GPUSharing struct {
 }
 
 // NodeClassReference names a cloud-specific node class object.
+// +kubebuilder:validation:XValidation:message="nodeClassRef must name a node class a provider serves: aws.stowage.dev EC2NodeClass, gcp.stowage.dev GCENodeClass or azure.stowage.dev AKSNodeClass",rule="(self.group == 'aws.stowage.dev' && self.kind == 'EC2NodeClass') || (self.group == 'gcp.stowage.dev' && self.kind == 'GCENodeClass') || (self.group == 'azure.stowage.dev' && self.kind == 'AKSNodeClass')"
 type NodeClassReference struct {
 	// +kubebuilder:validation:MinLength=1
 	// +required
@@ -129,6 +150,7 @@ type NodeClassReference struct {
 	// +required
 	Kind string `json:"kind"`
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	// +required
 	Name string `json:"name"`
 }
@@ -138,7 +160,8 @@ type NodeClassReference struct {
 // types, so spot has room to fall back).
 // +kubebuilder:validation:XValidation:message="operator In requires at least one value",rule="self.operator != 'In' || (has(self.values) && size(self.values) > 0)"
 // +kubebuilder:validation:XValidation:message="operators Exists and DoesNotExist take no values",rule="!(self.operator in ['Exists', 'DoesNotExist']) || !has(self.values) || size(self.values) == 0"
-// +kubebuilder:validation:XValidation:message="operators Gt and Lt take exactly one integer value",rule="!(self.operator in ['Gt', 'Lt']) || (has(self.values) && size(self.values) == 1 && self.values[0].matches('^-?[0-9]+$'))"
+// +kubebuilder:validation:XValidation:message="operators Gt and Lt take exactly one integer value of at most 18 digits",rule="!(self.operator in ['Gt', 'Lt']) || (has(self.values) && size(self.values) == 1 && self.values[0].matches('^-?[0-9]{1,18}$'))"
+// +kubebuilder:validation:XValidation:message="key must be a qualified name such as example.com/team: an optional DNS subdomain and '/', then at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",rule="self.key.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$')"
 // +kubebuilder:validation:XValidation:message="minValues must not exceed the number of values given with operator In",rule="!has(self.minValues) || self.operator != 'In' || (has(self.values) && self.minValues <= size(self.values))"
 // +kubebuilder:validation:XValidation:message="capacity type must be one of reserved, spot, on-demand",rule="self.key != 'stowage.dev/capacity-type' || self.operator != 'In' || !has(self.values) || self.values.all(v, v in ['reserved', 'spot', 'on-demand'])"
 // +kubebuilder:validation:XValidation:message="stowage.dev/nodepool is set by Stowage and cannot be required",rule="self.key != 'stowage.dev/nodepool'"
@@ -150,9 +173,10 @@ type NodeSelectorRequirementWithMinValues struct {
 	// +kubebuilder:validation:Enum=In;NotIn;Exists;DoesNotExist;Gt;Lt
 	// +required
 	Operator corev1.NodeSelectorOperator `json:"operator"`
-	// Values are label values, at most 63 characters each.
-	// +kubebuilder:validation:MaxItems=1000
+	// Values are label values (or, for Gt and Lt, an integer), at most 63 characters each.
+	// +kubebuilder:validation:MaxItems=500
 	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^(-?[0-9]+|([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$`
 	// +optional
 	Values []string `json:"values,omitempty"`
 	// MinValues is the minimum number of distinct values of Key the pool's candidate machines must span.
@@ -189,6 +213,9 @@ type Disruption struct {
 	Budgets []Budget `json:"budgets,omitempty"`
 	// MinNodeLifetime keeps a node from being consolidated before it is this old,
 	// so a model that takes minutes to load is not thrashed. Defaults to 10m for GPU nodes.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="size(self) > 0 && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
 	// +optional
 	MinNodeLifetime *metav1.Duration `json:"minNodeLifetime,omitempty"`
 	// EvictRunningJobs lets voluntary disruption evict pods of running Jobs.
@@ -228,13 +255,17 @@ type Budget struct {
 	// +kubebuilder:default="10%"
 	// +optional
 	Nodes string `json:"nodes"`
-	// Schedule is a cron expression (UTC) for when the budget starts being active.
-	// +kubebuilder:validation:Pattern=`^(@(annually|yearly|monthly|weekly|daily|midnight|hourly))|((.+)\s(.+)\s(.+)\s(.+)\s(.+))$`
+	// Schedule is a cron expression (UTC) for when the budget starts being active:
+	// five fields (minute hour day-of-month month day-of-week) or one of @yearly,
+	// @annually, @monthly, @weekly, @daily, @midnight, @hourly.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:message="schedule must be a cron expression of five fields (minute 0-59, hour 0-23, day of month 1-31, month 1-12 or jan-dec, day of week 0-6 or sun-sat) separated by single spaces, or one of @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly",rule="self.matches('^(@(annually|yearly|monthly|weekly|daily|midnight|hourly)|(([*]|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/[1-9][0-9]?)?)(,(([*]|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/[1-9][0-9]?)?))* (([*]|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]?)?)(,(([*]|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]?)?))* (([*]|[?]|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]?)?)(,(([*]|[?]|(0?[1-9]|[12][0-9]|3[01])(-(0?[1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]?)?))* (([*]|(0?[1-9]|1[0-2]|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))(-(0?[1-9]|1[0-2]|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)))?)(/[1-9][0-9]?)?)(,(([*]|(0?[1-9]|1[0-2]|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))(-(0?[1-9]|1[0-2]|(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)))?)(/[1-9][0-9]?)?))* (([*]|[?]|([0-6]|(?i:sun|mon|tue|wed|thu|fri|sat))(-([0-6]|(?i:sun|mon|tue|wed|thu|fri|sat)))?)(/[1-9][0-9]?)?)(,(([*]|[?]|([0-6]|(?i:sun|mon|tue|wed|thu|fri|sat))(-([0-6]|(?i:sun|mon|tue|wed|thu|fri|sat)))?)(/[1-9][0-9]?)?))*)$')"
 	// +optional
 	Schedule *string `json:"schedule,omitempty"`
 	// Duration is how long the budget is active after each scheduled start.
-	// +kubebuilder:validation:Pattern=`^([0-9]+(s|m|h))+$`
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:message="must be a duration in hours, minutes and seconds such as 15m or 1h30m (at most 999999h)",rule="size(self) > 0 && self.matches('^([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,8}s)?$') && duration(self) <= duration('999999h')"
 	// +optional
 	Duration *metav1.Duration `json:"duration,omitempty"`
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/state"
+	"github.com/stowage-k8s/stowage/pkg/validation"
 )
 
 // ClusterState is one consistent read of everything a disruption decision
@@ -65,6 +66,11 @@ func ReadState(ctx context.Context, r client.Reader, now time.Time) (*ClusterSta
 		return nil, fmt.Errorf("listing nodepools: %w", err)
 	}
 	for i := range pools.Items {
+		// A pool that does not validate is skipped: its nodes are left alone
+		// until it is fixed (the nodepool.validation controller reports it).
+		if len(validation.NodePool(&pools.Items[i])) > 0 {
+			continue
+		}
 		st.Pools[pools.Items[i].Name] = &pools.Items[i]
 	}
 	claims := &v1.NodeClaimList{}

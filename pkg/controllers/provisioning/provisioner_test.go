@@ -75,7 +75,7 @@ func gpuPool() *v1.NodePool {
 				Spec: v1.NodeClaimTemplateSpec{
 					Taints:              []corev1.Taint{{Key: "nvidia.com/gpu", Effect: corev1.TaintEffectNoSchedule}},
 					StartupTaints:       []corev1.Taint{{Key: "gpu-driver", Effect: corev1.TaintEffectNoSchedule}},
-					NodeClassRef:        &v1.NodeClassReference{Group: "fake.stowage.dev", Kind: "FakeNodeClass", Name: "default"},
+					NodeClassRef:        &v1.NodeClassReference{Group: "aws.stowage.dev", Kind: "EC2NodeClass", Name: "default"},
 					ExpireAfter:         v1.MustParseNillableDuration("720h"),
 					RegistrationTimeout: &metav1.Duration{Duration: 15 * time.Minute},
 					GPU:                 &v1.GPUSharing{MIGProfile: "1g.10gb"},
