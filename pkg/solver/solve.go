@@ -110,6 +110,7 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 			plan = packed.finish(o.maxChoices, false)
 		}
 	}
+	m.assignGangs(plan.NewNodes)
 	plan.LowerBoundPerHour = lowerBound(m, plan)
 	log.FromContext(ctx).V(1).Info("solved", "pods", len(snap.Pods), "bindings", len(plan.Bindings),
 		"newNodes", len(plan.NewNodes), "unschedulable", len(plan.Unschedulable),
