@@ -30,6 +30,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/controllers/provisioning"
 	"github.com/stowage-k8s/stowage/pkg/controllers/termination"
 	"github.com/stowage-k8s/stowage/pkg/cost"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
 	"github.com/stowage-k8s/stowage/pkg/utils/index"
@@ -159,6 +160,7 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 		return nil, err
 	}
 	recorder := mgr.GetEventRecorder("stowage")
+	gangSources, _ := scheduling.ParseGangSources(o.GangSources) // checked by Validate
 	controllers := []Controller{
 		provisioning.NewController(provisioning.Deps{
 			Client:        mgr.GetClient(),
@@ -171,6 +173,7 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 				BatchIdleDuration:  o.BatchIdleDuration,
 				BatchMaxDuration:   o.BatchMaxDuration,
 				SkipNameValidation: cfg.skipNameVal,
+				GangSources:        gangSources,
 			},
 		}),
 		lifecycle.NewController(lifecycle.Deps{

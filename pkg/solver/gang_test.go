@@ -194,5 +194,8 @@ func TestPlacementGroupName(t *testing.T) {
 		if a == b {
 			t.Errorf("gang %q gets the same group %q in two zones", gang, a)
 		}
+		if l := GangLabelValue(gang); !dnsLabel.MatchString(l) || len(l) > 63 || l == GangLabelValue(gang+"x") {
+			t.Errorf("GangLabelValue(%q) = %q, not a unique label value", gang, l)
+		}
 	}
 }

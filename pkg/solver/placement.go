@@ -73,11 +73,17 @@ func (m *model) assignGangs(nodes []*NewNode) {
 // readable, a valid DNS label of at most 63 characters, and distinct per
 // gang and zone, so a gang re-planned into another zone never reuses a
 // domain pinned to the first.
-func PlacementGroupName(gang, zone string) string {
-	sum := sha256.Sum256([]byte(gang + "\x00" + zone))
+func PlacementGroupName(gang, zone string) string { return labelSafe(gang, gang+"\x00"+zone) }
+
+// GangLabelValue is a gang's namespace/name as a label value (at most 63
+// characters, readable, unique by a hash suffix).
+func GangLabelValue(gang string) string { return labelSafe(gang, gang) }
+
+func labelSafe(readable, unique string) string {
+	sum := sha256.Sum256([]byte(unique))
 	suffix := hex.EncodeToString(sum[:])[:10]
 	var b strings.Builder
-	for _, r := range strings.ToLower(gang) {
+	for _, r := range strings.ToLower(readable) {
 		switch {
 		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
 			b.WriteRune(r)

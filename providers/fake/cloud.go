@@ -221,6 +221,7 @@ func (c *Cloud) InstanceTypes(ctx context.Context, _ *v1.NodePool) ([]*cloudprov
 	out := make([]*cloudprovider.InstanceType, 0, len(c.catalog.InstanceTypes))
 	for _, src := range c.catalog.InstanceTypes {
 		it := cloneInstanceType(src)
+		it.Placement = placeable(it)
 		for i := range it.Offerings {
 			if p, ok := c.prices[it.Offerings[i].ID(it.Name)]; ok {
 				it.Offerings[i].PricePerHour = p
@@ -294,13 +295,23 @@ func (c *Cloud) launch(ctx context.Context, claim *v1.NodeClaim, id, token strin
 	var (
 		ice     []cloudprovider.OfferingID
 		unknown []string
+		zone    string
 	)
+	if claim.Spec.Placement != nil {
+		if zone, err = c.placementZone(ctx, claim.Spec.Placement.Group); err != nil {
+			return nil, err
+		}
+	}
 	for i, choice := range claim.Spec.Offerings {
 		oid := cloudprovider.ChoiceID(choice)
 		it, ok := c.types[choice.InstanceType]
 		if !ok {
 			unknown = append(unknown, fmt.Sprintf("spec.offerings[%d]: instance type %q is not in catalog %s/%s",
 				i, choice.InstanceType, c.catalog.Cloud, c.catalog.Region))
+			continue
+		}
+		if why := placementRefusal(claim, it, choice, zone); why != "" {
+			unknown = append(unknown, fmt.Sprintf("spec.offerings[%d]: %s", i, why))
 			continue
 		}
 		price, reservation, ok := c.offer(it, choice, used)

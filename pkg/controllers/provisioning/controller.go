@@ -29,6 +29,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
 )
@@ -88,6 +89,9 @@ type Options struct {
 	ResyncInterval time.Duration
 	// SkipNameValidation lets tests start several managers in one process.
 	SkipNameValidation bool
+	// GangSources are the workload kinds whose pods are planned as gangs
+	// beyond those that declare one (Stowage's key, Kueue's pod groups).
+	GangSources map[scheduling.GangSource]bool
 }
 
 // Controller watches unschedulable pods and provisions nodes for them.

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
@@ -73,6 +74,7 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 		Nodes:         c.cluster.Nodes(lookup),
 		NodePools:     solverPools,
 		DaemonSetPods: daemons,
+		Gangs:         c.gangs(ctx),
 	}
 	start := c.clock.Now()
 	plan, err := c.solver.Solve(ctx, snapshot)
@@ -248,7 +250,38 @@ func (c *Controller) launchAll(ctx context.Context, pools map[string]*v1.NodePoo
 		}
 		created = append(created, claims[i])
 	}
+	if len(failed) > 0 {
+		created = c.withdrawBrokenGangs(ctx, nodes, claims, errs)
+	}
 	return created, failed
+}
+
+// withdrawBrokenGangs deletes the claims of every gang that did not get all
+// of its claims written, so no gang is launched half-built; the next pass
+// plans it again whole. It returns the claims that stand.
+func (c *Controller) withdrawBrokenGangs(ctx context.Context, nodes []*solver.NewNode, claims []*v1.NodeClaim, errs []error) []*v1.NodeClaim {
+	broken := map[string]bool{}
+	for i, n := range nodes {
+		if errs[i] != nil && n.Gang != "" {
+			broken[n.Gang] = true
+		}
+	}
+	var kept []*v1.NodeClaim
+	for i, n := range nodes {
+		if errs[i] != nil {
+			continue
+		}
+		if !broken[n.Gang] {
+			kept = append(kept, claims[i])
+			continue
+		}
+		log.FromContext(ctx).Info("withdrawing nodeclaim of a gang not written whole", "nodeclaim", klog.KObj(claims[i]), "gang", n.Gang)
+		if err := c.client.Delete(ctx, claims[i]); client.IgnoreNotFound(err) != nil {
+			log.FromContext(ctx).Error(err, "withdrawing nodeclaim; the gang's failed launch will release it", "nodeclaim", klog.KObj(claims[i]))
+		}
+		c.cluster.DeleteNodeClaim(claims[i].Name)
+	}
+	return kept
 }
 
 // launch writes the NodeClaim for one planned machine and nominates its pods.
