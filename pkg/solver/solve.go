@@ -76,6 +76,10 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	if snap == nil {
 		return nil, fmt.Errorf("solving: nil snapshot")
 	}
+	snap, restore, err := withDevices(ctx, snap)
+	if err != nil {
+		return nil, fmt.Errorf("solving: %w", err)
+	}
 	m, err := newModel(snap)
 	if err != nil {
 		return nil, fmt.Errorf("solving: %w", err)
@@ -112,6 +116,7 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	}
 	m.assignGangs(plan.NewNodes)
 	plan.LowerBoundPerHour = lowerBound(m, plan)
+	plan = restore(plan)
 	log.FromContext(ctx).V(1).Info("solved", "pods", len(snap.Pods), "bindings", len(plan.Bindings),
 		"newNodes", len(plan.NewNodes), "unschedulable", len(plan.Unschedulable),
 		"costPerHour", plan.CostPerHour, "lowerBoundPerHour", plan.LowerBoundPerHour)

@@ -26,6 +26,10 @@ type Snapshot struct {
 	// Gangs recognises pod groups placed all-or-nothing; the zero value
 	// knows Stowage's and Kueue's declarations.
 	Gangs scheduling.Gangs
+	// DRA holds the DeviceClasses, claims, claim templates and
+	// ResourceSlices pods' ResourceClaims are planned against; nil when the
+	// cluster serves no DRA API.
+	DRA *scheduling.DRA
 }
 
 // Node is a node that exists or is being launched.
