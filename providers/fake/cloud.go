@@ -417,6 +417,9 @@ func (c *Cloud) deleteInstance(ctx context.Context, id string) error {
 	if err := c.client.Delete(ctx, node); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("deleting node %s: %w", inst.ID, err)
 	}
+	if err := c.deleteSlice(ctx, inst.ID); err != nil {
+		return err
+	}
 	if err := c.client.Delete(ctx, inst.configMap()); err != nil {
 		if apierrors.IsNotFound(err) {
 			return cloudprovider.NewNotFoundError(id)

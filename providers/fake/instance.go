@@ -58,6 +58,9 @@ type instance struct {
 	Allocatable   corev1.ResourceList `json:"allocatable,omitempty"`
 	// PlacementGroup is the placement domain the machine joined, if any.
 	PlacementGroup string `json:"placementGroup,omitempty"`
+	// GPUSharing is how the pool splits the machine's GPUs (MIG, time
+	// slicing), which decides the devices its DRA driver publishes.
+	GPUSharing *v1.GPUSharing `json:"gpuSharing,omitempty"`
 }
 
 // instanceID derives the instance's ID from the cluster and the claim's
@@ -104,6 +107,7 @@ func newInstance(cluster, id, token string, claim *v1.NodeClaim, it *cloudprovid
 		Taints:        claim.Spec.Taints,
 		StartupTaints: claim.Spec.StartupTaints,
 	}
+	inst.GPUSharing = claim.Spec.GPU
 	if claim.Spec.Placement != nil {
 		inst.PlacementGroup = claim.Spec.Placement.Group
 		inst.Labels[LabelPlacementGroup] = inst.PlacementGroup

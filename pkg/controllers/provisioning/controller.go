@@ -104,6 +104,8 @@ type Controller struct {
 	events  recorder
 	opts    Options
 	batcher *Batcher
+	// devices evaluates DRA selectors, compiling each once across passes.
+	devices *scheduling.DeviceMatcher
 
 	mu sync.Mutex
 	// seen is when each pending pod was first seen unschedulable.
@@ -142,6 +144,7 @@ func NewController(d Deps) *Controller {
 		events:  recorder{d.Recorder},
 		opts:    d.Options,
 		batcher: NewBatcher(d.Clock, d.Options.BatchIdleDuration, d.Options.BatchMaxDuration),
+		devices: scheduling.NewDeviceMatcher(),
 		seen:    map[types.UID]time.Time{},
 		lastWhy: map[types.UID]string{},
 	}

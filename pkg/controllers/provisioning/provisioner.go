@@ -69,12 +69,18 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
+	nodes := c.cluster.Nodes(lookup)
+	dra, err := ReadDRA(ctx, c.client, c.devices, pods, nodes)
+	if err != nil {
+		return res, err
+	}
 	snapshot := &solver.Snapshot{
 		Pods:          pods,
-		Nodes:         c.cluster.Nodes(lookup),
+		Nodes:         nodes,
 		NodePools:     solverPools,
 		DaemonSetPods: daemons,
 		Gangs:         c.gangs(ctx),
+		DRA:           dra,
 	}
 	start := c.clock.Now()
 	plan, err := c.solver.Solve(ctx, snapshot)
