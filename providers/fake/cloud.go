@@ -103,6 +103,7 @@ type Cloud struct {
 
 	mu       sync.Mutex
 	failing  map[cloudprovider.OfferingID]bool
+	limits   map[cloudprovider.OfferingID]int // launches left per pool, when limited
 	prices   map[cloudprovider.OfferingID]float64
 	nsReady  bool
 	pending  map[string]chan struct{} // instance ID -> cancels its delayed registration
@@ -162,6 +163,7 @@ func New(opts Options) (*Cloud, error) {
 		clock:       opts.Clock,
 		unavailable: opts.Unavailable,
 		failing:     map[cloudprovider.OfferingID]bool{},
+		limits:      map[cloudprovider.OfferingID]int{},
 		prices:      map[cloudprovider.OfferingID]float64{},
 		pending:     map[string]chan struct{}{},
 		stopping:    make(chan struct{}),
@@ -329,6 +331,7 @@ func (c *Cloud) launch(ctx context.Context, claim *v1.NodeClaim, id, token strin
 			}
 			return nil, fmt.Errorf("fake cloud: launching nodeclaim %s: %w", claim.Name, err)
 		}
+		c.took(oid)
 		return inst, nil
 	}
 	if len(ice) > 0 {
@@ -374,7 +377,17 @@ func (c *Cloud) price(id cloudprovider.OfferingID, catalog float64) float64 {
 func (c *Cloud) isFailing(id cloudprovider.OfferingID) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.failing[id]
+	left, limited := c.limits[id]
+	return c.failing[id] || (limited && left == 0)
+}
+
+// took counts a launch against the pool's limit, if it has one.
+func (c *Cloud) took(id cloudprovider.OfferingID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if left, limited := c.limits[id]; limited && left > 0 {
+		c.limits[id] = left - 1
+	}
 }
 
 // launched is the claim as Create returns it: a copy with status filled in.

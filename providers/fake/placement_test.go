@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -67,5 +68,24 @@ func TestPlacement(t *testing.T) {
 	// Another group is free to start elsewhere.
 	if other, err := e.cloud.Create(ctx, placed(newClaim("o1", choice("g.xlarge", zoneA, v1.CapacityTypeOnDemand)), "other")); err != nil || other.Status.Zone != zoneA {
 		t.Errorf("second group: %v in %s", err, other.Status.Zone)
+	}
+}
+
+func TestLimitCapacity(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, nil)
+	pool := id("g.xlarge", zoneA, v1.CapacityTypeOnDemand)
+	e.cloud.LimitCapacity(pool, 1)
+	if _, err := e.cloud.Create(ctx, newClaim("a", choice("g.xlarge", zoneA, v1.CapacityTypeOnDemand))); err != nil {
+		t.Fatalf("first launch within the limit: %v", err)
+	}
+	_, err := e.cloud.Create(ctx, newClaim("b", choice("g.xlarge", zoneA, v1.CapacityTypeOnDemand)))
+	if !cloudprovider.IsInsufficientCapacity(err) {
+		t.Fatalf("second launch: %v, want insufficient capacity", err)
+	}
+	e.cloud.ClearInsufficientCapacity()
+	e.clock.Step(cloudprovider.DefaultUnavailableTTL + time.Second) // the pool leaves the unavailable cache
+	if _, err := e.cloud.Create(ctx, newClaim("c", choice("g.xlarge", zoneA, v1.CapacityTypeOnDemand))); err != nil {
+		t.Errorf("after clearing: %v", err)
 	}
 }
