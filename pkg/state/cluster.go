@@ -45,6 +45,8 @@ type Cluster struct {
 	pools  map[string]*v1.NodePool
 	// nominations by pod UID.
 	nominations map[types.UID]nomination
+	// bookings by owner (a ProvisioningRequest's namespace/name).
+	bookings map[string]*booking
 
 	synced func() bool
 }
@@ -76,6 +78,7 @@ func NewCluster(clk clock.Clock, opts ...Option) *Cluster {
 		claims:        map[string]*v1.NodeClaim{},
 		pools:         map[string]*v1.NodePool{},
 		nominations:   map[types.UID]nomination{},
+		bookings:      map[string]*booking{},
 	}
 	for _, o := range opts {
 		o(c)

@@ -76,6 +76,9 @@ func (c *Cluster) Nodes(lookup InstanceTypeLookup) []*solver.Node {
 	defer c.mu.RUnlock()
 	v := c.resolveLocked()
 	nominated := c.nominatedPodsLocked(v)
+	for target, pods := range c.bookedPodsLocked(v) {
+		nominated[target] = append(nominated[target], pods...)
+	}
 
 	var out []*solver.Node
 	for _, node := range c.nodes {

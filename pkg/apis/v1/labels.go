@@ -53,6 +53,10 @@ const (
 	// namespace/name for people.
 	LabelGang      = Group + "/gang"
 	AnnotationGang = Group + "/gang"
+	// AnnotationBookedBy on a NodeClaim names the ProvisioningRequest
+	// (namespace/name) its capacity is held for; disruption leaves the
+	// claim alone while the booking lasts.
+	AnnotationBookedBy = Group + "/booked-by"
 )
 
 // Finalizers Stowage owns.

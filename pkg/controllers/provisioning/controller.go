@@ -76,6 +76,9 @@ type Deps struct {
 	Clock    clock.WithTicker
 	Recorder events.EventRecorder
 	Options  Options
+	// Demands, when set, supplies pod sets that do not exist yet
+	// (ProvisioningRequests) to plan beside the pending pods.
+	Demands DemandSource
 }
 
 // Options tune the provisioner.
@@ -106,6 +109,7 @@ type Controller struct {
 	batcher *Batcher
 	// devices evaluates DRA selectors, compiling each once across passes.
 	devices *scheduling.DeviceMatcher
+	demands DemandSource
 
 	mu sync.Mutex
 	// seen is when each pending pod was first seen unschedulable.
@@ -145,6 +149,7 @@ func NewController(d Deps) *Controller {
 		opts:    d.Options,
 		batcher: NewBatcher(d.Clock, d.Options.BatchIdleDuration, d.Options.BatchMaxDuration),
 		devices: scheduling.NewDeviceMatcher(),
+		demands: d.Demands,
 		seen:    map[types.UID]time.Time{},
 		lastWhy: map[types.UID]string{},
 	}
@@ -233,6 +238,9 @@ func (c *Controller) triggerIfPending() {
 	c.mu.Lock()
 	pending := len(c.seen) > 0
 	c.mu.Unlock()
+	if buy, check := c.demandsNow(); len(buy)+len(check) > 0 {
+		pending = true
+	}
 	if pending {
 		c.batcher.Trigger()
 	}
