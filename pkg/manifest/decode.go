@@ -21,7 +21,13 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	provreqv1 "github.com/stowage-k8s/stowage/pkg/apis/provisioningrequest/v1"
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+)
+
+var (
+	errRequired       = errors.New("required")
+	errExactlyOrFirst = errors.New("exactly one of exactly and firstAvailable is required")
 )
 
 // MaxPodsPerObject bounds how many pods one workload may expand into, so a
@@ -163,7 +169,7 @@ func describe(h header) string {
 	switch {
 	case h.Metadata.Name == "":
 		return h.Kind
-	case h.Metadata.Namespace == "" && h.Kind == "NodePool":
+	case h.Metadata.Namespace == "" && (h.Kind == "NodePool" || h.Kind == "DeviceClass"):
 		return h.Kind + " " + h.Metadata.Name
 	default:
 		return h.Kind + " " + namespaceOrDefault(h.Metadata.Namespace) + "/" + h.Metadata.Name
@@ -208,10 +214,15 @@ var kinds = map[schema.GroupKind]kind{
 		}
 		return d.expand(obj, "StatefulSet", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
 	}},
-	{Group: "batch", Kind: "Job"}:       {podSpecQuantities("spec.template.spec"), decodeJob},
-	{Group: "apps", Kind: "DaemonSet"}:  {podSpecQuantities("spec.template.spec"), decodeDaemonSet},
-	{Kind: "ConfigMap"}:                 {nil, decodeConfigMap},
-	{Group: v1.Group, Kind: "NodePool"}: {[]quantityPath{{path: "spec.limits", kind: quantityMap}}, decodeNodePool},
+	{Group: "batch", Kind: "Job"}:                             {podSpecQuantities("spec.template.spec"), decodeJob},
+	{Group: "apps", Kind: "DaemonSet"}:                        {podSpecQuantities("spec.template.spec"), decodeDaemonSet},
+	{Kind: "ConfigMap"}:                                       {nil, decodeConfigMap},
+	{Group: v1.Group, Kind: "NodePool"}:                       {[]quantityPath{{path: "spec.limits", kind: quantityMap}}, decodeNodePool},
+	{Group: "resource.k8s.io", Kind: "DeviceClass"}:           {nil, decodeDeviceClass},
+	{Group: "resource.k8s.io", Kind: "ResourceClaimTemplate"}: {nil, decodeResourceClaimTemplate},
+	{Group: "resource.k8s.io", Kind: "ResourceClaim"}:         {nil, decodeResourceClaim},
+	{Kind: "PodTemplate"}:                                     {podSpecQuantities("template.spec"), decodePodTemplate},
+	{Group: provreqv1.Group, Kind: "ProvisioningRequest"}:     {nil, decodeProvisioningRequest},
 }
 
 // decodeTyped decodes j into out, naming the field on type errors.
@@ -247,7 +258,16 @@ func decodeJob(d *decoder, obj string, j []byte) error {
 		return err
 	}
 	n, field := jobPods(o.Spec)
-	return d.expand(obj, "Job", o.Name, o.Namespace, n, field, &o.Spec.Template)
+	before := len(d.set.Pods)
+	if err := d.expand(obj, "Job", o.Name, o.Namespace, n, field, &o.Spec.Template); err != nil {
+		return err
+	}
+	indexedJob(d.set.Pods[before:], &o)
+	if d.set.JobPods == nil {
+		d.set.JobPods = map[string]int{}
+	}
+	d.set.JobPods[namespaceOrDefault(o.Namespace)+"/"+o.Name] = len(d.set.Pods) - before
+	return nil
 }
 
 // jobPods is how many pods a Job runs at once: its parallelism, or its

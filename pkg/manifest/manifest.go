@@ -30,6 +30,7 @@ type Set struct {
 	Reservations []Reservation
 	// Warnings name the documents that were skipped, e.g. unknown kinds.
 	Warnings []string
+	trainingObjects
 }
 
 // Append adds other's contents to s.
@@ -39,6 +40,7 @@ func (s *Set) Append(other *Set) {
 	s.NodePools = append(s.NodePools, other.NodePools...)
 	s.Reservations = append(s.Reservations, other.Reservations...)
 	s.Warnings = append(s.Warnings, other.Warnings...)
+	s.appendTraining(&other.trainingObjects)
 }
 
 // Load reads a manifest file, or every .yaml, .yml and .json file below a

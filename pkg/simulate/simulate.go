@@ -16,6 +16,7 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/manifest"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pricing"
 )
@@ -37,6 +38,9 @@ type Input struct {
 	Manifests *manifest.Set
 	// Catalog is modified (reservations are added): pass a fresh copy.
 	Catalog *pricing.Catalog
+	// GangSources opts workload kinds into gang planning, as the
+	// controller's --gang-sources does.
+	GangSources map[scheduling.GangSource]bool
 }
 
 // Options configure Run.
@@ -47,7 +51,7 @@ type Options struct {
 }
 
 // ErrNoPods is returned when the manifests contain nothing to place.
-var ErrNoPods = errors.New("no pods to place: the manifests hold no Pods, Deployments, ReplicaSets, StatefulSets or Jobs")
+var ErrNoPods = errors.New("no pods to place: the manifests hold no Pods, Deployments, ReplicaSets, StatefulSets, Jobs or ProvisioningRequests")
 
 // Run simulates provisioning for in.
 func Run(ctx context.Context, in Input, opts Options) (*Report, error) {
@@ -57,7 +61,7 @@ func Run(ctx context.Context, in Input, opts Options) (*Report, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	if in.Manifests == nil || len(in.Manifests.Pods) == 0 {
+	if in.Manifests == nil || len(in.Manifests.Pods)+len(in.Manifests.ProvisioningRequests) == 0 {
 		return nil, ErrNoPods
 	}
 	snap, err := BuildSnapshot(in)
@@ -87,7 +91,14 @@ func BuildSnapshot(in Input) (*solver.Snapshot, error) {
 	if len(pools) == 0 {
 		pools = []*v1.NodePool{DefaultNodePool(len(in.Manifests.Reservations) > 0)}
 	}
-	snap := &solver.Snapshot{Pods: in.Manifests.Pods, DaemonSetPods: in.Manifests.DaemonSetPods}
+	requested, err := requestPods(in.Manifests)
+	if err != nil {
+		return nil, err
+	}
+	pods := append(append([]*corev1.Pod(nil), in.Manifests.Pods...), requested...)
+	snap := &solver.Snapshot{Pods: pods, DaemonSetPods: in.Manifests.DaemonSetPods,
+		DRA:   devices(in.Manifests, pods),
+		Gangs: scheduling.Gangs{Sources: in.GangSources, Sizes: manifestSizes{in.Manifests}}}
 	for _, np := range pools {
 		types := FilterInstanceTypes(np, in.Catalog.InstanceTypes, false)
 		snap.NodePools = append(snap.NodePools, &solver.NodePool{NodePool: np, InstanceTypes: types, Usage: corev1.ResourceList{}})

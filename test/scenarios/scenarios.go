@@ -63,6 +63,9 @@ func All() []Scenario {
 		fromDir("mig-inference", true),
 		fromDir("time-sliced-inference", true),
 		fromDir("cpu-web", false),
+		fromDir("kueue-gang", true),
+		fromDir("provisioning-request", true),
+		fromDir("dra-inference", true),
 		generated("diverse-10k", 10_000),
 		generated("diverse-100k", 100_000),
 	}

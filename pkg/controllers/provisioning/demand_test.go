@@ -104,4 +104,3 @@ func TestScheduleServesDemands(t *testing.T) {
 		}
 	}
 }
-

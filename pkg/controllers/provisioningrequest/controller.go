@@ -343,12 +343,12 @@ func (c *Controller) watchLaunches(ctx context.Context, pr *provreqv1.Provisioni
 	launched := 0
 	var gone []string
 	for _, name := range names {
-		claim := &v1.NodeClaim{}
-		err := c.client.Get(ctx, client.ObjectKey{Name: name}, claim)
+		// The cluster view, not the cache: provisioning records a claim
+		// there as it writes it, so a claim the cache has not seen yet is
+		// never taken for one that is gone.
+		claim := c.cluster.NodeClaim(name)
 		switch {
-		case client.IgnoreNotFound(err) != nil:
-			return reconcile.Result{}, fmt.Errorf("reading nodeclaim %s of %s: %w", name, key, err)
-		case err != nil || !claim.DeletionTimestamp.IsZero():
+		case claim == nil || claim.DeletionTimestamp != nil:
 			gone = append(gone, name)
 		case conditions.IsTrue(claim.Status.Conditions, v1.ConditionLaunched):
 			launched++

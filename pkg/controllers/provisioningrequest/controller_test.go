@@ -143,9 +143,11 @@ func TestBestEffortAtomicBuysAllThenProvisioned(t *testing.T) {
 
 	// The pass bought two machines: the request waits for them to launch.
 	for _, n := range []string{"m1", "m2"} {
+		// Provisioning writes the claims and records them in the cluster view.
 		if err := e.c.Create(context.Background(), claim(n, "ml/job", false)); err != nil {
 			t.Fatal(err)
 		}
+		e.cluster.UpdateNodeClaim(claim(n, "ml/job", false))
 	}
 	e.ctrl.Planned(context.Background(), "ml/job", provisioning.Outcome{Placed: true, Claims: []string{"m1", "m2"}})
 	e.reconcile(t, "job")
@@ -155,14 +157,12 @@ func TestBestEffortAtomicBuysAllThenProvisioned(t *testing.T) {
 	if len(e.ctrl.Demands()) != 0 {
 		t.Error("a request whose machines are being bought must not be planned again")
 	}
-	for _, n := range []string{"m1", "m2"} {
-		stored := &v1.NodeClaim{}
-		_ = e.c.Get(context.Background(), client.ObjectKey{Name: n}, stored)
-		stored.Status.Conditions = claim(n, "ml/job", true).Status.Conditions
-		if err := e.c.Status().Update(context.Background(), stored); err != nil {
-			t.Fatal(err)
-		}
+	e.cluster.UpdateNodeClaim(claim("m1", "ml/job", true))
+	e.reconcile(t, "job")
+	if got := conds(e.get(t, "job")); got[provreqv1.Provisioned] != "False/Provisioning" {
+		t.Fatalf("with one of two machines launched: %v", got)
 	}
+	e.cluster.UpdateNodeClaim(claim("m2", "ml/job", true))
 	e.reconcile(t, "job")
 	pr := e.get(t, "job")
 	if got := conds(pr); got[provreqv1.Provisioned] != "True/CapacityIsProvisioned" {
@@ -170,8 +170,6 @@ func TestBestEffortAtomicBuysAllThenProvisioned(t *testing.T) {
 	}
 
 	// The booking holds until it expires, and is then released.
-	e.cluster.UpdateNodeClaim(claim("m1", "ml/job", true))
-	e.cluster.UpdateNodeClaim(claim("m2", "ml/job", true))
 	e.cluster.Book("ml/job", "m1", ds[0].Pods[:2]...)
 	e.cluster.Book("ml/job", "m2", ds[0].Pods[2:]...)
 	e.clock.Step(DefaultBookingTime - time.Minute)

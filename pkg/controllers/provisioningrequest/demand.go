@@ -59,10 +59,27 @@ func (e *missingTemplateError) Error() string {
 	return fmt.Sprintf("podtemplate %s not found", e.name)
 }
 
-// phantomPods stands in for the request's pods: Count pods per pod set,
-// shaped by its PodTemplate, all in one gang so they are planned at once,
-// and annotated as consuming the request.
+// phantomPods stands in for the request's pods (see StandIns), reading its
+// PodTemplates from the cluster.
 func (c *Controller) phantomPods(ctx context.Context, pr *provreqv1.ProvisioningRequest) ([]*corev1.Pod, error) {
+	return StandIns(pr, func(name string) (*corev1.PodTemplate, error) {
+		tmpl := &corev1.PodTemplate{}
+		err := c.client.Get(ctx, client.ObjectKey{Namespace: pr.Namespace, Name: name}, tmpl)
+		if apierrors.IsNotFound(err) {
+			return nil, &missingTemplateError{name: pr.Namespace + "/" + name}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading podtemplate %s/%s: %w", pr.Namespace, name, err)
+		}
+		return tmpl, nil
+	})
+}
+
+// StandIns are the pods a request asks capacity for: Count pods per pod set,
+// shaped by its PodTemplate (found by template), all in one gang so they are
+// planned at once, and annotated as consuming the request. `stowage
+// simulate` plans requests with them too.
+func StandIns(pr *provreqv1.ProvisioningRequest, template func(name string) (*corev1.PodTemplate, error)) ([]*corev1.Pod, error) {
 	if len(pr.Spec.PodSets) == 0 {
 		return nil, fmt.Errorf("spec.podSets is empty")
 	}
@@ -76,13 +93,9 @@ func (c *Controller) phantomPods(ctx context.Context, pr *provreqv1.Provisioning
 	gang := "provisioningrequest/" + pr.Name
 	var out []*corev1.Pod
 	for i, ps := range pr.Spec.PodSets {
-		tmpl := &corev1.PodTemplate{}
-		err := c.client.Get(ctx, client.ObjectKey{Namespace: pr.Namespace, Name: ps.PodTemplateRef.Name}, tmpl)
-		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("spec.podSets[%d].podTemplateRef: %w", i, &missingTemplateError{name: pr.Namespace + "/" + ps.PodTemplateRef.Name})
-		}
+		tmpl, err := template(ps.PodTemplateRef.Name)
 		if err != nil {
-			return nil, fmt.Errorf("reading podtemplate %s/%s: %w", pr.Namespace, ps.PodTemplateRef.Name, err)
+			return nil, fmt.Errorf("spec.podSets[%d].podTemplateRef: %w", i, err)
 		}
 		for j := range int(ps.Count) {
 			p := &corev1.Pod{
@@ -93,7 +106,8 @@ func (c *Controller) phantomPods(ctx context.Context, pr *provreqv1.Provisioning
 					Labels:      copyMap(tmpl.Template.Labels),
 					Annotations: copyMap(tmpl.Template.Annotations),
 				},
-				Spec: *tmpl.Template.Spec.DeepCopy(),
+				Spec:   *tmpl.Template.Spec.DeepCopy(),
+				Status: corev1.PodStatus{Phase: corev1.PodPending},
 			}
 			if p.Annotations == nil {
 				p.Annotations = map[string]string{}
