@@ -213,6 +213,7 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 	if o.Disruption {
 		controllers = append(controllers, disruption.NewController(disruption.Deps{
 			Client: mgr.GetClient(), CloudProvider: provider, Solver: solve, Clock: cfg.clock, Recorder: recorder,
+			Options: disruption.Options{GangSources: gangSources},
 		}))
 	}
 	if src, ok := provider.(cloudprovider.InterruptionSource); ok && o.Interruption {

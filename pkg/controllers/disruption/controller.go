@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 )
 
 // Name is the controller's name in logs and metrics.
@@ -54,6 +55,8 @@ type Options struct {
 	Guard *ChurnGuard
 	// Methods in priority order; DefaultMethods when nil.
 	Methods []Method
+	// GangSources are the workload kinds opted in as gangs, as provisioning's.
+	GangSources map[scheduling.GangSource]bool
 }
 
 // DefaultMethods are the methods in priority order: expiry, drift,
@@ -121,9 +124,9 @@ func NewController(d Deps) *Controller {
 	if methods == nil {
 		methods = DefaultMethods()
 	}
-	return &Controller{
+	c := &Controller{
 		client:  d.Client,
-		sim:     &Simulator{Solver: d.Solver, Cloud: d.CloudProvider},
+		sim:     &Simulator{Solver: d.Solver, Cloud: d.CloudProvider, Reader: d.Client},
 		clock:   d.Clock,
 		events:  recorder{d.Recorder},
 		opts:    d.Options,
@@ -131,6 +134,8 @@ func NewController(d Deps) *Controller {
 		methods: methods,
 		stable:  map[string]podSet{},
 	}
+	c.sim.Gangs = c.gangs()
+	return c
 }
 
 // Name is the controller's name.
@@ -207,6 +212,14 @@ func (c *Controller) Pass(ctx context.Context) error {
 		if cmd.IsEmpty() {
 			continue
 		}
+		cmd, gangs, why, err := wholeGangs(ctx, e, cands, cmd, c.gangs())
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.Name(), err)
+		}
+		if why != "" {
+			log.FromContext(ctx).V(1).Info("not disrupting: a gang goes whole or not at all", "method", m.Name(), "why", why)
+			continue
+		}
 		if cmd.Reason == v1.DisruptionReasonUnderutilized && cmd.Key() != c.proposal {
 			// Consolidation is optional: act only on a decision seen on two
 			// passes in a row, so a price that flaps causes no churn.
@@ -215,6 +228,9 @@ func (c *Controller) Pass(ctx context.Context) error {
 			return nil
 		}
 		c.proposal = ""
+		if err := signalGangs(ctx, c.client, st, c.gangs(), gangs, GangSignal(cmd.Reason)); err != nil {
+			return err
+		}
 		return c.execute(ctx, st, cmd)
 	}
 	c.proposal = ""

@@ -21,6 +21,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
 	"github.com/stowage-k8s/stowage/pkg/utils/claims"
+	"github.com/stowage-k8s/stowage/pkg/utils/devices"
 )
 
 // maxConcurrentCreates bounds the NodeClaim creates in flight at once: enough
@@ -79,7 +80,7 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	}
 	snapshotFor := func(pods []*corev1.Pod) (*solver.Snapshot, error) {
 		nodes := c.cluster.Nodes(lookup)
-		dra, err := ReadDRA(ctx, c.client, c.devices, pods, nodes)
+		dra, err := devices.Read(ctx, c.client, c.devices, pods, nodes)
 		if err != nil {
 			return nil, err
 		}

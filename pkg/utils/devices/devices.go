@@ -1,4 +1,7 @@
-package provisioning
+// Package devices reads what pods' ResourceClaims are planned against from
+// the cluster, for every decision that plans pods: provisioning, disruption's
+// what-ifs and ProvisioningRequests.
+package devices
 
 import (
 	"context"
@@ -12,12 +15,11 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/solver"
 )
 
-// ReadDRA lists what pods' ResourceClaims are planned against: DeviceClasses,
+// Read lists what pods' ResourceClaims are planned against: DeviceClasses,
 // claims, claim templates and ResourceSlices. It returns nil when no pod
-// uses claims, so a cluster without the DRA API is never asked for it.
-// Disruption and ProvisioningRequests use it too, so every decision plans
-// devices the same way.
-func ReadDRA(ctx context.Context, c client.Reader, matcher *scheduling.DeviceMatcher, pods []*corev1.Pod, nodes []*solver.Node) (*scheduling.DRA, error) {
+// (pending or on a node) uses claims, so a cluster without the DRA API is
+// never asked for it.
+func Read(ctx context.Context, c client.Reader, matcher *scheduling.DeviceMatcher, pods []*corev1.Pod, nodes []*solver.Node) (*scheduling.DRA, error) {
 	uses := scheduling.UsesClaims(pods)
 	for _, n := range nodes {
 		uses = uses || scheduling.UsesClaims(n.Pods)
