@@ -11,7 +11,7 @@ GO_TEST_FLAGS ?=
 export STOWAGE_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 export KUBEBUILDER_ASSETS := $(CONTROLPLANE_BIN)
 
-.PHONY: all build demo test test-unit controlplane tools generate verify lint vet fmt bench bench-e2e bench-disruption helm clean
+.PHONY: all build demo test test-unit controlplane kueue tools generate verify lint vet fmt bench bench-e2e bench-disruption helm clean
 
 all: build
 
@@ -21,6 +21,9 @@ build: ## build the stowage binary into bin/
 
 controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (cached in bin/)
 	@bash hack/build-controlplane.sh
+
+kueue: ## build Kueue's manager for the end-to-end test of its ProvisioningRequest admission check (cached in bin/kueue)
+	@bash hack/build-kueue.sh
 
 tools: $(BIN)/controller-gen $(BIN)/helm
 
@@ -59,7 +62,7 @@ vet:
 lint: $(BIN)/golangci-lint
 	$(BIN)/golangci-lint run ./...
 
-test: controlplane tools vet ## run every test (unit, envtest, end-to-end) with the race detector
+test: controlplane kueue tools vet ## run every test (unit, envtest, end-to-end) with the race detector
 	@echo "==> go test -race ./... (end-to-end suites start a local control plane)"
 	PATH=$(BIN):$$PATH go test -race -timeout 40m $(GO_TEST_FLAGS) ./...
 
