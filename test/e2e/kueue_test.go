@@ -17,8 +17,8 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -204,7 +204,7 @@ func TestKueue(t *testing.T) {
 	tmpl.Spec.RestartPolicy = corev1.RestartPolicyNever
 	trnCreate(t, tc.c, &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "finetune", Labels: map[string]string{"kueue.x-k8s.io/queue-name": "team"}},
-		Spec: batchv1.JobSpec{Suspend: ptr.To(true), Parallelism: ptr.To[int32](2), Completions: ptr.To[int32](2), Template: tmpl},
+		Spec:       batchv1.JobSpec{Suspend: ptr.To(true), Parallelism: ptr.To[int32](2), Completions: ptr.To[int32](2), Template: tmpl},
 	})
 
 	// Kueue asks Stowage through a ProvisioningRequest; Stowage buys both
