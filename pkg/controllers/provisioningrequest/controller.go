@@ -283,20 +283,24 @@ func (c *Controller) provide(ctx context.Context, pr *provreqv1.ProvisioningRequ
 	case phaseSettled:
 		return reconcile.Result{RequeueAfter: recheck}, nil
 	}
-	if e.demand.Pods == nil {
-		pods, err := c.phantomPods(ctx, pr)
-		if err != nil {
-			var missing *missingTemplateError
-			if errors.As(err, &missing) && c.clock.Since(pr.CreationTimestamp.Time) < templateGrace {
-				return reconcile.Result{RequeueAfter: 5 * time.Second}, nil
-			}
-			c.set(pr, provreqv1.Failed, metav1.ConditionTrue, ReasonInvalid, err.Error())
-			return reconcile.Result{}, c.release(ctx, key)
-		}
-		c.mu.Lock()
-		e.demand = provisioning.Demand{Key: key, Pods: pods, CheckOnly: checkOnly}
-		c.mu.Unlock()
+	if e.demand.Pods != nil {
+		// Planned on every pass while it waits; provisioning's resync paces
+		// the passes, so an answer that will not change is not asked for in
+		// a loop.
+		return reconcile.Result{RequeueAfter: recheck}, nil
 	}
+	pods, err := c.phantomPods(ctx, pr)
+	if err != nil {
+		var missing *missingTemplateError
+		if errors.As(err, &missing) && c.clock.Since(pr.CreationTimestamp.Time) < templateGrace {
+			return reconcile.Result{RequeueAfter: 5 * time.Second}, nil
+		}
+		c.set(pr, provreqv1.Failed, metav1.ConditionTrue, ReasonInvalid, err.Error())
+		return reconcile.Result{}, c.release(ctx, key)
+	}
+	c.mu.Lock()
+	e.demand = provisioning.Demand{Key: key, Pods: pods, CheckOnly: checkOnly}
+	c.mu.Unlock()
 	if c.trigger != nil {
 		c.trigger.Trigger()
 	}

@@ -323,3 +323,21 @@ func TestDeletedRequestIsReleased(t *testing.T) {
 		t.Errorf("m1 still held: %v %v", m1.Annotations, err)
 	}
 }
+
+// A request waiting for capacity is planned on provisioning's own passes; its
+// reconciles do not start one each, which would loop.
+func TestWaitingRequestDoesNotLoop(t *testing.T) {
+	e := newEnv(t, template("workers", "8"), request("later", provreqv1.ProvisioningClassCheckCapacity, podSet("workers", 1)))
+	e.reconcile(t, "later")
+	first := e.trigger.n
+	for range 3 {
+		e.ctrl.Planned(context.Background(), "ml/later", provisioning.Outcome{Reason: "no room"})
+		e.reconcile(t, "later")
+	}
+	if e.trigger.n != first {
+		t.Errorf("%d more provisioning passes started by a request that keeps waiting", e.trigger.n-first)
+	}
+	if len(e.ctrl.Demands()) != 1 {
+		t.Error("the waiting request must stay a demand")
+	}
+}
