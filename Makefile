@@ -69,7 +69,7 @@ test: controlplane kueue tools vet ## run every test (unit, envtest, end-to-end)
 test-unit: ## only the pure-Go packages, no control plane
 	go test -race ./pkg/scheduling/... ./pkg/solver/... ./pkg/cloudprovider/... ./pricing/...
 
-bench: ## solver benchmarks on the scenarios, then a summary table (cost, lower bound, gap, naive, vs FFD)
+bench: ## solver benchmarks on the scenarios, then a summary table (time, cost, lower bound, gap, naive, vs FFD and vs the legacy solver, peak heap)
 	STOWAGE_BENCH_100K=1 go test -run '^$$' -bench . -benchmem -timeout 60m ./pkg/solver/... ./test/scenarios/... | go run ./test/scenarios/benchsummary
 
 bench-e2e: controlplane ## 1,000 pending pods on the local control plane: wall time, decision p50/p99, controller memory

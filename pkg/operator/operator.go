@@ -24,6 +24,7 @@ import (
 	provreqv1 "github.com/stowage-k8s/stowage/pkg/apis/provisioningrequest/v1"
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/commitments"
 	"github.com/stowage-k8s/stowage/pkg/controllers/disruption"
 	"github.com/stowage-k8s/stowage/pkg/controllers/interruption"
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/garbagecollection"
@@ -163,6 +164,9 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 	}
 	recorder := mgr.GetEventRecorder("stowage")
 	gangSources, _ := scheduling.ParseGangSources(o.GangSources) // checked by Validate
+	// Provisioning and disruption price on-demand offerings with the
+	// cluster's Commitments, at their marginal cost to the bill.
+	priced := commitments.NewPricer(provider, mgr.GetClient(), cfg.clock)
 	// ProvisioningRequests are planned in provisioning's passes; each side
 	// needs the other, so the request controller triggers through prov.
 	var prov *provisioning.Controller
@@ -174,7 +178,7 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 	prov = provisioning.NewController(provisioning.Deps{
 		Client:        mgr.GetClient(),
 		Cluster:       cluster,
-		CloudProvider: provider,
+		CloudProvider: priced,
 		Solver:        cfg.solver,
 		Clock:         cfg.clock,
 		Recorder:      recorder,
@@ -212,7 +216,7 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 	}
 	if o.Disruption {
 		controllers = append(controllers, disruption.NewController(disruption.Deps{
-			Client: mgr.GetClient(), CloudProvider: provider, Solver: solve, Clock: cfg.clock, Recorder: recorder,
+			Client: mgr.GetClient(), CloudProvider: priced, Solver: solve, Clock: cfg.clock, Recorder: recorder,
 			Options: disruption.Options{GangSources: gangSources},
 		}))
 	}
