@@ -21,6 +21,10 @@ import (
 // turns claims into. They live only inside a plan, never in the API.
 const DeviceResourcePrefix = "dra.stowage.dev/"
 
+// ResourceDevices is the synthetic resource counting every DRA device a pod
+// claims and a machine has, whatever the request (SlotDevices).
+const ResourceDevices corev1.ResourceName = DeviceResourcePrefix + "all"
+
 // labelSharedClaim prefixes the label that keeps the pods of one shared
 // ResourceClaim on one node while they are planned.
 const labelSharedClaim = "claim.dra.stowage.dev/"
@@ -91,13 +95,18 @@ type DevicePlan struct {
 	Unplaceable map[*corev1.Pod]string
 	// Originals maps each copy back to the pod it was made from.
 	Originals map[*corev1.Pod]*corev1.Pod
-	names     map[string]string // synthetic resource -> what it means, for reasons
+	names     map[string]string      // synthetic resource -> what it means, for reasons
+	asked     map[*corev1.Pod]string // pending copy -> its device requests in words
 }
 
-// Describe rewrites a reason that names synthetic resources in words.
-func (p *DevicePlan) Describe(reason string) string {
+// Describe rewrites a reason given for pod (a pod of Pending) that names
+// synthetic resources in words.
+func (p *DevicePlan) Describe(pod *corev1.Pod, reason string) string {
 	if !strings.Contains(reason, DeviceResourcePrefix) {
 		return reason
+	}
+	if what, ok := p.asked[pod]; ok {
+		reason = strings.ReplaceAll(reason, string(ResourceDevices), what)
 	}
 	keys := make([]string, 0, len(p.names))
 	for k := range p.names {
@@ -139,7 +148,8 @@ func (d *DRA) Plan(ctx context.Context, pending []*corev1.Pod, nodes []DeviceNod
 	if m == nil {
 		m = NewDeviceMatcher()
 	}
-	p := &DevicePlan{Unplaceable: map[*corev1.Pod]string{}, Originals: map[*corev1.Pod]*corev1.Pod{}, names: map[string]string{}}
+	p := &DevicePlan{Unplaceable: map[*corev1.Pod]string{}, Originals: map[*corev1.Pod]*corev1.Pod{},
+		names: map[string]string{}, asked: map[*corev1.Pod]string{}}
 	uses := map[*corev1.Pod][]claimUse{}
 	alts := map[string]*alternative{}
 	collect := func(pod *corev1.Pod) error {
@@ -251,6 +261,12 @@ func (d *DRA) Plan(ctx context.Context, pending []*corev1.Pod, nodes []DeviceNod
 		members[uf.find(k)] = append(members[uf.find(k)], k)
 	}
 	for root, ks := range members {
+		if len(ks) == 1 {
+			// A request that shares its devices with no other is its own
+			// pool: one resource is enough, and each one costs the packer.
+			poolName[root] = resourceOf(ks[0])
+			continue
+		}
 		poolName[root] = DeviceResourcePrefix + "devices-" + shortHash(strings.Join(ks, "\x01"))
 		descs := make([]string, len(ks))
 		for i, k := range ks {
@@ -264,7 +280,11 @@ func (d *DRA) Plan(ctx context.Context, pending []*corev1.Pod, nodes []DeviceNod
 	capacity := func(devs []devMatch) corev1.ResourceList {
 		per := map[string]int64{}
 		pools := map[string]int64{}
+		var total int64
 		for _, dm := range devs {
+			if len(dm.keys) > 0 {
+				total++
+			}
 			seen := map[string]bool{}
 			for _, k := range dm.keys {
 				per[k]++
@@ -275,11 +295,14 @@ func (d *DRA) Plan(ctx context.Context, pending []*corev1.Pod, nodes []DeviceNod
 			}
 		}
 		out := corev1.ResourceList{}
+		for r, n := range pools {
+			out[corev1.ResourceName(r)] = *resource.NewQuantity(n, resource.DecimalSI)
+		}
 		for k, n := range per {
 			out[corev1.ResourceName(resourceOf(k))] = *resource.NewQuantity(n, resource.DecimalSI)
 		}
-		for r, n := range pools {
-			out[corev1.ResourceName(r)] = *resource.NewQuantity(n, resource.DecimalSI)
+		if total > 0 {
+			out[ResourceDevices] = *resource.NewQuantity(total, resource.DecimalSI)
 		}
 		return out
 	}
@@ -315,7 +338,10 @@ func (d *DRA) Plan(ctx context.Context, pending []*corev1.Pod, nodes []DeviceNod
 				n = 1 // at least one matching device; see docs/training.md
 			}
 			add(resourceOf(a.key), n)
-			add(poolName[uf.find(a.key)], n)
+			if pool := poolName[uf.find(a.key)]; pool != resourceOf(a.key) {
+				add(pool, n)
+			}
+			add(string(ResourceDevices), n)
 		}
 		return out
 	}
@@ -427,6 +453,13 @@ func (d *DRA) Plan(ctx context.Context, pending []*corev1.Pod, nodes []DeviceNod
 			p.Unplaceable[pod] = err.Error()
 			continue
 		}
+		var asked []string
+		for _, u := range uses[pod] {
+			for _, r := range u.requests {
+				asked = append(asked, r.alts[0].describe())
+			}
+		}
+		p.asked[cp] = "devices: " + strings.Join(asked, "; ")
 		p.Pending = append(p.Pending, cp)
 	}
 	p.NodePods = make([][]*corev1.Pod, len(nodes))

@@ -110,8 +110,9 @@ func withDevices(ctx context.Context, snap *Snapshot) (*Snapshot, func(*Plan) *P
 			}
 		}
 		for i := range p.Unschedulable {
-			p.Unschedulable[i].Pod = orig(p.Unschedulable[i].Pod)
-			p.Unschedulable[i].Reason = dp.Describe(p.Unschedulable[i].Reason)
+			u := &p.Unschedulable[i]
+			u.Reason = dp.Describe(u.Pod, u.Reason)
+			u.Pod = orig(u.Pod)
 		}
 		var unplaceable []Unschedulable
 		for pod, why := range dp.Unplaceable {

@@ -1,6 +1,7 @@
 package solver
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -230,5 +231,39 @@ func TestDRAUnplaceable(t *testing.T) {
 		if strings.Contains(why[pod], scheduling.DeviceResourcePrefix) {
 			t.Errorf("%s: reason %q names a synthetic resource", pod, why[pod])
 		}
+	}
+}
+
+// BenchmarkDRA plans 1,000 inference pods whose GPUs come from claims (half
+// "any GPU", half "at least 40 GiB") on the whole AWS catalog; the baseline
+// plans the same pods asking for nvidia.com/gpu, so the ratio is what
+// planning devices costs.
+func BenchmarkDRA(b *testing.B) {
+	cat, err := pricing.Load("aws/us-east-1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := makePool("gpu", cat.InstanceTypes, onDemand)
+	d := draT{draInputs()}
+	d.template("any", claimSpec("gpu.nvidia.com", 1))
+	d.template("big", claimSpec("gpu.nvidia.com", 1, mem40Expr))
+	d.Matcher = scheduling.NewDeviceMatcher()
+	claims := concat(makePods(500, "any", "2", "8Gi", fromTemplate("any")), makePods(500, "big", "4", "16Gi", fromTemplate("big")))
+	plain := concat(makePods(500, "any", "2", "8Gi", gpus(1)), makePods(500, "big", "4", "16Gi", gpus(1)))
+	for _, bc := range []struct {
+		name string
+		snap *Snapshot
+	}{
+		{"baseline-extended-resources", &Snapshot{Pods: plain, NodePools: []*NodePool{pool}}},
+		{"resource-claims", &Snapshot{Pods: claims, NodePools: []*NodePool{pool}, DRA: d.DRA}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				plan, err := Solve(context.Background(), bc.snap)
+				if err != nil || len(plan.Unschedulable) != 0 {
+					b.Fatalf("%v, %d unschedulable", err, len(plan.Unschedulable))
+				}
+			}
+		})
 	}
 }
