@@ -5,7 +5,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,12 +24,15 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	provreqv1 "github.com/stowage-k8s/stowage/pkg/apis/provisioningrequest/v1"
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/test/controlplane"
 )
 
 // kueueBinEnv overrides where the Kueue manager built by `make kueue` is.
@@ -107,7 +115,7 @@ func kueueCRDs(t *testing.T, c client.Client, moduleDir string) {
 // startKueue runs Kueue's own manager against the cluster, as a separate
 // process, until the test ends. Its webhooks are served but not registered
 // (the Job is created suspended, as Kueue's Job webhook would make it).
-func startKueue(t *testing.T, tc *trnCluster, bin string) {
+func startKueue(t *testing.T, cp *controlplane.ControlPlane, bin string) {
 	t.Helper()
 	dir := t.TempDir()
 	config := fmt.Sprintf(`apiVersion: config.kueue.x-k8s.io/v1beta2
@@ -124,12 +132,31 @@ integrations:
 	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	trnCreate(t, tc.c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kueue-system"}})
+	// The certificate manager fills the Secret Kueue's install creates empty.
+	trnCreate(t, cp.Client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kueue-system"}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "kueue-system", Name: "kueue-webhook-server-cert"}})
 	var out bytes.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
+	// Kueue's certificate manager writes its certificates into the Secret
+	// and expects the kubelet to mount it into certDir; play that part.
+	certDir := filepath.Join(dir, "certs")
+	go func() {
+		for ctx.Err() == nil {
+			secret := &corev1.Secret{}
+			err := cp.Client.Get(ctx, client.ObjectKey{Namespace: "kueue-system", Name: "kueue-webhook-server-cert"}, secret)
+			if err == nil && len(secret.Data["tls.crt"]) > 0 {
+				_ = os.MkdirAll(certDir, 0o700)
+				for name, data := range secret.Data {
+					_ = os.WriteFile(filepath.Join(certDir, name), data, 0o600)
+				}
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
 	cmd := exec.CommandContext(ctx, bin, "--config="+filepath.Join(dir, "config.yaml"),
 		"--feature-gates=VisibilityOnDemand=false")
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+tc.cp.KubeconfigPath)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kueueKubeconfig(t, cp, dir))
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -143,12 +170,57 @@ integrations:
 		_ = cmd.Wait()
 		if t.Failed() {
 			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-			if len(lines) > 60 {
-				lines = lines[len(lines)-60:]
+			if len(lines) > 120 {
+				lines = lines[len(lines)-120:]
 			}
 			t.Logf("kueue's last lines:\n%s", strings.Join(lines, "\n"))
 		}
 	})
+}
+
+// kubeVersion is what the local kube-apiserver is built from (tools/kube).
+// Built from the module without version stamping, it reports
+// v0.0.0-master, which Kueue refuses to start on.
+const kubeVersion = "v1.37.2"
+
+// kueueKubeconfig serves Kueue the API through a plain-HTTP proxy on
+// loopback that authenticates as the admin and answers /version with
+// kubeVersion; everything else passes through, watches included.
+func kueueKubeconfig(t *testing.T, cp *controlplane.ControlPlane, dir string) string {
+	t.Helper()
+	transport, err := rest.TransportFor(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := url.Parse(cp.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.Transport = transport
+	proxy.FlushInterval = -1
+	mux := http.NewServeMux()
+	mux.HandleFunc("/version", func(w http.ResponseWriter, _ *http.Request) {
+		parts := strings.SplitN(strings.TrimPrefix(kubeVersion, "v"), ".", 3)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(version.Info{Major: parts[0], Minor: parts[1], GitVersion: kubeVersion,
+			Platform: "linux/amd64"})
+	})
+	mux.Handle("/", proxy)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	kubeconfig := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: %q}}]
+users: [{name: admin, user: {}}]
+contexts: [{name: local, context: {cluster: local, user: admin}}]
+current-context: local
+`, srv.URL)
+	path := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(path, []byte(kubeconfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // kueueObject builds an unstructured Kueue object of kueue.x-k8s.io/v1beta2.
@@ -171,7 +243,7 @@ func TestKueue(t *testing.T) {
 	ctx := context.Background()
 	const ns = "research"
 	kueueCRDs(t, tc.c, moduleDir)
-	startKueue(t, tc, bin)
+	startKueue(t, tc.cp, bin)
 	trnCreate(t, tc.c,
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
 		trnPool("a100", "p4d.24xlarge"),
