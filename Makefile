@@ -43,6 +43,8 @@ generate: $(BIN)/controller-gen ## regenerate deepcopy and CRDs, and copy CRDs i
 	$(BIN)/controller-gen object:headerFile=hack/boilerplate.go.txt paths=./pkg/apis/... paths=./providers/...
 	$(BIN)/controller-gen crd paths=./pkg/apis/... output:crd:artifacts:config=pkg/apis/crds
 	@if [ -d providers/aws/apis ]; then $(BIN)/controller-gen crd paths=./providers/aws/apis/... output:crd:artifacts:config=pkg/apis/crds; fi
+	@if [ -d providers/azure/apis ]; then $(BIN)/controller-gen crd paths=./providers/azure/apis/... output:crd:artifacts:config=pkg/apis/crds; fi
+	@if [ -d providers/gcp/apis ]; then $(BIN)/controller-gen crd paths=./providers/gcp/apis/... output:crd:artifacts:config=pkg/apis/crds; fi
 	@bash hack/upstream-crds.sh
 	@mkdir -p charts/stowage/crds && cp pkg/apis/crds/*.yaml charts/stowage/crds/
 	go run ./hack/gen-docs -crd pkg/apis/crds/stowage.dev_nodepools.yaml -intro hack/gen-docs/nodepool-intro.md -o docs/nodepool.md

@@ -369,17 +369,23 @@ func BenchmarkLoad(b *testing.B) {
 }
 
 func TestFractionalGPUsAreLabelled(t *testing.T) {
-	cat, err := pricing.Load("aws/us-east-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, want := range map[string]bool{"g6f.large": true, "g6f.4xlarge": true, "g5.xlarge": false, "g4dn.12xlarge": false, "p5.48xlarge": false} {
-		it, ok := pricing.Lookup(cat, name)
-		if !ok {
-			t.Fatalf("%s missing from the catalog", name)
+	for catalog, sizes := range map[string]map[string]bool{
+		"aws/us-east-1": {"g6f.large": true, "g6f.4xlarge": true, "g5.xlarge": false, "g4dn.12xlarge": false, "p5.48xlarge": false},
+		"azure/eastus": {"Standard_NV6ads_A10_v5": true, "Standard_NV12ads_A10_v5": true, "Standard_NV18ads_A10_v5": true,
+			"Standard_NV36ads_A10_v5": false, "Standard_NC4as_T4_v3": false, "Standard_ND96isr_H200_v5": false},
+	} {
+		cat, err := pricing.Load(catalog)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if got := it.Labels[v1.LabelGPUFractional] == "true"; got != want {
-			t.Errorf("%s: fractional label = %v, want %v", name, got, want)
+		for name, want := range sizes {
+			it, ok := pricing.Lookup(cat, name)
+			if !ok {
+				t.Fatalf("%s missing from %s", name, catalog)
+			}
+			if got := it.Labels[v1.LabelGPUFractional] == "true"; got != want {
+				t.Errorf("%s: fractional label = %v, want %v", name, got, want)
+			}
 		}
 	}
 }

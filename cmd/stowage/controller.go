@@ -16,7 +16,9 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/cost"
 	"github.com/stowage-k8s/stowage/pkg/operator"
 	awsprovider "github.com/stowage-k8s/stowage/providers/aws"
+	azureprovider "github.com/stowage-k8s/stowage/providers/azure"
 	"github.com/stowage-k8s/stowage/providers/fake"
+	gcpprovider "github.com/stowage-k8s/stowage/providers/gcp"
 )
 
 func init() { subcommands = append(subcommands, newControllerCommand) }
@@ -26,6 +28,8 @@ type controllerFlags struct {
 	kubeconfig        string
 	fakeLaunchLatency time.Duration
 	aws               awsFlags
+	azure             azureFlags
+	gcp               gcpFlags
 }
 
 func newControllerCommand() *cobra.Command {
@@ -49,6 +53,8 @@ func newControllerCommand() *cobra.Command {
 	cmd.Flags().DurationVar(&f.fakeLaunchLatency, "fake-launch-latency", fake.DefaultLaunchLatency,
 		"with --cloud-provider=fake: time from launch to the Node registering")
 	addAWSFlags(cmd.Flags(), &f.aws)
+	addAzureFlags(cmd.Flags(), &f.azure)
+	addGCPFlags(cmd.Flags(), &f.gcp)
 	return cmd
 }
 
@@ -81,6 +87,20 @@ func runController(ctx context.Context, opts operator.Options, f controllerFlags
 			return err
 		}
 		operatorOpts = append(operatorOpts, awsOpts...)
+	}
+	if opts.CloudProvider == azureprovider.Name {
+		azureOpts, err := azureOperatorOptions(ctx, f.azure)
+		if err != nil {
+			return err
+		}
+		operatorOpts = append(operatorOpts, azureOpts...)
+	}
+	if opts.CloudProvider == gcpprovider.Name {
+		gcpOpts, err := gcpOperatorOptions(ctx, opts.ClusterName, f.gcp)
+		if err != nil {
+			return err
+		}
+		operatorOpts = append(operatorOpts, gcpOpts...)
 	}
 	op, err := operator.New(ctx, cfg, opts, operatorOpts...)
 	if err != nil {

@@ -28,11 +28,21 @@ func NewUnavailableOfferings(clk clock.Clock, ttl time.Duration) *UnavailableOff
 
 // MarkUnavailable records that these pools had no capacity just now.
 func (u *UnavailableOfferings) MarkUnavailable(ids ...OfferingID) {
+	u.MarkUnavailableFor(u.ttl, ids...)
+}
+
+// MarkUnavailableFor records these pools as unavailable for ttl, for clouds
+// whose errors say how long a shortage lasts (a SKU withdrawn from a zone
+// outlasts a momentary stockout). An entry is never shortened: a later,
+// generic mark must not undo a longer, more specific one.
+func (u *UnavailableOfferings) MarkUnavailableFor(ttl time.Duration, ids ...OfferingID) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	expiry := u.clock.Now().Add(u.ttl)
+	expiry := u.clock.Now().Add(ttl)
 	for _, id := range ids {
-		u.until[id] = expiry
+		if cur, ok := u.until[id]; !ok || cur.Before(expiry) {
+			u.until[id] = expiry
+		}
 	}
 }
 

@@ -33,6 +33,33 @@ func TestUnavailableOfferingsExpire(t *testing.T) {
 	}
 }
 
+func TestUnavailableOfferingsPerEntryTTL(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Unix(0, 0))
+	u := NewUnavailableOfferings(clk, time.Minute)
+	long := OfferingID{InstanceType: "Standard_ND96isr_H100_v5", Zone: "eastus-1", CapacityType: "on-demand"}
+	short := OfferingID{InstanceType: "Standard_ND96isr_H100_v5", Zone: "eastus-2", CapacityType: "on-demand"}
+	u.MarkUnavailableFor(time.Hour, long)
+	u.MarkUnavailableFor(5*time.Minute, short)
+	// A generic mark after the specific one must not shorten it.
+	u.MarkUnavailable(long, short)
+	clk.Step(10 * time.Minute)
+	if !u.IsUnavailable(long) {
+		t.Fatal("an hour-long entry expired after 10 minutes: a later default mark shortened it")
+	}
+	if u.IsUnavailable(short) {
+		t.Fatal("a 5-minute entry is still unavailable after 10 minutes")
+	}
+	u.MarkUnavailableFor(time.Minute, short)
+	clk.Step(49 * time.Minute)
+	if !u.IsUnavailable(long) {
+		t.Fatal("the hour-long entry expired early")
+	}
+	clk.Step(time.Minute)
+	if u.IsUnavailable(long) || u.IsUnavailable(short) {
+		t.Fatal("entries must expire after their own ttl")
+	}
+}
+
 func TestInsufficientCapacityErrorWrapping(t *testing.T) {
 	id := OfferingID{InstanceType: "g5.xlarge", Zone: "us-east-1a", CapacityType: "on-demand"}
 	err := NewInsufficientCapacityError(nil, id)

@@ -179,7 +179,9 @@ func TestTemplatePerCloud(t *testing.T) {
 			cloud: "azure", wantReplicas: 2,
 			wantAnnotations: map[string]string{"azure.workload.identity/client-id": "00000000-1111-2222-3333-444444444444"},
 			wantPodLabels:   map[string]string{"azure.workload.identity/use": "true"},
-			wantEnv:         map[string]string{"STOWAGE_CLOUD_PROVIDER": "azure", "STOWAGE_AZURE_RESOURCE_GROUP": "MC_prod-rg_prod-aks_eastus"},
+			wantEnv: map[string]string{"STOWAGE_CLOUD_PROVIDER": "azure", "STOWAGE_AZURE_RESOURCE_GROUP": "MC_prod-rg_prod-aks_eastus",
+				"STOWAGE_AZURE_REGION": "eastus", "STOWAGE_AZURE_SUBSCRIPTION_ID": "55555555-6666-7777-8888-999999999999",
+				"STOWAGE_AZURE_CLUSTER_ENDPOINT": "https://prod-aks-dns-0123abcd.hcp.eastus.azmk8s.io:443"},
 		},
 	}
 	for _, tt := range tests {
@@ -331,6 +333,9 @@ func TestValuesRejected(t *testing.T) {
 		{name: "aws without region", set: []string{"clusterName=c", "cloud=aws"}, want: []string{"region is required when cloud is aws"}},
 		{name: "bad interruption queue", set: []string{"clusterName=c", "cloud=aws", "region=us-east-1", "aws.interruptionQueue=stowage-q"}, want: []string{"/aws/interruptionQueue"}},
 		{name: "azure without client ID", set: []string{"clusterName=c", "cloud=azure"}, want: []string{"azure.clientID is required when cloud is azure"}},
+		{name: "azure without bootstrap token", set: []string{"clusterName=c", "cloud=azure", "azure.clientID=00000000-1111-2222-3333-444444444444"},
+			want: []string{"azure.bootstrapTokenSecret.name is required when cloud is azure"}},
+		{name: "bad kubelet identity", set: []string{"clusterName=c", "cloud=azure", "azure.kubeletIdentity=agentpool"}, want: []string{"/azure/kubeletIdentity"}},
 		{name: "gcp without service account", set: []string{"clusterName=c", "cloud=gcp"}, want: []string{"gcp.serviceAccount is required when cloud is gcp"}},
 	}
 	for _, tt := range tests {

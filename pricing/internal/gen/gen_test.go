@@ -111,7 +111,18 @@ func TestAzureFamilyMedians(t *testing.T) {
 		"Standard_NC4as_T4_v3": 0.526, // GPU sizes have no per-vCPU rate
 	}
 	got := azureFamilyMedians(prices)
-	if diff := cmp.Diff(map[string]float64{"Dasv5": 0.043}, got); diff != "" {
+	if diff := cmp.Diff(map[string]float64{"Das_v5": 0.043}, got); diff != "" {
 		t.Errorf("medians (-want +got):\n%s", diff)
+	}
+}
+
+func TestAzureFamily(t *testing.T) {
+	for size, want := range map[string]string{
+		"Standard_NC24ads_A100_v4": "NCads_A100_v4", "Standard_D16s_v5": "Ds_v5", "Standard_ND96isr_H200_v5": "NDisr_H200_v5",
+		"Standard_NV6ads_A10_v5": "NVads_A10_v5", "Standard_F2s_v2": "Fs_v2",
+	} {
+		if got := azureFamily(size); got != want {
+			t.Errorf("azureFamily(%s) = %s, want %s", size, got, want)
+		}
 	}
 }

@@ -2,6 +2,7 @@
 // data saved on disk (see docs/pricing.md for where each input comes from):
 //
 //	go run ./pricing/internal/gen -moto DIR -aws-prices FILE -gcp-prices FILE -azure-prices FILE
+//	go run ./pricing/internal/gen -only azure -azure-prices FILE
 //
 // It only converts facts (specs, zones, list prices) into Stowage's own JSON
 // format; estimates it has to make are labelled with their own source entry.
@@ -28,8 +29,14 @@ func main() {
 	flag.StringVar(&o.gcpPrices, "gcp-prices", "", "cloudpilot-ai/karpenter-provider-gcp pkg/providers/pricing/initial-prices.json")
 	flag.StringVar(&o.azurePrices, "azure-prices", "", "Azure/karpenter-provider-azure pkg/providers/pricing/zz_generated.pricing.go")
 	flag.StringVar(&o.out, "out", "pricing/data", "output directory")
+	flag.StringVar(&o.gcpGPUOnly, "gcp-gpu-only", "", "only refresh the n1 + GPU, A3 Mega, A3 Ultra and A4 rows of this GCP catalog file in place")
 	flag.StringVar(&o.today, "date", time.Now().UTC().Format(time.DateOnly), "date recorded for estimates made by this generator")
+	flag.StringVar(&o.only, "only", "", "build only this cloud's catalog (aws, gcp or azure); default all")
 	flag.Parse()
+	run := run
+	if o.gcpGPUOnly != "" {
+		run = refreshGCPGPUChoices
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
@@ -37,20 +44,43 @@ func main() {
 }
 
 type options struct {
-	motoDir, awsPrices, gcpPrices, azurePrices, out, today string
+	motoDir, awsPrices, gcpPrices, azurePrices, out, today, only string
+	gcpGPUOnly                                                   string
+}
+
+// refreshGCPGPUChoices rewrites the GCP GPU choices of an existing catalog
+// file, for a refresh without the upstream price file.
+func refreshGCPGPUChoices(o options) error {
+	var f format.File
+	if err := readJSON(o.gcpGPUOnly, &f); err != nil {
+		return err
+	}
+	addGCPGPUChoices(&f)
+	if err := f.Validate(o.gcpGPUOnly); err != nil {
+		return err
+	}
+	if err := write(o.gcpGPUOnly, &f, false); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s: %d types\n", o.gcpGPUOnly, len(f.Types))
+	return nil
 }
 
 func run(o options) error {
 	type job struct {
+		cloud string
 		file  string
 		gzip  bool
 		build func(options) (*format.File, error)
 	}
 	for _, j := range []job{
-		{"aws-us-east-1.json.gz", true, buildAWS},
-		{"gcp-us-central1.json", false, buildGCP},
-		{"azure-eastus.json", false, buildAzure},
+		{"aws", "aws-us-east-1.json.gz", true, buildAWS},
+		{"gcp", "gcp-us-central1.json", false, buildGCP},
+		{"azure", "azure-eastus.json", false, buildAzure},
 	} {
+		if o.only != "" && o.only != j.cloud {
+			continue
+		}
 		f, err := j.build(o)
 		if err != nil {
 			return fmt.Errorf("building %s: %w", j.file, err)

@@ -1,0 +1,245 @@
+package azure
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
+
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pricing"
+)
+
+// noZone is the zone label AKS gives nodes in regions (or of sizes)
+// without availability zones.
+const noZone = "0"
+
+// shape is one VM size as Resource SKUs describe it for the location: what
+// the machine is, where it is sold, and which features it supports.
+type shape struct {
+	Name      string
+	Family    string // stowage.dev/instance-family: the size name without its vCPU count
+	SKUFamily string // Azure's quota family, e.g. standardNCADSA100v4Family
+	VCPU      int
+	MemoryMiB int64
+	Arch      string // amd64 or arm64
+	GPU       *skuGPU
+	Spot      bool // LowPriorityCapable
+	Zones     []string
+	// Features the node class may ask for.
+	AcceleratedNetworking bool
+	EncryptionAtHost      bool
+	TrustedLaunch         bool
+	EphemeralOSDisk       bool
+	CapacityReservation   bool
+}
+
+// listShapes lists the location's VM sizes, honouring the restrictions Azure
+// puts on this subscription: a size restricted in the location is dropped, a
+// size restricted in some zones loses those zones. skipped names GPU sizes
+// whose model is unknown and sizes without a Gen2 image.
+func listShapes(ctx context.Context, api ResourceSKUsAPI, location string) (shapes []shape, skipped []string, err error) {
+	pager := api.NewListPager(&armcompute.ResourceSKUsClientListOptions{Filter: strPtr("location eq '" + location + "'")})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listing resource SKUs in %s: %w", location, err)
+		}
+		for _, s := range page.Value {
+			sh, ok, skip := shapeOf(s, location)
+			if skip {
+				skipped = append(skipped, deref(s.Name))
+			}
+			if ok {
+				shapes = append(shapes, sh)
+			}
+		}
+	}
+	sort.Slice(shapes, func(i, j int) bool { return shapes[i].Name < shapes[j].Name })
+	return shapes, skipped, nil
+}
+
+// shapeOf reads one SKU. ok is false for anything that is not a VM size
+// this subscription can launch in the location; skip is true when a VM size
+// is left out for a reason worth logging.
+func shapeOf(s *armcompute.ResourceSKU, location string) (sh shape, ok, skip bool) {
+	if s == nil || !strings.EqualFold(deref(s.ResourceType), "virtualMachines") || deref(s.Name) == "" {
+		return shape{}, false, false
+	}
+	restrictedZones := map[string]bool{}
+	for _, r := range s.Restrictions {
+		if r == nil || r.Type == nil {
+			continue
+		}
+		switch *r.Type {
+		case armcompute.ResourceSKURestrictionsTypeLocation:
+			if r.RestrictionInfo == nil || len(r.RestrictionInfo.Locations) == 0 || containsFold(r.RestrictionInfo.Locations, location) {
+				return shape{}, false, false
+			}
+		case armcompute.ResourceSKURestrictionsTypeZone:
+			if r.RestrictionInfo != nil {
+				for _, z := range r.RestrictionInfo.Zones {
+					restrictedZones[deref(z)] = true
+				}
+			}
+		}
+	}
+	caps := map[string]string{}
+	for _, c := range s.Capabilities {
+		if c != nil && c.Name != nil && c.Value != nil {
+			caps[*c.Name] = *c.Value
+		}
+	}
+	name := *s.Name
+	vcpu, _ := strconv.Atoi(caps["vCPUs"])
+	memGB, _ := strconv.ParseFloat(caps["MemoryGB"], 64)
+	gpus, _ := strconv.Atoi(caps["GPUs"])
+	if vcpu <= 0 || memGB <= 0 {
+		return shape{}, false, false
+	}
+	if hv := caps["HyperVGenerations"]; hv != "" && !strings.Contains(hv, "V2") {
+		// AKS node images are Generation 2 only.
+		return shape{}, false, true
+	}
+	gpu, known := gpuOf(name, vcpu, gpus)
+	if !known {
+		return shape{}, false, true
+	}
+	arch := "amd64"
+	if strings.EqualFold(caps["CpuArchitectureType"], "Arm64") {
+		arch = "arm64"
+	}
+	sh = shape{
+		Name: name, Family: sizeFamily(name), SKUFamily: deref(s.Family),
+		VCPU: vcpu, MemoryMiB: int64(math.Round(memGB * 1024)), Arch: arch, GPU: gpu,
+		Spot:                  caps["LowPriorityCapable"] == "True",
+		AcceleratedNetworking: caps["AcceleratedNetworkingEnabled"] == "True",
+		EncryptionAtHost:      caps["EncryptionAtHostSupported"] == "True",
+		TrustedLaunch:         caps["TrustedLaunchDisabled"] != "True",
+		EphemeralOSDisk:       caps["EphemeralOSDiskSupported"] == "True",
+		CapacityReservation:   caps["CapacityReservationSupported"] == "True",
+	}
+	zoned := false
+	for _, li := range s.LocationInfo {
+		if li == nil || !strings.EqualFold(deref(li.Location), location) {
+			continue
+		}
+		for _, z := range li.Zones {
+			zoned = true
+			if z := deref(z); z != "" && !restrictedZones[z] {
+				sh.Zones = append(sh.Zones, zoneLabel(location, z))
+			}
+		}
+	}
+	if !zoned {
+		sh.Zones = []string{noZone}
+	}
+	sh.Zones = slices.Compact(slices.Sorted(slices.Values(sh.Zones)))
+	return sh, len(sh.Zones) > 0, false
+}
+
+// zoneLabel is the topology.kubernetes.io/zone AKS gives a node in zone z.
+func zoneLabel(location, z string) string { return strings.ToLower(location) + "-" + z }
+
+// azureZone is the Azure zone ("1") of a zone label ("eastus-1"), or "" for
+// noZone.
+func azureZone(label string) string {
+	if label == noZone {
+		return ""
+	}
+	if i := strings.LastIndexByte(label, '-'); i >= 0 {
+		return label[i+1:]
+	}
+	return label
+}
+
+// catalogDoc mirrors the file format pricing.Parse reads, so live Azure data
+// gets exactly the labels, capacity, overhead and GPU facts the built-in
+// catalog has; Parse rejects unknown fields, so a format change fails loudly.
+type catalogDoc struct {
+	Cloud   string        `json:"cloud"`
+	Region  string        `json:"region"`
+	Zones   []string      `json:"zones"`
+	Sources []docSource   `json:"sources"`
+	Types   []catalogType `json:"types"`
+}
+
+type docSource struct {
+	ID   string `json:"id"`
+	What string `json:"what"`
+	From string `json:"from"`
+	Date string `json:"date"`
+}
+
+type catalogType struct {
+	Name              string   `json:"name"`
+	Family            string   `json:"family"`
+	VCPU              int      `json:"vcpu"`
+	MemoryMiB         int64    `json:"memoryMiB"`
+	Arch              string   `json:"arch"`
+	GPU               *skuGPU  `json:"gpu,omitempty"`
+	MaxPods           int      `json:"maxPods,omitempty"`
+	CurrentGeneration bool     `json:"currentGeneration"`
+	Zones             []string `json:"zones"`
+	OnDemand          float64  `json:"onDemand"`
+	OnDemandSource    string   `json:"onDemandSource"`
+}
+
+// buildInstanceTypes turns shapes into instance types without offerings (the
+// price book adds those), for nodes running maxPods pods.
+func buildInstanceTypes(location, date string, maxPods int, shapes []shape) ([]*cloudprovider.InstanceType, error) {
+	doc := catalogDoc{Cloud: Name, Region: strings.ToLower(location),
+		// The price is a placeholder: offerings and their prices come from the price book.
+		Sources: []docSource{{ID: "skus", What: "specs", From: "Azure Resource SKUs", Date: date}}}
+	zones := map[string]bool{}
+	for _, s := range shapes {
+		for _, z := range s.Zones {
+			zones[z] = true
+		}
+		doc.Types = append(doc.Types, catalogType{Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB,
+			Arch: s.Arch, GPU: s.GPU, MaxPods: maxPods, CurrentGeneration: true, Zones: s.Zones, OnDemand: 1, OnDemandSource: "skus"})
+	}
+	if len(doc.Types) == 0 {
+		return nil, nil
+	}
+	doc.Zones = slices.Sorted(maps.Keys(zones))
+	data, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	c, err := pricing.Parse("Azure Resource SKUs "+location, data)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range c.InstanceTypes {
+		it.Offerings = nil
+		it.Placement = placementCapable(it.Name)
+	}
+	return c.InstanceTypes, nil
+}
+
+func strPtr(s string) *string { return &s }
+
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
+}
+
+func containsFold(list []*string, s string) bool {
+	for _, v := range list {
+		if strings.EqualFold(deref(v), s) {
+			return true
+		}
+	}
+	return false
+}
