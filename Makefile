@@ -14,7 +14,7 @@ GO_TEST_FLAGS ?=
 export STOWAGE_CONTROLPLANE_BIN := $(CONTROLPLANE_BIN)
 export KUBEBUILDER_ASSETS := $(CONTROLPLANE_BIN)
 
-.PHONY: all build demo test test-unit controlplane tools generate verify lint vet fmt bench bench-e2e bench-disruption helm clean
+.PHONY: all build demo test test-unit controlplane kueue tools generate verify lint vet fmt bench bench-e2e bench-disruption helm clean
 
 all: build
 
@@ -24,6 +24,9 @@ build: ## build the stowage binary into bin/
 
 controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (cached in bin/)
 	@bash hack/build-controlplane.sh
+
+kueue: ## build Kueue's manager for the end-to-end test of its ProvisioningRequest admission check (cached in bin/kueue)
+	@bash hack/build-kueue.sh
 
 tools: $(BIN)/controller-gen $(BIN)/helm
 
@@ -46,6 +49,7 @@ generate: $(BIN)/controller-gen ## regenerate deepcopy and CRDs, and copy CRDs i
 	@if [ -d providers/azure/apis ]; then $(BIN)/controller-gen crd paths=./providers/azure/apis/... output:crd:artifacts:config=pkg/apis/crds; fi
 	@if [ -d providers/gcp/apis ]; then $(BIN)/controller-gen crd paths=./providers/gcp/apis/... output:crd:artifacts:config=pkg/apis/crds; fi
 	go run ./hack/crd-bounds pkg/apis/crds/*.yaml
+	@bash hack/upstream-crds.sh
 	@mkdir -p charts/stowage/crds && cp pkg/apis/crds/*.yaml charts/stowage/crds/
 	go run ./hack/gen-docs -crd pkg/apis/crds/stowage.dev_nodepools.yaml -intro hack/gen-docs/nodepool-intro.md -o docs/nodepool.md
 
@@ -64,7 +68,7 @@ vet:
 lint: $(BIN)/golangci-lint
 	$(BIN)/golangci-lint run ./...
 
-test: controlplane tools vet ## run every test (unit, envtest, end-to-end) with the race detector
+test: controlplane kueue tools vet ## run every test (unit, envtest, end-to-end) with the race detector
 	@echo "==> go test -race ./... (end-to-end suites start a local control plane)"
 	PATH=$(BIN):$$PATH go test -race -timeout 40m $(GO_TEST_FLAGS) ./...
 

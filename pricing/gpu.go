@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +22,12 @@ type GPUModel struct {
 	// MIGProfiles maps each MIG profile to how many instances of it one GPU
 	// splits into; nil when the model has no MIG.
 	MIGProfiles map[string]int
+	// ProductName, Architecture and ComputeCapability are what the
+	// vendor's DRA driver publishes about a device (NVIDIA only so far):
+	// e.g. "NVIDIA L40S", "Ada Lovelace", "8.9".
+	ProductName       string
+	Architecture      string
+	ComputeCapability string
 }
 
 // ResourceHabanaGaudi is the device plugin resource of Habana Gaudi accelerators.
@@ -88,18 +96,68 @@ func absDiff(a, b int64) int64 {
 	return b - a
 }
 
-var gpuFacts = sync.OnceValues(func() ([]GPUModel, error) {
-	return parseGPUFacts(gpusFile, gpusJSON)
+// productNameOverride is a board a cloud sells under another product name
+// than the model's usual one (Azure's NC A100 v4 is the PCIe A100).
+type productNameOverride struct {
+	Cloud       string `json:"cloud"`
+	TypePrefix  string `json:"typePrefix"`
+	Name        string `json:"name"`
+	ProductName string `json:"productName"`
+}
+
+type gpuTable struct {
+	models    []GPUModel
+	overrides []productNameOverride
+}
+
+var gpuTableOnce = sync.OnceValues(func() (*gpuTable, error) {
+	return parseGPUTable(gpusFile, gpusJSON)
 })
 
+func gpuFacts() ([]GPUModel, error) {
+	t, err := gpuTableOnce()
+	if err != nil {
+		return nil, err
+	}
+	return t.models, nil
+}
+
+// ProductName is the product name a DRA driver reports for model m on a
+// machine of instanceType in cloud: the model's, unless the cloud sells
+// that type with another board.
+func ProductName(cloud, instanceType string, m GPUModel) string {
+	t, err := gpuTableOnce()
+	if err != nil {
+		return m.ProductName
+	}
+	for _, o := range t.overrides {
+		if o.Cloud == cloud && o.Name == m.Name && strings.HasPrefix(instanceType, o.TypePrefix) {
+			return o.ProductName
+		}
+	}
+	return m.ProductName
+}
+
 func parseGPUFacts(file string, data []byte) ([]GPUModel, error) {
+	t, err := parseGPUTable(file, data)
+	if err != nil {
+		return nil, err
+	}
+	return t.models, nil
+}
+
+func parseGPUTable(file string, data []byte) (*gpuTable, error) {
 	var in struct {
-		Sources []struct{ ID, What, From, Date string }
-		Models  []struct {
-			Manufacturer string         `json:"manufacturer"`
-			Name         string         `json:"name"`
-			MemoryMiB    int64          `json:"memoryMiB"`
-			MIG          map[string]int `json:"mig"`
+		Sources      []struct{ ID, What, From, Date string }
+		ProductNames []productNameOverride `json:"productNames"`
+		Models       []struct {
+			Manufacturer      string         `json:"manufacturer"`
+			Name              string         `json:"name"`
+			MemoryMiB         int64          `json:"memoryMiB"`
+			MIG               map[string]int `json:"mig"`
+			ProductName       string         `json:"productName"`
+			Architecture      string         `json:"architecture"`
+			ComputeCapability string         `json:"computeCapability"`
 		} `json:"models"`
 	}
 	if err := json.Unmarshal(data, &in); err != nil {
@@ -126,7 +184,18 @@ func parseGPUFacts(file string, data []byte) ([]GPUModel, error) {
 				return nil, fmt.Errorf("%s: models[%d] (%s): mig profile %s must split into at least one instance", file, i, m.Name, p)
 			}
 		}
-		out = append(out, GPUModel{Manufacturer: m.Manufacturer, Name: m.Name, MemoryMiB: m.MemoryMiB, MIGProfiles: m.MIG})
+		if m.Manufacturer == "nvidia" && (m.ProductName == "" || m.Architecture == "" || !computeCapability.MatchString(m.ComputeCapability)) {
+			return nil, fmt.Errorf("%s: models[%d] (%s): productName, architecture and a computeCapability such as \"8.9\" are required for NVIDIA models", file, i, m.Name)
+		}
+		out = append(out, GPUModel{Manufacturer: m.Manufacturer, Name: m.Name, MemoryMiB: m.MemoryMiB, MIGProfiles: m.MIG,
+			ProductName: m.ProductName, Architecture: m.Architecture, ComputeCapability: m.ComputeCapability})
 	}
-	return out, nil
+	for i, o := range in.ProductNames {
+		if o.Cloud == "" || o.TypePrefix == "" || o.Name == "" || o.ProductName == "" {
+			return nil, fmt.Errorf("%s: productNames[%d]: cloud, typePrefix, name and productName are required", file, i)
+		}
+	}
+	return &gpuTable{models: out, overrides: in.ProductNames}, nil
 }
+
+var computeCapability = regexp.MustCompile(`^[0-9]+\.[0-9]+$`)

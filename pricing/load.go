@@ -155,6 +155,8 @@ func buildInstanceType(f *format.File, t *format.Type) (*cloudprovider.InstanceT
 			if len(m.MIGProfiles) > 0 {
 				gpu.MIGProfiles = m.MIGProfiles
 			}
+			gpu.ProductName = ProductName(f.Cloud, t.Name, m)
+			gpu.Architecture, gpu.ComputeCapability = m.Architecture, m.ComputeCapability
 			// Clouds report whole GPUs within a few percent of nominal memory;
 			// a device with under three quarters of it is a slice of one.
 			if g.MemoryMiB*4 < m.MemoryMiB*3 {

@@ -97,13 +97,13 @@ func TestGPUInfo(t *testing.T) {
 		want      GPUModel
 		wantOK    bool
 	}{
-		{"a100", 40960, GPUModel{"nvidia", "a100", 40960, map[string]int{"1g.5gb": 7, "1g.10gb": 4, "2g.10gb": 3, "3g.20gb": 2, "4g.20gb": 1, "7g.40gb": 1}}, true},
-		{"a100", 80 * 1024, GPUModel{"nvidia", "a100", 81920, map[string]int{"1g.10gb": 7, "1g.20gb": 4, "2g.20gb": 3, "3g.40gb": 2, "4g.40gb": 1, "7g.80gb": 1}}, true},
-		{"a100", 0, GPUModel{"nvidia", "a100", 40960, map[string]int{"1g.5gb": 7, "1g.10gb": 4, "2g.10gb": 3, "3g.20gb": 2, "4g.20gb": 1, "7g.40gb": 1}}, true},
-		{"h100", 81920, GPUModel{"nvidia", "h100", 81920, map[string]int{"1g.10gb": 7, "1g.20gb": 4, "2g.20gb": 3, "3g.40gb": 2, "4g.40gb": 1, "7g.80gb": 1}}, true},
-		{"h200", 143771, GPUModel{"nvidia", "h200", 144384, map[string]int{"1g.18gb": 7, "1g.35gb": 4, "2g.35gb": 3, "3g.71gb": 2, "4g.71gb": 1, "7g.141gb": 1}}, true},
-		{"l4", 2861, GPUModel{"nvidia", "l4", 22888, nil}, true},
-		{"trainium", 32768, GPUModel{"aws", "trainium", 32768, nil}, true},
+		{"a100", 40960, GPUModel{Manufacturer: "nvidia", Name: "a100", MemoryMiB: 40960, MIGProfiles: map[string]int{"1g.5gb": 7, "1g.10gb": 4, "2g.10gb": 3, "3g.20gb": 2, "4g.20gb": 1, "7g.40gb": 1}, ProductName: "NVIDIA A100-SXM4-40GB", Architecture: "Ampere", ComputeCapability: "8.0"}, true},
+		{"a100", 80 * 1024, GPUModel{Manufacturer: "nvidia", Name: "a100", MemoryMiB: 81920, MIGProfiles: map[string]int{"1g.10gb": 7, "1g.20gb": 4, "2g.20gb": 3, "3g.40gb": 2, "4g.40gb": 1, "7g.80gb": 1}, ProductName: "NVIDIA A100-SXM4-80GB", Architecture: "Ampere", ComputeCapability: "8.0"}, true},
+		{"a100", 0, GPUModel{Manufacturer: "nvidia", Name: "a100", MemoryMiB: 40960, MIGProfiles: map[string]int{"1g.5gb": 7, "1g.10gb": 4, "2g.10gb": 3, "3g.20gb": 2, "4g.20gb": 1, "7g.40gb": 1}, ProductName: "NVIDIA A100-SXM4-40GB", Architecture: "Ampere", ComputeCapability: "8.0"}, true},
+		{"h100", 81920, GPUModel{Manufacturer: "nvidia", Name: "h100", MemoryMiB: 81920, MIGProfiles: map[string]int{"1g.10gb": 7, "1g.20gb": 4, "2g.20gb": 3, "3g.40gb": 2, "4g.40gb": 1, "7g.80gb": 1}, ProductName: "NVIDIA H100 80GB HBM3", Architecture: "Hopper", ComputeCapability: "9.0"}, true},
+		{"h200", 143771, GPUModel{Manufacturer: "nvidia", Name: "h200", MemoryMiB: 144384, MIGProfiles: map[string]int{"1g.18gb": 7, "1g.35gb": 4, "2g.35gb": 3, "3g.71gb": 2, "4g.71gb": 1, "7g.141gb": 1}, ProductName: "NVIDIA H200", Architecture: "Hopper", ComputeCapability: "9.0"}, true},
+		{"l4", 2861, GPUModel{Manufacturer: "nvidia", Name: "l4", MemoryMiB: 22888, MIGProfiles: nil, ProductName: "NVIDIA L4", Architecture: "Ada Lovelace", ComputeCapability: "8.9"}, true},
+		{"trainium", 32768, GPUModel{Manufacturer: "aws", Name: "trainium", MemoryMiB: 32768, MIGProfiles: nil}, true},
 		{"H100", 81920, GPUModel{}, false},
 		{"rtx-9090", 0, GPUModel{}, false},
 	}
@@ -133,6 +133,8 @@ func TestParseGPUFactsErrors(t *testing.T) {
 		{"undated source", `{"sources":[{"id":"x","what":"w","from":"f","date":"mid-2026"}], "models": []}`, "sources[0] (x)"},
 		{"bad maker", `{"sources":[{"id":"x","what":"w","from":"f","date":"2026-11-27"}], "models": [{"manufacturer": "acme", "name": "x1", "memoryMiB": 1}]}`, `models[0] (x1): unknown manufacturer "acme"`},
 		{"no memory", `{"sources":[{"id":"x","what":"w","from":"f","date":"2026-11-27"}], "models": [{"manufacturer": "nvidia", "name": "x1"}]}`, "models[0] (x1)"},
+		{"nvidia without DRA facts", `{"sources":[{"id":"x","what":"w","from":"f","date":"2026-11-27"}], "models": [{"manufacturer": "nvidia", "name": "x1", "memoryMiB": 1, "productName": "X1", "architecture": "Y", "computeCapability": "9"}]}`, "computeCapability"},
+		{"bad override", `{"sources":[{"id":"x","what":"w","from":"f","date":"2026-11-27"}], "productNames": [{"cloud": "azure"}], "models": []}`, "productNames[0]"},
 		{"zero mig", `{"sources":[{"id":"x","what":"w","from":"f","date":"2026-11-27"}], "models": [{"manufacturer": "nvidia", "name": "x1", "memoryMiB": 1, "mig": {"1g.1gb": 0}}]}`, "1g.1gb"},
 	}
 	for _, tt := range tests {
@@ -140,5 +142,28 @@ func TestParseGPUFactsErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "gpus.json") {
 			t.Errorf("%s: error %v, want one naming gpus.json and %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+func TestProductNamePerCloudAndType(t *testing.T) {
+	a100, _ := GPUInfo("a100", 81920)
+	tests := []struct{ cloud, typ, want string }{
+		{"aws", "p4de.24xlarge", "NVIDIA A100-SXM4-80GB"},
+		{"gcp", "a2-ultragpu-8g", "NVIDIA A100-SXM4-80GB"},
+		{"azure", "Standard_NC24ads_A100_v4", "NVIDIA A100 80GB PCIe"},
+		{"azure", "Standard_ND96amsr_A100_v4", "NVIDIA A100-SXM4-80GB"},
+	}
+	for _, tt := range tests {
+		if got := ProductName(tt.cloud, tt.typ, a100); got != tt.want {
+			t.Errorf("ProductName(%s, %s) = %q, want %q", tt.cloud, tt.typ, got, tt.want)
+		}
+	}
+	cat, err := Load("azure/eastus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, ok := Lookup(cat, "Standard_NC24ads_A100_v4")
+	if !ok || it.GPU == nil || it.GPU.ProductName != "NVIDIA A100 80GB PCIe" || it.GPU.ComputeCapability != "8.0" || it.GPU.Architecture != "Ampere" {
+		t.Errorf("catalog type carries GPU facts %+v", it.GPU)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/stowage-k8s/stowage/pkg/manifest"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/simulate"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 )
@@ -21,17 +22,20 @@ func init() { subcommands = append(subcommands, newSimulateCommand) }
 
 func newSimulateCommand() *cobra.Command {
 	var (
-		files     []string
-		catalog   catalogOptions
-		output    string
-		verbosity int
-		decode    manifest.Options
+		files       []string
+		catalog     catalogOptions
+		output      string
+		verbosity   int
+		decode      manifest.Options
+		gangSources string
 	)
 	cmd := &cobra.Command{
 		Use:   "simulate -f <file|dir>",
 		Short: "Show which nodes Stowage would buy for a set of manifests, and what they cost",
 		Long: `Reads Kubernetes manifests (Pods, Deployments, ReplicaSets, StatefulSets, Jobs,
-DaemonSets, stowage.dev/v1 NodePools and the stowage-reservations ConfigMap),
+DaemonSets, stowage.dev/v1 NodePools, the stowage-reservations ConfigMap,
+ProvisioningRequests with their PodTemplates, and DeviceClasses,
+ResourceClaimTemplates and ResourceClaims for pods that claim devices),
 plans them with the solver against a built-in price catalog, and prints the
 nodes it would buy, their hourly cost, the naive one-node-per-pod cost, the
 provable lower bound and the pods nothing can hold. Without a NodePool, any
@@ -45,6 +49,10 @@ instance type may be bought as spot or on-demand.`,
 			}
 			if err := checkOutput(output); err != nil {
 				return err
+			}
+			sources, err := scheduling.ParseGangSources(gangSources)
+			if err != nil {
+				return usageError("--gang-sources", "%v", err)
 			}
 			cliLogger(verbosity)
 			if decode.MaxPods < 1 {
@@ -61,7 +69,7 @@ instance type may be bought as spot or on-demand.`,
 			if err != nil {
 				return err
 			}
-			report, err := simulate.Run(cmd.Context(), simulate.Input{Manifests: set, Catalog: c}, simulate.Options{Solve: solve})
+			report, err := simulate.Run(cmd.Context(), simulate.Input{Manifests: set, Catalog: c, GangSources: sources}, simulate.Options{Solve: solve})
 			if err != nil {
 				return err
 			}
@@ -81,5 +89,7 @@ instance type may be bought as spot or on-demand.`,
 	cmd.Flags().BoolVar(&decode.AllowUnknownFields, "allow-unknown-fields", false,
 		"warn about fields the Kubernetes types do not have (e.g. a misspelled nodeSelector) instead of failing")
 	cmd.Flags().IntVar(&decode.MaxPods, "max-pods", manifest.DefaultMaxPods, "fail when the manifests expand into more pods than this")
+	cmd.Flags().StringVar(&gangSources, "gang-sources", "",
+		"workload kinds planned as gangs, as the controller's flag: leaderworkerset, indexed-job (JobSets are not expanded by simulate)")
 	return cmd
 }

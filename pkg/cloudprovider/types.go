@@ -73,6 +73,13 @@ type GPU struct {
 	// MIGProfiles maps each MIG profile this GPU supports (e.g. "1g.10gb") to
 	// how many instances of it one GPU splits into. Empty when not MIG-capable.
 	MIGProfiles map[string]int
+	// ProductName, Architecture and ComputeCapability are what the vendor's
+	// DRA driver publishes about each device (e.g. "NVIDIA L40S", "Ada
+	// Lovelace", "8.9"), so claims' CEL selectors can be evaluated before a
+	// machine exists. Empty when unknown.
+	ProductName       string
+	Architecture      string
+	ComputeCapability string
 }
 
 // Overhead is the capacity a node keeps for itself.

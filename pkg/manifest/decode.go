@@ -26,6 +26,7 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	provreqv1 "github.com/stowage-k8s/stowage/pkg/apis/provisioningrequest/v1"
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/validation"
 )
@@ -35,6 +36,15 @@ import (
 // 200,000) fails clearly instead of exhausting memory. Options.MaxPods
 // (simulate's --max-pods) raises it.
 const DefaultMaxPods = 200_000
+
+var (
+	errRequired       = errors.New("required")
+	errExactlyOrFirst = errors.New("exactly one of exactly and firstAvailable is required")
+)
+
+// MaxPodsPerObject bounds how many pods one workload may expand into, so a
+// typo such as `replicas: 1000000000` fails clearly instead of exhausting memory.
+const MaxPodsPerObject = 200_000
 
 // MaxFileSize bounds one manifest file; files are streamed, but a single
 // document is held whole while it is decoded.
@@ -350,7 +360,7 @@ func describe(h header) string {
 	switch {
 	case h.Metadata.Name == "":
 		return h.Kind
-	case h.Metadata.Namespace == "" && (h.Kind == "NodePool" || h.Kind == "Commitment"):
+	case h.Metadata.Namespace == "" && (h.Kind == "NodePool" || h.Kind == "Commitment" || h.Kind == "DeviceClass"):
 		return h.Kind + " " + h.Metadata.Name
 	default:
 		return h.Kind + " " + namespaceOrDefault(h.Metadata.Namespace) + "/" + h.Metadata.Name
@@ -420,6 +430,11 @@ var kinds = map[schema.GroupKind]kind{
 		d.set.StorageClasses = append(d.set.StorageClasses, &o)
 		return nil
 	}},
+	{Group: "resource.k8s.io", Kind: "DeviceClass"}:           {nil, decodeDeviceClass},
+	{Group: "resource.k8s.io", Kind: "ResourceClaimTemplate"}: {nil, decodeResourceClaimTemplate},
+	{Group: "resource.k8s.io", Kind: "ResourceClaim"}:         {nil, decodeResourceClaim},
+	{Kind: "PodTemplate"}:                                     {podSpecQuantities("template.spec"), decodePodTemplate},
+	{Group: provreqv1.Group, Kind: "ProvisioningRequest"}:     {nil, decodeProvisioningRequest},
 }
 
 // decodeCommitment reads a Commitment strictly and checks it with
@@ -574,7 +589,16 @@ func decodeJob(d *decoder, obj string, j []byte) error {
 		return err
 	}
 	n, field := jobPods(o.Spec)
-	return d.expand(obj, "Job", o.Name, o.Namespace, n, field, &o.Spec.Template)
+	before := len(d.set.Pods)
+	if err := d.expand(obj, "Job", o.Name, o.Namespace, n, field, &o.Spec.Template); err != nil {
+		return err
+	}
+	indexedJob(d.set.Pods[before:], &o)
+	if d.set.JobPods == nil {
+		d.set.JobPods = map[string]int{}
+	}
+	d.set.JobPods[namespaceOrDefault(o.Namespace)+"/"+o.Name] = len(d.set.Pods) - before
+	return nil
 }
 
 // jobPods is how many pods a Job runs at once: its parallelism, or its

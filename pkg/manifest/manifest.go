@@ -45,6 +45,7 @@ type Set struct {
 	// Files are the files read, in order, with how many objects each held,
 	// so "nothing to do" can say where it looked.
 	Files []File
+	trainingObjects
 }
 
 // File is one file read and how many objects it held.
@@ -65,6 +66,7 @@ func (s *Set) Append(other *Set) {
 	s.StorageClasses = append(s.StorageClasses, other.StorageClasses...)
 	s.Warnings = append(s.Warnings, other.Warnings...)
 	s.Files = append(s.Files, other.Files...)
+	s.appendTraining(&other.trainingObjects)
 }
 
 // Load reads a manifest file, or every .yaml, .yml and .json file below a

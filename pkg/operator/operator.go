@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	provreqv1 "github.com/stowage-k8s/stowage/pkg/apis/provisioningrequest/v1"
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/commitments"
@@ -33,8 +34,10 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/podevents"
 	poolvalidation "github.com/stowage-k8s/stowage/pkg/controllers/nodepool/validation"
 	"github.com/stowage-k8s/stowage/pkg/controllers/provisioning"
+	"github.com/stowage-k8s/stowage/pkg/controllers/provisioningrequest"
 	"github.com/stowage-k8s/stowage/pkg/controllers/termination"
 	"github.com/stowage-k8s/stowage/pkg/cost"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
 	"github.com/stowage-k8s/stowage/pkg/utils/index"
@@ -174,23 +177,36 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 		return nil, err
 	}
 	recorder := mgr.GetEventRecorder("stowage")
+	gangSources, _ := scheduling.ParseGangSources(o.GangSources) // checked by Validate
 	// Provisioning and disruption price on-demand offerings with the
 	// cluster's Commitments, at their marginal cost to the bill.
 	priced := commitments.NewPricer(provider, mgr.GetClient(), cfg.clock)
+	// ProvisioningRequests are planned in provisioning's passes; each side
+	// needs the other, so the request controller triggers through prov.
+	var prov *provisioning.Controller
+	provreqs := provisioningrequest.NewController(provisioningrequest.Deps{
+		Client: mgr.GetClient(), Cluster: cluster, Clock: cfg.clock, Recorder: recorder,
+		Provisioner: triggerFunc(func() { prov.Trigger() }),
+		Options:     provisioningrequest.Options{SkipNameValidation: cfg.skipNameVal},
+	})
+	prov = provisioning.NewController(provisioning.Deps{
+		Client:        mgr.GetClient(),
+		Cluster:       cluster,
+		CloudProvider: priced,
+		Solver:        cfg.solver,
+		Clock:         cfg.clock,
+		Recorder:      recorder,
+		Options: provisioning.Options{
+			BatchIdleDuration:  o.BatchIdleDuration,
+			BatchMaxDuration:   o.BatchMaxDuration,
+			SkipNameValidation: cfg.skipNameVal,
+			GangSources:        gangSources,
+		},
+		Demands: provreqs,
+	})
 	controllers := []Controller{
-		provisioning.NewController(provisioning.Deps{
-			Client:        mgr.GetClient(),
-			Cluster:       cluster,
-			CloudProvider: priced,
-			Solver:        cfg.solver,
-			Clock:         cfg.clock,
-			Recorder:      recorder,
-			Options: provisioning.Options{
-				BatchIdleDuration:  o.BatchIdleDuration,
-				BatchMaxDuration:   o.BatchMaxDuration,
-				SkipNameValidation: cfg.skipNameVal,
-			},
-		}),
+		prov,
+		provreqs,
 		lifecycle.NewController(lifecycle.Deps{
 			Client: mgr.GetClient(), CloudProvider: provider, Clock: cfg.clock, Recorder: recorder, Nominations: cluster,
 			Options: lifecycle.Options{SkipNameValidation: cfg.skipNameVal},
@@ -228,6 +244,7 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 	if o.Disruption {
 		controllers = append(controllers, disruption.NewController(disruption.Deps{
 			Client: mgr.GetClient(), Cluster: cluster, CloudProvider: priced, Solver: solve, Clock: cfg.clock, Recorder: recorder,
+			Options: disruption.Options{GangSources: gangSources},
 		}))
 	}
 	if src, ok := provider.(cloudprovider.InterruptionSource); ok && o.Interruption {
@@ -275,6 +292,9 @@ func NewScheme() (*runtime.Scheme, error) {
 	if err := v1.AddToScheme(s); err != nil {
 		return nil, fmt.Errorf("adding stowage.dev/v1 to scheme: %w", err)
 	}
+	if err := provreqv1.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("adding autoscaling.x-k8s.io/v1 to scheme: %w", err)
+	}
 	return s, nil
 }
 
@@ -292,6 +312,11 @@ func leaderElectionNamespace(o Options) string {
 	}
 	return "default"
 }
+
+// triggerFunc adapts a function to provisioningrequest.Trigger.
+type triggerFunc func()
+
+func (f triggerFunc) Trigger() { f() }
 
 func names(m map[string]ProviderFactory) []string {
 	out := make([]string, 0, len(m))

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/stowage-k8s/stowage/pkg/controllers/provisioning"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 )
 
 // EnvPrefix prefixes the environment variable of every flag:
@@ -65,6 +66,10 @@ type Options struct {
 	// scale-out of hundreds of NodeClaims for minutes.
 	KubeClientQPS   float32
 	KubeClientBurst int
+	// GangSources opts workload kinds into gang planning (comma-separated:
+	// jobset, leaderworkerset, indexed-job). Stowage's own key and Kueue's
+	// pod groups are always gangs.
+	GangSources string
 }
 
 // DefaultOptions are the options of a production install.
@@ -121,6 +126,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.CostInterval, "cost-interval", o.CostInterval, "how often the stowage_cost_* gauges are recomputed")
 	fs.Float32Var(&o.KubeClientQPS, "kube-client-qps", o.KubeClientQPS, "requests per second the controller may send to the API server")
 	fs.IntVar(&o.KubeClientBurst, "kube-client-burst", o.KubeClientBurst, "requests the controller may send to the API server in a burst above --kube-client-qps")
+	fs.StringVar(&o.GangSources, "gang-sources", o.GangSources,
+		"workload kinds whose pods are planned all-or-nothing as gangs, comma-separated: jobset, leaderworkerset, indexed-job")
 }
 
 // BindEnv sets every flag of fs that was not given on the command line from
@@ -170,6 +177,9 @@ func (o Options) Validate() error {
 			o.RetryPeriod, o.RenewDeadline, o.LeaseDuration)
 	case o.LogFormat != "" && o.LogFormat != "json" && o.LogFormat != "console":
 		return fmt.Errorf("--log-format must be json or console, got %q", o.LogFormat)
+	}
+	if _, err := scheduling.ParseGangSources(o.GangSources); err != nil {
+		return fmt.Errorf("--gang-sources: %w", err)
 	}
 	if _, err := parseLevel(o.LogLevel); err != nil {
 		return fmt.Errorf("--log-level: %w", err)

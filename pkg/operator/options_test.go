@@ -92,6 +92,8 @@ func TestValidate(t *testing.T) {
 		{"zero idle", func(o *Options) { o.BatchIdleDuration = 0 }, "--batch-idle-duration"},
 		{"max below idle", func(o *Options) { o.BatchMaxDuration = 500 * time.Millisecond }, "--batch-max-duration"},
 		{"bad format", func(o *Options) { o.LogFormat = "xml" }, "--log-format"},
+		{"unknown gang source", func(o *Options) { o.GangSources = "jobset,mpijob" }, "--gang-sources"},
+		{"gang sources", func(o *Options) { o.GangSources = "jobset,leaderworkerset,indexed-job" }, ""},
 		{"bad level", func(o *Options) { o.LogLevel = "loud" }, "--log-level"},
 		{"verbosity level", func(o *Options) { o.LogLevel = "3" }, ""},
 		{"zero qps", func(o *Options) { o.KubeClientQPS = 0 }, "--kube-client-qps"},

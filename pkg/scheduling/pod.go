@@ -8,8 +8,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-
-	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 )
 
 // PodRequests is what the scheduler reserves for a pod, by the kubelet's
@@ -246,19 +244,4 @@ func (pc *PodConstraints) EffectiveNodeRequirements() []Requirements {
 		out = append(out, r)
 	}
 	return out
-}
-
-// GangOf returns the pod's gang name and size from the stowage.dev/pod-group
-// labels, or "" when the pod is not in a gang. A missing or invalid size is an error.
-func GangOf(pod *corev1.Pod) (string, int, error) {
-	name := pod.Labels[v1.LabelPodGroup]
-	if name == "" {
-		return "", 0, nil
-	}
-	raw := pod.Labels[v1.LabelPodGroupSize]
-	var n int
-	if _, err := fmt.Sscanf(raw, "%d", &n); err != nil || n < 1 || fmt.Sprint(n) != raw {
-		return name, 0, fmt.Errorf("pod %s/%s: label %s=%q must be a positive integer", pod.Namespace, pod.Name, v1.LabelPodGroupSize, raw)
-	}
-	return name, n, nil
 }

@@ -24,12 +24,16 @@ const (
 	SlotNvidiaGPU
 	SlotAMDGPU
 	SlotNeuron
+	// SlotDevices counts DRA devices of any kind (see DevicePlan): a fixed
+	// slot so machines without devices are ruled out without the map
+	// lookups the exact per-request resources need.
+	SlotDevices
 	NumSlots
 )
 
 var slotNames = [NumSlots]corev1.ResourceName{
 	corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage, corev1.ResourcePods,
-	v1.ResourceNvidiaGPU, v1.ResourceAMDGPU, v1.ResourceAWSNeuron,
+	v1.ResourceNvidiaGPU, v1.ResourceAMDGPU, v1.ResourceAWSNeuron, ResourceDevices,
 }
 
 // SlotName is the resource name of a slot.
@@ -147,7 +151,7 @@ func (r Resources) Max(o Resources) Resources {
 	for i := range r.Fixed {
 		r.Fixed[i] = max(r.Fixed[i], o.Fixed[i])
 	}
-	if len(o.Ext) > 0 {
+	if len(o.Ext) > 0 && !dominates(r.Ext, o.Ext) {
 		ext := make(map[corev1.ResourceName]int64, len(r.Ext)+len(o.Ext))
 		for k, v := range r.Ext {
 			ext[k] = v
@@ -158,6 +162,20 @@ func (r Resources) Max(o Resources) Resources {
 		r.Ext = ext
 	}
 	return r
+}
+
+// dominates reports whether a holds at least b in every resource of b, so a
+// maximum need not copy a (hot in the solver, where most maxima change nothing).
+func dominates(a, b map[corev1.ResourceName]int64) bool {
+	if len(a) < len(b) {
+		return false
+	}
+	for k, v := range b {
+		if a[k] < v {
+			return false
+		}
+	}
+	return true
 }
 
 // Fits reports whether r fits within capacity c in every dimension. A

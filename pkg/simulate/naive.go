@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 )
 
@@ -32,6 +34,7 @@ func NaiveCost(snap *solver.Snapshot, types []*cloudprovider.InstanceType) (tota
 		daemons  corev1.ResourceList
 		price    float64
 		onDemand bool
+		sharing  *v1.GPUSharing
 	}
 	var cands []candidate
 	for _, np := range snap.NodePools {
@@ -51,7 +54,8 @@ func NaiveCost(snap *solver.Snapshot, types []*cloudprovider.InstanceType) (tota
 				labels := nodeLabels(np.NodePool, it, o)
 				taints := np.Spec.Template.Spec.Taints
 				daemons := daemonSetRequests(snap.DaemonSetPods, labels, taints)
-				cands = append(cands, candidate{it: it, labels: labels, taints: taints, alloc: alloc, daemons: daemons, price: o.PricePerHour, onDemand: onDemand})
+				cands = append(cands, candidate{it: it, labels: labels, taints: taints, alloc: alloc, daemons: daemons, price: o.PricePerHour, onDemand: onDemand,
+					sharing: np.Spec.Template.Spec.GPU})
 			}
 		}
 	}
@@ -59,16 +63,23 @@ func NaiveCost(snap *solver.Snapshot, types []*cloudprovider.InstanceType) (tota
 	// 100k-pod scenarios quick since workloads repeat one template many times.
 	cache := map[string]float64{}
 	for _, p := range snap.Pods {
-		key := shapeKey(p)
+		key := shapeKey(p) + claimsKey(p)
 		best, ok := cache[key]
 		if !ok {
 			want := wholeGPURequests(p, migProfileOf(p))
+			var devicesFit []bool // per candidate, for pods with ResourceClaims
+			if snap.DRA != nil && len(p.Spec.ResourceClaims) > 0 {
+				devicesFit = claimsFit(snap.DRA, p, len(cands), func(i int) (*cloudprovider.InstanceType, *v1.GPUSharing) {
+					return cands[i].it, cands[i].sharing
+				})
+			}
 			// On-demand first; any other offering the pool allows only
 			// when no on-demand machine holds the pod.
 			for _, onDemand := range []bool{true, false} {
 				best = math.Inf(1)
-				for _, c := range cands {
-					if c.onDemand != onDemand || c.price >= best || !podSelects(p, c.labels) || !tolerates(p, c.taints) {
+				for i, c := range cands {
+					if c.onDemand != onDemand || c.price >= best || !podSelects(p, c.labels) || !tolerates(p, c.taints) ||
+						(devicesFit != nil && !devicesFit[i]) {
 						continue
 					}
 					need := addLists(want, c.daemons)
@@ -228,6 +239,45 @@ func addLists(a, b corev1.ResourceList) corev1.ResourceList {
 		q := out[k]
 		q.Add(v)
 		out[k] = q
+	}
+	return out
+}
+
+// claimsKey tells apart pods whose ResourceClaims differ, which shapeKey
+// does not read.
+func claimsKey(p *corev1.Pod) string {
+	if len(p.Spec.ResourceClaims) == 0 {
+		return ""
+	}
+	raw, _ := json.Marshal(p.Spec.ResourceClaims) // API types always marshal
+	return "|claims=" + string(raw)
+}
+
+// claimsFit reports, per candidate type, whether one machine of it has the
+// devices the pod's ResourceClaims ask for. A pod whose claims cannot be
+// read fits nowhere.
+func claimsFit(d *scheduling.DRA, pod *corev1.Pod, n int, typeOf func(int) (*cloudprovider.InstanceType, *v1.GPUSharing)) []bool {
+	types := make([]scheduling.DeviceType, n)
+	for i := range types {
+		types[i].Type, types[i].Sharing = typeOf(i)
+	}
+	out := make([]bool, n)
+	dp, err := d.Plan(context.Background(), []*corev1.Pod{pod}, nil, types)
+	if err != nil || len(dp.Pending) != 1 {
+		return out
+	}
+	want := dp.Pending[0].Spec.Overhead
+	for i := range out {
+		out[i] = true
+		for name, q := range want {
+			if !scheduling.IsDeviceResource(name) {
+				continue
+			}
+			if have, ok := dp.TypeCapacity[i][name]; !ok || have.Cmp(q) < 0 {
+				out[i] = false
+				break
+			}
+		}
 	}
 	return out
 }

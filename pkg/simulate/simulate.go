@@ -42,6 +42,9 @@ type Input struct {
 	Catalog *pricing.Catalog
 	// Now decides which commitments have ended; the zero time counts all.
 	Now time.Time
+	// GangSources opts workload kinds into gang planning, as the
+	// controller's --gang-sources does.
+	GangSources map[scheduling.GangSource]bool
 }
 
 // Options configure Run.
@@ -52,7 +55,7 @@ type Options struct {
 }
 
 // ErrNoPods is returned when the manifests contain nothing to place.
-var ErrNoPods = errors.New("no pods to place: the manifests hold no Pods, Deployments, ReplicaSets, StatefulSets or Jobs")
+var ErrNoPods = errors.New("no pods to place: the manifests hold no Pods, Deployments, ReplicaSets, StatefulSets, Jobs or ProvisioningRequests")
 
 // noPods says what each file held, so an empty or mistaken file is named.
 func noPods(set *manifest.Set) error {
@@ -81,7 +84,7 @@ func Run(ctx context.Context, in Input, opts Options) (*Report, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	if in.Manifests == nil || len(in.Manifests.Pods) == 0 {
+	if in.Manifests == nil || len(in.Manifests.Pods)+len(in.Manifests.ProvisioningRequests) == 0 {
 		return nil, noPods(in.Manifests)
 	}
 	snap, err := BuildSnapshot(in)
@@ -116,7 +119,14 @@ func BuildSnapshot(in Input) (*solver.Snapshot, error) {
 	if len(pools) == 0 {
 		pools = []*v1.NodePool{DefaultNodePool(len(in.Manifests.Reservations) > 0)}
 	}
-	snap := &solver.Snapshot{Pods: volumeTopology(in.Manifests), DaemonSetPods: in.Manifests.DaemonSetPods}
+	requested, err := requestPods(in.Manifests)
+	if err != nil {
+		return nil, err
+	}
+	pods := append(volumeTopology(in.Manifests), requested...)
+	snap := &solver.Snapshot{Pods: pods, DaemonSetPods: in.Manifests.DaemonSetPods,
+		DRA:   devices(in.Manifests, pods),
+		Gangs: scheduling.Gangs{Sources: in.GangSources, Sizes: manifestSizes{in.Manifests}}}
 	// Commitments price the pools' on-demand offerings at their marginal
 	// cost to the bill; the catalog itself keeps list prices for the naive
 	// baseline. Nothing runs yet, so every commitment is unused.

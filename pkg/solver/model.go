@@ -97,7 +97,9 @@ type shape struct {
 	pc     *scheduling.PodConstraints
 	err    error // constraints that could not be read
 	gang   string
-	size   float64
+	// gangSize is how many pods the gang needs, as its pods declare it.
+	gangSize int
+	size     float64
 	// antiOwn are the required anti-affinity terms, kept for symmetry.
 	antiOwn []scheduling.AffinityTerm
 	// groups this shape is a member of.
@@ -289,7 +291,10 @@ func (m *model) buildShapes(snap *Snapshot) {
 	byKey := map[string]*shape{}
 	get := func(pod *corev1.Pod) *shape {
 		req := scheduling.PodRequests(pod)
-		key := shapeKey(pod, &req)
+		// The gang is part of the key: it may be declared by annotations,
+		// which the rest of the key does not read.
+		name, size, gangErr := snap.Gangs.Of(pod)
+		key := shapeKey(pod, &req) + "|" + name
 		if s, ok := byKey[key]; ok {
 			return s
 		}
@@ -298,13 +303,11 @@ func (m *model) buildShapes(snap *Snapshot) {
 		if s.pc != nil && pod.Spec.Affinity != nil && pod.Spec.Affinity.PodAntiAffinity != nil {
 			s.antiOwn = s.pc.AntiAffinity
 		}
-		name, _, err := scheduling.GangOf(pod)
-		if err != nil && s.err == nil {
-			s.err = err
+		if gangErr != nil && s.err == nil {
+			s.err = gangErr
 		}
-		s.gang = name
 		if name != "" {
-			s.gang = pod.Namespace + "/" + name
+			s.gang, s.gangSize = pod.Namespace+"/"+name, size
 		}
 		byKey[key] = s
 		return s
@@ -361,8 +364,7 @@ func (m *model) buildGangs() {
 		}
 		g, ok := byName[s.gang]
 		if !ok {
-			_, size, _ := scheduling.GangOf(s.pods[0])
-			g = &gang{name: s.gang, size: size}
+			g = &gang{name: s.gang, size: s.gangSize}
 			byName[s.gang] = g
 			m.gangs = append(m.gangs, g)
 		}

@@ -113,6 +113,10 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	if snap == nil {
 		return nil, fmt.Errorf("solving: nil snapshot")
 	}
+	snap, restore, err := withDevices(ctx, snap)
+	if err != nil {
+		return nil, fmt.Errorf("solving: %w", err)
+	}
 	m, err := newModel(snap)
 	if err != nil {
 		return nil, fmt.Errorf("solving: %w", err)
@@ -202,6 +206,7 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 			plan = packed.finish(o.maxChoices, false)
 		}
 	}
+	m.assignGangs(plan.NewNodes)
 	var boundStart time.Time
 	if o.stats != nil {
 		boundStart = time.Now()
@@ -211,6 +216,7 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 		o.stats.Bound = time.Since(boundStart) + guideTime
 		o.stats.Total = time.Since(start)
 	}
+	plan = restore(plan)
 	log.FromContext(ctx).V(1).Info("solved", "pods", len(snap.Pods), "bindings", len(plan.Bindings),
 		"newNodes", len(plan.NewNodes), "unschedulable", len(plan.Unschedulable),
 		"costPerHour", plan.CostPerHour, "lowerBoundPerHour", plan.LowerBoundPerHour)

@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 )
 
 // Snapshot is everything a decision depends on, frozen.
@@ -22,6 +23,13 @@ type Snapshot struct {
 	// DaemonSetPods are the pod templates of DaemonSets: each new node runs
 	// those it tolerates and matches, so their requests are added to its overhead.
 	DaemonSetPods []*corev1.Pod
+	// Gangs recognises pod groups placed all-or-nothing; the zero value
+	// knows Stowage's and Kueue's declarations.
+	Gangs scheduling.Gangs
+	// DRA holds the DeviceClasses, claims, claim templates and
+	// ResourceSlices pods' ResourceClaims are planned against; nil when the
+	// cluster serves no DRA API.
+	DRA *scheduling.DRA
 }
 
 // Node is a node that exists or is being launched.
@@ -89,6 +97,12 @@ type NewNode struct {
 	// Requirements the node must meet, for the NodeClaim: the pool's
 	// requirements narrowed by the pods' node selectors and affinities.
 	Requirements []v1.NodeSelectorRequirementWithMinValues
+	// Gang is the namespace/name of the gang whose pods the node was bought
+	// for ("" for none): its machines are launched and released together.
+	Gang string
+	// PlacementGroup, when set, asks the cloud to launch the node into one
+	// placement domain with the gang's other nodes (see placement.go).
+	PlacementGroup string
 }
 
 // Choice is one offering of one instance type.

@@ -58,6 +58,8 @@ type Cluster struct {
 	claimByNodeName   map[string]string // claim status.nodeName -> claim name
 	// takingPodsSince is when each node began to take pods (see takesPods).
 	takingPodsSince map[string]time.Time
+	// bookings by owner (a ProvisioningRequest's namespace/name).
+	bookings map[string]*booking
 
 	synced func() bool
 }
@@ -97,6 +99,7 @@ func NewCluster(clk clock.Clock, opts ...Option) *Cluster {
 		claimByProviderID: map[string]string{},
 		claimByNodeName:   map[string]string{},
 		takingPodsSince:   map[string]time.Time{},
+		bookings:          map[string]*booking{},
 	}
 	for _, o := range opts {
 		o(c)

@@ -72,6 +72,9 @@ func (c *Cluster) Nodes(lookup InstanceTypeLookup) []*solver.Node {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	nominated := c.nominatedPodsLocked()
+	for target, pods := range c.bookedPodsLocked() {
+		nominated[target] = append(nominated[target], pods...)
+	}
 
 	var out []*solver.Node
 	for _, node := range c.nodes {

@@ -114,6 +114,7 @@ type Cloud struct {
 	mu       sync.Mutex
 	image    string
 	failing  map[cloudprovider.OfferingID]bool
+	limits   map[cloudprovider.OfferingID]int // launches left per pool, when limited
 	prices   map[cloudprovider.OfferingID]float64
 	nsReady  bool
 	pending  map[string]chan struct{} // instance ID -> cancels its delayed registration
@@ -191,6 +192,7 @@ func New(opts Options) (*Cloud, error) {
 		unavailable: opts.Unavailable,
 		image:       opts.Image,
 		failing:     map[cloudprovider.OfferingID]bool{},
+		limits:      map[cloudprovider.OfferingID]int{},
 		prices:      map[cloudprovider.OfferingID]float64{},
 		pending:     map[string]chan struct{}{},
 		stopping:    make(chan struct{}),
@@ -254,6 +256,7 @@ func (c *Cloud) InstanceTypes(ctx context.Context, _ *v1.NodePool) ([]*cloudprov
 	out := make([]*cloudprovider.InstanceType, 0, len(c.catalog.InstanceTypes))
 	for _, src := range c.catalog.InstanceTypes {
 		it := cloneInstanceType(src)
+		it.Placement = placeable(it)
 		for i := range it.Offerings {
 			if p, ok := c.prices[it.Offerings[i].ID(it.Name)]; ok {
 				it.Offerings[i].PricePerHour = p
@@ -332,13 +335,23 @@ func (c *Cloud) launch(ctx context.Context, claim *v1.NodeClaim, id, token strin
 	var (
 		ice     []cloudprovider.OfferingID
 		unknown []string
+		zone    string
 	)
+	if claim.Spec.Placement != nil {
+		if zone, err = c.placementZone(ctx, claim.Spec.Placement.Group); err != nil {
+			return nil, err
+		}
+	}
 	for i, choice := range claim.Spec.Offerings {
 		oid := cloudprovider.ChoiceID(choice)
 		it, ok := c.types[choice.InstanceType]
 		if !ok {
 			unknown = append(unknown, fmt.Sprintf("spec.offerings[%d]: instance type %q is not in catalog %s/%s",
 				i, choice.InstanceType, c.catalog.Cloud, c.catalog.Region))
+			continue
+		}
+		if why := placementRefusal(claim, it, choice, zone); why != "" {
+			unknown = append(unknown, fmt.Sprintf("spec.offerings[%d]: %s", i, why))
 			continue
 		}
 		price, reservation, ok := c.offer(it, choice, used)
@@ -362,6 +375,7 @@ func (c *Cloud) launch(ctx context.Context, claim *v1.NodeClaim, id, token strin
 			}
 			return nil, fmt.Errorf("fake cloud: launching nodeclaim %s: %w", claim.Name, err)
 		}
+		c.took(oid)
 		return inst, nil
 	}
 	if len(ice) > 0 {
@@ -407,7 +421,17 @@ func (c *Cloud) price(id cloudprovider.OfferingID, catalog float64) float64 {
 func (c *Cloud) isFailing(id cloudprovider.OfferingID) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.failing[id]
+	left, limited := c.limits[id]
+	return c.failing[id] || (limited && left == 0)
+}
+
+// took counts a launch against the pool's limit, if it has one.
+func (c *Cloud) took(id cloudprovider.OfferingID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if left, limited := c.limits[id]; limited && left > 0 {
+		c.limits[id] = left - 1
+	}
 }
 
 // launched is the claim as Create returns it: a copy with status filled in.
@@ -449,6 +473,9 @@ func (c *Cloud) deleteInstance(ctx context.Context, id string) error {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: inst.ID}}
 	if err := c.client.Delete(ctx, node); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("deleting node %s: %w", inst.ID, err)
+	}
+	if err := c.deleteSlice(ctx, inst.ID); err != nil {
+		return err
 	}
 	if err := c.client.Delete(ctx, inst.configMap()); err != nil {
 		if apierrors.IsNotFound(err) {

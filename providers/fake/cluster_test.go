@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -63,6 +64,16 @@ func TestOnRealCluster(t *testing.T) {
 		t.Fatalf("Create: %v", err)
 	}
 
+	// The fake DRA driver publishes the GPU, owned by the Node.
+	slices := &resourceapi.ResourceSliceList{}
+	if err := cp.Client.List(ctx, slices); err != nil || len(slices.Items) != 1 {
+		t.Fatalf("listing slices: %d, %v; want the machine's one", len(slices.Items), err)
+	}
+	if s := slices.Items[0]; len(s.Spec.Devices) != 1 || *s.Spec.NodeName != nodeName(launched.Status.ProviderID) ||
+		len(s.OwnerReferences) != 1 || s.OwnerReferences[0].Kind != "Node" || s.OwnerReferences[0].UID == "" {
+		t.Errorf("slice %s: %d devices on %s, owners %v", s.Name, len(s.Spec.Devices), *s.Spec.NodeName, s.OwnerReferences)
+	}
+
 	// Two pods share the time-sliced GPU. They tolerate the unregistered
 	// taint because no Stowage controller runs here to lift it.
 	for _, name := range []string{"infer-1", "infer-2"} {
@@ -95,6 +106,9 @@ func TestOnRealCluster(t *testing.T) {
 		err := cp.Client.Get(ctx, client.ObjectKey{Name: nodeName(launched.Status.ProviderID)}, &corev1.Node{})
 		return client.IgnoreNotFound(err) == nil && err != nil, client.IgnoreNotFound(err)
 	})
+	if err := cp.Client.List(ctx, slices); err != nil || len(slices.Items) != 0 {
+		t.Errorf("slices after Delete: %d, %v", len(slices.Items), err)
+	}
 	if list, err := cloud.List(ctx); err != nil || len(list) != 0 {
 		t.Errorf("List after Delete: %d instances, %v", len(list), err)
 	}

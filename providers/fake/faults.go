@@ -31,13 +31,23 @@ func (c *Cloud) InjectInsufficientCapacity(ids ...cloudprovider.OfferingID) {
 	}
 }
 
-// ClearInsufficientCapacity ends every injected capacity error. Pools that
+// LimitCapacity lets only n more machines launch in the pool; later launches
+// there fail with an InsufficientCapacityError, as when a zone runs dry
+// midway through a gang. ClearInsufficientCapacity lifts the limit.
+func (c *Cloud) LimitCapacity(id cloudprovider.OfferingID, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.limits[id] = max(n, 0)
+}
+
+// ClearInsufficientCapacity ends every injected capacity error and limit. Pools that
 // already failed a launch stay in the unavailable-offerings cache until
 // their TTL passes, as with a real cloud.
 func (c *Cloud) ClearInsufficientCapacity() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	clear(c.failing)
+	clear(c.limits)
 }
 
 // SetPrice changes an offering's hourly price for InstanceTypes and later

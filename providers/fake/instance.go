@@ -57,6 +57,11 @@ type instance struct {
 	StartupTaints []corev1.Taint      `json:"startupTaints,omitempty"`
 	Capacity      corev1.ResourceList `json:"capacity,omitempty"`
 	Allocatable   corev1.ResourceList `json:"allocatable,omitempty"`
+	// PlacementGroup is the placement domain the machine joined, if any.
+	PlacementGroup string `json:"placementGroup,omitempty"`
+	// GPUSharing is how the pool splits the machine's GPUs (MIG, time
+	// slicing), which decides the devices its DRA driver publishes.
+	GPUSharing *v1.GPUSharing `json:"gpuSharing,omitempty"`
 }
 
 // instanceID derives the instance's ID from the cluster and the claim's
@@ -85,7 +90,7 @@ func parseProviderID(pid string) (string, error) {
 func newInstance(cluster, id, token string, claim *v1.NodeClaim, it *cloudprovider.InstanceType,
 	choice v1.OfferingChoice, price float64, reservationID, region string, now time.Time,
 ) *instance {
-	return &instance{
+	inst := &instance{
 		ID:            id,
 		ProviderID:    providerID(choice.Zone, id),
 		Cluster:       cluster,
@@ -103,6 +108,12 @@ func newInstance(cluster, id, token string, claim *v1.NodeClaim, it *cloudprovid
 		Taints:        claim.Spec.Taints,
 		StartupTaints: claim.Spec.StartupTaints,
 	}
+	inst.GPUSharing = claim.Spec.GPU
+	if claim.Spec.Placement != nil {
+		inst.PlacementGroup = claim.Spec.Placement.Group
+		inst.Labels[LabelPlacementGroup] = inst.PlacementGroup
+	}
+	return inst
 }
 
 // nodeLabels are the labels the machine's kubelet registers with: the
@@ -172,6 +183,9 @@ func (i *instance) nodeClaim() *v1.NodeClaim {
 			Taints:        i.Taints,
 			StartupTaints: i.StartupTaints,
 		},
+	}
+	if i.PlacementGroup != "" {
+		nc.Spec.Placement = &v1.Placement{Group: i.PlacementGroup}
 	}
 	if i.NodePool != "" {
 		nc.Labels[v1.LabelNodePool] = i.NodePool

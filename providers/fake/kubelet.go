@@ -176,8 +176,15 @@ func (c *Cloud) registerNode(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("fake kubelet: registering %s: %w", id, err)
 	}
-	if err := c.client.Create(ctx, node(inst)); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("fake kubelet: creating node %s: %w", id, err)
+	n := node(inst)
+	if err := c.client.Create(ctx, n); err != nil {
+		if !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("fake kubelet: creating node %s: %w", id, err)
+		}
+		n = nil // a restart: the slice, if any, is owned by the Node already there
+	}
+	if err := c.publishSlice(ctx, inst, n); err != nil {
+		return err
 	}
 	log.FromContext(ctx).V(1).Info("fake kubelet registered node", "node", id, "providerID", inst.ProviderID)
 	return nil

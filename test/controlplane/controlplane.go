@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	provreqv1 "github.com/stowage-k8s/stowage/pkg/apis/provisioningrequest/v1"
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 )
 
@@ -89,7 +90,8 @@ type ControlPlane struct {
 	// KubeconfigPath is a kubeconfig file for Config, for kubectl and the
 	// other components. It lives until Stop.
 	KubeconfigPath string
-	// Scheme knows client-go's types, apiextensions and stowage.dev/v1.
+	// Scheme knows client-go's types, apiextensions, stowage.dev/v1 and
+	// autoscaling.x-k8s.io/v1 ProvisioningRequests.
 	Scheme *kruntime.Scheme
 	// Client is an uncached client for Config and Scheme.
 	Client client.Client
@@ -120,7 +122,7 @@ func (e *MissingBinariesError) Error() string {
 func NewScheme() (*kruntime.Scheme, error) {
 	s := kruntime.NewScheme()
 	for _, add := range []func(*kruntime.Scheme) error{
-		clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, v1.AddToScheme,
+		clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, v1.AddToScheme, provreqv1.AddToScheme,
 	} {
 		if err := add(s); err != nil {
 			return nil, fmt.Errorf("building scheme: %w", err)

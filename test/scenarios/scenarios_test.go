@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -39,7 +40,7 @@ func solve(t testing.TB, s Scenario, opts ...solver.Option) *result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &result{pods: len(set.Pods), node: map[string]*solver.NewNode{}}
+	r := &result{node: map[string]*solver.NewNode{}}
 	capture := func(ctx context.Context, snap *solver.Snapshot) (*solver.Plan, error) {
 		r.snap = snap
 		plan, err := solver.Solve(ctx, snap, opts...)
@@ -51,6 +52,9 @@ func solve(t testing.TB, s Scenario, opts ...solver.Option) *result {
 		t.Fatalf("%s: %v", s.Name, err)
 	}
 	r.naive = report.NaiveCostPerHour
+	// Every pod the solver saw: the manifests' own and those their
+	// ProvisioningRequests ask for.
+	r.pods = len(r.snap.Pods)
 	if report.PodsPlaced()+len(report.Unschedulable) != r.pods {
 		t.Errorf("report: %d placed + %d unschedulable, want %d pods", report.PodsPlaced(), len(report.Unschedulable), r.pods)
 	}
@@ -299,7 +303,7 @@ func TestScenarioFilesLoad(t *testing.T) {
 			t.Errorf("%s: %v", s.Name, err)
 			continue
 		}
-		if len(set.Pods) == 0 {
+		if len(set.Pods)+len(set.ProvisioningRequests) == 0 {
 			t.Errorf("%s has no pods", s.Name)
 		}
 		wantWarnings := 0
@@ -321,6 +325,58 @@ func TestScenarioFilesLoad(t *testing.T) {
 	if diff := cmp.Diff(map[string]int{"inference": 3, "api": 5, "trainer": 2}, count); diff != "" {
 		t.Errorf("seeds-example pods (-want +got):\n%s", diff)
 	}
+}
+
+// oneZone checks that the pods with a prefix share one zone and the gang.
+func oneZone(t *testing.T, r *result, prefix, gang string, want int) {
+	t.Helper()
+	pods := podsOf(r, prefix)
+	if len(pods) != want {
+		t.Fatalf("%d pods %s*, want %d", len(pods), prefix, want)
+	}
+	zones := map[string]bool{}
+	for _, p := range pods {
+		n := r.node[p]
+		zones[n.Choices[0].Offering.Zone] = true
+		if n.Gang != gang {
+			t.Errorf("%s is on a node of gang %q, want %q", p, n.Gang, gang)
+		}
+	}
+	if len(zones) != 1 {
+		t.Errorf("gang %s spans zones %v", gang, zones)
+	}
+}
+
+func init() {
+	specific["kueue-gang"] = func(t *testing.T, r *result) {
+		oneZone(t, r, "research/llm-finetune-", "research/kueue:llm-finetune", 4)
+	}
+	specific["provisioning-request"] = func(t *testing.T, r *result) {
+		oneZone(t, r, "research/pretrain-", "research/provisioningrequest/pretrain", 9)
+	}
+	specific["dra-inference"] = func(t *testing.T, r *result) {
+		for _, p := range podsOf(r, "serving/llm-") {
+			if g := r.node[p].Choices[0].InstanceType.GPU; g == nil || g.MemoryMiB < 40<<10 {
+				t.Errorf("%s on %s: its claim asks for a GPU with at least 40 GiB", p, r.node[p].Choices[0].InstanceType.Name)
+			}
+		}
+		for _, p := range podsOf(r, "serving/embed-") {
+			if g := r.node[p].Choices[0].InstanceType.GPU; g == nil || computeCapability(g.ComputeCapability) < 8 {
+				t.Errorf("%s on %s: its claim asks for compute capability 8.0 or newer", p, r.node[p].Choices[0].InstanceType.Name)
+			}
+		}
+		if len(podsOf(r, "serving/")) != 10 {
+			t.Errorf("%d serving pods placed, want 10", len(podsOf(r, "serving/")))
+		}
+	}
+}
+
+func computeCapability(s string) float64 {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0
+	}
+	return f
 }
 
 func TestGPUMix(t *testing.T) {

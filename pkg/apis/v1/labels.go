@@ -47,6 +47,16 @@ const (
 	LabelPodGroupSize = Group + "/pod-group-size"
 	// AnnotationInterruption is set on pods whose node is being interrupted, so jobs can checkpoint.
 	AnnotationInterruption = Group + "/interruption"
+	// LabelGang on a NodeClaim (and its Node) identifies the gang it was
+	// bought for, as a label-safe value; its machines are launched,
+	// released and disrupted together. AnnotationGang holds the gang's
+	// namespace/name for people.
+	LabelGang      = Group + "/gang"
+	AnnotationGang = Group + "/gang"
+	// AnnotationBookedBy on a NodeClaim names the ProvisioningRequest
+	// (namespace/name) its capacity is held for; disruption leaves the
+	// claim alone while the booking lasts.
+	AnnotationBookedBy = Group + "/booked-by"
 )
 
 // Finalizers Stowage owns.

@@ -124,6 +124,9 @@ func blocker(st *ClusterState, c *Candidate) string {
 	if c.Claim.Annotations[v1.AnnotationDoNotDisrupt] == "true" {
 		return fmt.Sprintf("nodeclaim %s has %s", c.Claim.Name, v1.AnnotationDoNotDisrupt)
 	}
+	if by := c.Claim.Annotations[v1.AnnotationBookedBy]; by != "" {
+		return fmt.Sprintf("nodeclaim %s is held for ProvisioningRequest %s", c.Claim.Name, by)
+	}
 	if lifetime := minNodeLifetime(c); c.Age < lifetime {
 		return fmt.Sprintf("node is %s old, younger than its minimum lifetime %s", c.Age.Round(time.Second), lifetime)
 	}

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/state"
 )
 
@@ -66,6 +67,8 @@ type Options struct {
 	Guard *ChurnGuard
 	// Methods in priority order; DefaultMethods when nil.
 	Methods []Method
+	// GangSources are the workload kinds opted in as gangs, as provisioning's.
+	GangSources map[scheduling.GangSource]bool
 }
 
 // DefaultMethods are the methods in priority order: repair, expiry, drift,
@@ -134,7 +137,7 @@ func NewController(d Deps) *Controller {
 	}
 	c := &Controller{
 		client:    d.Client,
-		sim:       &Simulator{Solver: d.Solver, Cloud: d.CloudProvider},
+		sim:       &Simulator{Solver: d.Solver, Cloud: d.CloudProvider, Reader: d.Client},
 		clock:     d.Clock,
 		events:    recorder{d.Recorder},
 		opts:      d.Options,
@@ -146,6 +149,7 @@ func NewController(d Deps) *Controller {
 	if d.Cluster != nil {
 		c.nominated = d.Cluster.HasNominatedPods
 	}
+	c.sim.Gangs = c.gangs()
 	return c
 }
 
@@ -243,6 +247,10 @@ func (c *Controller) validateAndRun(ctx context.Context, e *Evaluation, byName m
 		}
 		return due[i] < due[j]
 	})
+	all := make([]*Candidate, 0, len(byName))
+	for _, cand := range byName {
+		all = append(all, cand)
+	}
 	var errs []error
 	for _, key := range due {
 		p := c.proposals[key]
@@ -257,12 +265,32 @@ func (c *Controller) validateAndRun(ctx context.Context, e *Evaluation, byName m
 			log.FromContext(ctx).Info("disruption no longer holds; not carried out", "command", p.cmd.String(), "why", why)
 			continue
 		}
-		e.Reserve(cmd)
-		if err := c.execute(ctx, e.State, cmd); err != nil {
+		if err := c.runWhole(ctx, e, all, cmd); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return joinErrs(errs...)
+}
+
+// runWhole reserves and carries out cmd widened to whole gangs, after every
+// pod of those gangs got the checkpoint signal; a gang that cannot go whole
+// stops it.
+func (c *Controller) runWhole(ctx context.Context, e *Evaluation, all []*Candidate, cmd Command) error {
+	reason := cmd.Reason
+	cmd, members, why, err := wholeGangs(ctx, e, all, cmd, c.gangs(), false)
+	if err != nil {
+		return err
+	}
+	if why != "" {
+		invalidatedTotal.WithLabelValues(string(reason)).Inc()
+		log.FromContext(ctx).Info("disruption not carried out: a gang goes whole or not at all", "why", why)
+		return nil
+	}
+	e.Reserve(cmd)
+	if err := signalGangs(ctx, c.client, e.State, c.gangs(), members, GangSignal(cmd.Reason)); err != nil {
+		return err
+	}
+	return c.execute(ctx, e.State, cmd)
 }
 
 // holdPending keeps the decisions still waiting for their validation: they
@@ -369,6 +397,15 @@ func (c *Controller) decide(ctx context.Context, e *Evaluation, cands []*Candida
 		}
 		cmds, err := m.ComputeCommands(ctx, e, want)
 		for _, cmd := range cmds {
+			cmd, _, why, gerr := wholeGangs(ctx, e, cands, cmd, c.gangs(), true)
+			if gerr != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", m.Name(), gerr))
+				continue
+			}
+			if why != "" {
+				log.FromContext(ctx).V(1).Info("not disrupting: a gang goes whole or not at all", "method", m.Name(), "why", why)
+				continue
+			}
 			key := cmd.Key()
 			if old, ok := c.proposals[key]; ok && cmd.Reason == v1.DisruptionReasonUnderutilized {
 				current[key] = true

@@ -7,12 +7,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
+	"github.com/stowage-k8s/stowage/pkg/utils/devices"
 )
 
 // Solver plans pods onto existing and new nodes; solver.Solve is the implementation.
@@ -41,6 +43,13 @@ var _ InstanceTyper = (cloudprovider.CloudProvider)(nil)
 type Simulator struct {
 	Solver Solver
 	Cloud  InstanceTyper
+	// Reader, when set, reads the DRA objects pods' ResourceClaims are
+	// planned against, so a what-if never moves a pod away from the devices
+	// it claims.
+	Reader client.Reader
+	// Gangs recognises the gangs among the moved pods.
+	Gangs   scheduling.Gangs
+	devices *scheduling.DeviceMatcher
 }
 
 // Simulation is the answer to one what-if.
@@ -108,6 +117,15 @@ func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Ca
 		return nil, err
 	}
 	snap.Pods = pods
+	snap.Gangs = s.Gangs
+	if s.Reader != nil {
+		if s.devices == nil {
+			s.devices = scheduling.NewDeviceMatcher()
+		}
+		if snap.DRA, err = devices.Read(ctx, s.Reader, s.devices, pods, snap.Nodes); err != nil {
+			return nil, err
+		}
+	}
 	plan, err := s.Solver.Solve(ctx, snap)
 	if err != nil {
 		return nil, fmt.Errorf("solving what-if without %d node(s): %w", len(remove), err)

@@ -509,6 +509,12 @@ func (c *Controller) warnPods(ctx context.Context, node *corev1.Node, t *interru
 			out = append(out, p)
 		}
 	}
+	// A gang checkpoints together: its pods on other machines get the signal too.
+	pods := make([]*corev1.Pod, len(list.Items))
+	for i := range list.Items {
+		pods[i] = &list.Items[i]
+	}
+	errs = append(errs, disruption.SignalGangPeers(ctx, c.client, pods, value))
 	return out, errors.Join(errs...)
 }
 

@@ -29,6 +29,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
 )
@@ -75,6 +76,9 @@ type Deps struct {
 	Clock    clock.WithTicker
 	Recorder events.EventRecorder
 	Options  Options
+	// Demands, when set, supplies pod sets that do not exist yet
+	// (ProvisioningRequests) to plan beside the pending pods.
+	Demands DemandSource
 }
 
 // Options tune the provisioner.
@@ -88,6 +92,9 @@ type Options struct {
 	ResyncInterval time.Duration
 	// SkipNameValidation lets tests start several managers in one process.
 	SkipNameValidation bool
+	// GangSources are the workload kinds whose pods are planned as gangs
+	// beyond those that declare one (Stowage's key, Kueue's pod groups).
+	GangSources map[scheduling.GangSource]bool
 }
 
 // Controller watches unschedulable pods and provisions nodes for them.
@@ -101,6 +108,9 @@ type Controller struct {
 	opts    Options
 	batcher *Batcher
 	steer   *steerer
+	// devices evaluates DRA selectors, compiling each once across passes.
+	devices *scheduling.DeviceMatcher
+	demands DemandSource
 
 	mu sync.Mutex
 	// seen is when each pending pod was first seen unschedulable.
@@ -140,6 +150,8 @@ func NewController(d Deps) *Controller {
 		opts:    d.Options,
 		batcher: NewBatcher(d.Clock, d.Options.BatchIdleDuration, d.Options.BatchMaxDuration),
 		steer:   newSteerer(d.Client, d.Cluster),
+		devices: scheduling.NewDeviceMatcher(),
+		demands: d.Demands,
 		seen:    map[types.UID]time.Time{},
 		lastWhy: map[types.UID]string{},
 	}
@@ -252,6 +264,9 @@ func (c *Controller) triggerIfPending() {
 	c.mu.Lock()
 	pending := len(c.seen) > 0
 	c.mu.Unlock()
+	if buy, check := c.demandsNow(); len(buy)+len(check) > 0 {
+		pending = true
+	}
 	if pending {
 		c.batcher.Trigger()
 	}

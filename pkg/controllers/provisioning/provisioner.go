@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
@@ -22,6 +23,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
 	"github.com/stowage-k8s/stowage/pkg/utils/claims"
+	"github.com/stowage-k8s/stowage/pkg/utils/devices"
 )
 
 // maxConcurrentCreates bounds the NodeClaim creates in flight at once: enough
@@ -70,8 +72,16 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	buy, check := c.demandsNow()
+	phantoms := map[*corev1.Pod]string{}
+	for _, d := range buy {
+		for _, p := range d.Pods {
+			phantoms[p] = d.Key
+		}
+		pods = append(pods, d.Pods...)
+	}
 	res := &Result{Pods: pods}
-	if len(pods) == 0 {
+	if len(pods) == 0 && len(check) == 0 {
 		return res, nil
 	}
 	for _, sp := range solverPools {
@@ -81,35 +91,57 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
-	snapshot := &solver.Snapshot{
-		Pods:          pods,
-		Nodes:         c.cluster.Nodes(lookup),
-		NodePools:     solverPools,
-		DaemonSetPods: daemons,
+	snapshotFor := func(pods []*corev1.Pod) (*solver.Snapshot, error) {
+		nodes := c.cluster.Nodes(lookup)
+		dra, err := devices.Read(ctx, c.client, c.devices, pods, nodes)
+		if err != nil {
+			return nil, err
+		}
+		return &solver.Snapshot{
+			Pods:          pods,
+			Nodes:         nodes,
+			NodePools:     solverPools,
+			DaemonSetPods: daemons,
+			Gangs:         c.gangs(ctx),
+			DRA:           dra,
+		}, nil
 	}
-	start := c.clock.Now()
-	plan, err := c.solver.Solve(ctx, snapshot)
-	solverDuration.Observe(c.clock.Since(start).Seconds())
-	if err != nil {
-		return res, fmt.Errorf("solving for %d pods: %w", len(pods), err)
-	}
-	res.Plan = plan
-	logger.Info("planned pending pods", "pods", len(pods), "newNodes", len(plan.NewNodes),
-		"bindings", len(plan.Bindings), "unschedulable", len(plan.Unschedulable),
-		"costPerHour", fmt.Sprintf("%.4f", plan.CostPerHour))
+	var errs []error
+	if len(pods) > 0 {
+		snapshot, err := snapshotFor(pods)
+		if err != nil {
+			return res, err
+		}
+		start := c.clock.Now()
+		plan, err := c.solver.Solve(ctx, snapshot)
+		solverDuration.Observe(c.clock.Since(start).Seconds())
+		if err != nil {
+			return res, fmt.Errorf("solving for %d pods: %w", len(pods), err)
+		}
+		res.Plan = plan
+		logger.Info("planned pending pods", "pods", len(pods), "newNodes", len(plan.NewNodes),
+			"bindings", len(plan.Bindings), "unschedulable", len(plan.Unschedulable),
+			"costPerHour", fmt.Sprintf("%.4f", plan.CostPerHour))
 
-	byName := make(map[string]*v1.NodePool, len(pools))
-	for _, p := range pools {
-		byName[p.Name] = p
+		byName := make(map[string]*v1.NodePool, len(pools))
+		for _, p := range pools {
+			byName[p.Name] = p
+		}
+		var claimOf map[*solver.NewNode]*v1.NodeClaim
+		res.Created, claimOf, errs = c.launchAll(ctx, byName, plan.NewNodes, w, phantoms)
+		c.bind(plan.Bindings, phantoms)
+		for _, u := range plan.Unschedulable {
+			if _, ok := phantoms[u.Pod]; !ok {
+				c.tellOnce(ctx, u.Pod, ReasonFailedProvisioning, u.Reason)
+			}
+		}
+		c.settleDemands(ctx, buy, phantoms, plan, claimOf)
 	}
-	created, errs := c.launchAll(ctx, byName, plan.NewNodes, w)
-	res.Created = created
-	c.bind(plan.Bindings)
-	for _, u := range plan.Unschedulable {
-		c.tellOnce(ctx, u.Pod, ReasonFailedProvisioning, u.Reason)
+	if err := c.checkDemands(ctx, check, snapshotFor); err != nil {
+		return res, err
 	}
 	if len(errs) > 0 {
-		return res, fmt.Errorf("creating %d of %d nodeclaims failed, first: %w", len(errs), len(plan.NewNodes), errs[0])
+		return res, fmt.Errorf("creating %d of %d nodeclaims failed, first: %w", len(errs), len(res.Plan.NewNodes), errs[0])
 	}
 	// Pools whose instance types could not be listed sat this pass out; an
 	// error makes the loop try again after the next batch window.
@@ -170,7 +202,7 @@ func (c *Controller) instanceTypes(ctx context.Context, pools []*v1.NodePool) ([
 func (c *Controller) compatiblePods(ctx context.Context, pending []*corev1.Pod, pools []*v1.NodePool) []*corev1.Pod {
 	var out []*corev1.Pod
 	for _, pod := range pending {
-		if c.cluster.IsNominated(pod) {
+		if c.cluster.IsNominated(pod) || c.cluster.IsBookedFor(pod) {
 			continue
 		}
 		var whys []string
@@ -269,21 +301,20 @@ func (c *Controller) daemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
 // a time: one after another, a 200-machine plan waited seconds on API server
 // round trips. Every claim is in the cluster view when it returns, so the
 // next pass sees them all. Created keeps plan order; a failed create does not
-// stop the others.
-func (c *Controller) launchAll(ctx context.Context, pools map[string]*v1.NodePool, nodes []*solver.NewNode, w Window) ([]*v1.NodeClaim, []error) {
+// stop the others. claimOf maps each planned node to the claim that stands for it.
+func (c *Controller) launchAll(ctx context.Context, pools map[string]*v1.NodePool, nodes []*solver.NewNode, w Window,
+	phantoms map[*corev1.Pod]string) (created []*v1.NodeClaim, claimOf map[*solver.NewNode]*v1.NodeClaim, failed []error) {
 	claims := make([]*v1.NodeClaim, len(nodes))
 	errs := make([]error, len(nodes))
 	var g errgroup.Group
 	g.SetLimit(maxConcurrentCreates)
 	for i, n := range nodes {
 		g.Go(func() error {
-			claims[i], errs[i] = c.launch(ctx, pools[n.NodePool], n, w)
+			claims[i], errs[i] = c.launch(ctx, pools[n.NodePool], n, w, phantoms)
 			return nil
 		})
 	}
 	_ = g.Wait() // the goroutines report through errs
-	var created []*v1.NodeClaim
-	var failed []error
 	for i := range nodes {
 		if errs[i] != nil {
 			failed = append(failed, errs[i])
@@ -291,12 +322,53 @@ func (c *Controller) launchAll(ctx context.Context, pools map[string]*v1.NodePoo
 		}
 		created = append(created, claims[i])
 	}
-	return created, failed
+	if len(failed) > 0 {
+		created = c.withdrawBrokenGangs(ctx, nodes, claims, errs)
+	}
+	claimOf = make(map[*solver.NewNode]*v1.NodeClaim, len(created))
+	standing := make(map[*v1.NodeClaim]bool, len(created))
+	for _, cl := range created {
+		standing[cl] = true
+	}
+	for i, n := range nodes {
+		if standing[claims[i]] {
+			claimOf[n] = claims[i]
+		}
+	}
+	return created, claimOf, failed
+}
+
+// withdrawBrokenGangs deletes the claims of every gang that did not get all
+// of its claims written, so no gang is launched half-built; the next pass
+// plans it again whole. It returns the claims that stand.
+func (c *Controller) withdrawBrokenGangs(ctx context.Context, nodes []*solver.NewNode, claims []*v1.NodeClaim, errs []error) []*v1.NodeClaim {
+	broken := map[string]bool{}
+	for i, n := range nodes {
+		if errs[i] != nil && n.Gang != "" {
+			broken[n.Gang] = true
+		}
+	}
+	var kept []*v1.NodeClaim
+	for i, n := range nodes {
+		if errs[i] != nil {
+			continue
+		}
+		if !broken[n.Gang] {
+			kept = append(kept, claims[i])
+			continue
+		}
+		log.FromContext(ctx).Info("withdrawing nodeclaim of a gang not written whole", "nodeclaim", klog.KObj(claims[i]), "gang", n.Gang)
+		if err := c.client.Delete(ctx, claims[i]); client.IgnoreNotFound(err) != nil {
+			log.FromContext(ctx).Error(err, "withdrawing nodeclaim; the gang's failed launch will release it", "nodeclaim", klog.KObj(claims[i]))
+		}
+		c.cluster.DeleteNodeClaim(claims[i].Name)
+	}
+	return kept
 }
 
 // launch writes the NodeClaim for one planned machine and nominates its pods.
 // It runs concurrently with the launches of the same plan.
-func (c *Controller) launch(ctx context.Context, pool *v1.NodePool, n *solver.NewNode, w Window) (*v1.NodeClaim, error) {
+func (c *Controller) launch(ctx context.Context, pool *v1.NodePool, n *solver.NewNode, w Window, phantoms map[*corev1.Pod]string) (*v1.NodeClaim, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("plan names nodepool %q, which is not in the snapshot", n.NodePool)
 	}
@@ -304,9 +376,21 @@ func (c *Controller) launch(ctx context.Context, pool *v1.NodePool, n *solver.Ne
 	if err != nil {
 		return nil, err
 	}
+	var real []*corev1.Pod
+	for _, p := range n.Pods {
+		if key, ok := phantoms[p]; ok {
+			// Bought for a ProvisioningRequest: held for its pods to come.
+			if claim.Annotations == nil {
+				claim.Annotations = map[string]string{}
+			}
+			claim.Annotations[v1.AnnotationBookedBy] = key
+			continue
+		}
+		real = append(real, p)
+	}
 	if err := c.client.Create(ctx, claim); err != nil {
 		err = fmt.Errorf("creating nodeclaim for nodepool %s: %w", pool.Name, err)
-		for _, p := range n.Pods {
+		for _, p := range real {
 			c.events.failed(p, err.Error())
 		}
 		return nil, err
@@ -318,9 +402,9 @@ func (c *Controller) launch(ctx context.Context, pool *v1.NodePool, n *solver.Ne
 	log.FromContext(ctx).Info("created nodeclaim", "nodeclaim", klog.KObj(claim), "nodepool", pool.Name,
 		"instanceType", claim.Spec.Offerings[0].InstanceType, "zone", claim.Spec.Offerings[0].Zone,
 		"capacityType", claim.Spec.Offerings[0].CapacityType, "pricePerHour", claim.Spec.Offerings[0].PricePerHour,
-		"pods", len(n.Pods))
-	c.forgetWhy(n.Pods)
-	for _, p := range n.Pods {
+		"pods", len(n.Pods), "gang", n.Gang, "placementGroup", n.PlacementGroup)
+	c.forgetWhy(real)
+	for _, p := range real {
 		c.cluster.Nominate(p, claim.Name)
 		c.events.nominated(p, claim)
 		decisionDuration.Observe(c.decisionLatency(p, w, created).Seconds())
@@ -362,9 +446,13 @@ func (c *Controller) forgetWhy(pods []*corev1.Pod) {
 }
 
 // bind nominates pods the plan put on existing or launching nodes, and
-// steers those planned onto nodes that are up.
-func (c *Controller) bind(bindings []solver.Binding) {
+// steers those planned onto nodes that are up; the stand-ins for a demand's
+// pods are booked by settleDemands instead.
+func (c *Controller) bind(bindings []solver.Binding, phantoms map[*corev1.Pod]string) {
 	for _, b := range bindings {
+		if _, ok := phantoms[b.Pod]; ok {
+			continue
+		}
 		c.forgetWhy([]*corev1.Pod{b.Pod})
 		c.cluster.Nominate(b.Pod, b.NodeName)
 		if c.cluster.NodeClaim(b.NodeName) != nil {

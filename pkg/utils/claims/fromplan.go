@@ -28,11 +28,20 @@ func FromPlan(pool *v1.NodePool, n *solver.NewNode) (*v1.NodeClaim, error) {
 	}
 	labels[v1.LabelNodePool] = pool.Name
 	var annotations map[string]string
-	if len(tmpl.ObjectMeta.Annotations) > 0 {
-		annotations = make(map[string]string, len(tmpl.ObjectMeta.Annotations))
+	if len(tmpl.ObjectMeta.Annotations) > 0 || n.Gang != "" {
+		annotations = make(map[string]string, len(tmpl.ObjectMeta.Annotations)+1)
 		for k, v := range tmpl.ObjectMeta.Annotations {
 			annotations[k] = v
 		}
+	}
+	if n.Gang != "" {
+		// A gang's machines are launched and released together.
+		labels[v1.LabelGang] = solver.GangLabelValue(n.Gang)
+		annotations[v1.AnnotationGang] = n.Gang
+	}
+	var placement *v1.Placement
+	if n.PlacementGroup != "" {
+		placement = &v1.Placement{Group: n.PlacementGroup}
 	}
 	choices := n.Choices
 	if len(choices) > maxOfferings {
@@ -75,6 +84,7 @@ func FromPlan(pool *v1.NodePool, n *solver.NewNode) (*v1.NodeClaim, error) {
 			TerminationGracePeriod: spec.TerminationGracePeriod,
 			RegistrationTimeout:    spec.RegistrationTimeout,
 			GPU:                    spec.GPU,
+			Placement:              placement,
 		},
 	}, nil
 }

@@ -77,3 +77,31 @@ func TestFromPlanBoundsOfferings(t *testing.T) {
 		t.Error("FromPlan accepted a node without choices")
 	}
 }
+
+func TestFromPlanGangAndPlacement(t *testing.T) {
+	it := &cloudprovider.InstanceType{Name: "p5.48xlarge", Placement: true}
+	n := &solver.NewNode{
+		NodePool:       "gpu",
+		Choices:        []solver.Choice{{InstanceType: it, Offering: cloudprovider.Offering{Zone: "us-east-1a", CapacityType: "on-demand"}}},
+		Gang:           "ml/llm-pretrain",
+		PlacementGroup: solver.PlacementGroupName("ml/llm-pretrain", "us-east-1a"),
+	}
+	claim, err := FromPlan(&v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "gpu"}}, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := claim.Labels[v1.LabelGang]; got != solver.GangLabelValue("ml/llm-pretrain") {
+		t.Errorf("gang label %q", got)
+	}
+	if got := claim.Annotations[v1.AnnotationGang]; got != "ml/llm-pretrain" {
+		t.Errorf("gang annotation %q", got)
+	}
+	if claim.Spec.Placement == nil || claim.Spec.Placement.Group != n.PlacementGroup {
+		t.Errorf("placement %+v, want group %s", claim.Spec.Placement, n.PlacementGroup)
+	}
+	n.Gang, n.PlacementGroup = "", ""
+	claim, _ = FromPlan(&v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "gpu"}}, n)
+	if _, ok := claim.Labels[v1.LabelGang]; ok || claim.Spec.Placement != nil || claim.Annotations != nil {
+		t.Errorf("a node outside gangs got %v %v %+v", claim.Labels, claim.Annotations, claim.Spec.Placement)
+	}
+}

@@ -1,0 +1,106 @@
+package provisioning
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	provreqv1 "github.com/stowage-k8s/stowage/pkg/apis/provisioningrequest/v1"
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/solver"
+)
+
+type fakeDemands struct {
+	demands  []Demand
+	outcomes map[string]Outcome
+}
+
+func (f *fakeDemands) Demands() []Demand { return f.demands }
+func (f *fakeDemands) Planned(_ context.Context, key string, o Outcome) {
+	f.outcomes[key] = o
+}
+
+func standIns(request string, n int) []*corev1.Pod {
+	var out []*corev1.Pod
+	for i := range n {
+		p := withPod(pendingPod(fmt.Sprintf("%s-0-%d", request, i)), tolerateGPU)
+		p.UID = types.UID(fmt.Sprintf("pr-%s-%d", request, i))
+		p.Annotations = map[string]string{provreqv1.ConsumeAnnotation: request}
+		out = append(out, p)
+	}
+	return out
+}
+
+// Demands are planned in the same pass as pending pods: a bought demand's
+// claims are marked as held for it and its stand-ins booked on them, never
+// nominated or sent events; a check-only demand is solved on its own and
+// only capacity that exists is booked.
+func TestScheduleServesDemands(t *testing.T) {
+	buy := Demand{Key: "default/job", Pods: standIns("job", 2)}
+	fits := Demand{Key: "default/fits", Pods: standIns("fits", 1), CheckOnly: true}
+	wouldBuy := Demand{Key: "default/buy", Pods: standIns("buy", 1), CheckOnly: true}
+	src := &fakeDemands{demands: []Demand{buy, fits, wouldBuy}, outcomes: map[string]Outcome{}}
+	plan := func(snap *solver.Snapshot) *solver.Plan {
+		// A check for "fits" finds room on the existing node n1.
+		if len(snap.Pods) == 1 && snap.Pods[0] == fits.Pods[0] {
+			return &solver.Plan{Bindings: []solver.Binding{{Pod: fits.Pods[0], NodeName: "n1"}}}
+		}
+		return onePerPod(snap)
+	}
+	f := newFixture(t, plan)
+	f.ctrl.demands = src
+	f.cluster.UpdatePod(withPod(pendingPod("web"), tolerateGPU))
+	r := f.schedule(t)
+	if len(r.Created) != 3 {
+		t.Fatalf("created %d claims, want one for the pending pod and two for the demand", len(r.Created))
+	}
+	held := 0
+	for _, cl := range r.Created {
+		if cl.Annotations[v1.AnnotationBookedBy] == "default/job" {
+			held++
+		}
+	}
+	if held != 2 {
+		t.Errorf("%d claims marked as held for default/job, want 2", held)
+	}
+	o := src.outcomes["default/job"]
+	if !o.Placed || len(o.Claims) != 2 {
+		t.Errorf("default/job outcome %+v, want placed on its two claims", o)
+	}
+	if b := f.cluster.Booking("default/job"); len(b) != 2 {
+		t.Errorf("booking of default/job %v, want two claims", b)
+	}
+	for _, p := range buy.Pods {
+		if f.cluster.IsNominated(p) {
+			t.Errorf("stand-in %s was nominated", p.Name)
+		}
+	}
+	if evs := f.drainEvents(); len(evs) != 1 || !strings.Contains(evs[0], "planned onto nodeclaim") {
+		t.Errorf("events %q, want only the pending pod's Nominated", evs)
+	}
+	if o := src.outcomes["default/fits"]; !o.Placed || o.NewNodes != 0 || f.cluster.Booking("default/fits")["n1"] != 1 {
+		t.Errorf("default/fits outcome %+v, booking %v; want found on n1 and booked there", o, f.cluster.Booking("default/fits"))
+	}
+	if o := src.outcomes["default/buy"]; !o.Placed || o.NewNodes != 1 || f.cluster.Booking("default/buy") != nil {
+		t.Errorf("default/buy outcome %+v, booking %v; want buyable, nothing booked", o, f.cluster.Booking("default/buy"))
+	}
+
+	// A pod consuming the held capacity is left to the kube-scheduler.
+	consumer := withPod(pendingPod("job-worker-0"), tolerateGPU, func(p *corev1.Pod) {
+		p.ObjectMeta = metav1.ObjectMeta{Namespace: "default", Name: p.Name, UID: p.UID,
+			Annotations: map[string]string{provreqv1.ConsumeAnnotation: "job"}}
+	})
+	f.cluster.UpdatePod(consumer)
+	src.demands = nil
+	r = f.schedule(t)
+	for _, p := range r.Pods {
+		if p.Name == consumer.Name {
+			t.Error("a pod consuming a held booking was planned again")
+		}
+	}
+}

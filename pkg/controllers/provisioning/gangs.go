@@ -1,0 +1,108 @@
+package provisioning
+
+import (
+	"context"
+	"fmt"
+
+	batchv1 "k8s.io/api/batch/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
+)
+
+// jobSetKind is read as unstructured: Stowage needs two fields of it and
+// should not depend on the JobSet module for them.
+var jobSetKind = schema.GroupVersionKind{Group: "jobset.x-k8s.io", Version: "v1alpha2", Kind: "JobSet"}
+
+// gangs is the recognizer for one pass: the opted-in sources, with sizes
+// looked up once per workload.
+func (c *Controller) gangs(ctx context.Context) scheduling.Gangs {
+	if len(c.opts.GangSources) == 0 {
+		return scheduling.Gangs{}
+	}
+	return scheduling.Gangs{Sources: c.opts.GangSources, Sizes: &workloadSizes{ctx: ctx, c: c.client, memo: map[string]sized{}}}
+}
+
+type sized struct {
+	n   int
+	err error
+}
+
+// workloadSizes reads Jobs and JobSets, remembering each answer for the pass.
+type workloadSizes struct {
+	ctx  context.Context
+	c    client.Reader
+	memo map[string]sized
+}
+
+var _ scheduling.GangSizer = (*workloadSizes)(nil)
+
+func (w *workloadSizes) IndexedJobSize(ns, name string) (int, error) {
+	return w.once("job/"+ns+"/"+name, func() (int, error) {
+		job := &batchv1.Job{}
+		if err := w.c.Get(w.ctx, client.ObjectKey{Namespace: ns, Name: name}, job); err != nil {
+			return 0, fmt.Errorf("reading job %s/%s: %w", ns, name, err)
+		}
+		return jobPods(job.Spec.Parallelism, job.Spec.Completions), nil
+	})
+}
+
+func (w *workloadSizes) JobSetSize(ns, name string) (int, error) {
+	return w.once("jobset/"+ns+"/"+name, func() (int, error) {
+		js := &unstructured.Unstructured{}
+		js.SetGroupVersionKind(jobSetKind)
+		if err := w.c.Get(w.ctx, client.ObjectKey{Namespace: ns, Name: name}, js); err != nil {
+			return 0, fmt.Errorf("reading jobset %s/%s: %w", ns, name, err)
+		}
+		rjs, _, err := unstructured.NestedSlice(js.Object, "spec", "replicatedJobs")
+		if err != nil {
+			return 0, fmt.Errorf("jobset %s/%s: spec.replicatedJobs: %w", ns, name, err)
+		}
+		total := 0
+		for i, raw := range rjs {
+			rj, ok := raw.(map[string]any)
+			if !ok {
+				return 0, fmt.Errorf("jobset %s/%s: spec.replicatedJobs[%d] is not an object", ns, name, i)
+			}
+			replicas, found, _ := unstructured.NestedInt64(rj, "replicas")
+			if !found {
+				replicas = 1
+			}
+			var parallelism, completions *int32
+			if p, found, _ := unstructured.NestedInt64(rj, "template", "spec", "parallelism"); found {
+				v := int32(p)
+				parallelism = &v
+			}
+			if c, found, _ := unstructured.NestedInt64(rj, "template", "spec", "completions"); found {
+				v := int32(c)
+				completions = &v
+			}
+			total += int(replicas) * jobPods(parallelism, completions)
+		}
+		return total, nil
+	})
+}
+
+func (w *workloadSizes) once(key string, f func() (int, error)) (int, error) {
+	if s, ok := w.memo[key]; ok {
+		return s.n, s.err
+	}
+	n, err := f()
+	w.memo[key] = sized{n, err}
+	return n, err
+}
+
+// jobPods is how many pods a Job runs at once: its parallelism (default 1),
+// capped by its completions when set.
+func jobPods(parallelism, completions *int32) int {
+	n := 1
+	if parallelism != nil {
+		n = int(*parallelism)
+	}
+	if completions != nil && int(*completions) < n {
+		n = int(*completions)
+	}
+	return n
+}

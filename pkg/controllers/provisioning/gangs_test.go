@@ -1,0 +1,95 @@
+package provisioning
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/solver"
+	"github.com/stowage-k8s/stowage/pkg/utils/cloudtest"
+)
+
+// A gang whose claims are not all written is withdrawn whole: the claims
+// that were written are deleted and its pods stay unplanned, while other
+// nodes of the same plan stand.
+func TestScheduleWithdrawsAGangNotWrittenWhole(t *testing.T) {
+	plan := func(snap *solver.Snapshot) *solver.Plan {
+		p := onePerPod(snap)
+		for i, n := range p.NewNodes {
+			n.Requests = res("cpu", fmt.Sprint(i+1))
+			if i < 3 {
+				n.Gang = "default/train"
+			}
+		}
+		return p
+	}
+	f := newFixture(t, plan)
+	f.client = cloudtest.NewClientBuilder().WithInterceptorFuncs(interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if nc, ok := obj.(*v1.NodeClaim); ok && nc.Spec.Resources.Requests.Cpu().String() == "2" {
+				return errors.New("injected failure")
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+	}).Build()
+	f.ctrl.client = f.client
+	names := []string{"t0", "t1", "t2", "web"}
+	for _, n := range names {
+		f.cluster.UpdatePod(withPod(pendingPod(n), tolerateGPU))
+	}
+	r, err := f.ctrl.Schedule(context.Background(), Window{Opened: now, Closed: now})
+	if err == nil {
+		t.Fatal("Schedule() hid the failed create")
+	}
+	if len(r.Created) != 1 || r.Created[0].Spec.Resources.Requests.Cpu().String() != "4" {
+		t.Fatalf("created %d claims, want only the ordinary node's", len(r.Created))
+	}
+	list := &v1.NodeClaimList{}
+	if err := f.client.List(context.Background(), list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 {
+		t.Errorf("API holds %d claims, want 1: the gang's written claims must be withdrawn", len(list.Items))
+	}
+	for _, n := range names[:3] {
+		if to := f.cluster.NominatedTo(pendingPod(n)); to != "" {
+			t.Errorf("gang pod %s still nominated to %s", n, to)
+		}
+	}
+	if f.cluster.NominatedTo(pendingPod("web")) == "" {
+		t.Error("the ordinary pod lost its claim")
+	}
+}
+
+func TestWorkloadSizes(t *testing.T) {
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ml", Name: "train"},
+		Spec: batchv1.JobSpec{Parallelism: ptr.To[int32](8), Completions: ptr.To[int32](4)}}
+	js := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+		"metadata": map[string]any{"namespace": "ml", "name": "big"},
+		"spec": map[string]any{"replicatedJobs": []any{
+			map[string]any{"name": "driver", "template": map[string]any{"spec": map[string]any{}}},
+			map[string]any{"name": "workers", "replicas": int64(3), "template": map[string]any{"spec": map[string]any{"parallelism": int64(4), "completions": int64(4)}}},
+		}},
+	}}
+	c := cloudtest.NewClientBuilder().WithObjects(job, js).Build()
+	w := &workloadSizes{ctx: context.Background(), c: c, memo: map[string]sized{}}
+	if n, err := w.IndexedJobSize("ml", "train"); n != 4 || err != nil {
+		t.Errorf("IndexedJobSize = %d, %v; want 4 (parallelism capped by completions)", n, err)
+	}
+	if n, err := w.JobSetSize("ml", "big"); n != 13 || err != nil {
+		t.Errorf("JobSetSize = %d, %v; want 1 driver + 3×4 workers", n, err)
+	}
+	if _, err := w.IndexedJobSize("ml", "gone"); err == nil {
+		t.Error("a missing job must be an error, not a size")
+	}
+}

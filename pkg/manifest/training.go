@@ -1,0 +1,162 @@
+package manifest
+
+import (
+	"strconv"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
+
+	provreqv1 "github.com/stowage-k8s/stowage/pkg/apis/provisioningrequest/v1"
+)
+
+// What training and DRA manifests add to a Set.
+type trainingObjects struct {
+	// DeviceClasses, ResourceClaimTemplates and ResourceClaims are what pods'
+	// ResourceClaims are planned against (resource.k8s.io/v1).
+	DeviceClasses          []*resourceapi.DeviceClass
+	ResourceClaimTemplates []*resourceapi.ResourceClaimTemplate
+	ResourceClaims         []*resourceapi.ResourceClaim
+	// ProvisioningRequests ask for capacity for the pods of PodTemplates.
+	ProvisioningRequests []*provreqv1.ProvisioningRequest
+	PodTemplates         []*corev1.PodTemplate
+	// JobPods is how many pods each Job (namespace/name) runs at once, for
+	// planning Indexed Jobs as gangs.
+	JobPods map[string]int
+}
+
+func (s *trainingObjects) appendTraining(o *trainingObjects) {
+	s.DeviceClasses = append(s.DeviceClasses, o.DeviceClasses...)
+	s.ResourceClaimTemplates = append(s.ResourceClaimTemplates, o.ResourceClaimTemplates...)
+	s.ResourceClaims = append(s.ResourceClaims, o.ResourceClaims...)
+	s.ProvisioningRequests = append(s.ProvisioningRequests, o.ProvisioningRequests...)
+	s.PodTemplates = append(s.PodTemplates, o.PodTemplates...)
+	for k, v := range o.JobPods {
+		if s.JobPods == nil {
+			s.JobPods = map[string]int{}
+		}
+		s.JobPods[k] = v
+	}
+}
+
+func decodeDeviceClass(d *decoder, obj string, j []byte) error {
+	var o resourceapi.DeviceClass
+	if err := d.decodeTyped(obj, j, &o); err != nil {
+		return err
+	}
+	if o.Namespace != "" {
+		return d.errorf(obj, "metadata.namespace", "DeviceClasses are cluster-scoped; remove the namespace")
+	}
+	for i, s := range o.Spec.Selectors {
+		if s.CEL == nil || s.CEL.Expression == "" {
+			return d.errorf(obj, "spec.selectors["+strconv.Itoa(i)+"].cel.expression", "required")
+		}
+	}
+	d.set.DeviceClasses = append(d.set.DeviceClasses, &o)
+	return nil
+}
+
+func decodeResourceClaimTemplate(d *decoder, obj string, j []byte) error {
+	var o resourceapi.ResourceClaimTemplate
+	if err := d.decodeTyped(obj, j, &o); err != nil {
+		return err
+	}
+	if field, err := checkDeviceRequests(o.Spec.Spec.Devices.Requests, "spec.spec.devices.requests"); err != nil {
+		return d.wrap(obj, field, err)
+	}
+	o.Namespace = namespaceOrDefault(o.Namespace)
+	d.set.ResourceClaimTemplates = append(d.set.ResourceClaimTemplates, &o)
+	return nil
+}
+
+func decodeResourceClaim(d *decoder, obj string, j []byte) error {
+	var o resourceapi.ResourceClaim
+	if err := d.decodeTyped(obj, j, &o); err != nil {
+		return err
+	}
+	if field, err := checkDeviceRequests(o.Spec.Devices.Requests, "spec.devices.requests"); err != nil {
+		return d.wrap(obj, field, err)
+	}
+	o.Namespace = namespaceOrDefault(o.Namespace)
+	d.set.ResourceClaims = append(d.set.ResourceClaims, &o)
+	return nil
+}
+
+// checkDeviceRequests catches what the API server would refuse and the
+// planner could not read: a request needs a name and exactly one of exactly
+// or firstAvailable, each naming a device class.
+func checkDeviceRequests(reqs []resourceapi.DeviceRequest, field string) (string, error) {
+	if len(reqs) == 0 {
+		return field, errRequired
+	}
+	for i, r := range reqs {
+		at := field + "[" + strconv.Itoa(i) + "]"
+		switch {
+		case r.Name == "":
+			return at + ".name", errRequired
+		case (r.Exactly == nil) == (len(r.FirstAvailable) == 0):
+			return at, errExactlyOrFirst
+		case r.Exactly != nil && r.Exactly.DeviceClassName == "":
+			return at + ".exactly.deviceClassName", errRequired
+		}
+		for k, s := range r.FirstAvailable {
+			if s.DeviceClassName == "" {
+				return at + ".firstAvailable[" + strconv.Itoa(k) + "].deviceClassName", errRequired
+			}
+		}
+	}
+	return "", nil
+}
+
+func decodePodTemplate(d *decoder, obj string, j []byte) error {
+	var o corev1.PodTemplate
+	if err := d.decodeTyped(obj, j, &o); err != nil {
+		return err
+	}
+	if len(o.Template.Spec.Containers) == 0 {
+		return d.errorf(obj, "template.spec.containers", "at least one container is required")
+	}
+	o.Namespace = namespaceOrDefault(o.Namespace)
+	d.set.PodTemplates = append(d.set.PodTemplates, &o)
+	return nil
+}
+
+func decodeProvisioningRequest(d *decoder, obj string, j []byte) error {
+	var o provreqv1.ProvisioningRequest
+	if err := d.decodeTyped(obj, j, &o); err != nil {
+		return err
+	}
+	if len(o.Spec.PodSets) == 0 {
+		return d.errorf(obj, "spec.podSets", "at least one pod set is required")
+	}
+	for i, ps := range o.Spec.PodSets {
+		at := "spec.podSets[" + strconv.Itoa(i) + "]"
+		if ps.PodTemplateRef.Name == "" {
+			return d.errorf(obj, at+".podTemplateRef.name", "required")
+		}
+		if ps.Count < 1 || ps.Count > MaxPodsPerObject {
+			return d.errorf(obj, at+".count", "must be between 1 and %d, got %d", MaxPodsPerObject, ps.Count)
+		}
+	}
+	o.Namespace = namespaceOrDefault(o.Namespace)
+	d.set.ProvisioningRequests = append(d.set.ProvisioningRequests, &o)
+	return nil
+}
+
+// indexedJob marks the pods of an Indexed Job as the Job controller does
+// (job name label, completion index), so they can be planned as a gang.
+func indexedJob(pods []*corev1.Pod, job *batchv1.Job) {
+	if job.Spec.CompletionMode == nil || *job.Spec.CompletionMode != batchv1.IndexedCompletion {
+		return
+	}
+	for i, p := range pods {
+		if p.Labels == nil {
+			p.Labels = map[string]string{}
+		}
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Labels[batchv1.JobNameLabel] = job.Name
+		p.Annotations[batchv1.JobCompletionIndexAnnotation] = strconv.Itoa(i)
+	}
+}

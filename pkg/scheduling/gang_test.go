@@ -1,0 +1,87 @@
+package scheduling
+
+import (
+	"errors"
+	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+)
+
+type sizes map[string]int
+
+func (s sizes) IndexedJobSize(ns, name string) (int, error) { return s.get("job/" + ns + "/" + name) }
+func (s sizes) JobSetSize(ns, name string) (int, error)     { return s.get("jobset/" + ns + "/" + name) }
+func (s sizes) get(k string) (int, error) {
+	if n, ok := s[k]; ok {
+		return n, nil
+	}
+	return 0, errors.New(k + " not found")
+}
+
+func TestGangsOf(t *testing.T) {
+	all := map[GangSource]bool{GangSourceJobSet: true, GangSourceLeaderWorkerSet: true, GangSourceIndexedJob: true}
+	lookups := sizes{"job/ml/train": 4, "jobset/ml/big": 16, "job/ml/serial": 1}
+	tests := []struct {
+		name        string
+		labels      map[string]string
+		annotations map[string]string
+		gangs       Gangs
+		wantName    string
+		wantSize    int
+		wantErr     bool
+	}{
+		{name: "no gang"},
+		{name: "stowage labels", labels: map[string]string{v1.LabelPodGroup: "g", v1.LabelPodGroupSize: "4"}, wantName: "g", wantSize: 4},
+		{name: "stowage annotations", annotations: map[string]string{v1.LabelPodGroup: "g", v1.LabelPodGroupSize: "3"}, wantName: "g", wantSize: 3},
+		{name: "stowage label with annotated size", labels: map[string]string{v1.LabelPodGroup: "g"},
+			annotations: map[string]string{v1.LabelPodGroupSize: "2"}, wantName: "g", wantSize: 2},
+		{name: "stowage size not a number", labels: map[string]string{v1.LabelPodGroup: "g", v1.LabelPodGroupSize: "four"}, wantName: "g", wantErr: true},
+		{name: "stowage size missing", annotations: map[string]string{v1.LabelPodGroup: "g"}, wantName: "g", wantErr: true},
+		{name: "stowage size with a sign", labels: map[string]string{v1.LabelPodGroup: "g", v1.LabelPodGroupSize: "+4"}, wantName: "g", wantErr: true},
+		{name: "kueue pod group", labels: map[string]string{LabelKueuePodGroup: "w1"},
+			annotations: map[string]string{AnnotationKueuePodGroupTotal: "8"}, wantName: "kueue:w1", wantSize: 8},
+		{name: "kueue pod group without its count", labels: map[string]string{LabelKueuePodGroup: "w1"}, wantName: "kueue:w1", wantErr: true},
+		{name: "stowage key wins over kueue", labels: map[string]string{v1.LabelPodGroup: "g", v1.LabelPodGroupSize: "2", LabelKueuePodGroup: "w1"},
+			annotations: map[string]string{AnnotationKueuePodGroupTotal: "8"}, wantName: "g", wantSize: 2},
+		{name: "leaderworkerset not opted in", labels: map[string]string{LabelLWSName: "llm", LabelLWSGroupIndex: "1"},
+			annotations: map[string]string{AnnotationLWSSize: "4"}},
+		{name: "leaderworkerset replica", labels: map[string]string{LabelLWSName: "llm", LabelLWSGroupIndex: "1"},
+			annotations: map[string]string{AnnotationLWSSize: "4"}, gangs: Gangs{Sources: all}, wantName: "lws:llm/1", wantSize: 4},
+		{name: "jobset not opted in", labels: map[string]string{LabelJobSetName: "big"}, gangs: Gangs{Sizes: lookups}},
+		{name: "jobset", labels: map[string]string{LabelJobSetName: "big"}, gangs: Gangs{Sources: all, Sizes: lookups},
+			wantName: "jobset:big", wantSize: 16},
+		{name: "jobset that cannot be read", labels: map[string]string{LabelJobSetName: "gone"}, gangs: Gangs{Sources: all, Sizes: lookups},
+			wantName: "jobset:gone", wantErr: true},
+		{name: "jobset opted in without a sizer", labels: map[string]string{LabelJobSetName: "big"}, gangs: Gangs{Sources: all}},
+		{name: "indexed job", labels: map[string]string{batchv1.JobNameLabel: "train"},
+			annotations: map[string]string{batchv1.JobCompletionIndexAnnotation: "0"}, gangs: Gangs{Sources: all, Sizes: lookups},
+			wantName: "job:train", wantSize: 4},
+		{name: "non-indexed job is no gang", labels: map[string]string{batchv1.JobNameLabel: "train"},
+			gangs: Gangs{Sources: all, Sizes: lookups}},
+		{name: "indexed job running one pod at a time is no gang", labels: map[string]string{batchv1.JobNameLabel: "serial"},
+			annotations: map[string]string{batchv1.JobCompletionIndexAnnotation: "3"}, gangs: Gangs{Sources: all, Sizes: lookups}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ml", Name: "p", Labels: tt.labels, Annotations: tt.annotations}}
+			name, size, err := tt.gangs.Of(pod)
+			if name != tt.wantName || size != tt.wantSize || (err != nil) != tt.wantErr {
+				t.Errorf("Of = %q, %d, %v; want %q, %d, error %v", name, size, err, tt.wantName, tt.wantSize, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestParseGangSources(t *testing.T) {
+	got, err := ParseGangSources(" jobset, indexed-job,")
+	if err != nil || !got[GangSourceJobSet] || !got[GangSourceIndexedJob] || got[GangSourceLeaderWorkerSet] {
+		t.Errorf("ParseGangSources = %v, %v", got, err)
+	}
+	if _, err := ParseGangSources("jobset,mpijob"); err == nil {
+		t.Error("ParseGangSources accepted mpijob")
+	}
+}
