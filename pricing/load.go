@@ -207,6 +207,7 @@ func copyInstanceType(it *cloudprovider.InstanceType) cloudprovider.InstanceType
 		Labels:    maps.Clone(it.Labels),
 		Capacity:  it.Capacity.DeepCopy(),
 		Offerings: slices.Clone(it.Offerings),
+		Placement: it.Placement,
 		Overhead: cloudprovider.Overhead{
 			KubeReserved:      it.Overhead.KubeReserved.DeepCopy(),
 			SystemReserved:    it.Overhead.SystemReserved.DeepCopy(),

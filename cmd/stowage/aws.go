@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/spf13/pflag"
 
@@ -48,22 +50,31 @@ func addAWSFlags(fs *pflag.FlagSet, f *awsFlags) {
 	fs.StringVar(&f.region, "aws-region", "", "with --cloud-provider=aws: the cluster's region (required)")
 	fs.StringVar(&f.endpoint, "aws-endpoint", "", "with --cloud-provider=aws: send every AWS call here instead (local emulators such as moto)")
 	fs.StringVar(&f.interruptionQueue, "aws-interruption-queue", "", "with --cloud-provider=aws: URL of the SQS queue EventBridge sends interruption events to")
-	fs.StringVar(&f.clusterEndpoint, "aws-cluster-endpoint", "", "with --cloud-provider=aws: API server URL nodes join")
-	fs.StringVar(&f.clusterCABundle, "aws-cluster-ca-bundle", "", "with --cloud-provider=aws: base64 cluster CA certificate for nodes")
-	fs.StringVar(&f.clusterCIDR, "aws-cluster-cidr", "", "with --cloud-provider=aws: the cluster's service CIDR, for AL2023 nodes")
+	fs.StringVar(&f.clusterEndpoint, "aws-cluster-endpoint", "", "with --cloud-provider=aws: API server URL nodes join (required)")
+	fs.StringVar(&f.clusterCABundle, "aws-cluster-ca-bundle", "", "with --cloud-provider=aws: base64 cluster CA certificate for nodes (required)")
+	fs.StringVar(&f.clusterCIDR, "aws-cluster-cidr", "", "with --cloud-provider=aws: the cluster's service CIDR, for AL2023 nodes (required)")
 }
 
 // awsOperatorOptions registers the AWS provider and the EC2NodeClass
 // controller with the operator. Call it only when --cloud-provider=aws: the
 // controller watches EC2NodeClasses, whose CRD other clouds do not install.
+// It refuses to start without the settings every node needs to join: without
+// them each machine bought would fail to register and be bought again.
 func awsOperatorOptions(ctx context.Context, clusterName string, f awsFlags) ([]operator.Option, error) {
 	if f.region == "" {
 		return nil, usageError("--aws-region", "required with --cloud-provider=aws")
+	}
+	join := nodeclass.JoinSettings{Endpoint: f.clusterEndpoint, CABundle: f.clusterCABundle, CIDR: f.clusterCIDR}
+	if err := join.Validate(); err != nil {
+		return nil, fmt.Errorf("nodes could not join the cluster; set the flags from `aws eks describe-cluster --name %s`:\n%w", clusterName, err)
 	}
 	clients, err := awsprovider.NewClients(ctx, awsprovider.ClientConfig{Region: f.region, Endpoint: f.endpoint})
 	if err != nil {
 		return nil, err
 	}
+	// The node class controller deletes launch templates through the
+	// provider, which the operator builds later from the factory.
+	cleaner := &lazyCleaner{}
 	factory := func(ctx context.Context, d operator.ProviderDeps) (cloudprovider.CloudProvider, error) {
 		// The operator's scheme is shared by its manager and direct client;
 		// the provider and the controller read EC2NodeClasses through them.
@@ -79,14 +90,39 @@ func awsOperatorOptions(ctx context.Context, clusterName string, f awsFlags) ([]
 				return nil, err
 			}
 		}
-		return awsprovider.New(awsprovider.Options{
+		p, err := awsprovider.New(awsprovider.Options{
 			ClusterName: d.ClusterName, Region: f.region, EC2: clients.EC2, Pricing: clients.Pricing, Kube: d.Client, Clock: d.Clock,
 			ClusterEndpoint: f.clusterEndpoint, ClusterCABundle: f.clusterCABundle, ClusterCIDR: f.clusterCIDR,
 			Interruption: source,
 		})
+		cleaner.set(p)
+		return p, err
 	}
 	return []operator.Option{
 		operator.WithProvider(awsprovider.Name, factory),
-		operator.WithController(nodeclass.NewController(nodeclass.Deps{EC2: clients.EC2, IAM: clients.IAM, ClusterName: clusterName})),
+		operator.WithController(nodeclass.NewController(nodeclass.Deps{EC2: clients.EC2, IAM: clients.IAM, SSM: clients.SSM,
+			ClusterName: clusterName, Join: join, Cleaner: cleaner})),
 	}, nil
+}
+
+// lazyCleaner hands the node class controller the provider once it exists.
+type lazyCleaner struct {
+	mu sync.Mutex
+	p  *awsprovider.Provider
+}
+
+func (l *lazyCleaner) set(p *awsprovider.Provider) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.p = p
+}
+
+func (l *lazyCleaner) DeleteLaunchTemplates(ctx context.Context, nodeClass string) error {
+	l.mu.Lock()
+	p := l.p
+	l.mu.Unlock()
+	if p == nil {
+		return errors.New("the AWS provider has not started yet")
+	}
+	return p.DeleteLaunchTemplates(ctx, nodeClass)
 }

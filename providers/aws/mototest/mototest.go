@@ -3,7 +3,15 @@
 package mototest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 )
 
 // EnvEndpoint names a moto_server CI already runs.
@@ -119,3 +128,22 @@ func (s *Server) IAM() *iam.Client { return iam.NewFromConfig(s.Config()) }
 
 // SQS is a real SQS client talking to moto.
 func (s *Server) SQS() *sqs.Client { return sqs.NewFromConfig(s.Config()) }
+
+// CABundle is base64 of a freshly made self-signed PEM certificate: a cluster
+// CA as `aws eks describe-cluster` prints it, for join settings in tests.
+func CABundle() (string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubernetes"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), nil
+}
+
+// SSM is a real SSM client talking to moto.
+func (s *Server) SSM() *ssm.Client { return ssm.NewFromConfig(s.Config()) }
