@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -14,6 +15,7 @@ import (
 	awsprovider "github.com/stowage-k8s/stowage/providers/aws"
 	awsv1 "github.com/stowage-k8s/stowage/providers/aws/apis/v1"
 	"github.com/stowage-k8s/stowage/providers/aws/controllers/nodeclass"
+	"github.com/stowage-k8s/stowage/providers/aws/iampolicy"
 )
 
 // The AWS catalog lists live from --endpoint (moto, or a real regional
@@ -125,4 +127,46 @@ func (l *lazyCleaner) DeleteLaunchTemplates(ctx context.Context, nodeClass strin
 		return errors.New("the AWS provider has not started yet")
 	}
 	return p.DeleteLaunchTemplates(ctx, nodeClass)
+}
+
+func init() { subcommands = append(subcommands, newAWSCommand) }
+
+// newAWSCommand groups AWS helpers that run without a cluster.
+func newAWSCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "aws", Short: "AWS helpers for installing Stowage on EKS", Args: cobra.NoArgs}
+	cmd.AddCommand(newAWSIAMPolicyCommand())
+	return cmd
+}
+
+func newAWSIAMPolicyCommand() *cobra.Command {
+	var v iampolicy.Vars
+	var raw bool
+	cmd := &cobra.Command{
+		Use:   "iam-policy",
+		Short: "Print the least-privilege IAM policy the controller's role needs",
+		Long: "Print the controller's IAM policy for one cluster: every AWS call Stowage makes and nothing else,\n" +
+			"with launches, tags and deletes limited to resources tagged stowage.dev/cluster=<cluster>.\n" +
+			"--template prints it with ${CLUSTER}-style placeholders for envsubst instead.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if raw {
+				_, err := fmt.Fprint(cmd.OutOrStdout(), iampolicy.Template())
+				return err
+			}
+			out, err := iampolicy.Render(v)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), string(out))
+			return err
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&v.Cluster, "cluster-name", "", "the EKS cluster name (the controller's --cluster-name)")
+	fs.StringVar(&v.Account, "account", "", "the AWS account ID")
+	fs.StringVar(&v.Region, "region", "", "the cluster's region")
+	fs.StringVar(&v.NodeRoleARN, "node-role-arn", "", "ARN of the IAM role nodes run with (EC2NodeClass spec.role)")
+	fs.StringVar(&v.Partition, "partition", "aws", "the AWS partition: aws, aws-cn or aws-us-gov")
+	fs.BoolVar(&raw, "template", false, "print the policy with placeholders instead")
+	return cmd
 }

@@ -100,3 +100,27 @@ func TestAWSFlags(t *testing.T) {
 		t.Errorf("flags = %+v, want %+v", f, want)
 	}
 }
+
+func TestAWSIAMPolicyCommand(t *testing.T) {
+	out, err := run(t, "aws", "iam-policy", "--cluster-name", "prod-eks", "--account", "111122223333", "--region", "eu-west-1",
+		"--node-role-arn", "arn:aws:iam::111122223333:role/eks-nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"aws:ResourceTag/stowage.dev/cluster": "prod-eks"`, `"arn:aws:sqs:eu-west-1:111122223333:stowage-prod-eks"`,
+		`"arn:aws:iam::111122223333:role/eks-nodes"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("policy lacks %s", want)
+		}
+	}
+	if strings.Contains(out, "${") {
+		t.Error("rendered policy still has placeholders")
+	}
+	if _, err := run(t, "aws", "iam-policy", "--cluster-name", "prod-eks"); err == nil || !strings.Contains(err.Error(), "--account") {
+		t.Errorf("err = %v, want one naming --account", err)
+	}
+	tmpl, err := run(t, "aws", "iam-policy", "--template")
+	if err != nil || !strings.Contains(tmpl, "${CLUSTER}") {
+		t.Errorf("--template = %v, %v; want the placeholders", tmpl[:min(len(tmpl), 40)], err)
+	}
+}

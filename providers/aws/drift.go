@@ -66,7 +66,9 @@ func (p *Provider) IsDrifted(ctx context.Context, claim *v1.NodeClaim) (cloudpro
 		have = append(have, aws.ToString(g.GroupId))
 	}
 	slices.Sort(have)
-	if !slices.Equal(have, sgIDs(nc)) {
+	// Every EC2 instance has a security group; an answer without any (moto's
+	// fleet instances) says nothing either way.
+	if len(have) > 0 && !slices.Equal(have, sgIDs(nc)) {
 		return DriftSecurityGroup, nil
 	}
 	return "", nil

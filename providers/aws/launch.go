@@ -213,6 +213,7 @@ func (p *Provider) launchGroup(ctx context.Context, claim *v1.NodeClaim, nc *aws
 		placementGroup = name
 	}
 	subnetZone := map[string]string{}
+	images := map[string]string{} // instance type -> image sent
 	configs := map[int]*fleetConfig{}
 	var skipped []error
 	var tried []cloudprovider.OfferingID
@@ -243,6 +244,7 @@ func (p *Provider) launchGroup(ctx context.Context, claim *v1.NodeClaim, nc *aws
 			configs[efa] = cfg
 		}
 		tried = append(tried, id)
+		images[c.InstanceType] = ami
 		for _, s := range nc.Status.Subnets {
 			if s.Zone != c.Zone {
 				continue
@@ -310,9 +312,13 @@ func (p *Provider) launchGroup(ctx context.Context, claim *v1.NodeClaim, nc *aws
 		if instanceType == "" {
 			instanceType = string(ov.InstanceType)
 		}
+		image := aws.ToString(ov.ImageId)
+		if image == "" {
+			image = images[instanceType] // not every answer echoes it (moto does not)
+		}
 		res.claim = p.launchedClaim(claim, launched{
 			id: fi.InstanceIds[0], instanceType: instanceType, zone: zone,
-			capacityType: g.capacityType, imageID: aws.ToString(ov.ImageId),
+			capacityType: g.capacityType, imageID: image,
 		})
 		return res, nil
 	}

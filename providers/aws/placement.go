@@ -59,10 +59,10 @@ func (p *Provider) ensurePlacementGroup(ctx context.Context, group string) (stri
 	return name, nil
 }
 
-// collectPlacementGroups deletes the cluster's placement groups that no
+// CollectPlacementGroups deletes the cluster's placement groups that no
 // NodeClaim names any more. EC2 refuses to delete a group with instances in
 // it, which keeps a group whose claims are gone but machines are not.
-func (p *Provider) collectPlacementGroups(ctx context.Context) error {
+func (p *Provider) CollectPlacementGroups(ctx context.Context) error {
 	if p.opts.Kube == nil {
 		return nil
 	}

@@ -484,7 +484,7 @@ const GCInterval = 5 * time.Minute
 // CollectGarbage deletes launch templates unused for TemplateIdleTTL or whose
 // node class is gone, and placement groups no claim names.
 func (p *Provider) CollectGarbage(ctx context.Context) error {
-	return errors.Join(p.collectTemplates(ctx), p.collectPlacementGroups(ctx))
+	return errors.Join(p.CollectLaunchTemplates(ctx), p.CollectPlacementGroups(ctx))
 }
 
 // Interruptions implements cloudprovider.InterruptionSource by delegating to

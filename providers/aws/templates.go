@@ -169,9 +169,9 @@ func (p *Provider) DeleteLaunchTemplates(ctx context.Context, nodeClass string) 
 	return errors.Join(errs...)
 }
 
-// collectTemplates deletes templates unused for TemplateIdleTTL and those
+// CollectLaunchTemplates deletes templates unused for TemplateIdleTTL and those
 // whose node class is gone.
-func (p *Provider) collectTemplates(ctx context.Context) error {
+func (p *Provider) CollectLaunchTemplates(ctx context.Context) error {
 	if err := p.syncTemplates(ctx); err != nil {
 		return err
 	}

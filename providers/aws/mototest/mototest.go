@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -48,6 +49,12 @@ func Start() (*Server, error) {
 	if ep := os.Getenv(EnvEndpoint); ep != "" {
 		return &Server{Endpoint: ep}, waitReady(ep, 30*time.Second)
 	}
+	return StartPrivate()
+}
+
+// StartPrivate always starts a moto_server of this process's own, for tests
+// that change server-wide settings such as IAM enforcement.
+func StartPrivate() (*Server, error) {
 	bin, err := exec.LookPath("moto_server")
 	if err != nil {
 		return nil, fmt.Errorf("moto_server not found (install moto[server] 5.x or set %s): %w", EnvEndpoint, err)
@@ -147,3 +154,28 @@ func CABundle() (string, error) {
 
 // SSM is a real SSM client talking to moto.
 func (s *Server) SSM() *ssm.Client { return ssm.NewFromConfig(s.Config()) }
+
+// EnforceIAM makes the server check every later request against the
+// caller's IAM policies (moto checks actions; it ignores Resource and most
+// Condition keys). Only for a server from StartPrivate.
+func (s *Server) EnforceIAM() error {
+	if s.cmd == nil {
+		return fmt.Errorf("IAM enforcement is server-wide: use StartPrivate, not the shared server at %s", s.Endpoint)
+	}
+	resp, err := http.Post(s.Endpoint+"/moto-api/reset-auth", "text/plain", strings.NewReader("0"))
+	if err != nil {
+		return fmt.Errorf("enabling IAM enforcement: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("enabling IAM enforcement: %s", resp.Status)
+	}
+	return nil
+}
+
+// ConfigFor is an SDK config for the server with the given credentials.
+func (s *Server) ConfigFor(accessKey, secret string) aws.Config {
+	c := s.Config()
+	c.Credentials = credentials.NewStaticCredentialsProvider(accessKey, secret, "")
+	return c
+}
