@@ -115,9 +115,9 @@ func applyKubelet(it *cloudprovider.InstanceType, k *awsv1.KubeletConfiguration,
 
 // overrideQuantities replaces entries of l with the node class's values; the
 // CRD has already checked they parse.
-func overrideQuantities(l corev1.ResourceList, m map[string]string) {
+func overrideQuantities(l corev1.ResourceList, m map[string]awsv1.Quantity) {
 	for name, v := range m {
-		if q, err := resource.ParseQuantity(v); err == nil {
+		if q, err := resource.ParseQuantity(string(v)); err == nil {
 			l[corev1.ResourceName(name)] = q
 		}
 	}
@@ -129,10 +129,10 @@ func threshold(k *awsv1.KubeletConfiguration, signal string, capacity *resource.
 	var values []string
 	if k != nil {
 		if v, ok := k.EvictionHard[signal]; ok {
-			values = append(values, v)
+			values = append(values, string(v))
 		}
 		if v, ok := k.EvictionSoft[signal]; ok {
-			values = append(values, v)
+			values = append(values, string(v))
 		}
 	}
 	if len(values) == 0 {

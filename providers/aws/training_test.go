@@ -398,10 +398,10 @@ func TestKubeletSettingsShapeAllocatable(t *testing.T) {
 	nc.Spec.BlockDeviceMappings = []awsv1.BlockDeviceMapping{{DeviceName: "/dev/xvda", RootVolume: true, EBS: awsv1.BlockDevice{VolumeSize: "500Gi"}}}
 	nc.Spec.Kubelet = &awsv1.KubeletConfiguration{
 		MaxPods:        ptr.To[int32](30),
-		SystemReserved: map[string]string{"cpu": "500m", "memory": "1Gi"},
-		KubeReserved:   map[string]string{"cpu": "250m"},
-		EvictionHard:   map[string]string{"memory.available": "1Gi", "nodefs.available": "5%"},
-		EvictionSoft:   map[string]string{"memory.available": "2Gi"},
+		SystemReserved: map[string]awsv1.Quantity{"cpu": "500m", "memory": "1Gi"},
+		KubeReserved:   map[string]awsv1.Quantity{"cpu": "250m"},
+		EvictionHard:   map[string]awsv1.Threshold{"memory.available": "1Gi", "nodefs.available": "5%"},
+		EvictionSoft:   map[string]awsv1.Threshold{"memory.available": "2Gi"},
 	}
 	e := newEnv(t, nc)
 	its, err := e.p.InstanceTypes(context.Background(), gpuPool())

@@ -215,13 +215,13 @@ func kubeletSet(k *awsv1.KubeletConfiguration) bool {
 		len(k.EvictionSoft) > 0 || k.ImageGCHighThresholdPercent != nil || k.ImageGCLowThresholdPercent != nil
 }
 
-func yamlMap(b *strings.Builder, indent, key string, m map[string]string) {
+func yamlMap[V ~string](b *strings.Builder, indent, key string, m map[string]V) {
 	if len(m) == 0 {
 		return
 	}
 	fmt.Fprintf(b, "%s%s:\n", indent, key)
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		fmt.Fprintf(b, "%s  %s: %s\n", indent, strconv.Quote(k), strconv.Quote(m[k]))
+		fmt.Fprintf(b, "%s  %s: %s\n", indent, strconv.Quote(k), strconv.Quote(string(m[k])))
 	}
 }
 
@@ -286,13 +286,13 @@ func bottlerocketUserData(custom string, jc joinConfig) (string, error) {
 	return b.String(), nil
 }
 
-func tomlTable(b *strings.Builder, name string, m map[string]string) {
+func tomlTable[V ~string](b *strings.Builder, name string, m map[string]V) {
 	if len(m) == 0 {
 		return
 	}
 	fmt.Fprintf(b, "\n[%s]\n", name)
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		fmt.Fprintf(b, "%s = %s\n", strconv.Quote(k), strconv.Quote(m[k]))
+		fmt.Fprintf(b, "%s = %s\n", strconv.Quote(k), strconv.Quote(string(m[k])))
 	}
 }
 

@@ -159,10 +159,10 @@ func TestKubeletSettingsInUserData(t *testing.T) {
 	jc := testJoin()
 	jc.Kubelet = &awsv1.KubeletConfiguration{
 		MaxPods:                     ptr.To[int32](110),
-		SystemReserved:              map[string]string{"cpu": "100m"},
-		KubeReserved:                map[string]string{"memory": "1Gi"},
-		EvictionHard:                map[string]string{"memory.available": "5%"},
-		EvictionSoft:                map[string]string{"nodefs.available": "15%"},
+		SystemReserved:              map[string]awsv1.Quantity{"cpu": "100m"},
+		KubeReserved:                map[string]awsv1.Quantity{"memory": "1Gi"},
+		EvictionHard:                map[string]awsv1.Threshold{"memory.available": "5%"},
+		EvictionSoft:                map[string]awsv1.Threshold{"nodefs.available": "15%"},
 		EvictionSoftGracePeriod:     map[string]metav1.Duration{"nodefs.available": {Duration: 90e9}},
 		ImageGCHighThresholdPercent: ptr.To[int32](80),
 		ImageGCLowThresholdPercent:  ptr.To[int32](60),

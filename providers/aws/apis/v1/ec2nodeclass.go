@@ -192,27 +192,28 @@ type KubeletConfiguration struct {
 	// +optional
 	MaxPods *int32 `json:"maxPods,omitempty"`
 	// SystemReserved is kept back for the OS: cpu, memory, ephemeral-storage, pid.
+	// +kubebuilder:validation:MaxProperties=4
 	// +kubebuilder:validation:XValidation:message="keys must be cpu, memory, ephemeral-storage or pid",rule="self.all(k, k in ['cpu', 'memory', 'ephemeral-storage', 'pid'])"
-	// +kubebuilder:validation:XValidation:message="values must be quantities such as 100m, 1Gi or 1000",rule="self.all(k, self[k].matches('^[0-9]+([.][0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$'))"
 	// +optional
-	SystemReserved map[string]string `json:"systemReserved,omitempty"`
+	SystemReserved map[string]Quantity `json:"systemReserved,omitempty"`
 	// KubeReserved is kept back for the kubelet and container runtime; it
 	// replaces the EKS formula for the keys it sets.
+	// +kubebuilder:validation:MaxProperties=4
 	// +kubebuilder:validation:XValidation:message="keys must be cpu, memory, ephemeral-storage or pid",rule="self.all(k, k in ['cpu', 'memory', 'ephemeral-storage', 'pid'])"
-	// +kubebuilder:validation:XValidation:message="values must be quantities such as 100m, 1Gi or 1000",rule="self.all(k, self[k].matches('^[0-9]+([.][0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$'))"
 	// +optional
-	KubeReserved map[string]string `json:"kubeReserved,omitempty"`
+	KubeReserved map[string]Quantity `json:"kubeReserved,omitempty"`
 	// EvictionHard thresholds by signal, as quantities or percentages.
+	// +kubebuilder:validation:MaxProperties=6
 	// +kubebuilder:validation:XValidation:message="keys must be memory.available, nodefs.available, nodefs.inodesFree, imagefs.available, imagefs.inodesFree or pid.available",rule="self.all(k, k in ['memory.available', 'nodefs.available', 'nodefs.inodesFree', 'imagefs.available', 'imagefs.inodesFree', 'pid.available'])"
-	// +kubebuilder:validation:XValidation:message="values must be quantities such as 500Mi or percentages such as 10%",rule="self.all(k, self[k].matches('^([0-9]+([.][0-9]+)?(k|M|G|T|Ki|Mi|Gi|Ti)?|[0-9]+([.][0-9]+)?%)$'))"
 	// +optional
-	EvictionHard map[string]string `json:"evictionHard,omitempty"`
+	EvictionHard map[string]Threshold `json:"evictionHard,omitempty"`
 	// EvictionSoft thresholds by signal; each needs a grace period.
+	// +kubebuilder:validation:MaxProperties=6
 	// +kubebuilder:validation:XValidation:message="keys must be memory.available, nodefs.available, nodefs.inodesFree, imagefs.available, imagefs.inodesFree or pid.available",rule="self.all(k, k in ['memory.available', 'nodefs.available', 'nodefs.inodesFree', 'imagefs.available', 'imagefs.inodesFree', 'pid.available'])"
-	// +kubebuilder:validation:XValidation:message="values must be quantities such as 500Mi or percentages such as 10%",rule="self.all(k, self[k].matches('^([0-9]+([.][0-9]+)?(k|M|G|T|Ki|Mi|Gi|Ti)?|[0-9]+([.][0-9]+)?%)$'))"
 	// +optional
-	EvictionSoft map[string]string `json:"evictionSoft,omitempty"`
+	EvictionSoft map[string]Threshold `json:"evictionSoft,omitempty"`
 	// EvictionSoftGracePeriod per evictionSoft signal.
+	// +kubebuilder:validation:MaxProperties=6
 	// +optional
 	EvictionSoftGracePeriod map[string]metav1.Duration `json:"evictionSoftGracePeriod,omitempty"`
 	// ImageGCHighThresholdPercent of disk use starts image garbage collection.
@@ -226,6 +227,17 @@ type KubeletConfiguration struct {
 	// +optional
 	ImageGCLowThresholdPercent *int32 `json:"imageGCLowThresholdPercent,omitempty"`
 }
+
+// Quantity is a resource quantity such as 100m, 1.5Gi or 1000.
+// +kubebuilder:validation:Pattern=`^[0-9]+([.][0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$`
+// +kubebuilder:validation:MaxLength=32
+type Quantity string
+
+// Threshold is an eviction threshold: a quantity such as 500Mi or a
+// percentage of capacity such as 10%.
+// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(k|M|G|T|Ki|Mi|Gi|Ti)?|[0-9]+([.][0-9]+)?%)$`
+// +kubebuilder:validation:MaxLength=32
+type Threshold string
 
 // BlockDeviceMapping is one EBS volume.
 type BlockDeviceMapping struct {

@@ -325,28 +325,28 @@ func (in *KubeletConfiguration) DeepCopyInto(out *KubeletConfiguration) {
 	}
 	if in.SystemReserved != nil {
 		in, out := &in.SystemReserved, &out.SystemReserved
-		*out = make(map[string]string, len(*in))
+		*out = make(map[string]Quantity, len(*in))
 		for key, val := range *in {
 			(*out)[key] = val
 		}
 	}
 	if in.KubeReserved != nil {
 		in, out := &in.KubeReserved, &out.KubeReserved
-		*out = make(map[string]string, len(*in))
+		*out = make(map[string]Quantity, len(*in))
 		for key, val := range *in {
 			(*out)[key] = val
 		}
 	}
 	if in.EvictionHard != nil {
 		in, out := &in.EvictionHard, &out.EvictionHard
-		*out = make(map[string]string, len(*in))
+		*out = make(map[string]Threshold, len(*in))
 		for key, val := range *in {
 			(*out)[key] = val
 		}
 	}
 	if in.EvictionSoft != nil {
 		in, out := &in.EvictionSoft, &out.EvictionSoft
-		*out = make(map[string]string, len(*in))
+		*out = make(map[string]Threshold, len(*in))
 		for key, val := range *in {
 			(*out)[key] = val
 		}
