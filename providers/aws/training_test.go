@@ -518,3 +518,34 @@ func TestPlaceholderSpotPricesAreIgnored(t *testing.T) {
 		}
 	}
 }
+
+// TestReservationOnlyType: a type with no on-demand price anywhere (p5e is
+// sold through Capacity Blocks and reservations) is still offered live
+// through a reservation the node class selects.
+func TestReservationOnlyType(t *testing.T) {
+	ctx := context.Background()
+	nc := nodeClass()
+	nc.Status.CapacityReservations = append(nc.Status.CapacityReservations, awsv1.CapacityReservation{ID: "cr-p5e", InstanceType: "p5e.48xlarge", Zone: zoneA})
+	e := newTrainingEnv(t, nc)
+	p5e := p5EFAInfo()
+	p5e.InstanceType = "p5e.48xlarge"
+	p5e.GpuInfo.Gpus[0].Name, p5e.GpuInfo.Gpus[0].MemoryInfo.SizeInMiB = aws.String("H200"), aws.Int32(144384)
+	e.ec2.addType(p5e, zoneA)
+	e.ec2.reservations = append(e.ec2.reservations, ec2types.CapacityReservation{CapacityReservationId: aws.String("cr-p5e"),
+		InstanceType: aws.String("p5e.48xlarge"), AvailabilityZone: aws.String(zoneA), AvailableInstanceCount: aws.Int32(2),
+		State: ec2types.CapacityReservationStateActive, ReservationType: ec2types.CapacityReservationTypeCapacityBlock})
+	its, err := e.p.InstanceTypes(ctx, gpuPool())
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := find(its, "p5e.48xlarge")
+	if it == nil {
+		t.Fatal("p5e.48xlarge not offered although a selected Capacity Block holds two")
+	}
+	if diff := cmp.Diff([]cloudprovider.Offering{{Zone: zoneA, CapacityType: v1.CapacityTypeReserved, Available: true, ReservationID: "cr-p5e", ReservedCount: 2}}, it.Offerings); diff != "" {
+		t.Errorf("p5e offerings (-want +got):\n%s", diff)
+	}
+	if it.Labels[v1.LabelGPUName] != "h200" || !it.Placement {
+		t.Errorf("p5e labels %v placement %v, want h200 and cluster placement", it.Labels, it.Placement)
+	}
+}

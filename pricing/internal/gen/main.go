@@ -16,6 +16,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/stowage-k8s/stowage/pricing/internal/format"
@@ -28,6 +30,7 @@ func main() {
 	flag.StringVar(&o.gcpPrices, "gcp-prices", "", "cloudpilot-ai/karpenter-provider-gcp pkg/providers/pricing/initial-prices.json")
 	flag.StringVar(&o.azurePrices, "azure-prices", "", "Azure/karpenter-provider-azure pkg/providers/pricing/zz_generated.pricing.go")
 	flag.StringVar(&o.out, "out", "pricing/data", "output directory")
+	flag.StringVar(&o.clouds, "clouds", "aws,gcp,azure", "which catalogs to rebuild (a refresh of one cloud needs only its inputs)")
 	flag.StringVar(&o.today, "date", time.Now().UTC().Format(time.DateOnly), "date recorded for estimates made by this generator")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -37,20 +40,24 @@ func main() {
 }
 
 type options struct {
-	motoDir, awsPrices, gcpPrices, azurePrices, out, today string
+	motoDir, awsPrices, gcpPrices, azurePrices, out, today, clouds string
 }
 
 func run(o options) error {
 	type job struct {
+		cloud string
 		file  string
 		gzip  bool
 		build func(options) (*format.File, error)
 	}
 	for _, j := range []job{
-		{"aws-us-east-1.json.gz", true, buildAWS},
-		{"gcp-us-central1.json", false, buildGCP},
-		{"azure-eastus.json", false, buildAzure},
+		{"aws", "aws-us-east-1.json.gz", true, buildAWS},
+		{"gcp", "gcp-us-central1.json", false, buildGCP},
+		{"azure", "azure-eastus.json", false, buildAzure},
 	} {
+		if o.clouds != "" && !slices.Contains(strings.Split(o.clouds, ","), j.cloud) {
+			continue
+		}
 		f, err := j.build(o)
 		if err != nil {
 			return fmt.Errorf("building %s: %w", j.file, err)
