@@ -15,6 +15,7 @@ import (
 	awsprovider "github.com/stowage-k8s/stowage/providers/aws"
 	awsv1 "github.com/stowage-k8s/stowage/providers/aws/apis/v1"
 	"github.com/stowage-k8s/stowage/providers/aws/controllers/nodeclass"
+	"github.com/stowage-k8s/stowage/providers/aws/controllers/topology"
 	"github.com/stowage-k8s/stowage/providers/aws/iampolicy"
 )
 
@@ -74,9 +75,9 @@ func awsOperatorOptions(ctx context.Context, clusterName string, f awsFlags) ([]
 	if err != nil {
 		return nil, err
 	}
-	// The node class controller deletes launch templates through the
-	// provider, which the operator builds later from the factory.
-	cleaner := &lazyCleaner{}
+	// The node class and topology controllers reach the provider, which the
+	// operator builds later from the factory.
+	lazy := &lazyProvider{}
 	factory := func(ctx context.Context, d operator.ProviderDeps) (cloudprovider.CloudProvider, error) {
 		// The operator's scheme is shared by its manager and direct client;
 		// the provider and the controller read EC2NodeClasses through them.
@@ -97,36 +98,55 @@ func awsOperatorOptions(ctx context.Context, clusterName string, f awsFlags) ([]
 			ClusterEndpoint: f.clusterEndpoint, ClusterCABundle: f.clusterCABundle, ClusterCIDR: f.clusterCIDR,
 			Interruption: source,
 		})
-		cleaner.set(p)
+		lazy.set(p)
 		return p, err
 	}
 	return []operator.Option{
 		operator.WithProvider(awsprovider.Name, factory),
 		operator.WithController(nodeclass.NewController(nodeclass.Deps{EC2: clients.EC2, IAM: clients.IAM, SSM: clients.SSM,
-			ClusterName: clusterName, Join: join, Cleaner: cleaner})),
+			ClusterName: clusterName, Join: join, Cleaner: lazy})),
+		operator.WithController(topology.NewController(topology.Deps{Source: lazy})),
 	}, nil
 }
 
-// lazyCleaner hands the node class controller the provider once it exists.
-type lazyCleaner struct {
+// lazyProvider hands controllers the provider once the operator made it.
+type lazyProvider struct {
 	mu sync.Mutex
 	p  *awsprovider.Provider
 }
 
-func (l *lazyCleaner) set(p *awsprovider.Provider) {
+// errNotStarted: a controller ran before the operator built the provider.
+var errNotStarted = errors.New("the AWS provider has not started yet")
+
+func (l *lazyProvider) set(p *awsprovider.Provider) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.p = p
 }
 
-func (l *lazyCleaner) DeleteLaunchTemplates(ctx context.Context, nodeClass string) error {
+func (l *lazyProvider) get() (*awsprovider.Provider, error) {
 	l.mu.Lock()
-	p := l.p
-	l.mu.Unlock()
-	if p == nil {
-		return errors.New("the AWS provider has not started yet")
+	defer l.mu.Unlock()
+	if l.p == nil {
+		return nil, errNotStarted
+	}
+	return l.p, nil
+}
+
+func (l *lazyProvider) DeleteLaunchTemplates(ctx context.Context, nodeClass string) error {
+	p, err := l.get()
+	if err != nil {
+		return err
 	}
 	return p.DeleteLaunchTemplates(ctx, nodeClass)
+}
+
+func (l *lazyProvider) NetworkTopology(ctx context.Context, providerIDs []string) (map[string][]string, error) {
+	p, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return p.NetworkTopology(ctx, providerIDs)
 }
 
 func init() { subcommands = append(subcommands, newAWSCommand) }

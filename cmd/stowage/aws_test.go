@@ -66,8 +66,8 @@ func TestAWSControllerOptionsNeedRegionAndJoinSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(opts) != 2 {
-		t.Errorf("got %d operator options, want the provider and the EC2NodeClass controller", len(opts))
+	if len(opts) != 3 {
+		t.Errorf("got %d operator options, want the provider, the EC2NodeClass and the topology controllers", len(opts))
 	}
 }
 

@@ -40,6 +40,7 @@ type fakeEC2 struct {
 	instances    map[string]*ec2types.Instance
 	byToken      map[string]*ec2.CreateFleetOutput
 	fleets       []*ec2.CreateFleetInput
+	topology     map[string][]string // instance ID -> network nodes
 	calls        map[string]int
 	next         int
 }
@@ -254,6 +255,24 @@ func (f *fakeEC2) DeletePlacementGroup(_ context.Context, in *ec2.DeletePlacemen
 	}
 	delete(f.groups, name)
 	return &ec2.DeletePlacementGroupOutput{}, nil
+}
+
+func (f *fakeEC2) DescribeInstanceTopology(_ context.Context, in *ec2.DescribeInstanceTopologyInput, _ ...func(*ec2.Options)) (*ec2.DescribeInstanceTopologyOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("DescribeInstanceTopology"); err != nil {
+		return nil, err
+	}
+	if len(in.InstanceIds) > maxTopologyIDs {
+		return nil, apiError("InvalidParameterValue")
+	}
+	out := &ec2.DescribeInstanceTopologyOutput{}
+	for _, id := range in.InstanceIds {
+		if nodes, ok := f.topology[id]; ok {
+			out.Instances = append(out.Instances, ec2types.InstanceTopology{InstanceId: aws.String(id), NetworkNodes: nodes})
+		}
+	}
+	return out, nil
 }
 
 // tagsMatch applies tag:<key> filters.

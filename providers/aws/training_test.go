@@ -549,3 +549,22 @@ func TestReservationOnlyType(t *testing.T) {
 		t.Errorf("p5e labels %v placement %v, want h200 and cluster placement", it.Labels, it.Placement)
 	}
 }
+
+func TestNetworkTopology(t *testing.T) {
+	e := newEnv(t)
+	e.ec2.topology = map[string][]string{"i-1": {"nn-a", "nn-b", "nn-c"}}
+	var ids []string
+	for i := range 150 { // two calls: EC2 takes 100 IDs at a time
+		ids = append(ids, fmt.Sprintf("aws:///us-east-1a/i-%d", i))
+	}
+	got, err := e.p.NetworkTopology(context.Background(), ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string][]string{"aws:///us-east-1a/i-1": {"nn-a", "nn-b", "nn-c"}}, got); diff != "" {
+		t.Errorf("topology (-want +got):\n%s", diff)
+	}
+	if n := e.ec2.Calls("DescribeInstanceTopology"); n != 2 {
+		t.Errorf("DescribeInstanceTopology calls = %d, want 2", n)
+	}
+}

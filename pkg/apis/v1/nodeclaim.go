@@ -129,6 +129,13 @@ type NodeClaimStatus struct {
 	// UnavailableOfferings lists offerings that reported insufficient capacity for this claim.
 	// +optional
 	UnavailableOfferings []string `json:"unavailableOfferings,omitempty"`
+	// Topology is the machine's place in the cloud's network, as the cloud
+	// reports it: network node IDs from the top layer down to the one the
+	// machine hangs off (AWS DescribeInstanceTopology). Machines sharing more
+	// leading nodes are closer. Empty where the cloud does not say.
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	Topology []string `json:"topology,omitempty"`
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }

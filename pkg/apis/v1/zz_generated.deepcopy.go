@@ -260,6 +260,11 @@ func (in *NodeClaimStatus) DeepCopyInto(out *NodeClaimStatus) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.Topology != nil {
+		in, out := &in.Topology, &out.Topology
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]metav1.Condition, len(*in))
