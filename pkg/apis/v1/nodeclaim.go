@@ -122,13 +122,6 @@ type NodeClaimStatus struct {
 	PricePerHour string `json:"pricePerHour,omitempty"`
 	// +optional
 	ImageID string `json:"imageID,omitempty"`
-	// +optional
-	Capacity corev1.ResourceList `json:"capacity,omitempty"`
-	// +optional
-	Allocatable corev1.ResourceList `json:"allocatable,omitempty"`
-	// UnavailableOfferings lists offerings that reported insufficient capacity for this claim.
-	// +optional
-	UnavailableOfferings []string `json:"unavailableOfferings,omitempty"`
 	// Topology is the machine's place in the cloud's network, as the cloud
 	// reports it: network node IDs from the top layer down to the one the
 	// machine hangs off (AWS DescribeInstanceTopology). Machines sharing more
@@ -136,6 +129,13 @@ type NodeClaimStatus struct {
 	// +kubebuilder:validation:MaxItems=8
 	// +optional
 	Topology []string `json:"topology,omitempty"`
+	// +optional
+	Capacity corev1.ResourceList `json:"capacity,omitempty"`
+	// +optional
+	Allocatable corev1.ResourceList `json:"allocatable,omitempty"`
+	// UnavailableOfferings lists offerings that reported insufficient capacity for this claim.
+	// +optional
+	UnavailableOfferings []string `json:"unavailableOfferings,omitempty"`
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
