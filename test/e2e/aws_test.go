@@ -149,9 +149,18 @@ func TestAWSOnMoto(t *testing.T) {
 	e.publish(ctx, t, next2, "standard", newer)
 
 	nc := awsNodeClass("default", e.subnet)
-	if err := e.c.Create(ctx, nc); err != nil {
-		t.Fatal(err)
-	}
+	// The pool the test's claims belong to: consolidation off (their nodes
+	// stay empty), one node disrupted at a time.
+	pool := &v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: lifeClaim("x").Labels[v1.LabelNodePool]}, Spec: v1.NodePoolSpec{
+		Template: v1.NodeClaimTemplate{Spec: v1.NodeClaimTemplateSpec{
+			NodeClassRef: &v1.NodeClassReference{Group: awsv1.Group, Kind: awsv1.Kind, Name: nc.Name},
+			Requirements: []v1.NodeSelectorRequirementWithMinValues{{Key: v1.LabelInstanceType, Operator: corev1.NodeSelectorOpIn,
+				Values: []string{"m5.large", "p5.48xlarge"}}},
+			ExpireAfter: v1.Never,
+		}},
+		Disruption: v1.Disruption{ConsolidateAfter: v1.Never, Budgets: []v1.Budget{{Nodes: "1"}}},
+	}}
+	provCreate(t, e.c, nc, pool)
 	awsWaitReady(t, e.c, nc.Name, true)
 
 	var c1 *v1.NodeClaim
@@ -333,6 +342,9 @@ func TestAWSOnMoto(t *testing.T) {
 		held := &awsv1.EC2NodeClass{}
 		if err := e.c.Get(ctx, client.ObjectKeyFromObject(nc), held); err != nil {
 			t.Fatalf("node class gone while claims use it: %v", err)
+		}
+		if err := e.c.Delete(ctx, pool); err != nil {
+			t.Fatal(err)
 		}
 		for _, c := range append([]*v1.NodeClaim{c1}, gang...) {
 			if c == nil {
