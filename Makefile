@@ -40,6 +40,7 @@ generate: $(BIN)/controller-gen ## regenerate deepcopy and CRDs, and copy CRDs i
 	$(BIN)/controller-gen object:headerFile=hack/boilerplate.go.txt paths=./pkg/apis/... paths=./providers/...
 	$(BIN)/controller-gen crd paths=./pkg/apis/... output:crd:artifacts:config=pkg/apis/crds
 	@if [ -d providers/aws/apis ]; then $(BIN)/controller-gen crd paths=./providers/aws/apis/... output:crd:artifacts:config=pkg/apis/crds; fi
+	@if [ -d providers/gcp/apis ]; then $(BIN)/controller-gen crd paths=./providers/gcp/apis/... output:crd:artifacts:config=pkg/apis/crds; fi
 	@mkdir -p charts/stowage/crds && cp pkg/apis/crds/*.yaml charts/stowage/crds/
 	go run ./hack/gen-docs -crd pkg/apis/crds/stowage.dev_nodepools.yaml -intro hack/gen-docs/nodepool-intro.md -o docs/nodepool.md
 
@@ -65,7 +66,7 @@ test: controlplane tools vet ## run every test (unit, envtest, end-to-end) with 
 test-unit: ## only the pure-Go packages, no control plane
 	go test -race ./pkg/scheduling/... ./pkg/solver/... ./pkg/cloudprovider/... ./pricing/...
 
-bench: ## solver benchmarks on the scenarios, then a summary table (cost, lower bound, gap, naive, vs FFD)
+bench: ## solver benchmarks on the scenarios, then a summary table (time, cost, lower bound, gap, naive, vs FFD and vs the legacy solver, peak heap)
 	STOWAGE_BENCH_100K=1 go test -run '^$$' -bench . -benchmem -timeout 60m ./pkg/solver/... ./test/scenarios/... | go run ./test/scenarios/benchsummary
 
 bench-e2e: controlplane ## 1,000 pending pods on the local control plane: wall time, decision p50/p99, controller memory

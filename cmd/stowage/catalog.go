@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -150,6 +152,27 @@ type catalogRow struct {
 	OnDemandPerHour *float64 `json:"onDemandPerHour"`
 	SpotPerHour     *float64 `json:"spotPerHour"`
 	Zones           []string `json:"zones"`
+	// Capacity, Overhead and Allocatable (capacity less overhead) are what
+	// the solver packs against, so a comparison harness needs no Go.
+	Capacity    corev1.ResourceList `json:"capacity"`
+	Overhead    catalogOverhead     `json:"overhead"`
+	Allocatable corev1.ResourceList `json:"allocatable"`
+	Labels      map[string]string   `json:"labels"`
+	// Offerings are every zone and capacity type the type is sold as.
+	Offerings []catalogOffering `json:"offerings"`
+}
+
+type catalogOverhead struct {
+	KubeReserved      corev1.ResourceList `json:"kubeReserved,omitempty"`
+	SystemReserved    corev1.ResourceList `json:"systemReserved,omitempty"`
+	EvictionThreshold corev1.ResourceList `json:"evictionThreshold,omitempty"`
+}
+
+type catalogOffering struct {
+	Zone         string  `json:"zone"`
+	CapacityType string  `json:"capacityType"`
+	PricePerHour float64 `json:"pricePerHour"`
+	Available    bool    `json:"available"`
 }
 
 type gpuInfo struct {
@@ -167,7 +190,9 @@ func catalogRows(c *pricing.Catalog, gpuOnly bool) []catalogRow {
 			continue
 		}
 		cpu, mem := it.Capacity[v1.ResourceCPU], it.Capacity[v1.ResourceMemory]
-		row := catalogRow{Name: it.Name, VCPU: cpu.Value(), MemoryMiB: mem.Value() >> 20, Zones: []string{}}
+		row := catalogRow{Name: it.Name, VCPU: cpu.Value(), MemoryMiB: mem.Value() >> 20, Zones: []string{},
+			Capacity: it.Capacity, Allocatable: it.Allocatable(), Labels: it.Labels, Offerings: []catalogOffering{},
+			Overhead: catalogOverhead{KubeReserved: it.Overhead.KubeReserved, SystemReserved: it.Overhead.SystemReserved, EvictionThreshold: it.Overhead.EvictionThreshold}}
 		if g := it.GPU; g != nil {
 			row.GPU = &gpuInfo{Manufacturer: g.Manufacturer, Name: g.Name, Count: g.Count, MemoryMiB: g.MemoryMiB}
 			row.GPU.MIGProfiles = slices.Sorted(maps.Keys(g.MIGProfiles))
@@ -178,8 +203,12 @@ func catalogRows(c *pricing.Catalog, gpuOnly bool) []catalogRow {
 			if !slices.Contains(row.Zones, o.Zone) {
 				row.Zones = append(row.Zones, o.Zone)
 			}
+			row.Offerings = append(row.Offerings, catalogOffering{Zone: o.Zone, CapacityType: o.CapacityType, PricePerHour: o.PricePerHour, Available: o.Available})
 		}
 		slices.Sort(row.Zones)
+		slices.SortFunc(row.Offerings, func(a, b catalogOffering) int {
+			return cmp.Or(cmp.Compare(a.Zone, b.Zone), cmp.Compare(a.CapacityType, b.CapacityType))
+		})
 		rows = append(rows, row)
 	}
 	return rows

@@ -40,6 +40,23 @@ func TestCatalogJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	it, _ := pricing.Lookup(c, "p5.48xlarge")
+	// Overhead, allocatable and every offering are exported, so a harness
+	// can rebuild what the solver packs against without Go.
+	if diff := cmp.Diff(it.Allocatable(), p5.Allocatable); diff != "" {
+		t.Errorf("p5 allocatable (-catalog +json):\n%s", diff)
+	}
+	if diff := cmp.Diff(it.Overhead.KubeReserved, p5.Overhead.KubeReserved); diff != "" || len(p5.Overhead.KubeReserved) == 0 {
+		t.Errorf("p5 kubeReserved (-catalog +json):\n%s", diff)
+	}
+	if len(p5.Offerings) != len(it.Offerings) {
+		t.Errorf("p5 has %d offerings in JSON, %d in the catalog", len(p5.Offerings), len(it.Offerings))
+	}
+	for _, o := range it.Offerings {
+		want := catalogOffering{Zone: o.Zone, CapacityType: o.CapacityType, PricePerHour: o.PricePerHour, Available: o.Available}
+		if !slices.Contains(p5.Offerings, want) {
+			t.Errorf("offering %+v missing from the JSON", want)
+		}
+	}
 	if p5.GPU.Count != it.GPU.Count || p5.GPU.Name != it.GPU.Name || p5.GPU.MemoryMiB != it.GPU.MemoryMiB {
 		t.Errorf("p5 GPU = %+v, want %d×%s %d MiB", p5.GPU, it.GPU.Count, it.GPU.Name, it.GPU.MemoryMiB)
 	}

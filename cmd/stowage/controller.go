@@ -17,6 +17,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/operator"
 	awsprovider "github.com/stowage-k8s/stowage/providers/aws"
 	"github.com/stowage-k8s/stowage/providers/fake"
+	gcpprovider "github.com/stowage-k8s/stowage/providers/gcp"
 )
 
 func init() { subcommands = append(subcommands, newControllerCommand) }
@@ -26,6 +27,7 @@ type controllerFlags struct {
 	kubeconfig        string
 	fakeLaunchLatency time.Duration
 	aws               awsFlags
+	gcp               gcpFlags
 }
 
 func newControllerCommand() *cobra.Command {
@@ -49,6 +51,7 @@ func newControllerCommand() *cobra.Command {
 	cmd.Flags().DurationVar(&f.fakeLaunchLatency, "fake-launch-latency", fake.DefaultLaunchLatency,
 		"with --cloud-provider=fake: time from launch to the Node registering")
 	addAWSFlags(cmd.Flags(), &f.aws)
+	addGCPFlags(cmd.Flags(), &f.gcp)
 	return cmd
 }
 
@@ -81,6 +84,13 @@ func runController(ctx context.Context, opts operator.Options, f controllerFlags
 			return err
 		}
 		operatorOpts = append(operatorOpts, awsOpts...)
+	}
+	if opts.CloudProvider == gcpprovider.Name {
+		gcpOpts, err := gcpOperatorOptions(ctx, opts.ClusterName, f.gcp)
+		if err != nil {
+			return err
+		}
+		operatorOpts = append(operatorOpts, gcpOpts...)
 	}
 	op, err := operator.New(ctx, cfg, opts, operatorOpts...)
 	if err != nil {

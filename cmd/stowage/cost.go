@@ -115,6 +115,17 @@ func printCostTable(out io.Writer, r cost.Report) error {
 	}
 	fmt.Fprintf(w, "(idle GPUs)\t%.4f\t%.4f\t%s\n", r.Idle.GPU, r.Idle.GPU, percent(r.Idle.GPU, r.Total))
 	fmt.Fprintf(w, "(idle CPU/memory)\t%.4f\t%.4f\t%s\n", r.Idle.CPUMemory, 0.0, percent(r.Idle.CPUMemory, r.Total))
+	if len(r.Commitments) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "COMMITMENT\tTYPE\tUSED\tCOMMITTED\tUTILIZATION\tMACHINES\tSAVES $/H")
+		for _, c := range r.Commitments {
+			used, committed := "-", "-"
+			if c.Committed > 0 {
+				used, committed = fmt.Sprintf("%.4g %s", c.Used, c.Unit), fmt.Sprintf("%.4g %s", c.Committed, c.Unit)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%.1f%%\t%d\t%.4f\n", c.Name, c.Type, used, committed, 100*c.Utilization(), c.Machines, c.Savings)
+		}
+	}
 	return w.Flush()
 }
 

@@ -108,3 +108,27 @@ func TestCostCommandRejectsBadOutput(t *testing.T) {
 		t.Fatalf("error = %v, want it to name -o/--output", err)
 	}
 }
+
+// TestRunCostCommitments: an on-demand machine ($2.50/h list) is charged to
+// a Savings Plan of $4/h at 40% off, which it uses for $1.50/h, saving $1/h.
+func TestRunCostCommitments(t *testing.T) {
+	amount := resource.MustParse("4")
+	discount := int32(40)
+	kube := costCluster(t).WithObjects(
+		&v1.NodeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: "od", Labels: map[string]string{v1.LabelNodePool: "gpu"}},
+			Status: v1.NodeClaimStatus{ProviderID: "fake://2", InstanceType: "g.big", Zone: "z1",
+				CapacityType: v1.CapacityTypeOnDemand, PricePerHour: "2.50"},
+		},
+		&v1.Commitment{ObjectMeta: metav1.ObjectMeta{Name: "sp"},
+			Spec: v1.CommitmentSpec{Type: v1.CommitmentSavingsPlan, AmountPerHour: &amount, DiscountPercent: &discount}},
+	).Build()
+	var out, errOut bytes.Buffer
+	if err := runCost(context.Background(), &out, &errOut, kube, staticPricer{"g.big": 2.5}, "table"); err != nil {
+		t.Fatal(err)
+	}
+	want := "sp          SavingsPlan  1.5 $/h  4 $/h      37.5%        1         1.0000"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("commitments table missing %q:\n%s", want, out.String())
+	}
+}

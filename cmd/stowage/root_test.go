@@ -46,6 +46,9 @@ func TestSubcommandsRegistered(t *testing.T) {
 }
 
 func TestUsageErrorsNameTheFlag(t *testing.T) {
+	for _, env := range gcpProjectEnv {
+		t.Setenv(env, "") // the gcp case needs the project unset
+	}
 	tests := []struct {
 		args []string
 		want string
@@ -58,7 +61,7 @@ func TestUsageErrorsNameTheFlag(t *testing.T) {
 		{[]string{"catalog", "--cloud", "aws"}, "--region: required with --cloud"},
 		{[]string{"catalog", "--region", "us-east-1"}, "--cloud: required with --region"},
 		{[]string{"catalog", "--cloud", "ibm", "--region", "x"}, `--cloud: unknown cloud "ibm": want one of aws, azure, gcp`},
-		{[]string{"catalog", "--catalog", "gcp/us-central1", "--endpoint", "http://127.0.0.1:1"}, "--endpoint: live listing is not available for gcp"},
+		{[]string{"catalog", "--catalog", "gcp/us-central1", "--endpoint", "http://127.0.0.1:1"}, "--endpoint: a live GCP catalog needs the project"},
 		{[]string{"catalog", "--catalog", "aws/mars-1"}, `unknown catalog "aws/mars-1"`},
 		{[]string{"version", "extra"}, `unknown command "extra"`},
 	}

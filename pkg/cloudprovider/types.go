@@ -125,6 +125,15 @@ type Offering struct {
 	// (targeted at launch) and how many machines it can still hold.
 	ReservationID string
 	ReservedCount int
+	// Commitment names the commitment (Savings Plan, Reserved Instances,
+	// committed use) that pays for this on-demand offering while it lasts
+	// (see pricing.ApplyCommitments). Each machine bought as it spends
+	// CommitmentCost of the commitment's CommitmentLeft, shared by every
+	// offering of that commitment; the machine launches as ordinary
+	// on-demand capacity, and the bill applies the commitment.
+	Commitment     string
+	CommitmentCost float64
+	CommitmentLeft float64
 }
 
 // ID identifies an offering in errors, logs and the unavailable-offerings cache.

@@ -6,10 +6,12 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pricing"
 )
 
 // Placeholders for claims missing a nodepool label or a status.capacityType,
@@ -30,6 +32,9 @@ type State struct {
 	NodeClaims []v1.NodeClaim
 	Nodes      []corev1.Node
 	Pods       []corev1.Pod
+	// Commitments are the cluster's Commitments; those ended by Now are ignored.
+	Commitments []v1.Commitment
+	Now         time.Time
 }
 
 // Report is the cluster's running cost in US dollars per hour.
@@ -45,7 +50,10 @@ type Report struct {
 	CapacityTypes []CapacityTypeCost `json:"capacityTypes"`
 	Namespaces    []NamespaceCost    `json:"namespaces"`
 	Idle          IdleCost           `json:"idle"`
-	Warnings      []string           `json:"warnings,omitempty"`
+	// Commitments says how much of each active commitment the launched
+	// machines use, and what it saves against list price.
+	Commitments []pricing.CommitmentUse `json:"commitments,omitempty"`
+	Warnings    []string                `json:"warnings,omitempty"`
 }
 
 // NodePoolCost is one pool's running cost.
@@ -151,6 +159,7 @@ func Attribute(s State, model PriceModel, pricer OnDemandPricer) Report {
 	r.Namespaces = sortedValues(namespaces, func(a, b NamespaceCost) int {
 		return cmp.Or(cmp.Compare(b.PerHour, a.PerHour), cmp.Compare(a.Namespace, b.Namespace))
 	})
+	r.Commitments = commitmentUse(s, pricer)
 	return r
 }
 

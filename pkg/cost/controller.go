@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -57,8 +58,9 @@ type Controller struct {
 }
 
 type exportedSeries struct {
-	perHour map[[2]string]bool
-	pools   map[string]bool
+	perHour     map[[2]string]bool
+	pools       map[string]bool
+	commitments map[string]bool
 }
 
 // NewController builds the cost controller.
@@ -137,6 +139,7 @@ func (c *Controller) Report(ctx context.Context) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	state.Now = c.clock.Now()
 	return Attribute(state, c.model, c.pricer), nil
 }
 
@@ -154,7 +157,12 @@ func Read(ctx context.Context, r client.Reader) (State, error) {
 	if err := r.List(ctx, &pods); err != nil {
 		return State{}, fmt.Errorf("listing pods: %w", err)
 	}
-	return State{NodeClaims: claims.Items, Nodes: nodes.Items, Pods: pods.Items}, nil
+	var commitments v1.CommitmentList
+	if err := r.List(ctx, &commitments); err != nil && !meta.IsNoMatchError(err) {
+		// A cluster whose CRDs predate Commitments has none.
+		return State{}, fmt.Errorf("listing commitments: %w", err)
+	}
+	return State{NodeClaims: claims.Items, Nodes: nodes.Items, Pods: pods.Items, Commitments: commitments.Items}, nil
 }
 
 func (c *Controller) export(r Report) {
@@ -168,6 +176,18 @@ func (c *Controller) export(r Report) {
 		for ct, v := range p.ByCapacityType {
 			seen.perHour[[2]string{p.NodePool, ct}] = true
 			c.gauges.PerHour.WithLabelValues(p.NodePool, ct).Set(v)
+		}
+	}
+	seen.commitments = map[string]bool{}
+	for _, u := range r.Commitments {
+		seen.commitments[u.Name] = true
+		c.gauges.CommitmentUtilization.WithLabelValues(u.Name).Set(u.Utilization())
+		c.gauges.CommitmentSavingsPerHour.WithLabelValues(u.Name).Set(u.Savings)
+	}
+	for name := range c.exported.commitments {
+		if !seen.commitments[name] {
+			c.gauges.CommitmentUtilization.DeleteLabelValues(name)
+			c.gauges.CommitmentSavingsPerHour.DeleteLabelValues(name)
 		}
 	}
 	for k := range c.exported.perHour {

@@ -163,7 +163,7 @@ func describe(h header) string {
 	switch {
 	case h.Metadata.Name == "":
 		return h.Kind
-	case h.Metadata.Namespace == "" && h.Kind == "NodePool":
+	case h.Metadata.Namespace == "" && (h.Kind == "NodePool" || h.Kind == "Commitment"):
 		return h.Kind + " " + h.Metadata.Name
 	default:
 		return h.Kind + " " + namespaceOrDefault(h.Metadata.Namespace) + "/" + h.Metadata.Name
@@ -208,10 +208,60 @@ var kinds = map[schema.GroupKind]kind{
 		}
 		return d.expand(obj, "StatefulSet", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
 	}},
-	{Group: "batch", Kind: "Job"}:       {podSpecQuantities("spec.template.spec"), decodeJob},
-	{Group: "apps", Kind: "DaemonSet"}:  {podSpecQuantities("spec.template.spec"), decodeDaemonSet},
-	{Kind: "ConfigMap"}:                 {nil, decodeConfigMap},
-	{Group: v1.Group, Kind: "NodePool"}: {[]quantityPath{{path: "spec.limits", kind: quantityMap}}, decodeNodePool},
+	{Group: "batch", Kind: "Job"}:         {podSpecQuantities("spec.template.spec"), decodeJob},
+	{Group: "apps", Kind: "DaemonSet"}:    {podSpecQuantities("spec.template.spec"), decodeDaemonSet},
+	{Kind: "ConfigMap"}:                   {nil, decodeConfigMap},
+	{Group: v1.Group, Kind: "NodePool"}:   {[]quantityPath{{path: "spec.limits", kind: quantityMap}}, decodeNodePool},
+	{Group: v1.Group, Kind: "Commitment"}: {nil, decodeCommitment},
+}
+
+// decodeCommitment reads a Commitment strictly and checks what the CRD's
+// validation would, so simulate refuses what the API server refuses.
+func decodeCommitment(d *decoder, obj string, j []byte) error {
+	var c v1.Commitment
+	strict, err := kjson.UnmarshalStrict(j, &c)
+	if err != nil {
+		return d.wrap(obj, "", err)
+	}
+	if len(strict) > 0 {
+		return d.wrap(obj, "", errors.Join(strict...))
+	}
+	if c.Namespace != "" {
+		return d.errorf(obj, "metadata.namespace", "Commitments are cluster-scoped; remove the namespace")
+	}
+	s := c.Spec
+	switch s.Type {
+	case v1.CommitmentDiscount:
+		if s.Count != nil || s.AmountPerHour != nil {
+			return d.errorf(obj, "spec", "a Discount takes neither count nor amountPerHour")
+		}
+		if s.DiscountPercent == nil || *s.DiscountPercent <= 0 {
+			return d.errorf(obj, "spec.discountPercent", "a Discount needs discountPercent above 0")
+		}
+	case v1.CommitmentSavingsPlan, v1.CommitmentReservedInstances, v1.CommitmentCommittedUse:
+		if (s.Count != nil) == (s.AmountPerHour != nil) {
+			return d.errorf(obj, "spec", "exactly one of count and amountPerHour is required")
+		}
+		if s.Type == v1.CommitmentSavingsPlan && s.AmountPerHour == nil {
+			return d.errorf(obj, "spec.amountPerHour", "a SavingsPlan is an amount per hour")
+		}
+		if s.Type == v1.CommitmentReservedInstances && s.Count == nil {
+			return d.errorf(obj, "spec.count", "ReservedInstances are a count of machines")
+		}
+	default:
+		return d.errorf(obj, "spec.type", "%q: want SavingsPlan, ReservedInstances, CommittedUse or Discount", s.Type)
+	}
+	if s.Count != nil && *s.Count < 1 {
+		return d.errorf(obj, "spec.count", "must be at least 1")
+	}
+	if s.AmountPerHour != nil && s.AmountPerHour.Sign() <= 0 {
+		return d.errorf(obj, "spec.amountPerHour", "must be above 0")
+	}
+	if s.DiscountPercent != nil && (*s.DiscountPercent < 0 || *s.DiscountPercent > 99) {
+		return d.errorf(obj, "spec.discountPercent", "must be between 0 and 99")
+	}
+	d.set.Commitments = append(d.set.Commitments, &c)
+	return nil
 }
 
 // decodeTyped decodes j into out, naming the field on type errors.

@@ -28,6 +28,9 @@ type Set struct {
 	NodePools []*v1.NodePool
 	// Reservations come from the ConfigMap named ReservationsConfigMap.
 	Reservations []Reservation
+	// Commitments are stowage.dev/v1 Commitments (Savings Plans, Reserved
+	// Instances, committed use, discounts) the plan is priced with.
+	Commitments []*v1.Commitment
 	// Warnings name the documents that were skipped, e.g. unknown kinds.
 	Warnings []string
 }
@@ -38,6 +41,7 @@ func (s *Set) Append(other *Set) {
 	s.DaemonSetPods = append(s.DaemonSetPods, other.DaemonSetPods...)
 	s.NodePools = append(s.NodePools, other.NodePools...)
 	s.Reservations = append(s.Reservations, other.Reservations...)
+	s.Commitments = append(s.Commitments, other.Commitments...)
 	s.Warnings = append(s.Warnings, other.Warnings...)
 }
 

@@ -17,6 +17,10 @@ type CostGauges struct {
 	OnDemandEquivalentPerHour *prometheus.GaugeVec
 	// IdleGPUPerHour is the price share of GPUs no pod requests.
 	IdleGPUPerHour *prometheus.GaugeVec
+	// CommitmentUtilization is the share of each commitment the running
+	// machines use; CommitmentSavingsPerHour what it saves against list price.
+	CommitmentUtilization    *prometheus.GaugeVec
+	CommitmentSavingsPerHour *prometheus.GaugeVec
 }
 
 // NewCostGauges makes the cost gauges, unregistered.
@@ -40,12 +44,24 @@ func NewCostGauges() *CostGauges {
 			Name:      "idle_gpu_per_hour",
 			Help:      "Price share in US dollars per hour of the GPUs of a NodePool that no pod requests.",
 		}, []string{LabelNodePool}),
+		CommitmentUtilization: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace,
+			Subsystem: "commitment",
+			Name:      "utilization_ratio",
+			Help:      "Share (0-1) of a Commitment the running machines use: machines of a count, dollars of an amount per hour; 1 for a Discount.",
+		}, []string{LabelCommitment}),
+		CommitmentSavingsPerHour: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace,
+			Subsystem: "commitment",
+			Name:      "savings_per_hour",
+			Help:      "What the machines a Commitment covers would cost at list price less what the commitment charges for them, in US dollars per hour.",
+		}, []string{LabelCommitment}),
 	}
 }
 
 // Collectors lists the gauges for registration.
 func (g *CostGauges) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{g.PerHour, g.OnDemandEquivalentPerHour, g.IdleGPUPerHour}
+	return []prometheus.Collector{g.PerHour, g.OnDemandEquivalentPerHour, g.IdleGPUPerHour, g.CommitmentUtilization, g.CommitmentSavingsPerHour}
 }
 
 // Reset clears every series, so pools and capacity types that no longer have
@@ -54,4 +70,6 @@ func (g *CostGauges) Reset() {
 	g.PerHour.Reset()
 	g.OnDemandEquivalentPerHour.Reset()
 	g.IdleGPUPerHour.Reset()
+	g.CommitmentUtilization.Reset()
+	g.CommitmentSavingsPerHour.Reset()
 }

@@ -23,6 +23,8 @@ const (
 	LabelZone         = "zone"
 	LabelReason       = "reason"
 	LabelProvider     = "provider"
+	// LabelCommitment is a Commitment's name: a handful per cluster.
+	LabelCommitment = "commitment"
 )
 
 // Name joins the namespace, subsystem and name the way client_golang does,

@@ -23,6 +23,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/commitments"
 	"github.com/stowage-k8s/stowage/pkg/controllers/disruption"
 	"github.com/stowage-k8s/stowage/pkg/controllers/interruption"
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/garbagecollection"
@@ -159,11 +160,14 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 		return nil, err
 	}
 	recorder := mgr.GetEventRecorder("stowage")
+	// Provisioning and disruption price on-demand offerings with the
+	// cluster's Commitments, at their marginal cost to the bill.
+	priced := commitments.NewPricer(provider, mgr.GetClient(), cfg.clock)
 	controllers := []Controller{
 		provisioning.NewController(provisioning.Deps{
 			Client:        mgr.GetClient(),
 			Cluster:       cluster,
-			CloudProvider: provider,
+			CloudProvider: priced,
 			Solver:        cfg.solver,
 			Clock:         cfg.clock,
 			Recorder:      recorder,
@@ -196,7 +200,7 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 	}
 	if o.Disruption {
 		controllers = append(controllers, disruption.NewController(disruption.Deps{
-			Client: mgr.GetClient(), CloudProvider: provider, Solver: solve, Clock: cfg.clock, Recorder: recorder,
+			Client: mgr.GetClient(), CloudProvider: priced, Solver: solve, Clock: cfg.clock, Recorder: recorder,
 		}))
 	}
 	if src, ok := provider.(cloudprovider.InterruptionSource); ok && o.Interruption {

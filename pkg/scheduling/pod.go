@@ -88,6 +88,11 @@ type PodConstraints struct {
 	Spread       []TopologyConstraint
 	Affinity     []AffinityTerm
 	AntiAffinity []AffinityTerm
+	// PreferredAffinity and PreferredAntiAffinity are the preferred pod
+	// (anti-)affinity terms; their weights are dropped (the solver honours
+	// them all or not at all, where that costs nothing).
+	PreferredAffinity     []AffinityTerm
+	PreferredAntiAffinity []AffinityTerm
 }
 
 // NewPodConstraints extracts the constraints of a pod. Errors name the field.
@@ -140,6 +145,9 @@ func NewPodConstraints(pod *corev1.Pod) (*PodConstraints, error) {
 			return nil, err
 		}
 		pc.Affinity = terms
+		if pc.PreferredAffinity, err = affinityTermsAt(pod, weightedTerms(aff.PodAffinity.PreferredDuringSchedulingIgnoredDuringExecution), "spec.affinity.podAffinity.preferred[%d].podAffinityTerm.labelSelector"); err != nil {
+			return nil, err
+		}
 	}
 	if aff != nil && aff.PodAntiAffinity != nil {
 		terms, err := affinityTerms(pod, aff.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution, "spec.affinity.podAntiAffinity")
@@ -147,16 +155,32 @@ func NewPodConstraints(pod *corev1.Pod) (*PodConstraints, error) {
 			return nil, err
 		}
 		pc.AntiAffinity = terms
+		if pc.PreferredAntiAffinity, err = affinityTermsAt(pod, weightedTerms(aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution), "spec.affinity.podAntiAffinity.preferred[%d].podAffinityTerm.labelSelector"); err != nil {
+			return nil, err
+		}
 	}
 	return pc, nil
 }
 
+func weightedTerms(w []corev1.WeightedPodAffinityTerm) []corev1.PodAffinityTerm {
+	out := make([]corev1.PodAffinityTerm, len(w))
+	for i := range w {
+		out[i] = w[i].PodAffinityTerm
+	}
+	return out
+}
+
 func affinityTerms(pod *corev1.Pod, terms []corev1.PodAffinityTerm, field string) ([]AffinityTerm, error) {
+	return affinityTermsAt(pod, terms, field+".required[%d].labelSelector")
+}
+
+// affinityTermsAt reads terms; format names the i-th term's selector in errors.
+func affinityTermsAt(pod *corev1.Pod, terms []corev1.PodAffinityTerm, format string) ([]AffinityTerm, error) {
 	out := make([]AffinityTerm, 0, len(terms))
 	for i, t := range terms {
 		sel, err := selectorWithMatchLabelKeys(t.LabelSelector, t.MatchLabelKeys, pod.Labels)
 		if err != nil {
-			return nil, fmt.Errorf("%s.required[%d].labelSelector: %w", field, i, err)
+			return nil, fmt.Errorf(format+": %w", i, err)
 		}
 		at := AffinityTerm{Key: t.TopologyKey, Selector: sel, Namespaces: t.Namespaces}
 		// An empty namespaceSelector ({}) means all namespaces; otherwise the

@@ -12,24 +12,29 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 )
 
 // Report is the outcome of one simulation. Its JSON form is the `-o json`
 // output and is a stable interface for scripts.
 type Report struct {
-	Nodes             []NodeReport          `json:"nodes"`
-	Unschedulable     []UnschedulableReport `json:"unschedulable"`
-	CostPerHour       float64               `json:"costPerHour"`
-	NaiveCostPerHour  float64               `json:"naiveCostPerHour"`
-	LowerBoundPerHour float64               `json:"lowerBoundPerHour"`
-	SolveSeconds      float64               `json:"solveSeconds"`
+	Nodes            []NodeReport          `json:"nodes"`
+	Unschedulable    []UnschedulableReport `json:"unschedulable"`
+	CostPerHour      float64               `json:"costPerHour"`
+	NaiveCostPerHour float64               `json:"naiveCostPerHour"`
+	// NaiveExcluded are the pods the naive baseline could not price (no
+	// machine of their pools holds them); absent when it priced every pod.
+	NaiveExcluded     []string `json:"naiveExcluded,omitempty"`
+	LowerBoundPerHour float64  `json:"lowerBoundPerHour"`
+	SolveSeconds      float64  `json:"solveSeconds"`
+	// Commitments says how much of each declared commitment the plan uses;
+	// absent when none was declared.
+	Commitments []CommitmentReport `json:"commitments,omitempty"`
 
 	// Warnings from reading the manifests (skipped objects); the CLI prints
 	// them on stderr so they never mix with -o json.
 	Warnings []string `json:"-"`
-	// naiveUnplaced counts pods the naive baseline found no type for.
-	naiveUnplaced int
 }
 
 // NodeReport is one machine to buy.
@@ -39,6 +44,40 @@ type NodeReport struct {
 	CapacityType string   `json:"capacityType"`
 	PricePerHour float64  `json:"pricePerHour"`
 	Pods         []string `json:"pods"`
+}
+
+// CommitmentReport is one commitment's use by the plan.
+type CommitmentReport struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+	// Committed is machines (count) or dollars per hour (amount); 0 for a Discount.
+	Committed float64 `json:"committed"`
+	Unit      string  `json:"unit,omitempty"`
+	// Used is how much of Committed the plan's covered machines spend.
+	Used float64 `json:"used"`
+	// Machines are the plan's new machines the commitment pays for.
+	Machines int `json:"machines"`
+}
+
+func commitmentReports(cs []*v1.Commitment, plan *solver.Plan) []CommitmentReport {
+	var out []CommitmentReport
+	for _, c := range cs {
+		r := CommitmentReport{Name: c.Name, Type: string(c.Spec.Type)}
+		switch {
+		case c.Spec.Count != nil:
+			r.Committed, r.Unit = float64(*c.Spec.Count), "machines"
+		case c.Spec.AmountPerHour != nil:
+			r.Committed, r.Unit = c.Spec.AmountPerHour.AsApproximateFloat64(), "$/h"
+		}
+		for _, n := range plan.NewNodes {
+			if len(n.Choices) > 0 && n.Choices[0].Offering.Commitment == c.Name {
+				r.Machines++
+				r.Used += n.Choices[0].Offering.CommitmentCost
+			}
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // UnschedulableReport is a pod nothing can hold, and why.
@@ -118,12 +157,19 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.NaiveCostPerHour > 0 {
 		naive += fmt.Sprintf(" (one on-demand node per pod; stowage saves %.1f%%)", (r.NaiveCostPerHour-r.CostPerHour)/r.NaiveCostPerHour*100)
 	}
-	if r.naiveUnplaced > 0 {
-		naive += fmt.Sprintf(", %d pods fit no on-demand type", r.naiveUnplaced)
+	if n := len(r.NaiveExcluded); n > 0 {
+		naive += fmt.Sprintf(", leaving out %d pods no machine of their pools holds", n)
 	}
 	fmt.Fprintf(w, "naive:        %s\n", naive)
 	fmt.Fprintf(w, "lower bound:  $%.4f/h (gap %.1f%%)\n", r.LowerBoundPerHour, r.GapPercent())
 	fmt.Fprintf(w, "solve time:   %s\n", time.Duration(r.SolveSeconds*float64(time.Second)).Round(time.Microsecond))
+	for _, c := range r.Commitments {
+		if c.Committed > 0 {
+			fmt.Fprintf(w, "commitment:   %s (%s): %d new machines use %.4g of %.4g %s\n", c.Name, c.Type, c.Machines, c.Used, c.Committed, c.Unit)
+		} else {
+			fmt.Fprintf(w, "commitment:   %s (%s)\n", c.Name, c.Type)
+		}
+	}
 	if len(r.Unschedulable) > 0 {
 		fmt.Fprintf(w, "\n%d unschedulable pods:\n", len(r.Unschedulable))
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
@@ -37,6 +38,8 @@ type Input struct {
 	Manifests *manifest.Set
 	// Catalog is modified (reservations are added): pass a fresh copy.
 	Catalog *pricing.Catalog
+	// Now decides which commitments have ended; the zero time counts all.
+	Now time.Time
 }
 
 // Options configure Run.
@@ -72,8 +75,13 @@ func Run(ctx context.Context, in Input, opts Options) (*Report, error) {
 	}
 	elapsed := opts.Clock.Since(start)
 	r := newReport(plan, elapsed)
-	r.NaiveCostPerHour, r.naiveUnplaced = NaiveCost(snap, in.Catalog.InstanceTypes)
+	var excluded []*corev1.Pod
+	r.NaiveCostPerHour, excluded = NaiveCost(snap, in.Catalog.InstanceTypes)
+	for _, p := range excluded {
+		r.NaiveExcluded = append(r.NaiveExcluded, podName(p))
+	}
 	r.Warnings = in.Manifests.Warnings
+	r.Commitments = commitmentReports(in.Manifests.Commitments, plan)
 	return r, nil
 }
 
@@ -88,8 +96,19 @@ func BuildSnapshot(in Input) (*solver.Snapshot, error) {
 		pools = []*v1.NodePool{DefaultNodePool(len(in.Manifests.Reservations) > 0)}
 	}
 	snap := &solver.Snapshot{Pods: in.Manifests.Pods, DaemonSetPods: in.Manifests.DaemonSetPods}
+	// Commitments price the pools' on-demand offerings at their marginal
+	// cost to the bill; the catalog itself keeps list prices for the naive
+	// baseline. Nothing runs yet, so every commitment is unused.
+	priced := in.Catalog.InstanceTypes
+	if len(in.Manifests.Commitments) > 0 {
+		cs := make([]v1.Commitment, len(in.Manifests.Commitments))
+		for i, c := range in.Manifests.Commitments {
+			cs[i] = *c
+		}
+		priced = pricing.ApplyCommitments(priced, cs, nil, in.Now)
+	}
 	for _, np := range pools {
-		types := FilterInstanceTypes(np, in.Catalog.InstanceTypes, false)
+		types := FilterInstanceTypes(np, priced, false)
 		snap.NodePools = append(snap.NodePools, &solver.NodePool{NodePool: np, InstanceTypes: types, Usage: corev1.ResourceList{}})
 	}
 	return snap, nil

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	testingclock "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -162,6 +165,7 @@ func TestNaiveCost(t *testing.T) {
 		pods         []*corev1.Pod
 		ds           []*corev1.Pod
 		taints       []corev1.Taint
+		types        func([]*cloudprovider.InstanceType)
 		wantCost     float64
 		wantUnplaced int
 	}{{
@@ -188,6 +192,17 @@ func TestNaiveCost(t *testing.T) {
 		wantCost:     0.9,
 		wantUnplaced: 2,
 	}, {
+		name: "types sold only as spot are priced at spot, not left out",
+		pods: []*corev1.Pod{pod("a", rl("cpu", "8")), pod("b", rl("cpu", "1"))},
+		types: func(types []*cloudprovider.InstanceType) {
+			for _, it := range types {
+				if it.Name != "small" {
+					it.Offerings = slices.DeleteFunc(it.Offerings, func(o cloudprovider.Offering) bool { return o.CapacityType == v1.CapacityTypeOnDemand })
+				}
+			}
+		},
+		wantCost: 0.25 + 0.1,
+	}, {
 		name: "init container larger than containers",
 		pods: []*corev1.Pod{pod("a", rl("cpu", "1"), func(p *corev1.Pod) {
 			p.Spec.InitContainers = []corev1.Container{{Name: "i", Resources: corev1.ResourceRequirements{Requests: rl("cpu", "4")}}}
@@ -203,7 +218,12 @@ func TestNaiveCost(t *testing.T) {
 				DaemonSetPods: tt.ds,
 				NodePools:     []*solver.NodePool{{NodePool: np}},
 			}
-			cost, unplaced := NaiveCost(snap, testCatalog().InstanceTypes)
+			types := testCatalog().InstanceTypes
+			if tt.types != nil {
+				tt.types(types)
+			}
+			cost, excluded := NaiveCost(snap, types)
+			unplaced := len(excluded)
 			if diff := cmp.Diff(tt.wantCost, cost, cmp.Comparer(func(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 })); diff != "" {
 				t.Errorf("cost (-want +got):\n%s", diff)
 			}
@@ -311,6 +331,7 @@ func TestRunJSON(t *testing.T) {
 		"unschedulable":     []any{map[string]any{"pod": "default/huge", "reason": "no instance type has 1000 cpu"}},
 		"costPerHour":       0.25,
 		"naiveCostPerHour":  1.6, // the pool buys only large: two on demand; huge fits nothing
+		"naiveExcluded":     []any{"default/huge"},
 		"lowerBoundPerHour": 0.5,
 		"solveSeconds":      1.5,
 	}
@@ -378,5 +399,39 @@ func TestAbbreviate(t *testing.T) {
 		if got := Abbreviate(tt.in, tt.max); got != tt.want {
 			t.Errorf("Abbreviate(%v, %d) = %q, want %q", tt.in, tt.max, got, tt.want)
 		}
+	}
+}
+
+// TestCommitmentsPriceThePlan: a Reserved Instance covers one machine, a
+// Discount takes 25% off the rest; the naive baseline stays at list price.
+func TestCommitmentsPriceThePlan(t *testing.T) {
+	ri := &v1.Commitment{}
+	ri.Name = "ri"
+	ri.Spec = v1.CommitmentSpec{Type: v1.CommitmentReservedInstances, Count: ptr.To(int32(1)),
+		Requirements: []v1.NodeSelectorRequirementWithMinValues{req(v1.LabelInstanceType, corev1.NodeSelectorOpIn, "large")}}
+	edp := &v1.Commitment{}
+	edp.Name = "edp"
+	edp.Spec = v1.CommitmentSpec{Type: v1.CommitmentDiscount, DiscountPercent: ptr.To(int32(25))}
+	set := &manifest.Set{
+		Pods:        []*corev1.Pod{pod("a", rl("cpu", "10")), pod("b", rl("cpu", "10")), pod("c", rl("cpu", "10"))},
+		NodePools:   []*v1.NodePool{pool("od", req(v1.LabelInstanceType, corev1.NodeSelectorOpIn, "large"), req(v1.LabelCapacityType, corev1.NodeSelectorOpIn, "on-demand"))},
+		Commitments: []*v1.Commitment{ri, edp},
+	}
+	r, err := Run(context.Background(), Input{Manifests: set, Catalog: testCatalog()}, Options{Solve: func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) {
+		return solver.Solve(ctx, s)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One covered large (pricing.CoveredPricePerHour) and two at 0.8 less 25%.
+	if want := pricing.CoveredPricePerHour + 2*0.6; math.Abs(r.CostPerHour-want) > 1e-9 {
+		t.Errorf("cost $%.4f/h, want $%.4f/h", r.CostPerHour, want)
+	}
+	if want := 3 * 0.8; math.Abs(r.NaiveCostPerHour-want) > 1e-9 {
+		t.Errorf("naive $%.4f/h, want list price $%.4f/h", r.NaiveCostPerHour, want)
+	}
+	want := []CommitmentReport{{Name: "ri", Type: "ReservedInstances", Committed: 1, Unit: "machines", Used: 1, Machines: 1}, {Name: "edp", Type: "Discount"}}
+	if diff := cmp.Diff(want, r.Commitments); diff != "" {
+		t.Errorf("commitments (-want +got):\n%s", diff)
 	}
 }

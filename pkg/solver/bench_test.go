@@ -186,3 +186,25 @@ func BenchmarkSolveDiverse10kAWS(b *testing.B) {
 	}
 	reportPlan(b, 10_000, plan, ffd)
 }
+
+// BenchmarkSolveTolerations: pods with thousands of tolerations must cost
+// time linear in the tolerations (shape keys, taint checks), so ns/op grows
+// about tenfold from 1k to 10k (issue 10: it was quadratic).
+func BenchmarkSolveTolerations(b *testing.B) {
+	for _, n := range []int{1_000, 10_000} {
+		b.Run(fmt.Sprintf("10pods-%dtolerations", n), func(b *testing.B) {
+			pods := makePods(10, "t", "1", "1Gi")
+			for _, p := range pods {
+				for j := range n {
+					tolerate(fmt.Sprintf("k-%d", j))(p)
+				}
+			}
+			snap := &Snapshot{Pods: pods, NodePools: []*NodePool{makePool("default", gpuCatalog(), withTaint("k-7"))}}
+			for b.Loop() {
+				if _, err := Solve(context.Background(), snap); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

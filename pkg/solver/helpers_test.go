@@ -249,3 +249,21 @@ func concat(groups ...[]*corev1.Pod) []*corev1.Pod {
 	}
 	return out
 }
+
+func preferredPodAffinity(key string, anti bool, sel map[string]string) podOpt {
+	return func(p *corev1.Pod) {
+		a := ensureAffinity(p)
+		term := corev1.WeightedPodAffinityTerm{Weight: 50, PodAffinityTerm: corev1.PodAffinityTerm{TopologyKey: key, LabelSelector: &metav1.LabelSelector{MatchLabels: sel}}}
+		if anti {
+			if a.PodAntiAffinity == nil {
+				a.PodAntiAffinity = &corev1.PodAntiAffinity{}
+			}
+			a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution = append(a.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution, term)
+			return
+		}
+		if a.PodAffinity == nil {
+			a.PodAffinity = &corev1.PodAffinity{}
+		}
+		a.PodAffinity.PreferredDuringSchedulingIgnoredDuringExecution = append(a.PodAffinity.PreferredDuringSchedulingIgnoredDuringExecution, term)
+	}
+}

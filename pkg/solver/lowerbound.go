@@ -1,6 +1,7 @@
 package solver
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -37,19 +38,17 @@ import (
 // that pairwise cannot share a machine (exclusiveBound) and pods that only
 // fit machines of at least their size (sizeClassBound). "Able to hold"
 // always includes the pod's node requirements and taints (canHold).
-func lowerBound(m *model, plan *Plan) float64 {
+func lowerBound(m *model, plan *Plan, withLP bool, guide *lpGuide) float64 {
 	shapeOf := map[*corev1.Pod]*shape{}
 	for _, s := range m.shapes[:m.pending] {
 		for _, pod := range s.pods {
 			shapeOf[pod] = s
 		}
 	}
-	var demand scheduling.Resources
 	// Shape requests are summed per placed pod.
 	placed := map[*shape]int{}
 	add := func(pod *corev1.Pod) {
 		if s := shapeOf[pod]; s != nil {
-			demand = demand.Add(s.req)
 			placed[s]++
 		}
 	}
@@ -61,46 +60,8 @@ func lowerBound(m *model, plan *Plan) float64 {
 			add(pod)
 		}
 	}
-	frees := make([]scheduling.Resources, len(m.nodes))
-	var free scheduling.Resources
-	for i, n := range m.nodes {
-		var used scheduling.Resources
-		for _, si := range m.nodePods[i] {
-			used = used.Add(m.shapes[si].req)
-		}
-		f := scheduling.FromList(n.Allocatable).Sub(used)
-		clampZero(&f)
-		frees[i] = f
-		free = free.Add(f)
-	}
-	residual := demand.Sub(free)
-	clampZero(&residual)
-
-	usable := usableCaps(placed)
-	var supplies []supply
-	for _, p := range m.pools {
-		for ti, t := range p.types {
-			full := t.alloc.Add(t.daemon)
-			usable(&full)
-			// Of a type's unlimited offerings only the cheapest matters: the
-			// others supply the same for more.
-			unlimited := math.Inf(1)
-			for _, o := range t.offs {
-				if o.CapacityType == v1.CapacityTypeReserved {
-					supplies = append(supplies, supply{alloc: full, price: o.PricePerHour, count: o.ReservedCount, pool: p.idx, typ: ti})
-				} else {
-					unlimited = math.Min(unlimited, o.PricePerHour)
-				}
-			}
-			if !math.IsInf(unlimited, 1) {
-				supplies = append(supplies, supply{alloc: full, price: unlimited, count: math.MaxInt, pool: p.idx, typ: ti})
-			}
-		}
-	}
-	var bound float64
-	for _, w := range weightVectors(&residual) {
-		bound = math.Max(bound, coverCost(&residual, w, supplies))
-	}
+	in := newBoundInput(m, placed)
+	placed, frees, free, residual, supplies := in.placed, in.frees, in.free, in.residual, in.supplies
 	idx := &fitIndex{supplies: supplies, memo: map[string][]int{}}
 	cheapestFit := func(s *shape) float64 {
 		best := math.Inf(1)
@@ -109,8 +70,37 @@ func lowerBound(m *model, plan *Plan) float64 {
 		}
 		return best
 	}
-	bound = math.Max(bound, exclusiveBound(m, placed, frees, &residual, idx))
-	bound = math.Max(bound, sizeClassBound(m, placed, &free, &residual, idx))
+	// The LP relaxation first: it sees who may run where, and it is cheap.
+	var bound float64
+	switch {
+	case !withLP:
+	case guide != nil && maps.Equal(placed, guide.placed):
+		bound = guide.bound // solved for these very pods before packing
+	default:
+		bound, _ = lpBound(m, placed, frees, &residual, supplies, idx)
+	}
+	// The closed-form terms are the floor. With an LP bound they sweep
+	// fewer resource mixes: the full sweep costs more than the LP on small
+	// snapshots, and the LP already weighs the resources together.
+	weights := weightVectors(&residual)
+	if bound > 0 {
+		weights = weightSweep(&residual, 4)
+	}
+	// When the bound is already within 0.5% of the plan, no term can add
+	// more than that: the costlier ones are skipped.
+	tight := func() bool { return bound >= 0.995*plan.CostPerHour }
+	for _, w := range weights {
+		if tight() {
+			break
+		}
+		bound = math.Max(bound, coverCost(&residual, w, supplies))
+	}
+	if !tight() {
+		bound = math.Max(bound, exclusiveBound(m, placed, frees, &residual, idx, weights))
+	}
+	if !tight() {
+		bound = math.Max(bound, sizeClassBound(m, placed, &free, &residual, idx, weights))
+	}
 	for s, n := range placed {
 		fitsExisting := 0
 		for i := range frees {
@@ -130,6 +120,68 @@ func lowerBound(m *model, plan *Plan) float64 {
 		}
 	}
 	return bound
+}
+
+// boundInput is what every bound term reads: the placed pods, the existing
+// nodes' free capacity, the residual demand new machines must supply, and
+// the supplies (offerings as machines to buy).
+type boundInput struct {
+	placed   map[*shape]int
+	frees    []scheduling.Resources
+	free     scheduling.Resources
+	residual scheduling.Resources
+	supplies []supply
+}
+
+func newBoundInput(m *model, placed map[*shape]int) *boundInput {
+	in := &boundInput{placed: placed}
+	var demand scheduling.Resources
+	for s, n := range placed {
+		for range n {
+			demand = demand.Add(s.req)
+		}
+	}
+	in.frees = make([]scheduling.Resources, len(m.nodes))
+	for i, n := range m.nodes {
+		var used scheduling.Resources
+		for _, si := range m.nodePods[i] {
+			used = used.Add(m.shapes[si].req)
+		}
+		f := scheduling.FromList(n.Allocatable).Sub(used)
+		clampZero(&f)
+		in.frees[i] = f
+		in.free = in.free.Add(f)
+	}
+	in.residual = demand.Sub(in.free)
+	clampZero(&in.residual)
+	usable := usableCaps(placed)
+	for _, p := range m.pools {
+		for ti, t := range p.types {
+			full := t.alloc.Add(t.daemon)
+			usable(&full)
+			// Of a type's unlimited offerings only the cheapest matters: the
+			// others supply the same for more.
+			unlimited := math.Inf(1)
+			for _, o := range t.offs {
+				switch {
+				case o.CapacityType == v1.CapacityTypeReserved:
+					in.supplies = append(in.supplies, supply{alloc: full, price: o.PricePerHour, count: o.ReservedCount, pool: p.idx, typ: ti})
+				case o.Commitment != "":
+					// At most this many machines of this type fit what the
+					// commitment has left; counting each type (and zone) on
+					// its own only loosens the bound.
+					n := int(o.CommitmentLeft/o.CommitmentCost + 1e-9)
+					in.supplies = append(in.supplies, supply{alloc: full, price: o.PricePerHour, count: n, pool: p.idx, typ: ti})
+				default:
+					unlimited = math.Min(unlimited, o.PricePerHour)
+				}
+			}
+			if !math.IsInf(unlimited, 1) {
+				in.supplies = append(in.supplies, supply{alloc: full, price: unlimited, count: math.MaxInt, pool: p.idx, typ: ti})
+			}
+		}
+	}
+	return in
 }
 
 // usableCaps returns a function that lowers a machine's allocatable to what
@@ -189,7 +241,42 @@ type supply struct {
 }
 
 // weight prices a composite resource: the sum of amount(name) × factor.
-type weight map[corev1.ResourceName]float64
+type weight []wterm
+
+// wterm is one resource of a weight: a fixed slot (fast) or an extended name.
+type wterm struct {
+	slot int // -1 for an extended resource
+	name corev1.ResourceName
+	f    float64
+}
+
+func newWeight(kv ...any) weight {
+	var w weight
+	for i := 0; i < len(kv); i += 2 {
+		name, f := kv[i].(corev1.ResourceName), kv[i+1].(float64)
+		t := wterm{slot: -1, name: name, f: f}
+		for sl := range scheduling.NumSlots {
+			if scheduling.SlotName(sl) == name {
+				t.slot = int(sl)
+			}
+		}
+		w = append(w, t)
+	}
+	return w
+}
+
+// of is the weighted total of r.
+func (w weight) of(r *scheduling.Resources) float64 {
+	var v float64
+	for _, t := range w {
+		if t.slot >= 0 {
+			v += t.f * float64(r.Fixed[t.slot])
+		} else {
+			v += t.f * float64(r.Ext[t.name])
+		}
+	}
+	return v
+}
 
 // weightVectors are the resource mixes the bound is evaluated for: each
 // resource alone, and for every pair a sweep of mixes normalised by demand.
@@ -197,18 +284,22 @@ type weight map[corev1.ResourceName]float64
 // tighten it; the pair sweep catches plans bound by two resources at once
 // (typically CPU and memory), which single resources miss.
 func weightVectors(residual *scheduling.Resources) []weight {
+	return weightSweep(residual, 16)
+}
+
+// weightSweep is weightVectors with steps mixes per pair.
+func weightSweep(residual *scheduling.Resources, steps int) []weight {
 	names := residual.Names()
 	var out []weight
 	for _, n := range names {
-		out = append(out, weight{n: 1})
+		out = append(out, newWeight(n, 1.0))
 	}
-	const steps = 16
 	for i, a := range names {
 		for _, b := range names[i+1:] {
 			ra, rb := float64(residual.Get(a)), float64(residual.Get(b))
 			for k := 1; k < steps; k++ {
-				theta := math.Pi / 2 * float64(k) / steps
-				out = append(out, weight{a: math.Cos(theta) / ra, b: math.Sin(theta) / rb})
+				theta := math.Pi / 2 * float64(k) / float64(steps)
+				out = append(out, newWeight(a, math.Cos(theta)/ra, b, math.Sin(theta)/rb))
 			}
 		}
 	}
@@ -223,30 +314,38 @@ func weightVectors(residual *scheduling.Resources) []weight {
 // the fractional (LP) relaxation of that one covering constraint, so no plan
 // costs less.
 func coverCost(residual *scheduling.Resources, w weight, supplies []supply) float64 {
-	var need float64
-	for n, f := range w {
-		need += f * float64(residual.Get(n))
-	}
+	need := w.of(residual)
+	// Unlimited supplies never run out, so only the cheapest rate among
+	// them matters, and only limited ones (reservations) cheaper than it
+	// need sorting.
 	type unit struct{ per, units float64 }
-	units := make([]unit, 0, len(supplies))
-	for _, s := range supplies {
-		var a float64
-		for n, f := range w {
-			a += f * float64(s.alloc.Get(n))
+	var limited []unit
+	unlimited := math.Inf(1)
+	for i := range supplies {
+		s := &supplies[i]
+		a := w.of(&s.alloc)
+		if a <= 0 {
+			continue
 		}
-		if a > 0 {
-			units = append(units, unit{per: s.price / a, units: a * float64(s.count)})
+		if s.count == math.MaxInt {
+			unlimited = math.Min(unlimited, s.price/a)
+		} else {
+			limited = append(limited, unit{per: s.price / a, units: a * float64(s.count)})
 		}
 	}
-	slices.SortFunc(units, func(x, y unit) int { return cmpFloat(x.per, y.per) })
+	limited = slices.DeleteFunc(limited, func(u unit) bool { return u.per >= unlimited })
+	slices.SortFunc(limited, func(x, y unit) int { return cmpFloat(x.per, y.per) })
 	var cost float64
-	for _, u := range units {
+	for _, u := range limited {
 		if need <= 1e-12 {
 			break
 		}
 		take := math.Min(need, u.units)
 		cost += take * u.per
 		need -= take
+	}
+	if need > 1e-12 && !math.IsInf(unlimited, 1) {
+		cost += need * unlimited
 	}
 	return cost
 }
@@ -293,7 +392,7 @@ type exclusive struct {
 // unlimited rate gives at least the fractional cover plus each B pod's excess
 // over that rate. The right-hand side is concave in λ, so a grid between the
 // two is evaluated for each weighting.
-func exclusiveBound(m *model, placed map[*shape]int, frees []scheduling.Resources, residual *scheduling.Resources, idx *fitIndex) float64 {
+func exclusiveBound(m *model, placed map[*shape]int, frees []scheduling.Resources, residual *scheduling.Resources, idx *fitIndex, weights []weight) float64 {
 	supplies := idx.supplies
 	var cands []exclusive
 	for _, s := range m.shapes[:m.pending] {
@@ -335,17 +434,11 @@ func exclusiveBound(m *model, placed map[*shape]int, frees []scheduling.Resource
 		return bound
 	}
 	a := make([]float64, len(supplies))
-	for _, w := range weightVectors(residual) {
-		var need float64
-		for n, f := range w {
-			need += f * float64(residual.Get(n))
-		}
+	for _, w := range weights {
+		need := w.of(residual)
 		rate := math.Inf(1)
 		for i, s := range supplies {
-			a[i] = 0
-			for n, f := range w {
-				a[i] += f * float64(s.alloc.Get(n))
-			}
+			a[i] = w.of(&s.alloc)
 			if s.count == math.MaxInt && a[i] > 0 {
 				rate = math.Min(rate, s.price/a[i])
 			}
@@ -381,7 +474,7 @@ func exclusiveBound(m *model, placed map[*shape]int, frees []scheduling.Resource
 func separated(m *model, a, b *shape, supplies []supply) bool {
 	for _, x := range [][2]*shape{{a, b}, {b, a}} {
 		for _, r := range x[0].levels[0].anti {
-			if r.key == v1.LabelHostname && m.groups[r.group].members[x[1].idx] {
+			if r.key == v1.LabelHostname && m.groups[r.group].has(x[1].idx) {
 				return true
 			}
 		}
@@ -474,7 +567,7 @@ func canHold(s *shape, sp *supply, req *scheduling.Resources) bool {
 // times, which weak duality charges as count · max(0, r_j a_o - p_o). So
 //
 //	cost >= Σ_k λ_k D(θ_k) - Σ_reserved count·max(0, r_j a_o - p_o).
-func sizeClassBound(m *model, placed map[*shape]int, free, residual *scheduling.Resources, idx *fitIndex) float64 {
+func sizeClassBound(m *model, placed map[*shape]int, free, residual *scheduling.Resources, idx *fitIndex, weights []weight) float64 {
 	supplies := idx.supplies
 	type class struct {
 		s    *shape
@@ -502,18 +595,12 @@ func sizeClassBound(m *model, placed map[*shape]int, free, residual *scheduling.
 	if len(classes) == 0 || residual.IsZero() {
 		return 0
 	}
-	weighted := func(w weight, r *scheduling.Resources) float64 {
-		var v float64
-		for n, f := range w {
-			v += f * float64(r.Get(n))
-		}
-		return v
-	}
+	weighted := func(w weight, r *scheduling.Resources) float64 { return w.of(r) }
 	a := make([]float64, len(supplies))
 	byA := make([]int, len(supplies)) // supply indexes, largest a first
 	type threshold struct{ theta, demand float64 }
 	var best float64
-	for _, w := range weightVectors(residual) {
+	for _, w := range weights {
 		for i := range supplies {
 			a[i] = weighted(w, &supplies[i].alloc)
 			byA[i] = i

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -45,6 +46,11 @@ type model struct {
 	reservations map[string]int
 	// maxAlloc normalises dominant-resource sizes.
 	maxAlloc scheduling.Resources
+	// antiTerms caches antiTermList.
+	antiTerms []*antiTerm
+	// byLabel indexes shapes by "key=value" of their labels, for candidates.
+	byLabel   map[string][]int32
+	allShapes []int32
 }
 
 // pool is a NodePool with its instance types filtered once by its
@@ -111,9 +117,12 @@ type level struct {
 	spread    []spreadRule
 	aff       []termRule
 	anti      []termRule
-	keys      []string            // non-hostname topology keys with rules, sorted
-	domains   map[string][]string // eligible values per non-hostname key
-	perNode   int                 // max pods of the shape per node (0: no cap)
+	// prefAff and prefAnti are preferred pod (anti-)affinity: honoured when
+	// choosing among nodes that can take the pod, never a reason to buy one.
+	prefAff, prefAnti []termRule
+	keys              []string            // non-hostname topology keys with rules, sorted
+	domains           map[string][]string // eligible values per non-hostname key
+	perNode           int                 // max pods of the shape per node (0: no cap)
 }
 
 type spreadRule struct {
@@ -133,7 +142,10 @@ type termRule struct {
 
 // group is a set of shapes some topology rule counts.
 type group struct {
-	members []bool
+	// members are the indexes of the shapes in the group, ascending:
+	// sparse, since a dense flag per shape and group was quadratic
+	// (tens of thousands of both on diverse-100k).
+	members []int32
 	keys    []string // non-hostname keys the group is counted at
 }
 
@@ -183,8 +195,13 @@ func (m *model) buildPools(snap *Snapshot) error {
 		if p.hasLimits {
 			p.remaining = p.remaining.Sub(scheduling.FromList(np.Usage))
 		}
+		// A "nodes" limit counts machines: each type's capacity holds one.
+		_, limitsNodes := np.Spec.Limits[ResourceNodes]
 		for _, it := range np.InstanceTypes {
 			if pt := newPoolType(it, p, snap.DaemonSetPods); pt != nil {
+				if limitsNodes {
+					pt.capacity = pt.capacity.Add(scheduling.FromList(corev1.ResourceList{ResourceNodes: resource.MustParse("1")}))
+				}
 				p.types = append(p.types, pt)
 				for _, o := range pt.offs {
 					zones[o.Zone] = true
@@ -238,7 +255,8 @@ func newPoolType(it *cloudprovider.InstanceType, p *pool, daemons []*corev1.Pod)
 	zoneReq, ctReq := p.reqs.Get(v1.LabelZone), p.reqs.Get(v1.LabelCapacityType)
 	pt := &poolType{it: it, labels: lbls}
 	for _, o := range it.Offerings {
-		if !o.Available || (o.CapacityType == v1.CapacityTypeReserved && o.ReservedCount <= 0) {
+		if !o.Available || (o.CapacityType == v1.CapacityTypeReserved && o.ReservedCount <= 0) ||
+			(o.Commitment != "" && (o.CommitmentCost <= 0 || o.CommitmentLeft < o.CommitmentCost-1e-9)) {
 			continue
 		}
 		if (zoneReq != nil && !zoneReq.Allows(o.Zone)) || (ctReq != nil && !ctReq.Allows(o.CapacityType)) {
@@ -439,29 +457,26 @@ func (m *model) buildGroups() {
 		}
 		s.levels = m.newLevels(s)
 	}
-	for _, g := range m.groups {
-		for _, k := range g.keys {
-			for i, in := range g.members {
-				if in && !slices.Contains(m.shapes[i].pinKeys, k) {
-					m.shapes[i].pinKeys = append(m.shapes[i].pinKeys, k)
+	for gi, g := range m.groups {
+		for _, i := range g.members {
+			sh := m.shapes[i]
+			sh.groups = append(sh.groups, gi) // groups ascending: gi grows
+			for _, k := range g.keys {
+				if !slices.Contains(sh.pinKeys, k) {
+					sh.pinKeys = append(sh.pinKeys, k)
 				}
 			}
 		}
 	}
 	for _, s := range m.shapes {
 		sort.Strings(s.pinKeys)
-		for gi, g := range m.groups {
-			if g.members[s.idx] {
-				s.groups = append(s.groups, gi)
-			}
-		}
 	}
 }
 
 // newGroup returns the index of the group of shapes match selects, counted
 // at key, adding it unless a group with the same id exists. Equal ids must
 // mean equal selection.
-func (m *model) newGroup(id, key string, match func(s *shape) bool) int {
+func (m *model) newGroup(id, key string, sel labels.Selector, match func(s *shape) bool) int {
 	id = key + "\x00" + id
 	if g, ok := m.groupIDs[id]; ok {
 		return g
@@ -470,15 +485,74 @@ func (m *model) newGroup(id, key string, match func(s *shape) bool) int {
 		m.groupIDs = map[string]int{}
 	}
 	m.groupIDs[id] = len(m.groups)
-	g := &group{members: make([]bool, len(m.shapes))}
-	for i, s := range m.shapes {
-		g.members[i] = match(s)
+	g := &group{}
+	for _, i := range m.candidates(sel) {
+		if match(m.shapes[i]) {
+			g.members = append(g.members, i)
+		}
 	}
 	if key != v1.LabelHostname {
 		g.keys = []string{key}
 	}
 	m.groups = append(m.groups, g)
 	return len(m.groups) - 1
+}
+
+// candidates narrows the shapes a selector may match by one of its
+// equality or set requirements, through an index of label pairs; every
+// shape when it has none. Ascending indexes.
+func (m *model) candidates(sel labels.Selector) []int32 {
+	if m.byLabel == nil {
+		m.byLabel = map[string][]int32{}
+		m.allShapes = make([]int32, len(m.shapes))
+		for i, s := range m.shapes {
+			m.allShapes[i] = int32(i)
+			for k, v := range s.labels {
+				m.byLabel[k+"="+v] = append(m.byLabel[k+"="+v], int32(i))
+			}
+		}
+	}
+	reqs, ok := sel.Requirements()
+	if !ok {
+		return m.allShapes
+	}
+	for _, r := range reqs {
+		switch r.Operator() {
+		case selection.Equals, selection.DoubleEquals, selection.In:
+			var out []int32
+			for _, v := range r.Values().UnsortedList() {
+				out = append(out, m.byLabel[r.Key()+"="+v]...)
+			}
+			slices.Sort(out)
+			return slices.Compact(out)
+		}
+	}
+	return m.allShapes
+}
+
+// newOwnerGroup is the group of one shape alone, for the symmetry of its
+// anti-affinity: built without scanning every shape.
+func (m *model) newOwnerGroup(owner *shape, key string) int {
+	id := key + "\x00owner\x00" + strconv.Itoa(owner.idx)
+	if g, ok := m.groupIDs[id]; ok {
+		return g
+	}
+	if m.groupIDs == nil {
+		m.groupIDs = map[string]int{}
+	}
+	m.groupIDs[id] = len(m.groups)
+	g := &group{members: []int32{int32(owner.idx)}}
+	if key != v1.LabelHostname {
+		g.keys = []string{key}
+	}
+	m.groups = append(m.groups, g)
+	return len(m.groups) - 1
+}
+
+// has reports whether shape index i is in the group.
+func (g *group) has(i int) bool {
+	_, ok := slices.BinarySearch(g.members, int32(i))
+	return ok
 }
 
 // newLevels builds the shape's relaxation ladder: level 0 keeps every
@@ -590,32 +664,77 @@ func (m *model) newLevel(s *shape, pc *scheduling.PodConstraints) *level {
 	for _, tsc := range pc.Spread {
 		ns := s.ns
 		sel := tsc.Selector
-		g := m.newGroup("spread\x00"+ns+"\x00"+sel.String(), tsc.Key, func(o *shape) bool { return o.ns == ns && sel.Matches(labels.Set(o.labels)) })
+		g := m.newGroup("spread\x00"+ns+"\x00"+sel.String(), tsc.Key, sel, func(o *shape) bool { return o.ns == ns && sel.Matches(labels.Set(o.labels)) })
 		l.spread = append(l.spread, spreadRule{key: tsc.Key, maxSkew: tsc.MaxSkew, minDomains: tsc.MinDomains, group: g, self: selfSel(sel), hard: tsc.Hard})
 	}
 	for i := range pc.Affinity {
 		t := &pc.Affinity[i]
-		g := m.newGroup(termID(t), t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
+		g := m.newGroup(termID(t), t.Key, t.Selector, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
 		l.aff = append(l.aff, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
 	}
 	for i := range pc.AntiAffinity {
 		t := &pc.AntiAffinity[i]
-		g := m.newGroup(termID(t), t.Key, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
+		g := m.newGroup(termID(t), t.Key, t.Selector, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
 		l.anti = append(l.anti, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
 	}
-	// Symmetry: a pod may not join a domain holding a pod whose anti-affinity selects it.
-	for _, o := range m.shapes {
-		for i := range o.antiOwn {
-			t := &o.antiOwn[i]
-			if o == s || !t.Matches(s.ns, s.labels) {
+	for i := range pc.PreferredAffinity {
+		t := &pc.PreferredAffinity[i]
+		g := m.newGroup(termID(t), t.Key, t.Selector, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
+		l.prefAff = append(l.prefAff, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
+	}
+	for i := range pc.PreferredAntiAffinity {
+		t := &pc.PreferredAntiAffinity[i]
+		g := m.newGroup(termID(t), t.Key, t.Selector, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
+		l.prefAnti = append(l.prefAnti, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
+	}
+	// Symmetry: a pod may not join a domain holding a pod whose anti-affinity
+	// selects it. Each distinct term is matched once, not once per owner.
+	for _, at := range m.antiTermList() {
+		if !at.term.Matches(s.ns, s.labels) {
+			continue
+		}
+		for _, owner := range at.owners {
+			if owner == s {
 				continue
 			}
-			owner := o
-			g := m.newGroup("owner\x00"+strconv.Itoa(owner.idx), t.Key, func(x *shape) bool { return x == owner })
-			l.anti = append(l.anti, termRule{key: t.Key, group: g})
+			g := m.newOwnerGroup(owner, at.term.Key)
+			l.anti = append(l.anti, termRule{key: at.term.Key, group: g})
 		}
 	}
 	return m.withDomains(l)
+}
+
+// antiTerm is one distinct required anti-affinity term (selector,
+// namespaces and key) with the shapes that carry it.
+type antiTerm struct {
+	term   *scheduling.AffinityTerm
+	owners []*shape
+}
+
+// antiTermList groups every shape's required anti-affinity terms by what
+// they select, in shape order; built once.
+func (m *model) antiTermList() []*antiTerm {
+	if m.antiTerms != nil {
+		return m.antiTerms
+	}
+	m.antiTerms = []*antiTerm{}
+	byID := map[string]*antiTerm{}
+	for _, o := range m.shapes {
+		for i := range o.antiOwn {
+			t := &o.antiOwn[i]
+			id := termID(t) + "\x00" + t.Key
+			at := byID[id]
+			if at == nil {
+				at = &antiTerm{term: t}
+				byID[id] = at
+				m.antiTerms = append(m.antiTerms, at)
+			}
+			if !slices.Contains(at.owners, o) {
+				at.owners = append(at.owners, o)
+			}
+		}
+	}
+	return m.antiTerms
 }
 
 // termID identifies what an affinity term selects.

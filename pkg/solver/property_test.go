@@ -8,13 +8,17 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"k8s.io/utils/ptr"
+
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pricing"
 )
 
 // randomSnapshot builds a small random cluster: a catalog drawn from a mix of
@@ -45,6 +49,31 @@ func randomSnapshot(r *rand.Rand) *Snapshot {
 		}
 		catalog = append(catalog, it)
 	}
+	if r.IntN(3) == 0 {
+		// Commitments the running machines partly use: covered offerings
+		// that a plan may spend once, across types and zones.
+		var cs []v1.Commitment
+		for i := range 1 + r.IntN(3) {
+			c := v1.Commitment{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("c-%d", i)}}
+			c.Spec.Type = v1.CommitmentReservedInstances
+			switch r.IntN(3) {
+			case 0:
+				c.Spec.Count = ptr.To(int32(1 + r.IntN(3)))
+			case 1:
+				c.Spec.Type, c.Spec.AmountPerHour = v1.CommitmentSavingsPlan, ptr.To(resource.MustParse(fmt.Sprintf("%.2f", 0.2+2*r.Float64())))
+				c.Spec.DiscountPercent = ptr.To(int32(r.IntN(50)))
+			default:
+				c.Spec.Type, c.Spec.DiscountPercent = v1.CommitmentDiscount, ptr.To(int32(1+r.IntN(40)))
+			}
+			if r.IntN(2) == 0 {
+				c.Spec.Requirements = []v1.NodeSelectorRequirementWithMinValues{{Key: v1.LabelInstanceType, Operator: corev1.NodeSelectorOpIn, Values: []string{catalog[r.IntN(len(catalog))].Name, catalog[r.IntN(len(catalog))].Name}}}
+			}
+			cs = append(cs, c)
+		}
+		running := []pricing.Machine{{InstanceType: catalog[0].Name, ListPricePerHour: catalog[0].Offerings[0].PricePerHour,
+			Labels: map[string]string{v1.LabelInstanceType: catalog[0].Name, v1.LabelCapacityType: v1.CapacityTypeOnDemand, v1.LabelZone: testZones[0]}}}
+		catalog = pricing.ApplyCommitments(catalog, cs, running, time.Unix(0, 0))
+	}
 	snap := &Snapshot{}
 	for i := range 1 + r.IntN(3) {
 		var opts []poolOpt
@@ -56,6 +85,9 @@ func randomSnapshot(r *rand.Rand) *Snapshot {
 		}
 		if r.IntN(4) == 0 {
 			opts = append(opts, withLimit(corev1.ResourceCPU, fmt.Sprint(16+r.IntN(200))))
+		}
+		if r.IntN(4) == 0 {
+			opts = append(opts, withLimit(ResourceNodes, fmt.Sprint(1+r.IntN(6))))
 		}
 		if r.IntN(4) == 0 {
 			opts = append(opts, withReq(v1.LabelZone, corev1.NodeSelectorOpIn, testZones[:1+r.IntN(3)]...))
@@ -112,6 +144,10 @@ func randomSnapshot(r *rand.Rand) *Snapshot {
 		case 11:
 			opts = append(opts, spread(v1.LabelCapacityType, 1, true, sel))
 		}
+		if r.IntN(4) == 0 { // preferred pod (anti-)affinity, to this app or another
+			other := map[string]string{"app": fmt.Sprintf("app-%d", r.IntN(4))}
+			opts = append(opts, preferredPodAffinity([]string{v1.LabelHostname, v1.LabelZone}[r.IntN(2)], r.IntN(2) == 0, other))
+		}
 		snap.Pods = append(snap.Pods, makePods(1+r.IntN(12), app, cpus[r.IntN(len(cpus))], mems[r.IntN(len(mems))], opts...)...)
 	}
 	return snap
@@ -146,13 +182,13 @@ func TestPropertyRandomSnapshots(t *testing.T) {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
 		for _, s := range []Strategy{StrategyFFD, StrategyCostAware, StrategyDemandAware, StrategyInterleaved} {
-			st, err := pack(context.Background(), m, s)
+			st, err := pack(context.Background(), m, s, newLPGuide(m))
 			if err != nil {
 				t.Fatalf("seed %d: %v", seed, err)
 			}
 			st.repack()
 			p := st.finish(DefaultMaxChoices, false)
-			p.LowerBoundPerHour = lowerBound(m, p)
+			p.LowerBoundPerHour = lowerBound(m, p, true, nil)
 			if errs := validate(snap, p); len(errs) > 0 {
 				t.Errorf("seed %d strategy %d repacked: %d violations:\n  %s", seed, s, len(errs), strings.Join(errs, "\n  "))
 			}

@@ -116,12 +116,12 @@ func (st *state) hostnameRulesAllow(a, b *bin) bool {
 		for _, s := range x.shapes {
 			l := s.levels[st.level[s.idx]]
 			for _, r := range l.anti {
-				if r.key == v1.LabelHostname && y.n.groupCount[r.group] > 0 {
+				if r.key == v1.LabelHostname && y.n.groupCount.get(r.group) > 0 {
 					return false
 				}
 			}
 			for _, r := range l.spread {
-				if r.key == v1.LabelHostname && x.n.groupCount[r.group]+y.n.groupCount[r.group] > r.maxSkew {
+				if r.key == v1.LabelHostname && x.n.groupCount.get(r.group)+y.n.groupCount.get(r.group) > r.maxSkew {
 					return false
 				}
 			}
@@ -148,7 +148,7 @@ func (st *state) cheapestType(p *pool, reqs scheduling.Requirements, used, charg
 			if o.PricePerHour >= best {
 				break // offerings are cheapest first
 			}
-			if o.CapacityType != v1.CapacityTypeReserved && (zone == nil || zone.Allows(o.Zone)) && (ct == nil || ct.Allows(o.CapacityType)) {
+			if o.CapacityType != v1.CapacityTypeReserved && o.Commitment == "" && (zone == nil || zone.Allows(o.Zone)) && (ct == nil || ct.Allows(o.CapacityType)) {
 				best, found = o.PricePerHour, true
 				break
 			}
@@ -178,9 +178,10 @@ func (st *state) merge(a, b *bin, reqs scheduling.Requirements, used scheduling.
 	n.refreshMaxAlloc()
 	n.reqs = reqs
 	n.used = used
+	n.possMemo = [possMemoSize]possEntry{}
 	n.pods = append(n.pods, o.pods...)
-	for g, c := range o.groupCount {
-		n.groupCount[g] += c
+	for _, e := range o.groupCount {
+		n.groupCount.add(int(e.g), e.c)
 	}
 	for _, k := range o.merged {
 		if !slices.Contains(n.merged, k) {

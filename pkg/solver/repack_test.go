@@ -68,14 +68,14 @@ func TestRepack(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st, err := pack(context.Background(), m, StrategyCostAware)
+			st, err := pack(context.Background(), m, StrategyCostAware, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			before := st.finish(DefaultMaxChoices, false)
 			st.repack()
 			after := st.finish(DefaultMaxChoices, false)
-			after.LowerBoundPerHour = lowerBound(m, after)
+			after.LowerBoundPerHour = lowerBound(m, after, true, nil)
 			if errs := validate(snap, after); len(errs) > 0 {
 				t.Fatalf("violations: %v", errs)
 			}

@@ -4,10 +4,14 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -38,6 +42,16 @@ const (
 	// over the sequence, so every node fills with the aggregate mix (CPU-
 	// heavy beside memory-heavy pods) instead of one shape at a time.
 	StrategyInterleaved
+	// StrategyLP follows the LP relaxation's fractional plan (see lpBound):
+	// a pod joins or opens nodes of the instance types the LP buys for its
+	// class, while the LP's count of such pods lasts, and falls back to
+	// StrategyDemandAware otherwise. The LP balances CPU and memory over the
+	// whole demand and puts pods that fit nowhere cheaper into the spare room
+	// of machines that must be bought anyway (GPU nodes), which greedy
+	// sizing, one node at a time, does not see.
+	StrategyLP
+	// StrategyLPInterleaved is StrategyLP in the interleaved order.
+	StrategyLPInterleaved
 )
 
 // DefaultMaxChoices bounds each new node's fallback list.
@@ -47,7 +61,25 @@ type options struct {
 	strategy   Strategy
 	maxChoices int
 	noRepack   bool
+	legacy     bool
+	stats      *Stats
 }
+
+// Stats says where one Solve spent its time, for benchmarks.
+type Stats struct {
+	// Total is the whole call; Bound the lower bound's share of it,
+	// including the LP relaxation solved before packing (which the
+	// LP-guided strategies use too).
+	Total, Bound time.Duration
+}
+
+// WithStats fills s when Solve returns.
+func WithStats(s *Stats) Option { return func(o *options) { o.stats = s } }
+
+// WithLegacy solves as the solver did before the LP relaxation: the four
+// greedy strategies one after another, repacking, and the closed-form
+// bounds only. Benchmarks measure today's solver against it in one run.
+func WithLegacy() Option { return func(o *options) { o.legacy = true } }
 
 // Option tunes Solve.
 type Option func(*options)
@@ -73,6 +105,11 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	// The clock is read only for WithStats: plans never depend on it.
+	var start time.Time
+	if o.stats != nil {
+		start = time.Now()
+	}
 	if snap == nil {
 		return nil, fmt.Errorf("solving: nil snapshot")
 	}
@@ -80,29 +117,84 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("solving: %w", err)
 	}
-	strategies := []Strategy{StrategyCostAware, StrategyDemandAware, StrategyInterleaved, StrategyFFD}
+	strategies := []Strategy{StrategyCostAware, StrategyDemandAware, StrategyInterleaved, StrategyFFD, StrategyLP, StrategyLPInterleaved}
+	if o.legacy {
+		strategies = strategies[:4]
+	}
 	if o.strategy != StrategyBest {
 		strategies = []Strategy{o.strategy}
 	}
-	var plan *Plan
-	var packed *state // the winning strategy's state, for repacking
-	better := func(p *Plan) bool {
-		return plan == nil || len(p.Unschedulable) < len(plan.Unschedulable) ||
-			(len(p.Unschedulable) == len(plan.Unschedulable) && p.CostPerHour < plan.CostPerHour-1e-9)
+	var guide *lpGuide
+	var guideTime time.Duration
+	if slices.Contains(strategies, StrategyLP) || slices.Contains(strategies, StrategyLPInterleaved) {
+		var t0 time.Time
+		if o.stats != nil {
+			t0 = time.Now()
+		}
+		guide = newLPGuide(m)
+		if o.stats != nil {
+			guideTime = time.Since(t0) // the bound's LP, solved once before packing
+		}
 	}
-	// Strategies are compared on dry plans (first choices only, which
-	// decide cost and failures); only the winner is built in full.
-	for _, s := range strategies {
-		st, err := pack(ctx, m, s)
-		if err != nil {
-			return nil, err
+	// Strategies run in parallel, one per core, and are compared on dry
+	// plans (first choices only, which decide cost and failures): fewer
+	// unschedulable pods, then lower cost, then the earlier strategy. That
+	// order is total, so the winner does not depend on which finishes first,
+	// and losers are dropped as they finish to bound memory. Only the
+	// winner is built in full.
+	var (
+		mu     sync.Mutex
+		plan   *Plan
+		packed *state // the winning strategy's state, for repacking
+		rank   int
+	)
+	better := func(p *Plan, r int) bool {
+		if plan == nil || len(p.Unschedulable) != len(plan.Unschedulable) {
+			return plan == nil || len(p.Unschedulable) < len(plan.Unschedulable)
 		}
-		if p := st.finish(1, true); better(p) {
-			plan, packed = p, st
+		if d := p.CostPerHour - plan.CostPerHour; d < -1e-9 || d > 1e-9 {
+			return d < 0
 		}
+		return r < rank
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	if o.legacy {
+		g.SetLimit(1)
+	}
+	for r, s := range strategies {
+		if (s == StrategyLP || s == StrategyLPInterleaved) && guide == nil {
+			continue
+		}
+		g.Go(func() error {
+			st, err := pack(gctx, m, s, guide)
+			if err != nil {
+				return err
+			}
+			p := st.finish(1, true)
+			mu.Lock()
+			defer mu.Unlock()
+			if better(p, r) {
+				plan, packed, rank = p, st, r
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	dry := plan
 	plan = packed.finish(o.maxChoices, false)
+	if o.strategy == StrategyBest && !o.noRepack && !o.legacy {
+		// The improvement phase works on a copy; like repacking, it is
+		// kept only when the plan it builds is cheaper.
+		if better, n := packed.improve(); n > 0 {
+			if p := better.finish(1, true); len(p.Unschedulable) <= len(dry.Unschedulable) && p.CostPerHour < dry.CostPerHour-1e-9 {
+				packed, dry = better, p
+				plan = packed.finish(o.maxChoices, false)
+			}
+		}
+	}
 	if o.strategy == StrategyBest && !o.noRepack && packed.repack() > 0 {
 		// Repacking runs once, on the winning strategy, and is kept only
 		// when it helps, so the plan stays never worse than plain FFD.
@@ -110,7 +202,15 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 			plan = packed.finish(o.maxChoices, false)
 		}
 	}
-	plan.LowerBoundPerHour = lowerBound(m, plan)
+	var boundStart time.Time
+	if o.stats != nil {
+		boundStart = time.Now()
+	}
+	plan.LowerBoundPerHour = lowerBound(m, plan, !o.legacy, guide)
+	if o.stats != nil {
+		o.stats.Bound = time.Since(boundStart) + guideTime
+		o.stats.Total = time.Since(start)
+	}
 	log.FromContext(ctx).V(1).Info("solved", "pods", len(snap.Pods), "bindings", len(plan.Bindings),
 		"newNodes", len(plan.NewNodes), "unschedulable", len(plan.Unschedulable),
 		"costPerHour", plan.CostPerHour, "lowerBoundPerHour", plan.LowerBoundPerHour)
@@ -119,8 +219,12 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 
 // pack is one strategy's pass: gangs first, all-or-nothing per zone, then the
 // remaining shapes in first-fit-decreasing order.
-func pack(ctx context.Context, m *model, strategy Strategy) (*state, error) {
+func pack(ctx context.Context, m *model, strategy Strategy, guide *lpGuide) (*state, error) {
 	st := newState(m, strategy)
+	if strategy == StrategyLP || strategy == StrategyLPInterleaved {
+		st.preopen(guide)
+		defer st.dropEmpty()
+	}
 	for _, g := range m.gangs {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("solving: %w", err)
@@ -181,7 +285,7 @@ func placementOrder(shapes []*shape, strategy Strategy) []shapePod {
 			out = append(out, shapePod{s: s, i: int32(i)})
 		}
 	}
-	if strategy == StrategyInterleaved {
+	if strategy == StrategyInterleaved || strategy == StrategyLPInterleaved {
 		pos := func(p shapePod) float64 { return (float64(p.i) + 0.5) / float64(len(p.s.pods)) }
 		slices.SortStableFunc(out, func(a, b shapePod) int { return cmpFloat(pos(a), pos(b)) })
 	}
@@ -265,7 +369,8 @@ func (st *state) finish(maxChoices int, dry bool) *Plan {
 			n.charged = charged[i]
 		}
 	}()
-	reserved := map[string]int{} // reservation key -> machines already planned into it
+	reserved := map[string]int{}      // reservation key -> machines already planned into it
+	committed := map[string]float64{} // commitment -> spent by machines already planned
 	// Nodes that must be reserved pick their reservations before nodes that
 	// merely find reserved capacity cheapest; the plan keeps creation order.
 	built := make([]*NewNode, len(st.nodes))
@@ -273,7 +378,7 @@ func (st *state) finish(maxChoices int, dry bool) *Plan {
 	for _, mustReserve := range []bool{true, false} {
 		for i, n := range st.nodes {
 			if st.onlyReserved(n) == mustReserve {
-				built[i], reasons[i] = st.newNode(n, reserved, maxChoices, dry)
+				built[i], reasons[i] = st.newNode(n, reserved, committed, maxChoices, dry)
 			}
 		}
 	}
@@ -333,7 +438,7 @@ func reservationKey(it string, o cloudprovider.Offering) string {
 	return it + "/" + o.Zone + "/" + o.ReservationID
 }
 
-func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int, dry bool) (*NewNode, string) {
+func (st *state) newNode(n *newNode, reserved map[string]int, committed map[string]float64, maxChoices int, dry bool) (*NewNode, string) {
 	p := n.pool
 	zone, ct := n.reqs.Get(v1.LabelZone), n.reqs.Get(v1.LabelCapacityType)
 	less := func(a, b pick) int {
@@ -344,6 +449,10 @@ func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int, dr
 	valid := func(t *poolType, o cloudprovider.Offering) bool {
 		if (zone != nil && !zone.Allows(o.Zone)) || (ct != nil && !ct.Allows(o.CapacityType)) {
 			return false
+		}
+		if o.Commitment != "" {
+			// Covered by a commitment while it lasts, across every type and zone it covers.
+			return committed[o.Commitment]+o.CommitmentCost <= o.CommitmentLeft+1e-9
 		}
 		return o.CapacityType != v1.CapacityTypeReserved || reserved[reservationKey(t.it.Name, o)] < o.ReservedCount
 	}
@@ -419,6 +528,9 @@ func (st *state) newNode(n *newNode, reserved map[string]int, maxChoices int, dr
 	first := chosen[0]
 	if first.o.CapacityType == v1.CapacityTypeReserved {
 		reserved[reservationKey(first.t.it.Name, first.o)]++
+	}
+	if first.o.Commitment != "" {
+		committed[first.o.Commitment] += first.o.CommitmentCost
 	}
 	if p.hasLimits {
 		st.remaining[p.idx] = st.remaining[p.idx].Add(n.charged).Sub(first.t.capacity)

@@ -425,3 +425,60 @@ func TestSolveErrors(t *testing.T) {
 	}
 	_ = metav1.ObjectMeta{}
 }
+
+// TestNodesLimit: a pool's "nodes" limit caps its machines, counting the
+// ones it already has.
+func TestNodesLimit(t *testing.T) {
+	sel := map[string]string{"app": "db"}
+	pods := makePods(3, "db", "1", "1Gi", label("app", "db"), podAntiAffinity(v1.LabelHostname, sel))
+	pool := makePool("default", gpuCatalog(), withLimit(ResourceNodes, "3"))
+	pool.Usage = corev1.ResourceList{ResourceNodes: resource.MustParse("1")}
+	plan, err := Solve(context.Background(), &Snapshot{Pods: pods, NodePools: []*NodePool{pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.NewNodes) != 2 || len(plan.Unschedulable) != 1 {
+		t.Fatalf("%d new nodes and %d unschedulable, want 2 and 1", len(plan.NewNodes), len(plan.Unschedulable))
+	}
+	if r := plan.Unschedulable[0].Reason; !strings.Contains(r, "limits reached: nodes") {
+		t.Errorf("reason %q does not name the nodes limit", r)
+	}
+}
+
+// TestPreferredPodAffinity: preferred pod (anti-)affinity picks among nodes
+// that can take the pod, and never buys a machine of its own.
+func TestPreferredPodAffinity(t *testing.T) {
+	node := func(name string, pods ...*corev1.Pod) *Node {
+		return &Node{Name: name, Pods: pods, Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8"),
+			corev1.ResourceMemory: resource.MustParse("32Gi"), corev1.ResourcePods: resource.MustParse("110")},
+			Labels: map[string]string{v1.LabelHostname: name, v1.LabelZone: "us-east-1a", v1.LabelArch: "amd64"}}
+	}
+	cache := makePod("cache-0", "1", "1Gi", label("app", "cache"))
+	existing := []*Node{node("a"), node("b", cache)}
+	sel := map[string]string{"app": "cache"}
+	near := makePod("near", "1", "1Gi", preferredPodAffinity(v1.LabelHostname, false, sel))
+	far := makePod("far", "1", "1Gi", preferredPodAffinity(v1.LabelHostname, true, sel))
+	plan, err := Solve(context.Background(), &Snapshot{Pods: []*corev1.Pod{near, far}, Nodes: existing,
+		NodePools: []*NodePool{makePool("default", gpuCatalog())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, b := range plan.Bindings {
+		got[b.Pod.Name] = b.NodeName
+	}
+	if diff := cmp.Diff(map[string]string{"near": "b", "far": "a"}, got); diff != "" || len(plan.NewNodes) > 0 {
+		t.Errorf("bindings (-want +got):\n%s\nnew nodes: %d", diff, len(plan.NewNodes))
+	}
+
+	// Three replicas that prefer not to share a host share one machine
+	// rather than buying three.
+	web := makePods(3, "web", "1", "1Gi", label("app", "web"), preferredPodAffinity(v1.LabelHostname, true, map[string]string{"app": "web"}))
+	plan, err = Solve(context.Background(), &Snapshot{Pods: web, NodePools: []*NodePool{makePool("default", gpuCatalog())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.NewNodes) != 1 {
+		t.Errorf("%d new nodes for 3 small pods with a preferred anti-affinity, want 1", len(plan.NewNodes))
+	}
+}

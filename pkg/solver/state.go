@@ -30,6 +30,12 @@ type state struct {
 	// cursorE and cursorN: per shape, nodes before these indexes are known
 	// not to take the shape for reasons that only get worse as nodes fill.
 	cursorE, cursorN []int
+	// guide steers the LP-guided strategies; cursorG is placePlanned's
+	// cursor over the nodes of the LP's types, per shape.
+	guide   *lpGuide
+	cursorG []int
+	// minCache holds minDomainCount's answers per group.
+	minCache map[int]map[minKey]int32
 	// forceZone confines placements to one zone while a gang is planned.
 	forceZone string
 	// reservations left per reservation key, for nodes that must be reserved.
@@ -43,7 +49,7 @@ type state struct {
 type existNode struct {
 	n           *Node
 	alloc, used scheduling.Resources
-	groupCount  []int32
+	groupCount  groupCounts
 	// tolerates caches, by shape, whether the node's taints are tolerated.
 	// A pure function of immutable inputs, so clones may share it.
 	tolerates map[int]bool
@@ -61,7 +67,7 @@ type newNode struct {
 	owned      bool // cands is this node's own slice
 	used       scheduling.Resources
 	pods       []*corev1.Pod
-	groupCount []int32
+	groupCount groupCounts
 	merged     []mergeKey
 	charged    scheduling.Resources // capacity counted against the pool's limits
 	reserved   bool                 // holds a reservation taken during packing
@@ -71,6 +77,43 @@ type newNode struct {
 	// maxAlloc is the element-wise maximum allocatable over cands: a pod that
 	// does not fit beside used within it fits no candidate.
 	maxAlloc scheduling.Resources
+	// guided is the instance type (index in pool.types) StrategyLP opened
+	// the node as, or -1.
+	guided int32
+	// possMemo caches the last few answers of possible() until the node
+	// changes. It is small and fixed: an unbounded map per node held
+	// millions of entries on diverse-100k (full nodes are tried by every
+	// shape and never change).
+	possMemo [possMemoSize]possEntry
+	possNext int
+}
+
+const possMemoSize = 4
+
+type possEntry struct {
+	key  possKey
+	vals []string
+	ok   bool
+}
+
+type possKey struct {
+	shape, level, alt int
+	key               string
+}
+
+// possibleMemo is possible, remembered per node until a pod joins it: first
+// fit asks it for every node a pod of the same shape tries.
+func (st *state) possibleMemo(n *newNode, s *shape, l *level, ai int, reqs scheduling.Requirements, key string) []string {
+	pk := possKey{shape: s.idx, level: st.level[s.idx], alt: ai, key: key}
+	for i := range n.possMemo {
+		if e := &n.possMemo[i]; e.ok && e.key == pk {
+			return e.vals
+		}
+	}
+	v := st.possible(n, s, l, ai, reqs, key)
+	n.possMemo[n.possNext] = possEntry{key: pk, vals: v, ok: true}
+	n.possNext = (n.possNext + 1) % possMemoSize
+	return v
 }
 
 func (n *newNode) refreshMaxAlloc() {
@@ -107,7 +150,7 @@ func newState(m *model, strategy Strategy) *state {
 		}
 	}
 	for i, n := range m.nodes {
-		e := &existNode{n: n, alloc: scheduling.FromList(n.Allocatable), groupCount: make([]int32, len(m.groups)), tolerates: map[int]bool{}}
+		e := &existNode{n: n, alloc: scheduling.FromList(n.Allocatable), tolerates: map[int]bool{}}
 		for _, si := range m.nodePods[i] {
 			s := m.shapes[si]
 			e.used = e.used.Add(s.req)
@@ -130,10 +173,12 @@ func (st *state) clone() *state {
 		c.counts[k] = cv
 	}
 	c.total = slices.Clone(st.total)
+	c.minCache = nil
 	c.reservations = maps.Clone(st.reservations)
 	c.remaining = slices.Clone(st.remaining)
 	c.level, c.left = slices.Clone(st.level), slices.Clone(st.left)
 	c.cursorE, c.cursorN = slices.Clone(st.cursorE), slices.Clone(st.cursorN)
+	c.cursorG = slices.Clone(st.cursorG)
 	c.exist = make([]*existNode, len(st.exist))
 	for i, e := range st.exist {
 		ce := *e
@@ -149,6 +194,7 @@ func (st *state) clone() *state {
 		cn.groupCount = slices.Clone(n.groupCount)
 		cn.merged = slices.Clone(n.merged)
 		cn.extra = slices.Clone(n.extra)
+		cn.possMemo = [possMemoSize]possEntry{}
 		c.nodes[i] = &cn
 	}
 	c.bindings = slices.Clone(st.bindings)
@@ -165,14 +211,40 @@ type target interface {
 	isNew() bool
 }
 
-func (e *existNode) count(g int) int32 { return e.groupCount[g] }
+func (e *existNode) count(g int) int32 { return e.groupCount.get(g) }
 func (e *existNode) value(key string) (string, bool) {
 	v, ok := e.n.Labels[key]
 	return v, ok
 }
 func (e *existNode) isNew() bool { return false }
 
-func (n *newNode) count(g int) int32 { return n.groupCount[g] }
+func (n *newNode) count(g int) int32 { return n.groupCount.get(g) }
+
+// groupCounts counts a node's pods per group, sparsely: a node holds pods
+// of a few groups, and a dense slice per node of every group (tens of
+// thousands on diverse-100k) took gigabytes.
+type groupCounts []groupCount
+
+type groupCount struct{ g, c int32 }
+
+func (gc groupCounts) get(g int) int32 {
+	for _, e := range gc {
+		if int(e.g) == g {
+			return e.c
+		}
+	}
+	return 0
+}
+
+func (gc *groupCounts) add(g int, delta int32) {
+	for i := range *gc {
+		if int((*gc)[i].g) == g {
+			(*gc)[i].c += delta
+			return
+		}
+	}
+	*gc = append(*gc, groupCount{g: int32(g), c: delta})
+}
 func (n *newNode) value(key string) (string, bool) {
 	if r := n.reqs.Get(key); r != nil && r.Len() == 1 {
 		return r.Any()
@@ -292,7 +364,7 @@ func (st *state) topology(s *shape, l *level, t target, ai int, reqs scheduling.
 			continue
 		}
 		best, bestCount := "", int32(-1)
-		for _, v := range st.possible(t.(*newNode), s, l, ai, reqs, key) {
+		for _, v := range st.possibleMemo(t.(*newNode), s, l, ai, reqs, key) {
 			if ok, _ := st.allowsValue(s, l, key, v); !ok {
 				continue
 			}
@@ -333,6 +405,41 @@ func (st *state) spreadCount(l *level, key, v string) int32 {
 	return 0
 }
 
+// minDomainCount is the least count of group g over domains, cached until
+// a pod of g is counted: first fit asks it for every node it tries.
+func (st *state) minDomainCount(key string, domains []string, g int) int32 {
+	if len(domains) == 0 {
+		return 0
+	}
+	mk := minKey{key: key, first: &domains[0], n: len(domains)}
+	if c, ok := st.minCache[g][mk]; ok {
+		return c
+	}
+	minCount := int32(0)
+	for i, d := range domains {
+		if c := st.domainCount(key, d, g); i == 0 || c < minCount {
+			minCount = c
+		}
+	}
+	if st.minCache == nil {
+		st.minCache = map[int]map[minKey]int32{}
+	}
+	byKey := st.minCache[g]
+	if byKey == nil {
+		byKey = map[minKey]int32{}
+		st.minCache[g] = byKey
+	}
+	byKey[mk] = minCount
+	return minCount
+}
+
+// minKey identifies a domain list (shared, read-only, from the model) of a key.
+type minKey struct {
+	key   string
+	first *string
+	n     int
+}
+
 func (st *state) domainCount(key, v string, g int) int32 {
 	if c := st.counts[key][v]; c != nil {
 		return c[g]
@@ -358,14 +465,9 @@ func (st *state) allowsValue(s *shape, l *level, key, v string) (ok, permanent b
 		if r.key != key {
 			continue
 		}
-		domains := l.domains[key]
 		minCount := int32(0)
-		if len(domains) >= int(r.minDomains) {
-			for i, d := range domains {
-				if c := st.domainCount(key, d, r.group); i == 0 || c < minCount {
-					minCount = c
-				}
-			}
+		if domains := l.domains[key]; len(domains) >= int(r.minDomains) {
+			minCount = st.minDomainCount(key, domains, r.group)
 		}
 		if st.domainCount(key, v, r.group)+int32(b2i(r.self))-minCount > r.maxSkew {
 			return false, false
@@ -384,11 +486,12 @@ func b2i(b bool) int {
 // count records a pod of shape s on node t in every group it belongs to.
 func (st *state) count(s *shape, t target) {
 	for _, g := range s.groups {
+		delete(st.minCache, g)
 		switch n := t.(type) {
 		case *existNode:
-			n.groupCount[g]++
+			n.groupCount.add(g, 1)
 		case *newNode:
-			n.groupCount[g]++
+			n.groupCount.add(g, 1)
 		}
 		st.total[g]++
 		for _, key := range st.m.groups[g].keys {
@@ -513,6 +616,7 @@ func (st *state) tryNew(s *shape, l *level, n *newNode, pod *corev1.Pod) (ok, pe
 			n.merged = append(n.merged, key)
 		}
 		n.used = n.used.Add(s.req)
+		n.possMemo = [possMemoSize]possEntry{}
 		n.pods = append(n.pods, pod)
 		if p.hasLimits {
 			c := p.types[n.cands[0]].capacity
@@ -657,14 +761,14 @@ func (st *state) open(s *shape, l *level, pod *corev1.Pod) bool {
 		if l.tolerates[p.idx] != nil || len(p.types) == 0 {
 			continue
 		}
-		n := &newNode{pool: p, reqs: p.reqs, cands: p.all(), groupCount: make([]int32, len(st.m.groups)), maxAlloc: p.maxAlloc}
+		n := &newNode{pool: p, reqs: p.reqs, cands: p.all(), maxAlloc: p.maxAlloc, guided: -1}
 		if ok, _ := st.tryNew(s, l, n, pod); !ok {
 			continue
 		}
 		switch st.strategy {
 		case StrategyCostAware:
 			st.capNode(n, s, l)
-		case StrategyDemandAware, StrategyInterleaved:
+		case StrategyDemandAware, StrategyInterleaved, StrategyLP, StrategyLPInterleaved:
 			st.capNodeByDemand(n, s)
 		}
 		st.nodes = append(st.nodes, n)
@@ -809,6 +913,16 @@ func (st *state) place(s *shape, pod *corev1.Pod) bool {
 }
 
 func (st *state) placeExisting(s *shape, l *level, pod *corev1.Pod) bool {
+	if len(l.prefAff)+len(l.prefAnti) > 0 {
+		// Preferred pod (anti-)affinity: nodes that honour it first.
+		for i := st.cursorE[s.idx]; i < len(st.exist); i++ {
+			if e := st.exist[i]; st.prefers(l, e) {
+				if ok, _ := st.tryExisting(s, l, e, pod); ok {
+					return true
+				}
+			}
+		}
+	}
 	for i := st.cursorE[s.idx]; i < len(st.exist); i++ {
 		ok, perm := st.tryExisting(s, l, st.exist[i], pod)
 		if ok {
@@ -822,6 +936,34 @@ func (st *state) placeExisting(s *shape, l *level, pod *corev1.Pod) bool {
 }
 
 func (st *state) placePlanned(s *shape, l *level, pod *corev1.Pod) bool {
+	if prefer := st.guide.preferred(s); prefer != nil {
+		// LP-guided: the machines of the types the LP puts this class on first.
+		for i := st.cursorG[s.idx]; i < len(st.nodes); i++ {
+			n := st.nodes[i]
+			if n.guided < 0 || !prefer[[2]int{n.pool.idx, int(n.guided)}] {
+				if i == st.cursorG[s.idx] {
+					st.cursorG[s.idx]++ // never becomes one: guided is set when a node is started
+				}
+				continue
+			}
+			ok, perm := st.tryNew(s, l, n, pod)
+			if ok {
+				return true
+			}
+			if perm && i == st.cursorG[s.idx] {
+				st.cursorG[s.idx]++
+			}
+		}
+	}
+	if len(l.prefAff)+len(l.prefAnti) > 0 {
+		for i := st.cursorN[s.idx]; i < len(st.nodes); i++ {
+			if n := st.nodes[i]; st.prefers(l, n) {
+				if ok, _ := st.tryNew(s, l, n, pod); ok {
+					return true
+				}
+			}
+		}
+	}
 	for i := st.cursorN[s.idx]; i < len(st.nodes); i++ {
 		ok, perm := st.tryNew(s, l, st.nodes[i], pod)
 		if ok {
@@ -843,4 +985,73 @@ func (st *state) cost() float64 {
 		}
 	}
 	return c
+}
+
+// preferred is the guide's set of machine types for s's class, or nil.
+func (g *lpGuide) preferred(s *shape) map[[2]int]bool {
+	if g == nil {
+		return nil
+	}
+	return g.prefer[s]
+}
+
+// preopen is StrategyLP's start: empty new nodes of the types the LP buys,
+// as many as it buys whole machines of each, priciest first. First fit then
+// fills them before opening others, so the machines that must be bought
+// anyway (GPU nodes) take the largest pods that fit them, and the node mix
+// has the LP's balance of CPU and memory. Nodes left empty are dropped.
+func (st *state) preopen(g *lpGuide) {
+	st.guide = g
+	st.cursorG = make([]int, len(st.m.shapes))
+	for _, mc := range g.machines {
+		p := st.m.pools[mc.pool]
+		for range int(mc.count + 1e-6) {
+			n := &newNode{pool: p, reqs: p.reqs, cands: p.all(), maxAlloc: p.maxAlloc, guided: int32(mc.typ)}
+			if i := slices.Index(n.cands, int32(mc.typ)); i >= 0 {
+				st.capAt(n, i)
+			}
+			st.nodes = append(st.nodes, n)
+		}
+	}
+}
+
+// dropEmpty removes planned nodes that got no pods.
+func (st *state) dropEmpty() {
+	st.nodes = slices.DeleteFunc(st.nodes, func(n *newNode) bool { return len(n.pods) == 0 })
+	for i := range st.cursorN {
+		st.cursorN[i] = 0
+	}
+	st.guide, st.cursorG = nil, nil
+}
+
+// prefers reports whether a node honours every preferred pod affinity and
+// anti-affinity term of the level: an affinity peer in its domain (or no
+// peer placed anywhere yet, for a term that selects the pod itself), no
+// anti-affinity peer. A node whose domain for a key is not settled yet
+// honours anti-affinity and not affinity.
+func (st *state) prefers(l *level, t target) bool {
+	count := func(r termRule) (int32, bool) {
+		if r.key == v1.LabelHostname {
+			return t.count(r.group), true
+		}
+		v, ok := t.value(r.key)
+		if !ok {
+			return 0, false
+		}
+		return st.domainCount(r.key, v, r.group), true
+	}
+	for _, r := range l.prefAnti {
+		if c, _ := count(r); c > 0 {
+			return false
+		}
+	}
+	for _, r := range l.prefAff {
+		if r.self && st.total[r.group] == 0 {
+			continue
+		}
+		if c, ok := count(r); !ok || c == 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -40,6 +40,10 @@ type Node struct {
 	InFlight bool
 }
 
+// ResourceNodes in a NodePool's limits caps its number of machines; Usage
+// counts its existing and in-flight machines under the same name.
+const ResourceNodes corev1.ResourceName = "nodes"
+
 // NodePool is a pool with the instance types it may buy.
 type NodePool struct {
 	*v1.NodePool

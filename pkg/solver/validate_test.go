@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -126,6 +127,8 @@ func validate(snap *Snapshot, plan *Plan) []string {
 		first := n.Choices[0]
 		cost += first.Offering.PricePerHour
 		capacity, _ := scheduling.EffectiveCapacity(first.InstanceType, pool.Spec.Template.Spec.GPU)
+		capacity = capacity.DeepCopy()
+		capacity[ResourceNodes] = resource.MustParse("1")
 		used[pool.Name] = used[pool.Name].Add(scheduling.FromList(capacity))
 		lbls := choiceLabels(pool, first)
 		lbls[v1.LabelHostname] = fmt.Sprintf("new-%d", i)
@@ -138,6 +141,31 @@ func validate(snap *Snapshot, plan *Plan) []string {
 					break
 				}
 			}
+		}
+	}
+	// Commitments: the first choices spend at most what each has left, and
+	// reservations hold at most their count.
+	spent, left := map[string]float64{}, map[string]float64{}
+	reservedUse := map[string]int{}
+	for _, n := range plan.NewNodes {
+		if len(n.Choices) == 0 {
+			continue
+		}
+		o := n.Choices[0].Offering
+		if o.Commitment != "" {
+			spent[o.Commitment] += o.CommitmentCost
+			left[o.Commitment] = o.CommitmentLeft
+		}
+		if o.CapacityType == v1.CapacityTypeReserved {
+			k := n.Choices[0].InstanceType.Name + "/" + o.Zone + "/" + o.ReservationID
+			if reservedUse[k]++; reservedUse[k] > o.ReservedCount {
+				fail("reservation %s used by more than its %d machines", k, o.ReservedCount)
+			}
+		}
+	}
+	for name, s := range spent {
+		if s > left[name]+1e-6 {
+			fail("commitment %s: plan spends %.4f of the %.4f it has left", name, s, left[name])
 		}
 	}
 	if d := cost - plan.CostPerHour; d > 1e-6 || d < -1e-6 {
@@ -199,7 +227,7 @@ func zoneConstrained(pods []*corev1.Pod) bool {
 				return true
 			}
 		}
-		if a := p.Spec.Affinity; a != nil && a.PodAffinity != nil {
+		if a := p.Spec.Affinity; a != nil && a.PodAffinity != nil && len(a.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution) > 0 {
 			return true
 		}
 		if p.Labels[v1.LabelPodGroup] != "" {

@@ -320,3 +320,46 @@ func TestNodePoolDefaults(t *testing.T) {
 		t.Errorf("defaulted spec (-want +got):\n%s", diff)
 	}
 }
+
+const commitmentBase = `
+apiVersion: stowage.dev/v1
+kind: Commitment
+spec:
+  type: SavingsPlan
+  amountPerHour: "12.50"
+  discountPercent: 28
+`
+
+func TestCommitmentValidation(t *testing.T) {
+	cases := []validationCase{
+		{name: "savings plan", patch: `{}`},
+		{name: "reserved instances of one family in one zone", patch: `
+spec:
+  type: ReservedInstances
+  amountPerHour: null
+  count: 12
+  endTime: "2027-06-30T00:00:00Z"
+  requirements:
+  - {key: stowage.dev/instance-family, operator: In, values: [m7i]}
+  - {key: topology.kubernetes.io/zone, operator: In, values: [us-east-1a]}
+`},
+		{name: "committed use as a count", patch: `{spec: {type: CommittedUse, amountPerHour: null, count: 4}}`},
+		{name: "discount", patch: `{spec: {type: Discount, amountPerHour: null, discountPercent: 12}}`},
+
+		{name: "unknown type", patch: `{spec: {type: Coupon}}`, field: "spec.type", message: "Unsupported value"},
+		{name: "count and amount", patch: `{spec: {count: 3}}`, field: "spec", message: "exactly one of count and amountPerHour"},
+		{name: "neither count nor amount", patch: `{spec: {type: CommittedUse, amountPerHour: null}}`, field: "spec", message: "exactly one of count and amountPerHour"},
+		{name: "reserved instances by amount", patch: `{spec: {type: ReservedInstances}}`, field: "spec", message: "ReservedInstances are a count of machines"},
+		{name: "savings plan by count", patch: `{spec: {amountPerHour: null, count: 3}}`, field: "spec", message: "a SavingsPlan is an amount per hour"},
+		{name: "discount without a rate", patch: `{spec: {type: Discount, amountPerHour: null, discountPercent: null}}`, field: "spec", message: "a Discount needs discountPercent above 0"},
+		{name: "discount with an amount", patch: `{spec: {type: Discount}}`, field: "spec", message: "except for type Discount"},
+		{name: "zero amount", patch: `{spec: {amountPerHour: "0"}}`, field: "spec.amountPerHour", message: "amountPerHour must be above 0"},
+		{name: "negative amount", patch: `{spec: {amountPerHour: "-5"}}`, field: "spec.amountPerHour", message: "amountPerHour must be above 0"},
+		{name: "huge amount", patch: `{spec: {amountPerHour: "1e400"}}`, field: "spec.amountPerHour", message: ""},
+		{name: "zero count", patch: `{spec: {type: ReservedInstances, amountPerHour: null, count: 0}}`, field: "spec.count", message: "should be greater than or equal to 1"},
+		{name: "discount of 100%", patch: `{spec: {discountPercent: 100}}`, field: "spec.discountPercent", message: "should be less than or equal to 99"},
+		{name: "bad requirement operator", patch: `{spec: {requirements: [{key: a, operator: Bogus}]}}`, field: "spec.requirements[0].operator", message: "Unsupported value"},
+		{name: "minValues", patch: `{spec: {requirements: [{key: a, operator: In, values: [x], minValues: 1}]}}`, field: "spec.requirements", message: "minValues has no meaning"},
+	}
+	runValidation(t, commitmentBase, cases)
+}

@@ -200,6 +200,8 @@ var metricExpectations = map[string]metricExpectation{
 
 	"stowage_disruption_budget_allowed_nodes":            {when: untilEvent, reason: "a node is a disruption candidate (the GPU minimum lifetime keeps the scenario's node out)"},
 	"stowage_nodeclaims_abandoned_total":                 {when: untilEvent, reason: "a claim is abandoned, e.g. its node never registers"},
+	"stowage_commitment_utilization_ratio":               {when: untilEvent, reason: "a Commitment exists; the scenario declares none"},
+	"stowage_commitment_savings_per_hour":                {when: untilEvent, reason: "a Commitment exists; the scenario declares none"},
 	"stowage_cloudprovider_insufficient_capacity_total":  {when: untilEvent, reason: "a launch fails for lack of capacity; the fake injects that only in-process"},
 	"stowage_garbagecollection_nodeclaims_deleted_total": {when: untilEvent, reason: "a claim's machine vanishes; the collector passes once a minute"},
 	"stowage_disruption_decisions_total":                 {when: untilEvent, reason: "a disruption command starts"},
@@ -208,6 +210,7 @@ var metricExpectations = map[string]metricExpectation{
 	"stowage_interruption_events_total":                  {when: untilEvent, reason: "the cloud sends an interruption; the fake raises one only in-process"},
 	"stowage_interruption_actions_total":                 {when: untilEvent, reason: "an interruption is acted on"},
 	"stowage_aws_price_source":                           {when: untilEvent, reason: "the aws provider runs (this is the fake cloud)"},
+	"stowage_gcp_price_source":                           {when: untilEvent, reason: "the gcp provider runs (TestInstallGCPIntoControlPlane checks it)"},
 }
 
 func TestParseMetricsDoc(t *testing.T) {

@@ -3,22 +3,30 @@ package scenarios
 import (
 	"context"
 	"os"
+	"runtime"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stowage-k8s/stowage/pkg/simulate"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pricing"
 )
 
-// BenchmarkScenarios solves each scenario against the AWS catalog. Besides
-// time it reports the plan's quality, which the summary of `make bench`
-// tabulates: pods/s, $/h, the lower bound, the gap to it in percent, the
-// naive one-node-per-pod $/h, and cost relative to plain first-fit-decreasing
-// (ffd-ratio below 1 means cheaper than FFD).
+// BenchmarkScenarios solves each scenario against the AWS catalog with the
+// default pool (or the scenario's own pools). Besides time it reports the
+// plan's quality, which the summary of `make bench` tabulates: pods/s, $/h,
+// the lower bound and the gap to it in percent, the naive one-node-per-pod
+// $/h, cost relative to plain first-fit-decreasing, and, measured in the
+// same run, today's solver against the one before the LP relaxation
+// (WithLegacy): its time ratio and its cost ratio (below 1: faster,
+// cheaper). It also reports the bound's share of the solve time and the
+// peak heap of one solve.
 func BenchmarkScenarios(b *testing.B) {
 	for _, s := range All() {
 		b.Run(s.Name, func(b *testing.B) {
-			if s.Name == "diverse-100k" && os.Getenv("STOWAGE_BENCH_100K") == "" {
+			if strings.HasSuffix(s.Name, "-100k") && os.Getenv("STOWAGE_BENCH_100K") == "" {
 				b.Skip("set STOWAGE_BENCH_100K=1 (make bench does) to solve 100,000 pods")
 			}
 			set, err := s.Load()
@@ -35,8 +43,9 @@ func BenchmarkScenarios(b *testing.B) {
 			}
 			ctx := context.Background()
 			var plan *solver.Plan
+			var stats solver.Stats
 			for b.Loop() {
-				if plan, err = solver.Solve(ctx, snap); err != nil {
+				if plan, err = solver.Solve(ctx, snap, solver.WithStats(&stats)); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -50,6 +59,7 @@ func BenchmarkScenarios(b *testing.B) {
 				gap = (plan.CostPerHour - plan.LowerBoundPerHour) / plan.LowerBoundPerHour * 100
 			}
 			b.ReportMetric(gap, "gap-%")
+			b.ReportMetric(100*stats.Bound.Seconds()/stats.Total.Seconds(), "bound-%")
 			naive, _ := simulate.NaiveCost(snap, c.InstanceTypes)
 			b.ReportMetric(naive, "naive-$/h")
 			ffd, err := solver.Solve(ctx, snap, solver.WithStrategy(solver.StrategyFFD))
@@ -59,7 +69,55 @@ func BenchmarkScenarios(b *testing.B) {
 			if ffd.CostPerHour > 0 {
 				b.ReportMetric(plan.CostPerHour/ffd.CostPerHour, "ffd-ratio")
 			}
+			// Today's solver against the one before it, back to back.
+			start := time.Now()
+			legacy, err := solver.Solve(ctx, snap, solver.WithLegacy())
+			if err != nil {
+				b.Fatal(err)
+			}
+			legacyTime := time.Since(start)
+			start = time.Now()
+			if _, err := solver.Solve(ctx, snap); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(time.Since(start).Seconds()/legacyTime.Seconds(), "time-vs-legacy")
+			if legacy.CostPerHour > 0 {
+				b.ReportMetric(plan.CostPerHour/legacy.CostPerHour, "cost-vs-legacy")
+			}
+			b.ReportMetric(peakHeapMB(func() { _, _ = solver.Solve(ctx, snap) }), "peak-MB")
 			b.ReportMetric(float64(len(plan.Unschedulable)), "unschedulable")
 		})
 	}
+}
+
+// peakHeapMB runs f and samples the live heap every 5 ms, returning the
+// largest value seen less the heap before f, in MB.
+func peakHeapMB(f func()) float64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base := ms.HeapAlloc
+	peak := base
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				var s runtime.MemStats
+				runtime.ReadMemStats(&s)
+				peak = max(peak, s.HeapAlloc)
+			}
+		}
+	}()
+	f()
+	close(done)
+	wg.Wait()
+	return float64(peak-base) / 1e6
 }

@@ -65,7 +65,83 @@ func All() []Scenario {
 		fromDir("cpu-web", false),
 		generated("diverse-10k", 10_000),
 		generated("diverse-100k", 100_000),
+		{Name: "gpu-cpu-50k", GPU: true, Large: true, load: func() (*manifest.Set, error) { return &manifest.Set{Pods: GPUMix(50_000)}, nil }},
+		{Name: "gpu-cpu-100k", GPU: true, Large: true, load: func() (*manifest.Set, error) { return &manifest.Set{Pods: GPUMix(100_000)}, nil }},
 	}
+}
+
+// GPUMix generates n pods of an AI cluster: about 4% GPU pods (inference
+// replicas of 1, 2 or 4 GPUs with hostname anti-affinity or zone spread, and
+// 8-GPU training workers with hostname anti-affinity) and CPU services of many
+// sizes (100m to 8 vCPU, 1-8 GiB per vCPU) in workloads of 10-200 replicas,
+// a third spread over zones, a sixth with hostname anti-affinity. Fixed seed:
+// the same set on every run.
+func GPUMix(n int) []*corev1.Pod {
+	rng := rand.New(rand.NewPCG(5, 6))
+	pods := make([]*corev1.Pod, 0, n)
+	cpus := []int64{100, 250, 500, 750, 1000, 2000, 4000, 8000}
+	for w := 0; len(pods) < n; w++ {
+		var cpuMilli, memMi, gpus int64
+		var replicas int
+		var spec corev1.PodSpec
+		app := "svc-" + strconv.Itoa(w)
+		switch k := rng.IntN(100); {
+		case k < 6: // GPU inference
+			gpus = []int64{1, 1, 1, 2, 4}[rng.IntN(5)]
+			cpuMilli, memMi = 4000*gpus, 16384*gpus
+			replicas = 8 + rng.IntN(25)
+			app = "infer-" + strconv.Itoa(w)
+			if rng.IntN(2) == 0 {
+				spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+					RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{term(corev1.LabelHostname, app)},
+				}}
+			} else {
+				spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{spread(corev1.LabelTopologyZone, app)}
+			}
+		case k < 8: // GPU training workers
+			gpus = 8
+			cpuMilli, memMi = (32+int64(rng.IntN(4))*16)*1000, (256+int64(rng.IntN(4))*128)*1024
+			replicas = 2 + rng.IntN(7)
+			app = "train-" + strconv.Itoa(w)
+			spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+				RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{term(corev1.LabelHostname, app)},
+			}}
+		default: // CPU services
+			cpuMilli = cpus[rng.IntN(len(cpus))]
+			memMi = max(128, cpuMilli*int64(1<<rng.IntN(4))*1024/1000)
+			replicas = 10 + rng.IntN(191)
+			switch rng.IntN(6) {
+			case 0, 1:
+				spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{spread(corev1.LabelTopologyZone, app)}
+			case 2:
+				spec.Affinity = &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+					RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{term(corev1.LabelHostname, app)},
+				}}
+				replicas = min(replicas, 60)
+			}
+		}
+		requests := corev1.ResourceList{
+			corev1.ResourceCPU:    *resource.NewMilliQuantity(cpuMilli, resource.DecimalSI),
+			corev1.ResourceMemory: *resource.NewQuantity(memMi<<20, resource.BinarySI),
+		}
+		if gpus > 0 {
+			requests["nvidia.com/gpu"] = *resource.NewQuantity(gpus, resource.DecimalSI)
+		}
+		spec.Containers = []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause", Resources: corev1.ResourceRequirements{Requests: requests}}}
+		for r := 0; r < replicas && len(pods) < n; r++ {
+			name := app + "-" + strconv.Itoa(r)
+			pods = append(pods, &corev1.Pod{
+				TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+				ObjectMeta: metav1.ObjectMeta{
+					Name: name, Namespace: corev1.NamespaceDefault, UID: types.UID("default/" + name),
+					Labels: map[string]string{"app": app},
+				},
+				Spec:   *spec.DeepCopy(),
+				Status: corev1.PodStatus{Phase: corev1.PodPending},
+			})
+		}
+	}
+	return pods
 }
 
 // Diverse generates n pods in the shape of Karpenter's scheduling benchmark:

@@ -65,7 +65,7 @@ func solve(t testing.TB, s Scenario, opts ...solver.Option) *result {
 func TestScenarios(t *testing.T) {
 	for _, s := range All() {
 		t.Run(s.Name, func(t *testing.T) {
-			if s.Large && (testing.Short() || raceEnabled || s.Name == "diverse-100k") {
+			if s.Large && (testing.Short() || raceEnabled || strings.HasSuffix(s.Name, "-100k")) {
 				t.Skip("large scenario: measured by the benchmarks (and tested without -short or -race)")
 			}
 			r := solve(t, s)
@@ -320,5 +320,31 @@ func TestScenarioFilesLoad(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]int{"inference": 3, "api": 5, "trainer": 2}, count); diff != "" {
 		t.Errorf("seeds-example pods (-want +got):\n%s", diff)
+	}
+}
+
+func TestGPUMix(t *testing.T) {
+	a, b := GPUMix(5000), GPUMix(5000)
+	if len(a) != 5000 {
+		t.Fatalf("GPUMix(5000) made %d pods", len(a))
+	}
+	gpuPods, antiAffinity, zoneSpread := 0, 0, 0
+	for i := range a {
+		if diff := cmp.Diff(a[i], b[i]); diff != "" {
+			t.Fatalf("GPUMix is not deterministic at pod %d (-first +second):\n%s", i, diff)
+		}
+		if _, ok := a[i].Spec.Containers[0].Resources.Requests["nvidia.com/gpu"]; ok {
+			gpuPods++
+		}
+		if a[i].Spec.Affinity != nil {
+			antiAffinity++
+		}
+		if len(a[i].Spec.TopologySpreadConstraints) > 0 {
+			zoneSpread++
+		}
+	}
+	// About 4% GPU pods; anti-affinity and zone spread each on a good share.
+	if gpuPods < 100 || gpuPods > 500 || antiAffinity < 250 || zoneSpread < 1000 {
+		t.Errorf("GPUMix(5000): %d GPU pods, %d with anti-affinity, %d spread over zones", gpuPods, antiAffinity, zoneSpread)
 	}
 }

@@ -31,6 +31,7 @@ var (
 var (
 	_ runtime.Object = (*NodePool)(nil)
 	_ runtime.Object = (*NodeClaim)(nil)
+	_ runtime.Object = (*Commitment)(nil)
 )
 
 func addKnownTypes(s *runtime.Scheme) error {
@@ -39,6 +40,8 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&NodePoolList{},
 		&NodeClaim{},
 		&NodeClaimList{},
+		&Commitment{},
+		&CommitmentList{},
 	)
 	metav1.AddToGroupVersion(s, SchemeGroupVersion)
 	return nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -120,7 +119,7 @@ func buildGCP(o options) (*format.File, error) {
 		}
 		f.Types = append(f.Types, t)
 	}
-	sort.Slice(f.Types, func(i, j int) bool { return f.Types[i].Name < f.Types[j].Name })
+	addGCPGPUChoices(f)
 	return f, nil
 }
 

@@ -31,8 +31,13 @@ func main() {
 	flag.StringVar(&o.azurePrices, "azure-prices", "", "Azure/karpenter-provider-azure pkg/providers/pricing/zz_generated.pricing.go")
 	flag.StringVar(&o.out, "out", "pricing/data", "output directory")
 	flag.StringVar(&o.clouds, "clouds", "aws,gcp,azure", "which catalogs to rebuild (a refresh of one cloud needs only its inputs)")
+	flag.StringVar(&o.gcpGPUOnly, "gcp-gpu-only", "", "only refresh the n1 + GPU, A3 Mega, A3 Ultra and A4 rows of this GCP catalog file in place")
 	flag.StringVar(&o.today, "date", time.Now().UTC().Format(time.DateOnly), "date recorded for estimates made by this generator")
 	flag.Parse()
+	run := run
+	if o.gcpGPUOnly != "" {
+		run = refreshGCPGPUChoices
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
@@ -41,6 +46,25 @@ func main() {
 
 type options struct {
 	motoDir, awsPrices, gcpPrices, azurePrices, out, today, clouds string
+	gcpGPUOnly                                                     string
+}
+
+// refreshGCPGPUChoices rewrites the GCP GPU choices of an existing catalog
+// file, for a refresh without the upstream price file.
+func refreshGCPGPUChoices(o options) error {
+	var f format.File
+	if err := readJSON(o.gcpGPUOnly, &f); err != nil {
+		return err
+	}
+	addGCPGPUChoices(&f)
+	if err := f.Validate(o.gcpGPUOnly); err != nil {
+		return err
+	}
+	if err := write(o.gcpGPUOnly, &f, false); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s: %d types\n", o.gcpGPUOnly, len(f.Types))
+	return nil
 }
 
 func run(o options) error {

@@ -9,18 +9,24 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
 
 // columns are the metrics BenchmarkScenarios reports, in table order.
 var columns = []struct{ unit, header string }{
+	{"sec/op", "SEC/SOLVE"},
 	{"pods/s", "PODS/S"},
 	{"$/h", "$/H"},
 	{"lb-$/h", "LOWER BOUND $/H"},
 	{"gap-%", "GAP %"},
+	{"bound-%", "BOUND % OF TIME"},
 	{"naive-$/h", "NAIVE $/H"},
 	{"ffd-ratio", "VS FFD"},
+	{"time-vs-legacy", "TIME VS LEGACY"},
+	{"cost-vs-legacy", "COST VS LEGACY"},
+	{"peak-MB", "PEAK HEAP MB"},
 	{"unschedulable", "UNSCHEDULABLE"},
 }
 
@@ -67,6 +73,9 @@ func summarize(in io.Reader, out io.Writer) ([]row, error) {
 		// f[1] is the iteration count; then value-unit pairs.
 		for i := 2; i+1 < len(f); i += 2 {
 			r.metrics[f[i+1]] = f[i]
+		}
+		if ns, err := strconv.ParseFloat(r.metrics["ns/op"], 64); err == nil {
+			r.metrics["sec/op"] = strconv.FormatFloat(ns/1e9, 'f', 3, 64)
 		}
 		rows = append(rows, r)
 	}

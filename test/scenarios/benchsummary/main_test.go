@@ -24,7 +24,7 @@ PASS
 		t.Errorf("input not passed through unchanged:\n%s", out.String())
 	}
 	want := []row{{name: "seeds-example", metrics: map[string]string{
-		"ns/op": "111356", "pods/s": "89.80", "$/h": "19.09", "lb-$/h": "8.925", "gap-%": "113.9",
+		"ns/op": "111356", "sec/op": "0.000", "pods/s": "89.80", "$/h": "19.09", "lb-$/h": "8.925", "gap-%": "113.9",
 		"naive-$/h": "30.20", "ffd-ratio": "1.000", "unschedulable": "0", "B/op": "2048", "allocs/op": "12",
 	}}}
 	if diff := cmp.Diff(want, rows, cmp.AllowUnexported(row{})); diff != "" {

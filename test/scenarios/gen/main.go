@@ -2,6 +2,7 @@
 // to `stowage simulate` like any other:
 //
 //	go run ./test/scenarios/gen -pods 10000 > /tmp/diverse-10k.yaml
+//	go run ./test/scenarios/gen -mix gpu -pods 50000 > /tmp/gpu-cpu-50k.yaml
 //	stowage simulate -f /tmp/diverse-10k.yaml
 package main
 
@@ -19,14 +20,25 @@ import (
 )
 
 func main() {
-	pods := flag.Int("pods", 10_000, "number of pods (the diverse scenario: five equal kinds of constraint)")
+	pods := flag.Int("pods", 10_000, "number of pods")
+	mix := flag.String("mix", "diverse", "diverse (five equal kinds of constraint) or gpu (GPU and CPU workloads, as gpu-cpu-50k)")
 	flag.Parse()
 	if *pods <= 0 {
 		fmt.Fprintln(os.Stderr, "gen: -pods must be positive")
 		os.Exit(2)
 	}
+	var set []*corev1.Pod
+	switch *mix {
+	case "diverse":
+		set = scenarios.Diverse(*pods)
+	case "gpu":
+		set = scenarios.GPUMix(*pods)
+	default:
+		fmt.Fprintf(os.Stderr, "gen: -mix %q: want diverse or gpu\n", *mix)
+		os.Exit(2)
+	}
 	w := bufio.NewWriter(os.Stdout)
-	err := write(w, scenarios.Diverse(*pods))
+	err := write(w, set)
 	if err == nil {
 		err = w.Flush()
 	}

@@ -1,0 +1,110 @@
+// Package commitments prices the solver's input with the cluster's
+// Commitments (Savings Plans, Reserved Instances, committed use, discounts):
+// it lists them and the running on-demand machines, and lets
+// pricing.ApplyCommitments turn what is left of each into marginal offering
+// prices. Provisioning and disruption see instance types through it, so both
+// plan with the price the bill will show.
+package commitments
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pricing"
+)
+
+// InstanceTyper is the part of the cloud provider the solver's callers use.
+type InstanceTyper interface {
+	InstanceTypes(ctx context.Context, pool *v1.NodePool) ([]*cloudprovider.InstanceType, error)
+}
+
+// Pricer is an InstanceTyper whose on-demand offerings carry the cluster's
+// commitments.
+type Pricer struct {
+	cloud  InstanceTyper
+	client client.Reader
+	clock  clock.PassiveClock
+}
+
+var _ InstanceTyper = (*Pricer)(nil)
+
+// NewPricer wraps cloud; r lists Commitments and NodeClaims.
+func NewPricer(cloud InstanceTyper, r client.Reader, clk clock.PassiveClock) *Pricer {
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return &Pricer{cloud: cloud, client: r, clock: clk}
+}
+
+// InstanceTypes returns the pool's instance types priced with what each
+// commitment has left after the running machines. Without Commitments (or
+// without their CRD installed) the types are returned unchanged.
+func (p *Pricer) InstanceTypes(ctx context.Context, pool *v1.NodePool) ([]*cloudprovider.InstanceType, error) {
+	its, err := p.cloud.InstanceTypes(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	var cs v1.CommitmentList
+	if err := p.client.List(ctx, &cs); err != nil {
+		if meta.IsNoMatchError(err) {
+			return its, nil
+		}
+		return nil, fmt.Errorf("listing commitments: %w", err)
+	}
+	if len(cs.Items) == 0 {
+		return its, nil
+	}
+	running, err := Running(ctx, p.client, its)
+	if err != nil {
+		return nil, err
+	}
+	return pricing.ApplyCommitments(its, cs.Items, running, p.clock.Now()), nil
+}
+
+// Running lists the launched machines as commitments see them: labels from
+// the instance type (when types knows it), zone and capacity type, and the
+// on-demand list price (from types, else the claim's own price).
+func Running(ctx context.Context, r client.Reader, types []*cloudprovider.InstanceType) ([]pricing.Machine, error) {
+	var claims v1.NodeClaimList
+	if err := r.List(ctx, &claims); err != nil {
+		return nil, fmt.Errorf("listing nodeclaims: %w", err)
+	}
+	byName := map[string]*cloudprovider.InstanceType{}
+	for _, it := range types {
+		byName[it.Name] = it
+	}
+	var out []pricing.Machine
+	for _, c := range claims.Items {
+		s := c.Status
+		if s.InstanceType == "" || s.CapacityType == "" {
+			continue // not launched yet
+		}
+		m := pricing.Machine{InstanceType: s.InstanceType, Labels: map[string]string{}}
+		if it := byName[s.InstanceType]; it != nil {
+			for k, v := range it.Labels {
+				m.Labels[k] = v
+			}
+			for _, o := range it.Offerings {
+				if o.CapacityType == v1.CapacityTypeOnDemand && o.Zone == s.Zone && o.Commitment == "" {
+					m.ListPricePerHour = o.PricePerHour
+				}
+			}
+		}
+		if m.ListPricePerHour == 0 {
+			m.ListPricePerHour, _ = strconv.ParseFloat(s.PricePerHour, 64)
+		}
+		for k, v := range c.Labels {
+			m.Labels[k] = v
+		}
+		m.Labels[v1.LabelInstanceType], m.Labels[v1.LabelZone], m.Labels[v1.LabelCapacityType] = s.InstanceType, s.Zone, s.CapacityType
+		out = append(out, m)
+	}
+	return out, nil
+}

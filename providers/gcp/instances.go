@@ -1,0 +1,319 @@
+package gcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/compute/apiv1/computepb"
+	"google.golang.org/api/iterator"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pricing"
+)
+
+const providerIDPrefix = "gce://"
+
+// ErrInvalidProviderID is wrapped when a providerID is not gce://<project>/<zone>/<name>.
+var ErrInvalidProviderID = errors.New("invalid gce providerID")
+
+// ProviderID is the Node's spec.providerID of a VM, as GKE writes it.
+func ProviderID(project, zone, name string) string {
+	return providerIDPrefix + project + "/" + zone + "/" + name
+}
+
+// ParseProviderID returns the project, zone and name of gce://<project>/<zone>/<name>.
+func ParseProviderID(id string) (project, zone, name string, err error) {
+	parts := strings.Split(strings.TrimPrefix(id, providerIDPrefix), "/")
+	if !strings.HasPrefix(id, providerIDPrefix) || len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return "", "", "", fmt.Errorf("%w %q: want %s<project>/<zone>/<name>", ErrInvalidProviderID, id, providerIDPrefix)
+	}
+	return parts[0], parts[1], parts[2], nil
+}
+
+// liveStatus are the VM states that count as a machine.
+func live(inst *computepb.Instance) bool {
+	switch inst.GetStatus() {
+	case "PROVISIONING", "STAGING", "RUNNING", "REPAIRING", "SUSPENDING", "SUSPENDED":
+		return true
+	}
+	return false
+}
+
+// Delete implements cloudprovider.CloudProvider. A claim without a
+// providerID may still have a VM (launched, then the status write was lost):
+// it is found by its name.
+func (p *Provider) Delete(ctx context.Context, claim *v1.NodeClaim) error {
+	zone, name := "", InstanceName(claim.Name)
+	if claim.Status.ProviderID != "" {
+		var err error
+		if _, zone, name, err = ParseProviderID(claim.Status.ProviderID); err != nil {
+			return fmt.Errorf("deleting nodeclaim %s: %w", claim.Name, err)
+		}
+	} else {
+		inst, err := p.findInstance(ctx, name)
+		if err != nil {
+			return fmt.Errorf("deleting nodeclaim %s: %w", claim.Name, err)
+		}
+		if inst == nil {
+			return cloudprovider.NewNotFoundError("nodeclaim " + claim.Name)
+		}
+		zone = lastSegment(inst.GetZone())
+	}
+	op, err := p.opts.Clients.Instances.Delete(ctx, &computepb.DeleteInstanceRequest{Project: p.opts.Project, Zone: zone, Instance: name})
+	if err == nil {
+		err = wait(ctx, op)
+	}
+	if isNotFound(err) {
+		return cloudprovider.NewNotFoundError(ProviderID(p.opts.Project, zone, name))
+	}
+	if err != nil {
+		return fmt.Errorf("deleting instance %s for nodeclaim %s: %w", name, claim.Name, err)
+	}
+	return nil
+}
+
+// Get implements cloudprovider.CloudProvider.
+func (p *Provider) Get(ctx context.Context, pid string) (*v1.NodeClaim, error) {
+	project, zone, name, err := ParseProviderID(pid)
+	if err != nil {
+		return nil, err
+	}
+	inst, err := p.opts.Clients.Instances.Get(ctx, &computepb.GetInstanceRequest{Project: project, Zone: zone, Instance: name})
+	if isNotFound(err) {
+		return nil, cloudprovider.NewNotFoundError(pid)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading instance %s: %w", name, err)
+	}
+	if !live(inst) {
+		return nil, cloudprovider.NewNotFoundError(pid)
+	}
+	return p.claimFromInstance(inst, nil), nil
+}
+
+// List implements cloudprovider.CloudProvider: every live VM labelled with
+// this cluster's name.
+func (p *Provider) List(ctx context.Context) ([]*v1.NodeClaim, error) {
+	insts, err := p.listInstances(ctx, map[string]string{LabelCluster: p.labelValue})
+	if err != nil {
+		return nil, fmt.Errorf("listing instances of cluster %s: %w", p.opts.ClusterName, err)
+	}
+	out := make([]*v1.NodeClaim, 0, len(insts))
+	for _, inst := range insts {
+		out = append(out, p.claimFromInstance(inst, nil))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Status.ProviderID < out[j].Status.ProviderID })
+	return out, nil
+}
+
+// listInstances lists the region's live VMs carrying every label.
+func (p *Provider) listInstances(ctx context.Context, labels map[string]string) ([]*computepb.Instance, error) {
+	var terms []string
+	for k, v := range labels {
+		terms = append(terms, fmt.Sprintf(`labels.%s = "%s"`, k, v))
+	}
+	return p.aggregated(ctx, strings.Join(terms, " AND "))
+}
+
+func (p *Provider) aggregated(ctx context.Context, filter string) ([]*computepb.Instance, error) {
+	req := &computepb.AggregatedListInstancesRequest{Project: p.opts.Project}
+	if filter != "" {
+		req.Filter = &filter
+	}
+	var out []*computepb.Instance
+	it := p.opts.Clients.Instances.AggregatedList(ctx, req)
+	for {
+		pair, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !strings.HasPrefix(strings.TrimPrefix(pair.Key, "zones/"), p.opts.Region+"-") {
+			continue
+		}
+		for _, inst := range pair.Value.GetInstances() {
+			if live(inst) {
+				out = append(out, inst)
+			}
+		}
+	}
+}
+
+// findInstance returns the live VM named name in the region, or nil.
+func (p *Provider) findInstance(ctx context.Context, name string) (*computepb.Instance, error) {
+	insts, err := p.aggregated(ctx, fmt.Sprintf(`name = "%s"`, name))
+	if err != nil {
+		return nil, fmt.Errorf("looking for instance %s: %w", name, err)
+	}
+	for _, inst := range insts {
+		if inst.GetName() == name {
+			return inst, nil
+		}
+	}
+	return nil, nil
+}
+
+func launchRecordOf(inst *computepb.Instance) launchRecord {
+	var rec launchRecord
+	for _, it := range inst.GetMetadata().GetItems() {
+		if it.GetKey() == metaLaunch {
+			_ = json.Unmarshal([]byte(it.GetValue()), &rec)
+		}
+	}
+	return rec
+}
+
+func capacityTypeOf(inst *computepb.Instance) string {
+	switch {
+	case inst.GetScheduling().GetProvisioningModel() == "SPOT" || inst.GetScheduling().GetPreemptible():
+		return v1.CapacityTypeSpot
+	case inst.GetReservationAffinity().GetConsumeReservationType() == "SPECIFIC_RESERVATION":
+		return v1.CapacityTypeReserved
+	}
+	return v1.CapacityTypeOnDemand
+}
+
+// claimFromInstance describes a VM as a NodeClaim. With a claim, that claim
+// is copied and its status filled; otherwise one is made up from the VM's
+// labels and launch record, as List and Get return.
+func (p *Provider) claimFromInstance(inst *computepb.Instance, claim *v1.NodeClaim) *v1.NodeClaim {
+	rec := launchRecordOf(inst)
+	zone := lastSegment(inst.GetZone())
+	instanceType := rec.InstanceType
+	if instanceType == "" {
+		instanceType = lastSegment(inst.GetMachineType())
+	}
+	var out *v1.NodeClaim
+	if claim != nil {
+		out = claim.DeepCopy()
+	} else {
+		name := rec.NodeClaim
+		if name == "" {
+			name = inst.GetLabels()[LabelNodeClaim]
+		}
+		out = &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{v1.LabelNodeClaim: name}}}
+		if np := inst.GetLabels()[LabelNodePool]; np != "" {
+			out.Labels[v1.LabelNodePool] = np
+		}
+		if t, err := time.Parse(time.RFC3339Nano, inst.GetCreationTimestamp()); err == nil {
+			out.CreationTimestamp = metav1.NewTime(t)
+		}
+	}
+	out.Status.ProviderID = ProviderID(p.opts.Project, zone, inst.GetName())
+	out.Status.InstanceType = instanceType
+	out.Status.Zone = zone
+	out.Status.CapacityType = capacityTypeOf(inst)
+	out.Status.ImageID = rec.Image
+	if claim != nil {
+		for _, c := range claim.Spec.Offerings {
+			if c.InstanceType == instanceType && c.Zone == zone && c.CapacityType == out.Status.CapacityType {
+				out.Status.PricePerHour = c.PricePerHour
+			}
+		}
+	}
+	if out.Status.PricePerHour == "" {
+		if price, ok := p.price(instanceType, zone, out.Status.CapacityType); ok {
+			out.Status.PricePerHour = strconv.FormatFloat(price, 'f', -1, 64)
+		}
+	}
+	p.fillCapacity(out, instanceType)
+	return out
+}
+
+// fillCapacity sets the claim's capacity, allocatable and instance labels
+// from the catalog, when the type is known.
+func (p *Provider) fillCapacity(claim *v1.NodeClaim, instanceType string) {
+	if claim.Labels == nil {
+		claim.Labels = map[string]string{}
+	}
+	claim.Labels[v1.LabelInstanceType] = instanceType
+	claim.Labels[v1.LabelZone] = claim.Status.Zone
+	claim.Labels[v1.LabelCapacityType] = claim.Status.CapacityType
+	it := p.lookupType(instanceType)
+	if it == nil {
+		return
+	}
+	maps.Copy(claim.Labels, it.Labels)
+	claim.Status.Capacity = it.Capacity.DeepCopy()
+	claim.Status.Allocatable = it.Allocatable()
+}
+
+func (p *Provider) lookupType(name string) *cloudprovider.InstanceType {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, it := range p.types {
+		if it.Name == name {
+			return it
+		}
+	}
+	if p.staticCatalog != nil {
+		if it, ok := lookupStatic(p.staticCatalog, name); ok {
+			return it
+		}
+	}
+	return nil
+}
+
+func lookupStatic(c *pricing.Catalog, name string) (*cloudprovider.InstanceType, bool) {
+	return pricing.Lookup(c, name)
+}
+
+// price is the current hourly price of one offering, as InstanceTypes offers it.
+func (p *Provider) price(instanceType, zone, capacityType string) (float64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ct := capacityType
+	if ct == v1.CapacityTypeReserved {
+		ct = v1.CapacityTypeOnDemand
+	}
+	var price float64
+	var ok bool
+	if s, found := p.shapes[instanceType]; found {
+		price, _, ok = p.offeringPriceLocked(s, zone, ct)
+	} else {
+		price, ok = p.staticPriceLocked(cloudprovider.OfferingID{InstanceType: instanceType, Zone: zone, CapacityType: ct})
+	}
+	if ok && capacityType == v1.CapacityTypeReserved {
+		price /= reservedPriceDivisor
+	}
+	return price, ok
+}
+
+// Machine is what the kubelet certificate approver checks a CSR against:
+// a live VM of this cluster and its addresses.
+type Machine struct {
+	Name      string
+	Addresses []string // internal and external IPs
+}
+
+// OwnMachine returns the live VM named name if Stowage launched it for this
+// cluster, else nil.
+func (p *Provider) OwnMachine(ctx context.Context, name string) (*Machine, error) {
+	inst, err := p.findInstance(ctx, name)
+	if err != nil || inst == nil || inst.GetLabels()[LabelCluster] != p.labelValue || launchRecordOf(inst).NodeClaim == "" {
+		return nil, err
+	}
+	m := &Machine{Name: inst.GetName()}
+	for _, ni := range inst.GetNetworkInterfaces() {
+		if ip := ni.GetNetworkIP(); ip != "" {
+			m.Addresses = append(m.Addresses, ip)
+		}
+		for _, ac := range ni.GetAccessConfigs() {
+			if ip := ac.GetNatIP(); ip != "" {
+				m.Addresses = append(m.Addresses, ip)
+			}
+		}
+	}
+	return m, nil
+}
