@@ -253,8 +253,9 @@ func TestAWSOnMoto(t *testing.T) {
 		if err := e.c.Get(ctx, client.ObjectKeyFromObject(typo), got); err != nil {
 			t.Fatal(err)
 		}
-		got.Spec.SubnetSelectorTerms = []awsv1.SelectorTerm{{ID: e.subnet}}
-		if err := e.c.Update(ctx, got); err != nil {
+		fixed := got.DeepCopy()
+		fixed.Spec.SubnetSelectorTerms = []awsv1.SelectorTerm{{ID: e.subnet}}
+		if err := e.c.Patch(ctx, fixed, client.MergeFrom(got)); err != nil {
 			t.Fatal(err)
 		}
 		awsWaitReady(t, e.c, typo.Name, true)
