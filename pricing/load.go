@@ -36,6 +36,9 @@ var (
 
 const gpusFile = "pricing/data/gpus.json"
 
+// ResourceEFA is the extended resource the AWS EFA device plugin advertises.
+const ResourceEFA corev1.ResourceName = "vpc.amazonaws.com/efa"
+
 // ErrUnknownCatalog is returned by Load for a name not in Names().
 var ErrUnknownCatalog = errors.New("unknown catalog")
 
@@ -143,7 +146,11 @@ func buildInstanceType(f *format.File, t *format.Type) (*cloudprovider.InstanceT
 			corev1.ResourcePods:             *resource.NewQuantity(int64(maxPods), resource.DecimalSI),
 			corev1.ResourceEphemeralStorage: d.ephemeralStorage.DeepCopy(),
 		},
-		Overhead: overhead(f.Cloud, t.VCPU, t.MemoryMiB, maxPods),
+		Overhead:  overhead(f.Cloud, t.VCPU, t.MemoryMiB, maxPods),
+		Placement: t.Placement,
+	}
+	if t.EFA > 0 {
+		it.Capacity[ResourceEFA] = *resource.NewQuantity(int64(t.EFA), resource.DecimalSI)
 	}
 	if g := t.GPU; g != nil {
 		res, ok := GPUResourceName(g.Manufacturer)
@@ -209,6 +216,7 @@ func copyInstanceType(it *cloudprovider.InstanceType) cloudprovider.InstanceType
 		Labels:    maps.Clone(it.Labels),
 		Capacity:  it.Capacity.DeepCopy(),
 		Offerings: slices.Clone(it.Offerings),
+		Placement: it.Placement,
 		Overhead: cloudprovider.Overhead{
 			KubeReserved:      it.Overhead.KubeReserved.DeepCopy(),
 			SystemReserved:    it.Overhead.SystemReserved.DeepCopy(),

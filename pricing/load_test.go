@@ -389,3 +389,37 @@ func TestFractionalGPUsAreLabelled(t *testing.T) {
 		}
 	}
 }
+
+// TestAWSTrainingFacts: the built-in AWS catalog says which types take EFA
+// interfaces and cluster placement groups, as DescribeInstanceTypes does.
+func TestAWSTrainingFacts(t *testing.T) {
+	c, err := pricing.Load("aws/us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		efa       int64
+		placement bool
+	}{
+		{"p5.48xlarge", 32, true},
+		{"p5en.48xlarge", 16, true},
+		{"p4d.24xlarge", 4, true},
+		{"g5.xlarge", 0, true},
+		{"t3.micro", 0, false}, // burstable types cannot join a cluster placement group
+	}
+	for _, tt := range tests {
+		it, ok := pricing.Lookup(c, tt.name)
+		if !ok {
+			t.Fatalf("%s missing", tt.name)
+		}
+		q := it.Capacity[pricing.ResourceEFA]
+		if q.Value() != tt.efa || it.Placement != tt.placement {
+			t.Errorf("%s: efa %d placement %v, want %d %v", tt.name, q.Value(), it.Placement, tt.efa, tt.placement)
+		}
+	}
+	// DeepCopy keeps them.
+	if it, _ := pricing.Lookup(c.DeepCopy(), "p5.48xlarge"); !it.Placement {
+		t.Error("DeepCopy dropped Placement")
+	}
+}

@@ -92,3 +92,10 @@ func gkeReservedMemory(memoryMiB int64, _ int) int64 {
 func aksReservedMemory(memoryMiB int64, maxPods int) int64 {
 	return min(50+20*int64(maxPods), memoryMiB/4)
 }
+
+// Overhead is what the kubelet keeps back on a node of this shape with the
+// cloud's defaults; providers start from it when a node class changes max
+// pods or reservations.
+func Overhead(cloud string, vcpu int, memoryMiB int64, maxPods int) cloudprovider.Overhead {
+	return overhead(cloud, vcpu, memoryMiB, maxPods)
+}

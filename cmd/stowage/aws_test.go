@@ -2,8 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -42,17 +51,39 @@ func TestAWSCatalogFromEndpoint(t *testing.T) {
 	}
 }
 
-func TestAWSControllerOptionsNeedRegion(t *testing.T) {
-	if _, err := awsOperatorOptions(context.Background(), "test", awsFlags{}); err == nil {
-		t.Fatal("want an error naming --aws-region")
+func TestAWSControllerOptionsNeedRegionAndJoinSettings(t *testing.T) {
+	if _, err := awsOperatorOptions(context.Background(), "test", awsFlags{}); err == nil || !strings.Contains(err.Error(), "--aws-region") {
+		t.Fatalf("err = %v, want one naming --aws-region", err)
 	}
-	opts, err := awsOperatorOptions(context.Background(), "test", awsFlags{region: "us-east-1", endpoint: "http://127.0.0.1:1"})
+	_, err := awsOperatorOptions(context.Background(), "prod", awsFlags{region: "us-east-1", endpoint: "http://127.0.0.1:1"})
+	for _, want := range []string{"aws eks describe-cluster --name prod", "--aws-cluster-endpoint: missing", "--aws-cluster-ca-bundle: missing", "--aws-cluster-cidr: missing"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want it to contain %q", err, want)
+		}
+	}
+	opts, err := awsOperatorOptions(context.Background(), "test", awsFlags{region: "us-east-1", endpoint: "http://127.0.0.1:1",
+		clusterEndpoint: "https://k8s.example", clusterCABundle: testCABundle(t), clusterCIDR: "10.100.0.0/16"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(opts) != 2 {
-		t.Errorf("got %d operator options, want the provider and the EC2NodeClass controller", len(opts))
+	if len(opts) != 3 {
+		t.Errorf("got %d operator options, want the provider, the EC2NodeClass and the topology controllers", len(opts))
 	}
+}
+
+// testCABundle is base64 of a self-signed PEM certificate.
+func testCABundle(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
 func TestAWSFlags(t *testing.T) {
@@ -67,5 +98,29 @@ func TestAWSFlags(t *testing.T) {
 		clusterEndpoint: "https://k8s", clusterCABundle: "Q0E=", clusterCIDR: "10.100.0.0/16"}
 	if f != want {
 		t.Errorf("flags = %+v, want %+v", f, want)
+	}
+}
+
+func TestAWSIAMPolicyCommand(t *testing.T) {
+	out, err := run(t, "aws", "iam-policy", "--cluster-name", "prod-eks", "--account", "111122223333", "--region", "eu-west-1",
+		"--node-role-arn", "arn:aws:iam::111122223333:role/eks-nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"aws:ResourceTag/stowage.dev/cluster": "prod-eks"`, `"arn:aws:sqs:eu-west-1:111122223333:stowage-prod-eks"`,
+		`"arn:aws:iam::111122223333:role/eks-nodes"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("policy lacks %s", want)
+		}
+	}
+	if strings.Contains(out, "${") {
+		t.Error("rendered policy still has placeholders")
+	}
+	if _, err := run(t, "aws", "iam-policy", "--cluster-name", "prod-eks"); err == nil || !strings.Contains(err.Error(), "--account") {
+		t.Errorf("err = %v, want one naming --account", err)
+	}
+	tmpl, err := run(t, "aws", "iam-policy", "--template")
+	if err != nil || !strings.Contains(tmpl, "${CLUSTER}") {
+		t.Errorf("--template = %v, %v; want the placeholders", tmpl[:min(len(tmpl), 40)], err)
 	}
 }

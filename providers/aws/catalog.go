@@ -29,6 +29,10 @@ type shape struct {
 	CurrentGeneration bool
 	Spot              bool // sold as spot
 	Zones             []string
+	// EFA is how many EFA interfaces the type takes (one per network card).
+	EFA int
+	// Placement: the type can launch into a cluster placement group.
+	Placement bool
 }
 
 // shapeGPU is a shape's accelerators (GPUs, or Neuron devices with manufacturer "aws").
@@ -108,6 +112,12 @@ func shapeOf(info *ec2types.InstanceTypeInfo) (shape, bool) {
 		MaxPods:           maxPods(info),
 		CurrentGeneration: aws.ToBool(info.CurrentGeneration),
 		Spot:              slices.Contains(info.SupportedUsageClasses, ec2types.UsageClassTypeSpot),
+	}
+	if n := info.NetworkInfo; n != nil && aws.ToBool(n.EfaSupported) && n.EfaInfo != nil {
+		s.EFA = int(aws.ToInt32(n.EfaInfo.MaximumEfaInterfaces))
+	}
+	if pg := info.PlacementGroupInfo; pg != nil {
+		s.Placement = slices.Contains(pg.SupportedStrategies, ec2types.PlacementGroupStrategyCluster)
 	}
 	return s, s.VCPU > 0 && s.MemoryMiB > 0
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/pricing"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 )
 
 // ClientConfig says where the AWS clients talk to.
@@ -28,6 +29,7 @@ type Clients struct {
 	IAM     *iam.Client
 	Pricing *pricing.Client
 	SQS     *sqs.Client
+	SSM     *ssm.Client
 }
 
 // NewClients loads the default credential chain (environment, IRSA or EKS
@@ -53,6 +55,7 @@ func NewClients(ctx context.Context, cc ClientConfig) (*Clients, error) {
 		// The Price List API has endpoints in three regions only.
 		Pricing: pricing.NewFromConfig(cfg, func(o *pricing.Options) { o.Region = PricingRegion(cc.Region) }),
 		SQS:     sqs.NewFromConfig(cfg),
+		SSM:     ssm.NewFromConfig(cfg),
 	}, nil
 }
 

@@ -3,6 +3,7 @@ package aws
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -33,24 +34,29 @@ type fakeEC2 struct {
 	// errs fails whole calls by method name.
 	errs map[string]error
 
-	templates map[string]*ec2types.RequestLaunchTemplateData
-	instances map[string]*ec2types.Instance
-	byToken   map[string]*ec2.CreateFleetOutput
-	fleets    []*ec2.CreateFleetInput
-	calls     map[string]int
-	next      int
+	templates    map[string]*ec2types.RequestLaunchTemplateData
+	templateTags map[string][]ec2types.Tag
+	groups       map[string][]ec2types.Tag // placement groups and their tags
+	instances    map[string]*ec2types.Instance
+	byToken      map[string]*ec2.CreateFleetOutput
+	fleets       []*ec2.CreateFleetInput
+	topology     map[string][]string // instance ID -> network nodes
+	calls        map[string]int
+	next         int
 }
 
 func newFakeEC2() *fakeEC2 {
 	return &fakeEC2{
-		offerings:   map[string][]string{},
-		subnetZones: map[string]string{},
-		noCapacity:  map[string]string{},
-		errs:        map[string]error{},
-		templates:   map[string]*ec2types.RequestLaunchTemplateData{},
-		instances:   map[string]*ec2types.Instance{},
-		byToken:     map[string]*ec2.CreateFleetOutput{},
-		calls:       map[string]int{},
+		offerings:    map[string][]string{},
+		subnetZones:  map[string]string{},
+		noCapacity:   map[string]string{},
+		errs:         map[string]error{},
+		templates:    map[string]*ec2types.RequestLaunchTemplateData{},
+		templateTags: map[string][]ec2types.Tag{},
+		groups:       map[string][]ec2types.Tag{},
+		instances:    map[string]*ec2types.Instance{},
+		byToken:      map[string]*ec2.CreateFleetOutput{},
+		calls:        map[string]int{},
 	}
 }
 
@@ -152,7 +158,14 @@ func (f *fakeEC2) DescribeLaunchTemplates(_ context.Context, in *ec2.DescribeLau
 		if _, ok := f.templates[n]; !ok {
 			return nil, apiError(codeLaunchTemplateNotFound)
 		}
-		out.LaunchTemplates = append(out.LaunchTemplates, ec2types.LaunchTemplate{LaunchTemplateName: aws.String(n)})
+	}
+	for _, n := range slices.Sorted(maps.Keys(f.templates)) {
+		if len(in.LaunchTemplateNames) > 0 && !slices.Contains(in.LaunchTemplateNames, n) {
+			continue
+		}
+		if tagsMatch(f.templateTags[n], in.Filters) {
+			out.LaunchTemplates = append(out.LaunchTemplates, ec2types.LaunchTemplate{LaunchTemplateName: aws.String(n), Tags: f.templateTags[n]})
+		}
 	}
 	return out, nil
 }
@@ -168,7 +181,114 @@ func (f *fakeEC2) CreateLaunchTemplate(_ context.Context, in *ec2.CreateLaunchTe
 		return nil, apiError(codeLaunchTemplateAlreadyExists)
 	}
 	f.templates[name] = in.LaunchTemplateData
+	for _, ts := range in.TagSpecifications {
+		f.templateTags[name] = append(f.templateTags[name], ts.Tags...)
+	}
 	return &ec2.CreateLaunchTemplateOutput{}, nil
+}
+
+func (f *fakeEC2) DeleteLaunchTemplate(_ context.Context, in *ec2.DeleteLaunchTemplateInput, _ ...func(*ec2.Options)) (*ec2.DeleteLaunchTemplateOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("DeleteLaunchTemplate"); err != nil {
+		return nil, err
+	}
+	name := aws.ToString(in.LaunchTemplateName)
+	if _, ok := f.templates[name]; !ok {
+		return nil, apiError(codeLaunchTemplateNotFound)
+	}
+	delete(f.templates, name)
+	delete(f.templateTags, name)
+	return &ec2.DeleteLaunchTemplateOutput{}, nil
+}
+
+func (f *fakeEC2) CreatePlacementGroup(_ context.Context, in *ec2.CreatePlacementGroupInput, _ ...func(*ec2.Options)) (*ec2.CreatePlacementGroupOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("CreatePlacementGroup"); err != nil {
+		return nil, err
+	}
+	name := aws.ToString(in.GroupName)
+	if _, ok := f.groups[name]; ok {
+		return nil, apiError(codePlacementGroupDuplicate)
+	}
+	if in.Strategy != ec2types.PlacementStrategyCluster {
+		return nil, apiError("InvalidParameterValue")
+	}
+	var tags []ec2types.Tag
+	for _, ts := range in.TagSpecifications {
+		tags = append(tags, ts.Tags...)
+	}
+	f.groups[name] = tags
+	return &ec2.CreatePlacementGroupOutput{}, nil
+}
+
+func (f *fakeEC2) DescribePlacementGroups(_ context.Context, in *ec2.DescribePlacementGroupsInput, _ ...func(*ec2.Options)) (*ec2.DescribePlacementGroupsOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("DescribePlacementGroups"); err != nil {
+		return nil, err
+	}
+	out := &ec2.DescribePlacementGroupsOutput{}
+	for _, n := range slices.Sorted(maps.Keys(f.groups)) {
+		if tagsMatch(f.groups[n], in.Filters) {
+			out.PlacementGroups = append(out.PlacementGroups, ec2types.PlacementGroup{GroupName: aws.String(n), Strategy: ec2types.PlacementStrategyCluster, Tags: f.groups[n]})
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeEC2) DeletePlacementGroup(_ context.Context, in *ec2.DeletePlacementGroupInput, _ ...func(*ec2.Options)) (*ec2.DeletePlacementGroupOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("DeletePlacementGroup"); err != nil {
+		return nil, err
+	}
+	name := aws.ToString(in.GroupName)
+	if _, ok := f.groups[name]; !ok {
+		return nil, apiError(codePlacementGroupUnknown)
+	}
+	for _, inst := range f.instances {
+		if inst.Placement != nil && aws.ToString(inst.Placement.GroupName) == name && inst.State.Name != ec2types.InstanceStateNameTerminated {
+			return nil, apiError(codePlacementGroupInUse)
+		}
+	}
+	delete(f.groups, name)
+	return &ec2.DeletePlacementGroupOutput{}, nil
+}
+
+func (f *fakeEC2) DescribeInstanceTopology(_ context.Context, in *ec2.DescribeInstanceTopologyInput, _ ...func(*ec2.Options)) (*ec2.DescribeInstanceTopologyOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.call("DescribeInstanceTopology"); err != nil {
+		return nil, err
+	}
+	if len(in.InstanceIds) > maxTopologyIDs {
+		return nil, apiError("InvalidParameterValue")
+	}
+	out := &ec2.DescribeInstanceTopologyOutput{}
+	for _, id := range in.InstanceIds {
+		if nodes, ok := f.topology[id]; ok {
+			out.Instances = append(out.Instances, ec2types.InstanceTopology{InstanceId: aws.String(id), NetworkNodes: nodes})
+		}
+	}
+	return out, nil
+}
+
+// tagsMatch applies tag:<key> filters.
+func tagsMatch(tags []ec2types.Tag, filters []ec2types.Filter) bool {
+	for _, flt := range filters {
+		key, ok := strings.CutPrefix(aws.ToString(flt.Name), "tag:")
+		if !ok {
+			continue
+		}
+		if !slices.ContainsFunc(tags, func(t ec2types.Tag) bool {
+			return aws.ToString(t.Key) == key && slices.Contains(flt.Values, aws.ToString(t.Value))
+		}) {
+			return false
+		}
+	}
+	return true
 }
 
 func lifecycleOf(in *ec2.CreateFleetInput) string {
@@ -192,20 +312,34 @@ func (f *fakeEC2) CreateFleet(_ context.Context, in *ec2.CreateFleetInput, _ ...
 	if out, ok := f.byToken[token]; ok {
 		return out, nil
 	}
-	lt := f.templates[aws.ToString(in.LaunchTemplateConfigs[0].LaunchTemplateSpecification.LaunchTemplateName)]
-	if lt == nil {
-		return nil, apiError("InvalidLaunchTemplateName.NotFoundException")
+	type override struct {
+		ec2types.FleetLaunchTemplateOverridesRequest
+		lt *ec2types.RequestLaunchTemplateData
 	}
-	overrides := slices.Clone(in.LaunchTemplateConfigs[0].Overrides)
-	slices.SortStableFunc(overrides, func(a, b ec2types.FleetLaunchTemplateOverridesRequest) int {
+	var overrides []override
+	for _, cfg := range in.LaunchTemplateConfigs {
+		lt := f.templates[aws.ToString(cfg.LaunchTemplateSpecification.LaunchTemplateName)]
+		if lt == nil {
+			return nil, apiError(codeLaunchTemplateNotFound)
+		}
+		for _, o := range cfg.Overrides {
+			if o.Placement != nil && o.Placement.GroupName != nil {
+				if _, ok := f.groups[aws.ToString(o.Placement.GroupName)]; !ok {
+					return nil, apiError(codePlacementGroupUnknown)
+				}
+			}
+			overrides = append(overrides, override{o, lt})
+		}
+	}
+	slices.SortStableFunc(overrides, func(a, b override) int {
 		return int(aws.ToFloat64(a.Priority) - aws.ToFloat64(b.Priority))
 	})
-	lifecycle := lifecycleOf(in)
-	if lt.CapacityReservationSpecification != nil {
-		lifecycle = "reserved"
-	}
 	out := &ec2.CreateFleetOutput{FleetId: aws.String(fmt.Sprintf("fleet-%d", len(f.fleets)))}
 	for _, o := range overrides {
+		lifecycle := lifecycleOf(in)
+		if r := o.lt.CapacityReservationSpecification; r != nil && r.CapacityReservationTarget != nil {
+			lifecycle = "reserved"
+		}
 		zone := f.subnetZones[aws.ToString(o.SubnetId)]
 		key := fmt.Sprintf("%s/%s/%s", o.InstanceType, zone, lifecycle)
 		resp := &ec2types.LaunchTemplateAndOverridesResponse{Overrides: &ec2types.FleetLaunchTemplateOverrides{
@@ -217,16 +351,26 @@ func (f *fakeEC2) CreateFleet(_ context.Context, in *ec2.CreateFleetInput, _ ...
 		f.next++
 		id := fmt.Sprintf("i-%017d", f.next)
 		inst := &ec2types.Instance{
-			InstanceId: aws.String(id), InstanceType: o.InstanceType, ImageId: o.ImageId,
+			InstanceId: aws.String(id), InstanceType: o.InstanceType, ImageId: o.ImageId, SubnetId: o.SubnetId,
 			Placement:  &ec2types.Placement{AvailabilityZone: aws.String(zone)},
 			State:      &ec2types.InstanceState{Name: ec2types.InstanceStateNameRunning},
 			LaunchTime: aws.Time(time.Unix(1_800_000_000, 0)),
 		}
+		if o.Placement != nil {
+			inst.Placement.GroupName = o.Placement.GroupName
+		}
+		groups := o.lt.SecurityGroupIds
+		if len(o.lt.NetworkInterfaces) > 0 {
+			groups = o.lt.NetworkInterfaces[0].Groups
+		}
+		for _, g := range groups {
+			inst.SecurityGroups = append(inst.SecurityGroups, ec2types.GroupIdentifier{GroupId: aws.String(g)})
+		}
 		if lifecycle == "spot" {
 			inst.InstanceLifecycle = ec2types.InstanceLifecycleTypeSpot
 		}
-		if r := lt.CapacityReservationSpecification; r != nil {
-			inst.CapacityReservationId = r.CapacityReservationTarget.CapacityReservationId
+		if lifecycle == "reserved" {
+			inst.CapacityReservationId = o.lt.CapacityReservationSpecification.CapacityReservationTarget.CapacityReservationId
 		}
 		for _, ts := range in.TagSpecifications {
 			if ts.ResourceType == ec2types.ResourceTypeInstance {

@@ -63,6 +63,16 @@ func (p *Provider) Delete(ctx context.Context, claim *v1.NodeClaim) error {
 	if err != nil {
 		return fmt.Errorf("deleting nodeclaim %s: %w", claim.Name, err)
 	}
+	// The IAM policy lets the controller terminate only machines tagged with
+	// its cluster; the same check here keeps a claim that names another
+	// cluster's machine (a copied Node, a hand-edited status) from trying,
+	// even under a broader policy.
+	if err := p.checkOwned(ctx, id); err != nil {
+		if cloudprovider.IsNotFound(err) {
+			return cloudprovider.NewNotFoundError(claim.Status.ProviderID)
+		}
+		return fmt.Errorf("deleting nodeclaim %s: %w", claim.Name, err)
+	}
 	out, err := p.opts.EC2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{id}})
 	if err != nil {
 		if errorCode(err) == codeInstanceNotFound {
@@ -74,6 +84,30 @@ func (p *Provider) Delete(ctx context.Context, claim *v1.NodeClaim) error {
 		if aws.ToString(c.InstanceId) == id && c.PreviousState != nil && c.PreviousState.Name == ec2types.InstanceStateNameTerminated {
 			return cloudprovider.NewNotFoundError(claim.Status.ProviderID)
 		}
+	}
+	return nil
+}
+
+// ErrForeignInstance is wrapped when a claim names an instance this
+// cluster's Stowage did not launch.
+var ErrForeignInstance = errors.New("instance belongs to another cluster")
+
+// checkOwned returns nil when the instance carries this cluster's tag, a
+// NotFoundError when it is gone, and ErrForeignInstance otherwise.
+func (p *Provider) checkOwned(ctx context.Context, id string) error {
+	out, err := p.opts.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		if errorCode(err) == codeInstanceNotFound {
+			return cloudprovider.NewNotFoundError(id)
+		}
+		return fmt.Errorf("describing %s: %w", id, err)
+	}
+	inst := firstInstance(out, id)
+	if inst == nil || inst.State != nil && inst.State.Name == ec2types.InstanceStateNameTerminated {
+		return cloudprovider.NewNotFoundError(id)
+	}
+	if owner := tagValue(inst.Tags, TagCluster); owner != p.opts.ClusterName {
+		return fmt.Errorf("%w: %s is tagged %s=%q, this is cluster %q; not terminating it", ErrForeignInstance, id, TagCluster, owner, p.opts.ClusterName)
 	}
 	return nil
 }

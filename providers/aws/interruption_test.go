@@ -3,6 +3,7 @@ package aws
 import (
 	"context"
 	"errors"
+	"github.com/go-logr/logr"
 	"testing"
 	"time"
 
@@ -150,7 +151,7 @@ func TestInterruptionSourceLeavesMessageWhenLookupFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.handle(context.Background(), discardLogger(), q.queue[0], nil)
+	src.handle(context.Background(), logr.Discard(), q.queue[0], nil)
 	if n := len(q.Deleted()); n != 0 {
 		t.Errorf("deleted %d messages; a transient failure must leave the message for redelivery", n)
 	}

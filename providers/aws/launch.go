@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -15,11 +14,13 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pricing"
 	awsv1 "github.com/stowage-k8s/stowage/providers/aws/apis/v1"
 )
 
@@ -35,12 +36,31 @@ const (
 // maxClientTokenLen is EC2's limit on idempotency tokens.
 const maxClientTokenLen = 64
 
-// defaultRootVolume is the root volume when a node class sets none: GPU
-// images, container layers and model weights outgrow the AMI default.
-var defaultRootVolume = awsv1.BlockDeviceMapping{
-	DeviceName: "/dev/xvda",
-	EBS:        awsv1.BlockDevice{VolumeSize: "100Gi", VolumeType: "gp3", Encrypted: aws.Bool(true), DeleteOnTermination: aws.Bool(true)},
-	RootVolume: true,
+// ResourceEFA is the extended resource the EFA device plugin advertises.
+const ResourceEFA corev1.ResourceName = "vpc.amazonaws.com/efa"
+
+// defaultVolumeSize is the volume that holds container images and pod
+// storage when a node class sets none: GPU images, container layers and
+// model weights outgrow the AMI default.
+const defaultVolumeSize = "100Gi"
+
+// volumes are the node class's volumes, or the family's defaults: AL2023
+// and custom images keep everything on /dev/xvda; Bottlerocket boots from a
+// small OS volume and keeps containers on a data volume, /dev/xvdb.
+func volumes(nc *awsv1.EC2NodeClass) []awsv1.BlockDeviceMapping {
+	if len(nc.Spec.BlockDeviceMappings) > 0 {
+		return nc.Spec.BlockDeviceMappings
+	}
+	ebs := func(size string) awsv1.BlockDevice {
+		return awsv1.BlockDevice{VolumeSize: size, VolumeType: "gp3", Encrypted: aws.Bool(true), DeleteOnTermination: aws.Bool(true)}
+	}
+	if nc.Family() == awsv1.AMIFamilyBottlerocket {
+		return []awsv1.BlockDeviceMapping{
+			{DeviceName: "/dev/xvda", EBS: ebs("4Gi")},
+			{DeviceName: "/dev/xvdb", EBS: ebs(defaultVolumeSize), RootVolume: true},
+		}
+	}
+	return []awsv1.BlockDeviceMapping{{DeviceName: "/dev/xvda", EBS: ebs(defaultVolumeSize), RootVolume: true}}
 }
 
 // Create implements cloudprovider.CloudProvider. It tries the claim's
@@ -55,9 +75,6 @@ func (p *Provider) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeCla
 	if err != nil {
 		return nil, fmt.Errorf("launching nodeclaim %s: %w", claim.Name, err)
 	}
-	if err := launchable(nc); err != nil {
-		return nil, fmt.Errorf("launching nodeclaim %s: %w", claim.Name, err)
-	}
 	// A crash between CreateFleet and the status write leaves a tagged
 	// instance behind; adopt it rather than launching a second one.
 	if existing, err := p.findClaimInstance(ctx, claim.Name); err != nil {
@@ -65,6 +82,10 @@ func (p *Provider) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeCla
 	} else if existing != nil {
 		logger.V(1).Info("found the instance an earlier launch made", "instance", aws.ToString(existing.InstanceId))
 		return p.claimFromInstance(existing, claim), nil
+	}
+	// Nothing is bought for a node class that cannot launch working nodes.
+	if err := launchable(nc); err != nil {
+		return nil, fmt.Errorf("launching nodeclaim %s: %w", claim.Name, err)
 	}
 	p.refresh(ctx)
 
@@ -106,8 +127,16 @@ func ids(in []cloudprovider.OfferingID) []string {
 	return out
 }
 
-// launchable says what a node class still lacks before it can launch.
+// launchable says why a node class cannot launch: its Ready condition is
+// False or describes an older spec, or its status lacks what a launch needs.
 func launchable(nc *awsv1.EC2NodeClass) error {
+	ready := nc.ReadyCondition()
+	switch {
+	case ready == nil:
+		return fmt.Errorf("%w: EC2NodeClass %s has not been resolved since its last change (generation %d)", ErrNodeClassNotReady, nc.Name, nc.Generation)
+	case ready.Status != metav1.ConditionTrue:
+		return fmt.Errorf("%w: EC2NodeClass %s: %s", ErrNodeClassNotReady, nc.Name, ready.Message)
+	}
 	var missing []string
 	if len(nc.Status.Subnets) == 0 {
 		missing = append(missing, "subnets")
@@ -162,18 +191,30 @@ type groupResult struct {
 	stillUnavailable []cloudprovider.OfferingID
 }
 
+// fleetConfig is one launch template and the overrides launched from it.
+type fleetConfig struct {
+	efa       int
+	template  string
+	overrides []ec2types.FleetLaunchTemplateOverridesRequest
+}
+
 func (p *Provider) launchGroup(ctx context.Context, claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, g *offeringGroup) (groupResult, error) {
 	var res groupResult
 	if g.capacityType == v1.CapacityTypeReserved && g.reservationID == "" {
 		return res, fmt.Errorf("reserved offerings need a reservationID (offering %s)", cloudprovider.ChoiceID(g.choices[0]))
 	}
 	block := p.isCapacityBlock(g.reservationID)
-	lt, err := p.ensureLaunchTemplate(ctx, claim, nc, g.reservationID, block)
-	if err != nil {
-		return res, err
+	placementGroup := ""
+	if claim.Spec.Placement != nil {
+		name, err := p.ensurePlacementGroup(ctx, claim.Spec.Placement.Group)
+		if err != nil {
+			return res, err
+		}
+		placementGroup = name
 	}
 	subnetZone := map[string]string{}
-	var overrides []ec2types.FleetLaunchTemplateOverridesRequest
+	images := map[string]string{} // instance type -> image sent
+	configs := map[int]*fleetConfig{}
 	var skipped []error
 	var tried []cloudprovider.OfferingID
 	for i, c := range g.choices {
@@ -185,51 +226,49 @@ func (p *Provider) launchGroup(ctx context.Context, claim *v1.NodeClaim, nc *aws
 		ami, ok := p.amiFor(nc, c.InstanceType)
 		if !ok {
 			// Other types of the group may still launch.
-			skipped = append(skipped, fmt.Errorf("EC2NodeClass %s has no image for %s (architecture)", nc.Name, c.InstanceType))
+			skipped = append(skipped, fmt.Errorf("EC2NodeClass %s has no image for %s (architecture or accelerator variant)", nc.Name, c.InstanceType))
 			continue
 		}
+		facts := p.typeFacts(c.InstanceType)
+		efa := 0
+		if wantsEFA(nc, claim) {
+			efa = facts.efa
+		}
+		var placement *ec2types.Placement
+		if placementGroup != "" && facts.placement {
+			placement = &ec2types.Placement{GroupName: aws.String(placementGroup)}
+		}
+		cfg := configs[efa]
+		if cfg == nil {
+			cfg = &fleetConfig{efa: efa}
+			configs[efa] = cfg
+		}
 		tried = append(tried, id)
+		images[c.InstanceType] = ami
 		for _, s := range nc.Status.Subnets {
 			if s.Zone != c.Zone {
 				continue
 			}
 			subnetZone[s.ID] = s.Zone
-			overrides = append(overrides, ec2types.FleetLaunchTemplateOverridesRequest{
+			cfg.overrides = append(cfg.overrides, ec2types.FleetLaunchTemplateOverridesRequest{
 				InstanceType: ec2types.InstanceType(c.InstanceType),
 				SubnetId:     aws.String(s.ID),
 				ImageId:      aws.String(ami),
 				Priority:     aws.Float64(float64(g.priorities[i])),
+				Placement:    placement,
 			})
 		}
 	}
-	if len(overrides) == 0 {
+	var order []*fleetConfig
+	for _, efa := range slices.Sorted(maps.Keys(configs)) {
+		if cfg := configs[efa]; len(cfg.overrides) > 0 {
+			order = append(order, cfg)
+		}
+	}
+	if len(order) == 0 {
 		return res, errors.Join(skipped...)
 	}
-	in := &ec2.CreateFleetInput{
-		Type:        ec2types.FleetTypeInstant,
-		ClientToken: aws.String(fleetClientToken(claim, g)),
-		LaunchTemplateConfigs: []ec2types.FleetLaunchTemplateConfigRequest{{
-			LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecificationRequest{LaunchTemplateName: aws.String(lt), Version: aws.String("$Latest")},
-			Overrides:                   overrides,
-		}},
-		TargetCapacitySpecification: &ec2types.TargetCapacitySpecificationRequest{TotalTargetCapacity: aws.Int32(1)},
-		TagSpecifications: []ec2types.TagSpecification{
-			{ResourceType: ec2types.ResourceTypeInstance, Tags: p.instanceTags(claim, nc)},
-			{ResourceType: ec2types.ResourceTypeFleet, Tags: p.instanceTags(claim, nc)},
-		},
-	}
-	switch {
-	case g.capacityType == v1.CapacityTypeSpot:
-		in.TargetCapacitySpecification.DefaultTargetCapacityType = ec2types.DefaultTargetCapacityTypeSpot
-		in.SpotOptions = &ec2types.SpotOptionsRequest{AllocationStrategy: ec2types.SpotAllocationStrategyCapacityOptimizedPrioritized}
-	case block:
-		in.TargetCapacitySpecification.DefaultTargetCapacityType = ec2types.DefaultTargetCapacityTypeCapacityBlock
-		in.OnDemandOptions = &ec2types.OnDemandOptionsRequest{AllocationStrategy: ec2types.FleetOnDemandAllocationStrategyPrioritized}
-	default:
-		in.TargetCapacitySpecification.DefaultTargetCapacityType = ec2types.DefaultTargetCapacityTypeOnDemand
-		in.OnDemandOptions = &ec2types.OnDemandOptionsRequest{AllocationStrategy: ec2types.FleetOnDemandAllocationStrategyPrioritized}
-	}
-	out, err := p.opts.EC2.CreateFleet(ctx, in)
+	out, err := p.createFleet(ctx, claim, nc, g, block, order)
 	if err != nil {
 		if code := errorCode(err); capacityErrorCodes[code] {
 			res.noCapacity = append(res.noCapacity, tried...)
@@ -273,9 +312,13 @@ func (p *Provider) launchGroup(ctx context.Context, claim *v1.NodeClaim, nc *aws
 		if instanceType == "" {
 			instanceType = string(ov.InstanceType)
 		}
+		image := aws.ToString(ov.ImageId)
+		if image == "" {
+			image = images[instanceType] // not every answer echoes it (moto does not)
+		}
 		res.claim = p.launchedClaim(claim, launched{
 			id: fi.InstanceIds[0], instanceType: instanceType, zone: zone,
-			capacityType: g.capacityType, imageID: aws.ToString(ov.ImageId),
+			capacityType: g.capacityType, imageID: image,
 		})
 		return res, nil
 	}
@@ -283,6 +326,84 @@ func (p *Provider) launchGroup(ctx context.Context, claim *v1.NodeClaim, nc *aws
 		return res, fmt.Errorf("CreateFleet (%s): %w", g.capacityType, errors.Join(append(other, skipped...)...))
 	}
 	return res, errors.Join(skipped...)
+}
+
+// createFleet makes the launch templates and calls CreateFleet. A template or
+// placement group deleted under a cached name (by garbage collection or by
+// hand) is made again and the call retried once.
+func (p *Provider) createFleet(ctx context.Context, claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, g *offeringGroup, block bool, configs []*fleetConfig) (*ec2.CreateFleetOutput, error) {
+	for attempt := 0; ; attempt++ {
+		in := &ec2.CreateFleetInput{
+			Type:                        ec2types.FleetTypeInstant,
+			ClientToken:                 aws.String(fleetClientToken(claim, g)),
+			TargetCapacitySpecification: &ec2types.TargetCapacitySpecificationRequest{TotalTargetCapacity: aws.Int32(1)},
+			TagSpecifications: []ec2types.TagSpecification{
+				{ResourceType: ec2types.ResourceTypeInstance, Tags: p.instanceTags(claim, nc)},
+				{ResourceType: ec2types.ResourceTypeFleet, Tags: p.instanceTags(claim, nc)},
+			},
+		}
+		for _, cfg := range configs {
+			data, err := p.launchTemplateData(claim, nc, g, block, cfg.efa)
+			if err != nil {
+				return nil, err
+			}
+			if cfg.template, err = p.ensureLaunchTemplate(ctx, claim, nc, data); err != nil {
+				return nil, err
+			}
+			in.LaunchTemplateConfigs = append(in.LaunchTemplateConfigs, ec2types.FleetLaunchTemplateConfigRequest{
+				LaunchTemplateSpecification: &ec2types.FleetLaunchTemplateSpecificationRequest{LaunchTemplateName: aws.String(cfg.template), Version: aws.String("$Latest")},
+				Overrides:                   cfg.overrides,
+			})
+		}
+		switch {
+		case g.capacityType == v1.CapacityTypeSpot:
+			// Price and pool depth together: the pools least likely to be
+			// interrupted among the cheap ones. Every override is one the
+			// solver accepted; its order still decides the groups.
+			in.TargetCapacitySpecification.DefaultTargetCapacityType = ec2types.DefaultTargetCapacityTypeSpot
+			in.SpotOptions = &ec2types.SpotOptionsRequest{AllocationStrategy: ec2types.SpotAllocationStrategyPriceCapacityOptimized}
+		case block:
+			in.TargetCapacitySpecification.DefaultTargetCapacityType = ec2types.DefaultTargetCapacityTypeCapacityBlock
+			in.OnDemandOptions = &ec2types.OnDemandOptionsRequest{AllocationStrategy: ec2types.FleetOnDemandAllocationStrategyPrioritized}
+		default:
+			// Prioritized keeps the solver's order: cheapest first, with the
+			// packing it planned.
+			in.TargetCapacitySpecification.DefaultTargetCapacityType = ec2types.DefaultTargetCapacityTypeOnDemand
+			in.OnDemandOptions = &ec2types.OnDemandOptionsRequest{AllocationStrategy: ec2types.FleetOnDemandAllocationStrategyPrioritized}
+		}
+		out, err := p.opts.EC2.CreateFleet(ctx, in)
+		code := errorCode(err)
+		if attempt == 0 && (code == codeLaunchTemplateNotFound || code == codeLaunchTemplateIDNotFound) {
+			for _, cfg := range configs {
+				p.forgetTemplate(cfg.template)
+			}
+			continue
+		}
+		if attempt == 0 && code == codePlacementGroupUnknown && claim.Spec.Placement != nil {
+			p.mu.Lock()
+			delete(p.placementGroups, p.placementGroupName(claim.Spec.Placement.Group))
+			p.mu.Unlock()
+			if _, err := p.ensurePlacementGroup(ctx, claim.Spec.Placement.Group); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return out, err
+	}
+}
+
+// wantsEFA is true when the claim's machine should get EFA interfaces: the
+// node class allows them, and the claim joins a placement group (a training
+// gang) or its pods ask for EFA devices.
+func wantsEFA(nc *awsv1.EC2NodeClass, claim *v1.NodeClaim) bool {
+	if nc.Spec.EFA == awsv1.EFADisabled {
+		return false
+	}
+	if claim.Spec.Placement != nil {
+		return true
+	}
+	q, ok := claim.Spec.Resources.Requests[ResourceEFA]
+	return ok && !q.IsZero()
 }
 
 func overridesOf(r *ec2types.LaunchTemplateAndOverridesResponse) ec2types.FleetLaunchTemplateOverrides {
@@ -320,35 +441,73 @@ func (p *Provider) isCapacityBlock(reservationID string) bool {
 	return false
 }
 
-// amiFor picks the node class's image for a type: matching architecture,
-// and with the NVIDIA driver exactly when the type has NVIDIA GPUs; an image
-// of the right architecture is the fallback.
-func (p *Provider) amiFor(nc *awsv1.EC2NodeClass, instanceType string) (string, bool) {
-	arch, nvidia := "amd64", false
+// typeFacts are what launching needs to know about an instance type.
+type typeFacts struct {
+	arch      string
+	variant   string // the image variant its accelerators need
+	efa       int
+	placement bool
+}
+
+func (p *Provider) typeFacts(instanceType string) typeFacts {
+	f := typeFacts{arch: "amd64", variant: awsv1.VariantStandard}
+	variant := func(manufacturer string) string {
+		switch manufacturer {
+		case "nvidia":
+			return awsv1.VariantNVIDIA
+		case "aws":
+			return awsv1.VariantNeuron
+		}
+		return awsv1.VariantStandard
+	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if s, ok := p.shapes[instanceType]; ok {
-		arch = s.Arch
-		nvidia = s.GPU != nil && s.GPU.Manufacturer == "nvidia"
-	} else if p.staticCatalog != nil {
-		for _, it := range p.staticCatalog.InstanceTypes {
-			if it.Name == instanceType {
-				arch = it.Labels[v1.LabelArch]
-				nvidia = it.GPU != nil && it.GPU.Manufacturer == "nvidia"
+		f.arch, f.efa, f.placement = s.Arch, s.EFA, s.Placement
+		if s.GPU != nil {
+			f.variant = variant(s.GPU.Manufacturer)
+		}
+		return f
+	}
+	if p.staticCatalog != nil {
+		if it, ok := pricing.Lookup(p.staticCatalog, instanceType); ok {
+			f.arch, f.placement = it.Labels[v1.LabelArch], it.Placement
+			if q, ok := it.Capacity[ResourceEFA]; ok {
+				f.efa = int(q.Value())
+			}
+			if it.GPU != nil {
+				f.variant = variant(it.GPU.Manufacturer)
 			}
 		}
 	}
-	p.mu.Unlock()
+	return f
+}
+
+// amiFor picks the node class's image for a type: its architecture, with
+// the NVIDIA driver for NVIDIA GPU types and the Neuron driver for Trainium
+// and Inferentia. Alias images are Amazon's, whose variants are known, so a
+// missing variant means no image; an image picked by id, name or tags may
+// carry drivers its name does not show, so it is the fallback there.
+func (p *Provider) amiFor(nc *awsv1.EC2NodeClass, instanceType string) (string, bool) {
+	f := p.typeFacts(instanceType)
 	fallback := ""
 	for _, a := range nc.Status.AMIs {
-		if a.Arch != "" && a.Arch != arch {
+		if a.Arch != "" && a.Arch != f.arch {
 			continue
 		}
-		if a.NVIDIA == nvidia {
+		variant := a.Variant
+		if variant == "" {
+			variant = awsv1.VariantStandard
+		}
+		if variant == f.variant {
 			return a.ID, true
 		}
 		if fallback == "" {
 			fallback = a.ID
 		}
+	}
+	if slices.ContainsFunc(nc.Spec.AMISelectorTerms, func(t awsv1.AMISelectorTerm) bool { return t.Alias != "" }) {
+		return "", false
 	}
 	return fallback, fallback != ""
 }
@@ -372,51 +531,10 @@ func toTags(m map[string]string) []ec2types.Tag {
 	return out
 }
 
-// ensureLaunchTemplate returns the name of the launch template for this node
-// class, pool and reservation, creating it if needed. The name carries a hash
-// of the template's content, so a changed node class gets a new template and
-// running fleets are never edited under them.
-func (p *Provider) ensureLaunchTemplate(ctx context.Context, claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, reservationID string, block bool) (string, error) {
-	data, err := p.launchTemplateData(claim, nc, reservationID, block)
-	if err != nil {
-		return "", err
-	}
-	raw, err := json.Marshal(data)
-	if err != nil {
-		return "", fmt.Errorf("hashing launch template: %w", err)
-	}
-	sum := sha256.Sum256(raw)
-	name := fmt.Sprintf("stowage/%s/%s", p.opts.ClusterName, hex.EncodeToString(sum[:])[:20])
-	p.mu.Lock()
-	known := p.templates[name]
-	p.mu.Unlock()
-	if known {
-		return name, nil
-	}
-	_, err = p.opts.EC2.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{LaunchTemplateNames: []string{name}})
-	switch code := errorCode(err); {
-	case err == nil:
-	case code == codeLaunchTemplateNotFound:
-		_, err = p.opts.EC2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{
-			LaunchTemplateName: aws.String(name),
-			LaunchTemplateData: data,
-			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeLaunchTemplate, Tags: toTags(map[string]string{
-				TagCluster: p.opts.ClusterName, TagNodeClass: nc.Name, TagNodePool: claim.Labels[v1.LabelNodePool],
-			})}},
-		})
-		if err != nil && errorCode(err) != codeLaunchTemplateAlreadyExists {
-			return "", fmt.Errorf("creating launch template %s: %w", name, err)
-		}
-	default:
-		return "", fmt.Errorf("describing launch template %s: %w", name, err)
-	}
-	p.mu.Lock()
-	p.templates[name] = true
-	p.mu.Unlock()
-	return name, nil
-}
-
-func (p *Provider) launchTemplateData(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, reservationID string, block bool) (*ec2types.RequestLaunchTemplateData, error) {
+// launchTemplateData is the template for one capacity group of a claim:
+// image, network (with efa EFA interfaces when above zero), identity, disks,
+// user data with the pool's labels and taints, and reservation targeting.
+func (p *Provider) launchTemplateData(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, g *offeringGroup, block bool, efa int) (*ec2types.RequestLaunchTemplateData, error) {
 	labels := map[string]string{}
 	for k, v := range claim.Labels {
 		if k != v1.LabelNodeClaim { // per claim: would make one template per machine
@@ -425,9 +543,9 @@ func (p *Provider) launchTemplateData(claim *v1.NodeClaim, nc *awsv1.EC2NodeClas
 	}
 	taints := append([]corev1.Taint{{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}}, claim.Spec.Taints...)
 	taints = append(taints, claim.Spec.StartupTaints...)
-	userData, err := renderUserData(familyOf(nc), aws.ToString(nc.Spec.UserData), joinConfig{
+	userData, err := renderUserData(nc.Family(), aws.ToString(nc.Spec.UserData), joinConfig{
 		ClusterName: p.opts.ClusterName, Endpoint: p.opts.ClusterEndpoint, CABundle: p.opts.ClusterCABundle, CIDR: p.opts.ClusterCIDR,
-		Labels: labels, Taints: taints,
+		Labels: labels, Taints: taints, Kubelet: nc.Spec.Kubelet,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("EC2NodeClass %s spec.userData: %w", nc.Name, err)
@@ -442,33 +560,69 @@ func (p *Provider) launchTemplateData(claim *v1.NodeClaim, nc *awsv1.EC2NodeClas
 	}
 	data := &ec2types.RequestLaunchTemplateData{
 		ImageId:             aws.String(nc.Status.AMIs[0].ID),
-		SecurityGroupIds:    sgIDs(nc),
 		UserData:            aws.String(userData),
 		BlockDeviceMappings: bdms,
 		MetadataOptions:     metadataOptions(nc.Spec.MetadataOptions),
 		TagSpecifications: []ec2types.LaunchTemplateTagSpecificationRequest{
 			{ResourceType: ec2types.ResourceTypeVolume, Tags: toTags(map[string]string{TagCluster: p.opts.ClusterName, TagNodeClass: nc.Name})},
+			{ResourceType: ec2types.ResourceTypeNetworkInterface, Tags: toTags(map[string]string{TagCluster: p.opts.ClusterName, TagNodeClass: nc.Name})},
 		},
+	}
+	if efa > 0 {
+		data.NetworkInterfaces = efaInterfaces(sgIDs(nc), efa)
+	} else {
+		data.SecurityGroupIds = sgIDs(nc)
 	}
 	if profile != "" {
 		data.IamInstanceProfile = &ec2types.LaunchTemplateIamInstanceProfileSpecificationRequest{Name: aws.String(profile)}
 	}
-	if reservationID != "" {
+	switch {
+	case g.reservationID != "":
 		data.CapacityReservationSpecification = &ec2types.LaunchTemplateCapacityReservationSpecificationRequest{
-			CapacityReservationTarget: &ec2types.CapacityReservationTarget{CapacityReservationId: aws.String(reservationID)},
+			CapacityReservationTarget: &ec2types.CapacityReservationTarget{CapacityReservationId: aws.String(g.reservationID)},
 		}
 		if block {
 			data.InstanceMarketOptions = &ec2types.LaunchTemplateInstanceMarketOptionsRequest{MarketType: ec2types.MarketTypeCapacityBlock}
+		}
+	case g.capacityType == v1.CapacityTypeOnDemand:
+		// An on-demand machine must not quietly use an open reservation the
+		// node class did not select: another team may be counting on it.
+		data.CapacityReservationSpecification = &ec2types.LaunchTemplateCapacityReservationSpecificationRequest{
+			CapacityReservationPreference: ec2types.CapacityReservationPreferenceNone,
 		}
 	}
 	return data, nil
 }
 
+// efaInterfaces lays out EFA the way EC2 recommends for types with several
+// network cards: an ENA interface as the primary (card 0, device 0) for IP
+// traffic, an EFA-only interface beside it on card 0 (device 1), and one
+// EFA-only interface on each further card (device 0). EFA-only interfaces
+// take no IP address, so a 32-card p5 does not drain the subnet.
+func efaInterfaces(groups []string, efa int) []ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest {
+	out := []ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{{
+		NetworkCardIndex: aws.Int32(0), DeviceIndex: aws.Int32(0), InterfaceType: aws.String("interface"), Groups: groups,
+	}}
+	for card := range efa {
+		device := int32(0)
+		if card == 0 {
+			device = 1
+		}
+		out = append(out, ec2types.LaunchTemplateInstanceNetworkInterfaceSpecificationRequest{
+			NetworkCardIndex: aws.Int32(int32(card)), DeviceIndex: aws.Int32(device),
+			InterfaceType: aws.String(string(ec2types.NetworkInterfaceTypeEfaOnly)), Groups: groups,
+		})
+	}
+	return out
+}
+
+// sgIDs are the node class's security groups, sorted.
 func sgIDs(nc *awsv1.EC2NodeClass) []string {
 	out := make([]string, len(nc.Status.SecurityGroups))
 	for i, sg := range nc.Status.SecurityGroups {
 		out[i] = sg.ID
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -496,10 +650,7 @@ func metadataOptions(m *awsv1.MetadataOptions) *ec2types.LaunchTemplateInstanceM
 }
 
 func blockDevices(nc *awsv1.EC2NodeClass) ([]ec2types.LaunchTemplateBlockDeviceMappingRequest, error) {
-	in := nc.Spec.BlockDeviceMappings
-	if len(in) == 0 {
-		in = []awsv1.BlockDeviceMapping{defaultRootVolume}
-	}
+	in := volumes(nc)
 	out := make([]ec2types.LaunchTemplateBlockDeviceMappingRequest, 0, len(in))
 	for i, b := range in {
 		q, err := resource.ParseQuantity(b.EBS.VolumeSize)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -166,7 +167,13 @@ type reservation struct {
 	Zone         string
 	Available    int
 	Block        bool // a Capacity Block for ML, launched with market type capacity-block
+	End          *time.Time
 }
+
+// ReservationEndMargin: a reservation that ends sooner than this is not
+// offered. Capacity Blocks reclaim their machines at the end, and a machine
+// launched minutes before would only be drained again.
+const ReservationEndMargin = 30 * time.Minute
 
 // fetchReservations lists active reservations the account can target.
 func fetchReservations(ctx context.Context, api EC2API) ([]reservation, error) {
@@ -189,6 +196,7 @@ func fetchReservations(ctx context.Context, api EC2API) ([]reservation, error) {
 				Zone:         aws.ToString(cr.AvailabilityZone),
 				Available:    int(aws.ToInt32(cr.AvailableInstanceCount)),
 				Block:        cr.ReservationType == ec2types.CapacityReservationTypeCapacityBlock,
+				End:          cr.EndDate,
 			})
 		}
 	}

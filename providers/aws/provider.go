@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -92,12 +93,20 @@ type Provider struct {
 	pricesFetched time.Time
 	reservations  []reservation
 	resFetched    time.Time
-	templates     map[string]bool // launch template names known to exist
+	// templates are the launch templates known to exist, by name.
+	templates       map[string]*templateRecord
+	templatesLoaded bool
+	// placementGroups are cluster placement groups known to exist, with when
+	// this process first saw them.
+	placementGroups map[string]time.Time
+	spotWarned      bool
 }
 
 var (
 	_ cloudprovider.CloudProvider      = (*Provider)(nil)
 	_ cloudprovider.InterruptionSource = (*Provider)(nil)
+	_ cloudprovider.DriftChecker       = (*Provider)(nil)
+	_ cloudprovider.PlacementHonourer  = (*Provider)(nil)
 )
 
 // ErrInvalidOptions is wrapped by New when a required option is missing.
@@ -132,11 +141,12 @@ func New(opts Options) (*Provider, error) {
 		return nil, err
 	}
 	return &Provider{
-		opts:        opts,
-		clock:       opts.Clock,
-		unavailable: opts.Unavailable,
-		metrics:     m,
-		templates:   map[string]bool{},
+		opts:            opts,
+		clock:           opts.Clock,
+		unavailable:     opts.Unavailable,
+		metrics:         m,
+		templates:       map[string]*templateRecord{},
+		placementGroups: map[string]time.Time{},
 	}, nil
 }
 
@@ -148,41 +158,27 @@ func (p *Provider) Unavailable() *cloudprovider.UnavailableOfferings { return p.
 
 // InstanceTypes implements cloudprovider.CloudProvider: the region's types
 // with reserved, spot and on-demand offerings in the zones the pool's
-// EC2NodeClass has subnets in.
+// EC2NodeClass has subnets in, and the capacity its kubelet settings and
+// disks leave. A pool whose node class is not Ready gets an error, so nothing
+// is bought for it.
 func (p *Provider) InstanceTypes(ctx context.Context, pool *v1.NodePool) ([]*cloudprovider.InstanceType, error) {
-	zones, err := p.poolZones(ctx, pool)
-	if err != nil {
-		return nil, err
+	var nc *awsv1.EC2NodeClass
+	if pool != nil && pool.Spec.Template.Spec.NodeClassRef != nil && p.opts.Kube != nil {
+		var err error
+		if nc, err = p.nodeClass(ctx, pool.Spec.Template.Spec.NodeClassRef); err != nil {
+			return nil, fmt.Errorf("nodepool %s: %w", pool.Name, err)
+		}
+		if err := launchable(nc); err != nil {
+			return nil, fmt.Errorf("nodepool %s: %w", pool.Name, err)
+		}
 	}
 	its, err := p.instanceTypes(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if zones != nil {
-		for _, it := range its {
-			it.Offerings = slices.DeleteFunc(it.Offerings, func(o cloudprovider.Offering) bool { return !zones[o.Zone] })
-		}
-		its = slices.DeleteFunc(its, func(it *cloudprovider.InstanceType) bool { return len(it.Offerings) == 0 })
-	}
+	its = p.forNodeClass(its, nc)
 	p.unavailable.Apply(its)
 	return its, nil
-}
-
-// poolZones is the set of zones the pool's node class has subnets in, or nil
-// for no restriction.
-func (p *Provider) poolZones(ctx context.Context, pool *v1.NodePool) (map[string]bool, error) {
-	if pool == nil || pool.Spec.Template.Spec.NodeClassRef == nil || p.opts.Kube == nil {
-		return nil, nil
-	}
-	nc, err := p.nodeClass(ctx, pool.Spec.Template.Spec.NodeClassRef)
-	if err != nil {
-		return nil, fmt.Errorf("nodepool %s: %w", pool.Name, err)
-	}
-	zones := map[string]bool{}
-	for _, s := range nc.Status.Subnets {
-		zones[s.Zone] = true
-	}
-	return zones, nil
 }
 
 // ErrNodeClassNotReady is wrapped when a claim's EC2NodeClass has not resolved
@@ -270,6 +266,13 @@ func (p *Provider) refreshTypesLocked(ctx context.Context, logger logr.Logger) e
 	for _, s := range shapes {
 		p.shapes[s.Name] = s
 	}
+	for _, it := range its {
+		s := p.shapes[it.Name]
+		it.Placement = s.Placement
+		if s.EFA > 0 {
+			it.Capacity[ResourceEFA] = *resource.NewQuantity(int64(s.EFA), resource.DecimalSI)
+		}
+	}
 	p.types, p.typesFetched = its, p.clock.Now()
 	return nil
 }
@@ -323,10 +326,21 @@ func (p *Provider) refreshPricesLocked(ctx context.Context, logger logr.Logger) 
 		}
 	}
 	spot, err := fetchSpotPrices(ctx, p.opts.EC2, p.clock)
-	if err != nil {
+	switch placeholder, ok := placeholderPrice(spot); {
+	case err != nil:
 		logger.Error(err, "fetching spot prices; using static prices")
-	} else {
-		p.spot = spot
+	case ok:
+		// One price for (nearly) every type and zone is not a market: it is
+		// an emulator's stand-in (moto answers $0.00001). Planning with it
+		// would make every spot machine look free.
+		if !p.spotWarned {
+			logger.Info("WARNING: spot price history looks like placeholder data; using static spot prices",
+				"price", placeholder, "series", len(spot))
+			p.spotWarned = true
+		}
+		p.spot = nil
+	default:
+		p.spot, p.spotWarned = spot, false
 	}
 }
 
@@ -396,6 +410,9 @@ func (p *Provider) assembleLocked(logger logr.Logger) []*cloudprovider.InstanceT
 		if !ok {
 			continue
 		}
+		if r.End != nil && r.End.Sub(p.clock.Now()) < ReservationEndMargin {
+			continue // a machine launched now would be taken back almost at once
+		}
 		odPrice := 0.0
 		for _, o := range it.Offerings {
 			if o.CapacityType == v1.CapacityTypeOnDemand && o.Zone == r.Zone {
@@ -429,22 +446,45 @@ func copyType(it *cloudprovider.InstanceType) *cloudprovider.InstanceType {
 	return c.DeepCopy().InstanceTypes[0]
 }
 
-// Start refreshes prices and reservations every PriceTTL until ctx is done,
-// so a launch decision never waits on the Pricing API. It implements
-// controller-runtime's manager.Runnable.
+// Start refreshes prices and reservations every PriceTTL, and deletes
+// unused launch templates and placement groups every GCInterval, until ctx
+// is done, so a launch decision never waits on the Pricing API. It
+// implements controller-runtime's manager.Runnable (run by the leader only).
 func (p *Provider) Start(ctx context.Context) error {
-	for {
+	logger := log.FromContext(ctx).WithName(Name)
+	refreshCatalog := func() {
 		if _, err := p.instanceTypes(ctx); err != nil {
-			log.FromContext(ctx).WithName(Name).Error(err, "refreshing the catalog")
-		}
-		t := p.clock.NewTimer(p.opts.PriceTTL)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C():
+			logger.Error(err, "refreshing the catalog")
 		}
 	}
+	refreshCatalog()
+	refresh := p.clock.NewTimer(p.opts.PriceTTL)
+	gc := p.clock.NewTimer(GCInterval)
+	defer refresh.Stop()
+	defer gc.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-refresh.C():
+			refreshCatalog()
+			refresh.Reset(p.opts.PriceTTL)
+		case <-gc.C():
+			if err := p.CollectGarbage(ctx); err != nil {
+				logger.Error(err, "collecting unused launch templates and placement groups")
+			}
+			gc.Reset(GCInterval)
+		}
+	}
+}
+
+// GCInterval is how often unused launch templates and placement groups are deleted.
+const GCInterval = 5 * time.Minute
+
+// CollectGarbage deletes launch templates unused for TemplateIdleTTL or whose
+// node class is gone, and placement groups no claim names.
+func (p *Provider) CollectGarbage(ctx context.Context) error {
+	return errors.Join(p.CollectLaunchTemplates(ctx), p.CollectPlacementGroups(ctx))
 }
 
 // Interruptions implements cloudprovider.InterruptionSource by delegating to
@@ -494,4 +534,21 @@ func (p *Provider) Catalog(ctx context.Context) (*pricing.Catalog, error) {
 		}
 	}
 	return c, nil
+}
+
+// placeholderPrice reports a price shared by at least 90% of many series.
+func placeholderPrice(prices map[spotKey]float64) (float64, bool) {
+	if len(prices) < 20 {
+		return 0, false
+	}
+	counts := map[float64]int{}
+	for _, v := range prices {
+		counts[v]++
+	}
+	for v, n := range counts {
+		if n*10 >= len(prices)*9 {
+			return v, true
+		}
+	}
+	return 0, false
 }

@@ -83,9 +83,10 @@ func mustRead(t *testing.T, path string) string {
 	return string(b)
 }
 
+// nodeClass is a Ready node class as the nodeclass controller leaves it.
 func nodeClass() *awsv1.EC2NodeClass {
 	return &awsv1.EC2NodeClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "gpu"},
+		ObjectMeta: metav1.ObjectMeta{Name: "gpu", Generation: 1},
 		Spec: awsv1.EC2NodeClassSpec{
 			AMISelectorTerms:           []awsv1.AMISelectorTerm{{Alias: "al2023@latest"}},
 			SubnetSelectorTerms:        []awsv1.SelectorTerm{{Tags: map[string]string{"k": "v"}}},
@@ -96,10 +97,21 @@ func nodeClass() *awsv1.EC2NodeClass {
 		Status: awsv1.EC2NodeClassStatus{
 			Subnets:         []awsv1.Subnet{{ID: "subnet-a", Zone: zoneA}, {ID: "subnet-b", Zone: zoneB}},
 			SecurityGroups:  []awsv1.SecurityGroup{{ID: "sg-1"}},
-			AMIs:            []awsv1.AMI{{ID: "ami-std", Arch: "amd64"}, {ID: "ami-gpu", Arch: "amd64", NVIDIA: true}},
+			AMIs:            []awsv1.AMI{{ID: "ami-std", Arch: "amd64", Variant: "standard"}, {ID: "ami-gpu", Arch: "amd64", Variant: "nvidia"}},
 			InstanceProfile: "node-role",
+			CapacityReservations: []awsv1.CapacityReservation{
+				{ID: "cr-1", InstanceType: "p5.48xlarge", Zone: zoneB}, {ID: "cr-block", InstanceType: "p5.48xlarge", Zone: zoneA},
+			},
+			Conditions: []metav1.Condition{{Type: awsv1.ConditionReady, Status: metav1.ConditionTrue, ObservedGeneration: 1, Reason: "Ready"}},
 		},
 	}
+}
+
+// gpuPool is a NodePool using nodeClass().
+func gpuPool() *v1.NodePool {
+	pool := &v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "gpu"}}
+	pool.Spec.Template.Spec.NodeClassRef = &v1.NodeClassReference{Group: awsv1.Group, Kind: awsv1.Kind, Name: "gpu"}
+	return pool
 }
 
 func scheme(t *testing.T) *runtime.Scheme {
@@ -211,7 +223,7 @@ func TestInstanceTypesLabelsAndGPU(t *testing.T) {
 
 func TestInstanceTypesPricesAndSources(t *testing.T) {
 	e := newEnv(t)
-	its, err := e.p.InstanceTypes(context.Background(), nil)
+	its, err := e.p.InstanceTypes(context.Background(), gpuPool())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,9 +345,7 @@ func TestInstanceTypesOnlyInNodeClassZones(t *testing.T) {
 	nc := nodeClass()
 	nc.Status.Subnets = nc.Status.Subnets[:1]
 	e := newEnv(t, nc)
-	pool := &v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "gpu"}}
-	pool.Spec.Template.Spec.NodeClassRef = &v1.NodeClassReference{Group: awsv1.Group, Kind: awsv1.Kind, Name: "gpu"}
-	its, err := e.p.InstanceTypes(context.Background(), pool)
+	its, err := e.p.InstanceTypes(context.Background(), gpuPool())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,8 +408,8 @@ func TestCreateFallsBackInClaimOrder(t *testing.T) {
 	if in.Type != ec2types.FleetTypeInstant || aws.ToInt32(in.TargetCapacitySpecification.TotalTargetCapacity) != 1 {
 		t.Errorf("fleet type %s capacity %d, want instant 1", in.Type, aws.ToInt32(in.TargetCapacitySpecification.TotalTargetCapacity))
 	}
-	if in.SpotOptions == nil || in.SpotOptions.AllocationStrategy != ec2types.SpotAllocationStrategyCapacityOptimizedPrioritized {
-		t.Errorf("spot options = %+v, want capacity-optimized-prioritized", in.SpotOptions)
+	if in.SpotOptions == nil || in.SpotOptions.AllocationStrategy != ec2types.SpotAllocationStrategyPriceCapacityOptimized {
+		t.Errorf("spot options = %+v, want price-capacity-optimized", in.SpotOptions)
 	}
 	var gotOverrides []string
 	for _, o := range in.LaunchTemplateConfigs[0].Overrides {
@@ -591,20 +601,41 @@ func TestCreateReservationFullFallsBackToOnDemand(t *testing.T) {
 }
 
 func TestCreateNeedsReadyNodeClass(t *testing.T) {
-	nc := nodeClass()
-	nc.Status = awsv1.EC2NodeClassStatus{Subnets: nc.Status.Subnets}
-	e := newEnv(t, nc)
-	_, err := e.p.Create(context.Background(), claim("e", choice("m5.large", zoneA, "on-demand")))
-	if !errors.Is(err, ErrNodeClassNotReady) {
-		t.Fatalf("err = %v, want ErrNodeClassNotReady", err)
+	tests := []struct {
+		name   string
+		mutate func(*awsv1.EC2NodeClass)
+		want   []string
+	}{
+		{"Ready False", func(nc *awsv1.EC2NodeClass) {
+			nc.Status.Conditions[0].Status = metav1.ConditionFalse
+			nc.Status.Conditions[0].Message = "SubnetsReady: no subnet matches spec.subnetSelectorTerms: id subnet-typo"
+		}, []string{"gpu", "subnet-typo"}},
+		{"spec changed since it was resolved", func(nc *awsv1.EC2NodeClass) { nc.Generation = 2 }, []string{"gpu", "not been resolved", "generation 2"}},
+		{"Ready but empty", func(nc *awsv1.EC2NodeClass) {
+			nc.Status = awsv1.EC2NodeClassStatus{Subnets: nc.Status.Subnets, Conditions: nc.Status.Conditions}
+		}, []string{"gpu", "security groups", "AMIs"}},
 	}
-	for _, want := range []string{"gpu", "security groups", "AMIs"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not mention %q", err, want)
-		}
-	}
-	if e.ec2.Calls("CreateFleet") != 0 {
-		t.Error("must not call EC2 for an unready node class")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nc := nodeClass()
+			tt.mutate(nc)
+			e := newEnv(t, nc)
+			_, err := e.p.Create(context.Background(), claim("e", choice("m5.large", zoneA, "on-demand")))
+			if !errors.Is(err, ErrNodeClassNotReady) {
+				t.Fatalf("err = %v, want ErrNodeClassNotReady", err)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+			if _, err := e.p.InstanceTypes(context.Background(), gpuPool()); !errors.Is(err, ErrNodeClassNotReady) {
+				t.Errorf("InstanceTypes err = %v, want ErrNodeClassNotReady: the pool must buy nothing", err)
+			}
+			if e.ec2.Calls("CreateFleet")+e.ec2.Calls("CreateLaunchTemplate") != 0 {
+				t.Error("must not call EC2 for an unready node class")
+			}
+		})
 	}
 }
 

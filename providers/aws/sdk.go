@@ -22,6 +22,11 @@ type EC2API interface {
 	CreateFleet(context.Context, *ec2.CreateFleetInput, ...func(*ec2.Options)) (*ec2.CreateFleetOutput, error)
 	DescribeInstances(context.Context, *ec2.DescribeInstancesInput, ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
 	TerminateInstances(context.Context, *ec2.TerminateInstancesInput, ...func(*ec2.Options)) (*ec2.TerminateInstancesOutput, error)
+	DeleteLaunchTemplate(context.Context, *ec2.DeleteLaunchTemplateInput, ...func(*ec2.Options)) (*ec2.DeleteLaunchTemplateOutput, error)
+	CreatePlacementGroup(context.Context, *ec2.CreatePlacementGroupInput, ...func(*ec2.Options)) (*ec2.CreatePlacementGroupOutput, error)
+	DescribePlacementGroups(context.Context, *ec2.DescribePlacementGroupsInput, ...func(*ec2.Options)) (*ec2.DescribePlacementGroupsOutput, error)
+	DeletePlacementGroup(context.Context, *ec2.DeletePlacementGroupInput, ...func(*ec2.Options)) (*ec2.DeletePlacementGroupOutput, error)
+	DescribeInstanceTopology(context.Context, *ec2.DescribeInstanceTopologyInput, ...func(*ec2.Options)) (*ec2.DescribeInstanceTopologyOutput, error)
 }
 
 // PricingAPI is the one Price List call the provider makes. *pricing.Client implements it.
@@ -47,6 +52,10 @@ const (
 	codeLaunchTemplateNotFound       = "InvalidLaunchTemplateName.NotFoundException"
 	codeLaunchTemplateAlreadyExists  = "InvalidLaunchTemplateName.AlreadyExistsException"
 	codeInsufficientInstanceCapacity = "InsufficientInstanceCapacity"
+	codePlacementGroupDuplicate      = "InvalidPlacementGroup.Duplicate"
+	codePlacementGroupUnknown        = "InvalidPlacementGroup.Unknown"
+	codePlacementGroupInUse          = "InvalidPlacementGroup.InUse"
+	codeLaunchTemplateIDNotFound     = "InvalidLaunchTemplateId.NotFound"
 )
 
 // capacityErrorCodes are the CreateFleet per-pool errors that mean "no

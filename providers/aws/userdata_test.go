@@ -3,16 +3,20 @@ package aws
 import (
 	"encoding/base64"
 	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
 	"strings"
 	"testing"
 
-	"github.com/go-logr/logr"
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	awsv1 "github.com/stowage-k8s/stowage/providers/aws/apis/v1"
 )
-
-func discardLogger() logr.Logger { return logr.Discard() }
 
 func decode(t *testing.T, s string) string {
 	t.Helper()
@@ -23,74 +27,199 @@ func decode(t *testing.T, s string) string {
 	return string(b)
 }
 
-func TestUserData(t *testing.T) {
-	jc := joinConfig{
+func testJoin() joinConfig {
+	return joinConfig{
 		ClusterName: "prod", Endpoint: "https://api.example", CABundle: "Q0E=", CIDR: "10.100.0.0/16",
 		Labels: map[string]string{"stowage.dev/nodepool": "gpu", "team": "ml"},
 		Taints: []corev1.Taint{{Key: "stowage.dev/unregistered", Effect: corev1.TaintEffectNoExecute}, {Key: "gpu", Value: "true", Effect: corev1.TaintEffectNoSchedule}},
 	}
+}
+
+// parts reads a rendered AL2023 document the way cloud-init and nodeadm do:
+// as MIME, returning each part's content type and body.
+func parts(t *testing.T, doc string) [][2]string {
+	t.Helper()
+	msg, err := mail.ReadMessage(strings.NewReader(doc))
+	if err != nil {
+		t.Fatalf("not a MIME document: %v\n%s", err, doc)
+	}
+	_, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := multipart.NewReader(msg.Body, params["boundary"])
+	var out [][2]string
+	for {
+		p, err := r.NextRawPart()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("part %d: %v\n%s", len(out), err, doc)
+		}
+		body, err := io.ReadAll(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, [2]string{p.Header.Get("Content-Type"), string(body)})
+	}
+}
+
+func TestAL2023UserData(t *testing.T) {
 	tests := []struct {
-		name    string
-		family  imageFamily
-		custom  string
-		want    []string
-		wantErr bool
+		name   string
+		custom string
+		// wantTypes are the parts' content types, in order; the last is always Stowage's.
+		wantTypes []string
+		wantUser  []string // substrings of the user's parts, in order
 	}{
-		{name: "al2023", family: familyAL2023, custom: "#!/bin/bash\necho hi", want: []string{
-			"Content-Type: text/x-shellscript", "echo hi", "kind: NodeConfig", `name: "prod"`, `apiServerEndpoint: "https://api.example"`,
-			`cidr: "10.100.0.0/16"`, `"--node-labels=stowage.dev/nodepool=gpu,team=ml"`,
-			`"--register-with-taints=stowage.dev/unregistered:NoExecute,gpu=true:NoSchedule"`, "--//stowage//--",
-		}},
-		{name: "al2023 rejects MIME", family: familyAL2023, custom: "MIME-Version: 1.0\n", wantErr: true},
-		{name: "bottlerocket", family: familyBottlerocket, custom: "[settings.host-containers.admin]\nenabled = true", want: []string{
-			"[settings.host-containers.admin]", `cluster-name = "prod"`, `"team" = "ml"`, `"gpu" = ["true:NoSchedule"]`,
-			`"stowage.dev/unregistered" = [":NoExecute"]`,
-		}},
-		{name: "bottlerocket rejects kubernetes settings", family: familyBottlerocket, custom: "[settings.kubernetes]\nmax-pods = 1", wantErr: true},
+		{name: "no user data", wantTypes: []string{"application/node.eks.aws"}},
+		{name: "shell script", custom: "#!/bin/bash\necho hi",
+			wantTypes: []string{`text/x-shellscript; charset="us-ascii"`, "application/node.eks.aws"}, wantUser: []string{"echo hi"}},
+		{name: "NodeConfig", custom: "apiVersion: node.eks.aws/v1alpha1\nkind: NodeConfig\nspec: {}",
+			wantTypes: []string{"application/node.eks.aws", "application/node.eks.aws"}, wantUser: []string{"kind: NodeConfig"}},
+		{name: "the user's own MIME document is merged part by part",
+			custom:    "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"BOUNDARY\"\n\n--BOUNDARY\nContent-Type: text/x-shellscript\n\n#!/bin/sh\necho one\n--BOUNDARY\nContent-Type: application/node.eks.aws\n\nkind: NodeConfig\n--BOUNDARY--\n",
+			wantTypes: []string{"text/x-shellscript", "application/node.eks.aws", "application/node.eks.aws"}, wantUser: []string{"echo one", "kind: NodeConfig"}},
+		{name: "user data holding the old fixed boundary cannot end the document early",
+			custom:    "#!/bin/bash\ncat <<'X'\n--//stowage//--\n--//stowage//\nContent-Type: text/plain\nX",
+			wantTypes: []string{`text/x-shellscript; charset="us-ascii"`, "application/node.eks.aws"}, wantUser: []string{"--//stowage//--\n--//stowage//"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := renderUserData(tt.family, tt.custom, jc)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
-			}
+			got, err := renderUserData(awsv1.AMIFamilyAL2023, tt.custom, testJoin())
 			if err != nil {
-				if !errors.Is(err, ErrUserData) {
-					t.Errorf("error %v does not wrap ErrUserData", err)
-				}
-				return
+				t.Fatal(err)
 			}
-			text := decode(t, got)
-			for _, w := range tt.want {
-				if !strings.Contains(text, w) {
-					t.Errorf("user data lacks %q:\n%s", w, text)
+			ps := parts(t, decode(t, got))
+			var types []string
+			for _, p := range ps {
+				types = append(types, p[0])
+			}
+			if diff := cmp.Diff(tt.wantTypes, types); diff != "" {
+				t.Fatalf("part types (-want +got):\n%s", diff)
+			}
+			for i, w := range tt.wantUser {
+				if !strings.Contains(ps[i][1], w) {
+					t.Errorf("part %d = %q, want it to hold %q", i, ps[i][1], w)
 				}
 			}
-			if tt.custom != "" && strings.Index(text, strings.SplitN(tt.custom, "\n", 2)[0]) > strings.Index(text, "prod") {
-				t.Error("the node class's part must come before the bootstrap")
+			last := ps[len(ps)-1][1]
+			for _, w := range []string{"kind: NodeConfig", `name: "prod"`, `apiServerEndpoint: "https://api.example"`,
+				`certificateAuthority: "Q0E="`, `cidr: "10.100.0.0/16"`, `"--node-labels=stowage.dev/nodepool=gpu,team=ml"`,
+				`"--register-with-taints=stowage.dev/unregistered:NoExecute,gpu=true:NoSchedule"`} {
+				if !strings.Contains(last, w) {
+					t.Errorf("Stowage's NodeConfig lacks %q:\n%s", w, last)
+				}
 			}
 		})
 	}
 }
 
-func TestFamilyOf(t *testing.T) {
+func TestBoundaryIsStableAndAvoidsContent(t *testing.T) {
+	a, _ := renderUserData(awsv1.AMIFamilyAL2023, "#!/bin/bash\necho a", testJoin())
+	b, _ := renderUserData(awsv1.AMIFamilyAL2023, "#!/bin/bash\necho a", testJoin())
+	c, _ := renderUserData(awsv1.AMIFamilyAL2023, "#!/bin/bash\necho c", testJoin())
+	if a != b {
+		t.Error("the same node class must render the same user data (one launch template)")
+	}
+	if a == c {
+		t.Error("different user data rendered the same document")
+	}
+	// A part that contains the boundary the content would get forces another.
+	p := []mimePart{{body: []byte("x")}}
+	first := uniqueBoundary(p)
+	p[0].body = []byte("x")
+	p = append(p, mimePart{body: []byte("--" + first)})
+	if got := uniqueBoundary(p); strings.Contains("--"+first, got) && got == first {
+		t.Errorf("boundary %q appears in a part", got)
+	}
+}
+
+func TestUserDataErrors(t *testing.T) {
+	tests := []struct {
+		name, family, custom, want string
+	}{
+		{"MIME without boundary", awsv1.AMIFamilyAL2023, "MIME-Version: 1.0\nContent-Type: text/plain\n\nhi", "multipart with a boundary"},
+		{"MIME without parts", awsv1.AMIFamilyAL2023, "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n--B--\n", "no parts"},
+		{"bottlerocket sets kubernetes", awsv1.AMIFamilyBottlerocket, "[settings.kubernetes]\nmax-pods = 1", "[settings.kubernetes]"},
+		{"bottlerocket sets eviction", awsv1.AMIFamilyBottlerocket, "[settings.kubernetes.eviction-hard]\n\"memory.available\" = \"1Gi\"", "spec.kubelet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := renderUserData(tt.family, tt.custom, testJoin())
+			if !errors.Is(err, ErrUserData) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want ErrUserData mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestKubeletSettingsInUserData(t *testing.T) {
+	jc := testJoin()
+	jc.Kubelet = &awsv1.KubeletConfiguration{
+		MaxPods:                     ptr.To[int32](110),
+		SystemReserved:              map[string]awsv1.Quantity{"cpu": "100m"},
+		KubeReserved:                map[string]awsv1.Quantity{"memory": "1Gi"},
+		EvictionHard:                map[string]awsv1.Threshold{"memory.available": "5%"},
+		EvictionSoft:                map[string]awsv1.Threshold{"nodefs.available": "15%"},
+		EvictionSoftGracePeriod:     map[string]metav1.Duration{"nodefs.available": {Duration: 90e9}},
+		ImageGCHighThresholdPercent: ptr.To[int32](80),
+		ImageGCLowThresholdPercent:  ptr.To[int32](60),
+	}
+	al, err := renderUserData(awsv1.AMIFamilyAL2023, "", jc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, err := renderUserData(awsv1.AMIFamilyBottlerocket, "[settings.host-containers.admin]\nenabled = true", jc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, doc string
+		want      []string
+	}{
+		{"al2023", decode(t, al), []string{"    config:\n", "      maxPods: 110", "      systemReserved:\n        \"cpu\": \"100m\"",
+			"      kubeReserved:\n        \"memory\": \"1Gi\"", "      evictionHard:\n        \"memory.available\": \"5%\"",
+			"      evictionSoft:\n        \"nodefs.available\": \"15%\"", "      evictionSoftGracePeriod:\n        \"nodefs.available\": \"1m30s\"",
+			"      imageGCHighThresholdPercent: 80", "      imageGCLowThresholdPercent: 60"}},
+		{"bottlerocket", decode(t, br), []string{"[settings.host-containers.admin]", `cluster-name = "prod"`, "max-pods = 110",
+			"image-gc-high-threshold-percent = 80", "[settings.kubernetes.kube-reserved]\n\"memory\" = \"1Gi\"",
+			"[settings.kubernetes.system-reserved]\n\"cpu\" = \"100m\"", "[settings.kubernetes.eviction-hard]\n\"memory.available\" = \"5%\"",
+			"[settings.kubernetes.eviction-soft-grace-period]\n\"nodefs.available\" = \"1m30s\"", `"team" = "ml"`, `"gpu" = ["true:NoSchedule"]`}},
+	}
+	for _, tt := range tests {
+		for _, w := range tt.want {
+			if !strings.Contains(tt.doc, w) {
+				t.Errorf("%s user data lacks %q:\n%s", tt.name, w, tt.doc)
+			}
+		}
+	}
+	custom, err := renderUserData(awsv1.AMIFamilyCustom, "#!/bin/bash\n/etc/my-join.sh", jc)
+	if err != nil || decode(t, custom) != "#!/bin/bash\n/etc/my-join.sh" {
+		t.Errorf("Custom user data = %q, %v; want it passed through unchanged", decode(t, custom), err)
+	}
+}
+
+func TestFamily(t *testing.T) {
 	tests := []struct {
 		name string
 		nc   awsv1.EC2NodeClass
-		want imageFamily
+		want string
 	}{
-		{"alias bottlerocket-nvidia", awsv1.EC2NodeClass{Spec: awsv1.EC2NodeClassSpec{AMISelectorTerms: []awsv1.AMISelectorTerm{{Alias: "bottlerocket-nvidia@latest"}}}}, familyBottlerocket},
-		{"alias al2023", awsv1.EC2NodeClass{Spec: awsv1.EC2NodeClassSpec{AMISelectorTerms: []awsv1.AMISelectorTerm{{Alias: "al2023"}}}}, familyAL2023},
+		{"alias bottlerocket-nvidia", awsv1.EC2NodeClass{Spec: awsv1.EC2NodeClassSpec{AMISelectorTerms: []awsv1.AMISelectorTerm{{Alias: "bottlerocket-nvidia@latest"}}}}, awsv1.AMIFamilyBottlerocket},
+		{"alias al2023", awsv1.EC2NodeClass{Spec: awsv1.EC2NodeClassSpec{AMISelectorTerms: []awsv1.AMISelectorTerm{{Alias: "al2023"}}}}, awsv1.AMIFamilyAL2023},
+		{"amiFamily Custom", awsv1.EC2NodeClass{Spec: awsv1.EC2NodeClassSpec{AMIFamily: "Custom", AMISelectorTerms: []awsv1.AMISelectorTerm{{ID: "ami-1"}}}}, awsv1.AMIFamilyCustom},
 		{"ids resolving to bottlerocket", awsv1.EC2NodeClass{
 			Spec:   awsv1.EC2NodeClassSpec{AMISelectorTerms: []awsv1.AMISelectorTerm{{ID: "ami-1"}}},
-			Status: awsv1.EC2NodeClassStatus{AMIs: []awsv1.AMI{{ID: "ami-1", Name: "bottlerocket-aws-k8s-1.34-x86_64-v1.40.0"}}}}, familyBottlerocket},
+			Status: awsv1.EC2NodeClassStatus{AMIs: []awsv1.AMI{{ID: "ami-1", Name: "bottlerocket-aws-k8s-1.34-x86_64-v1.40.0"}}}}, awsv1.AMIFamilyBottlerocket},
 		{"ids resolving to anything else", awsv1.EC2NodeClass{
 			Spec:   awsv1.EC2NodeClassSpec{AMISelectorTerms: []awsv1.AMISelectorTerm{{ID: "ami-1"}}},
-			Status: awsv1.EC2NodeClassStatus{AMIs: []awsv1.AMI{{ID: "ami-1", Name: "custom"}}}}, familyAL2023},
+			Status: awsv1.EC2NodeClassStatus{AMIs: []awsv1.AMI{{ID: "ami-1", Name: "custom"}}}}, awsv1.AMIFamilyAL2023},
 	}
 	for _, tt := range tests {
-		if got := familyOf(&tt.nc); got != tt.want {
-			t.Errorf("%s: familyOf = %s, want %s", tt.name, got, tt.want)
+		if got := tt.nc.Family(); got != tt.want {
+			t.Errorf("%s: Family() = %s, want %s", tt.name, got, tt.want)
 		}
 	}
 }

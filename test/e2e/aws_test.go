@@ -7,28 +7,28 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
-	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/lifecycle"
-	"github.com/stowage-k8s/stowage/pkg/controllers/termination"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/operator"
 	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 	awsprovider "github.com/stowage-k8s/stowage/providers/aws"
 	awsv1 "github.com/stowage-k8s/stowage/providers/aws/apis/v1"
@@ -41,12 +41,92 @@ import (
 // every package), so its resources are kept apart by name and tag.
 var awsCluster = fmt.Sprintf("aws-e2e-%d", os.Getpid())
 
-// TestAWSNodeClaimOnMoto runs the AWS provider and the real lifecycle,
-// termination and EC2NodeClass controllers against the local control plane
-// and moto: a NodeClaim becomes a moto instance, a Node registered by a
-// stand-in kubelet makes it Ready, and deleting the claim terminates the
-// instance.
-func TestAWSNodeClaimOnMoto(t *testing.T) {
+// placementShim is the one part of EC2 moto does not serve: placement groups
+// (moto 5.2 answers CreatePlacementGroup with "not implemented"). It keeps
+// them in memory and records every CreateFleet request on its way to moto,
+// so the test can read what Stowage asked EC2 for.
+type placementShim struct {
+	*ec2.Client
+	mu     sync.Mutex
+	groups map[string][]ec2types.Tag
+	fleets []*ec2.CreateFleetInput
+}
+
+var _ awsprovider.EC2API = (*placementShim)(nil)
+
+func (s *placementShim) CreatePlacementGroup(_ context.Context, in *ec2.CreatePlacementGroupInput, _ ...func(*ec2.Options)) (*ec2.CreatePlacementGroupOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var tags []ec2types.Tag
+	for _, ts := range in.TagSpecifications {
+		tags = append(tags, ts.Tags...)
+	}
+	s.groups[aws.ToString(in.GroupName)] = tags
+	return &ec2.CreatePlacementGroupOutput{}, nil
+}
+
+func (s *placementShim) DescribePlacementGroups(context.Context, *ec2.DescribePlacementGroupsInput, ...func(*ec2.Options)) (*ec2.DescribePlacementGroupsOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := &ec2.DescribePlacementGroupsOutput{}
+	for name, tags := range s.groups {
+		out.PlacementGroups = append(out.PlacementGroups, ec2types.PlacementGroup{GroupName: aws.String(name), Tags: tags})
+	}
+	return out, nil
+}
+
+func (s *placementShim) DeletePlacementGroup(_ context.Context, in *ec2.DeletePlacementGroupInput, _ ...func(*ec2.Options)) (*ec2.DeletePlacementGroupOutput, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.groups, aws.ToString(in.GroupName))
+	return &ec2.DeletePlacementGroupOutput{}, nil
+}
+
+func (s *placementShim) CreateFleet(ctx context.Context, in *ec2.CreateFleetInput, opts ...func(*ec2.Options)) (*ec2.CreateFleetOutput, error) {
+	s.mu.Lock()
+	s.fleets = append(s.fleets, in)
+	s.mu.Unlock()
+	return s.Client.CreateFleet(ctx, in, opts...)
+}
+
+// fleetsFor are the CreateFleet requests made for a claim.
+func (s *placementShim) fleetsFor(claim string) []*ec2.CreateFleetInput {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*ec2.CreateFleetInput
+	for _, f := range s.fleets {
+		for _, ts := range f.TagSpecifications {
+			if ts.ResourceType == ec2types.ResourceTypeInstance && slices.ContainsFunc(ts.Tags, func(t ec2types.Tag) bool {
+				return aws.ToString(t.Key) == awsprovider.TagNodeClaim && aws.ToString(t.Value) == claim
+			}) {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// awsEnv is the local control plane running the whole operator with the AWS
+// provider pointed at moto.
+type awsEnv struct {
+	cp       *controlplane.ControlPlane
+	c        client.Client
+	api      *ec2.Client
+	ssm      *ssm.Client
+	iam      *iam.Client
+	shim     *placementShim
+	provider *awsprovider.Provider
+	root     string // SSM parameter root standing in for /aws/service
+	k8s      string // the API server's minor version
+	subnet   string
+}
+
+// TestAWSOnMoto runs Stowage's operator with the AWS provider against moto
+// on the local control plane, with production defaults: images matched to
+// the cluster's version through SSM, an image change reported as drift, a
+// node class with a bad subnet that buys nothing, a p5 gang launched with
+// EFA into one placement group, and cleanup after the node class goes.
+func TestAWSOnMoto(t *testing.T) {
 	lifeLogOnce.Do(func() {
 		// The same logger the lifecycle suite installs: stderr with -v only.
 		out := io.Discard
@@ -55,120 +135,441 @@ func TestAWSNodeClaimOnMoto(t *testing.T) {
 		}
 		log.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(out)))
 	})
+	e := awsStart(t)
+	ctx := context.Background()
+
+	// Images: the cluster's version and a newer one that must not be picked.
+	current := awsImage(ctx, t, e.api, "current")
+	newer := awsImage(ctx, t, e.api, "newer-version")
+	next := awsImage(ctx, t, e.api, "next-release")
+	gpu := awsImage(ctx, t, e.api, "current-nvidia")
+	next2 := awsVersion(t, e.k8s, 1)
+	e.publish(ctx, t, e.k8s, "standard", current)
+	e.publish(ctx, t, e.k8s, "nvidia", gpu)
+	e.publish(ctx, t, next2, "standard", newer)
+
+	nc := awsNodeClass("default", e.subnet)
+	// The pool the test's claims belong to: consolidation off (their nodes
+	// stay empty), one node disrupted at a time.
+	pool := &v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: lifeClaim("x").Labels[v1.LabelNodePool]}, Spec: v1.NodePoolSpec{
+		Template: v1.NodeClaimTemplate{Spec: v1.NodeClaimTemplateSpec{
+			NodeClassRef: &v1.NodeClassReference{Group: awsv1.Group, Kind: awsv1.Kind, Name: nc.Name},
+			Requirements: []v1.NodeSelectorRequirementWithMinValues{{Key: v1.LabelInstanceType, Operator: corev1.NodeSelectorOpIn,
+				Values: []string{"m5.large", "p5.48xlarge"}}},
+			ExpireAfter: v1.Never,
+		}},
+		Disruption: v1.Disruption{ConsolidateAfter: v1.Never, Budgets: []v1.Budget{{Nodes: "1"}}},
+	}}
+	provCreate(t, e.c, nc, pool)
+	awsWaitReady(t, e.c, nc.Name, true)
+
+	var c1 *v1.NodeClaim
+	t.Run("version-matched image", func(t *testing.T) {
+		if err := e.c.Get(ctx, client.ObjectKeyFromObject(nc), nc); err != nil {
+			t.Fatal(err)
+		}
+		if nc.Status.KubernetesVersion != e.k8s {
+			t.Errorf("status.kubernetesVersion = %q, want the API server's %q", nc.Status.KubernetesVersion, e.k8s)
+		}
+		var std []string
+		for _, a := range nc.Status.AMIs {
+			if a.Arch == "amd64" && a.Variant == awsv1.VariantStandard {
+				std = append(std, a.ID)
+			}
+		}
+		if !slices.Equal(std, []string{current}) {
+			t.Fatalf("standard amd64 images = %v, want %s for Kubernetes %s (not %s, published for %s)", std, current, e.k8s, newer, next2)
+		}
+		c1 = awsClaim("aws-cpu", nc.Name, lifeOffering("m5.large", "us-east-1a", v1.CapacityTypeOnDemand))
+		if err := e.c.Create(ctx, c1); err != nil {
+			t.Fatal(err)
+		}
+		c1 = awsWaitLaunched(t, e.c, c1.Name)
+		if got := aws.ToString(awsInstance(ctx, t, e.api, c1.Status.ProviderID).ImageId); got != current {
+			t.Errorf("moto instance booted %s, want %s", got, current)
+		}
+		awsRegisterNode(ctx, t, e.c, c1, "")
+		c1 = lifeWaitReady(t, e.c, c1.Name)
+	})
+
+	t.Run("image change is drift", func(t *testing.T) {
+		if c1 == nil {
+			t.Skip("no machine launched")
+		}
+		if got, err := e.provider.IsDrifted(ctx, c1); err != nil || got != "" {
+			t.Fatalf("IsDrifted before the release = %q, %v; want none", got, err)
+		}
+		// Amazon publishes a new release under the same parameter. The
+		// controller resolves it at its next resync (5 minutes); touching the
+		// node class reconciles it now.
+		e.publish(ctx, t, e.k8s, "standard", next)
+		awsTouch(ctx, t, e.c, nc.Name)
+		lifeEventually(t, "the node class resolving the new release", func(ctx context.Context) (bool, error) {
+			got := &awsv1.EC2NodeClass{}
+			if err := e.c.Get(ctx, client.ObjectKeyFromObject(nc), got); err != nil {
+				return false, err
+			}
+			return slices.ContainsFunc(got.Status.AMIs, func(a awsv1.AMI) bool { return a.ID == next }), nil
+		})
+		if got, err := e.provider.IsDrifted(ctx, c1); err != nil || got != awsprovider.DriftImage {
+			t.Errorf("IsDrifted after the release = %q, %v; want %s", got, err, awsprovider.DriftImage)
+		}
+	})
+
+	t.Run("bad subnet buys nothing", func(t *testing.T) {
+		typo := awsNodeClass("typo", "subnet-0000000000dead")
+		pool := &v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "typo"}, Spec: v1.NodePoolSpec{Template: v1.NodeClaimTemplate{Spec: v1.NodeClaimTemplateSpec{
+			NodeClassRef: &v1.NodeClassReference{Group: awsv1.Group, Kind: awsv1.Kind, Name: "typo"},
+			Requirements: []v1.NodeSelectorRequirementWithMinValues{{Key: v1.LabelInstanceType, Operator: corev1.NodeSelectorOpIn, Values: []string{"m5.large"}}},
+			ExpireAfter:  v1.Never,
+		}}}}
+		pod := provPod("default", "needs-typo", map[string]string{v1.LabelNodePool: "typo"}, nil, "cpu", "500m")
+		provCreate(t, e.c, typo, pool, pod)
+		awsWaitReady(t, e.c, typo.Name, false)
+		got := &awsv1.EC2NodeClass{}
+		if err := e.c.Get(ctx, client.ObjectKeyFromObject(typo), got); err != nil {
+			t.Fatal(err)
+		}
+		if msg := conditions.Get(got.Status.Conditions, awsv1.ConditionSubnetsReady).Message; !strings.Contains(msg, "id subnet-0000000000dead") {
+			t.Errorf("SubnetsReady message %q does not name the subnet", msg)
+		}
+		// Several batches pass with the pod pending and nothing is bought.
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			claims, err := provClaims(ctx, e.c, "typo")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(claims) != 0 {
+				t.Fatalf("a NodeClaim was made for a node class that cannot launch: %s", claims[0].Name)
+			}
+			time.Sleep(time.Second)
+		}
+		if n := len(awsInstancesOfPool(ctx, t, e.api, "typo")); n != 0 {
+			t.Fatalf("%d machines bought for the typo pool", n)
+		}
+		// Fixing the selector is enough: the same pod gets a machine, which
+		// shows the provisioner was looking all along.
+		if err := e.c.Get(ctx, client.ObjectKeyFromObject(typo), got); err != nil {
+			t.Fatal(err)
+		}
+		fixed := got.DeepCopy()
+		fixed.Spec.SubnetSelectorTerms = []awsv1.SelectorTerm{{ID: e.subnet}}
+		if err := e.c.Patch(ctx, fixed, client.MergeFrom(got)); err != nil {
+			t.Fatal(err)
+		}
+		awsWaitReady(t, e.c, typo.Name, true)
+		var claim v1.NodeClaim
+		lifeEventually(t, "a machine for the pod once the subnet is fixed", func(ctx context.Context) (bool, error) {
+			claims, err := provClaims(ctx, e.c, "typo")
+			if err != nil || len(claims) == 0 {
+				return false, err
+			}
+			claim = claims[0]
+			return claim.Status.ProviderID != "", nil
+		})
+		if n := len(awsInstancesOfPool(ctx, t, e.api, "typo")); n != 1 {
+			t.Errorf("%d machines for one pending pod, want 1", n)
+		}
+		for _, o := range []client.Object{pod, pool} {
+			if err := e.c.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.c.Delete(ctx, &claim); client.IgnoreNotFound(err) != nil {
+			t.Fatal(err)
+		}
+		lifeWaitGone(t, e.c, &claim)
+		if err := e.c.Delete(ctx, typo); err != nil {
+			t.Fatal(err)
+		}
+		lifeWaitGone(t, e.c, typo)
+	})
+
+	var gang []*v1.NodeClaim
+	t.Run("p5 gang with EFA in one placement group", func(t *testing.T) {
+		for i := range 2 {
+			g := awsClaim(fmt.Sprintf("llama-%d", i), nc.Name, lifeOffering("p5.48xlarge", "us-east-1a", v1.CapacityTypeOnDemand))
+			g.Spec.Placement = &v1.Placement{Group: "llama"}
+			g.Spec.Resources.Requests[awsprovider.ResourceEFA] = resource.MustParse("32")
+			if err := e.c.Create(ctx, g); err != nil {
+				t.Fatal(err)
+			}
+			gang = append(gang, g)
+		}
+		group := "stowage-" + awsCluster + "-llama"
+		for i, g := range gang {
+			gang[i] = awsWaitLaunched(t, e.c, g.Name)
+			fleets := e.shim.fleetsFor(g.Name)
+			if len(fleets) != 1 {
+				t.Fatalf("%s: %d CreateFleet requests, want 1", g.Name, len(fleets))
+			}
+			cfgs := fleets[0].LaunchTemplateConfigs
+			if len(cfgs) != 1 || len(cfgs[0].Overrides) != 1 {
+				t.Fatalf("%s: launch request %+v, want one p5 override", g.Name, cfgs)
+			}
+			if pg := cfgs[0].Overrides[0].Placement; pg == nil || aws.ToString(pg.GroupName) != group {
+				t.Errorf("%s: override placement %+v, want %s", g.Name, pg, group)
+			}
+			lt := awsTemplate(ctx, t, e.api, aws.ToString(cfgs[0].LaunchTemplateSpecification.LaunchTemplateName))
+			efa := 0
+			for _, ni := range lt.NetworkInterfaces {
+				if aws.ToString(ni.InterfaceType) == string(ec2types.NetworkInterfaceTypeEfaOnly) {
+					efa++
+				}
+			}
+			if efa != 32 || len(lt.NetworkInterfaces) != 33 || len(lt.SecurityGroupIds) != 0 {
+				t.Errorf("%s: template has %d interfaces (%d EFA-only) and groups %v; want the primary and 32 EFA-only, groups on the interfaces",
+					g.Name, len(lt.NetworkInterfaces), efa, lt.SecurityGroupIds)
+			}
+		}
+		e.shim.mu.Lock()
+		groups := len(e.shim.groups)
+		tags := e.shim.groups[group]
+		e.shim.mu.Unlock()
+		if groups != 1 || !slices.ContainsFunc(tags, func(t ec2types.Tag) bool {
+			return aws.ToString(t.Key) == awsprovider.TagCluster && aws.ToString(t.Value) == awsCluster
+		}) {
+			t.Errorf("placement groups: %d, %s tagged %v; want one, tagged with the cluster", groups, group, tags)
+		}
+	})
+
+	t.Run("cleanup after the node class is deleted", func(t *testing.T) {
+		if err := e.c.Delete(ctx, nc); err != nil {
+			t.Fatal(err)
+		}
+		// The finalizer holds the class while claims use it.
+		time.Sleep(2 * time.Second)
+		held := &awsv1.EC2NodeClass{}
+		if err := e.c.Get(ctx, client.ObjectKeyFromObject(nc), held); err != nil {
+			t.Fatalf("node class gone while claims use it: %v", err)
+		}
+		if err := e.c.Delete(ctx, pool); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range append([]*v1.NodeClaim{c1}, gang...) {
+			if c == nil {
+				continue
+			}
+			if err := e.c.Delete(ctx, c); client.IgnoreNotFound(err) != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range append([]*v1.NodeClaim{c1}, gang...) {
+			if c != nil {
+				lifeWaitGone(t, e.c, c)
+			}
+		}
+		lifeWaitGone(t, e.c, held)
+		if list, err := e.provider.List(ctx); err != nil || len(list) != 0 {
+			t.Errorf("provider still lists %d machines (%v)", len(list), err)
+		}
+		out, err := e.api.DescribeLaunchTemplates(ctx, &ec2.DescribeLaunchTemplatesInput{Filters: []ec2types.Filter{
+			{Name: aws.String("tag:" + awsprovider.TagCluster), Values: []string{awsCluster}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.LaunchTemplates) != 0 {
+			t.Errorf("%d launch templates left after the node class went", len(out.LaunchTemplates))
+		}
+		profile := nodeclass.InstanceProfileName(awsCluster, "StowageNode-"+awsCluster)
+		if _, err := e.iam.GetInstanceProfile(ctx, &iam.GetInstanceProfileInput{InstanceProfileName: aws.String(profile)}); err == nil {
+			t.Errorf("instance profile %s outlived its node class", profile)
+		}
+	})
+}
+
+// awsStart starts moto, the control plane and the operator with the AWS
+// provider and the EC2NodeClass controller, with production defaults.
+func awsStart(t *testing.T) *awsEnv {
+	t.Helper()
 	moto, err := mototest.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(moto.Stop)
 	ctx := context.Background()
-	api := moto.EC2()
-	subnet := awsMakeNetwork(ctx, t, api)
-
-	cp := controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, CRDs: true})
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1.AddToScheme, awsv1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			t.Fatal(err)
-		}
+	e := &awsEnv{api: moto.EC2(), ssm: moto.SSM(), iam: moto.IAM(), root: "/stowage-e2e/" + awsCluster}
+	e.shim = &placementShim{Client: e.api, groups: map[string][]ec2types.Tag{}}
+	e.subnet = awsMakeNetwork(ctx, t, e.api)
+	role := "StowageNode-" + awsCluster
+	if _, err := e.iam.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(role),
+		AssumeRolePolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`)}); err != nil {
+		t.Fatal(err)
 	}
-	c, err := client.New(cp.Config, client.Options{Scheme: scheme})
+
+	e.cp = controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, CRDs: true})
+	e.c = e.cp.Client
+	if err := awsv1.AddToScheme(e.c.Scheme()); err != nil {
+		t.Fatal(err)
+	}
+	version, err := nodeclass.ServerVersion(e.cp.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	provider, err := awsprovider.New(awsprovider.Options{ClusterName: awsCluster, Region: "us-east-1", EC2: api, Kube: c,
-		ClusterEndpoint: cp.Config.Host})
+	if e.k8s, err = version(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := mototest.CABundle()
 	if err != nil {
 		t.Fatal(err)
 	}
-	awsStartManager(t, cp, scheme, provider, api)
+	join := nodeclass.JoinSettings{Endpoint: e.cp.Config.Host, CABundle: ca, CIDR: "10.96.0.0/12"}
 
-	sel := map[string]string{"stowage.dev/discovery": awsCluster}
-	nc := &awsv1.EC2NodeClass{
-		ObjectMeta: metav1.ObjectMeta{Name: "default"},
-		Spec: awsv1.EC2NodeClassSpec{
-			AMISelectorTerms:           []awsv1.AMISelectorTerm{{Tags: sel}},
-			SubnetSelectorTerms:        []awsv1.SelectorTerm{{Tags: sel}},
-			SecurityGroupSelectorTerms: []awsv1.SelectorTerm{{Tags: sel}},
-			InstanceProfile:            "stowage-nodes",
-		},
-	}
-	if err := c.Create(ctx, nc); err != nil {
-		t.Fatal(err)
-	}
-	lifeEventually(t, "EC2NodeClass Ready", func(ctx context.Context) (bool, error) {
-		err := c.Get(ctx, client.ObjectKeyFromObject(nc), nc)
-		return err == nil && conditions.IsTrue(nc.Status.Conditions, awsv1.ConditionReady), err
-	})
-
-	claim := lifeClaim("aws-gpu", lifeOffering("g5.xlarge", "us-east-1a", v1.CapacityTypeSpot))
-	claim.Spec.NodeClassRef = &v1.NodeClassReference{Group: awsv1.Group, Kind: awsv1.Kind, Name: nc.Name}
-	if err := c.Create(ctx, claim); err != nil {
-		t.Fatal(err)
-	}
-	lifeEventually(t, "nodeclaim launched", func(ctx context.Context) (bool, error) {
-		err := c.Get(ctx, client.ObjectKeyFromObject(claim), claim)
-		return err == nil && claim.Status.ProviderID != "", err
-	})
-	inst := awsInstance(ctx, t, api, claim.Status.ProviderID)
-	if string(inst.InstanceType) != "g5.xlarge" || inst.InstanceLifecycle != ec2types.InstanceLifecycleTypeSpot || aws.ToString(inst.SubnetId) != subnet {
-		t.Errorf("moto instance %s (%s) in %s, want a g5.xlarge spot in %s", inst.InstanceType, inst.InstanceLifecycle, aws.ToString(inst.SubnetId), subnet)
-	}
-
-	node := awsRegisterNode(ctx, t, c, claim, aws.ToString(inst.PrivateDnsName))
-	claim = lifeWaitReady(t, c, claim.Name)
-	if claim.Status.NodeName != node.Name {
-		t.Errorf("claim's node = %q, want %q", claim.Status.NodeName, node.Name)
-	}
-
-	if err := c.Delete(ctx, claim); err != nil {
-		t.Fatal(err)
-	}
-	lifeWaitGone(t, c, claim)
-	if state := awsInstance(ctx, t, api, claim.Status.ProviderID).State.Name; state != ec2types.InstanceStateNameTerminated &&
-		state != ec2types.InstanceStateNameShuttingDown {
-		t.Errorf("after deleting the claim the instance is %s, want terminated", state)
-	}
-	if list, err := provider.List(ctx); err != nil || len(list) != 0 {
-		t.Errorf("provider still lists %d machines (%v)", len(list), err)
-	}
-}
-
-// awsStartManager runs the controllers a NodeClaim needs, with the AWS provider.
-func awsStartManager(t *testing.T, cp *controlplane.ControlPlane, scheme *runtime.Scheme, provider *awsprovider.Provider, api *ec2.Client) {
-	t.Helper()
-	mgr, err := manager.New(cp.Config, manager.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	opts := operator.DefaultOptions()
+	opts.CloudProvider = awsprovider.Name
+	opts.ClusterName = awsCluster
+	opts.MetricsAddr = "0"
+	opts.HealthProbeAddr = "0"
+	runCtx, cancel := context.WithCancel(ctx)
+	var once sync.Once
+	op, err := operator.New(runCtx, e.cp.Config, opts,
+		operator.WithSkipNameValidation(),
+		operator.WithProvider(awsprovider.Name, func(_ context.Context, d operator.ProviderDeps) (cloudprovider.CloudProvider, error) {
+			if err := awsv1.AddToScheme(d.Client.Scheme()); err != nil {
+				return nil, err
+			}
+			p, err := awsprovider.New(awsprovider.Options{ClusterName: d.ClusterName, Region: mototest.Region, EC2: e.shim, Kube: d.Client, Clock: d.Clock,
+				ClusterEndpoint: join.Endpoint, ClusterCABundle: join.CABundle, ClusterCIDR: join.CIDR})
+			once.Do(func() { e.provider = p })
+			return p, err
+		}),
+		operator.WithController(nodeclass.NewController(nodeclass.Deps{EC2: e.api, IAM: e.iam, SSM: e.ssm, ParameterRoot: e.root,
+			ClusterName: awsCluster, Join: join, Cleaner: cleanerFunc(func(ctx context.Context, class string) error {
+				return e.provider.DeleteLaunchTemplates(ctx, class)
+			})})))
 	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	rec := mgr.GetEventRecorder("stowage")
-	regs := []interface {
-		Register(context.Context, manager.Manager) error
-	}{
-		lifecycle.NewController(lifecycle.Deps{Client: mgr.GetClient(), CloudProvider: provider, Recorder: rec, Unavailable: provider.Unavailable()}),
-		termination.NewController(termination.Deps{Client: mgr.GetClient(), CloudProvider: provider, Recorder: rec,
-			Options: termination.Options{DrainRequeue: 500 * time.Millisecond}}),
-		nodeclass.NewController(nodeclass.Deps{EC2: api}),
-	}
-	for _, r := range regs {
-		if err := r.Register(ctx, mgr); err != nil {
-			cancel()
-			t.Fatalf("registering %T: %v", r, err)
-		}
+		cancel()
+		t.Fatalf("building the operator: %v", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
+	go func() { done <- op.Start(runCtx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
+			t.Errorf("operator: %v", err)
 		}
 	})
+	return e
+}
+
+type cleanerFunc func(context.Context, string) error
+
+func (f cleanerFunc) DeleteLaunchTemplates(ctx context.Context, class string) error {
+	return f(ctx, class)
+}
+
+// publish writes an image parameter where Amazon's would be, under the test
+// root (moto refuses names under /aws).
+func (e *awsEnv) publish(ctx context.Context, t *testing.T, k8s, variant, image string) {
+	t.Helper()
+	name := fmt.Sprintf("%s/eks/optimized-ami/%s/amazon-linux-2023/x86_64/%s/recommended/image_id", e.root, k8s, variant)
+	if _, err := e.ssm.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(name), Value: aws.String(image),
+		Type: ssmtypes.ParameterTypeString, DataType: aws.String("aws:ec2:image"), Overwrite: aws.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// awsVersion is the minor version delta releases after k8s ("1.37", 1 -> "1.38").
+func awsVersion(t *testing.T, k8s string, delta int) string {
+	t.Helper()
+	var major, minor int
+	if _, err := fmt.Sscanf(k8s, "%d.%d", &major, &minor); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%d.%d", major, minor+delta)
+}
+
+func awsNodeClass(name, subnet string) *awsv1.EC2NodeClass {
+	sel := map[string]string{"stowage.dev/discovery": awsCluster}
+	return &awsv1.EC2NodeClass{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: awsv1.EC2NodeClassSpec{
+			AMISelectorTerms:           []awsv1.AMISelectorTerm{{Alias: "al2023@latest"}},
+			SubnetSelectorTerms:        []awsv1.SelectorTerm{{ID: subnet}},
+			SecurityGroupSelectorTerms: []awsv1.SelectorTerm{{Tags: sel}},
+			Role:                       "StowageNode-" + awsCluster,
+		},
+	}
+}
+
+func awsClaim(name, class string, offerings ...v1.OfferingChoice) *v1.NodeClaim {
+	c := lifeClaim(name, offerings...)
+	c.Spec.NodeClassRef = &v1.NodeClassReference{Group: awsv1.Group, Kind: awsv1.Kind, Name: class}
+	return c
+}
+
+func awsWaitReady(t *testing.T, c client.Client, name string, want bool) {
+	t.Helper()
+	lifeEventually(t, fmt.Sprintf("EC2NodeClass %s Ready=%v", name, want), func(ctx context.Context) (bool, error) {
+		nc := &awsv1.EC2NodeClass{}
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, nc); err != nil {
+			return false, err
+		}
+		r := nc.ReadyCondition()
+		return r != nil && (r.Status == metav1.ConditionTrue) == want, nil
+	})
+}
+
+func awsWaitLaunched(t *testing.T, c client.Client, name string) *v1.NodeClaim {
+	t.Helper()
+	claim := &v1.NodeClaim{}
+	lifeEventually(t, "nodeclaim "+name+" launched", func(ctx context.Context) (bool, error) {
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, claim); err != nil {
+			return false, err
+		}
+		if claim.Status.ProviderID != "" {
+			return true, nil
+		}
+		if l := conditions.Get(claim.Status.Conditions, v1.ConditionLaunched); l != nil {
+			return false, fmt.Errorf("not launched: %s", l.Message)
+		}
+		return false, nil
+	})
+	return claim
+}
+
+// awsTouch annotates a node class, which makes its controller resolve it now.
+func awsTouch(ctx context.Context, t *testing.T, c client.Client, name string) {
+	t.Helper()
+	nc := &awsv1.EC2NodeClass{}
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, nc); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(nc.DeepCopy())
+	if nc.Annotations == nil {
+		nc.Annotations = map[string]string{}
+	}
+	nc.Annotations["e2e.stowage.dev/touched"] = time.Now().Format(time.RFC3339Nano)
+	if err := c.Patch(ctx, nc, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func awsInstancesOfPool(ctx context.Context, t *testing.T, api *ec2.Client, pool string) []ec2types.Instance {
+	t.Helper()
+	out, err := api.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+		{Name: aws.String("tag:" + awsprovider.TagCluster), Values: []string{awsCluster}},
+		{Name: aws.String("tag:" + awsprovider.TagNodePool), Values: []string{pool}},
+		{Name: aws.String("instance-state-name"), Values: []string{"pending", "running"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var insts []ec2types.Instance
+	for _, r := range out.Reservations {
+		insts = append(insts, r.Instances...)
+	}
+	return insts
+}
+
+func awsTemplate(ctx context.Context, t *testing.T, api *ec2.Client, name string) *ec2types.ResponseLaunchTemplateData {
+	t.Helper()
+	out, err := api.DescribeLaunchTemplateVersions(ctx, &ec2.DescribeLaunchTemplateVersionsInput{LaunchTemplateName: aws.String(name), Versions: []string{"$Latest"}})
+	if err != nil || len(out.LaunchTemplateVersions) == 0 {
+		t.Fatalf("reading launch template %s: %v", name, err)
+	}
+	return out.LaunchTemplateVersions[0].LaunchTemplateData
 }
 
 // awsRegisterNode plays the kubelet: it registers a Ready Node with the
@@ -223,8 +624,31 @@ func awsInstance(ctx context.Context, t *testing.T, api *ec2.Client, providerID 
 	return out.Reservations[0].Instances[0]
 }
 
-// awsMakeNetwork makes a tagged subnet in us-east-1a, a security group and a
-// tagged image in moto, and returns the subnet ID.
+// awsImage makes an x86_64 image in moto (moto's RegisterImage leaves the
+// architecture empty; an image made from an instance carries it).
+func awsImage(ctx context.Context, t *testing.T, api *ec2.Client, name string) string {
+	t.Helper()
+	base, err := api.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"amazon"},
+		Filters: []ec2types.Filter{{Name: aws.String("architecture"), Values: []string{"x86_64"}}}})
+	if err != nil || len(base.Images) == 0 {
+		t.Fatalf("moto has no x86_64 image: %v", err)
+	}
+	src, err := api.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: base.Images[0].ImageId, MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := api.CreateImage(ctx, &ec2.CreateImageInput{InstanceId: src.Instances[0].InstanceId, Name: aws.String(awsCluster + "-" + name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{aws.ToString(src.Instances[0].InstanceId)}}); err != nil {
+		t.Fatal(err)
+	}
+	return aws.ToString(img.ImageId)
+}
+
+// awsMakeNetwork makes a subnet in us-east-1a and a tagged security group in
+// moto, and returns the subnet ID.
 func awsMakeNetwork(ctx context.Context, t *testing.T, api *ec2.Client) string {
 	t.Helper()
 	tags := []ec2types.Tag{{Key: aws.String("stowage.dev/discovery"), Value: aws.String(awsCluster)}}
@@ -239,25 +663,6 @@ func awsMakeNetwork(ctx context.Context, t *testing.T, api *ec2.Client) string {
 	}
 	if _, err := api.CreateSecurityGroup(ctx, &ec2.CreateSecurityGroupInput{GroupName: aws.String("nodes"), Description: aws.String("nodes"), VpcId: vpc.Vpc.VpcId,
 		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeSecurityGroup, Tags: tags}}}); err != nil {
-		t.Fatal(err)
-	}
-	base, err := api.DescribeImages(ctx, &ec2.DescribeImagesInput{Owners: []string{"amazon"},
-		Filters: []ec2types.Filter{{Name: aws.String("architecture"), Values: []string{"x86_64"}}}})
-	if err != nil || len(base.Images) == 0 {
-		t.Fatalf("moto has no x86_64 image: %v", err)
-	}
-	src, err := api.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: base.Images[0].ImageId, MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := api.CreateImage(ctx, &ec2.CreateImageInput{InstanceId: src.Instances[0].InstanceId, Name: aws.String(awsCluster + "-al2023-nvidia")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := api.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{aws.ToString(img.ImageId)}, Tags: tags}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := api.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: []string{aws.ToString(src.Instances[0].InstanceId)}}); err != nil {
 		t.Fatal(err)
 	}
 	return aws.ToString(sn.Subnet.SubnetId)

@@ -361,6 +361,8 @@ func TestValuesRejected(t *testing.T) {
 		{name: "typo in a value name", set: []string{"cloud=fake", "clusterName=c", "replica=3"}, want: []string{"additional properties 'replica' not allowed"}},
 		{name: "bad IRSA role", set: []string{"clusterName=c", "cloud=aws", "aws.roleARN=my-role"}, want: []string{"/aws/roleARN"}},
 		{name: "aws without region", set: []string{"clusterName=c", "cloud=aws"}, want: []string{"region is required when cloud is aws"}},
+		{name: "aws without join settings", set: []string{"clusterName=c", "cloud=aws", "region=us-east-1", "aws.clusterEndpoint=https://k8s"},
+			want: []string{"aws.clusterEndpoint, aws.clusterCABundle and aws.clusterCIDR are required", "aws eks describe-cluster"}},
 		{name: "bad interruption queue", set: []string{"clusterName=c", "cloud=aws", "region=us-east-1", "aws.interruptionQueue=stowage-q"}, want: []string{"/aws/interruptionQueue"}},
 		{name: "azure without client ID", set: []string{"clusterName=c", "cloud=azure"}, want: []string{"azure.clientID is required when cloud is azure"}},
 		{name: "azure without bootstrap token", set: []string{"clusterName=c", "cloud=azure", "azure.clientID=00000000-1111-2222-3333-444444444444"},

@@ -144,6 +144,13 @@ type NodeClaimStatus struct {
 	PricePerHour string `json:"pricePerHour,omitempty"`
 	// +optional
 	ImageID string `json:"imageID,omitempty"`
+	// Topology is the machine's place in the cloud's network, as the cloud
+	// reports it: network node IDs from the top layer down to the one the
+	// machine hangs off (AWS DescribeInstanceTopology). Machines sharing more
+	// leading nodes are closer. Empty where the cloud does not say.
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	Topology []string `json:"topology,omitempty"`
 	// +optional
 	Capacity corev1.ResourceList `json:"capacity,omitempty"`
 	// +optional

@@ -38,8 +38,13 @@ type Type struct {
 	Arch      string `json:"arch"` // amd64 or arm64
 	GPU       *GPU   `json:"gpu,omitempty"`
 	// MaxPods is the kubelet's max-pods for this type; 0 means the cloud's default.
-	MaxPods           int      `json:"maxPods,omitempty"`
-	Network           string   `json:"network,omitempty"`
+	MaxPods int    `json:"maxPods,omitempty"`
+	Network string `json:"network,omitempty"`
+	// EFA is how many Elastic Fabric Adapter interfaces the type takes (AWS).
+	EFA int `json:"efa,omitempty"`
+	// Placement: machines of the type can share one tight placement domain
+	// (an AWS cluster placement group).
+	Placement         bool     `json:"placement,omitempty"`
 	CurrentGeneration bool     `json:"currentGeneration"`
 	Zones             []string `json:"zones"`
 	// OnDemand and Spot are US$ per hour; Spot 0 means not sold as spot.
@@ -99,8 +104,8 @@ func (f *File) Validate(file string) error {
 		if g := t.GPU; g != nil && (g.Count <= 0 || g.MemoryMiB <= 0 || g.Name == "" || g.Manufacturer == "") {
 			bad("%s: gpu needs manufacturer, name, and positive count and memoryMiB", where)
 		}
-		if t.MaxPods < 0 {
-			bad("%s: maxPods must not be negative", where)
+		if t.MaxPods < 0 || t.EFA < 0 {
+			bad("%s: maxPods and efa must not be negative", where)
 		}
 		if len(t.Zones) == 0 {
 			bad("%s: zones must not be empty", where)

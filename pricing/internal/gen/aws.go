@@ -66,9 +66,18 @@ type motoType struct {
 		Ipv4AddressesPerInterface int
 		DefaultNetworkCardIndex   int
 		NetworkCards              []struct{ NetworkCardIndex, MaximumNetworkInterfaces int }
+		EfaSupported              bool
+		EfaInfo                   *struct{ MaximumEfaInterfaces int }
 	}
+	PlacementGroupInfo    *struct{ SupportedStrategies []string }
 	SupportedUsageClasses []string
 }
+
+// awsNeuronMemoryMiB corrects device memory the DescribeInstanceTypes data
+// gets wrong: moto 5.2.1 reports 512 GiB per Trainium2 device, the Neuron
+// documentation 96 GiB (awsdocs-neuron.readthedocs-hosted.com, "Amazon EC2
+// Trn2 Architecture": 16 chips, 1,536 GiB device memory; read 2026-12-04).
+var awsNeuronMemoryMiB = map[string]int64{"trainium2": 96 * 1024}
 
 func buildAWS(o options) (*format.File, error) {
 	var types map[string]motoType
@@ -128,6 +137,8 @@ func buildAWS(o options) (*format.File, error) {
 			GPU:               awsGPU(m),
 			MaxPods:           awsMaxPods(m),
 			Network:           m.NetworkInfo.NetworkPerformance,
+			EFA:               awsEFA(m),
+			Placement:         m.PlacementGroupInfo != nil && slices.Contains(m.PlacementGroupInfo.SupportedStrategies, "cluster"),
 			CurrentGeneration: m.CurrentGeneration,
 			Zones:             zones,
 			OnDemand:          od,
@@ -230,9 +241,22 @@ func awsGPU(m motoType) *format.GPU {
 		for _, x := range m.NeuronInfo.NeuronDevices {
 			count += x.Count
 		}
-		return &format.GPU{Manufacturer: "aws", Name: strings.ToLower(d.Name), Count: count, MemoryMiB: d.MemoryInfo.SizeInMiB}
+		name := strings.ToLower(d.Name)
+		mem := d.MemoryInfo.SizeInMiB
+		if fixed, ok := awsNeuronMemoryMiB[name]; ok {
+			mem = fixed
+		}
+		return &format.GPU{Manufacturer: "aws", Name: name, Count: count, MemoryMiB: mem}
 	}
 	return nil
+}
+
+// awsEFA is the number of EFA interfaces a type takes, 0 without EFA.
+func awsEFA(m motoType) int {
+	if !m.NetworkInfo.EfaSupported || m.NetworkInfo.EfaInfo == nil {
+		return 0
+	}
+	return m.NetworkInfo.EfaInfo.MaximumEfaInterfaces
 }
 
 // awsMaxPods is the VPC CNI secondary-IP limit EKS AMIs use: ENIs on the

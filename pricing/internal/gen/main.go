@@ -17,6 +17,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/stowage-k8s/stowage/pricing/internal/format"
@@ -29,9 +31,9 @@ func main() {
 	flag.StringVar(&o.gcpPrices, "gcp-prices", "", "cloudpilot-ai/karpenter-provider-gcp pkg/providers/pricing/initial-prices.json")
 	flag.StringVar(&o.azurePrices, "azure-prices", "", "Azure/karpenter-provider-azure pkg/providers/pricing/zz_generated.pricing.go")
 	flag.StringVar(&o.out, "out", "pricing/data", "output directory")
+	flag.StringVar(&o.clouds, "clouds", "aws,gcp,azure", "which catalogs to rebuild (a refresh of one cloud needs only its inputs)")
 	flag.StringVar(&o.gcpGPUOnly, "gcp-gpu-only", "", "only refresh the n1 + GPU, A3 Mega, A3 Ultra and A4 rows of this GCP catalog file in place")
 	flag.StringVar(&o.today, "date", time.Now().UTC().Format(time.DateOnly), "date recorded for estimates made by this generator")
-	flag.StringVar(&o.only, "only", "", "build only this cloud's catalog (aws, gcp or azure); default all")
 	flag.Parse()
 	run := run
 	if o.gcpGPUOnly != "" {
@@ -44,8 +46,8 @@ func main() {
 }
 
 type options struct {
-	motoDir, awsPrices, gcpPrices, azurePrices, out, today, only string
-	gcpGPUOnly                                                   string
+	motoDir, awsPrices, gcpPrices, azurePrices, out, today, clouds string
+	gcpGPUOnly                                                     string
 }
 
 // refreshGCPGPUChoices rewrites the GCP GPU choices of an existing catalog
@@ -78,7 +80,7 @@ func run(o options) error {
 		{"gcp", "gcp-us-central1.json", false, buildGCP},
 		{"azure", "azure-eastus.json", false, buildAzure},
 	} {
-		if o.only != "" && o.only != j.cloud {
+		if o.clouds != "" && !slices.Contains(strings.Split(o.clouds, ","), j.cloud) {
 			continue
 		}
 		f, err := j.build(o)

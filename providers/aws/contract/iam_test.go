@@ -29,7 +29,7 @@ func TestInstanceProfileForRole(t *testing.T) {
 	nc := ec2NodeClass(cluster)
 	nc.Spec.InstanceProfile, nc.Spec.Role = "", role
 	kube := fake.NewClientBuilder().WithScheme(newScheme(t)).WithObjects(nc).WithStatusSubresource(nc).Build()
-	c := nodeclass.NewController(nodeclass.Deps{Client: kube, EC2: api, IAM: iamAPI, ClusterName: cluster,
+	c := nodeclass.NewController(nodeclass.Deps{Client: kube, EC2: api, IAM: iamAPI, ClusterName: cluster, Join: joinSettings(t),
 		Clock: clocktesting.NewFakeClock(time.Unix(1_800_000_000, 0))})
 	for range 2 { // the second pass finds everything in place
 		if err := kube.Get(ctx, client.ObjectKeyFromObject(nc), nc); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/go-logr/logr/testr"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/stowage-k8s/stowage/providers/aws/controllers/nodeclass"
 	"github.com/stowage-k8s/stowage/providers/aws/mototest"
 )
 
@@ -47,4 +48,14 @@ func begin(t *testing.T) (context.Context, string) {
 		name = name[:30]
 	}
 	return log.IntoContext(context.Background(), testr.New(t)), name + "-" + hex.EncodeToString(b[:])
+}
+
+// joinSettings are valid cluster join settings with a real certificate.
+func joinSettings(t *testing.T) nodeclass.JoinSettings {
+	t.Helper()
+	ca, err := mototest.CABundle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nodeclass.JoinSettings{Endpoint: "https://127.0.0.1:6443", CABundle: ca, CIDR: "10.100.0.0/16"}
 }

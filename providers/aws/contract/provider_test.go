@@ -117,7 +117,7 @@ func resolvedNodeClass(ctx context.Context, t *testing.T, api *ec2.Client, clust
 	t.Helper()
 	nc := ec2NodeClass(cluster)
 	kube := fake.NewClientBuilder().WithScheme(newScheme(t)).WithObjects(nc).WithStatusSubresource(nc).Build()
-	c := nodeclass.NewController(nodeclass.Deps{Client: kube, EC2: api, Clock: clocktesting.NewFakeClock(time.Unix(1_800_000_000, 0))})
+	c := nodeclass.NewController(nodeclass.Deps{Client: kube, EC2: api, Join: joinSettings(t), Clock: clocktesting.NewFakeClock(time.Unix(1_800_000_000, 0))})
 	if err := kube.Get(ctx, client.ObjectKeyFromObject(nc), nc); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestNodeClassResolution(t *testing.T) {
 	if len(nc.Status.SecurityGroups) != 1 || nc.Status.SecurityGroups[0].ID != n.sg {
 		t.Errorf("security groups = %+v, want %s", nc.Status.SecurityGroups, n.sg)
 	}
-	if len(nc.Status.AMIs) != 1 || nc.Status.AMIs[0].ID != n.ami || nc.Status.AMIs[0].Arch != "amd64" || !nc.Status.AMIs[0].NVIDIA {
+	if len(nc.Status.AMIs) != 1 || nc.Status.AMIs[0].ID != n.ami || nc.Status.AMIs[0].Arch != "amd64" || nc.Status.AMIs[0].Variant != awsv1.VariantNVIDIA {
 		t.Errorf("AMIs = %+v, want %s (amd64, nvidia by name)", nc.Status.AMIs, n.ami)
 	}
 
@@ -158,7 +158,7 @@ func TestNodeClassResolution(t *testing.T) {
 	if err := kube.Update(ctx, nc); err != nil {
 		t.Fatal(err)
 	}
-	c := nodeclass.NewController(nodeclass.Deps{Client: kube, EC2: api})
+	c := nodeclass.NewController(nodeclass.Deps{Client: kube, EC2: api, Join: joinSettings(t)})
 	if _, err := c.Reconcile(ctx, nc); err != nil {
 		t.Fatal(err)
 	}

@@ -3,12 +3,21 @@
 package mototest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -16,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 )
 
 // EnvEndpoint names a moto_server CI already runs.
@@ -39,6 +49,12 @@ func Start() (*Server, error) {
 	if ep := os.Getenv(EnvEndpoint); ep != "" {
 		return &Server{Endpoint: ep}, waitReady(ep, 30*time.Second)
 	}
+	return StartPrivate()
+}
+
+// StartPrivate always starts a moto_server of this process's own, for tests
+// that change server-wide settings such as IAM enforcement.
+func StartPrivate() (*Server, error) {
 	bin, err := exec.LookPath("moto_server")
 	if err != nil {
 		return nil, fmt.Errorf("moto_server not found (install moto[server] 5.x or set %s): %w", EnvEndpoint, err)
@@ -119,3 +135,47 @@ func (s *Server) IAM() *iam.Client { return iam.NewFromConfig(s.Config()) }
 
 // SQS is a real SQS client talking to moto.
 func (s *Server) SQS() *sqs.Client { return sqs.NewFromConfig(s.Config()) }
+
+// CABundle is base64 of a freshly made self-signed PEM certificate: a cluster
+// CA as `aws eks describe-cluster` prints it, for join settings in tests.
+func CABundle() (string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kubernetes"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), nil
+}
+
+// SSM is a real SSM client talking to moto.
+func (s *Server) SSM() *ssm.Client { return ssm.NewFromConfig(s.Config()) }
+
+// EnforceIAM makes the server check every later request against the
+// caller's IAM policies (moto checks actions; it ignores Resource and most
+// Condition keys). Only for a server from StartPrivate.
+func (s *Server) EnforceIAM() error {
+	if s.cmd == nil {
+		return fmt.Errorf("IAM enforcement is server-wide: use StartPrivate, not the shared server at %s", s.Endpoint)
+	}
+	resp, err := http.Post(s.Endpoint+"/moto-api/reset-auth", "text/plain", strings.NewReader("0"))
+	if err != nil {
+		return fmt.Errorf("enabling IAM enforcement: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("enabling IAM enforcement: %s", resp.Status)
+	}
+	return nil
+}
+
+// ConfigFor is an SDK config for the server with the given credentials.
+func (s *Server) ConfigFor(accessKey, secret string) aws.Config {
+	c := s.Config()
+	c.Credentials = credentials.NewStaticCredentialsProvider(accessKey, secret, "")
+	return c
+}

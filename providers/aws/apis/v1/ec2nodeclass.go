@@ -1,6 +1,8 @@
 package v1
 
 import (
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -25,9 +27,21 @@ type EC2NodeClass struct {
 // EC2NodeClassSpec is the desired launch configuration.
 //
 // +kubebuilder:validation:XValidation:message="exactly one of role or instanceProfile must be set",rule="has(self.role) != has(self.instanceProfile)"
+// +kubebuilder:validation:XValidation:message="amiFamily is set only with id, name or tags terms: an alias names its family",rule="!has(self.amiFamily) || !self.amiSelectorTerms.exists(t, has(t.alias))"
+// +kubebuilder:validation:XValidation:message="amiFamily Custom needs userData: Stowage writes no bootstrap for custom images",rule="!has(self.amiFamily) || self.amiFamily != 'Custom' || has(self.userData)"
 type EC2NodeClassSpec struct {
-	// AMISelectorTerms pick the node image. Terms are ORed; the newest image
-	// matching any term wins for each architecture.
+	// AMIFamily is the bootstrap format of images picked by id, name or tags
+	// terms: AL2023 (nodeadm NodeConfig, the default), Bottlerocket (TOML
+	// settings) or Custom (userData is passed to the instance unchanged and
+	// must join the node itself). An alias term names its family instead.
+	// +kubebuilder:validation:Enum=AL2023;Bottlerocket;Custom
+	// +optional
+	AMIFamily string `json:"amiFamily,omitempty"`
+	// AMISelectorTerms pick the node image. An alias resolves Amazon's EKS
+	// images for the cluster's Kubernetes version through public SSM
+	// parameters, with the NVIDIA and Neuron variants for accelerated types.
+	// Other terms are ORed; the newest image matching any term wins for each
+	// architecture and variant.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=30
 	// +kubebuilder:validation:XValidation:message="an alias term cannot be combined with other terms",rule="!self.exists(t, has(t.alias)) || size(self) == 1"
@@ -43,6 +57,13 @@ type EC2NodeClassSpec struct {
 	// +kubebuilder:validation:MaxItems=30
 	// +required
 	SecurityGroupSelectorTerms []SelectorTerm `json:"securityGroupSelectorTerms"`
+	// CapacityReservationSelectorTerms pick the On-Demand Capacity
+	// Reservations and Capacity Blocks this class may launch into. Without
+	// terms no reservation is used, and on-demand launches never consume an
+	// open reservation by accident.
+	// +kubebuilder:validation:MaxItems=30
+	// +optional
+	CapacityReservationSelectorTerms []CapacityReservationSelectorTerm `json:"capacityReservationSelectorTerms,omitempty"`
 	// Role is the IAM role nodes assume; Stowage creates and tags an instance
 	// profile holding it (stowage_<cluster>_<hash>).
 	// +kubebuilder:validation:MinLength=1
@@ -54,15 +75,27 @@ type EC2NodeClassSpec struct {
 	// +kubebuilder:validation:MaxLength=128
 	// +optional
 	InstanceProfile string `json:"instanceProfile,omitempty"`
+	// Kubelet settings for nodes of this class. Stowage plans with the
+	// allocatable they leave, so the solver and the kubelet agree.
+	// +optional
+	Kubelet *KubeletConfiguration `json:"kubelet,omitempty"`
+	// EFA attaches Elastic Fabric Adapter interfaces (as many as the type
+	// supports) to machines of EFA-capable types that join a placement group
+	// or whose pods request vpc.amazonaws.com/efa. Disabled never attaches them.
+	// +kubebuilder:validation:Enum=Auto;Disabled
+	// +kubebuilder:default=Auto
+	// +optional
+	EFA string `json:"efa,omitempty"`
 	// BlockDeviceMappings are the instance's volumes. Empty means the AMI's
 	// root volume grown to 100 GiB gp3: GPU images and model weights are large.
 	// +kubebuilder:validation:MaxItems=50
 	// +optional
 	BlockDeviceMappings []BlockDeviceMapping `json:"blockDeviceMappings,omitempty"`
 	// UserData runs before the bootstrap the node needs to join the cluster:
-	// for AL2023 it is one part (a shell script or a NodeConfig) placed before
-	// Stowage's NodeConfig part; for Bottlerocket it is TOML placed before
-	// Stowage's [settings.kubernetes] table, which it must not set itself.
+	// for AL2023 a shell script, a NodeConfig or a MIME multi-part document
+	// whose parts are placed before Stowage's NodeConfig part; for
+	// Bottlerocket TOML placed before Stowage's [settings.kubernetes] table,
+	// which it must not set itself; for Custom the whole user data.
 	// See docs/aws.md.
 	// +kubebuilder:validation:MaxLength=16384
 	// +optional
@@ -80,13 +113,16 @@ type EC2NodeClassSpec struct {
 	MetadataOptions *MetadataOptions `json:"metadataOptions,omitempty"`
 }
 
-// AMISelectorTerm selects images by alias, ID, or tags (and optional name/owner).
+// AMISelectorTerm selects images by alias, ID, or tags and/or name (with an
+// optional owner).
 //
-// +kubebuilder:validation:XValidation:message="set exactly one of alias, id, or tags",rule="[has(self.alias), has(self.id), has(self.tags)].filter(x, x).size() == 1"
-// +kubebuilder:validation:XValidation:message="owner and name only refine a tags term",rule="!(has(self.alias) || has(self.id)) || !(has(self.owner) || has(self.name))"
+// +kubebuilder:validation:XValidation:message="set exactly one of alias, id, or tags/name",rule="[has(self.alias), has(self.id), has(self.tags) || has(self.name)].filter(x, x).size() == 1"
+// +kubebuilder:validation:XValidation:message="owner only refines a tags or name term",rule="!(has(self.alias) || has(self.id)) || !has(self.owner)"
 type AMISelectorTerm struct {
-	// Alias names a family and version: al2023@latest, al2023-nvidia@v20261101,
-	// bottlerocket@latest, bottlerocket-nvidia@latest. The version defaults to latest.
+	// Alias names a family and version: al2023@latest, al2023@v20261101,
+	// bottlerocket@latest, bottlerocket@v1.50.0. The images match the
+	// cluster's Kubernetes version. al2023-nvidia and bottlerocket-nvidia
+	// resolve only the NVIDIA variant. The version defaults to latest.
 	// +kubebuilder:validation:Pattern=`^(al2023|al2023-nvidia|bottlerocket|bottlerocket-nvidia)(@(latest|v[0-9]+(\.[0-9]+)*))?$`
 	// +optional
 	Alias string `json:"alias,omitempty"`
@@ -98,10 +134,11 @@ type AMISelectorTerm struct {
 	// +kubebuilder:validation:MinProperties=1
 	// +optional
 	Tags map[string]string `json:"tags,omitempty"`
-	// Name filters tag-selected images by name (wildcards allowed).
+	// Name selects images by name (wildcards allowed), alone or with tags.
+	// +kubebuilder:validation:MinLength=1
 	// +optional
 	Name string `json:"name,omitempty"`
-	// Owner filters tag-selected images by owner account or alias ("self", "amazon").
+	// Owner filters tags or name terms by owner account or alias ("self", "amazon").
 	// +optional
 	Owner string `json:"owner,omitempty"`
 }
@@ -119,6 +156,88 @@ type SelectorTerm struct {
 	// +optional
 	Tags map[string]string `json:"tags,omitempty"`
 }
+
+// CapacityReservationSelectorTerm selects reservations by ID, or by tags
+// (optionally of one owner account).
+//
+// +kubebuilder:validation:XValidation:message="set exactly one of id or tags",rule="has(self.id) != has(self.tags)"
+// +kubebuilder:validation:XValidation:message="ownerID only refines a tags term",rule="!has(self.id) || !has(self.ownerID)"
+type CapacityReservationSelectorTerm struct {
+	// ID is a reservation ID such as cr-0123456789abcdef0.
+	// +kubebuilder:validation:Pattern=`^cr-[0-9a-f]+$`
+	// +optional
+	ID string `json:"id,omitempty"`
+	// Tags match reservations carrying every key with the value; "*" matches any value.
+	// +kubebuilder:validation:MinProperties=1
+	// +optional
+	Tags map[string]string `json:"tags,omitempty"`
+	// OwnerID is the account that owns the reservation (shared reservations).
+	// +kubebuilder:validation:Pattern=`^[0-9]{12}$`
+	// +optional
+	OwnerID string `json:"ownerID,omitempty"`
+}
+
+// KubeletConfiguration is the part of the kubelet's configuration Stowage
+// writes into user data and plans with. Unset fields keep the EKS defaults:
+// max pods from the VPC CNI limit, kube-reserved from the EKS formula,
+// memory.available<100Mi and nodefs.available<10%.
+//
+// +kubebuilder:validation:XValidation:message="imageGCLowThresholdPercent must be lower than imageGCHighThresholdPercent",rule="!has(self.imageGCHighThresholdPercent) || !has(self.imageGCLowThresholdPercent) || self.imageGCLowThresholdPercent < self.imageGCHighThresholdPercent"
+// +kubebuilder:validation:XValidation:message="every evictionSoft signal needs an evictionSoftGracePeriod",rule="!has(self.evictionSoft) || self.evictionSoft.all(k, has(self.evictionSoftGracePeriod) && k in self.evictionSoftGracePeriod)"
+// +kubebuilder:validation:XValidation:message="every evictionSoftGracePeriod signal needs an evictionSoft threshold",rule="!has(self.evictionSoftGracePeriod) || self.evictionSoftGracePeriod.all(k, has(self.evictionSoft) && k in self.evictionSoft)"
+type KubeletConfiguration struct {
+	// MaxPods caps the pods per node, below the VPC CNI's per-type limit.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=737
+	// +optional
+	MaxPods *int32 `json:"maxPods,omitempty"`
+	// SystemReserved is kept back for the OS: cpu, memory, ephemeral-storage, pid.
+	// +kubebuilder:validation:MaxProperties=4
+	// +kubebuilder:validation:XValidation:message="keys must be cpu, memory, ephemeral-storage or pid",rule="self.all(k, k in ['cpu', 'memory', 'ephemeral-storage', 'pid'])"
+	// +optional
+	SystemReserved map[string]Quantity `json:"systemReserved,omitempty"`
+	// KubeReserved is kept back for the kubelet and container runtime; it
+	// replaces the EKS formula for the keys it sets.
+	// +kubebuilder:validation:MaxProperties=4
+	// +kubebuilder:validation:XValidation:message="keys must be cpu, memory, ephemeral-storage or pid",rule="self.all(k, k in ['cpu', 'memory', 'ephemeral-storage', 'pid'])"
+	// +optional
+	KubeReserved map[string]Quantity `json:"kubeReserved,omitempty"`
+	// EvictionHard thresholds by signal, as quantities or percentages.
+	// +kubebuilder:validation:MaxProperties=6
+	// +kubebuilder:validation:XValidation:message="keys must be memory.available, nodefs.available, nodefs.inodesFree, imagefs.available, imagefs.inodesFree or pid.available",rule="self.all(k, k in ['memory.available', 'nodefs.available', 'nodefs.inodesFree', 'imagefs.available', 'imagefs.inodesFree', 'pid.available'])"
+	// +optional
+	EvictionHard map[string]Threshold `json:"evictionHard,omitempty"`
+	// EvictionSoft thresholds by signal; each needs a grace period.
+	// +kubebuilder:validation:MaxProperties=6
+	// +kubebuilder:validation:XValidation:message="keys must be memory.available, nodefs.available, nodefs.inodesFree, imagefs.available, imagefs.inodesFree or pid.available",rule="self.all(k, k in ['memory.available', 'nodefs.available', 'nodefs.inodesFree', 'imagefs.available', 'imagefs.inodesFree', 'pid.available'])"
+	// +optional
+	EvictionSoft map[string]Threshold `json:"evictionSoft,omitempty"`
+	// EvictionSoftGracePeriod per evictionSoft signal.
+	// +kubebuilder:validation:MaxProperties=6
+	// +optional
+	EvictionSoftGracePeriod map[string]metav1.Duration `json:"evictionSoftGracePeriod,omitempty"`
+	// ImageGCHighThresholdPercent of disk use starts image garbage collection.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	ImageGCHighThresholdPercent *int32 `json:"imageGCHighThresholdPercent,omitempty"`
+	// ImageGCLowThresholdPercent is where image garbage collection stops.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	ImageGCLowThresholdPercent *int32 `json:"imageGCLowThresholdPercent,omitempty"`
+}
+
+// Quantity is a resource quantity such as 100m, 1.5Gi or 1000.
+// +kubebuilder:validation:Pattern=`^[0-9]+([.][0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$`
+// +kubebuilder:validation:MaxLength=32
+type Quantity string
+
+// Threshold is an eviction threshold: a quantity such as 500Mi or a
+// percentage of capacity such as 10%.
+// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(k|M|G|T|Ki|Mi|Gi|Ti)?|[0-9]+([.][0-9]+)?%)$`
+// +kubebuilder:validation:MaxLength=32
+type Threshold string
 
 // BlockDeviceMapping is one EBS volume.
 type BlockDeviceMapping struct {
@@ -190,6 +309,13 @@ type EC2NodeClassStatus struct {
 	SecurityGroups []SecurityGroup `json:"securityGroups,omitempty"`
 	// +optional
 	AMIs []AMI `json:"amis,omitempty"`
+	// KubernetesVersion is the API server's minor version (such as 1.33)
+	// alias images were resolved for.
+	// +optional
+	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
+	// CapacityReservations are the active reservations the selector terms matched.
+	// +optional
+	CapacityReservations []CapacityReservation `json:"capacityReservations,omitempty"`
 	// InstanceProfile is the profile instances launch with.
 	// +optional
 	InstanceProfile string `json:"instanceProfile,omitempty"`
@@ -226,9 +352,41 @@ type AMI struct {
 	// Arch is the Kubernetes architecture: amd64 or arm64.
 	// +optional
 	Arch string `json:"arch,omitempty"`
-	// NVIDIA is true for images with the NVIDIA driver, used for GPU types.
+	// Variant is the accelerator support the image carries: standard (none),
+	// nvidia (NVIDIA driver, for NVIDIA GPU types) or neuron (the AWS Neuron
+	// driver, for Trainium and Inferentia types).
+	// +kubebuilder:validation:Enum=standard;nvidia;neuron
 	// +optional
-	NVIDIA bool `json:"nvidia,omitempty"`
+	Variant string `json:"variant,omitempty"`
+}
+
+// Image variants.
+const (
+	VariantStandard = "standard"
+	VariantNVIDIA   = "nvidia"
+	VariantNeuron   = "neuron"
+)
+
+// CapacityReservation is one reservation a node class may launch into.
+type CapacityReservation struct {
+	// +required
+	ID string `json:"id"`
+	// +required
+	InstanceType string `json:"instanceType"`
+	// +required
+	Zone string `json:"zone"`
+	// +optional
+	OwnerID string `json:"ownerID,omitempty"`
+	// Type is default (an On-Demand Capacity Reservation) or capacity-block.
+	// +optional
+	Type string `json:"type,omitempty"`
+	// InstanceMatchCriteria is open (matching launches use it without
+	// asking) or targeted (only launches that name it).
+	// +optional
+	InstanceMatchCriteria string `json:"instanceMatchCriteria,omitempty"`
+	// EndTime is when the reservation ends, if it does.
+	// +optional
+	EndTime *metav1.Time `json:"endTime,omitempty"`
 }
 
 // EC2NodeClass condition types.
@@ -239,7 +397,34 @@ const (
 	// ConditionInstanceProfileReady is True once the instance profile for
 	// spec.role exists and holds the role (or spec.instanceProfile is set).
 	ConditionInstanceProfileReady = "InstanceProfileReady"
-	ConditionReady                = "Ready"
+	// ConditionJoinSettingsReady is True when the controller has what nodes
+	// need to join: cluster endpoint, CA bundle and service CIDR.
+	ConditionJoinSettingsReady = "JoinSettingsReady"
+	// ConditionCapacityReservationsReady is True when the reservation
+	// selector terms could be resolved (matching none is not an error).
+	ConditionCapacityReservationsReady = "CapacityReservationsReady"
+	// ConditionEFAReady says whether a selected security group allows the
+	// all-traffic self-referencing rules EFA needs. It is informational: it
+	// does not gate Ready, because only EFA launches need it.
+	ConditionEFAReady = "EFAReady"
+	ConditionReady    = "Ready"
+)
+
+// Finalizer holds an EC2NodeClass until its NodeClaims are gone and the
+// launch templates and instance profile Stowage made for it are deleted.
+const Finalizer = Group + "/termination"
+
+// EFA modes.
+const (
+	EFAAuto     = "Auto"
+	EFADisabled = "Disabled"
+)
+
+// AMI families.
+const (
+	AMIFamilyAL2023       = "AL2023"
+	AMIFamilyBottlerocket = "Bottlerocket"
+	AMIFamilyCustom       = "Custom"
 )
 
 // EC2NodeClassList is a list of EC2NodeClasses.
@@ -249,4 +434,45 @@ type EC2NodeClassList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []EC2NodeClass `json:"items"`
+}
+
+// Family is the node class's bootstrap format: its alias's family, else
+// spec.amiFamily, else AL2023.
+func (in *EC2NodeClass) Family() string {
+	for _, t := range in.Spec.AMISelectorTerms {
+		if strings.HasPrefix(t.Alias, "bottlerocket") {
+			return AMIFamilyBottlerocket
+		}
+		if t.Alias != "" {
+			return AMIFamilyAL2023
+		}
+	}
+	if in.Spec.AMIFamily != "" {
+		return in.Spec.AMIFamily
+	}
+	// Images picked by id, name or tags without amiFamily: Bottlerocket when
+	// every resolved image is named like Amazon's Bottlerocket images.
+	bottlerocket := len(in.Status.AMIs) > 0
+	for _, a := range in.Status.AMIs {
+		if !strings.Contains(strings.ToLower(a.Name), "bottlerocket") {
+			bottlerocket = false
+		}
+	}
+	if bottlerocket {
+		return AMIFamilyBottlerocket
+	}
+	return AMIFamilyAL2023
+}
+
+// ReadyCondition is the Ready condition when it describes the current spec
+// (observed at the object's generation), else nil: a status resolved for an
+// older spec says nothing about this one.
+func (in *EC2NodeClass) ReadyCondition() *metav1.Condition {
+	for i := range in.Status.Conditions {
+		c := &in.Status.Conditions[i]
+		if c.Type == ConditionReady && c.ObservedGeneration == in.Generation {
+			return c
+		}
+	}
+	return nil
 }

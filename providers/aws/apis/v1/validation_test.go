@@ -2,11 +2,14 @@ package v1_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	awsv1 "github.com/stowage-k8s/stowage/providers/aws/apis/v1"
@@ -54,13 +57,62 @@ func TestValidation(t *testing.T) {
 			wantErr: "amiSelectorTerms[0].alias"},
 		{name: "pinned alias", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.AMISelectorTerms[0].Alias = "bottlerocket-nvidia@v1.50.0" }},
 		{name: "ami term with alias and id", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.AMISelectorTerms[0].ID = "ami-0123" },
-			wantErr: "set exactly one of alias, id, or tags"},
+			wantErr: "set exactly one of alias, id, or tags/name"},
 		{name: "ami tags refined by owner", mutate: func(nc *awsv1.EC2NodeClass) {
 			nc.Spec.AMISelectorTerms[0] = awsv1.AMISelectorTerm{Tags: map[string]string{"team": "ml"}, Owner: "self"}
 		}},
+		{name: "ami by name alone", mutate: func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.AMISelectorTerms[0] = awsv1.AMISelectorTerm{Name: "my-gpu-image-*", Owner: "self"}
+		}},
 		{name: "owner on an id term", mutate: func(nc *awsv1.EC2NodeClass) {
 			nc.Spec.AMISelectorTerms[0] = awsv1.AMISelectorTerm{ID: "ami-0123", Owner: "self"}
-		}, wantErr: "owner and name only refine a tags term"},
+		}, wantErr: "owner only refines a tags or name term"},
+		{name: "name on an alias term", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.AMISelectorTerms[0].Name = "x" },
+			wantErr: "set exactly one of alias, id, or tags/name"},
+		{name: "amiFamily beside an alias", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.AMIFamily = "Bottlerocket" },
+			wantErr: "amiFamily is set only with id, name or tags terms"},
+		{name: "custom family without user data", mutate: func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.AMIFamily, nc.Spec.AMISelectorTerms = "Custom", []awsv1.AMISelectorTerm{{ID: "ami-0123"}}
+		}, wantErr: "amiFamily Custom needs userData"},
+		{name: "custom family", mutate: func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.AMIFamily, nc.Spec.AMISelectorTerms, nc.Spec.UserData = "Custom", []awsv1.AMISelectorTerm{{ID: "ami-0123"}}, ptr.To("#!/bin/bash")
+		}},
+		{name: "unknown family", mutate: func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.AMIFamily, nc.Spec.AMISelectorTerms = "Ubuntu", []awsv1.AMISelectorTerm{{ID: "ami-0123"}}
+		}, wantErr: "spec.amiFamily"},
+		{name: "kubelet settings", mutate: func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.Kubelet = &awsv1.KubeletConfiguration{MaxPods: ptr.To[int32](110), SystemReserved: map[string]awsv1.Quantity{"cpu": "100m", "memory": "1.5Gi"},
+				EvictionHard: map[string]awsv1.Threshold{"memory.available": "5%", "nodefs.available": "10Gi"},
+				EvictionSoft: map[string]awsv1.Threshold{"memory.available": "10%"}, EvictionSoftGracePeriod: map[string]metav1.Duration{"memory.available": {Duration: time.Minute}},
+				ImageGCHighThresholdPercent: ptr.To[int32](85), ImageGCLowThresholdPercent: ptr.To[int32](80)}
+		}},
+		{name: "kubelet reserved key", mutate: func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.Kubelet = &awsv1.KubeletConfiguration{KubeReserved: map[string]awsv1.Quantity{"gpu": "1"}}
+		}, wantErr: "keys must be cpu, memory, ephemeral-storage or pid"},
+		{name: "kubelet reserved value", mutate: func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.Kubelet = &awsv1.KubeletConfiguration{SystemReserved: map[string]awsv1.Quantity{"memory": "lots"}}
+		}, wantErr: "spec.kubelet.systemReserved.memory in body should match"},
+		{name: "eviction signal", mutate: func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.Kubelet = &awsv1.KubeletConfiguration{EvictionHard: map[string]awsv1.Threshold{"memory.free": "1Gi"}}
+		}, wantErr: "keys must be memory.available"},
+		{name: "soft eviction without grace", mutate: func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.Kubelet = &awsv1.KubeletConfiguration{EvictionSoft: map[string]awsv1.Threshold{"memory.available": "1Gi"}}
+		}, wantErr: "every evictionSoft signal needs an evictionSoftGracePeriod"},
+		{name: "image GC thresholds reversed", mutate: func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.Kubelet = &awsv1.KubeletConfiguration{ImageGCHighThresholdPercent: ptr.To[int32](50), ImageGCLowThresholdPercent: ptr.To[int32](60)}
+		}, wantErr: "imageGCLowThresholdPercent must be lower"},
+		{name: "max pods zero", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.Kubelet = &awsv1.KubeletConfiguration{MaxPods: ptr.To[int32](0)} },
+			wantErr: "spec.kubelet.maxPods"},
+		{name: "reservations", mutate: func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.CapacityReservationSelectorTerms = []awsv1.CapacityReservationSelectorTerm{{ID: "cr-0123abcd"}, {Tags: map[string]string{"team": "ml"}, OwnerID: "111122223333"}}
+		}},
+		{name: "reservation term with id and tags", mutate: func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.CapacityReservationSelectorTerms = []awsv1.CapacityReservationSelectorTerm{{ID: "cr-0123abcd", Tags: map[string]string{"a": "b"}}}
+		}, wantErr: "set exactly one of id or tags"},
+		{name: "reservation owner on an id term", mutate: func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.CapacityReservationSelectorTerms = []awsv1.CapacityReservationSelectorTerm{{ID: "cr-0123abcd", OwnerID: "111122223333"}}
+		}, wantErr: "ownerID only refines a tags term"},
+		{name: "efa mode", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.EFA = "Always" }, wantErr: "spec.efa"},
 		{name: "subnet term with id and tags", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.SubnetSelectorTerms[0].ID = "subnet-0123" },
 			wantErr: "set exactly one of id or tags"},
 		{name: "empty subnet term", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.SubnetSelectorTerms[0] = awsv1.SelectorTerm{} },
@@ -82,7 +134,7 @@ func TestValidation(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			nc := valid()
-			nc.Name = "case-" + string(rune('a'+i))
+			nc.Name = fmt.Sprintf("case-%d", i)
 			tt.mutate(nc)
 			err := c.Create(ctx, nc)
 			switch {
@@ -98,11 +150,14 @@ func TestValidation(t *testing.T) {
 
 	// Defaults: IMDSv2 with one hop.
 	got := &awsv1.EC2NodeClass{}
-	if err := c.Get(ctx, client.ObjectKey{Name: "case-a"}, got); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Name: "case-0"}, got); err != nil {
 		t.Fatal(err)
 	}
 	m := got.Spec.MetadataOptions
 	if m == nil || m.HTTPTokens != "required" || m.HTTPEndpoint != "enabled" || m.HTTPPutResponseHopLimit == nil || *m.HTTPPutResponseHopLimit != 1 {
 		t.Errorf("metadataOptions defaults = %+v, want IMDSv2 required, hop limit 1", m)
+	}
+	if got.Spec.EFA != awsv1.EFAAuto {
+		t.Errorf("efa default = %q, want Auto", got.Spec.EFA)
 	}
 }

@@ -33,7 +33,8 @@ func (f *fakeIAM) GetInstanceProfile(_ context.Context, in *iam.GetInstanceProfi
 	if !ok {
 		return nil, &smithy.GenericAPIError{Code: "NoSuchEntity"}
 	}
-	out := &iam.GetInstanceProfileOutput{InstanceProfile: &iamtypes.InstanceProfile{InstanceProfileName: in.InstanceProfileName}}
+	out := &iam.GetInstanceProfileOutput{InstanceProfile: &iamtypes.InstanceProfile{InstanceProfileName: in.InstanceProfileName,
+		Arn: aws.String("arn:aws:iam::111122223333:instance-profile/" + aws.ToString(in.InstanceProfileName))}}
 	for _, r := range roles {
 		out.InstanceProfile.Roles = append(out.InstanceProfile.Roles, iamtypes.Role{RoleName: aws.String(r)})
 	}
@@ -42,6 +43,9 @@ func (f *fakeIAM) GetInstanceProfile(_ context.Context, in *iam.GetInstanceProfi
 
 func (f *fakeIAM) CreateInstanceProfile(_ context.Context, in *iam.CreateInstanceProfileInput, _ ...func(*iam.Options)) (*iam.CreateInstanceProfileOutput, error) {
 	f.calls = append(f.calls, "Create")
+	if f.profiles == nil {
+		f.profiles = map[string][]string{}
+	}
 	f.profiles[aws.ToString(in.InstanceProfileName)] = nil
 	return &iam.CreateInstanceProfileOutput{}, nil
 }
@@ -64,6 +68,25 @@ func (f *fakeIAM) RemoveRoleFromInstanceProfile(_ context.Context, in *iam.Remov
 	}
 	f.profiles[n] = keep
 	return &iam.RemoveRoleFromInstanceProfileOutput{}, nil
+}
+
+func (f *fakeIAM) DeleteInstanceProfile(_ context.Context, in *iam.DeleteInstanceProfileInput, _ ...func(*iam.Options)) (*iam.DeleteInstanceProfileOutput, error) {
+	f.calls = append(f.calls, "Delete "+aws.ToString(in.InstanceProfileName))
+	n := aws.ToString(in.InstanceProfileName)
+	if len(f.profiles[n]) > 0 {
+		return nil, &smithy.GenericAPIError{Code: "DeleteConflict"}
+	}
+	delete(f.profiles, n)
+	return &iam.DeleteInstanceProfileOutput{}, nil
+}
+
+func (f *fakeIAM) ListInstanceProfiles(context.Context, *iam.ListInstanceProfilesInput, ...func(*iam.Options)) (*iam.ListInstanceProfilesOutput, error) {
+	out := &iam.ListInstanceProfilesOutput{}
+	for name := range f.profiles {
+		out.InstanceProfiles = append(out.InstanceProfiles, iamtypes.InstanceProfile{InstanceProfileName: aws.String(name),
+			Arn: aws.String("arn:aws:iam::111122223333:instance-profile/" + name)})
+	}
+	return out, nil
 }
 
 func TestInstanceProfileName(t *testing.T) {
