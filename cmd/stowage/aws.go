@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/operator"
@@ -96,7 +97,7 @@ func awsOperatorOptions(ctx context.Context, clusterName string, f awsFlags) ([]
 		p, err := awsprovider.New(awsprovider.Options{
 			ClusterName: d.ClusterName, Region: f.region, EC2: clients.EC2, Pricing: clients.Pricing, Kube: d.Client, Clock: d.Clock,
 			ClusterEndpoint: f.clusterEndpoint, ClusterCABundle: f.clusterCABundle, ClusterCIDR: f.clusterCIDR,
-			Interruption: source,
+			Interruption: source, Registerer: ctrlmetrics.Registry,
 		})
 		lazy.set(p)
 		return p, err

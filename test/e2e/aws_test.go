@@ -214,6 +214,31 @@ func TestAWSOnMoto(t *testing.T) {
 		if got, err := e.provider.IsDrifted(ctx, c1); err != nil || got != awsprovider.DriftImage {
 			t.Errorf("IsDrifted after the release = %q, %v; want %s", got, err, awsprovider.DriftImage)
 		}
+		// The core marks the claim Drifted (checked every minute) and rolls
+		// it within the pool's budget: the empty drifted node goes, its
+		// machine is terminated, and a new machine boots the new release.
+		lifeEventually(t, "nodeclaim "+c1.Name+" Drifted with ImageDrift", func(ctx context.Context) (bool, error) {
+			got := &v1.NodeClaim{}
+			if err := e.c.Get(ctx, client.ObjectKeyFromObject(c1), got); err != nil {
+				return client.IgnoreNotFound(err) == nil, client.IgnoreNotFound(err)
+			}
+			d := conditions.Get(got.Status.Conditions, v1.ConditionDrifted)
+			return d != nil && d.Status == metav1.ConditionTrue && d.Reason == string(awsprovider.DriftImage), nil
+		})
+		lifeWaitGone(t, e.c, &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: c1.Name}})
+		if state := awsInstance(ctx, t, e.api, c1.Status.ProviderID).State.Name; state != ec2types.InstanceStateNameTerminated &&
+			state != ec2types.InstanceStateNameShuttingDown {
+			t.Errorf("the drifted machine is %s, want terminated", state)
+		}
+		c2 := awsClaim("aws-cpu-2", nc.Name, lifeOffering("m5.large", "us-east-1a", v1.CapacityTypeOnDemand))
+		if err := e.c.Create(ctx, c2); err != nil {
+			t.Fatal(err)
+		}
+		c2 = awsWaitLaunched(t, e.c, c2.Name)
+		if got := aws.ToString(awsInstance(ctx, t, e.api, c2.Status.ProviderID).ImageId); got != next {
+			t.Errorf("the new machine booted %s, want the new release %s", got, next)
+		}
+		c1 = c2
 	})
 
 	t.Run("bad subnet buys nothing", func(t *testing.T) {
