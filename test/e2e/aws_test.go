@@ -423,7 +423,10 @@ func awsStart(t *testing.T) *awsEnv {
 		t.Fatal(err)
 	}
 
-	e.cp = controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, CRDs: true})
+	// kwok plays the kubelet of the nodes the test registers: without its
+	// heartbeats the node lifecycle controller marks them NotReady, and a
+	// NotReady node takes the pool's whole disruption budget.
+	e.cp = controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, Kwok: true, CRDs: true})
 	e.c = e.cp.Client
 	if err := awsv1.AddToScheme(e.c.Scheme()); err != nil {
 		t.Fatal(err)
@@ -605,7 +608,8 @@ func awsRegisterNode(ctx context.Context, t *testing.T, c client.Client, claim *
 		name = "ip-" + claim.Name + ".ec2.internal"
 	}
 	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name},
+			Annotations: map[string]string{controlplane.KwokNodeAnnotation: controlplane.KwokNodeAnnotationValue}},
 		Spec: corev1.NodeSpec{ProviderID: claim.Status.ProviderID,
 			Taints: []corev1.Taint{{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}}},
 	}

@@ -179,6 +179,9 @@ func (c *Controller) Reconcile(ctx context.Context, claim *v1.NodeClaim) (reconc
 		stored := claim.DeepCopy()
 		controllerutil.AddFinalizer(claim, v1.TerminationFinalizer)
 		if err := c.client.Patch(ctx, claim, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
+			if apierrors.IsConflict(err) {
+				return reconcile.Result{RequeueAfter: time.Second}, nil
+			}
 			return reconcile.Result{}, client.IgnoreNotFound(fmt.Errorf("adding finalizer to nodeclaim %s: %w", claim.Name, err))
 		}
 	}
@@ -211,9 +214,13 @@ func (c *Controller) Reconcile(ctx context.Context, claim *v1.NodeClaim) (reconc
 			if apierrors.IsNotFound(err) {
 				return reconcile.Result{}, nil
 			}
-			errs = append(errs, fmt.Errorf("patching status of nodeclaim %s: %w", claim.Name, err))
 			// The transitions were not recorded; the next reconcile redoes them.
 			fx = nil
+			if apierrors.IsConflict(err) && len(errs) == 0 {
+				// Another controller wrote first: expected, not an error worth a stack trace.
+				return reconcile.Result{RequeueAfter: time.Second}, nil
+			}
+			errs = append(errs, fmt.Errorf("patching status of nodeclaim %s: %w", claim.Name, err))
 		}
 	}
 	fx.run()
