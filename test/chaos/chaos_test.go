@@ -50,6 +50,8 @@ const (
 	lostLaunchRate    = 0.2
 	// spotDeadline is how long after a reclaim notice the cloud takes the machine.
 	spotDeadline = 20 * time.Second
+	// minFaultedLaunches is how many launches make "no fault at all" implausible.
+	minFaultedLaunches = 18
 )
 
 // envLong selects the long run; envOut, when set, names a file the figure is also written to.
@@ -84,8 +86,13 @@ func TestChaos(t *testing.T) {
 	if r.res.kills == 0 {
 		t.Errorf("the controller was never killed; the chaos did not happen")
 	}
-	if r.res.injectedCapacity+r.res.injectedLost == 0 {
-		t.Errorf("no fault was injected into the cloud")
+	// Each launch draws its faults at random, so a short run that buys few
+	// machines may see none (0.6^n for n launches); past minFaultedLaunches
+	// that chance is below 1 in 10,000 and no fault means the wiring broke.
+	if faults := r.res.injectedCapacity + r.res.injectedLost; faults == 0 && r.res.machinesBought >= minFaultedLaunches {
+		t.Errorf("no fault was injected into the cloud in %d launches", r.res.machinesBought)
+	} else if faults == 0 {
+		t.Logf("no fault was drawn in %d launches; the fault check needs %d", r.res.machinesBought, minFaultedLaunches)
 	}
 }
 
