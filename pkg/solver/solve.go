@@ -347,7 +347,7 @@ func (st *state) placeGang(g *gang) *state {
 		}
 		return fail(reason)
 	}
-	best.forceZone = ""
+	best.forceZone, best.allowMemo = "", nil // its answers assumed the zone
 	return best
 }
 
