@@ -347,7 +347,8 @@ func (st *state) placeGang(g *gang) *state {
 		}
 		return fail(reason)
 	}
-	best.forceZone, best.allowMemo = "", nil // its answers assumed the zone
+	best.forceZone = ""
+	best.forgetAllowed() // its answers assumed the zone
 	return best
 }
 

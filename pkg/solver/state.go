@@ -51,8 +51,10 @@ type state struct {
 	unsched      []Unschedulable
 	scratch      []int32
 	picks        []pick // scratch for finish's choices
-	// allowMemo holds allowsValue's answers until the next pod is counted.
+	// allowMemo holds allowsValue's answers, and zoneMemo allowedZones',
+	// until the next pod of a grouped shape is counted (see forgetAllowed).
 	allowMemo []allowEntry
+	zoneMemo  []zoneEntry
 }
 
 type existNode struct {
@@ -211,7 +213,7 @@ func (st *state) clone() *state {
 		cn.possMemo = [possMemoSize]possEntry{}
 		c.nodes[i] = &cn
 	}
-	c.rooms, c.eRooms, c.allowMemo = nil, nil, nil
+	c.rooms, c.eRooms, c.allowMemo, c.zoneMemo = nil, nil, nil, nil
 	c.bindings = slices.Clone(st.bindings)
 	c.unsched = slices.Clone(st.unsched)
 	c.scratch, c.picks = nil, nil
@@ -470,6 +472,18 @@ type allowEntry struct {
 	ok, perm bool
 }
 
+// zoneEntry is one remembered answer of allowedZones.
+type zoneEntry struct {
+	l     *level
+	zones uint64
+}
+
+// forgetAllowed drops the remembered answers of allowsValue and
+// allowedZones: group counts changed, or the gang's zone was lifted.
+func (st *state) forgetAllowed() {
+	st.allowMemo, st.zoneMemo = st.allowMemo[:0], st.zoneMemo[:0]
+}
+
 // allowsValueMemo is allowsValue remembered until a pod is counted: first
 // fit asks the same question of every node of a zone it tries.
 func (st *state) allowsValueMemo(s *shape, l *level, key, v string) (ok, permanent bool) {
@@ -525,7 +539,7 @@ func b2i(b bool) int {
 // count records a pod of shape s on node t in every group it belongs to.
 func (st *state) count(s *shape, t target) {
 	if len(s.groups) > 0 {
-		st.allowMemo = st.allowMemo[:0]
+		st.forgetAllowed()
 	}
 	for _, g := range s.groups {
 		delete(st.minCache, g)
@@ -1060,12 +1074,17 @@ func (st *state) placePlanned(s *shape, l *level, pod *corev1.Pod) bool {
 	})
 }
 
-// allowedZones is the set of zones (bits of model.zoneBit) a pod of s may
+// allowedZones is the set of zones (bits of model.zoneBits) a pod of s may
 // land in now under its zone rules and a gang's zone; every zone when it
 // has none. Nodes outside it are not tried.
 func (st *state) allowedZones(s *shape, l *level) uint64 {
 	if st.m.zoneBits == nil || (st.forceZone == "" && !slices.Contains(l.topoKeys, v1.LabelZone)) {
 		return allZones
+	}
+	for _, e := range st.zoneMemo {
+		if e.l == l {
+			return e.zones
+		}
 	}
 	mask := st.m.otherZone
 	for z, bit := range st.m.zoneBits {
@@ -1073,6 +1092,10 @@ func (st *state) allowedZones(s *shape, l *level) uint64 {
 			mask |= bit
 		}
 	}
+	if len(st.zoneMemo) >= 64 {
+		st.zoneMemo = st.zoneMemo[:0]
+	}
+	st.zoneMemo = append(st.zoneMemo, zoneEntry{l: l, zones: mask})
 	return mask
 }
 
