@@ -83,7 +83,8 @@ type newNode struct {
 	charged    scheduling.Resources // capacity counted against the pool's limits
 	reserved   bool                 // holds a reservation taken during packing
 	// extra are the types the cost-aware cap took out of cands: too pricey to
-	// grow into, but still launch fallbacks when they hold the pods.
+	// grow into, but still launch fallbacks when they hold the pods. Never
+	// written, so it may share the pool's list of types.
 	extra []int32
 	// maxAlloc is the element-wise maximum allocatable over cands: a pod that
 	// does not fit beside used within it fits no candidate.
@@ -917,7 +918,13 @@ func (st *state) capAt(n *newNode, best int) {
 	for k < len(n.cands) && n.pool.types[n.cands[k]].minPrice <= limit {
 		k++
 	}
-	n.extra = slices.Clone(n.cands[k:])
+	if n.owned {
+		n.extra = slices.Clone(n.cands[k:])
+	} else {
+		// The pool's own list, which no node writes to: share it rather
+		// than copy hundreds of types into each of tens of thousands of nodes.
+		n.extra = slices.Clip(n.cands[k:])
+	}
 	n.cands = n.cands[:k]
 	n.refreshMaxAlloc()
 }
