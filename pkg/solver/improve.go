@@ -188,6 +188,9 @@ func (st *state) rebuild(set []*newNode, shapeOf map[*corev1.Pod]*shape) (*state
 
 // uncount is count's inverse, for a pod leaving a planned node.
 func (st *state) uncount(s *shape, n *newNode) {
+	if len(s.groups) > 0 {
+		st.forgetAllowed()
+	}
 	for _, g := range s.groups {
 		delete(st.minCache, g)
 		n.groupCount.add(g, -1)

@@ -102,9 +102,10 @@ type lpGuide struct {
 	// bound, reused by lowerBound when the plan places exactly those pods.
 	placed map[*shape]int
 	bound  float64
-	// prefer lists, per shape, the machines (pool, type) the LP puts pods of
-	// its class on: first fit tries started machines of those types first.
-	prefer map[*shape]map[[2]int]bool
+	// prefer is, per shape index, the set of machines (a bit per type of
+	// each pool, see model.typeBit) the LP puts pods of its class on: first
+	// fit tries started machines of those types first. nil: no preference.
+	prefer [][]uint64
 	// machines are the LP's machines per instance type (y_j), priciest first.
 	machines []lpMachines
 }
@@ -144,20 +145,19 @@ func (b *lpBuilder) guide(supplies []supply, existing int) *lpGuide {
 			ok[j] = false
 		}
 	}
-	g := &lpGuide{prefer: map[*shape]map[[2]int]bool{}}
-	byClass := make([]map[[2]int]bool, len(b.classes))
+	g := &lpGuide{prefer: make([][]uint64, len(b.m.shapes))}
+	byClass := make([][]uint64, len(b.classes))
 	for key, x := range b.x {
 		if j, ci := key[0], key[1]; j != existing && x > 1e-6 {
 			if byClass[ci] == nil {
-				byClass[ci] = map[[2]int]bool{}
+				byClass[ci] = make([]uint64, (b.m.numTypes+63)/64)
 			}
-			byClass[ci][[2]int{supplies[j].pool, supplies[j].typ}] = true
+			bit := b.m.typeBit(supplies[j].pool, supplies[j].typ)
+			byClass[ci][bit/64] |= 1 << (bit % 64)
 		}
 	}
 	for s, ci := range b.classOf {
-		if byClass[ci] != nil {
-			g.prefer[s] = byClass[ci]
-		}
+		g.prefer[s.idx] = byClass[ci]
 	}
 	for j, y := range b.y {
 		if j == existing || y < 1e-6 || supplies[j].count != math.MaxInt || !ok[j] {

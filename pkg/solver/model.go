@@ -51,7 +51,19 @@ type model struct {
 	// byLabel indexes shapes by "key=value" of their labels, for candidates.
 	byLabel   map[string][]int32
 	allShapes []int32
+	// typeBase[p] numbers pool p's first type among every pool's types,
+	// numTypes counts them all: see typeBit.
+	typeBase []int
+	numTypes int
+	// zoneBits numbers every zone of an offering or existing node with a
+	// bit, for the node index (nil past 63 zones: no zone filtering);
+	// otherZone is the bit of a zone outside it, anyZone every bit in use.
+	zoneBits           map[string]uint64
+	otherZone, anyZone uint64
 }
+
+// typeBit numbers type ti of pool pi among the types of every pool.
+func (m *model) typeBit(pi, ti int) int { return m.typeBase[pi] + ti }
 
 // pool is a NodePool with its instance types filtered once by its
 // requirements and sorted by their cheapest offering.
@@ -83,6 +95,7 @@ type poolType struct {
 	daemon   scheduling.Resources
 	offs     []cloudprovider.Offering // allowed, available; cheapest first
 	minPrice float64
+	zones    uint64 // zone bits of offs
 }
 
 // shape is a set of pods identical in everything the solver looks at, so
@@ -122,9 +135,12 @@ type level struct {
 	// prefAff and prefAnti are preferred pod (anti-)affinity: honoured when
 	// choosing among nodes that can take the pod, never a reason to buy one.
 	prefAff, prefAnti []termRule
-	keys              []string            // non-hostname topology keys with rules, sorted
-	domains           map[string][]string // eligible values per non-hostname key
-	perNode           int                 // max pods of the shape per node (0: no cap)
+	keys              []string // non-hostname topology keys with rules, sorted
+	// topoKeys are keys and then the shape's pinKeys not among them: every
+	// key a node must have settled (or settle) to take the pod.
+	topoKeys []string
+	domains  map[string][]string // eligible values per non-hostname key
+	perNode  int                 // max pods of the shape per node (0: no cap)
 }
 
 type spreadRule struct {
@@ -226,8 +242,11 @@ func (m *model) buildPools(snap *Snapshot) error {
 	slices.SortStableFunc(m.pools, func(a, b *pool) int {
 		return cmp.Or(cmp.Compare(b.weight, a.weight), cmp.Compare(a.name, b.name))
 	})
+	m.typeBase = make([]int, len(m.pools))
 	for i, p := range m.pools {
 		p.idx = i
+		m.typeBase[i] = m.numTypes
+		m.numTypes += len(p.types)
 	}
 	for z := range zones {
 		m.zones = append(m.zones, z)
@@ -244,7 +263,36 @@ func (m *model) buildPools(snap *Snapshot) error {
 		}
 	}
 	sort.Strings(m.zones)
+	m.numberZones(snap)
 	return nil
+}
+
+// numberZones gives each zone a bit for the node index.
+func (m *model) numberZones(snap *Snapshot) {
+	all := slices.Clone(m.zones)
+	for _, n := range snap.Nodes {
+		if z, ok := n.Labels[v1.LabelZone]; ok && !slices.Contains(all, z) {
+			all = append(all, z)
+		}
+	}
+	if len(all) > 63 {
+		return
+	}
+	sort.Strings(all)
+	m.zoneBits = map[string]uint64{}
+	for i, z := range all {
+		m.zoneBits[z] = 1 << i
+		m.anyZone |= 1 << i
+	}
+	m.otherZone = 1 << 63
+	m.anyZone |= m.otherZone
+	for _, p := range m.pools {
+		for _, t := range p.types {
+			for _, o := range t.offs {
+				t.zones |= m.zoneBits[o.Zone]
+			}
+		}
+	}
 }
 
 // newPoolType filters an instance type by the pool's requirements and keeps
@@ -472,6 +520,14 @@ func (m *model) buildGroups() {
 	}
 	for _, s := range m.shapes {
 		sort.Strings(s.pinKeys)
+		for _, l := range s.levels {
+			l.topoKeys = slices.Clip(l.keys)
+			for _, k := range s.pinKeys {
+				if !slices.Contains(l.topoKeys, k) {
+					l.topoKeys = append(l.topoKeys, k)
+				}
+			}
+		}
 	}
 }
 

@@ -76,6 +76,7 @@ func (st *state) repack() int {
 	for _, b := range kept {
 		st.nodes = append(st.nodes, b.n)
 	}
+	st.rooms = nil
 	return merges
 }
 

@@ -354,6 +354,7 @@ func (st *state) placeGang(g *gang) *state {
 		return fail(reason)
 	}
 	best.forceZone = ""
+	best.forgetAllowed() // its answers assumed the zone
 	return best
 }
 

@@ -2,6 +2,7 @@ package solver
 
 import (
 	"maps"
+	"math/bits"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,9 +32,15 @@ type state struct {
 	// not to take the shape for reasons that only get worse as nodes fill.
 	cursorE, cursorN []int
 	// guide steers the LP-guided strategies; cursorG is placePlanned's
-	// cursor over the nodes of the LP's types, per shape.
-	guide   *lpGuide
-	cursorG []int
+	// cursor over the nodes of the LP's types, per shape, which are the
+	// first guidedEnd planned nodes.
+	guide     *lpGuide
+	cursorG   []int
+	guidedEnd int
+	// rooms and eRooms index the planned and existing nodes by free room
+	// and zone (see roomIndex); nil until first used, and after anything
+	// that reorders nodes.
+	rooms, eRooms *roomIndex
 	// minCache holds minDomainCount's answers per group.
 	minCache map[int]map[minKey]int32
 	// forceZone confines placements to one zone while a gang is planned.
@@ -44,6 +51,10 @@ type state struct {
 	unsched      []Unschedulable
 	scratch      []int32
 	picks        []pick // scratch for finish's choices
+	// allowMemo holds allowsValue's answers, and zoneMemo allowedZones',
+	// until the next pod of a grouped shape is counted (see forgetAllowed).
+	allowMemo []allowEntry
+	zoneMemo  []zoneEntry
 }
 
 type existNode struct {
@@ -72,7 +83,8 @@ type newNode struct {
 	charged    scheduling.Resources // capacity counted against the pool's limits
 	reserved   bool                 // holds a reservation taken during packing
 	// extra are the types the cost-aware cap took out of cands: too pricey to
-	// grow into, but still launch fallbacks when they hold the pods.
+	// grow into, but still launch fallbacks when they hold the pods. Never
+	// written, so it may share the pool's list of types.
 	extra []int32
 	// maxAlloc is the element-wise maximum allocatable over cands: a pod that
 	// does not fit beside used within it fits no candidate.
@@ -99,18 +111,23 @@ type possEntry struct {
 type possKey struct {
 	shape, level, alt int
 	key               string
+	zones             uint64
 }
 
 // possibleMemo is possible, remembered per node until a pod joins it: first
 // fit asks it for every node a pod of the same shape tries.
 func (st *state) possibleMemo(n *newNode, s *shape, l *level, ai int, reqs scheduling.Requirements, key string) []string {
-	pk := possKey{shape: s.idx, level: st.level[s.idx], alt: ai, key: key}
+	zones := allZones
+	if key == v1.LabelZone {
+		zones = st.allowedZones(s, l)
+	}
+	pk := possKey{shape: s.idx, level: st.level[s.idx], alt: ai, key: key, zones: zones}
 	for i := range n.possMemo {
 		if e := &n.possMemo[i]; e.ok && e.key == pk {
 			return e.vals
 		}
 	}
-	v := st.possible(n, s, l, ai, reqs, key)
+	v := st.possible(n, s, l, ai, reqs, key, zones)
 	n.possMemo[n.possNext] = possEntry{key: pk, vals: v, ok: true}
 	n.possNext = (n.possNext + 1) % possMemoSize
 	return v
@@ -197,6 +214,7 @@ func (st *state) clone() *state {
 		cn.possMemo = [possMemoSize]possEntry{}
 		c.nodes[i] = &cn
 	}
+	c.rooms, c.eRooms, c.allowMemo, c.zoneMemo = nil, nil, nil, nil
 	c.bindings = slices.Clone(st.bindings)
 	c.unsched = slices.Clone(st.unsched)
 	c.scratch, c.picks = nil, nil
@@ -254,8 +272,9 @@ func (n *newNode) value(key string) (string, bool) {
 func (n *newNode) isNew() bool { return true }
 
 // possible lists the values of key the node may still take with one more pod
-// of shape s (alternative ai, requirements reqs), cheapest offering first.
-func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs scheduling.Requirements, key string) []string {
+// of shape s (alternative ai, requirements reqs), cheapest offering first;
+// for the zone key only those in allowed (the zones the pod may land in).
+func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs scheduling.Requirements, key string, allowed uint64) []string {
 	zone, ct := reqs.Get(v1.LabelZone), reqs.Get(v1.LabelCapacityType)
 	r := reqs.Get(key)
 	viable := l.viable[ai][n.pool.idx]
@@ -265,11 +284,16 @@ func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs schedulin
 	}
 	var out []priced
 	maxPrice := 0.0 // the highest price in out
+	zones := len(st.m.zones)
+	if key == v1.LabelZone && st.m.zoneBits != nil {
+		zones = bits.OnesCount64(st.nodeZones(n) & allowed &^ st.m.otherZone)
+	}
 	for _, ti := range n.cands {
 		t := n.pool.types[ti]
-		// Every zone seen, none can get cheaper: types are sorted by their
-		// cheapest offering, so no later one changes the list.
-		if key == v1.LabelZone && len(out) == len(st.m.zones) && t.minPrice >= maxPrice {
+		// Every zone the candidates offer seen, none can get cheaper: types
+		// are sorted by their cheapest offering, so no later one changes
+		// the list. A single value needs no price.
+		if key == v1.LabelZone && len(out) >= zones && (zones == 1 || t.minPrice >= maxPrice) {
 			break
 		}
 		if !viable[ti] || !scheduling.FitsSum(&n.used, &s.req, &t.alloc) {
@@ -281,6 +305,9 @@ func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs schedulin
 			}
 			v, ok := offeringValue(t, o, key)
 			if !ok || (r != nil && !r.Allows(v)) {
+				continue
+			}
+			if allowed != allZones && st.m.zoneBits[v]&allowed == 0 {
 				continue
 			}
 			if i := slices.IndexFunc(out, func(p priced) bool { return p.v == v }); i < 0 {
@@ -336,21 +363,13 @@ func (st *state) topology(s *shape, l *level, t target, ai int, reqs scheduling.
 			return nil, false, false
 		}
 	}
-	keys := l.keys
-	if len(s.pinKeys) > 0 || st.forceZone != "" {
-		keys = slices.Clone(keys)
-		for _, k := range s.pinKeys {
-			if !slices.Contains(keys, k) {
-				keys = append(keys, k)
-			}
-		}
-		if st.forceZone != "" && !slices.Contains(keys, v1.LabelZone) {
-			keys = append(keys, v1.LabelZone)
-		}
+	keys := l.topoKeys
+	if st.forceZone != "" && !slices.Contains(keys, v1.LabelZone) {
+		keys = append(slices.Clip(keys), v1.LabelZone)
 	}
 	for _, key := range keys {
 		if v, settled := t.value(key); settled {
-			if ok, perm := st.allowsValue(s, l, key, v); !ok {
+			if ok, perm := st.allowsValueMemo(s, l, key, v); !ok {
 				return nil, false, perm
 			}
 			continue
@@ -365,7 +384,7 @@ func (st *state) topology(s *shape, l *level, t target, ai int, reqs scheduling.
 		}
 		best, bestCount := "", int32(-1)
 		for _, v := range st.possibleMemo(t.(*newNode), s, l, ai, reqs, key) {
-			if ok, _ := st.allowsValue(s, l, key, v); !ok {
+			if ok, _ := st.allowsValueMemo(s, l, key, v); !ok {
 				continue
 			}
 			c := st.spreadCount(l, key, v)
@@ -447,6 +466,41 @@ func (st *state) domainCount(key, v string, g int) int32 {
 	return 0
 }
 
+// allowEntry is one remembered answer of allowsValue.
+type allowEntry struct {
+	l        *level
+	key, v   string
+	ok, perm bool
+}
+
+// zoneEntry is one remembered answer of allowedZones.
+type zoneEntry struct {
+	l     *level
+	zones uint64
+}
+
+// forgetAllowed drops the remembered answers of allowsValue and
+// allowedZones: group counts changed, or the gang's zone was lifted.
+func (st *state) forgetAllowed() {
+	st.allowMemo, st.zoneMemo = st.allowMemo[:0], st.zoneMemo[:0]
+}
+
+// allowsValueMemo is allowsValue remembered until a pod is counted: first
+// fit asks the same question of every node of a zone it tries.
+func (st *state) allowsValueMemo(s *shape, l *level, key, v string) (ok, permanent bool) {
+	for i := range st.allowMemo {
+		if e := &st.allowMemo[i]; e.l == l && e.key == key && e.v == v {
+			return e.ok, e.perm
+		}
+	}
+	ok, permanent = st.allowsValue(s, l, key, v)
+	if len(st.allowMemo) >= 64 {
+		st.allowMemo = st.allowMemo[:0]
+	}
+	st.allowMemo = append(st.allowMemo, allowEntry{l: l, key: key, v: v, ok: ok, perm: permanent})
+	return ok, permanent
+}
+
 func (st *state) allowsValue(s *shape, l *level, key, v string) (ok, permanent bool) {
 	if key == v1.LabelZone && st.forceZone != "" && v != st.forceZone {
 		return false, false
@@ -485,6 +539,9 @@ func b2i(b bool) int {
 
 // count records a pod of shape s on node t in every group it belongs to.
 func (st *state) count(s *shape, t target) {
+	if len(s.groups) > 0 {
+		st.forgetAllowed()
+	}
 	for _, g := range s.groups {
 		delete(st.minCache, g)
 		switch n := t.(type) {
@@ -772,6 +829,7 @@ func (st *state) open(s *shape, l *level, pod *corev1.Pod) bool {
 			st.capNodeByDemand(n, s)
 		}
 		st.nodes = append(st.nodes, n)
+		st.touchPlanned(len(st.nodes) - 1)
 		return true
 	}
 	return false
@@ -860,7 +918,13 @@ func (st *state) capAt(n *newNode, best int) {
 	for k < len(n.cands) && n.pool.types[n.cands[k]].minPrice <= limit {
 		k++
 	}
-	n.extra = slices.Clone(n.cands[k:])
+	if n.owned {
+		n.extra = slices.Clone(n.cands[k:])
+	} else {
+		// The pool's own list, which no node writes to: share it rather
+		// than copy hundreds of types into each of tens of thousands of nodes.
+		n.extra = slices.Clip(n.cands[k:])
+	}
 	n.cands = n.cands[:k]
 	n.refreshMaxAlloc()
 }
@@ -913,67 +977,211 @@ func (st *state) place(s *shape, pod *corev1.Pod) bool {
 }
 
 func (st *state) placeExisting(s *shape, l *level, pod *corev1.Pod) bool {
+	if len(st.exist) == 0 {
+		return false
+	}
+	rooms, zones := st.existRooms(), st.allowedZones(s, l)
 	if len(l.prefAff)+len(l.prefAnti) > 0 {
 		// Preferred pod (anti-)affinity: nodes that honour it first.
-		for i := st.cursorE[s.idx]; i < len(st.exist); i++ {
+		for i := rooms.next(st.cursorE[s.idx], &s.req, zones); i >= 0; i = rooms.next(i+1, &s.req, zones) {
 			if e := st.exist[i]; st.prefers(l, e) {
 				if ok, _ := st.tryExisting(s, l, e, pod); ok {
+					st.touchExisting(i)
 					return true
 				}
 			}
 		}
 	}
-	for i := st.cursorE[s.idx]; i < len(st.exist); i++ {
+	return firstFit(rooms, &st.cursorE[s.idx], len(st.exist), &s.req, zones, func(i int) (bool, bool) {
 		ok, perm := st.tryExisting(s, l, st.exist[i], pod)
+		if ok {
+			st.touchExisting(i)
+		}
+		return ok, perm
+	})
+}
+
+// firstFit tries, in order from *cursor up to end, the nodes the index says
+// have room for req in one of the zones, until try accepts one. The cursor
+// moves past the leading nodes that lack room or fail for reasons that only
+// get worse as nodes fill (try's permanent), so later pods of the shape skip
+// them; never past a node skipped for its zone, which may be allowed later.
+func firstFit(rooms *roomIndex, cursor *int, end int, req *scheduling.Resources, zones uint64, try func(i int) (ok, permanent bool)) bool {
+	head := true // every node before *cursor stays unusable
+	// advance moves the cursor to i when only nodes without room lie before it.
+	advance := func(i int) {
+		if zones == allZones {
+			*cursor = i
+			return
+		}
+		if j := rooms.next(*cursor, req, allZones); j < 0 || j >= i {
+			*cursor = i
+		} else {
+			*cursor, head = j, false
+		}
+	}
+	for i := rooms.next(*cursor, req, zones); i >= 0 && i < end; i = rooms.next(i+1, req, zones) {
+		if head {
+			advance(i)
+		}
+		ok, perm := try(i)
 		if ok {
 			return true
 		}
-		if perm && i == st.cursorE[s.idx] {
-			st.cursorE[s.idx]++
+		if head = head && perm; head {
+			*cursor = i + 1
 		}
+	}
+	if head {
+		advance(max(*cursor, end))
 	}
 	return false
 }
 
 func (st *state) placePlanned(s *shape, l *level, pod *corev1.Pod) bool {
+	if len(st.nodes) == 0 {
+		return false
+	}
+	rooms, zones := st.plannedRooms(), st.allowedZones(s, l)
 	if prefer := st.guide.preferred(s); prefer != nil {
-		// LP-guided: the machines of the types the LP puts this class on first.
-		for i := st.cursorG[s.idx]; i < len(st.nodes); i++ {
+		// LP-guided: the started machines (the first guidedEnd nodes) of
+		// the types the LP puts this class on first. A started node's type
+		// never changes, so one of another type is skipped for good.
+		ok := firstFit(rooms, &st.cursorG[s.idx], st.guidedEnd, &s.req, zones, func(i int) (bool, bool) {
 			n := st.nodes[i]
-			if n.guided < 0 || !prefer[[2]int{n.pool.idx, int(n.guided)}] {
-				if i == st.cursorG[s.idx] {
-					st.cursorG[s.idx]++ // never becomes one: guided is set when a node is started
-				}
-				continue
+			if bit := st.m.typeBit(n.pool.idx, int(n.guided)); n.guided < 0 || prefer[bit/64]&(1<<(bit%64)) == 0 {
+				return false, true
 			}
 			ok, perm := st.tryNew(s, l, n, pod)
 			if ok {
-				return true
+				st.touchPlanned(i)
 			}
-			if perm && i == st.cursorG[s.idx] {
-				st.cursorG[s.idx]++
-			}
+			return ok, perm
+		})
+		if ok {
+			return true
 		}
 	}
 	if len(l.prefAff)+len(l.prefAnti) > 0 {
-		for i := st.cursorN[s.idx]; i < len(st.nodes); i++ {
+		for i := rooms.next(st.cursorN[s.idx], &s.req, zones); i >= 0; i = rooms.next(i+1, &s.req, zones) {
 			if n := st.nodes[i]; st.prefers(l, n) {
 				if ok, _ := st.tryNew(s, l, n, pod); ok {
+					st.touchPlanned(i)
 					return true
 				}
 			}
 		}
 	}
-	for i := st.cursorN[s.idx]; i < len(st.nodes); i++ {
+	return firstFit(rooms, &st.cursorN[s.idx], len(st.nodes), &s.req, zones, func(i int) (bool, bool) {
 		ok, perm := st.tryNew(s, l, st.nodes[i], pod)
 		if ok {
-			return true
+			st.touchPlanned(i)
 		}
-		if perm && i == st.cursorN[s.idx] {
-			st.cursorN[s.idx]++
+		return ok, perm
+	})
+}
+
+// allowedZones is the set of zones (bits of model.zoneBits) a pod of s may
+// land in now under its zone rules and a gang's zone; every zone when it
+// has none. Nodes outside it are not tried.
+func (st *state) allowedZones(s *shape, l *level) uint64 {
+	if st.m.zoneBits == nil || (st.forceZone == "" && !slices.Contains(l.topoKeys, v1.LabelZone)) {
+		return allZones
+	}
+	for _, e := range st.zoneMemo {
+		if e.l == l {
+			return e.zones
 		}
 	}
-	return false
+	mask := st.m.otherZone
+	for z, bit := range st.m.zoneBits {
+		if ok, _ := st.allowsValueMemo(s, l, v1.LabelZone, z); ok {
+			mask |= bit
+		}
+	}
+	if len(st.zoneMemo) >= 64 {
+		st.zoneMemo = st.zoneMemo[:0]
+	}
+	st.zoneMemo = append(st.zoneMemo, zoneEntry{l: l, zones: mask})
+	return mask
+}
+
+// plannedRooms is the room index of the planned nodes, rebuilt after
+// anything that reorders or drops them (which sets it to nil).
+func (st *state) plannedRooms() *roomIndex {
+	if st.rooms == nil {
+		st.rooms = newRoomIndex(len(st.nodes))
+		for i := range st.nodes {
+			st.touchPlanned(i)
+		}
+	}
+	return st.rooms
+}
+
+// touchPlanned records planned node i's room and zones after it changed.
+func (st *state) touchPlanned(i int) {
+	if st.rooms != nil {
+		n := st.nodes[i]
+		room := freeRoom(&n.maxAlloc, &n.used)
+		st.rooms.set(i, &room, st.nodeZones(n))
+	}
+}
+
+// nodeZones is the set of zones a planned node may still be in: its
+// settled zone, or those its candidates are offered in (a superset: the
+// index only skips nodes outside it).
+func (st *state) nodeZones(n *newNode) uint64 {
+	if st.m.zoneBits == nil {
+		return allZones
+	}
+	r := n.reqs.Get(v1.LabelZone)
+	if v, ok := n.value(v1.LabelZone); ok {
+		if bit, ok := st.m.zoneBits[v]; ok {
+			return bit
+		}
+		return st.m.otherZone
+	}
+	var mask uint64
+	every := st.m.anyZone &^ st.m.otherZone
+	for _, ti := range n.cands {
+		if mask |= n.pool.types[ti].zones; mask == every {
+			break
+		}
+	}
+	if r != nil {
+		var allowed uint64
+		for z, bit := range st.m.zoneBits {
+			if mask&bit != 0 && r.Allows(z) {
+				allowed |= bit
+			}
+		}
+		mask = allowed
+	}
+	return mask
+}
+
+func (st *state) existRooms() *roomIndex {
+	if st.eRooms == nil {
+		st.eRooms = newRoomIndex(len(st.exist))
+		for i := range st.exist {
+			st.touchExisting(i)
+		}
+	}
+	return st.eRooms
+}
+
+func (st *state) touchExisting(i int) {
+	if st.eRooms != nil {
+		e := st.exist[i]
+		room := freeRoom(&e.alloc, &e.used)
+		zones := allZones
+		if z, ok := e.n.Labels[v1.LabelZone]; ok && st.m.zoneBits != nil {
+			if zones, ok = st.m.zoneBits[z]; !ok {
+				zones = st.m.otherZone
+			}
+		}
+		st.eRooms.set(i, &room, zones)
+	}
 }
 
 // cost is the summed cheapest price of the planned nodes, for comparing runs.
@@ -988,11 +1196,11 @@ func (st *state) cost() float64 {
 }
 
 // preferred is the guide's set of machine types for s's class, or nil.
-func (g *lpGuide) preferred(s *shape) map[[2]int]bool {
+func (g *lpGuide) preferred(s *shape) []uint64 {
 	if g == nil {
 		return nil
 	}
-	return g.prefer[s]
+	return g.prefer[s.idx]
 }
 
 // preopen is StrategyLP's start: empty new nodes of the types the LP buys,
@@ -1013,6 +1221,7 @@ func (st *state) preopen(g *lpGuide) {
 			st.nodes = append(st.nodes, n)
 		}
 	}
+	st.guidedEnd, st.rooms = len(st.nodes), nil
 }
 
 // dropEmpty removes planned nodes that got no pods.
@@ -1021,7 +1230,7 @@ func (st *state) dropEmpty() {
 	for i := range st.cursorN {
 		st.cursorN[i] = 0
 	}
-	st.guide, st.cursorG = nil, nil
+	st.guide, st.cursorG, st.guidedEnd, st.rooms = nil, nil, 0, nil
 }
 
 // prefers reports whether a node honours every preferred pod affinity and
