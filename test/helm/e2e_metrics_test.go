@@ -219,6 +219,7 @@ var metricExpectations = map[string]metricExpectation{
 	"stowage_interruption_actions_total":                 {when: untilEvent, reason: "an interruption is acted on"},
 	"stowage_aws_price_source":                           {when: untilEvent, reason: "the aws provider runs (this is the fake cloud)"},
 	"stowage_gcp_price_source":                           {when: untilEvent, reason: "the gcp provider runs (TestInstallGCPIntoControlPlane checks it)"},
+	"stowage_azure_price_source":                         {when: untilEvent, reason: "the azure provider runs (this is the fake cloud)"},
 }
 
 func TestParseMetricsDoc(t *testing.T) {
