@@ -150,7 +150,8 @@ func TestAWSOnMoto(t *testing.T) {
 
 	nc := awsNodeClass("default", e.subnet)
 	// The pool the test's claims belong to: consolidation off (their nodes
-	// stay empty), one node disrupted at a time.
+	// stay empty), one node disrupted at a time, and no minimum lifetime (the
+	// nodes advertise a GPU, which would otherwise protect them for 10 minutes).
 	pool := &v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: lifeClaim("x").Labels[v1.LabelNodePool]}, Spec: v1.NodePoolSpec{
 		Template: v1.NodeClaimTemplate{Spec: v1.NodeClaimTemplateSpec{
 			NodeClassRef: &v1.NodeClassReference{Group: awsv1.Group, Kind: awsv1.Kind, Name: nc.Name},
@@ -158,7 +159,7 @@ func TestAWSOnMoto(t *testing.T) {
 				Values: []string{"m5.large", "p5.48xlarge"}}},
 			ExpireAfter: v1.Never,
 		}},
-		Disruption: v1.Disruption{ConsolidateAfter: v1.Never, Budgets: []v1.Budget{{Nodes: "1"}}},
+		Disruption: v1.Disruption{ConsolidateAfter: v1.Never, Budgets: []v1.Budget{{Nodes: "1"}}, MinNodeLifetime: &metav1.Duration{}},
 	}}
 	provCreate(t, e.c, nc, pool)
 	awsWaitReady(t, e.c, nc.Name, true)
