@@ -76,16 +76,30 @@ func (c *Cluster) NominatedTo(pod *corev1.Pod) string {
 	return n.target
 }
 
+// Pruned is a nomination PruneNominations dropped, and why.
+type Pruned struct {
+	Pod         types.NamespacedName
+	Target, Why string
+}
+
 // PruneNominations drops nominations that are no longer valid, so the map
-// does not grow with pods that were deleted while pending.
-func (c *Cluster) PruneNominations() {
+// does not grow with pods that were deleted while pending, and returns what
+// it dropped.
+func (c *Cluster) PruneNominations() []Pruned {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var out []Pruned
 	for uid, n := range c.nominations {
-		if !c.validLocked(n) || c.pods[n.pod] == nil {
+		why := c.whyLapsedLocked(n)
+		if why == "" && c.pods[n.pod] == nil {
+			why = "the pod is gone"
+		}
+		if why != "" {
 			c.dropNominationLocked(uid)
+			out = append(out, Pruned{Pod: n.pod, Target: n.target, Why: why})
 		}
 	}
+	return out
 }
 
 // validLocked reports whether a nomination still holds.

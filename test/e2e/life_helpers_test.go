@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -162,19 +163,28 @@ func lifeEventually(t *testing.T, what string, cond func(ctx context.Context) (b
 	}
 }
 
+// lifeWaitReady waits until the claim is Ready and its Node released to the
+// scheduler: the unregistered taint (NoExecute) stays until the node
+// lifecycle controller lifts the not-ready taint, which on a loaded control
+// plane can be many seconds after Ready, and until then it evicts pods bound
+// to the node directly.
 func lifeWaitReady(t *testing.T, c client.Client, name string) *v1.NodeClaim {
 	t.Helper()
 	claim := &v1.NodeClaim{}
-	lifeEventually(t, "nodeclaim "+name+" Ready", func(ctx context.Context) (bool, error) {
+	lifeEventually(t, "nodeclaim "+name+" Ready and its node released", func(ctx context.Context) (bool, error) {
 		if err := c.Get(ctx, client.ObjectKey{Name: name}, claim); err != nil {
 			return false, err
 		}
-		for _, cond := range claim.Status.Conditions {
-			if cond.Type == v1.ConditionReady {
-				return cond.Status == metav1.ConditionTrue, nil
-			}
+		if !slices.ContainsFunc(claim.Status.Conditions, func(c metav1.Condition) bool {
+			return c.Type == v1.ConditionReady && c.Status == metav1.ConditionTrue
+		}) {
+			return false, nil
 		}
-		return false, nil
+		node := &corev1.Node{}
+		if err := c.Get(ctx, client.ObjectKey{Name: claim.Status.NodeName}, node); err != nil {
+			return false, err
+		}
+		return !slices.ContainsFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == v1.UnregisteredTaintKey }), nil
 	})
 	return claim
 }

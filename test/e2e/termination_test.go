@@ -151,14 +151,10 @@ func TestTerminationDrains(t *testing.T) {
 		t.Errorf("machine %s must be deleted, Get returned %v", claim.Status.ProviderID, err)
 	}
 	lifeWaitGone(t, c, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}})
-	evs, err := lifeEvents(ctx, c, "default", agent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if evs["Evicted"] > 0 {
-		t.Errorf("DaemonSet pod %s was evicted", agent)
-	}
-	evs, err = lifeEvents(ctx, c, "default", web.Name)
+	// The DaemonSet pod goes last (evicted once the applications are gone,
+	// if the node lives that long); that it stayed while the PDB held the
+	// web pod is checked above.
+	evs, err := lifeEvents(ctx, c, "default", web.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,6 +213,10 @@ func TestTerminationGracePeriod(t *testing.T) {
 	claim = lifeWaitReady(t, c, claim.Name)
 	training := lifePod("life-training", claim.Status.NodeName, nil)
 	training.Annotations = map[string]string{v1.AnnotationDoNotDisrupt: "true"}
+	// A pod is deleted once the claim's deadline minus its own grace period
+	// has come; with the default 30 s, longer than the claim's 20 s, it would
+	// be deleted at once instead of holding the drain.
+	training.Spec.TerminationGracePeriodSeconds = ptr.To[int64](1)
 	if err := c.Create(ctx, training); err != nil {
 		t.Fatal(err)
 	}

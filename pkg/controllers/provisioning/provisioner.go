@@ -62,7 +62,9 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 			nominationsLapsed.Inc()
 		}
 	}
-	c.cluster.PruneNominations()
+	for _, d := range c.cluster.PruneNominations() {
+		logger.V(1).Info("dropped nomination", "pod", d.Pod, "nominatedTo", d.Target, "why", d.Why)
+	}
 	c.forgetResolved(pending)
 
 	pools := c.cluster.NodePools()
@@ -72,6 +74,7 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+
 	buy, check := c.demandsNow()
 	phantoms := map[*corev1.Pod]string{}
 	for _, d := range buy {
