@@ -56,6 +56,21 @@ func (c *Cluster) dropNominationLocked(uid types.UID) {
 	}
 }
 
+// Settled reports whether pod needs no plan now: the view's current copy of
+// it is bound (or gone), or it holds a valid nomination. A pass lists the
+// pending pods first and filters them after; a pod the kube-scheduler binds
+// in between loses its nomination with the binding, and must not then look
+// un-nominated and pending, or a machine is bought for a pod that runs.
+func (c *Cluster) Settled(pod *corev1.Pod) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if cur := c.pods[podKey(pod)]; cur == nil || cur.UID != pod.UID || cur.Spec.NodeName != "" {
+		return true
+	}
+	n, ok := c.nominations[pod.UID]
+	return ok && c.validLocked(n)
+}
+
 // IsNominated reports whether pod is planned onto a node that still exists
 // and is either still launching or was nominated less than the nomination TTL ago.
 func (c *Cluster) IsNominated(pod *corev1.Pod) bool {

@@ -190,3 +190,34 @@ func TestStaleNotReadyTaintIgnoredOnReadyNode(t *testing.T) {
 		})
 	}
 }
+
+// A pass lists pending pods, then filters out the nominated ones. A pod bound
+// in between has lost its nomination with the binding: it must count as
+// settled, not as a pending pod without a plan.
+func TestSettledAfterBindingInAPass(t *testing.T) {
+	c := NewCluster(clocktesting.NewFakeClock(now))
+	a := gpuPod("a", "")
+	c.UpdatePod(a)
+	c.UpdateNodeClaim(oneGPUClaim("x"))
+	c.Nominate(a, "x")
+	listed := c.Pods(func(p *corev1.Pod) bool { return p.Spec.NodeName == "" })
+	if len(listed) != 1 || !c.Settled(listed[0]) {
+		t.Fatalf("listed %d pods; a nominated pod must be settled", len(listed))
+	}
+	c.UpdatePod(bound(a, "x-node"))
+	if c.IsNominated(listed[0]) {
+		t.Fatal("the binding should have ended the nomination")
+	}
+	if !c.Settled(listed[0]) {
+		t.Error("a pod bound since it was listed is not settled: the pass would buy a machine for it")
+	}
+	c.DeletePod(podKey(a))
+	if !c.Settled(listed[0]) {
+		t.Error("a pod gone since it was listed is not settled")
+	}
+	b := gpuPod("b", "")
+	c.UpdatePod(b)
+	if c.Settled(b) {
+		t.Error("a pending pod with no nomination is settled")
+	}
+}

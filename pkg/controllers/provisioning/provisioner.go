@@ -200,12 +200,12 @@ func (c *Controller) instanceTypes(ctx context.Context, pools []*v1.NodePool) ([
 	return out, lookup, errors.Join(errs...)
 }
 
-// compatiblePods returns the pending pods that are not nominated and that at
-// least one pool could hold; the others are told why, once per reason.
+// compatiblePods returns the pending pods that are not settled (bound since
+// they were listed, or nominated) and that at least one pool could hold; the others are told why, once per reason.
 func (c *Controller) compatiblePods(ctx context.Context, pending []*corev1.Pod, pools []*v1.NodePool) []*corev1.Pod {
 	var out []*corev1.Pod
 	for _, pod := range pending {
-		if c.cluster.IsNominated(pod) || c.cluster.IsBookedFor(pod) {
+		if c.cluster.Settled(pod) || c.cluster.IsBookedFor(pod) {
 			continue
 		}
 		var whys []string
