@@ -140,12 +140,6 @@ func TestDisruptionDriftAndExpiry(t *testing.T) {
 		})
 
 		t.Run("a budget of one node holds while every node has drifted", func(t *testing.T) {
-			// Known defect, left open on issue 9: since the merges of
-			// 2026-12-04 the scale-up to 3 one-pod nodes here buys a 4th
-			// machine about 2 s after the first three register (a pod loses
-			// its nomination with no lapse logged), and the extra node breaks
-			// this case's counts. Skipped until that is fixed, not tuned away.
-			t.Skip("double-buy at registration in the 3-node scale-up (issue 9 note)")
 			const pool = "drift-budget"
 			old := dsfDriftRunning(t, dc.c, ns, dsfDriftPool(pool, "1", v1.Never), 3)
 			var maxDisrupting int

@@ -53,11 +53,12 @@ func TestControllersHoldUp(t *testing.T) {
 			holdStuckTerminating(t, ec)
 		})
 		t.Run("an untainted mixed pool buys what the plan says", func(t *testing.T) {
-			// Quarantined with the drift budget case (disr_drift_test.go):
-			// the same defect, a pod planned again right after the nodes
-			// bought for it register, bought a second GPU machine in about
-			// half of the full-suite runs of 2026-12-05. Open on issue 9.
-			t.Skip("double-buy at registration (issue 9 note)")
+			// Quarantined, open on issue 9: in about half the runs of
+			// 2026-12-05 the kube-scheduler put a CPU pod on a GPU machine
+			// bought for a GPU pod before that pod bound, despite steering
+			// ("other pods took its room"), and a second GPU machine was
+			// bought. Skipped until fixed, not tuned away.
+			t.Skip("kube-scheduler fills a planned GPU node with a CPU pod (issue 9 note)")
 			t.Parallel()
 			holdMixedPool(t, ec)
 		})
