@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
@@ -29,6 +30,7 @@ type Transport struct {
 	cloud   *Cloud
 	compute *computefake.ServerFactoryTransport
 	network *networkfake.ServerFactoryTransport
+	pagers  atomic.Int64 // numbers each list call; see separatePager
 }
 
 // Do implements policy.Transporter. The fake servers see a context that is
@@ -65,11 +67,34 @@ func (t *Transport) route(req *http.Request) (*http.Response, error) {
 		resp.Request = req
 		return resp, nil
 	case strings.Contains(strings.ToLower(path), "/providers/microsoft.network/"):
-		return t.network.Do(req)
+		return t.network.Do(t.separatePager(req))
 	default:
-		return t.compute.Do(req)
+		return t.compute.Do(t.separatePager(req))
 	}
 }
+
+// separatePager gives the first page of every list call a path of its own.
+// The SDK's fake servers keep a pager per URL path, so two clients listing
+// one collection at once (the garbage collector and a provider List) would
+// share a pager: each would get the other's pages, and the race detector
+// flags the shared cursor. The fake's path patterns are not anchored, so a
+// prefix leaves the parameters intact, and the next links carry it.
+func (t *Transport) separatePager(req *http.Request) *http.Request {
+	api, _ := req.Context().Value(runtime.CtxAPINameKey{}).(string)
+	if !strings.HasSuffix(api, "Pager") || strings.Contains(req.URL.Path, nextPageMarker) {
+		return req
+	}
+	prefix := fmt.Sprintf("/list-%d", t.pagers.Add(1))
+	out := req.Clone(req.Context())
+	out.URL.Path = prefix + out.URL.Path
+	if out.URL.RawPath != "" {
+		out.URL.RawPath = prefix + out.URL.RawPath
+	}
+	return out
+}
+
+// nextPageMarker is how the SDK's fakes mark a next-page link.
+const nextPageMarker = "/fake_page_"
 
 // httpRoutes map read-only ARM requests arriving over HTTP to the SDK API
 // they come from: the fake servers dispatch on that name, which in-process
@@ -101,7 +126,7 @@ func (c *Cloud) Handler() http.Handler {
 		out.RequestURI = ""
 		out.URL.Scheme, out.URL.Host = "http", r.Host
 		if !strings.HasPrefix(r.URL.Path, "/api/retail/prices") {
-			path := strings.Split(r.URL.Path, "/fake_page_")[0]
+			path := strings.Split(r.URL.Path, nextPageMarker)[0]
 			api := ""
 			for _, route := range httpRoutes {
 				if route.re.MatchString(path) {

@@ -3,8 +3,10 @@ package contract
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,6 +105,36 @@ func TestLaunchGetListDelete(t *testing.T) {
 	}
 	if _, err := e.provider.Get(e.ctx, s.ProviderID); !cloudprovider.IsNotFound(err) {
 		t.Errorf("Get after delete: %v, want NotFound", err)
+	}
+}
+
+// TestConcurrentListsSeeEveryVM: the garbage collector and the lifecycle
+// controller list VMs at the same time; each list must page through every VM
+// on its own (the fake pages three VMs at a time), with no shared cursor.
+func TestConcurrentListsSeeEveryVM(t *testing.T) {
+	e := newEnv(t)
+	e.nodeClass(t, "gpu")
+	const vms = 8
+	for i := range vms {
+		if _, err := e.provider.Create(e.ctx, claim(fmt.Sprintf("listed-%d", i), "gpu", offering("Standard_NC4as_T4_v3", "eastus-1", v1.CapacityTypeOnDemand))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const lists = 6
+	var wg sync.WaitGroup
+	counts := make([]int, lists)
+	errs := make([]error, lists)
+	for i := range lists {
+		wg.Go(func() {
+			got, err := e.provider.List(e.ctx)
+			counts[i], errs[i] = len(got), err
+		})
+	}
+	wg.Wait()
+	for i := range lists {
+		if errs[i] != nil || counts[i] != vms {
+			t.Errorf("list %d: %d machines, %v; want %d", i, counts[i], errs[i], vms)
+		}
 	}
 }
 
