@@ -2,12 +2,16 @@ package lifecycle
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -145,23 +149,54 @@ func (r *registration) syncNode(ctx context.Context, claim *v1.NodeClaim, node *
 // readiness taints are gone, so that the taint is the last thing keeping
 // pods off it, after setting nominatedNodeName on the pods planned onto it.
 // The Node watch brings the claim back when the Node changes.
+//
+// The kube-scheduler clears nominatedNodeName on every failed attempt, and
+// the planned pods fail every attempt until the release, so the pods are
+// steered again right after it too. The taint goes with a JSON patch that
+// tests the taint is still at its index, not with a resourceVersion lock:
+// the kubelet's status updates made nearly every locked attempt conflict,
+// and while the release was retried the scheduler cleared the nominations
+// just set and filled the node with pods planned elsewhere.
 func (r *registration) release(ctx context.Context, node *corev1.Node) error {
-	if !hasTaintKey(node.Spec.Taints, v1.UnregisteredTaintKey) || !releasable(node) {
+	i := slices.IndexFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == v1.UnregisteredTaintKey })
+	if i < 0 || !releasable(node) {
 		return nil
 	}
+	var planned []*corev1.Pod
 	if r.nominations != nil {
-		if _, err := steer.Pods(ctx, r.client, r.nominations.NominatedPods(node.Name), node.Name); err != nil {
-			// Releasing without steering only risks a second purchase; the
-			// provisioner steers again when it sees the pods.
-			log.FromContext(ctx).Error(err, "pointing planned pods at the node", "node", node.Name)
-		}
+		planned = r.nominations.NominatedPods(node.Name)
 	}
-	stored := node.DeepCopy()
-	node.Spec.Taints = removeTaintKey(node.Spec.Taints, v1.UnregisteredTaintKey)
-	if err := r.client.Patch(ctx, node, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
+	r.steer(ctx, planned, node.Name)
+	path := fmt.Sprintf("/spec/taints/%d", i)
+	patch, err := json.Marshal([]map[string]any{
+		{"op": "test", "path": path, "value": node.Spec.Taints[i]},
+		{"op": "remove", "path": path},
+	})
+	if err != nil {
+		return err
+	}
+	err = r.client.Patch(ctx, node, client.RawPatch(types.JSONPatchType, patch))
+	if apierrors.IsInvalid(err) {
+		// The test failed: the taints changed since this copy was read.
+		return fmt.Errorf("releasing node %s to the scheduler: its taints changed since they were read, retrying", node.Name)
+	}
+	if err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("releasing node %s to the scheduler: %w", node.Name, err))
 	}
+	r.steer(ctx, planned, node.Name)
 	return nil
+}
+
+// steer points the planned pods at the node. Releasing without it only
+// risks a second purchase, and the provisioner steers again when it sees
+// the pods, so a failure is logged, not returned.
+func (r *registration) steer(ctx context.Context, pods []*corev1.Pod, node string) {
+	if len(pods) == 0 {
+		return
+	}
+	if _, err := steer.Pods(ctx, r.client, pods, node); err != nil {
+		log.FromContext(ctx).Error(err, "pointing planned pods at the node", "node", node)
+	}
 }
 
 // releasable reports whether a node would take pods but for the
@@ -212,16 +247,6 @@ func hasTaint(taints []corev1.Taint, t corev1.Taint) bool {
 		}
 	}
 	return false
-}
-
-func removeTaintKey(taints []corev1.Taint, key string) []corev1.Taint {
-	var out []corev1.Taint
-	for _, t := range taints {
-		if t.Key != key {
-			out = append(out, t)
-		}
-	}
-	return out
 }
 
 func hasOwner(node *corev1.Node, claim *v1.NodeClaim) bool {

@@ -296,3 +296,46 @@ func TestReleaseSteersPlannedPodsFirst(t *testing.T) {
 		t.Errorf("planned pod's nominatedNodeName = %q, want n1", got)
 	}
 }
+
+// The kubelet updates the Node's status all the time; the release must not
+// fail on a copy older than the stored Node (each retry gave the scheduler
+// time to clear the nominations just set), and must not drop a taint that
+// moved in the meantime.
+func TestReleaseWithAStaleNodeCopy(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	r := &registration{client: e.client, clock: e.clock}
+	if err := e.client.Create(ctx, kwokNode("n1", "fake://n1", true, gpuTaint, unregistered)); err != nil {
+		t.Fatal(err)
+	}
+	stale := e.node(t, "n1")
+	heartbeat := stale.DeepCopy()
+	heartbeat.Status.Conditions[0].Message = "kubelet is posting ready status"
+	if err := e.client.Status().Update(ctx, heartbeat); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.release(ctx, stale.DeepCopy()); err != nil {
+		t.Fatalf("release with a copy older than a status update: %v", err)
+	}
+	if got := e.node(t, "n1").Spec.Taints; len(got) != 1 || got[0].Key != gpuTaint.Key {
+		t.Errorf("taints after release = %v, want only %s", got, gpuTaint.Key)
+	}
+
+	// Someone else reordered the taints since the copy was taken: the patch
+	// must refuse rather than remove whatever sits at the old index.
+	if err := e.client.Create(ctx, kwokNode("n2", "fake://n2", true, gpuTaint, unregistered)); err != nil {
+		t.Fatal(err)
+	}
+	stale = e.node(t, "n2")
+	moved := stale.DeepCopy()
+	moved.Spec.Taints = []corev1.Taint{unregistered, gpuTaint}
+	if err := e.client.Update(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.release(ctx, stale.DeepCopy()); err == nil {
+		t.Error("release removed a taint by a stale index without an error")
+	}
+	if got := e.node(t, "n2").Spec.Taints; len(got) != 2 {
+		t.Errorf("taints after a refused release = %v, want both kept", got)
+	}
+}
