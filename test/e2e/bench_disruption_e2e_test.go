@@ -80,6 +80,7 @@ func TestBenchE2EDisruption(t *testing.T) {
 // pool of the disruption cases: any non-GPU amd64 type, spot or on-demand,
 // with the API server's default disruption settings.
 func benchDisruptionCluster(t *testing.T, binary string) (*controlplane.ControlPlane, *benchController) {
+	e2eSetLogger(t)
 	cp := controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, Kwok: true, CRDs: true})
 	ctrl := benchStartController(t, binary, cp.KubeconfigPath)
 	holdNamespace(t, cp.Client, benchDisruptionNamespace)

@@ -113,6 +113,7 @@ func benchScaleOut(t *testing.T, binary, variant string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e2eSetLogger(t)
 	cp := controlplane.StartT(t, controlplane.Options{ControllerManager: true, Scheduler: true, Kwok: true, CRDs: true})
 	ctrl := benchStartController(t, binary, cp.KubeconfigPath)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -56,9 +56,10 @@ func e2eStart(t *testing.T, o e2eOptions) *e2eCluster {
 	return e2eStartOperator(t, cp, o)
 }
 
-// e2eStartOperator runs the operator against a running control plane, for
-// tests that set the cluster up before the operator starts.
-func e2eStartOperator(t *testing.T, cp *controlplane.ControlPlane, o e2eOptions) *e2eCluster {
+// e2eSetLogger gives controller-runtime's logger (the operator's and
+// envtest's) a sink once per test binary: debug to stderr with -v, else
+// discarded. Without it envtest warns that no logger was set.
+func e2eSetLogger(t *testing.T) {
 	t.Helper()
 	e2eLogOnce.Do(func() {
 		out := io.Discard
@@ -73,6 +74,13 @@ func e2eStartOperator(t *testing.T, cp *controlplane.ControlPlane, o e2eOptions)
 		}
 		log.SetLogger(logger)
 	})
+}
+
+// e2eStartOperator runs the operator against a running control plane, for
+// tests that set the cluster up before the operator starts.
+func e2eStartOperator(t *testing.T, cp *controlplane.ControlPlane, o e2eOptions) *e2eCluster {
+	t.Helper()
+	e2eSetLogger(t)
 	ec := &e2eCluster{cp: cp, c: cp.Client}
 
 	opts := operator.DefaultOptions()
