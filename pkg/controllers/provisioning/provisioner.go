@@ -74,7 +74,6 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-
 	buy, check := c.demandsNow()
 	phantoms := map[*corev1.Pod]string{}
 	for _, d := range buy {
@@ -201,7 +200,8 @@ func (c *Controller) instanceTypes(ctx context.Context, pools []*v1.NodePool) ([
 }
 
 // compatiblePods returns the pending pods that are not settled (bound since
-// they were listed, or nominated) and that at least one pool could hold; the others are told why, once per reason.
+// they were listed, or nominated) and that at least one pool could hold; the
+// others are told why, once per reason.
 func (c *Controller) compatiblePods(ctx context.Context, pending []*corev1.Pod, pools []*v1.NodePool) []*corev1.Pod {
 	var out []*corev1.Pod
 	for _, pod := range pending {
