@@ -101,11 +101,7 @@ FUZZ_TARGETS := pkg/simulate:FuzzSimulate pkg/simulate:FuzzSimulateShapes pkg/va
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME (default 20s) each
-	@for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; name=$${t##*:}; \
-		echo "==> fuzz $$name in ./$$pkg for $(FUZZTIME)"; \
-		go test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) ./$$pkg/ || exit 1; \
-	done
+	FUZZTIME=$(FUZZTIME) hack/fuzz.sh $(FUZZ_TARGETS)
 
 .PHONY: vulncheck
 vulncheck: $(BIN)/govulncheck ## known vulnerabilities in the code's dependencies (needs the Go vulnerability database)
