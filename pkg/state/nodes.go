@@ -29,6 +29,9 @@ var transientTaints = map[string]bool{
 	corev1.TaintNodeNotReady:                         true,
 	"node.cloudprovider.kubernetes.io/uninitialized": true,
 	v1.UnregisteredTaintKey:                          true,
+	// A reserved node takes the pods planned onto it: the lifecycle
+	// controller gives each such pod a toleration.
+	v1.ReservedTaintKey: true,
 }
 
 // nodeOfClaimLocked returns the registered Node of a claim, or nil: the node

@@ -53,17 +53,11 @@ func TestControllersHoldUp(t *testing.T) {
 			holdStuckTerminating(t, ec)
 		})
 		t.Run("an untainted mixed pool buys what the plan says", func(t *testing.T) {
-			// Quarantined, open on issue 9: in about half the runs the
-			// kube-scheduler put a CPU pod planned elsewhere on a GPU machine
-			// bought for a GPU pod before that pod bound ("other pods took
-			// its room"), and a second GPU machine was bought. The
-			// scheduler's logs (--v=4) show why steering cannot close it:
-			// it clears nominatedNodeName after every failed attempt, and in
-			// a burst of new nodes each pending pod is retried every few
-			// hundred milliseconds, so the nomination written before the
-			// release is often gone when the node opens. Skipped until a
-			// deterministic reservation exists, not tuned away.
-			t.Skip("kube-scheduler fills a planned GPU node with a CPU pod (issue 9 note)")
+			// Steering alone (nominatedNodeName) left a second GPU machine
+			// bought in about half the runs: the kube-scheduler clears the
+			// nomination after every failed attempt and put a CPU pod planned
+			// elsewhere on the fresh GPU node. The reservation taint makes it
+			// deterministic.
 			t.Parallel()
 			holdMixedPool(t, ec)
 		})

@@ -269,6 +269,8 @@ func TestTemplatePerCloud(t *testing.T) {
 				{"stowage.dev", "nodepools/finalizers", "update"},
 				// Steering a pod to its planned node, volume topology, volume detach.
 				{"", "pods/status", "patch"},
+				// Letting planned pods onto their reserved node.
+				{"", "pods", "patch"},
 				{"", "persistentvolumes", "list"},
 				{"storage.k8s.io", "volumeattachments", "watch"},
 				{"authentication.k8s.io", "tokenreviews", "create"},

@@ -70,6 +70,10 @@ const (
 	DisruptedTaintKey = Group + "/disrupted"
 	// UnregisteredTaintKey keeps pods off a node until Stowage has synced its labels and taints.
 	UnregisteredTaintKey = Group + "/unregistered"
+	// ReservedTaintKey keeps a freshly released node for the pods planned
+	// onto it until they are bound; its value is the Node's UID, and those
+	// pods are given a toleration for it.
+	ReservedTaintKey = Group + "/reserved"
 )
 
 // Extended resource names Stowage understands.

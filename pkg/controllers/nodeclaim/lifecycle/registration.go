@@ -60,7 +60,8 @@ func (r *registration) reconcile(ctx context.Context, claim *v1.NodeClaim) (reco
 		if err != nil || node == nil {
 			return reconcile.Result{}, false, err
 		}
-		return reconcile.Result{}, false, r.release(ctx, node)
+		poll, err := r.release(ctx, node)
+		return reconcile.Result{RequeueAfter: poll}, false, err
 	}
 	node, err := claims.NodeByProviderID(ctx, r.client, claim.Status.ProviderID)
 	if err != nil {
@@ -72,7 +73,8 @@ func (r *registration) reconcile(ctx context.Context, claim *v1.NodeClaim) (reco
 	if err := r.syncNode(ctx, claim, node); err != nil {
 		return reconcile.Result{}, false, err
 	}
-	if err := r.release(ctx, node); err != nil {
+	poll, err := r.release(ctx, node)
+	if err != nil {
 		return reconcile.Result{}, false, err
 	}
 	claim.Status.NodeName = node.Name
@@ -85,7 +87,7 @@ func (r *registration) reconcile(ctx context.Context, claim *v1.NodeClaim) (reco
 		r.events.registered(claim, node)
 		log.FromContext(ctx).Info("registered nodeclaim", "node", node.Name)
 	})
-	return reconcile.Result{}, false, nil
+	return reconcile.Result{RequeueAfter: poll}, false, nil
 }
 
 // awaitNode waits for the Node until the registration timeout, measured from
@@ -145,46 +147,141 @@ func (r *registration) syncNode(ctx context.Context, claim *v1.NodeClaim, node *
 	return nil
 }
 
-// release removes the unregistered taint once the Node is Ready and its
-// readiness taints are gone, so that the taint is the last thing keeping
-// pods off it, after setting nominatedNodeName on the pods planned onto it.
-// The Node watch brings the claim back when the Node changes.
+// release hands the Node to the scheduler once it is Ready and its
+// readiness taints are gone, so that the unregistered taint is the last thing
+// keeping pods off it. When pods were planned onto the node, the unregistered
+// taint is swapped for a reservation (see reservation) that only they
+// tolerate; otherwise it is removed. The Node watch brings the claim back
+// when the Node changes; a reserved node is polled until the reservation
+// goes, since pods binding do not change the Node.
 //
-// The kube-scheduler clears nominatedNodeName on every failed attempt, and
-// the planned pods fail every attempt until the release, so the pods are
-// steered again right after it too. The taint goes with a JSON patch that
-// tests the taint is still at its index, not with a resourceVersion lock:
-// the kubelet's status updates made nearly every locked attempt conflict,
-// and while the release was retried the scheduler cleared the nominations
-// just set and filled the node with pods planned elsewhere.
-func (r *registration) release(ctx context.Context, node *corev1.Node) error {
-	i := slices.IndexFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == v1.UnregisteredTaintKey })
-	if i < 0 || !releasable(node) {
-		return nil
+// The taints change with a JSON patch that tests the taint is still at its
+// index, not with a resourceVersion lock: the kubelet's status updates made
+// nearly every locked attempt conflict, and while the release was retried
+// the scheduler cleared the nominations just set.
+func (r *registration) release(ctx context.Context, node *corev1.Node) (time.Duration, error) {
+	if i := taintIndex(node, v1.UnregisteredTaintKey); i >= 0 {
+		if !releasable(node) {
+			return 0, nil
+		}
+		var planned []*corev1.Pod
+		if r.nominations != nil {
+			planned = r.nominations.NominatedPods(node.Name)
+		}
+		var with []corev1.Taint
+		if len(planned) > 0 && canReserve(node, planned) {
+			reservation := steer.Reservation(node, r.clock.Now())
+			r.tolerate(ctx, planned, node)
+			with = []corev1.Taint{reservation}
+		}
+		r.steer(ctx, planned, node.Name)
+		if err := r.replaceTaint(ctx, node, i, with); err != nil {
+			return 0, err
+		}
+		// The kube-scheduler clears nominatedNodeName on every failed
+		// attempt, and the planned pods failed every attempt until now.
+		r.steer(ctx, planned, node.Name)
+		if with != nil {
+			return reservationPoll, nil
+		}
+		return 0, nil
 	}
+	if i := taintIndex(node, v1.ReservedTaintKey); i >= 0 {
+		return r.reservation(ctx, node, i)
+	}
+	return 0, nil
+}
+
+const (
+	// reservationPoll is how often a reserved node is checked for its
+	// planned pods having been bound.
+	reservationPoll = time.Second
+	// maxReservation bounds a reservation whatever the nominations say; it
+	// matches how long a nomination waits for its node (state.MaxNominationWait).
+	maxReservation = 2 * time.Minute
+)
+
+// reservation keeps a released node for the pods planned onto it: without
+// it, the kube-scheduler put the first pending pods it met on the fresh node
+// (in an untainted pool, CPU pods on a new GPU machine), the planned pods no
+// longer fitted, and a second machine was bought for them. Pods planned onto
+// the node since it was reserved are given the toleration too. The taint goes
+// once no pending pod is validly nominated to the node (all bound, or their
+// nominations lapsed) or after maxReservation, whichever is first.
+func (r *registration) reservation(ctx context.Context, node *corev1.Node, i int) (time.Duration, error) {
 	var planned []*corev1.Pod
 	if r.nominations != nil {
 		planned = r.nominations.NominatedPods(node.Name)
 	}
-	r.steer(ctx, planned, node.Name)
+	taint := node.Spec.Taints[i]
+	held := time.Duration(0)
+	if taint.TimeAdded != nil {
+		held = r.clock.Since(taint.TimeAdded.Time)
+	}
+	if len(planned) > 0 && held < maxReservation {
+		r.tolerate(ctx, planned, node)
+		r.steer(ctx, planned, node.Name)
+		return reservationPoll, nil
+	}
+	return 0, r.replaceTaint(ctx, node, i, nil)
+}
+
+// replaceTaint replaces the node's taint at index i with the given ones (none:
+// removes it), testing first that the taint is still there.
+func (r *registration) replaceTaint(ctx context.Context, node *corev1.Node, i int, with []corev1.Taint) error {
 	path := fmt.Sprintf("/spec/taints/%d", i)
-	patch, err := json.Marshal([]map[string]any{
-		{"op": "test", "path": path, "value": node.Spec.Taints[i]},
-		{"op": "remove", "path": path},
-	})
+	ops := []map[string]any{{"op": "test", "path": path, "value": node.Spec.Taints[i]}}
+	if len(with) == 0 {
+		ops = append(ops, map[string]any{"op": "remove", "path": path})
+	}
+	for _, t := range with {
+		ops = append(ops, map[string]any{"op": "replace", "path": path, "value": t})
+	}
+	patch, err := json.Marshal(ops)
 	if err != nil {
 		return err
 	}
 	err = r.client.Patch(ctx, node, client.RawPatch(types.JSONPatchType, patch))
 	if apierrors.IsInvalid(err) {
 		// The test failed: the taints changed since this copy was read.
-		return fmt.Errorf("releasing node %s to the scheduler: its taints changed since they were read, retrying", node.Name)
+		return fmt.Errorf("changing taint %s of node %s: its taints changed since they were read, retrying",
+			node.Spec.Taints[i].Key, node.Name)
 	}
-	if err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("releasing node %s to the scheduler: %w", node.Name, err))
+	return client.IgnoreNotFound(err)
+}
+
+// tolerate gives the planned pods the reservation's toleration. A pod left
+// without it waits for the reservation to end, so a failure is logged.
+func (r *registration) tolerate(ctx context.Context, pods []*corev1.Pod, node *corev1.Node) {
+	if _, err := steer.Tolerate(ctx, r.client, pods, steer.Toleration(node)); err != nil {
+		log.FromContext(ctx).Error(err, "letting planned pods onto their reserved node", "node", node.Name)
 	}
-	r.steer(ctx, planned, node.Name)
-	return nil
+}
+
+// canReserve reports whether the node already offers what its planned pods
+// need from DaemonSets that would not tolerate a reservation: the resources
+// a device plugin registers (GPUs) and the ResourceSlices a DRA driver
+// publishes. Otherwise the node is released without a reservation and the
+// pods are only steered. CSI node plugins are not waited for: they tolerate
+// every taint by convention, and a reservation ends after maxReservation.
+func canReserve(node *corev1.Node, pods []*corev1.Pod) bool {
+	for _, pod := range pods {
+		if len(pod.Spec.ResourceClaims) > 0 {
+			return false
+		}
+		for _, c := range pod.Spec.Containers {
+			for name, q := range c.Resources.Requests {
+				if have, ok := node.Status.Allocatable[name]; !q.IsZero() && (!ok || have.IsZero()) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+func taintIndex(node *corev1.Node, key string) int {
+	return slices.IndexFunc(node.Spec.Taints, func(t corev1.Taint) bool { return t.Key == key })
 }
 
 // steer points the planned pods at the node. Releasing without it only

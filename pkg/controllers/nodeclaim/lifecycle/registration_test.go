@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
@@ -19,9 +20,10 @@ import (
 )
 
 var (
-	gpuTaint     = corev1.Taint{Key: "nvidia.com/gpu", Value: "true", Effect: corev1.TaintEffectNoSchedule}
-	startupTaint = corev1.Taint{Key: "example.com/driver-loading", Effect: corev1.TaintEffectNoSchedule}
-	unregistered = corev1.Taint{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}
+	gpuTaint      = corev1.Taint{Key: "nvidia.com/gpu", Value: "true", Effect: corev1.TaintEffectNoSchedule}
+	gpuToleration = corev1.Toleration{Key: "nvidia.com/gpu", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
+	startupTaint  = corev1.Taint{Key: "example.com/driver-loading", Effect: corev1.TaintEffectNoSchedule}
+	unregistered  = corev1.Taint{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}
 )
 
 // launchedEnv returns an env with claim c1 launched and its providerID.
@@ -314,7 +316,7 @@ func TestReleaseWithAStaleNodeCopy(t *testing.T) {
 	if err := e.client.Status().Update(ctx, heartbeat); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.release(ctx, stale.DeepCopy()); err != nil {
+	if _, err := r.release(ctx, stale.DeepCopy()); err != nil {
 		t.Fatalf("release with a copy older than a status update: %v", err)
 	}
 	if got := e.node(t, "n1").Spec.Taints; len(got) != 1 || got[0].Key != gpuTaint.Key {
@@ -332,10 +334,139 @@ func TestReleaseWithAStaleNodeCopy(t *testing.T) {
 	if err := e.client.Update(ctx, moved); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.release(ctx, stale.DeepCopy()); err == nil {
+	if _, err := r.release(ctx, stale.DeepCopy()); err == nil {
 		t.Error("release removed a taint by a stale index without an error")
 	}
 	if got := e.node(t, "n2").Spec.Taints; len(got) != 2 {
 		t.Errorf("taints after a refused release = %v, want both kept", got)
+	}
+}
+
+// In an untainted pool the scheduler put the first pending pods it met (CPU
+// pods) on a fresh GPU machine, and the GPU pods planned there needed a
+// second one. A released node is reserved for its planned pods until they
+// are bound: they tolerate the reservation, nobody else does.
+func TestReleaseReservesTheNodeForItsPlannedPods(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	planned := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "train", UID: "pod-uid"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}}}},
+			Tolerations: []corev1.Toleration{gpuToleration}},
+	}
+	if err := e.client.Create(ctx, planned); err != nil {
+		t.Fatal(err)
+	}
+	nominated := nominationsStub{"n1": {planned}}
+	r := &registration{client: e.client, clock: e.clock, nominations: nominated}
+	node := kwokNode("n1", "fake://n1", true, gpuTaint, unregistered)
+	node.UID = "node-uid"
+	if err := e.client.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	poll, err := r.release(ctx, e.node(t, "n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	taints := e.node(t, "n1").Spec.Taints
+	if len(taints) != 2 || taints[0] != gpuTaint || taints[1].Key != v1.ReservedTaintKey || taints[1].Value != "node-uid" ||
+		taints[1].Effect != corev1.TaintEffectNoSchedule {
+		t.Fatalf("taints after release = %v, want %s and the reservation (value node-uid, NoSchedule)", taints, gpuTaint.Key)
+	}
+	if poll <= 0 {
+		t.Error("a reserved node is not polled for its pods binding")
+	}
+	pod := &corev1.Pod{}
+	if err := e.client.Get(ctx, client.ObjectKeyFromObject(planned), pod); err != nil {
+		t.Fatal(err)
+	}
+	want := []corev1.Toleration{gpuToleration, {Key: v1.ReservedTaintKey, Operator: corev1.TolerationOpEqual,
+		Value: "node-uid", Effect: corev1.TaintEffectNoSchedule}}
+	if diff := cmp.Diff(want, pod.Spec.Tolerations); diff != "" {
+		t.Errorf("planned pod's tolerations (-want +got):\n%s", diff)
+	}
+	if pod.Status.NominatedNodeName != "n1" {
+		t.Errorf("planned pod's nominatedNodeName = %q, want n1", pod.Status.NominatedNodeName)
+	}
+
+	// Still pending: the reservation holds.
+	if _, err := r.release(ctx, e.node(t, "n1")); err != nil {
+		t.Fatal(err)
+	}
+	if !hasTaintKey(e.node(t, "n1").Spec.Taints, v1.ReservedTaintKey) {
+		t.Fatal("the reservation went while its pod was still pending")
+	}
+	// Bound: nothing is nominated any more, and the node is everyone's.
+	delete(nominated, "n1")
+	poll, err = r.release(ctx, e.node(t, "n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if taints := e.node(t, "n1").Spec.Taints; len(taints) != 1 || taints[0] != gpuTaint || poll != 0 {
+		t.Errorf("after the planned pods bound: taints %v and poll %v, want only %s and no poll", taints, poll, gpuTaint.Key)
+	}
+}
+
+// A reservation is lifted after maxReservation even if a planned pod never
+// binds (the plan was wrong about it), so the node is not kept idle.
+func TestReservationEndsAfterMaxReservation(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	planned := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p", UID: "pod-uid"}}
+	if err := e.client.Create(ctx, planned); err != nil {
+		t.Fatal(err)
+	}
+	r := &registration{client: e.client, clock: e.clock, nominations: nominationsStub{"n1": {planned}}}
+	node := kwokNode("n1", "fake://n1", true, unregistered)
+	node.UID = "node-uid"
+	if err := e.client.Create(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.release(ctx, e.node(t, "n1")); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Step(maxReservation - time.Second)
+	if _, err := r.release(ctx, e.node(t, "n1")); err != nil || !hasTaintKey(e.node(t, "n1").Spec.Taints, v1.ReservedTaintKey) {
+		t.Fatalf("reservation lifted before maxReservation (err %v)", err)
+	}
+	e.clock.Step(time.Second)
+	if _, err := r.release(ctx, e.node(t, "n1")); err != nil {
+		t.Fatal(err)
+	}
+	if taints := e.node(t, "n1").Spec.Taints; len(taints) != 0 {
+		t.Errorf("taints after maxReservation = %v, want none", taints)
+	}
+}
+
+// A node whose device plugin has not registered the GPUs its planned pods
+// need, or whose planned pods claim DRA devices, is released without a
+// reservation: the plugin's or driver's DaemonSet would not tolerate it, and
+// the pods could not bind until it ended.
+func TestNoReservationBeforeTheNodeOffersWhatPodsNeed(t *testing.T) {
+	for name, spec := range map[string]corev1.PodSpec{
+		"gpu not advertised": {Containers: []corev1.Container{{Name: "c", Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{v1.ResourceNvidiaGPU: resource.MustParse("1")}}}}},
+		"dra claim": {Containers: []corev1.Container{{Name: "c"}},
+			ResourceClaims: []corev1.PodResourceClaim{{Name: "gpu", ResourceClaimName: ptr.To("gpu-claim")}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t)
+			planned := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "train", UID: "pod-uid"}, Spec: spec}
+			if err := e.client.Create(ctx, planned); err != nil {
+				t.Fatal(err)
+			}
+			r := &registration{client: e.client, clock: e.clock, nominations: nominationsStub{"n1": {planned}}}
+			if err := e.client.Create(ctx, kwokNode("n1", "fake://n1", true, unregistered)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.release(ctx, e.node(t, "n1")); err != nil {
+				t.Fatal(err)
+			}
+			if taints := e.node(t, "n1").Spec.Taints; len(taints) != 0 {
+				t.Errorf("taints = %v, want none", taints)
+			}
+		})
 	}
 }
