@@ -141,6 +141,7 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 		Scheme:                        scheme,
 		Metrics:                       metrics,
 		HealthProbeBindAddress:        o.HealthProbeAddr,
+		PprofBindAddress:              o.PprofAddr,
 		LeaderElection:                o.LeaderElection,
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       leaderElectionNamespace(o),

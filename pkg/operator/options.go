@@ -36,6 +36,9 @@ type Options struct {
 	MetricsSecure bool
 	// HealthProbeAddr serves /healthz and /readyz; "0" disables it.
 	HealthProbeAddr string
+	// PprofAddr serves Go's net/http/pprof profiles (heap, CPU,
+	// goroutines); "0", the default, disables it.
+	PprofAddr string
 	// LeaderElection makes replicas elect one leader that decides and launches.
 	LeaderElection bool
 	// LeaderElectionNamespace holds the lease. Default: the pod's namespace
@@ -80,6 +83,7 @@ func DefaultOptions() Options {
 		BatchMaxDuration:        provisioning.DefaultBatchMaxDuration,
 		MetricsAddr:             ":8080",
 		HealthProbeAddr:         ":8081",
+		PprofAddr:               "0",
 		LeaderElection:          true,
 		LeaseDuration:           15 * time.Second,
 		RenewDeadline:           10 * time.Second,
@@ -107,6 +111,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.MetricsSecure, "metrics-secure", o.MetricsSecure,
 		"serve metrics over HTTPS to callers whose token may GET /metrics (authenticated and authorized by the API server)")
 	fs.StringVar(&o.HealthProbeAddr, "health-probe-bind-address", o.HealthProbeAddr, `address of /healthz and /readyz; "0" disables it`)
+	fs.StringVar(&o.PprofAddr, "pprof-bind-address", o.PprofAddr,
+		`address of Go's /debug/pprof profiles (heap, CPU, goroutines), unauthenticated: bind it to localhost or leave it "0" (off)`)
 	fs.BoolVar(&o.LeaderElection, "leader-elect", o.LeaderElection, "elect a leader among replicas; only the leader decides and launches")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", o.LeaderElectionNamespace,
 		"namespace of the leader election lease (default: the pod's namespace)")

@@ -25,11 +25,13 @@ func TestFlagsAndEnv(t *testing.T) {
 				"STOWAGE_CLUSTER_NAME":        "prod",
 				"STOWAGE_BATCH_IDLE_DURATION": "2s",
 				"STOWAGE_LEADER_ELECT":        "false",
+				"STOWAGE_PPROF_BIND_ADDRESS":  "127.0.0.1:6060",
 			},
 			want: func(o *Options) {
 				o.ClusterName = "prod"
 				o.BatchIdleDuration = 2 * time.Second
 				o.LeaderElection = false
+				o.PprofAddr = "127.0.0.1:6060"
 			},
 		},
 		{

@@ -53,6 +53,7 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	if !c.cluster.Synced() {
 		return nil, errNotSynced
 	}
+	began := c.clock.Now()
 	pending := c.cluster.Pods(provisionable)
 	for _, p := range pending {
 		// Planned before, but the plan no longer holds: say why, since the
@@ -130,7 +131,14 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 			byName[p.Name] = p
 		}
 		var claimOf map[*solver.NewNode]*v1.NodeClaim
+		solved := c.clock.Now()
 		res.Created, claimOf, errs = c.launchAll(ctx, byName, plan.NewNodes, w, phantoms)
+		// Where a pass spends its time: pods that turn up meanwhile wait
+		// for the next one.
+		logger.Info("wrote the plan", "nodeClaims", len(res.Created), "failed", len(errs),
+			"prepare", start.Sub(began).Round(time.Millisecond).String(),
+			"solve", solved.Sub(start).Round(time.Millisecond).String(),
+			"write", c.clock.Since(solved).Round(time.Millisecond).String())
 		c.bind(plan.Bindings, phantoms)
 		for _, u := range plan.Unschedulable {
 			if _, ok := phantoms[u.Pod]; !ok {
