@@ -16,6 +16,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -138,8 +139,11 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 	mgr, err := manager.New(restConfig, manager.Options{
-		Scheme:                        scheme,
-		Metrics:                       metrics,
+		Scheme:  scheme,
+		Metrics: metrics,
+		// managedFields are often the largest part of a cached object and
+		// nothing here reads them; every Get and List deep-copies them.
+		Cache:                         cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 		HealthProbeBindAddress:        o.HealthProbeAddr,
 		PprofBindAddress:              o.PprofAddr,
 		LeaderElection:                o.LeaderElection,
