@@ -78,12 +78,13 @@ func Toleration(node *corev1.Node) corev1.Toleration {
 		Effect: corev1.TaintEffectNoSchedule}
 }
 
-// Tolerate adds tol to each pod that is not bound and does not have it in the
-// given copy, and returns how many it patched. The API server allows adding
-// tolerations to a pod, never removing one; a patch built from a stale copy
-// would drop tolerations added since, is refused as invalid, and the pod is
-// skipped (the caller tolerates again on its next pass). Pods gone, bound or
-// replaced meanwhile are skipped too.
+// Tolerate appends tol to the tolerations of each pod that is not bound and
+// does not have it in the given copy, and returns how many it patched. The API
+// server allows adding tolerations to a pod, never removing one: a pod whose
+// copy shows none gets the whole list set, which the server refuses as
+// invalid if tolerations were added since, and the pod is skipped (the caller
+// tolerates again on its next pass). Pods gone, bound or replaced meanwhile
+// are skipped too.
 func Tolerate(ctx context.Context, c client.Client, pods []*corev1.Pod, tol corev1.Toleration) (int, error) {
 	var errs []error
 	n := 0

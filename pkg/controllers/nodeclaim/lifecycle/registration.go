@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -176,7 +177,7 @@ func (r *registration) release(ctx context.Context, node *corev1.Node) (time.Dur
 		}
 		r.steer(ctx, planned, node.Name)
 		if err := r.replaceTaint(ctx, node, i, with); err != nil {
-			return 0, err
+			return retryStale(err)
 		}
 		// The kube-scheduler clears nominatedNodeName on every failed
 		// attempt, and the planned pods failed every attempt until now.
@@ -223,7 +224,23 @@ func (r *registration) reservation(ctx context.Context, node *corev1.Node, i int
 		r.steer(ctx, planned, node.Name)
 		return reservationPoll, nil
 	}
-	return 0, r.replaceTaint(ctx, node, i, nil)
+	if err := r.replaceTaint(ctx, node, i, nil); err != nil {
+		return retryStale(err)
+	}
+	return 0, nil
+}
+
+// errStaleTaints says the node's taints changed since the copy was read.
+var errStaleTaints = errors.New("the node's taints changed since they were read")
+
+// retryStale turns a stale copy into a quiet retry: the Node watch brings
+// the claim back with the newer copy, and the poll is a safety net. Other
+// errors are returned.
+func retryStale(err error) (time.Duration, error) {
+	if errors.Is(err, errStaleTaints) {
+		return reservationPoll, nil
+	}
+	return 0, err
 }
 
 // replaceTaint replaces the node's taint at index i with the given ones (none:
@@ -243,9 +260,10 @@ func (r *registration) replaceTaint(ctx context.Context, node *corev1.Node, i in
 	}
 	err = r.client.Patch(ctx, node, client.RawPatch(types.JSONPatchType, patch))
 	if apierrors.IsInvalid(err) {
-		// The test failed: the taints changed since this copy was read.
-		return fmt.Errorf("changing taint %s of node %s: its taints changed since they were read, retrying",
-			node.Spec.Taints[i].Key, node.Name)
+		// The test failed: the cached copy is behind the stored Node.
+		log.FromContext(ctx).V(1).Info("node's taints changed since read; retrying with the newer copy", "node", node.Name,
+			"taint", node.Spec.Taints[i].Key)
+		return errStaleTaints
 	}
 	return client.IgnoreNotFound(err)
 }
