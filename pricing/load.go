@@ -149,6 +149,13 @@ func buildInstanceType(f *format.File, t *format.Type) (*cloudprovider.InstanceT
 		Overhead:  overhead(f.Cloud, t.VCPU, t.MemoryMiB, maxPods),
 		Placement: t.Placement,
 	}
+	volumes := t.Volumes
+	if volumes == 0 && d.volumes != nil {
+		volumes = d.volumes(t.Name)
+	}
+	if volumes > 0 {
+		it.Capacity[cloudprovider.AttachLimitResource(d.blockDriver)] = *resource.NewQuantity(int64(volumes), resource.DecimalSI)
+	}
 	if t.EFA > 0 {
 		it.Capacity[ResourceEFA] = *resource.NewQuantity(int64(t.EFA), resource.DecimalSI)
 	}

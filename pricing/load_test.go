@@ -423,3 +423,49 @@ func TestAWSTrainingFacts(t *testing.T) {
 		t.Error("DeepCopy dropped Placement")
 	}
 }
+
+func TestAttachLimits(t *testing.T) {
+	gcp := mustLoad(t, "gcp/us-central1")
+	pd := cloudprovider.AttachLimitResource("pd.csi.storage.gke.io")
+	for name, want := range map[string]int64{"e2-standard-16": 127, "a3-highgpu-8g": 127} {
+		it, ok := pricing.Lookup(gcp, name)
+		if !ok {
+			t.Fatalf("gcp/us-central1 has no %s", name)
+		}
+		if q, ok := it.Capacity[pd]; !ok || q.Value() != want {
+			t.Errorf("%s: capacity %s = %v, want %d", name, pd, it.Capacity[pd], want)
+		}
+	}
+
+	doc := func(cloud, name string, volumes int) []byte {
+		return []byte(fmt.Sprintf(`{"cloud":%q,"region":"r","zones":["us-east-1a"],
+"sources":[{"id":"s","what":"specs","from":"test","date":"2026-12-05"}],
+"types":[{"name":%q,"family":"f","vcpu":2,"memoryMiB":8192,"arch":"amd64","currentGeneration":true,
+"zones":["us-east-1a"],"onDemand":0.096,"onDemandSource":"s","volumes":%d}]}`, cloud, name, volumes))
+	}
+	ebs := cloudprovider.AttachLimitResource("ebs.csi.aws.com")
+	c, err := pricing.Parse("test.json", doc("aws", "m5.large", 25))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := c.InstanceTypes[0].Capacity[ebs]; q.Value() != 25 {
+		t.Errorf("volumes 25: capacity %s = %v, want 25", ebs, q.String())
+	}
+	c, err = pricing.Parse("test.json", doc("aws", "m5.large", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.InstanceTypes[0].Capacity[ebs]; ok {
+		t.Errorf("volumes unset on AWS: capacity has %s, want it absent (no limit known)", ebs)
+	}
+	if _, err := pricing.Parse("test.json", doc("aws", "m5.large", -1)); err == nil || !strings.Contains(err.Error(), "m5.large") {
+		t.Errorf("volumes -1: err = %v, want an error naming the type", err)
+	}
+	c, err = pricing.Parse("test.json", doc("gcp", "e2-micro", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := c.InstanceTypes[0].Capacity[pd]; q.Value() != 15 {
+		t.Errorf("gcp shared-core e2-micro: capacity %s = %v, want 15", pd, q.String())
+	}
+}

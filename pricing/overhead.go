@@ -14,15 +14,35 @@ type cloudDefaults struct {
 	ephemeralStorage resource.Quantity // root volume a node gets by default
 	// kubeReservedMemoryMiB is the managed service's kube-reserved memory formula.
 	kubeReservedMemoryMiB func(memoryMiB int64, maxPods int) int64
+	// blockDriver is the CSI driver of the cloud's block storage, whose
+	// attach limit a type's Volumes is.
+	blockDriver string
+	// volumes is the attach limit of a type the catalog gives none for,
+	// 0 when the cloud has no rule.
+	volumes func(name string) int
 }
 
 var defaults = map[string]cloudDefaults{
 	// EKS: 20 GiB root volume; max pods from the VPC CNI limit (in the data).
-	"aws": {maxPods: 110, ephemeralStorage: resource.MustParse("20Gi"), kubeReservedMemoryMiB: eksReservedMemory},
+	"aws": {maxPods: 110, ephemeralStorage: resource.MustParse("20Gi"), kubeReservedMemoryMiB: eksReservedMemory,
+		blockDriver: "ebs.csi.aws.com"},
 	// GKE: 100 GB boot disk, 110 pods per node.
-	"gcp": {maxPods: 110, ephemeralStorage: resource.MustParse("100Gi"), kubeReservedMemoryMiB: gkeReservedMemory},
+	"gcp": {maxPods: 110, ephemeralStorage: resource.MustParse("100Gi"), kubeReservedMemoryMiB: gkeReservedMemory,
+		blockDriver: "pd.csi.storage.gke.io", volumes: gceDataDisks},
 	// AKS: 128 GB OS disk, 110 pods per node (kubenet / CNI overlay default).
-	"azure": {maxPods: 110, ephemeralStorage: resource.MustParse("128Gi"), kubeReservedMemoryMiB: aksReservedMemory},
+	"azure": {maxPods: 110, ephemeralStorage: resource.MustParse("128Gi"), kubeReservedMemoryMiB: aksReservedMemory,
+		blockDriver: "disk.csi.azure.com"},
+}
+
+// gceDataDisks is Compute Engine's persistent disk limit less the boot disk:
+// 16 disks on shared-core machine types, 128 on the others (Compute Engine
+// documentation, "Persistent Disk limits", read 2026-12-05).
+func gceDataDisks(name string) int {
+	switch name {
+	case "e2-micro", "e2-small", "e2-medium", "f1-micro", "g1-small":
+		return 15
+	}
+	return 127
 }
 
 // evictionThreshold is the kubelet's memory.available hard eviction default.

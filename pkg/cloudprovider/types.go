@@ -6,6 +6,7 @@ package cloudprovider
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -62,6 +63,23 @@ type InstanceType struct {
 	// an Azure proximity placement group), so the solver may ask for one for a
 	// gang. Only set by providers whose Capabilities include Placement.
 	Placement bool
+}
+
+// attachLimitPrefix is the prefix the kubelet advertised CSI attach limits
+// under before CSINode took over.
+const attachLimitPrefix = "attachable-volumes-csi-"
+
+// AttachLimitResource names the capacity that says how many volumes of a
+// CSI driver a machine can attach besides its boot disk. Providers put it in
+// InstanceType.Capacity for their block-storage driver where they know the
+// limit; the solver counts each pod's claims of that driver against it.
+func AttachLimitResource(driver string) corev1.ResourceName {
+	return corev1.ResourceName(attachLimitPrefix + driver)
+}
+
+// IsAttachLimitResource reports whether name is an AttachLimitResource.
+func IsAttachLimitResource(name corev1.ResourceName) bool {
+	return strings.HasPrefix(string(name), attachLimitPrefix)
 }
 
 // GPU describes an instance type's accelerators.

@@ -38,6 +38,9 @@ type Volumes struct {
 	Claims  map[types.NamespacedName]*corev1.PersistentVolumeClaim
 	Volumes map[string]*corev1.PersistentVolume
 	Classes map[string]*storagev1.StorageClass
+	// NodeLimits are the attach limits CSI drivers report per node (see
+	// SetNodeLimits); nil when not read.
+	NodeLimits map[string]map[corev1.ResourceName]int64
 }
 
 // NewVolumes indexes the objects of a cluster or a set of manifests.
@@ -122,23 +125,11 @@ func (v *Volumes) WithTopology(pod *corev1.Pod) (*corev1.Pod, error) {
 // volumeTerms returns the alternatives (ORed) one volume allows, or nil when
 // it allows any node.
 func (v *Volumes) volumeTerms(pod *corev1.Pod, vol *corev1.Volume) ([]corev1.NodeSelectorTerm, error) {
-	var (
-		name      string
-		className *string
-		ephemeral bool
-	)
-	switch {
-	case vol.PersistentVolumeClaim != nil:
-		name = vol.PersistentVolumeClaim.ClaimName
-	case vol.Ephemeral != nil:
-		// The ephemeral volume controller names the claim after pod and volume.
-		name, ephemeral = pod.Name+"-"+vol.Name, true
-		if tmpl := vol.Ephemeral.VolumeClaimTemplate; tmpl != nil {
-			className = tmpl.Spec.StorageClassName
-		}
-	default:
+	ref, ok := claimRef(pod, vol)
+	if !ok {
 		return nil, nil
 	}
+	name, className, ephemeral := ref.name, ref.className, ref.ephemeral
 	where := fmt.Sprintf("persistentvolumeclaim %s/%s of volume %s", pod.Namespace, name, vol.Name)
 	pvc := v.Claims[types.NamespacedName{Namespace: pod.Namespace, Name: name}]
 	switch {
@@ -167,6 +158,32 @@ func (v *Volumes) volumeTerms(pod *corev1.Pod, vol *corev1.Volume) ([]corev1.Nod
 		return nil, fmt.Errorf("%s is not bound yet and its storage class binds immediately: %w", where, ErrVolumeNotReady)
 	}
 	return allowedTopologyTerms(sc.AllowedTopologies), nil
+}
+
+// volumeClaim is the claim a pod volume mounts.
+type volumeClaim struct {
+	name string
+	// className is the ephemeral volume template's class; a claim's own
+	// class is on the claim.
+	className *string
+	ephemeral bool
+}
+
+// claimRef returns the claim vol mounts, directly or as a generic ephemeral
+// volume; ok is false for volumes of other kinds.
+func claimRef(pod *corev1.Pod, vol *corev1.Volume) (ref volumeClaim, ok bool) {
+	switch {
+	case vol.PersistentVolumeClaim != nil:
+		return volumeClaim{name: vol.PersistentVolumeClaim.ClaimName}, true
+	case vol.Ephemeral != nil:
+		// The ephemeral volume controller names the claim after pod and volume.
+		ref = volumeClaim{name: pod.Name + "-" + vol.Name, ephemeral: true}
+		if tmpl := vol.Ephemeral.VolumeClaimTemplate; tmpl != nil {
+			ref.className = tmpl.Spec.StorageClassName
+		}
+		return ref, true
+	}
+	return volumeClaim{}, false
 }
 
 // class returns the named StorageClass, the default one when name is nil,

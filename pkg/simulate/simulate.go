@@ -123,8 +123,9 @@ func BuildSnapshot(in Input) (*solver.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	pods := append(volumeTopology(in.Manifests), requested...)
-	snap := &solver.Snapshot{Pods: pods, DaemonSetPods: in.Manifests.DaemonSetPods,
+	confined, vols := volumeTopology(in.Manifests)
+	pods := append(confined, requested...)
+	snap := &solver.Snapshot{Pods: pods, DaemonSetPods: in.Manifests.DaemonSetPods, Volumes: vols,
 		DRA:   devices(in.Manifests, pods),
 		Gangs: scheduling.Gangs{Sources: in.GangSources, Sizes: manifestSizes{in.Manifests}}}
 	// Commitments price the pools' on-demand offerings at their marginal
@@ -199,8 +200,9 @@ func AddReservations(c *pricing.Catalog, rs []manifest.Reservation) error {
 // volumeTopology confines each pod that mounts claims to where their
 // volumes are, as the controller does. A claim the manifests do not hold
 // (or one not bound that binds immediately) leaves its pod unconfined, with
-// a warning: the manifests may describe only part of a cluster.
-func volumeTopology(m *manifest.Set) []*corev1.Pod {
+// a warning: the manifests may describe only part of a cluster. The
+// volumes it returns let the solver count attach limits.
+func volumeTopology(m *manifest.Set) ([]*corev1.Pod, *scheduling.Volumes) {
 	vols := scheduling.NewVolumes(m.PersistentVolumeClaims, m.PersistentVolumes, m.StorageClasses)
 	out := make([]*corev1.Pod, 0, len(m.Pods))
 	for _, p := range m.Pods {
@@ -215,5 +217,5 @@ func volumeTopology(m *manifest.Set) []*corev1.Pod {
 		}
 		out = append(out, q)
 	}
-	return out
+	return out, vols
 }

@@ -2,11 +2,14 @@ package simulate
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/manifest"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 )
@@ -94,5 +97,54 @@ spec:
 	}
 	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "default/orphan") {
 		t.Errorf("warnings = %q, want one about default/orphan's claim", r.Warnings)
+	}
+}
+
+// A StatefulSet's claims count against the attach limit of the machines
+// they are planned on: 12 small replicas fit one "large" machine by CPU, but
+// it attaches only 5 volumes.
+func TestRunCountsAttachLimits(t *testing.T) {
+	const docs = `
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: gp3}
+provisioner: ebs.csi.aws.com
+volumeBindingMode: WaitForFirstConsumer
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 12
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      nodeSelector: {node.kubernetes.io/instance-type: large}
+      containers: [{name: c, image: x, resources: {requests: {cpu: "1"}}}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {storageClassName: gp3, accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+`
+	set, err := manifest.Decode("db.yaml", []byte(docs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	catalog := testCatalog()
+	for _, it := range catalog.InstanceTypes {
+		if it.Name == "large" {
+			it.Capacity[cloudprovider.AttachLimitResource("ebs.csi.aws.com")] = resource.MustParse("5")
+		}
+	}
+	r, err := Run(context.Background(), Input{Manifests: set, Catalog: catalog}, Options{Solve: func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) { return solver.Solve(ctx, s) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var perNode []int
+	for _, n := range r.Nodes {
+		perNode = append(perNode, len(n.Pods))
+	}
+	if len(r.Nodes) != 3 || slices.Max(perNode) > 5 {
+		t.Errorf("pods per machine %v, want 3 machines of at most 5 (the attach limit)", perNode)
 	}
 }

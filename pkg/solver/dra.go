@@ -85,35 +85,11 @@ func withDevices(ctx context.Context, snap *Snapshot) (*Snapshot, func(*Plan) *P
 	}
 
 	restore := func(p *Plan) *Plan {
-		orig := func(pod *corev1.Pod) *corev1.Pod {
-			if o, ok := dp.Originals[pod]; ok {
-				return o
-			}
-			return pod
-		}
-		for i := range p.Bindings {
-			p.Bindings[i].Pod = orig(p.Bindings[i].Pod)
-		}
-		for _, n := range p.NewNodes {
-			for i, pod := range n.Pods {
-				n.Pods[i] = orig(pod)
-			}
-			for i, c := range n.Choices {
-				if o, ok := original[c.InstanceType]; ok {
-					n.Choices[i].InstanceType = o
-				}
-			}
-			for name := range n.Requests {
-				if scheduling.IsDeviceResource(name) {
-					delete(n.Requests, name)
-				}
-			}
-		}
 		for i := range p.Unschedulable {
 			u := &p.Unschedulable[i]
 			u.Reason = dp.Describe(u.Pod, u.Reason)
-			u.Pod = orig(u.Pod)
 		}
+		mapBack(p, dp.Originals, original, scheduling.IsDeviceResource)
 		var unplaceable []Unschedulable
 		for pod, why := range dp.Unplaceable {
 			unplaceable = append(unplaceable, Unschedulable{Pod: pod, Reason: why})
@@ -138,6 +114,40 @@ func usesClaims(snap *Snapshot) bool {
 		}
 	}
 	return false
+}
+
+// mapBack rewrites a plan of a transformed snapshot in the caller's terms:
+// pod copies become the pods they were made from, instance type copies the
+// pool's, and the synthetic resources leave the new nodes' requests.
+func mapBack(p *Plan, pods map[*corev1.Pod]*corev1.Pod, types map[*cloudprovider.InstanceType]*cloudprovider.InstanceType,
+	synthetic func(corev1.ResourceName) bool) {
+	orig := func(pod *corev1.Pod) *corev1.Pod {
+		if o, ok := pods[pod]; ok {
+			return o
+		}
+		return pod
+	}
+	for i := range p.Bindings {
+		p.Bindings[i].Pod = orig(p.Bindings[i].Pod)
+	}
+	for _, n := range p.NewNodes {
+		for i, pod := range n.Pods {
+			n.Pods[i] = orig(pod)
+		}
+		for i, c := range n.Choices {
+			if o, ok := types[c.InstanceType]; ok {
+				n.Choices[i].InstanceType = o
+			}
+		}
+		for name := range n.Requests {
+			if synthetic(name) {
+				delete(n.Requests, name)
+			}
+		}
+	}
+	for i := range p.Unschedulable {
+		p.Unschedulable[i].Pod = orig(p.Unschedulable[i].Pod)
+	}
 }
 
 func withExtra(base, extra corev1.ResourceList) corev1.ResourceList {

@@ -113,10 +113,12 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	if snap == nil {
 		return nil, fmt.Errorf("solving: nil snapshot")
 	}
-	snap, restore, err := withDevices(ctx, snap)
+	snap, restoreVolumes := withAttachLimits(snap)
+	snap, restoreDevices, err := withDevices(ctx, snap)
 	if err != nil {
 		return nil, fmt.Errorf("solving: %w", err)
 	}
+	restore := func(p *Plan) *Plan { return restoreVolumes(restoreDevices(p)) }
 	m, err := newModel(snap)
 	if err != nil {
 		return nil, fmt.Errorf("solving: %w", err)

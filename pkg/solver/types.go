@@ -30,6 +30,10 @@ type Snapshot struct {
 	// ResourceSlices pods' ResourceClaims are planned against; nil when the
 	// cluster serves no DRA API.
 	DRA *scheduling.DRA
+	// Volumes resolves the CSI driver of each claim pods mount, so pods
+	// count against the attach limits of the machines and nodes they go on
+	// (see withAttachLimits); nil plans without attach limits.
+	Volumes *scheduling.Volumes
 }
 
 // Node is a node that exists or is being launched.

@@ -12,8 +12,8 @@ import (
 )
 
 // ListVolumes reads the PersistentVolumeClaims, PersistentVolumes and
-// StorageClasses that volume topology is computed from, through r (the
-// manager's cache in production).
+// StorageClasses that volume topology is computed from, and the CSINodes
+// that report attach limits, through r (the manager's cache in production).
 func ListVolumes(ctx context.Context, r client.Reader) (*scheduling.Volumes, error) {
 	pvcs := &corev1.PersistentVolumeClaimList{}
 	if err := r.List(ctx, pvcs); err != nil {
@@ -27,6 +27,10 @@ func ListVolumes(ctx context.Context, r client.Reader) (*scheduling.Volumes, err
 	if err := r.List(ctx, scs); err != nil {
 		return nil, fmt.Errorf("listing storageclasses: %w", err)
 	}
+	csiNodes := &storagev1.CSINodeList{}
+	if err := r.List(ctx, csiNodes); err != nil {
+		return nil, fmt.Errorf("listing csinodes: %w", err)
+	}
 	claims := make([]*corev1.PersistentVolumeClaim, len(pvcs.Items))
 	for i := range pvcs.Items {
 		claims[i] = &pvcs.Items[i]
@@ -39,5 +43,11 @@ func ListVolumes(ctx context.Context, r client.Reader) (*scheduling.Volumes, err
 	for i := range scs.Items {
 		classes[i] = &scs.Items[i]
 	}
-	return scheduling.NewVolumes(claims, volumes, classes), nil
+	v := scheduling.NewVolumes(claims, volumes, classes)
+	limits := make([]*storagev1.CSINode, len(csiNodes.Items))
+	for i := range csiNodes.Items {
+		limits[i] = &csiNodes.Items[i]
+	}
+	v.SetNodeLimits(limits)
+	return v, nil
 }

@@ -31,6 +31,9 @@ type shape struct {
 	Zones             []string
 	// EFA is how many EFA interfaces the type takes (one per network card).
 	EFA int
+	// Volumes is how many EBS data volumes the type attaches besides the
+	// root volume, 0 when EC2 does not say.
+	Volumes int
 	// Placement: the type can launch into a cluster placement group.
 	Placement bool
 }
@@ -115,6 +118,13 @@ func shapeOf(info *ec2types.InstanceTypeInfo) (shape, bool) {
 	}
 	if n := info.NetworkInfo; n != nil && aws.ToBool(n.EfaSupported) && n.EfaInfo != nil {
 		s.EFA = int(aws.ToInt32(n.EfaInfo.MaximumEfaInterfaces))
+	}
+	if ebs := info.EbsInfo; ebs != nil && aws.ToInt32(ebs.MaximumEbsAttachments) > 1 {
+		// EC2's figure already leaves out the instance store disks and
+		// the primary network interface; the root volume is one of them.
+		// More network interfaces lower it on shared-limit types: the
+		// driver's CSINode count, read once the node runs, is exact.
+		s.Volumes = int(aws.ToInt32(ebs.MaximumEbsAttachments)) - 1
 	}
 	if pg := info.PlacementGroupInfo; pg != nil {
 		s.Placement = slices.Contains(pg.SupportedStrategies, ec2types.PlacementGroupStrategyCluster)
@@ -218,6 +228,7 @@ type catalogType struct {
 	Arch              string    `json:"arch"`
 	GPU               *shapeGPU `json:"gpu,omitempty"`
 	MaxPods           int       `json:"maxPods,omitempty"`
+	Volumes           int       `json:"volumes,omitempty"`
 	CurrentGeneration bool      `json:"currentGeneration"`
 	Zones             []string  `json:"zones"`
 	OnDemand          float64   `json:"onDemand"`
@@ -251,7 +262,7 @@ func buildInstanceTypes(region, date string, shapes []shape) (its []*cloudprovid
 		}
 		doc.Types = append(doc.Types, catalogType{
 			Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB, Arch: s.Arch, GPU: s.GPU,
-			MaxPods: s.MaxPods, CurrentGeneration: s.CurrentGeneration, Zones: s.Zones,
+			MaxPods: s.MaxPods, Volumes: s.Volumes, CurrentGeneration: s.CurrentGeneration, Zones: s.Zones,
 			OnDemand: 1, OnDemandSource: "ec2",
 		})
 	}

@@ -32,6 +32,9 @@ type shape struct {
 	Arch      string // amd64 or arm64
 	GPU       *skuGPU
 	Spot      bool // LowPriorityCapable
+	// DataDisks is MaxDataDiskCount: the disks the Azure Disk CSI driver
+	// can attach besides the OS disk.
+	DataDisks int
 	Zones     []string
 	// Features the node class may ask for.
 	AcceleratedNetworking bool
@@ -108,6 +111,7 @@ func shapeOf(s *armcompute.ResourceSKU, location string) (sh shape, ok, skip boo
 		// AKS node images are Generation 2 only.
 		return shape{}, false, true
 	}
+	dataDisks, _ := strconv.Atoi(caps["MaxDataDiskCount"])
 	gpu, known := gpuOf(name, vcpu, gpus)
 	if !known {
 		return shape{}, false, true
@@ -120,6 +124,7 @@ func shapeOf(s *armcompute.ResourceSKU, location string) (sh shape, ok, skip boo
 		Name: name, Family: sizeFamily(name), SKUFamily: deref(s.Family),
 		VCPU: vcpu, MemoryMiB: int64(math.Round(memGB * 1024)), Arch: arch, GPU: gpu,
 		Spot:                  caps["LowPriorityCapable"] == "True",
+		DataDisks:             dataDisks,
 		AcceleratedNetworking: caps["AcceleratedNetworkingEnabled"] == "True",
 		EncryptionAtHost:      caps["EncryptionAtHostSupported"] == "True",
 		TrustedLaunch:         caps["TrustedLaunchDisabled"] != "True",
@@ -186,6 +191,7 @@ type catalogType struct {
 	Arch              string   `json:"arch"`
 	GPU               *skuGPU  `json:"gpu,omitempty"`
 	MaxPods           int      `json:"maxPods,omitempty"`
+	Volumes           int      `json:"volumes,omitempty"`
 	CurrentGeneration bool     `json:"currentGeneration"`
 	Zones             []string `json:"zones"`
 	OnDemand          float64  `json:"onDemand"`
@@ -204,7 +210,7 @@ func buildInstanceTypes(location, date string, maxPods int, shapes []shape) ([]*
 			zones[z] = true
 		}
 		doc.Types = append(doc.Types, catalogType{Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB,
-			Arch: s.Arch, GPU: s.GPU, MaxPods: maxPods, CurrentGeneration: true, Zones: s.Zones, OnDemand: 1, OnDemandSource: "skus"})
+			Arch: s.Arch, GPU: s.GPU, MaxPods: maxPods, Volumes: max(0, s.DataDisks), CurrentGeneration: true, Zones: s.Zones, OnDemand: 1, OnDemandSource: "skus"})
 	}
 	if len(doc.Types) == 0 {
 		return nil, nil

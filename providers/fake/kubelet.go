@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 )
 
 // KwokAnnotation (value KwokAnnotationValue) hands a Node to kwok, which
@@ -208,8 +209,8 @@ func node(inst *instance) *corev1.Node {
 		},
 		Spec: corev1.NodeSpec{ProviderID: inst.ProviderID, Taints: taints},
 		Status: corev1.NodeStatus{
-			Capacity:    inst.Capacity.DeepCopy(),
-			Allocatable: inst.Allocatable.DeepCopy(),
+			Capacity:    nodeResources(inst.Capacity),
+			Allocatable: nodeResources(inst.Allocatable),
 			NodeInfo: corev1.NodeSystemInfo{
 				Architecture:    inst.Labels[v1.LabelArch],
 				OperatingSystem: inst.Labels[v1.LabelOS],
@@ -217,6 +218,18 @@ func node(inst *instance) *corev1.Node {
 			},
 		},
 	}
+}
+
+// nodeResources is what a kubelet reports of l: attach limits are the CSI
+// driver's to report, in its CSINode.
+func nodeResources(l corev1.ResourceList) corev1.ResourceList {
+	out := l.DeepCopy()
+	for name := range out {
+		if cloudprovider.IsAttachLimitResource(name) {
+			delete(out, name)
+		}
+	}
+	return out
 }
 
 func hasTaint(taints []corev1.Taint, t corev1.Taint) bool {

@@ -273,6 +273,7 @@ func TestTemplatePerCloud(t *testing.T) {
 				{"", "pods", "patch"},
 				{"", "persistentvolumes", "list"},
 				{"storage.k8s.io", "volumeattachments", "watch"},
+				{"storage.k8s.io", "csinodes", "list"},
 				{"authentication.k8s.io", "tokenreviews", "create"},
 				{"authorization.k8s.io", "subjectaccessreviews", "create"},
 			} {

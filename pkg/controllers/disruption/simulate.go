@@ -118,6 +118,8 @@ func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Ca
 	}
 	snap.Pods = pods
 	snap.Gangs = s.Gangs
+	// Moved pods' claims count against the attach limits where they land.
+	snap.Volumes = st.Volumes
 	if s.Reader != nil {
 		if s.devices == nil {
 			s.devices = scheduling.NewDeviceMatcher()

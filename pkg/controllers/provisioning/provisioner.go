@@ -71,7 +71,7 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	pools := c.cluster.NodePools()
 	solverPools, lookup, poolErrs := c.instanceTypes(ctx, pools)
 
-	pods, err := c.volumeTopology(ctx, c.compatiblePods(ctx, pending, pools))
+	pods, vols, err := c.volumeTopology(ctx, c.compatiblePods(ctx, pending, pools))
 	if err != nil {
 		return nil, err
 	}
@@ -107,6 +107,7 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 			DaemonSetPods: daemons,
 			Gangs:         c.gangs(ctx),
 			DRA:           dra,
+			Volumes:       vols,
 		}, nil
 	}
 	var errs []error
@@ -266,14 +267,16 @@ func (c *Controller) tellOnce(ctx context.Context, pod *corev1.Pod, reason, msg 
 // volumeTopology confines each pod that mounts PersistentVolumeClaims to
 // where its volumes can be attached (scheduling.Volumes.WithTopology). Pods
 // whose claims are not ready are told why and left out of the pass: a node
-// bought before the volume is bound may be in the wrong zone.
-func (c *Controller) volumeTopology(ctx context.Context, pods []*corev1.Pod) ([]*corev1.Pod, error) {
+// bought before the volume is bound may be in the wrong zone. The volumes
+// it returns, nil when no pod mounts a claim, let the solver count attach
+// limits.
+func (c *Controller) volumeTopology(ctx context.Context, pods []*corev1.Pod) ([]*corev1.Pod, *scheduling.Volumes, error) {
 	if !slices.ContainsFunc(pods, scheduling.UsesClaims) {
-		return pods, nil
+		return pods, nil, nil
 	}
 	vols, err := state.ListVolumes(ctx, c.client)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]*corev1.Pod, 0, len(pods))
 	for _, p := range pods {
@@ -287,7 +290,7 @@ func (c *Controller) volumeTopology(ctx context.Context, pods []*corev1.Pod) ([]
 			out = append(out, q)
 		}
 	}
-	return out, nil
+	return out, vols, nil
 }
 
 // daemonSetPods returns a pod per DaemonSet, from its template: every new

@@ -7,9 +7,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 )
 
 func withClaim(name string) func(*corev1.Pod) {
@@ -42,6 +45,11 @@ func TestScheduleHonoursVolumeTopology(t *testing.T) {
 	if err := f.client.Create(ctx, pvc); err != nil {
 		t.Fatal(err)
 	}
+	csiNode := &storagev1.CSINode{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Spec: storagev1.CSINodeSpec{Drivers: []storagev1.CSINodeDriver{
+		{Name: "ebs.csi.aws.com", NodeID: "i-1", Allocatable: &storagev1.VolumeNodeResources{Count: ptr.To[int32](25)}}}}}
+	if err := f.client.Create(ctx, csiNode); err != nil {
+		t.Fatal(err)
+	}
 	f.cluster.UpdatePod(withPod(pendingPod("zonal"), tolerateGPU, withClaim("model")))
 	f.cluster.UpdatePod(withPod(pendingPod("orphan"), tolerateGPU, withClaim("missing")))
 
@@ -56,6 +64,11 @@ func TestScheduleHonoursVolumeTopology(t *testing.T) {
 	}}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("the solver saw the zonal pod's node affinity (-want +got):\n%s", diff)
+	}
+	// The solver counts attach limits with what the CSI drivers report.
+	limit := cloudprovider.AttachLimitResource("ebs.csi.aws.com")
+	if snap.Volumes == nil || snap.Volumes.NodeLimits["n1"][limit] != 25 {
+		t.Errorf("the snapshot's volumes do not carry n1's CSINode attach limit of 25")
 	}
 	if !f.cluster.IsNominated(snap.Pods[0]) {
 		t.Error("the zonal pod was not nominated to its claim")

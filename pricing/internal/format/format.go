@@ -40,6 +40,10 @@ type Type struct {
 	// MaxPods is the kubelet's max-pods for this type; 0 means the cloud's default.
 	MaxPods int    `json:"maxPods,omitempty"`
 	Network string `json:"network,omitempty"`
+	// Volumes is how many data volumes a machine can attach through the
+	// cloud's block-storage CSI driver, besides its boot disk; 0 means not
+	// known here (GCP has a rule by machine type, see pricing).
+	Volumes int `json:"volumes,omitempty"`
 	// EFA is how many Elastic Fabric Adapter interfaces the type takes (AWS).
 	EFA int `json:"efa,omitempty"`
 	// Placement: machines of the type can share one tight placement domain
@@ -104,8 +108,8 @@ func (f *File) Validate(file string) error {
 		if g := t.GPU; g != nil && (g.Count <= 0 || g.MemoryMiB <= 0 || g.Name == "" || g.Manufacturer == "") {
 			bad("%s: gpu needs manufacturer, name, and positive count and memoryMiB", where)
 		}
-		if t.MaxPods < 0 || t.EFA < 0 {
-			bad("%s: maxPods and efa must not be negative", where)
+		if t.MaxPods < 0 || t.EFA < 0 || t.Volumes < 0 {
+			bad("%s: maxPods, efa and volumes must not be negative", where)
 		}
 		if len(t.Zones) == 0 {
 			bad("%s: zones must not be empty", where)

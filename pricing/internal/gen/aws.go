@@ -69,6 +69,7 @@ type motoType struct {
 		EfaSupported              bool
 		EfaInfo                   *struct{ MaximumEfaInterfaces int }
 	}
+	EbsInfo               *struct{ MaximumEbsAttachments int }
 	PlacementGroupInfo    *struct{ SupportedStrategies []string }
 	SupportedUsageClasses []string
 }
@@ -137,6 +138,7 @@ func buildAWS(o options) (*format.File, error) {
 			GPU:               awsGPU(m),
 			MaxPods:           awsMaxPods(m),
 			Network:           m.NetworkInfo.NetworkPerformance,
+			Volumes:           awsVolumes(m),
 			EFA:               awsEFA(m),
 			Placement:         m.PlacementGroupInfo != nil && slices.Contains(m.PlacementGroupInfo.SupportedStrategies, "cluster"),
 			CurrentGeneration: m.CurrentGeneration,
@@ -257,6 +259,15 @@ func awsEFA(m motoType) int {
 		return 0
 	}
 	return m.NetworkInfo.EfaInfo.MaximumEfaInterfaces
+}
+
+// awsVolumes is the EBS data volumes a type attaches besides its root
+// volume, as the live provider computes it; 0 when the data has no limit.
+func awsVolumes(m motoType) int {
+	if m.EbsInfo == nil || m.EbsInfo.MaximumEbsAttachments <= 1 {
+		return 0
+	}
+	return m.EbsInfo.MaximumEbsAttachments - 1
 }
 
 // awsMaxPods is the VPC CNI secondary-IP limit EKS AMIs use: ENIs on the

@@ -219,6 +219,16 @@ func TestCatalogHasGPUFacts(t *testing.T) {
 	if len(its) < 500 {
 		t.Errorf("only %d instance types; moto serves the full region list", len(its))
 	}
+	// EBS attach limits, less the root volume: shared with the instance
+	// store on g5 (EC2 says 25), dedicated on m7i.48xlarge (128).
+	ebs := cloudprovider.AttachLimitResource("ebs.csi.aws.com")
+	for name, want := range map[string]int64{"g5.xlarge": 24, "m7i.48xlarge": 127} {
+		if it := byName[name]; it == nil {
+			t.Errorf("%s missing from the moto catalog", name)
+		} else if q := it.Capacity[ebs]; q.Value() != want {
+			t.Errorf("%s attaches %s EBS volumes, want %d", name, q.String(), want)
+		}
+	}
 }
 
 func launchClaim(name string, offerings ...v1.OfferingChoice) *v1.NodeClaim {

@@ -486,6 +486,8 @@ func skusFrom(cat *pricing.Catalog, location string) ([]*armcompute.ResourceSKU,
 			"LowPriorityCapable": boolCap(spot > 0 || it.GPU != nil), "HyperVGenerations": "V1,V2", "CpuArchitectureType": arch,
 			"AcceleratedNetworkingEnabled": "True", "EncryptionAtHostSupported": "True", "EphemeralOSDiskSupported": "True",
 			"CapacityReservationSupported": "True", "PremiumIO": "True",
+			// Twice the vCPUs up to 64, as most current sizes have.
+			"MaxDataDiskCount": fmt.Sprint(min(2*cpu.Value(), 64)),
 		})
 		if it.Name == "Standard_NC24ads_A100_v4" {
 			s.Restrictions = append(s.Restrictions, &armcompute.ResourceSKURestrictions{

@@ -78,6 +78,9 @@ func TestCatalogFromResourceSKUsAndRetailPrices(t *testing.T) {
 	if spot, _ := priceOf(t4, "eastus-2", v1.CapacityTypeSpot); spot != 0.12 {
 		t.Errorf("spot price %v, want the Spot meter 0.12 (not Low Priority)", spot)
 	}
+	if disks := t4.Capacity[cloudprovider.AttachLimitResource("disk.csi.azure.com")]; disks.Value() != 8 {
+		t.Errorf("NC4as_T4_v3 attaches %s data disks, want MaxDataDiskCount 8", disks.String())
+	}
 	if !t4.Placement {
 		t.Error("NC sizes can share a proximity placement group")
 	}
