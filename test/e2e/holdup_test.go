@@ -12,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -64,6 +66,10 @@ func TestControllersHoldUp(t *testing.T) {
 		t.Run("a node that stops reporting is replaced", func(t *testing.T) {
 			t.Parallel()
 			holdRepair(t, ec)
+		})
+		t.Run("volume pods are spread by the machines' attach limit", func(t *testing.T) {
+			t.Parallel()
+			holdAttachLimits(t, ec)
 		})
 	})
 }
@@ -224,6 +230,113 @@ spec:
 		}
 		time.Sleep(10 * time.Second)
 	}
+}
+
+// holdAttachLimits plans 40 small pods, each with its own EBS volume, in a
+// pool of c5.xlarge: by CPU and pod slots one machine holds them all, but a
+// c5.xlarge attaches 26 EBS volumes (EC2's 27 less the root volume), so two
+// are bought, and the scheduler places at most 26 on each.
+func holdAttachLimits(t *testing.T, ec *e2eCluster) {
+	ctx := context.Background()
+	const ns, pool, app, pods, limit = "hold-attach", "attach", "db", 40, 26
+	holdNamespace(t, ec.c, ns)
+	holdApply(t, ec.c, holdPool(holdPoolSpec{name: pool, types: []string{"c5.xlarge"}}))
+	for i := 0; i < pods; i++ {
+		name := fmt.Sprintf("data-%d", i)
+		// Statically provisioned and pre-bound, so no CSI driver has to
+		// run: the PersistentVolume controller binds the pair.
+		holdApply(t, ec.c, fmt.Sprintf(`apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv-attach-%[1]d}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual-ebs
+  csi: {driver: ebs.csi.aws.com, volumeHandle: vol-attach-%[1]d}
+  claimRef: {namespace: %[2]s, name: %[3]s}`, i, ns, name), fmt.Sprintf(`apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: %s, namespace: %s}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: manual-ebs
+  volumeName: pv-attach-%d
+  resources: {requests: {storage: 1Gi}}`, name, ns, i))
+	}
+	stop := holdCSINodes(ec.c, pool, "ebs.csi.aws.com", limit)
+	defer stop()
+	for i := 0; i < pods; i++ {
+		p := holdPod(ns, fmt.Sprintf("db-%d", i), pool, "cpu", "50m", "memory", "64Mi")
+		p.Labels["app"] = app
+		p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: fmt.Sprintf("data-%d", i)}}}}
+		provCreate(t, ec.c, p)
+	}
+	holdEventually(t, "40 volume pods Running", func(ctx context.Context) (bool, error) {
+		_, running, err := disrPods(ctx, ec.c, ns, app)
+		return running == pods, err
+	})
+	for i := 0; i < 3; i++ {
+		claims, machines, err := holdCounts(ctx, ec.c, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(claims) != 2 || machines != 2 {
+			t.Fatalf("nodepool %s has %d NodeClaims and %d machines, want 2 of each: 40 volumes, 26 per machine", pool, len(claims), machines)
+		}
+		time.Sleep(10 * time.Second)
+	}
+	list, running, err := disrPods(ctx, ec.c, ns, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perNode := map[string]int{}
+	for _, p := range list {
+		perNode[p.Spec.NodeName]++
+	}
+	for node, n := range perNode {
+		if n > limit {
+			t.Errorf("node %s runs %d volume pods, more than the %d volumes a c5.xlarge attaches", node, n, limit)
+		}
+	}
+	if running != pods {
+		t.Errorf("%d of %d volume pods Running", running, pods)
+	}
+}
+
+// holdCSINodes plays a CSI driver's node plugin on the pool's nodes: it
+// gives each a CSINode reporting the driver's attach limit, which the
+// kube-scheduler enforces and Stowage reads.
+func holdCSINodes(c client.Client, pool, driver string, count int32) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		made := map[string]bool{}
+		for ctx.Err() == nil {
+			nodes := &corev1.NodeList{}
+			if err := c.List(ctx, nodes, client.MatchingLabels{v1.LabelNodePool: pool}); err == nil {
+				for _, n := range nodes.Items {
+					if made[n.Name] {
+						continue
+					}
+					cn := &storagev1.CSINode{
+						ObjectMeta: metav1.ObjectMeta{Name: n.Name, OwnerReferences: []metav1.OwnerReference{
+							{APIVersion: "v1", Kind: "Node", Name: n.Name, UID: n.UID}}},
+						Spec: storagev1.CSINodeSpec{Drivers: []storagev1.CSINodeDriver{{Name: driver, NodeID: n.Name,
+							Allocatable: &storagev1.VolumeNodeResources{Count: ptr.To(count)}}}},
+					}
+					if err := c.Create(ctx, cn); err == nil || apierrors.IsAlreadyExists(err) {
+						made[n.Name] = true
+					}
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 func holdPoolDeletion(t *testing.T, ec *e2eCluster) {
