@@ -43,12 +43,12 @@ func (v *Volumes) Attachments(pod *corev1.Pod) []Attachment {
 		if !ok {
 			continue
 		}
-		name, className, ephemeral := ref.name, ref.className, ref.ephemeral
-		key := types.NamespacedName{Namespace: pod.Namespace, Name: name}
+		key := types.NamespacedName{Namespace: pod.Namespace, Name: ref.name}
+		className := ref.className
 		driver := ""
 		pvc := v.Claims[key]
 		switch {
-		case pvc == nil && !ephemeral:
+		case pvc == nil && !ref.ephemeral:
 			// Not created yet: nothing says which driver will serve it.
 		case pvc != nil && pvc.Spec.VolumeName != "":
 			driver = pvDriver(v.Volumes[pvc.Spec.VolumeName])

@@ -59,31 +59,11 @@ func withAttachLimits(snap *Snapshot) (*Snapshot, func(*Plan) *Plan) {
 		return snap, identity
 	}
 
-	typeOf := map[string]map[string]*cloudprovider.InstanceType{}
-	original := map[*cloudprovider.InstanceType]*cloudprovider.InstanceType{}
-	out.NodePools = make([]*NodePool, len(snap.NodePools))
-	for i, np := range snap.NodePools {
-		if np == nil || np.NodePool == nil {
-			out.NodePools[i] = np
-			continue
-		}
-		cp := *np
-		cp.InstanceTypes = make([]*cloudprovider.InstanceType, len(np.InstanceTypes))
-		byName := make(map[string]*cloudprovider.InstanceType, len(np.InstanceTypes))
-		for j, it := range np.InstanceTypes {
-			byName[it.Name] = it
-			cp.InstanceTypes[j] = it
-			if extra := unknownLimits(it.Capacity, used); len(extra) > 0 {
-				c := *it
-				c.Capacity = withExtra(it.Capacity, extra)
-				cp.InstanceTypes[j] = &c
-				original[&c] = it
-			}
-		}
-		typeOf[np.Name] = byName
-		out.NodePools[i] = &cp
-	}
-
+	var original map[*cloudprovider.InstanceType]*cloudprovider.InstanceType
+	out.NodePools, original = extendTypes(snap.NodePools, func(it *cloudprovider.InstanceType) corev1.ResourceList {
+		return unknownLimits(it.Capacity, used)
+	})
+	typeOf := typesByPool(snap.NodePools)
 	out.Nodes = make([]*Node, len(snap.Nodes))
 	for i, n := range snap.Nodes {
 		cp := *n

@@ -22,19 +22,16 @@ func withDevices(ctx context.Context, snap *Snapshot) (*Snapshot, func(*Plan) *P
 	if snap.DRA == nil || !usesClaims(snap) {
 		return snap, identity, nil
 	}
-	typeOf := map[string]map[string]*cloudprovider.InstanceType{}
+	typeOf := typesByPool(snap.NodePools)
 	sharing := map[string]*v1.GPUSharing{}
 	var types []scheduling.DeviceType
 	for _, np := range snap.NodePools {
 		if np == nil || np.NodePool == nil {
 			continue
 		}
-		byName := map[string]*cloudprovider.InstanceType{}
 		for _, it := range np.InstanceTypes {
-			byName[it.Name] = it
 			types = append(types, scheduling.DeviceType{Type: it, Sharing: np.Spec.Template.Spec.GPU})
 		}
-		typeOf[np.Name] = byName
 		sharing[np.Name] = np.Spec.Template.Spec.GPU
 	}
 	nodes := make([]scheduling.DeviceNode, len(snap.Nodes))
@@ -59,30 +56,14 @@ func withDevices(ctx context.Context, snap *Snapshot) (*Snapshot, func(*Plan) *P
 		}
 		out.Nodes[i] = &cp
 	}
-	original := map[*cloudprovider.InstanceType]*cloudprovider.InstanceType{}
-	out.NodePools = make([]*NodePool, len(snap.NodePools))
 	ti := 0
-	for i, np := range snap.NodePools {
-		if np == nil || np.NodePool == nil {
-			out.NodePools[i] = np
-			continue
-		}
-		cp := *np
-		cp.InstanceTypes = make([]*cloudprovider.InstanceType, len(np.InstanceTypes))
-		for j, it := range np.InstanceTypes {
-			extra := dp.TypeCapacity[ti]
-			ti++
-			if len(extra) == 0 {
-				cp.InstanceTypes[j] = it
-				continue
-			}
-			c := *it
-			c.Capacity = withExtra(it.Capacity, extra)
-			cp.InstanceTypes[j] = &c
-			original[&c] = it
-		}
-		out.NodePools[i] = &cp
-	}
+	var original map[*cloudprovider.InstanceType]*cloudprovider.InstanceType
+	out.NodePools, original = extendTypes(snap.NodePools, func(*cloudprovider.InstanceType) corev1.ResourceList {
+		// Called in pool and type order, the order TypeCapacity is in.
+		extra := dp.TypeCapacity[ti]
+		ti++
+		return extra
+	})
 
 	restore := func(p *Plan) *Plan {
 		for i := range p.Unschedulable {
@@ -114,6 +95,50 @@ func usesClaims(snap *Snapshot) bool {
 		}
 	}
 	return false
+}
+
+// typesByPool indexes each pool's instance types by name.
+func typesByPool(pools []*NodePool) map[string]map[string]*cloudprovider.InstanceType {
+	out := make(map[string]map[string]*cloudprovider.InstanceType, len(pools))
+	for _, np := range pools {
+		if np == nil || np.NodePool == nil {
+			continue
+		}
+		byName := make(map[string]*cloudprovider.InstanceType, len(np.InstanceTypes))
+		for _, it := range np.InstanceTypes {
+			byName[it.Name] = it
+		}
+		out[np.Name] = byName
+	}
+	return out
+}
+
+// extendTypes returns copies of pools whose instance types carry the extra
+// capacity extra gives them (types it gives none stay shared), and a map
+// from each copied type to the pool's, for mapBack.
+func extendTypes(pools []*NodePool, extra func(*cloudprovider.InstanceType) corev1.ResourceList) (
+	[]*NodePool, map[*cloudprovider.InstanceType]*cloudprovider.InstanceType) {
+	original := map[*cloudprovider.InstanceType]*cloudprovider.InstanceType{}
+	out := make([]*NodePool, len(pools))
+	for i, np := range pools {
+		if np == nil || np.NodePool == nil {
+			out[i] = np
+			continue
+		}
+		cp := *np
+		cp.InstanceTypes = make([]*cloudprovider.InstanceType, len(np.InstanceTypes))
+		for j, it := range np.InstanceTypes {
+			cp.InstanceTypes[j] = it
+			if e := extra(it); len(e) > 0 {
+				c := *it
+				c.Capacity = withExtra(it.Capacity, e)
+				cp.InstanceTypes[j] = &c
+				original[&c] = it
+			}
+		}
+		out[i] = &cp
+	}
+	return out, original
 }
 
 // mapBack rewrites a plan of a transformed snapshot in the caller's terms:
