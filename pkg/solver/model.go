@@ -46,8 +46,9 @@ type model struct {
 	reservations map[string]int
 	// maxAlloc normalises dominant-resource sizes.
 	maxAlloc scheduling.Resources
-	// antiTerms caches antiTermList.
+	// antiTerms caches antiTermList, antiBy antiSelecting.
 	antiTerms []*antiTerm
+	antiBy    [][]*antiTerm
 	// byLabel indexes shapes by "key=value" of their labels, for candidates.
 	byLabel   map[string][]int32
 	allShapes []int32
@@ -184,7 +185,46 @@ func newModel(snap *Snapshot) (*model, error) {
 	}
 	m.buildShapes(snap)
 	m.buildGroups()
+	m.trimUnrequested()
 	return m, nil
+}
+
+// trimUnrequested drops from the instance types' allocatable the extended
+// resources no pod requests (attach limits when no pod mounts a volume, EFA
+// interfaces, accelerators of CPU-only workloads): they cannot limit a fit,
+// and keeping them made every per-type maximum a map merge, the hottest
+// step when a node opens. Capacity, which NodePool limits count, is kept.
+func (m *model) trimUnrequested() {
+	requested := map[corev1.ResourceName]bool{}
+	for _, s := range m.shapes {
+		for k := range s.req.Ext {
+			requested[k] = true
+		}
+	}
+	trim := func(r *scheduling.Resources) {
+		if len(r.Ext) == 0 {
+			return
+		}
+		var kept map[corev1.ResourceName]int64
+		for k, v := range r.Ext {
+			if requested[k] {
+				if kept == nil {
+					kept = map[corev1.ResourceName]int64{}
+				}
+				kept[k] = v
+			}
+		}
+		r.Ext = kept
+	}
+	m.maxAlloc = scheduling.Resources{}
+	for _, p := range m.pools {
+		p.maxAlloc = scheduling.Resources{}
+		for _, t := range p.types {
+			trim(&t.alloc)
+			p.maxAlloc = p.maxAlloc.Max(t.alloc)
+		}
+		m.maxAlloc = m.maxAlloc.Max(p.maxAlloc)
+	}
 }
 
 func (m *model) buildPools(snap *Snapshot) error {
@@ -747,10 +787,7 @@ func (m *model) newLevel(s *shape, pc *scheduling.PodConstraints) *level {
 	}
 	// Symmetry: a pod may not join a domain holding a pod whose anti-affinity
 	// selects it. Each distinct term is matched once, not once per owner.
-	for _, at := range m.antiTermList() {
-		if !at.term.Matches(s.ns, s.labels) {
-			continue
-		}
+	for _, at := range m.antiSelecting(s) {
 		for _, owner := range at.owners {
 			if owner == s {
 				continue
@@ -793,6 +830,24 @@ func (m *model) antiTermList() []*antiTerm {
 		}
 	}
 	return m.antiTerms
+}
+
+// antiSelecting is the distinct required anti-affinity terms that select
+// s, in antiTermList order. Built once for every shape through the label
+// index: matching each term against each shape was quadratic (2,000 terms
+// by tens of thousands of shapes on diverse-100k).
+func (m *model) antiSelecting(s *shape) []*antiTerm {
+	if m.antiBy == nil {
+		m.antiBy = make([][]*antiTerm, len(m.shapes))
+		for _, at := range m.antiTermList() {
+			for _, i := range m.candidates(at.term.Selector) {
+				if o := m.shapes[i]; at.term.Matches(o.ns, o.labels) {
+					m.antiBy[i] = append(m.antiBy[i], at)
+				}
+			}
+		}
+	}
+	return m.antiBy[s.idx]
 }
 
 // termID identifies what an affinity term selects.

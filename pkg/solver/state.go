@@ -1,6 +1,7 @@
 package solver
 
 import (
+	"cmp"
 	"maps"
 	"math/bits"
 	"slices"
@@ -37,6 +38,9 @@ type state struct {
 	guide     *lpGuide
 	cursorG   []int
 	guidedEnd int
+	// guideBlocks are the runs of nodes preopen started per type, in order;
+	// shared by clones, since nothing rewrites them.
+	guideBlocks []guideBlock
 	// rooms and eRooms index the planned and existing nodes by free room
 	// and zone (see roomIndex); nil until first used, and after anything
 	// that reorders nodes.
@@ -755,9 +759,18 @@ func (st *state) filter(n *newNode, s *shape, viable []bool, reqs scheduling.Req
 	var zone, ct *scheduling.Requirement
 	var labelPins []*scheduling.Requirement
 	if reqsChanged {
+		// A requirement that is still the pool's own holds for every type
+		// and offering of the pool (newPoolType kept only those), so it is
+		// not checked again per type.
 		zone, ct = reqs.Get(v1.LabelZone), reqs.Get(v1.LabelCapacityType)
+		if zone == p.reqs.Get(v1.LabelZone) {
+			zone = nil
+		}
+		if ct == p.reqs.Get(v1.LabelCapacityType) {
+			ct = nil
+		}
 		for k, r := range reqs {
-			if k != v1.LabelZone && k != v1.LabelCapacityType && r.Len() == 1 {
+			if k != v1.LabelZone && k != v1.LabelCapacityType && r.Len() == 1 && r != p.reqs[k] {
 				labelPins = append(labelPins, r)
 			}
 		}
@@ -992,7 +1005,7 @@ func (st *state) placeExisting(s *shape, l *level, pod *corev1.Pod) bool {
 			}
 		}
 	}
-	return firstFit(rooms, &st.cursorE[s.idx], len(st.exist), &s.req, zones, func(i int) (bool, bool) {
+	return firstFit(rooms, &st.cursorE[s.idx], len(st.exist), &s.req, zones, nil, func(i int) (bool, bool) {
 		ok, perm := st.tryExisting(s, l, st.exist[i], pod)
 		if ok {
 			st.touchExisting(i)
@@ -1006,7 +1019,11 @@ func (st *state) placeExisting(s *shape, l *level, pod *corev1.Pod) bool {
 // moves past the leading nodes that lack room or fail for reasons that only
 // get worse as nodes fill (try's permanent), so later pods of the shape skip
 // them; never past a node skipped for its zone, which may be allowed later.
-func firstFit(rooms *roomIndex, cursor *int, end int, req *scheduling.Resources, zones uint64, try func(i int) (ok, permanent bool)) bool {
+// skip, when set, maps a node to the first node at or after it worth trying:
+// those between are of no use to the shape, for good, and are jumped over
+// without a search of the index for each.
+func firstFit(rooms *roomIndex, cursor *int, end int, req *scheduling.Resources, zones uint64,
+	skip func(i int) int, try func(i int) (ok, permanent bool)) bool {
 	head := true // every node before *cursor stays unusable
 	// advance moves the cursor to i when only nodes without room lie before it.
 	advance := func(i int) {
@@ -1020,9 +1037,18 @@ func firstFit(rooms *roomIndex, cursor *int, end int, req *scheduling.Resources,
 			*cursor, head = j, false
 		}
 	}
-	for i := rooms.next(*cursor, req, zones); i >= 0 && i < end; i = rooms.next(i+1, req, zones) {
+	for i := rooms.next(*cursor, req, zones); i >= 0 && i < end; {
 		if head {
 			advance(i)
+		}
+		if skip != nil {
+			if j := skip(i); j > i {
+				if head {
+					*cursor = j
+				}
+				i = rooms.next(j, req, zones)
+				continue
+			}
 		}
 		ok, perm := try(i)
 		if ok {
@@ -1031,6 +1057,7 @@ func firstFit(rooms *roomIndex, cursor *int, end int, req *scheduling.Resources,
 		if head = head && perm; head {
 			*cursor = i + 1
 		}
+		i = rooms.next(i+1, req, zones)
 	}
 	if head {
 		advance(max(*cursor, end))
@@ -1047,12 +1074,9 @@ func (st *state) placePlanned(s *shape, l *level, pod *corev1.Pod) bool {
 		// LP-guided: the started machines (the first guidedEnd nodes) of
 		// the types the LP puts this class on first. A started node's type
 		// never changes, so one of another type is skipped for good.
-		ok := firstFit(rooms, &st.cursorG[s.idx], st.guidedEnd, &s.req, zones, func(i int) (bool, bool) {
-			n := st.nodes[i]
-			if bit := st.m.typeBit(n.pool.idx, int(n.guided)); n.guided < 0 || prefer[bit/64]&(1<<(bit%64)) == 0 {
-				return false, true
-			}
-			ok, perm := st.tryNew(s, l, n, pod)
+		skip := func(i int) int { return st.nextPreferred(i, prefer) }
+		ok := firstFit(rooms, &st.cursorG[s.idx], st.guidedEnd, &s.req, zones, skip, func(i int) (bool, bool) {
+			ok, perm := st.tryNew(s, l, st.nodes[i], pod)
 			if ok {
 				st.touchPlanned(i)
 			}
@@ -1072,7 +1096,7 @@ func (st *state) placePlanned(s *shape, l *level, pod *corev1.Pod) bool {
 			}
 		}
 	}
-	return firstFit(rooms, &st.cursorN[s.idx], len(st.nodes), &s.req, zones, func(i int) (bool, bool) {
+	return firstFit(rooms, &st.cursorN[s.idx], len(st.nodes), &s.req, zones, nil, func(i int) (bool, bool) {
 		ok, perm := st.tryNew(s, l, st.nodes[i], pod)
 		if ok {
 			st.touchPlanned(i)
@@ -1203,6 +1227,30 @@ func (g *lpGuide) preferred(s *shape) []uint64 {
 	return g.prefer[s.idx]
 }
 
+// guideBlock is a run of preopened nodes of one type, ending before end;
+// bit is the type's model.typeBit, -1 for nodes that were there before.
+type guideBlock struct{ end, bit int }
+
+// nextPreferred is the first preopened node at or after i of a type in
+// prefer, or the end of the preopened nodes. preopen starts the machines
+// of each type together, so a class skips a run of other types in one step.
+func (st *state) nextPreferred(i int, prefer []uint64) int {
+	blocks := st.guideBlocks
+	k, _ := slices.BinarySearchFunc(blocks, i, func(b guideBlock, i int) int { return cmp.Compare(b.end, i+1) })
+	for ; k < len(blocks); k++ {
+		if b := blocks[k]; b.bit >= 0 && prefer[b.bit/64]&(1<<(b.bit%64)) != 0 {
+			if k > 0 {
+				return max(i, blocks[k-1].end)
+			}
+			return i
+		}
+	}
+	if len(blocks) == 0 {
+		return i
+	}
+	return max(i, blocks[len(blocks)-1].end)
+}
+
 // preopen is StrategyLP's start: empty new nodes of the types the LP buys,
 // as many as it buys whole machines of each, priciest first. First fit then
 // fills them before opening others, so the machines that must be bought
@@ -1211,8 +1259,15 @@ func (g *lpGuide) preferred(s *shape) []uint64 {
 func (st *state) preopen(g *lpGuide) {
 	st.guide = g
 	st.cursorG = make([]int, len(st.m.shapes))
+	st.guideBlocks = nil
+	if len(st.nodes) > 0 {
+		st.guideBlocks = append(st.guideBlocks, guideBlock{end: len(st.nodes), bit: -1})
+	}
 	for _, mc := range g.machines {
 		p := st.m.pools[mc.pool]
+		if k := int(mc.count + 1e-6); k > 0 {
+			st.guideBlocks = append(st.guideBlocks, guideBlock{end: len(st.nodes) + k, bit: st.m.typeBit(p.idx, mc.typ)})
+		}
 		for range int(mc.count + 1e-6) {
 			n := &newNode{pool: p, reqs: p.reqs, cands: p.all(), maxAlloc: p.maxAlloc, guided: int32(mc.typ)}
 			if i := slices.Index(n.cands, int32(mc.typ)); i >= 0 {
@@ -1230,7 +1285,7 @@ func (st *state) dropEmpty() {
 	for i := range st.cursorN {
 		st.cursorN[i] = 0
 	}
-	st.guide, st.cursorG, st.guidedEnd, st.rooms = nil, nil, 0, nil
+	st.guide, st.cursorG, st.guidedEnd, st.guideBlocks, st.rooms = nil, nil, 0, nil, nil
 }
 
 // prefers reports whether a node honours every preferred pod affinity and
