@@ -138,9 +138,17 @@ func (st *state) possibleMemo(n *newNode, s *shape, l *level, ai int, reqs sched
 }
 
 func (n *newNode) refreshMaxAlloc() {
+	// Fixed slots in place; only types with extended resources (few, once
+	// unrequested ones are trimmed) take the map merge.
 	var m scheduling.Resources
 	for _, ti := range n.cands {
-		m = m.Max(n.pool.types[ti].alloc)
+		a := &n.pool.types[ti].alloc
+		for d, v := range a.Fixed {
+			m.Fixed[d] = max(m.Fixed[d], v)
+		}
+		if len(a.Ext) > 0 {
+			m = m.Max(scheduling.Resources{Fixed: m.Fixed, Ext: a.Ext})
+		}
 	}
 	n.maxAlloc = m
 }
