@@ -146,3 +146,25 @@ func TestModelDropsUnrequestedExtendedResources(t *testing.T) {
 		t.Errorf("capacity lost extended resources: %v", pt.capacity.Ext)
 	}
 }
+
+// TestInternSharesEqualLists: equal candidate lists share one read-only
+// copy, unequal ones do not, and the copy is not the caller's scratch.
+func TestInternSharesEqualLists(t *testing.T) {
+	st := &state{}
+	scratch := []int32{1, 4, 7}
+	a := st.intern(scratch)
+	scratch[0] = 9 // the caller reuses its scratch
+	if a[0] != 1 {
+		t.Fatalf("interned list aliases the caller's scratch: %v", a)
+	}
+	b := st.intern([]int32{1, 4, 7})
+	if &a[0] != &b[0] {
+		t.Errorf("equal lists were not shared")
+	}
+	if c := st.intern([]int32{1, 4}); len(c) != 2 || &c[0] == &a[0] {
+		t.Errorf("a different list came back shared with %v: %v", a, c)
+	}
+	if cap(a) != len(a) {
+		t.Errorf("interned list has spare capacity %d, so an append could write into it", cap(a)-len(a))
+	}
+}

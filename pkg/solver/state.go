@@ -54,7 +54,9 @@ type state struct {
 	bindings     []Binding
 	unsched      []Unschedulable
 	scratch      []int32
-	picks        []pick // scratch for finish's choices
+	// lists interns the candidate lists of nodes that do not own theirs.
+	lists map[uint64][][]int32
+	picks []pick // scratch for finish's choices
 	// allowMemo holds allowsValue's answers, and zoneMemo allowedZones',
 	// until the next pod of a grouped shape is counted (see forgetAllowed).
 	allowMemo []allowEntry
@@ -217,8 +219,9 @@ func (st *state) clone() *state {
 	c.nodes = make([]*newNode, len(st.nodes))
 	for i, n := range st.nodes {
 		cn := *n
-		cn.cands = slices.Clone(n.cands)
-		cn.owned = true
+		if n.owned {
+			cn.cands = slices.Clone(n.cands)
+		}
 		cn.pods = slices.Clone(n.pods)
 		cn.groupCount = slices.Clone(n.groupCount)
 		cn.merged = slices.Clone(n.merged)
@@ -229,7 +232,7 @@ func (st *state) clone() *state {
 	c.rooms, c.eRooms, c.allowMemo, c.zoneMemo = nil, nil, nil, nil
 	c.bindings = slices.Clone(st.bindings)
 	c.unsched = slices.Clone(st.unsched)
-	c.scratch, c.picks = nil, nil
+	c.scratch, c.picks, c.lists = nil, nil, nil
 	return &c
 }
 
@@ -676,7 +679,7 @@ func (st *state) tryNew(s *shape, l *level, n *newNode, pod *corev1.Pod) (ok, pe
 			} else if n.owned {
 				n.cands = append(n.cands[:0], next...)
 			} else {
-				n.cands, n.owned = slices.Clone(next), true
+				n.cands = st.intern(next)
 			}
 			n.refreshMaxAlloc()
 		}
@@ -930,6 +933,28 @@ func (st *state) capNodeByDemand(n *newNode, s *shape) {
 		return
 	}
 	st.capAt(n, best)
+}
+
+// intern returns a read-only list equal to cands, shared by every node of
+// the state that was given an equal one: most nodes opened for one shape
+// narrow the pool's types the same way, and a copy of hundreds of type
+// indexes per node was the largest allocation of a 100,000-pod solve.
+func (st *state) intern(cands []int32) []int32 {
+	h := uint64(14695981039346656037) // FNV-1a over the indexes
+	for _, c := range cands {
+		h = (h ^ uint64(uint32(c))) * 1099511628211
+	}
+	for _, l := range st.lists[h] {
+		if slices.Equal(l, cands) {
+			return l
+		}
+	}
+	if st.lists == nil {
+		st.lists = map[uint64][][]int32{}
+	}
+	l := slices.Clip(slices.Clone(cands))
+	st.lists[h] = append(st.lists[h], l)
+	return l
 }
 
 // capAt keeps the node from growing into types pricier than cands[best].
