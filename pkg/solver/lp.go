@@ -125,6 +125,7 @@ func (p *lp) solve(maxPivots int) (*lpResult, error) {
 		}
 	}
 	pivots := 0
+	var nz []int // the pivot row's nonzero columns: most are zero
 	pivot := func(r, c int) {
 		pr := row(r)
 		inv := 1 / pr[c]
@@ -132,6 +133,12 @@ func (p *lp) solve(maxPivots int) (*lpResult, error) {
 			pr[j] *= inv
 		}
 		pr[c] = 1
+		nz = nz[:0]
+		for j, v := range pr {
+			if v != 0 {
+				nz = append(nz, j)
+			}
+		}
 		for i := 0; i <= m; i++ {
 			if i == r {
 				continue
@@ -141,10 +148,8 @@ func (p *lp) solve(maxPivots int) (*lpResult, error) {
 			if f == 0 {
 				continue
 			}
-			for j, v := range pr {
-				if v != 0 {
-					ri[j] -= f * v
-				}
+			for _, j := range nz {
+				ri[j] -= f * pr[j]
 			}
 			ri[c] = 0
 		}
