@@ -322,7 +322,8 @@ func (c *Controller) launchAll(ctx context.Context, pools map[string]*v1.NodePoo
 	errs := make([]error, len(nodes))
 	var g errgroup.Group
 	g.SetLimit(maxConcurrentCreates)
-	for i, n := range nodes {
+	for _, i := range c.longestWaitingFirst(nodes, w) {
+		n := nodes[i]
 		g.Go(func() error {
 			claims[i], errs[i] = c.launch(ctx, pools[n.NodePool], n, w, phantoms)
 			return nil
@@ -350,6 +351,32 @@ func (c *Controller) launchAll(ctx context.Context, pools map[string]*v1.NodePoo
 		}
 	}
 	return created, claimOf, failed
+}
+
+// longestWaitingFirst orders the planned nodes for writing by the first
+// sighting of the earliest pod on each: pods that turned up while the last
+// pass ran have waited longest, and a big plan takes seconds to write, so
+// their claims go first. Nodes only for ProvisioningRequests, which no pod
+// waits on, go last; ties keep plan order.
+func (c *Controller) longestWaitingFirst(nodes []*solver.NewNode, w Window) []int {
+	never := w.Closed.Add(time.Hour)
+	first := make([]time.Time, len(nodes))
+	c.mu.Lock()
+	for i, n := range nodes {
+		first[i] = never
+		for _, p := range n.Pods {
+			if t, ok := c.seen[p.UID]; ok && t.Before(first[i]) {
+				first[i] = t
+			}
+		}
+	}
+	c.mu.Unlock()
+	order := make([]int, len(nodes))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return first[a].Compare(first[b]) })
+	return order
 }
 
 // withdrawBrokenGangs deletes the claims of every gang that did not get all

@@ -3,6 +3,7 @@ package provisioning
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -571,5 +572,30 @@ func TestScheduleCreatesNodeClaimsConcurrently(t *testing.T) {
 	}
 	if nominated != pods-1 || failed != 1 {
 		t.Errorf("events: %d nominated and %d failed, want %d and 1", nominated, failed, pods-1)
+	}
+}
+
+// TestClaimsOfLongestWaitingPodsAreWrittenFirst: a plan's claims are
+// written in the order their pods were first seen, so pods that waited
+// through the previous pass do not also wait behind the whole write.
+func TestClaimsOfLongestWaitingPodsAreWrittenFirst(t *testing.T) {
+	f := newFixture(t, nil)
+	pod := func(name string, seen time.Duration) *corev1.Pod {
+		p := pendingPod(name)
+		if seen >= 0 {
+			f.ctrl.seen[p.UID] = now.Add(seen)
+		}
+		return p
+	}
+	nodes := []*solver.NewNode{
+		{Pods: []*corev1.Pod{pod("late", 3*time.Second)}},
+		{Pods: []*corev1.Pod{pod("phantom", -1)}}, // no pod waits on it
+		{Pods: []*corev1.Pod{pod("mid", 2*time.Second), pod("early", time.Second)}},
+		{Pods: []*corev1.Pod{pod("earliest", 0)}},
+		{Pods: []*corev1.Pod{pod("late-too", 3*time.Second)}},
+	}
+	got := f.ctrl.longestWaitingFirst(nodes, Window{Opened: now, Closed: now.Add(4 * time.Second)})
+	if want := []int{3, 2, 0, 4, 1}; !slices.Equal(got, want) {
+		t.Errorf("write order = %v, want %v", got, want)
 	}
 }
