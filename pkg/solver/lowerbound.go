@@ -62,14 +62,7 @@ func lowerBound(m *model, plan *Plan, withLP bool, guide *lpGuide) float64 {
 	}
 	in := newBoundInput(m, placed)
 	placed, frees, free, residual, supplies := in.placed, in.frees, in.free, in.residual, in.supplies
-	idx := &fitIndex{supplies: supplies, memo: map[string][]int{}}
-	cheapestFit := func(s *shape) float64 {
-		best := math.Inf(1)
-		for _, i := range idx.of(s) {
-			best = math.Min(best, supplies[i].price)
-		}
-		return best
-	}
+	idx := newFitIndex(supplies)
 	// The LP relaxation first: it sees who may run where, and it is cheap.
 	var bound float64
 	switch {
@@ -108,7 +101,7 @@ func lowerBound(m *model, plan *Plan, withLP bool, guide *lpGuide) float64 {
 				fitsExisting++
 			}
 		}
-		c := cheapestFit(s)
+		c := idx.cheapest(s)
 		if math.IsInf(c, 1) {
 			continue
 		}
@@ -407,11 +400,7 @@ func exclusiveBound(m *model, placed map[*shape]int, frees []scheduling.Resource
 		if !separated(m, s, s, supplies) {
 			n = 1
 		}
-		price := math.Inf(1)
-		for _, i := range fits {
-			price = math.Min(price, supplies[i].price)
-		}
-		cands = append(cands, exclusive{s: s, n: n, fits: fits, price: price})
+		cands = append(cands, exclusive{s: s, n: n, fits: fits, price: idx.cheapest(s)})
 	}
 	// Greedy: the priciest pods first, each kept if it is separated from
 	// every pod already kept. Any such set is valid; this one is large where
@@ -491,23 +480,45 @@ func separated(m *model, a, b *shape, supplies []supply) bool {
 // fitIndex memoises, per class of shapes, the supplies able to hold one pod.
 type fitIndex struct {
 	supplies []supply
-	memo     map[string][]int
+	memo     map[string]*fitEntry
+	byShape  map[*shape]*fitEntry
+}
+
+// fitEntry is the supplies able to hold a pod of a shape, and the cheapest.
+type fitEntry struct {
+	fits     []int
+	cheapest float64
+}
+
+func newFitIndex(supplies []supply) *fitIndex {
+	return &fitIndex{supplies: supplies, memo: map[string]*fitEntry{}, byShape: map[*shape]*fitEntry{}}
 }
 
 // of lists the supplies able to hold one pod of s. Shared: do not modify.
-func (f *fitIndex) of(s *shape) []int {
+func (f *fitIndex) of(s *shape) []int { return f.entry(s).fits }
+
+// cheapest is the lowest price of a supply able to hold one pod of s, +Inf
+// when there is none. Several terms ask it per shape; it is computed once.
+func (f *fitIndex) cheapest(s *shape) float64 { return f.entry(s).cheapest }
+
+func (f *fitIndex) entry(s *shape) *fitEntry {
+	if e, ok := f.byShape[s]; ok {
+		return e
+	}
 	key := fitKey(s)
-	if fits, ok := f.memo[key]; ok {
-		return fits
-	}
-	var fits []int
-	for i := range f.supplies {
-		if canHold(s, &f.supplies[i], &s.req) {
-			fits = append(fits, i)
+	e, ok := f.memo[key]
+	if !ok {
+		e = &fitEntry{cheapest: math.Inf(1)}
+		for i := range f.supplies {
+			if canHold(s, &f.supplies[i], &s.req) {
+				e.fits = append(e.fits, i)
+				e.cheapest = math.Min(e.cheapest, f.supplies[i].price)
+			}
 		}
+		f.memo[key] = e
 	}
-	f.memo[key] = fits
-	return fits
+	f.byShape[s] = e
+	return e
 }
 
 // fitKey identifies everything canHold reads of a shape: its requests, its

@@ -767,7 +767,7 @@ func newLPGuide(m *model) *lpGuide {
 		return nil
 	}
 	in := newBoundInput(m, placed)
-	idx := &fitIndex{supplies: in.supplies, memo: map[string][]int{}}
+	idx := newFitIndex(in.supplies)
 	// Pods nothing can hold would make the LP infeasible: leave them out.
 	for s := range placed {
 		if len(idx.of(s)) == 0 {
