@@ -60,14 +60,21 @@ func lowerBound(m *model, plan *Plan, withLP bool, guide *lpGuide) float64 {
 			add(pod)
 		}
 	}
-	in := newBoundInput(m, placed)
+	reuse := guide != nil && guide.in != nil && maps.Equal(placed, guide.placed)
+	var in *boundInput
+	var idx *fitIndex
+	if reuse {
+		in, idx = guide.in, guide.idx // the same pods: the same input
+	} else {
+		in = newBoundInput(m, placed)
+		idx = newFitIndex(in.supplies)
+	}
 	placed, frees, free, residual, supplies := in.placed, in.frees, in.free, in.residual, in.supplies
-	idx := newFitIndex(supplies)
 	// The LP relaxation first: it sees who may run where, and it is cheap.
 	var bound float64
 	switch {
 	case !withLP:
-	case guide != nil && maps.Equal(placed, guide.placed):
+	case reuse || guide != nil && maps.Equal(placed, guide.placed):
 		bound = guide.bound // solved for these very pods before packing
 	default:
 		bound, _ = lpBound(m, placed, frees, &residual, supplies, idx)

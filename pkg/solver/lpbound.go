@@ -108,6 +108,11 @@ type lpGuide struct {
 	prefer [][]uint64
 	// machines are the LP's machines per instance type (y_j), priciest first.
 	machines []lpMachines
+	// in and idx are the bound's input and fit index for placed, which
+	// lowerBound reuses rather than rebuilding over every type and offering;
+	// nil when the guide left pods out. Only read after packing.
+	in  *boundInput
+	idx *fitIndex
 }
 
 // lpMachines is y_j: how many machines of a type the LP buys.
@@ -769,6 +774,7 @@ func newLPGuide(m *model) *lpGuide {
 	in := newBoundInput(m, placed)
 	idx := newFitIndex(in.supplies)
 	// Pods nothing can hold would make the LP infeasible: leave them out.
+	all := len(placed)
 	for s := range placed {
 		if len(idx.of(s)) == 0 {
 			delete(placed, s)
@@ -777,6 +783,9 @@ func newLPGuide(m *model) *lpGuide {
 	bound, g := lpBound(m, placed, in.frees, &in.residual, in.supplies, idx)
 	if g != nil {
 		g.placed, g.bound = placed, bound
+		if len(placed) == all {
+			g.in, g.idx = in, idx // built for exactly g.placed
+		}
 	}
 	return g
 }
