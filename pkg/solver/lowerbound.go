@@ -564,6 +564,10 @@ func canHold(s *shape, sp *supply, req *scheduling.Resources) bool {
 	return false
 }
 
+// sizeClassScanMax is the most thresholds sizeClassBound finds rates for by
+// a scan per threshold rather than by sorting the supplies.
+var sizeClassScanMax = 16
+
 // sizeClassBound strengthens the fractional cover with where pods can go: a
 // pod only fits machines at least its size, so cheap small machines cannot
 // supply the demand of big pods.
@@ -621,9 +625,7 @@ func sizeClassBound(m *model, placed map[*shape]int, free, residual *scheduling.
 	for _, w := range weights {
 		for i := range supplies {
 			a[i] = weighted(w, &supplies[i].alloc)
-			byA[i] = i
 		}
-		slices.SortFunc(byA, func(x, y int) int { return cmpFloat(a[y], a[x]) })
 		ths := make([]threshold, 0, len(classes))
 		for _, c := range classes {
 			theta := math.Inf(1)
@@ -640,25 +642,43 @@ func sizeClassBound(m *model, placed map[*shape]int, free, residual *scheduling.
 		type step struct{ theta, rate, demand float64 }
 		var steps []step // largest θ first
 		var demand float64
-		rate, j := math.Inf(1), 0
-		for _, th := range ths {
-			demand += th.demand
-			for ; j < len(byA) && a[byA[j]] >= th.theta; j++ {
+		// rate is the least unlimited rate over supplies with a >= θ: with
+		// few thresholds a scan per threshold, with many a running minimum
+		// down the supplies sorted by a (sorting every supply once per
+		// weighting was most of the bound's time on small snapshots). Both
+		// take the minimum over the same supplies.
+		rate, j, sorted := math.Inf(1), 0, len(ths) > sizeClassScanMax
+		if sorted {
+			for i := range byA {
+				byA[i] = i
+			}
+			slices.SortFunc(byA, func(x, y int) int { return cmpFloat(a[y], a[x]) })
+		}
+		down := func(theta float64) {
+			if !sorted {
+				for i, s := range supplies {
+					if s.count == math.MaxInt && a[i] > 0 && a[i] >= theta {
+						rate = math.Min(rate, s.price/a[i])
+					}
+				}
+				return
+			}
+			for ; j < len(byA) && a[byA[j]] >= theta; j++ {
 				if s := supplies[byA[j]]; s.count == math.MaxInt && a[byA[j]] > 0 {
 					rate = math.Min(rate, s.price/a[byA[j]])
 				}
 			}
+		}
+		for _, th := range ths {
+			demand += th.demand
+			down(th.theta)
 			if len(steps) > 0 && steps[len(steps)-1].theta == th.theta {
 				steps[len(steps)-1].demand = demand
 				continue
 			}
 			steps = append(steps, step{theta: th.theta, rate: rate, demand: demand})
 		}
-		for ; j < len(byA); j++ {
-			if s := supplies[byA[j]]; s.count == math.MaxInt && a[byA[j]] > 0 {
-				rate = math.Min(rate, s.price/a[byA[j]])
-			}
-		}
+		down(math.Inf(-1))
 		if math.IsInf(rate, 1) {
 			continue
 		}

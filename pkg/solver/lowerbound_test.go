@@ -293,3 +293,49 @@ func TestUsableCaps(t *testing.T) {
 		})
 	}
 }
+
+// TestSizeClassRatesScanEqualsSort: the size-class term finds each
+// threshold's least rate by a scan when there are few thresholds and by a
+// sorted sweep when there are many; both must give the same bound.
+func TestSizeClassRatesScanEqualsSort(t *testing.T) {
+	defer func(v int) { sizeClassScanMax = v }(sizeClassScanMax)
+	cpus := []string{"250m", "500m", "1", "2", "3", "7"}
+	mems := []string{"256Mi", "1Gi", "3Gi", "6Gi", "14Gi"}
+	nonzero := 0
+	for seed := range 60 {
+		r := rand.New(rand.NewPCG(uint64(seed), 11))
+		var catalog []*cloudprovider.InstanceType
+		for i := range 3 + r.IntN(10) {
+			cpu := int64(2 << r.IntN(4))
+			catalog = append(catalog, makeIT(itSpec{name: fmt.Sprintf("t%d", i), cpu: cpu, memGi: cpu * int64(1<<r.IntN(4)), price: float64(cpu) * (0.02 + 0.05*r.Float64())}))
+		}
+		var pods []*corev1.Pod
+		for i := range 1 + r.IntN(40) {
+			pods = append(pods, makePod(fmt.Sprintf("p-%d", i), cpus[r.IntN(len(cpus))], mems[r.IntN(len(mems))]))
+		}
+		m, err := newModel(&Snapshot{Pods: pods, NodePools: []*NodePool{makePool("default", catalog)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		placed := map[*shape]int{}
+		for _, s := range m.shapes[:m.pending] {
+			placed[s] = len(s.pods)
+		}
+		in := newBoundInput(m, placed)
+		idx := newFitIndex(in.supplies)
+		weights := weightVectors(&in.residual)
+		sizeClassScanMax = 1 << 30
+		scan := sizeClassBound(m, placed, &in.free, &in.residual, idx, weights)
+		sizeClassScanMax = 0
+		sorted := sizeClassBound(m, placed, &in.free, &in.residual, idx, weights)
+		if scan != sorted {
+			t.Fatalf("seed %d: size-class bound %v by scan, %v by sort", seed, scan, sorted)
+		}
+		if scan > 0 {
+			nonzero++
+		}
+	}
+	if nonzero < 30 {
+		t.Errorf("only %d of 60 snapshots gave a positive size-class bound: the comparison says little", nonzero)
+	}
+}
