@@ -60,7 +60,10 @@ func lowerBound(m *model, plan *Plan, withLP bool, guide *lpGuide) float64 {
 			add(pod)
 		}
 	}
-	reuse := guide != nil && guide.in != nil && maps.Equal(placed, guide.placed)
+	// The guide solved the LP for every pending pod; when the plan places
+	// exactly those, its bound and (if it kept them) its input hold here.
+	same := guide != nil && maps.Equal(placed, guide.placed)
+	reuse := same && guide.in != nil
 	var in *boundInput
 	var idx *fitIndex
 	if reuse {
@@ -74,7 +77,7 @@ func lowerBound(m *model, plan *Plan, withLP bool, guide *lpGuide) float64 {
 	var bound float64
 	switch {
 	case !withLP:
-	case reuse || guide != nil && maps.Equal(placed, guide.placed):
+	case same:
 		bound = guide.bound // solved for these very pods before packing
 	default:
 		bound, _ = lpBound(m, placed, frees, &residual, supplies, idx)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -201,26 +202,12 @@ func (m *model) trimUnrequested() {
 			requested[k] = true
 		}
 	}
-	trim := func(r *scheduling.Resources) {
-		if len(r.Ext) == 0 {
-			return
-		}
-		var kept map[corev1.ResourceName]int64
-		for k, v := range r.Ext {
-			if requested[k] {
-				if kept == nil {
-					kept = map[corev1.ResourceName]int64{}
-				}
-				kept[k] = v
-			}
-		}
-		r.Ext = kept
-	}
 	m.maxAlloc = scheduling.Resources{}
 	for _, p := range m.pools {
 		p.maxAlloc = scheduling.Resources{}
 		for _, t := range p.types {
-			trim(&t.alloc)
+			// Each type's allocatable map is its own (newPoolType builds it).
+			maps.DeleteFunc(t.alloc.Ext, func(k corev1.ResourceName, _ int64) bool { return !requested[k] })
 			p.maxAlloc = p.maxAlloc.Max(t.alloc)
 		}
 		m.maxAlloc = m.maxAlloc.Max(p.maxAlloc)

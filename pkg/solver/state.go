@@ -1298,10 +1298,11 @@ func (st *state) preopen(g *lpGuide) {
 	}
 	for _, mc := range g.machines {
 		p := st.m.pools[mc.pool]
-		if k := int(mc.count + 1e-6); k > 0 {
+		k := int(mc.count + 1e-6)
+		if k > 0 {
 			st.guideBlocks = append(st.guideBlocks, guideBlock{end: len(st.nodes) + k, bit: st.m.typeBit(p.idx, mc.typ)})
 		}
-		for range int(mc.count + 1e-6) {
+		for range k {
 			n := &newNode{pool: p, reqs: p.reqs, cands: p.all(), maxAlloc: p.maxAlloc, guided: int32(mc.typ)}
 			if i := slices.Index(n.cands, int32(mc.typ)); i >= 0 {
 				st.capAt(n, i)
