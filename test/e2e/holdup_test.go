@@ -148,6 +148,24 @@ func holdCounts(ctx context.Context, c client.Client, pool string) (claims []v1.
 	return claims, machines, err
 }
 
+// holdSteadyCounts checks three times, 10 s apart (past a disruption pass
+// and a provisioning resync), that the pool has exactly want NodeClaims and
+// want machines: a double-buy, or a machine bought and dropped each pass,
+// fails it.
+func holdSteadyCounts(ctx context.Context, t *testing.T, c client.Client, pool string, want int, why string) {
+	t.Helper()
+	for range 3 {
+		claims, machines, err := holdCounts(ctx, c, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(claims) != want || machines != want {
+			t.Fatalf("nodepool %s has %d NodeClaims and %d machines, want %d of each: %s", pool, len(claims), machines, want, why)
+		}
+		time.Sleep(10 * time.Second)
+	}
+}
+
 func holdEventually(t *testing.T, what string, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), holdWait)
@@ -220,16 +238,7 @@ spec:
 	}
 	// The defect bought a machine in the wrong zone every pass: look for a
 	// while after the pod runs.
-	for i := 0; i < 3; i++ {
-		claims, machines, err := holdCounts(ctx, ec.c, pool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(claims) != 1 || machines != 1 {
-			t.Fatalf("nodepool %s has %d NodeClaims and %d machines, want exactly one of each", pool, len(claims), machines)
-		}
-		time.Sleep(10 * time.Second)
-	}
+	holdSteadyCounts(ctx, t, ec.c, pool, 1, "the pod's one machine")
 }
 
 // holdAttachLimits plans 40 small pods, each with its own EBS volume, in a
@@ -275,16 +284,7 @@ spec:
 		_, running, err := disrPods(ctx, ec.c, ns, app)
 		return running == pods, err
 	})
-	for i := 0; i < 3; i++ {
-		claims, machines, err := holdCounts(ctx, ec.c, pool)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(claims) != 2 || machines != 2 {
-			t.Fatalf("nodepool %s has %d NodeClaims and %d machines, want 2 of each: 40 volumes, 26 per machine", pool, len(claims), machines)
-		}
-		time.Sleep(10 * time.Second)
-	}
+	holdSteadyCounts(ctx, t, ec.c, pool, 2, "40 volumes, 26 per machine")
 	list, running, err := disrPods(ctx, ec.c, ns, app)
 	if err != nil {
 		t.Fatal(err)
