@@ -168,3 +168,39 @@ func TestInternSharesEqualLists(t *testing.T) {
 		t.Errorf("interned list has spare capacity %d, so an append could write into it", cap(a)-len(a))
 	}
 }
+
+// TestQuotaTakesTypeOutOfClass: a class keeps preferring a type until it
+// has put the LP's count of pods (rounded up) on started machines of it;
+// pods on other nodes, or of shapes without a class, count for nothing.
+func TestQuotaTakesTypeOutOfClass(t *testing.T) {
+	p := &pool{idx: 1}
+	m := &model{typeBase: []int{0, 64}}
+	bit := m.typeBit(1, 3)
+	g := &lpGuide{
+		classOf: []int32{0, -1},
+		prefer:  [][]uint64{{0, 1 << (bit % 64)}},
+		quota:   []map[int]float64{{bit: 1.2}},
+	}
+	st := &state{m: m, nodes: []*newNode{{pool: p, guided: 3}, {pool: p, guided: 3}, {pool: p, guided: -1}}}
+	st.preopenQuotas(g)
+	st.guidedEnd = 2
+	a, free := &shape{idx: 0}, &shape{idx: 1}
+	prefers := func() bool { p := st.preferred(a); return p != nil && p[bit/64]&(1<<(bit%64)) != 0 }
+
+	st.consume(free, 0) // no class
+	st.consume(a, 2)    // not a started machine
+	if !prefers() || st.quota[0][bit] != 2 {
+		t.Fatalf("after pods that do not count: prefers %v, quota %v; want true, 2 (1.2 rounded up)", prefers(), st.quota[0][bit])
+	}
+	st.consume(a, 0)
+	if !prefers() {
+		t.Fatal("type left the class after 1 of its 2 pods")
+	}
+	st.consume(a, 1)
+	if prefers() {
+		t.Fatal("type still preferred after the class put its 2 pods there")
+	}
+	if g.prefer[0][bit/64]&(1<<(bit%64)) == 0 || g.quota[0][bit] != 1.2 {
+		t.Fatal("the state wrote through to the shared guide")
+	}
+}

@@ -102,10 +102,15 @@ type lpGuide struct {
 	// bound, reused by lowerBound when the plan places exactly those pods.
 	placed map[*shape]int
 	bound  float64
-	// prefer is, per shape index, the set of machines (a bit per type of
-	// each pool, see model.typeBit) the LP puts pods of its class on: first
-	// fit tries started machines of those types first. nil: no preference.
-	prefer [][]uint64
+	// classOf is each shape's LP class (-1: none). prefer is, per class,
+	// the set of machines (a bit per type of each pool, see model.typeBit)
+	// the LP puts its pods on, nil for none: first fit tries started
+	// machines of those types first. quota is, per class and type bit, how
+	// many of its pods the LP puts there (x_cj summed over the type's
+	// offerings). States copy prefer and quota (see preopen).
+	classOf []int32
+	prefer  [][]uint64
+	quota   []map[int]float64
 	// machines are the LP's machines per instance type (y_j), priciest first.
 	machines []lpMachines
 	// in and idx are the bound's input and fit index for placed, which
@@ -150,19 +155,27 @@ func (b *lpBuilder) guide(supplies []supply, existing int) *lpGuide {
 			ok[j] = false
 		}
 	}
-	g := &lpGuide{prefer: make([][]uint64, len(b.m.shapes))}
-	byClass := make([][]uint64, len(b.classes))
-	for key, x := range b.x {
-		if j, ci := key[0], key[1]; j != existing && x > 1e-6 {
-			if byClass[ci] == nil {
-				byClass[ci] = make([]uint64, (b.m.numTypes+63)/64)
-			}
-			bit := b.m.typeBit(supplies[j].pool, supplies[j].typ)
-			byClass[ci][bit/64] |= 1 << (bit % 64)
-		}
+	g := &lpGuide{
+		classOf: make([]int32, len(b.m.shapes)),
+		prefer:  make([][]uint64, len(b.classes)),
+		quota:   make([]map[int]float64, len(b.classes)),
+	}
+	for i := range g.classOf {
+		g.classOf[i] = -1
 	}
 	for s, ci := range b.classOf {
-		g.prefer[s.idx] = byClass[ci]
+		g.classOf[s.idx] = int32(ci)
+	}
+	for key, x := range b.x {
+		if j, ci := key[0], key[1]; j != existing && x > 1e-6 {
+			if g.prefer[ci] == nil {
+				g.prefer[ci] = make([]uint64, (b.m.numTypes+63)/64)
+				g.quota[ci] = map[int]float64{}
+			}
+			bit := b.m.typeBit(supplies[j].pool, supplies[j].typ)
+			g.prefer[ci][bit/64] |= 1 << (bit % 64)
+			g.quota[ci][bit] += x
+		}
 	}
 	for j, y := range b.y {
 		if j == existing || y < 1e-6 || supplies[j].count != math.MaxInt || !ok[j] {

@@ -3,6 +3,7 @@ package solver
 import (
 	"cmp"
 	"maps"
+	"math"
 	"math/bits"
 	"slices"
 
@@ -41,6 +42,11 @@ type state struct {
 	// guideBlocks are the runs of nodes preopen started per type, in order;
 	// shared by clones, since nothing rewrites them.
 	guideBlocks []guideBlock
+	// prefer and quota are this run's copies of the guide's per-class
+	// types and quotas: a type leaves a class's set once the class has put
+	// as many pods on started machines of it as the LP does.
+	prefer [][]uint64
+	quota  []map[int]float64
 	// rooms and eRooms index the planned and existing nodes by free room
 	// and zone (see roomIndex); nil until first used, and after anything
 	// that reorders nodes.
@@ -210,6 +216,7 @@ func (st *state) clone() *state {
 	c.level, c.left = slices.Clone(st.level), slices.Clone(st.left)
 	c.cursorE, c.cursorN = slices.Clone(st.cursorE), slices.Clone(st.cursorN)
 	c.cursorG = slices.Clone(st.cursorG)
+	c.prefer, c.quota = clonePrefer(st.prefer), cloneQuota(st.quota)
 	c.exist = make([]*existNode, len(st.exist))
 	for i, e := range st.exist {
 		ce := *e
@@ -1103,7 +1110,7 @@ func (st *state) placePlanned(s *shape, l *level, pod *corev1.Pod) bool {
 		return false
 	}
 	rooms, zones := st.plannedRooms(), st.allowedZones(s, l)
-	if prefer := st.guide.preferred(s); prefer != nil {
+	if prefer := st.preferred(s); prefer != nil {
 		// LP-guided: the started machines (the first guidedEnd nodes) of
 		// the types the LP puts this class on first. A started node's type
 		// never changes, so one of another type is skipped for good.
@@ -1112,6 +1119,7 @@ func (st *state) placePlanned(s *shape, l *level, pod *corev1.Pod) bool {
 			ok, perm := st.tryNew(s, l, st.nodes[i], pod)
 			if ok {
 				st.touchPlanned(i)
+				st.consume(s, i)
 			}
 			return ok, perm
 		})
@@ -1252,12 +1260,62 @@ func (st *state) cost() float64 {
 	return c
 }
 
-// preferred is the guide's set of machine types for s's class, or nil.
-func (g *lpGuide) preferred(s *shape) []uint64 {
-	if g == nil {
+// preferred is the set of machine types s's class may still fill, or nil.
+func (st *state) preferred(s *shape) []uint64 {
+	if st.guide == nil {
 		return nil
 	}
-	return g.prefer[s.idx]
+	if ci := st.guide.classOf[s.idx]; ci >= 0 {
+		return st.prefer[ci]
+	}
+	return nil
+}
+
+// consume counts a pod of s placed on started node i against its class's
+// quota for the node's type, and takes the type out of the class's set when
+// the quota is used up. The LP splits a class across types in proportions
+// that balance every machine's CPU and memory; without quotas first fit
+// would pour the whole class into the first type it may use.
+func (st *state) consume(s *shape, i int) {
+	if st.guide == nil || i >= st.guidedEnd || st.nodes[i].guided < 0 {
+		return
+	}
+	ci := st.guide.classOf[s.idx]
+	if ci < 0 {
+		return
+	}
+	n := st.nodes[i]
+	bit := st.m.typeBit(n.pool.idx, int(n.guided))
+	left, ok := st.quota[ci][bit]
+	if !ok {
+		return
+	}
+	st.quota[ci][bit] = left - 1
+	if left <= 1 { // quotas are whole pods (see preopen)
+		st.prefer[ci][bit/64] &^= 1 << (bit % 64)
+	}
+}
+
+func clonePrefer(p [][]uint64) [][]uint64 {
+	if p == nil {
+		return nil
+	}
+	out := make([][]uint64, len(p))
+	for i, b := range p {
+		out[i] = slices.Clone(b)
+	}
+	return out
+}
+
+func cloneQuota(q []map[int]float64) []map[int]float64 {
+	if q == nil {
+		return nil
+	}
+	out := make([]map[int]float64, len(q))
+	for i, m := range q {
+		out[i] = maps.Clone(m)
+	}
+	return out
 }
 
 // guideBlock is a run of preopened nodes of one type, ending before end;
@@ -1311,6 +1369,24 @@ func (st *state) preopen(g *lpGuide) {
 		}
 	}
 	st.guidedEnd, st.rooms = len(st.nodes), nil
+	st.preopenQuotas(g)
+}
+
+// preopenQuotas gives the state its own copy of the guide's per-class
+// types and quotas: a class may put ceil(x_cj) pods on started machines of
+// type j before first fit stops preferring them.
+func (st *state) preopenQuotas(g *lpGuide) {
+	st.guide = g
+	st.prefer = clonePrefer(g.prefer)
+	st.quota = make([]map[int]float64, len(g.quota))
+	for ci, q := range g.quota {
+		if q != nil {
+			st.quota[ci] = make(map[int]float64, len(q))
+			for bit, x := range q {
+				st.quota[ci][bit] = math.Ceil(x - 1e-6)
+			}
+		}
+	}
 }
 
 // dropEmpty removes planned nodes that got no pods.
@@ -1320,6 +1396,7 @@ func (st *state) dropEmpty() {
 		st.cursorN[i] = 0
 	}
 	st.guide, st.cursorG, st.guidedEnd, st.guideBlocks, st.rooms = nil, nil, 0, nil, nil
+	st.prefer, st.quota = nil, nil
 }
 
 // prefers reports whether a node honours every preferred pod affinity and
