@@ -176,13 +176,18 @@ func TestPropertyRandomSnapshots(t *testing.T) {
 			continue
 		}
 		// Merges must keep every constraint even where the repacked plan
-		// does not win, so each strategy's repacked plan is validated too.
+		// does not win, so each strategy's repacked plan is validated too
+		// (the LP-guided ones with their quotas and fill).
 		m, err := newModel(snap)
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
-		for _, s := range []Strategy{StrategyFFD, StrategyCostAware, StrategyDemandAware, StrategyInterleaved} {
-			st, err := pack(context.Background(), m, s, newLPGuide(m))
+		guide := newLPGuide(m)
+		for _, s := range []Strategy{StrategyFFD, StrategyCostAware, StrategyDemandAware, StrategyInterleaved, StrategyLP, StrategyLPInterleaved, StrategyLPFill} {
+			if s.guided() && guide == nil {
+				continue
+			}
+			st, err := pack(context.Background(), m, s, guide)
 			if err != nil {
 				t.Fatalf("seed %d: %v", seed, err)
 			}

@@ -52,7 +52,16 @@ const (
 	StrategyLP
 	// StrategyLPInterleaved is StrategyLP in the interleaved order.
 	StrategyLPInterleaved
+	// StrategyLPFill is StrategyLP with the LP's machines filled one at a
+	// time before first fit, each with the pods that best match its room
+	// (see fillGuided).
+	StrategyLPFill
 )
+
+// guided reports whether the strategy follows the LP's plan.
+func (s Strategy) guided() bool {
+	return s == StrategyLP || s == StrategyLPInterleaved || s == StrategyLPFill
+}
 
 // DefaultMaxChoices bounds each new node's fallback list.
 const DefaultMaxChoices = 20
@@ -123,7 +132,7 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("solving: %w", err)
 	}
-	strategies := []Strategy{StrategyCostAware, StrategyDemandAware, StrategyInterleaved, StrategyFFD, StrategyLP, StrategyLPInterleaved}
+	strategies := []Strategy{StrategyCostAware, StrategyDemandAware, StrategyInterleaved, StrategyFFD, StrategyLP, StrategyLPInterleaved, StrategyLPFill}
 	if o.legacy {
 		strategies = strategies[:4]
 	}
@@ -132,7 +141,7 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	}
 	var guide *lpGuide
 	var guideTime time.Duration
-	if slices.Contains(strategies, StrategyLP) || slices.Contains(strategies, StrategyLPInterleaved) {
+	if slices.ContainsFunc(strategies, Strategy.guided) {
 		var t0 time.Time
 		if o.stats != nil {
 			t0 = time.Now()
@@ -169,7 +178,7 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 		g.SetLimit(1)
 	}
 	for r, s := range strategies {
-		if (s == StrategyLP || s == StrategyLPInterleaved) && guide == nil {
+		if s.guided() && guide == nil {
 			continue
 		}
 		g.Go(func() error {
@@ -229,7 +238,7 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 // remaining shapes in first-fit-decreasing order.
 func pack(ctx context.Context, m *model, strategy Strategy, guide *lpGuide) (*state, error) {
 	st := newState(m, strategy)
-	if strategy == StrategyLP || strategy == StrategyLPInterleaved {
+	if strategy.guided() {
 		st.preopen(guide)
 		defer st.dropEmpty()
 	}
@@ -252,9 +261,17 @@ func pack(ctx context.Context, m *model, strategy Strategy, guide *lpGuide) (*st
 		}
 		shapes = append(shapes, s)
 	}
+	// taken[s] is how many of s's pods, from the front, the fill placed.
+	taken := make([]int, len(m.shapes))
+	if strategy == StrategyLPFill {
+		st.fillGuided(shapes, taken)
+	}
 	reasons := make([]string, len(m.shapes))
 	placed := 0
 	for _, pp := range placementOrder(shapes, strategy) {
+		if int(pp.i) < taken[pp.s.idx] {
+			continue
+		}
 		if placed++; placed%1024 == 0 {
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("solving: %w", err)

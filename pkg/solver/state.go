@@ -856,7 +856,7 @@ func (st *state) open(s *shape, l *level, pod *corev1.Pod) bool {
 		switch st.strategy {
 		case StrategyCostAware:
 			st.capNode(n, s, l)
-		case StrategyDemandAware, StrategyInterleaved, StrategyLP, StrategyLPInterleaved:
+		case StrategyDemandAware, StrategyInterleaved, StrategyLP, StrategyLPInterleaved, StrategyLPFill:
 			st.capNodeByDemand(n, s)
 		}
 		st.nodes = append(st.nodes, n)

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/manifest"
 	"github.com/stowage-k8s/stowage/pkg/simulate"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pricing"
@@ -402,5 +403,38 @@ func TestGPUMix(t *testing.T) {
 	// About 4% GPU pods; anti-affinity and zone spread each on a good share.
 	if gpuPods < 100 || gpuPods > 500 || antiAffinity < 250 || zoneSpread < 1000 {
 		t.Errorf("GPUMix(5000): %d GPU pods, %d with anti-affinity, %d spread over zones", gpuPods, antiAffinity, zoneSpread)
+	}
+}
+
+// TestFillBalancesSmallMachines: on the diverse mix, whose cheapest plan
+// puts CPU-heavy pods on many small burstable machines, filling the LP's
+// machines by matching pods to room is cheaper than first fit over the same
+// machines in either order, and the default solve keeps the fill's plan.
+func TestFillBalancesSmallMachines(t *testing.T) {
+	c, err := pricing.Load(catalogName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := simulate.BuildSnapshot(simulate.Input{Manifests: &manifest.Set{Pods: Diverse(2000)}, Catalog: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cost := map[solver.Strategy]float64{}
+	for _, s := range []solver.Strategy{solver.StrategyLP, solver.StrategyLPInterleaved, solver.StrategyLPFill, solver.StrategyBest} {
+		plan, err := solver.Solve(t.Context(), snap, solver.WithStrategy(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plan.Unschedulable) > 0 {
+			t.Fatalf("strategy %d: %d pods unschedulable", s, len(plan.Unschedulable))
+		}
+		cost[s] = plan.CostPerHour
+	}
+	firstFit := min(cost[solver.StrategyLP], cost[solver.StrategyLPInterleaved])
+	if cost[solver.StrategyLPFill] > 0.98*firstFit {
+		t.Errorf("fill $%.3f/h, first fit over the LP's machines $%.3f/h: want the fill at least 2%% cheaper", cost[solver.StrategyLPFill], firstFit)
+	}
+	if cost[solver.StrategyBest] > cost[solver.StrategyLPFill]+1e-9 {
+		t.Errorf("default solve $%.3f/h, dearer than the fill's $%.3f/h", cost[solver.StrategyBest], cost[solver.StrategyLPFill])
 	}
 }
