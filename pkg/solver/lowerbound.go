@@ -80,7 +80,14 @@ func lowerBound(m *model, plan *Plan, withLP bool, guide *lpGuide) float64 {
 	case same:
 		bound = guide.bound // solved for these very pods before packing
 	default:
-		bound, _ = lpBound(m, placed, frees, &residual, supplies, idx)
+		bound, _ = lpBound(m, placed, frees, &residual, supplies, idx, false)
+	}
+	// Then with the zone rows, where hard zone spreads force pods into
+	// zones whose machines cost more, which the first program cannot see.
+	if withLP && (!same || guide.zoneRows > 0) && bound < 0.995*plan.CostPerHour {
+		if zb, _ := lpBound(m, placed, frees, &residual, supplies, idx, true); zb > bound {
+			bound = zb
+		}
 	}
 	// The closed-form terms are the floor. With an LP bound they sweep
 	// fewer resource mixes: the full sweep costs more than the LP on small

@@ -8,6 +8,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
 )
 
@@ -54,7 +56,11 @@ import (
 // supplies is solved exactly; every supply's K_j at its duals is computed;
 // supplies whose machine is worth more than its price join the set, until
 // none does or the round limit is reached.
-func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, residual *scheduling.Resources, supplies []supply, idx *fitIndex) (float64, *lpGuide) {
+//
+// With zones, the program also gets the zone rows of hard zone spreads (see
+// zoneRow), and lpBound returns 0 when there are none. Plans are guided by
+// the program without them: packing follows the zone rules itself.
+func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, residual *scheduling.Resources, supplies []supply, idx *fitIndex, zones bool) (float64, *lpGuide) {
 	dims := residual.Names()
 	if len(dims) == 0 || len(placed) == 0 {
 		return 0, nil
@@ -76,7 +82,8 @@ func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, resi
 	b.supplies = make([]lpSupply, 0, len(supplies)+1)
 	for i := range supplies {
 		sp := &supplies[i]
-		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&sp.alloc), price: sp.price, count: sp.count})
+		zones := m.pools[sp.pool].types[sp.typ].zones
+		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&sp.alloc), price: sp.price, count: sp.count, zones: zones})
 	}
 	existing := -1
 	var free scheduling.Resources
@@ -85,13 +92,35 @@ func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, resi
 	}
 	if !free.IsZero() {
 		existing = len(b.supplies)
-		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&free), price: 0, count: 1})
+		var zones uint64
+		for _, n := range m.nodes {
+			if bit := m.zoneBits[n.Labels[v1.LabelZone]]; bit != 0 {
+				zones |= bit
+			} else {
+				zones = math.MaxUint64 // a node of no known zone: any
+			}
+		}
+		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&free), price: 0, count: 1, zones: zones})
 	}
 	if !b.buildClasses(placed, frees, idx, existing) {
 		return 0, nil
 	}
+	rows := b.zoneRows(placed)
+	if zones {
+		if len(rows) == 0 {
+			return 0, nil
+		}
+		b.rows = rows
+		b.indexRows()
+		b.signatures()
+		b.dominance()
+	}
 	bound := b.run()
-	return bound, b.guide(supplies, existing)
+	g := b.guide(supplies, existing)
+	if g != nil {
+		g.zoneRows = len(rows)
+	}
+	return bound, g
 }
 
 // lpGuide is the LP's fractional plan, for the LP-guided strategies: the
@@ -111,6 +140,9 @@ type lpGuide struct {
 	classOf []int32
 	prefer  [][]uint64
 	quota   []map[int]float64
+	// zoneRows is how many zone rows the pods' spreads give (see zoneRow),
+	// which the guide's program leaves out.
+	zoneRows int
 	// machines are the LP's machines per instance type (y_j), priciest first.
 	machines []lpMachines
 	// in and idx are the bound's input and fit index for placed, which
@@ -203,10 +235,15 @@ type lpSupply struct {
 	// whose knapsacks are equal.
 	sig int
 	// dominated: another unlimited supply is no pricier, holds at least as
-	// much in every dimension and takes every class this one takes, so its
-	// knapsack is at least this one's; a certificate that holds for it holds
-	// here, and this one is never priced.
+	// much in every dimension, takes every class this one takes and counts
+	// in every zone row this one counts in, so its knapsack is at least this
+	// one's; a certificate that holds for it holds here, and this one is
+	// never priced.
 	dominated bool
+	// zones are the zone bits the type is offered in (model.zoneBits), for
+	// the zone rows; rowsAt[k] the zone rows classes[k] counts in here.
+	zones  uint64
+	rowsAt [][]int
 }
 
 type lpClass struct {
@@ -233,6 +270,10 @@ type lpBuilder struct {
 	// kmemo caches knapsack values per signature for the weights kmemoU.
 	kmemo  []float64
 	kmemoU []float64
+	// rows are the zone cuts (see zoneRow); their duals follow the
+	// machine-count weights in u. rowZones is the union of their zones.
+	rows     []zoneRow
+	rowZones uint64
 }
 
 func (b *lpBuilder) vec(r *scheduling.Resources) []float64 {
@@ -337,6 +378,8 @@ func (b *lpBuilder) signatures() {
 			key = strconv.AppendFloat(key, a, 'g', -1, 64)
 			key = append(key, ',')
 		}
+		key = strconv.AppendUint(key, sp.zones&b.rowZones, 16)
+		key = append(key, ',')
 		for k, ci := range sp.classes {
 			key = strconv.AppendInt(key, int64(ci), 10)
 			key = append(key, ':')
@@ -368,6 +411,7 @@ func (b *lpBuilder) dominance() {
 	var kept []int
 	for _, j := range idx {
 		sp := &b.supplies[j]
+		sp.dominated = false
 		for _, i := range kept {
 			if b.dominates(&b.supplies[i], sp) {
 				sp.dominated = true
@@ -383,7 +427,7 @@ func (b *lpBuilder) dominance() {
 // dominates reports whether a is no pricier than d, holds at least as much in
 // every dimension and takes every class d takes with at least its cap.
 func (b *lpBuilder) dominates(a, d *lpSupply) bool {
-	if a.price > d.price {
+	if a.price > d.price || (d.zones&^a.zones)&b.rowZones != 0 {
 		return false
 	}
 	for i, v := range d.alloc {
@@ -463,6 +507,12 @@ func (b *lpBuilder) run() float64 {
 		}
 		add(best)
 	}
+	// And for each zone row the cheapest supply per pod offered in its zone.
+	for _, row := range b.rows {
+		if j := b.cheapestIn(row); j >= 0 {
+			add(j)
+		}
+	}
 	var u []float64
 	for range lpMaxRounds {
 		duals, ok := b.master(set)
@@ -508,14 +558,21 @@ func (b *lpBuilder) master(set []int) ([]float64, bool) {
 	for iter := range 8 {
 		p := &lp{}
 		// Rows 0..C-1: demand; C..2C-1: each class needs at least L_c
-		// machines of the supplies that take it.
-		demand := make([]lpRow, 2*len(b.classes))
+		// machines of the supplies that take it; then the zone rows.
+		demand := make([]lpRow, 2*len(b.classes)+len(b.rows))
 		for ci, c := range b.classes {
 			// x is measured as a share of the class (x' = x / n_c), so every
 			// demand row is "≥ 1" whatever the pod counts: far better
 			// conditioned for the simplex than rows of 1 to 100,000.
 			demand[ci] = lpRow{kind: rowGE, rhs: 1}
 			demand[len(b.classes)+ci] = lpRow{kind: rowGE, rhs: c.machines}
+		}
+		for r := range b.rows {
+			// Scaled to "≥ 1" like the demand rows, and each a little
+			// above it: equal right-hand sides made the simplex cycle
+			// between degenerate bases until its pivot limit. Any duals
+			// certify a bound, so the perturbation cannot break it.
+			demand[2*len(b.classes)+r] = lpRow{kind: rowGE, rhs: 1 + 1e-6*float64(r+1)}
 		}
 		type capVar struct {
 			key  capKey
@@ -543,6 +600,12 @@ func (b *lpBuilder) master(set []int) ([]float64, bool) {
 				xVars = append(xVars, xVar{j, ci, x})
 				demand[ci].idx = append(demand[ci].idx, x)
 				demand[ci].val = append(demand[ci].val, 1)
+				if sp.rowsAt != nil {
+					for _, r := range sp.rowsAt[k] {
+						zr := &demand[2*len(b.classes)+r]
+						zr.idx, zr.val = append(zr.idx, x), append(zr.val, b.classes[ci].n/b.rows[r].need)
+					}
+				}
 				n := b.classes[ci].n
 				for d, r := range b.classes[ci].req {
 					if r > 0 {
@@ -579,13 +642,17 @@ func (b *lpBuilder) master(set []int) ([]float64, bool) {
 				active[cv.key], added = true, true
 			}
 		}
-		// u holds the class weights, then the machine-count weights μ.
-		u := make([]float64, 2*len(b.classes))
+		// u holds the class weights, then the machine-count weights μ,
+		// then the zone rows' weights.
+		u := make([]float64, 2*len(b.classes)+len(b.rows))
 		for i := range u {
 			u[i] = math.Max(0, res.dual[i])
 		}
 		for ci, c := range b.classes {
 			u[ci] /= c.n // back from shares to pods
+		}
+		for r, row := range b.rows {
+			u[2*len(b.classes)+r] /= row.need // back from the scaled row to pods
 		}
 		b.x, b.y = map[[2]int]float64{}, map[int]float64{}
 		for _, yv := range yVars {
@@ -648,12 +715,13 @@ func (b *lpBuilder) solveKnapsack(j int, u []float64) float64 {
 	var caps []lpRow
 	any := false
 	for k, ci := range sp.classes {
-		if u[ci] <= 0 {
+		val := b.value(sp, k, ci, u)
+		if val <= 0 {
 			p.addVar(0)
 			continue
 		}
 		any = true
-		x := p.addVar(-u[ci])
+		x := p.addVar(-val)
 		for d, r := range b.classes[ci].req {
 			if r > 0 {
 				res[d].idx = append(res[d].idx, x)
@@ -681,9 +749,45 @@ func (b *lpBuilder) cheapBound(j int, u []float64) float64 {
 	sp := &b.supplies[j]
 	out := b.machineWeight(j, u)
 	for k, ci := range sp.classes {
-		out += sp.caps[k] * u[ci]
+		out += sp.caps[k] * math.Max(0, b.value(sp, k, ci, u))
 	}
 	return out
+}
+
+// value is what a pod of class ci (at position k of sp.classes) is worth on
+// a machine of sp: its demand weight plus the weights of the zone rows it
+// counts in there.
+func (b *lpBuilder) value(sp *lpSupply, k, ci int, u []float64) float64 {
+	v := u[ci]
+	if sp.rowsAt != nil && len(u) > 2*len(b.classes) {
+		for _, r := range sp.rowsAt[k] {
+			v += u[2*len(b.classes)+r]
+		}
+	}
+	return v
+}
+
+// indexRows records, per supply and eligible class, the zone rows the class
+// counts in on that supply.
+func (b *lpBuilder) indexRows() {
+	b.rowZones = 0
+	for _, row := range b.rows {
+		b.rowZones |= row.bit
+	}
+	for j := range b.supplies {
+		sp := &b.supplies[j]
+		sp.rowsAt = nil
+		for k, ci := range sp.classes {
+			for r, row := range b.rows {
+				if sp.zones&row.bit != 0 && slices.Contains(row.classes, ci) {
+					if sp.rowsAt == nil {
+						sp.rowsAt = make([][]int, len(sp.classes))
+					}
+					sp.rowsAt[k] = append(sp.rowsAt[k], r)
+				}
+			}
+		}
+	}
 }
 
 // phi is the weak-duality bound a_j·v + Σ_c k_cj max(0, u_c - r_c·v) >= K_j(u).
@@ -698,7 +802,7 @@ func (b *lpBuilder) phi(j int, u, v []float64) float64 {
 		for d, r := range b.classes[ci].req {
 			rv += r * v[d]
 		}
-		if e := u[ci] - rv; e > 0 {
+		if e := b.value(sp, k, ci, u) - rv; e > 0 {
 			out += sp.caps[k] * e
 		}
 	}
@@ -711,6 +815,9 @@ func (b *lpBuilder) certify(u []float64) float64 {
 	var value float64
 	for ci, c := range b.classes {
 		value += c.n*u[ci] + c.machines*u[len(b.classes)+ci]
+	}
+	for r, row := range b.rows {
+		value += row.need * u[2*len(b.classes)+r]
 	}
 	if value <= 0 {
 		return 0
@@ -793,7 +900,7 @@ func newLPGuide(m *model) *lpGuide {
 			delete(placed, s)
 		}
 	}
-	bound, g := lpBound(m, placed, in.frees, &in.residual, in.supplies, idx)
+	bound, g := lpBound(m, placed, in.frees, &in.residual, in.supplies, idx, false)
 	if g != nil {
 		g.placed, g.bound = placed, bound
 		if len(placed) == all {
