@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
-
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
 )
 
@@ -82,8 +81,8 @@ func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, resi
 	b.supplies = make([]lpSupply, 0, len(supplies)+1)
 	for i := range supplies {
 		sp := &supplies[i]
-		zones := m.pools[sp.pool].types[sp.typ].zones
-		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&sp.alloc), price: sp.price, count: sp.count, zones: zones})
+		offered := m.pools[sp.pool].types[sp.typ].zones
+		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&sp.alloc), price: sp.price, count: sp.count, zones: offered})
 	}
 	existing := -1
 	var free scheduling.Resources
@@ -92,15 +91,15 @@ func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, resi
 	}
 	if !free.IsZero() {
 		existing = len(b.supplies)
-		var zones uint64
+		var onNodes uint64
 		for _, n := range m.nodes {
 			if bit := m.zoneBits[n.Labels[v1.LabelZone]]; bit != 0 {
-				zones |= bit
+				onNodes |= bit
 			} else {
-				zones = math.MaxUint64 // a node of no known zone: any
+				onNodes = math.MaxUint64 // a node of no known zone: any
 			}
 		}
-		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&free), price: 0, count: 1, zones: zones})
+		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&free), price: 0, count: 1, zones: onNodes})
 	}
 	if !b.buildClasses(placed, frees, idx, existing) {
 		return 0, nil
