@@ -273,6 +273,8 @@ type lpBuilder struct {
 	// machine-count weights in u. rowZones is the union of their zones.
 	rows     []zoneRow
 	rowZones uint64
+	// cheapest caches cheapestUnlimited.
+	cheapest []int
 }
 
 func (b *lpBuilder) vec(r *scheduling.Resources) []float64 {
@@ -486,16 +488,7 @@ func (b *lpBuilder) run() float64 {
 			add(j)
 		}
 	}
-	for ci := range b.classes {
-		best, bestPer := -1, math.Inf(1)
-		for j := range b.supplies {
-			sp := &b.supplies[j]
-			if k := slices.Index(sp.classes, ci); k >= 0 {
-				if per := sp.price / sp.caps[k]; per < bestPer && sp.count == math.MaxInt {
-					best, bestPer = j, per
-				}
-			}
-		}
+	for ci, best := range b.cheapestUnlimited() {
 		if best < 0 {
 			for j := range b.supplies {
 				if slices.Contains(b.supplies[j].classes, ci) {
@@ -751,6 +744,25 @@ func (b *lpBuilder) cheapBound(j int, u []float64) float64 {
 		out += sp.caps[k] * math.Max(0, b.value(sp, k, ci, u))
 	}
 	return out
+}
+
+// cheapestUnlimited is, per class, the unlimited supply that holds its pods
+// at the lowest price per pod (-1 for none), computed once per builder.
+func (b *lpBuilder) cheapestUnlimited() []int {
+	if b.cheapest != nil {
+		return b.cheapest
+	}
+	b.cheapest = make([]int, len(b.classes))
+	for ci := range b.cheapest {
+		best, bestPer := -1, math.Inf(1)
+		for j := range b.supplies {
+			if per := b.perPod(j, ci); b.supplies[j].count == math.MaxInt && per < bestPer {
+				best, bestPer = j, per
+			}
+		}
+		b.cheapest[ci] = best
+	}
+	return b.cheapest
 }
 
 // value is what a pod of class ci (at position k of sp.classes) is worth on

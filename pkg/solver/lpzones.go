@@ -35,23 +35,6 @@ func (b *lpBuilder) zoneRows(placed map[*shape]int) []zoneRow {
 	if m.zoneBits == nil {
 		return nil
 	}
-	var cheapest []int // per class, its cheapest unlimited supply per pod; on first use
-	cheapestOf := func() []int {
-		if cheapest != nil {
-			return cheapest
-		}
-		cheapest = make([]int, len(b.classes))
-		for ci := range cheapest {
-			best, bestPer := -1, math.Inf(1)
-			for j := range b.supplies {
-				if per := b.perPod(j, ci); b.supplies[j].count == math.MaxInt && per < bestPer {
-					best, bestPer = j, per
-				}
-			}
-			cheapest[ci] = best
-		}
-		return cheapest
-	}
 	var rows []zoneRow
 	// Groups of the same classes and zone share one row, their needs
 	// summed, when no shape is in two of them (the pods counted are then
@@ -77,6 +60,7 @@ func (b *lpBuilder) zoneRows(placed map[*shape]int) []zoneRow {
 				}
 			}
 		}
+		slices.Sort(classes)
 		existing := b.existingByZone(g, domains)
 		least := leastMinimum(existing, float64(skew), n)
 		for d, zone := range domains {
@@ -85,8 +69,8 @@ func (b *lpBuilder) zoneRows(placed map[*shape]int) []zoneRow {
 			if need <= 0 || bit == 0 {
 				continue
 			}
-			row := zoneRow{bit: bit, classes: slices.Sorted(slices.Values(classes)), need: need}
-			if !b.zoneCostsMore(row, cheapestOf()) {
+			row := zoneRow{bit: bit, classes: classes, need: need}
+			if !b.zoneCostsMore(row) {
 				continue
 			}
 			key := rowKey{bit, fmt.Sprint(row.classes)}
@@ -215,7 +199,8 @@ func disjoint(set map[int32]bool, members []int32) bool {
 // there is over zoneRowMargin times its cheapest anywhere. The LP meets a
 // row with its cheapest class, so one class as cheap in the zone makes the
 // row worthless, and worthless rows only slow the master.
-func (b *lpBuilder) zoneCostsMore(row zoneRow, cheapest []int) bool {
+func (b *lpBuilder) zoneCostsMore(row zoneRow) bool {
+	cheapest := b.cheapestUnlimited()
 	for _, ci := range row.classes {
 		j := cheapest[ci]
 		if j < 0 || b.supplies[j].zones&row.bit != 0 {
