@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -337,5 +338,29 @@ func TestSizeClassRatesScanEqualsSort(t *testing.T) {
 	}
 	if nonzero < 30 {
 		t.Errorf("only %d of 60 snapshots gave a positive size-class bound: the comparison says little", nonzero)
+	}
+}
+
+// TestRoundedAllocatableRaisesTheBound: a machine with 624 MiB for pods holds
+// two 256 MiB pods or one 384 MiB pod, never one of each. Every sum of such
+// requests is a multiple of 128 MiB, so the LP counts 512 MiB per machine:
+// 12,800 MiB of pods need 25 machines at least, where the unrounded 624
+// MiB gave 20.5 for twenty of each. The plan needs thirty.
+func TestRoundedAllocatableRaisesTheBound(t *testing.T) {
+	it := makeIT(itSpec{name: "tiny", cpu: 1, memGi: 1, price: 1, noSpot: true})
+	it.Overhead.KubeReserved[corev1.ResourceMemory] = resource.MustParse("400Mi")
+	snap := &Snapshot{
+		Pods:      concat(makePods(20, "a", "100m", "256Mi"), makePods(20, "b", "100m", "384Mi")),
+		NodePools: []*NodePool{makePool("default", []*cloudprovider.InstanceType{it})},
+	}
+	plan, err := Solve(context.Background(), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Unschedulable) > 0 || len(plan.NewNodes) != 30 {
+		t.Fatalf("plan buys %d machines (%d pods unschedulable), want 30", len(plan.NewNodes), len(plan.Unschedulable))
+	}
+	if plan.LowerBoundPerHour < 25-1e-6 || plan.LowerBoundPerHour > plan.CostPerHour+1e-9 {
+		t.Errorf("bound $%.3f/h, want between $25/h (512 MiB usable per machine) and the plan's $%.2f/h", plan.LowerBoundPerHour, plan.CostPerHour)
 	}
 }

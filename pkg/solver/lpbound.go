@@ -19,7 +19,8 @@ import (
 // eligibility (the offerings whose pool's taints they tolerate, whose type
 // their most relaxed node requirements admit and whose allocatable holds
 // them); n_c pods of c are placed. A supply j is an offering as in lowerBound
-// (price p_j, allocatable a_j capped by usableCaps, count_j machines at most
+// (price p_j, allocatable a_j capped by usableCaps and rounded down to a
+// multiple of its classes' requests (roundAllocs), count_j machines at most
 // for reservations), plus, when there are existing nodes, one supply of price
 // 0 and count 1 holding their summed free capacity, eligible for the classes
 // that fit some existing node they may run on. For each eligible pair, k_cj is
@@ -82,7 +83,7 @@ func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, resi
 	for i := range supplies {
 		sp := &supplies[i]
 		offered := m.pools[sp.pool].types[sp.typ].zones
-		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&sp.alloc), price: sp.price, count: sp.count, zones: offered})
+		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&sp.alloc), raw: b.raw(&sp.alloc), price: sp.price, count: sp.count, zones: offered})
 	}
 	existing := -1
 	var free scheduling.Resources
@@ -99,7 +100,7 @@ func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, resi
 				onNodes = math.MaxUint64 // a node of no known zone: any
 			}
 		}
-		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&free), price: 0, count: 1, zones: onNodes})
+		b.supplies = append(b.supplies, lpSupply{alloc: b.vec(&free), raw: b.raw(&free), price: 0, count: 1, zones: onNodes})
 	}
 	if !b.buildClasses(placed, frees, idx, existing) {
 		return 0, nil
@@ -222,7 +223,8 @@ func (b *lpBuilder) guide(supplies []supply, existing int) *lpGuide {
 }
 
 type lpSupply struct {
-	alloc []float64 // scaled allocatable per dimension
+	alloc []float64 // scaled allocatable per dimension, see roundAllocs
+	raw   []int64   // allocatable per dimension, unscaled
 	price float64
 	count int
 	// classes eligible on this supply, with their caps.
@@ -251,6 +253,7 @@ type lpClass struct {
 	// class, ceil(n / the largest cap of a supply that takes it).
 	machines float64
 	req      []float64 // scaled requests per dimension
+	raw      []int64   // requests per dimension, unscaled
 	perNode  float64   // summed per-node caps of its shapes; 0 when unbounded
 }
 
@@ -275,6 +278,14 @@ type lpBuilder struct {
 	rowZones uint64
 	// cheapest caches cheapestUnlimited.
 	cheapest []int
+}
+
+func (b *lpBuilder) raw(r *scheduling.Resources) []int64 {
+	out := make([]int64, len(b.dims))
+	for d, name := range b.dims {
+		out[d] = r.Get(name)
+	}
+	return out
 }
 
 func (b *lpBuilder) vec(r *scheduling.Resources) []float64 {
@@ -306,7 +317,7 @@ func (b *lpBuilder) buildClasses(placed map[*shape]int, frees []scheduling.Resou
 		if !ok {
 			ci = len(b.classes)
 			byKey[key] = ci
-			b.classes = append(b.classes, lpClass{req: b.vec(&s.req)})
+			b.classes = append(b.classes, lpClass{req: b.vec(&s.req), raw: b.raw(&s.req)})
 			f := slices.Clone(fits)
 			if onExisting {
 				f = append(f, existing)
@@ -324,16 +335,7 @@ func (b *lpBuilder) buildClasses(placed map[*shape]int, frees []scheduling.Resou
 			c.perNode += math.Min(float64(perNode), n)
 		}
 	}
-	defer b.dominance()
-	defer b.signatures()
 	maxCap := make([]float64, len(b.classes))
-	defer func() {
-		for ci := range b.classes {
-			if maxCap[ci] > 0 {
-				b.classes[ci].machines = math.Ceil(b.classes[ci].n/maxCap[ci] - 1e-9)
-			}
-		}
-	}()
 	for ci, fits := range fitsOf {
 		c := &b.classes[ci]
 		for _, j := range fits {
@@ -365,7 +367,45 @@ func (b *lpBuilder) buildClasses(placed map[*shape]int, frees []scheduling.Resou
 			sp.capRow = append(sp.capRow, k < 0.95*implied)
 		}
 	}
+	for ci := range b.classes {
+		if maxCap[ci] > 0 {
+			b.classes[ci].machines = math.Ceil(b.classes[ci].n/maxCap[ci] - 1e-9)
+		}
+	}
+	b.roundAllocs()
+	b.signatures()
+	b.dominance()
 	return true
+}
+
+// roundAllocs lowers each supply's allocatable, per dimension, to a multiple
+// of the greatest common divisor g of its classes' requests. The pods on a
+// machine request a sum of such requests, a multiple of g no larger than the
+// allocatable, so the rounded allocatable still holds them and the argument
+// of lpBound stands. It matters on small machines: a t3a.micro's 625 MiB
+// hold at most 512 MiB of pods whose requests are multiples of 128 MiB, and
+// without rounding the relaxation fills the other 113 MiB with pod fractions.
+// Caps k_cj are unchanged: floor(a/r) = floor(floor(a/g)·g/r) when g divides r.
+func (b *lpBuilder) roundAllocs() {
+	for j := range b.supplies {
+		sp := &b.supplies[j]
+		for d := range b.dims {
+			var g int64
+			for _, ci := range sp.classes {
+				g = gcd(g, b.classes[ci].raw[d])
+			}
+			if g > 1 {
+				sp.alloc[d] = float64(sp.raw[d]/g*g) / b.scale[d]
+			}
+		}
+	}
+}
+
+func gcd(a, b int64) int64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 // signatures numbers the supplies by what their knapsack reads.

@@ -431,8 +431,8 @@ func TestFillBalancesSmallMachines(t *testing.T) {
 		cost[s] = plan.CostPerHour
 	}
 	firstFit := min(cost[solver.StrategyLP], cost[solver.StrategyLPInterleaved])
-	if cost[solver.StrategyLPFill] > 0.98*firstFit {
-		t.Errorf("fill $%.3f/h, first fit over the LP's machines $%.3f/h: want the fill at least 2%% cheaper", cost[solver.StrategyLPFill], firstFit)
+	if cost[solver.StrategyLPFill] > 0.99*firstFit {
+		t.Errorf("fill $%.3f/h, first fit over the LP's machines $%.3f/h: want the fill at least 1%% cheaper", cost[solver.StrategyLPFill], firstFit)
 	}
 	if cost[solver.StrategyBest] > cost[solver.StrategyLPFill]+1e-9 {
 		t.Errorf("default solve $%.3f/h, dearer than the fill's $%.3f/h", cost[solver.StrategyBest], cost[solver.StrategyLPFill])
