@@ -80,12 +80,16 @@ func lowerBound(m *model, plan *Plan, withLP bool, guide *lpGuide) float64 {
 	case same:
 		bound = guide.bound // solved for these very pods before packing
 	default:
-		bound, _ = lpBound(m, placed, frees, &residual, supplies, idx, false)
+		bound, _ = lpBound(m, placed, frees, &residual, supplies, idx, false, nil)
 	}
 	// Then with the zone rows, where hard zone spreads force pods into
 	// zones whose machines cost more, which the first program cannot see.
 	if withLP && (!same || guide.zoneRows > 0) && bound < 0.995*plan.CostPerHour {
-		if zb, _ := lpBound(m, placed, frees, &residual, supplies, idx, true); zb > bound {
+		var warm *lpStart
+		if reuse {
+			warm = guide.start // the same classes and supplies, in the same order
+		}
+		if zb, _ := lpBound(m, placed, frees, &residual, supplies, idx, true, warm); zb > bound {
 			bound = zb
 		}
 	}

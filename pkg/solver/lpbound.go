@@ -2,6 +2,7 @@ package solver
 
 import (
 	"cmp"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -58,16 +59,21 @@ import (
 // none does or the round limit is reached.
 //
 // With zones, the program also gets the zone rows of hard zone spreads (see
-// zoneRow), and lpBound returns 0 when there are none. Plans are guided by
+// zoneRow), and lpBound returns 0 when there are none. warm, when not nil,
+// is where an earlier run over the same pods and supplies ended (the
+// guide's, lpGuide.start): starting there saves most master solves. Plans are guided by
 // the program without them: packing follows the zone rules itself.
-func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, residual *scheduling.Resources, supplies []supply, idx *fitIndex, zones bool) (float64, *lpGuide) {
+func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, residual *scheduling.Resources, supplies []supply, idx *fitIndex, zones bool, warm *lpStart) (float64, *lpGuide) {
 	dims := residual.Names()
 	if len(dims) == 0 || len(placed) == 0 {
 		return 0, nil
 	}
 	// Every placed pod requests a pod slot; keep the other dimensions too
 	// even when existing nodes cover them.
-	b := &lpBuilder{m: m, dims: dims}
+	b := &lpBuilder{m: m, dims: dims, start: lpStart{caps: map[capKey]bool{}}}
+	if warm != nil {
+		b.start = lpStart{set: slices.Clone(warm.set), caps: maps.Clone(warm.caps)}
+	}
 	b.scale = make([]float64, len(dims))
 	for _, sp := range supplies {
 		for d, name := range dims {
@@ -118,7 +124,8 @@ func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, resi
 	bound := b.run()
 	g := b.guide(supplies, existing)
 	if g != nil {
-		g.zoneRows = len(rows)
+		start := b.start // a copy: the guide keeps none of the builder
+		g.zoneRows, g.start = len(rows), &start
 	}
 	return bound, g
 }
@@ -141,8 +148,10 @@ type lpGuide struct {
 	prefer  [][]uint64
 	quota   []map[int]float64
 	// zoneRows is how many zone rows the pods' spreads give (see zoneRow),
-	// which the guide's program leaves out.
+	// which the guide's program leaves out; start is where its run ended,
+	// to start the program with the rows from.
 	zoneRows int
+	start    *lpStart
 	// machines are the LP's machines per instance type (y_j), priciest first.
 	machines []lpMachines
 	// in and idx are the bound's input and fit index for placed, which
@@ -278,7 +287,21 @@ type lpBuilder struct {
 	rowZones uint64
 	// cheapest caches cheapestUnlimited.
 	cheapest []int
+	// start is where run starts (see lpBound's warm) and, after it, where
+	// it ended.
+	start lpStart
 }
+
+// lpStart is a state of the column generation: the working set of supplies
+// and the cap rows the master has found binding (see master). Both only
+// shape the path to the optimum, never the bound's validity.
+type lpStart struct {
+	set  []int
+	caps map[capKey]bool
+}
+
+// capKey is the cap row x_cj <= k_cj y_j of supply j and its k-th class.
+type capKey struct{ j, k int }
 
 func (b *lpBuilder) raw(r *scheduling.Resources) []int64 {
 	out := make([]int64, len(b.dims))
@@ -521,6 +544,12 @@ func (b *lpBuilder) run() float64 {
 			set = append(set, j)
 		}
 	}
+	defer func() { b.start.set = set }()
+	for _, j := range b.start.set {
+		if j < len(b.supplies) {
+			add(j)
+		}
+	}
 	// Start with every limited supply (reservations, existing nodes) and each
 	// class's cheapest supply per pod, so the master is feasible.
 	for j := range b.supplies {
@@ -585,8 +614,7 @@ func (b *lpBuilder) run() float64 {
 // duals of the demand rows. Cap rows are added lazily: only those the
 // previous solution violates, which keeps the tableau small.
 func (b *lpBuilder) master(set []int) ([]float64, bool) {
-	type capKey struct{ j, k int }
-	active := map[capKey]bool{}
+	active := b.start.caps // kept across rounds: the same rows bind again
 	for iter := range 8 {
 		p := &lp{}
 		// Rows 0..C-1: demand; C..2C-1: each class needs at least L_c
@@ -951,7 +979,7 @@ func newLPGuide(m *model) *lpGuide {
 			delete(placed, s)
 		}
 	}
-	bound, g := lpBound(m, placed, in.frees, &in.residual, in.supplies, idx, false)
+	bound, g := lpBound(m, placed, in.frees, &in.residual, in.supplies, idx, false, nil)
 	if g != nil {
 		g.placed, g.bound = placed, bound
 		if len(placed) == all {
