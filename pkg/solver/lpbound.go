@@ -122,6 +122,7 @@ func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, resi
 		b.dominance()
 	}
 	bound := b.run()
+	bound = math.Max(bound, b.integerCover(bound))
 	g := b.guide(supplies, existing)
 	if g != nil {
 		start := b.start // a copy: the guide keeps none of the builder

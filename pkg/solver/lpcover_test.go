@@ -1,0 +1,58 @@
+package solver
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+)
+
+// TestCoverDP checks the integer cover against costs worked by hand.
+func TestCoverDP(t *testing.T) {
+	unlimited := math.MaxInt
+	cases := []struct {
+		name  string
+		n     int
+		items []coverItem
+		want  float64
+	}{
+		{"one size", 20, []coverItem{{7, 1, unlimited}}, 3},
+		{"big machine dearer than three small", 20, []coverItem{{7, 1, unlimited}, {56, 5, unlimited}}, 3},
+		{"big machine cheaper than three small", 20, []coverItem{{7, 1, unlimited}, {56, 2.5, unlimited}}, 2.5},
+		{"mixed sizes", 10, []coverItem{{4, 1, unlimited}, {3, 0.7, unlimited}}, 2.4}, // 4+3+3
+		{"reservations first", 10, []coverItem{{4, 0, 2}, {4, 1, unlimited}}, 1},      // 4+4 reserved, +4
+		{"too few reserved", 10, []coverItem{{4, 0, 2}}, math.Inf(1)},
+		{"two of seven singles", 12, []coverItem{{1, 0.1, 7}, {10, 2, unlimited}}, 2.2}, // 10+1+1
+		{"one single only", 12, []coverItem{{1, 0.1, 1}, {10, 2, unlimited}}, 4},        // 10+10
+		{"halves", 9, []coverItem{{2, 1, 3}, {5, 3, unlimited}}, 5},                     // 2+2+5
+	}
+	for _, c := range cases {
+		if got := coverDP(c.n, paretoItems(c.items, c.n)); math.Abs(got-c.want) > 1e-9 && !(math.IsInf(got, 1) && math.IsInf(c.want, 1)) {
+			t.Errorf("%s: coverDP = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestIntegerCoverRaisesTheBound: twenty pods, seven per machine on the
+// small type or 63 on a big one that is cheaper per pod but dearer than
+// three small machines. The LP buys a third of a big machine and one small;
+// whole machines cost three small ones, which the bound now reports.
+func TestIntegerCoverRaisesTheBound(t *testing.T) {
+	small := makeIT(itSpec{name: "small", cpu: 16, memGi: 64, price: 1, noSpot: true})
+	big := makeIT(itSpec{name: "big", cpu: 128, memGi: 512, price: 5, noSpot: true})
+	snap := &Snapshot{
+		Pods:      makePods(20, "svc", "2", "1Gi"),
+		NodePools: []*NodePool{makePool("default", []*cloudprovider.InstanceType{small, big})},
+	}
+	plan, err := Solve(context.Background(), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Unschedulable) > 0 || math.Abs(plan.CostPerHour-3) > 1e-9 {
+		t.Fatalf("plan costs $%.2f/h (%d unschedulable), want three small machines at $3/h", plan.CostPerHour, len(plan.Unschedulable))
+	}
+	if math.Abs(plan.LowerBoundPerHour-3) > 1e-6 {
+		t.Errorf("bound $%.3f/h, want $3/h: no whole-machine plan is cheaper", plan.LowerBoundPerHour)
+	}
+}
