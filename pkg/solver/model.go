@@ -97,7 +97,8 @@ type poolType struct {
 	daemon   scheduling.Resources
 	offs     []cloudprovider.Offering // allowed, available; cheapest first
 	minPrice float64
-	zones    uint64 // zone bits of offs
+	zones    uint64   // zone bits of offs
+	offZone  []uint64 // the zone bit of each of offs (0 when zones are not numbered)
 }
 
 // shape is a set of pods identical in everything the solver looks at, so
@@ -315,8 +316,10 @@ func (m *model) numberZones(snap *Snapshot) {
 	m.anyZone |= m.otherZone
 	for _, p := range m.pools {
 		for _, t := range p.types {
-			for _, o := range t.offs {
-				t.zones |= m.zoneBits[o.Zone]
+			t.offZone = make([]uint64, len(t.offs))
+			for k, o := range t.offs {
+				t.offZone[k] = m.zoneBits[o.Zone]
+				t.zones |= t.offZone[k]
 			}
 		}
 	}

@@ -310,6 +310,24 @@ func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs schedulin
 	if key == v1.LabelZone && st.m.zoneBits != nil {
 		zones = bits.OnesCount64(st.nodeZones(n) & allowed &^ st.m.otherZone)
 	}
+	// The zone and capacity-type rules as bits and flags, read once: the
+	// loop below visits every offering of every candidate type.
+	numbered := st.m.zoneBits != nil
+	zoneMask := st.m.anyZone
+	if zone != nil && numbered {
+		zoneMask = 0
+		for z, bit := range st.m.zoneBits {
+			if zone.Allows(z) {
+				zoneMask |= bit
+			}
+		}
+	}
+	ctOK := [3]bool{true, true, true}
+	if ct != nil {
+		for i, v := range capacityTypes {
+			ctOK[i] = ct.Allows(v)
+		}
+	}
 	for _, ti := range n.cands {
 		t := n.pool.types[ti]
 		// Every zone the candidates offer seen, none can get cheaper: types
@@ -321,15 +339,25 @@ func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs schedulin
 		if !viable[ti] || !scheduling.FitsSum(&n.used, &s.req, &t.alloc) {
 			continue
 		}
-		for _, o := range t.offs {
-			if (zone != nil && !zone.Allows(o.Zone)) || (ct != nil && !ct.Allows(o.CapacityType)) {
+		for k, o := range t.offs {
+			if numbered {
+				if bit := t.offZone[k]; bit&zoneMask == 0 || (allowed != allZones && bit&allowed == 0) {
+					continue
+				}
+			} else if zone != nil && !zone.Allows(o.Zone) {
 				continue
+			}
+			if ct != nil {
+				if i := slices.Index(capacityTypes[:], o.CapacityType); (i >= 0 && !ctOK[i]) || (i < 0 && !ct.Allows(o.CapacityType)) {
+					continue
+				}
 			}
 			v, ok := offeringValue(t, o, key)
-			if !ok || (r != nil && !r.Allows(v)) {
+			// For the zone key r is the zone rule, applied above as bits.
+			if !ok || (r != nil && !(key == v1.LabelZone && numbered) && !r.Allows(v)) {
 				continue
 			}
-			if allowed != allZones && st.m.zoneBits[v]&allowed == 0 {
+			if !numbered && allowed != allZones && st.m.zoneBits[v]&allowed == 0 {
 				continue
 			}
 			if i := slices.IndexFunc(out, func(p priced) bool { return p.v == v }); i < 0 {
@@ -350,6 +378,9 @@ func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs schedulin
 	}
 	return vals
 }
+
+// capacityTypes are the capacity types possible reads as flags.
+var capacityTypes = [3]string{v1.CapacityTypeReserved, v1.CapacityTypeSpot, v1.CapacityTypeOnDemand}
 
 func cmpFloat(a, b float64) int {
 	switch {
