@@ -200,7 +200,12 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	}
 	dry := plan
 	plan = packed.finish(o.maxChoices, false)
-	if o.strategy == StrategyBest && !o.noRepack && !o.legacy {
+	// A plan that places every pending pod at the LP's certified bound is
+	// optimal: improving and repacking only keep cheaper plans, so they
+	// are skipped. In the controller most passes end here (one GPU pod per
+	// machine, or pods that fill whole machines).
+	optimal := guide != nil && guide.in != nil && len(dry.Unschedulable) == 0 && dry.CostPerHour <= guide.bound*(1+1e-9)
+	if o.strategy == StrategyBest && !o.noRepack && !o.legacy && !optimal {
 		// The improvement phase works on a copy; like repacking, it is
 		// kept only when the plan it builds is cheaper.
 		if better, n := packed.improve(); n > 0 {
@@ -210,7 +215,7 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 			}
 		}
 	}
-	if o.strategy == StrategyBest && !o.noRepack && packed.repack() > 0 {
+	if o.strategy == StrategyBest && !o.noRepack && !optimal && packed.repack() > 0 {
 		// Repacking runs once, on the winning strategy, and is kept only
 		// when it helps, so the plan stays never worse than plain FFD.
 		if p := packed.finish(1, true); len(p.Unschedulable) <= len(dry.Unschedulable) && p.CostPerHour < dry.CostPerHour-1e-9 {
