@@ -123,6 +123,7 @@ func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, resi
 	}
 	bound := b.run()
 	bound = math.Max(bound, b.integerCover(bound))
+	bound = math.Max(bound, b.smallExact(existing))
 	g := b.guide(supplies, existing)
 	if g != nil {
 		start := b.start // a copy: the guide keeps none of the builder

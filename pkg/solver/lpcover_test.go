@@ -56,3 +56,28 @@ func TestIntegerCoverRaisesTheBound(t *testing.T) {
 		t.Errorf("bound $%.3f/h, want $3/h: no whole-machine plan is cheaper", plan.LowerBoundPerHour)
 	}
 }
+
+// TestSmallExactIsTheOptimum: three pods of 2.5 CPU and three of 2 CPU.
+// Two medium machines ($1.90 each, 7.9 CPU) hold them all; a big machine is
+// the cheapest CPU but costs $10, a small one holds one pod. The LP buys a
+// fraction of the big machine and each class alone fits one medium, so only
+// counting whole machines over every pod proves the $3.80 plan optimal.
+func TestSmallExactIsTheOptimum(t *testing.T) {
+	small := makeIT(itSpec{name: "small", cpu: 4, memGi: 16, price: 1, noSpot: true})
+	medium := makeIT(itSpec{name: "medium", cpu: 8, memGi: 32, price: 1.9, noSpot: true})
+	big := makeIT(itSpec{name: "big", cpu: 64, memGi: 256, price: 10, noSpot: true})
+	snap := &Snapshot{
+		Pods:      concat(makePods(3, "a", "2500m", "1Gi"), makePods(3, "b", "2", "1Gi")),
+		NodePools: []*NodePool{makePool("default", []*cloudprovider.InstanceType{small, medium, big})},
+	}
+	plan, err := Solve(context.Background(), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Unschedulable) > 0 || math.Abs(plan.CostPerHour-3.8) > 1e-9 {
+		t.Fatalf("plan costs $%.2f/h (%d unschedulable), want two medium machines at $3.80/h", plan.CostPerHour, len(plan.Unschedulable))
+	}
+	if math.Abs(plan.LowerBoundPerHour-3.8) > 1e-6 {
+		t.Errorf("bound $%.3f/h, want $3.80/h: no set of whole machines holding the six pods is cheaper", plan.LowerBoundPerHour)
+	}
+}
