@@ -329,7 +329,8 @@ func (m *model) numberZones(snap *Snapshot) {
 // the offerings the pool may buy; nil when there are none.
 func newPoolType(it *cloudprovider.InstanceType, p *pool, daemons []*corev1.Pod) *poolType {
 	lbls := scheduling.NodeLabels(it, p.np.NodePool)
-	if p.reqs.Compatible(scheduling.FromLabels(lbls)) != nil {
+	typeReqs := scheduling.FromLabels(lbls)
+	if p.reqs.Compatible(typeReqs) != nil {
 		return nil
 	}
 	zoneReq, ctReq := p.reqs.Get(v1.LabelZone), p.reqs.Get(v1.LabelCapacityType)
@@ -351,8 +352,9 @@ func newPoolType(it *cloudprovider.InstanceType, p *pool, daemons []*corev1.Pod)
 	pt.minPrice = pt.offs[0].PricePerHour
 	capacity, alloc := scheduling.EffectiveCapacity(it, p.np.Spec.Template.Spec.GPU)
 	pt.capacity = scheduling.FromList(capacity)
-	nodeReqs := p.reqs.Intersect(scheduling.FromLabels(lbls))
-	pt.daemon = scheduling.DaemonSetOverhead(daemons, nodeReqs, p.taints)
+	if len(daemons) > 0 {
+		pt.daemon = scheduling.DaemonSetOverhead(daemons, p.reqs.Intersect(typeReqs), p.taints)
+	}
 	pt.alloc = scheduling.FromList(alloc).Sub(pt.daemon)
 	return pt
 }

@@ -4,11 +4,13 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -172,6 +174,16 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 		}
 		return r < rank
 	}
+	// A plan that places every pending pod at the LP's certified bound is
+	// optimal: later strategies can only tie it, and ties go to the earlier
+	// one. So once strategy r has one, strategies after r that have not
+	// started are skipped; those before it still run, and the winner is the
+	// same whichever finishes first.
+	optimal := func(p *Plan) bool {
+		return guide != nil && guide.in != nil && len(p.Unschedulable) == 0 && p.CostPerHour <= guide.bound*(1+1e-9)
+	}
+	var firstOptimal atomic.Int64
+	firstOptimal.Store(math.MaxInt64)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	if o.legacy {
@@ -182,11 +194,18 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 			continue
 		}
 		g.Go(func() error {
+			if int64(r) > firstOptimal.Load() {
+				return nil
+			}
 			st, err := pack(gctx, m, s, guide)
 			if err != nil {
 				return err
 			}
 			p := st.finish(1, true)
+			if optimal(p) {
+				for cur := firstOptimal.Load(); int64(r) < cur && !firstOptimal.CompareAndSwap(cur, int64(r)); cur = firstOptimal.Load() {
+				}
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if better(p, r) {
@@ -200,12 +219,11 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	}
 	dry := plan
 	plan = packed.finish(o.maxChoices, false)
-	// A plan that places every pending pod at the LP's certified bound is
-	// optimal: improving and repacking only keep cheaper plans, so they
-	// are skipped. In the controller most passes end here (one GPU pod per
+	// Improving and repacking only keep cheaper plans: an optimal one skips
+	// them. In the controller most passes end here (one GPU pod per
 	// machine, or pods that fill whole machines).
-	optimal := guide != nil && guide.in != nil && len(dry.Unschedulable) == 0 && dry.CostPerHour <= guide.bound*(1+1e-9)
-	if o.strategy == StrategyBest && !o.noRepack && !o.legacy && !optimal {
+	proven := optimal(dry)
+	if o.strategy == StrategyBest && !o.noRepack && !o.legacy && !proven {
 		// The improvement phase works on a copy; like repacking, it is
 		// kept only when the plan it builds is cheaper.
 		if better, n := packed.improve(); n > 0 {
@@ -215,7 +233,7 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 			}
 		}
 	}
-	if o.strategy == StrategyBest && !o.noRepack && !optimal && packed.repack() > 0 {
+	if o.strategy == StrategyBest && !o.noRepack && !proven && packed.repack() > 0 {
 		// Repacking runs once, on the winning strategy, and is kept only
 		// when it helps, so the plan stays never worse than plain FFD.
 		if p := packed.finish(1, true); len(p.Unschedulable) <= len(dry.Unschedulable) && p.CostPerHour < dry.CostPerHour-1e-9 {
