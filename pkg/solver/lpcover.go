@@ -6,9 +6,8 @@ import (
 	"slices"
 )
 
-// integerCover returns the largest IC_c over the classes whose IC_c could
-// exceed floor, where IC_c is the cheapest way to hold class c's pods alone
-// on whole machines:
+// integerCover returns a bound from IC_c, the cheapest way to hold class c's
+// pods alone on whole machines:
 //
 //	IC_c = min Σ_j p_j y_j  s.t.  Σ_j k_cj y_j >= n_c,  y_j <= count_j,  y_j integer
 //
@@ -19,36 +18,109 @@ import (
 // which matters for few pods and big machines: 20 pods of one MIG slice
 // each, 7 slices on the cheapest machine, need 3 machines, where the LP
 // buys 20/56 of an 8-GPU one.
+//
+// Classes that share no supply, directly or through other classes, are
+// held by disjoint sets of machines (a machine is of one supply), so the
+// bound is the sum, over such groups, of the largest IC_c in each: CPU pods
+// in one pool and GPU pods in a tainted other each need their own machines.
+// It returns 0 when that sum cannot exceed floor.
 func (b *lpBuilder) integerCover(floor float64) float64 {
-	best := 0.0
 	byClass := make([][]coverItem, len(b.classes))
+	group := make([]int, len(b.classes)) // union-find over classes
+	for ci := range group {
+		group[ci] = ci
+	}
+	var find func(int) int
+	find = func(x int) int {
+		for group[x] != x {
+			group[x] = group[group[x]]
+			x = group[x]
+		}
+		return x
+	}
 	for j := range b.supplies {
 		sp := &b.supplies[j]
 		for k, ci := range sp.classes {
 			if c := int(math.Floor(sp.caps[k] + 1e-9)); c > 0 {
 				byClass[ci] = append(byClass[ci], coverItem{c, sp.price, sp.count})
 			}
+			group[find(ci)] = find(sp.classes[0])
 		}
 	}
+	// upper[ci] bounds IC_c from above: the best price per pod, in whole
+	// machines. A group's largest upper bounds what it can add.
+	upper := make([]float64, len(b.classes))
+	groupUpper := map[int]float64{}
 	for ci, items := range byClass {
-		n := int(math.Round(b.classes[ci].n))
-		if n <= 0 || len(items) == 0 {
-			continue
-		}
-		// An upper bound on IC_c: the best price per pod, in whole
-		// machines. When even that cannot beat floor, skip the program.
-		upper := math.Inf(1)
+		n := math.Round(b.classes[ci].n)
+		upper[ci] = math.Inf(1)
 		for _, it := range items {
-			if it.count == math.MaxInt || it.count*it.k >= n {
-				upper = math.Min(upper, math.Ceil(float64(n)/float64(it.k))*it.price)
+			if it.count == math.MaxInt || float64(it.count*it.k) >= n {
+				upper[ci] = math.Min(upper[ci], math.Ceil(n/float64(it.k))*it.price)
 			}
 		}
-		if upper <= max(floor, best)*(1+1e-9) {
+		if math.IsInf(upper[ci], 1) {
+			upper[ci] = 0 // no single supply covers it: left to the LP
+		}
+		g := find(ci)
+		groupUpper[g] = math.Max(groupUpper[g], upper[ci])
+	}
+	total := 0.0
+	for _, u := range groupUpper {
+		total += u
+	}
+	if total <= floor*(1+1e-9) {
+		return 0
+	}
+	order := make([]int, len(b.classes))
+	for ci := range order {
+		order[ci] = ci
+	}
+	slices.SortStableFunc(order, func(x, y int) int { return cmpFloat(upper[y], upper[x]) })
+	best := map[int]float64{}
+	for _, ci := range order {
+		n := int(math.Round(b.classes[ci].n))
+		g := find(ci)
+		if n <= 0 || len(byClass[ci]) == 0 || upper[ci] <= best[g]*(1+1e-9) {
 			continue
 		}
-		best = math.Max(best, coverDP(n, paretoItems(items, n)))
+		items := paretoItems(byClass[ci], n)
+		if n*len(items) > coverDPWork {
+			best[g] = math.Max(best[g], fractionalCover(n, items))
+			continue
+		}
+		best[g] = math.Max(best[g], coverDP(n, items))
 	}
-	return best
+	sum := 0.0
+	for _, v := range best {
+		if !math.IsInf(v, 1) {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// coverDPWork bounds coverDP's table (pods × supplies); past it the
+// fractional cover, which bounds IC_c from below, stands in.
+const coverDPWork = 4_000_000
+
+// fractionalCover is the relaxation of coverDP: pods bought at the best
+// price per pod first, within each supply's count.
+func fractionalCover(n int, items []coverItem) float64 {
+	items = slices.Clone(items)
+	slices.SortFunc(items, func(x, y coverItem) int { return cmpFloat(x.price/float64(x.k), y.price/float64(y.k)) })
+	left, out := float64(n), 0.0
+	for _, it := range items {
+		take := left
+		if it.count != math.MaxInt {
+			take = math.Min(take, float64(it.count*it.k))
+		}
+		out += take * it.price / float64(it.k)
+		if left -= take; left <= 0 {
+			return out
+		}
+	}
+	return math.Inf(1)
 }
 
 // coverItem is a supply as coverDP sees it: k pods per machine at price,

@@ -81,3 +81,32 @@ func TestSmallExactIsTheOptimum(t *testing.T) {
 		t.Errorf("bound $%.3f/h, want $3.80/h: no set of whole machines holding the six pods is cheaper", plan.LowerBoundPerHour)
 	}
 }
+
+// TestIntegerCoverSumsDisjointPools: CPU pods in one pool and GPU pods in a
+// tainted other never share a machine, so each group's whole machines add
+// up. Sixty CPU pods fill one big machine ($10) at 63 a machine, which the
+// LP buys 60/63 of; forty GPU pods need forty $5 machines. Only the sum of
+// the two covers proves the $210 plan optimal (each alone is below the LP).
+func TestIntegerCoverSumsDisjointPools(t *testing.T) {
+	small := makeIT(itSpec{name: "c", cpu: 4, memGi: 16, price: 1, noSpot: true})
+	big := makeIT(itSpec{name: "C", cpu: 64, memGi: 256, price: 10, noSpot: true})
+	gpu := makeIT(itSpec{name: "g", cpu: 8, memGi: 32, gpus: 1, gpuName: "t4", price: 5, noSpot: true})
+	snap := &Snapshot{
+		Pods: concat(makePods(60, "cpu", "1", "1Gi"),
+			makePods(40, "gpu", "1", "1Gi", gpus(1), tolerate("nvidia.com/gpu"))),
+		NodePools: []*NodePool{
+			makePool("cpu", []*cloudprovider.InstanceType{small, big}),
+			makePool("gpu", []*cloudprovider.InstanceType{gpu}, withTaint("nvidia.com/gpu")),
+		},
+	}
+	plan, err := Solve(context.Background(), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Unschedulable) > 0 || math.Abs(plan.CostPerHour-210) > 1e-9 {
+		t.Fatalf("plan costs $%.2f/h (%d unschedulable), want one big machine and forty GPU machines at $210/h", plan.CostPerHour, len(plan.Unschedulable))
+	}
+	if math.Abs(plan.LowerBoundPerHour-210) > 1e-6 {
+		t.Errorf("bound $%.3f/h, want $210/h: the two pools' whole machines add up", plan.LowerBoundPerHour)
+	}
+}
