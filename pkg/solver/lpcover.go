@@ -30,8 +30,7 @@ func (b *lpBuilder) integerCover(floor float64) float64 {
 	for ci := range group {
 		group[ci] = ci
 	}
-	var find func(int) int
-	find = func(x int) int {
+	find := func(x int) int {
 		for group[x] != x {
 			group[x] = group[group[x]]
 			x = group[x]
