@@ -78,43 +78,18 @@ func Toleration(node *corev1.Node) corev1.Toleration {
 		Effect: corev1.TaintEffectNoSchedule}
 }
 
-// UnregisteredGraceSeconds is how long a planned pod tolerates the
-// unregistered taint (see UnregisteredGrace).
-const UnregisteredGraceSeconds = 60
-
-// UnregisteredGrace is given to a node's planned pods when the node is
-// released. The kube-controller-manager's taint eviction reads nodes and
-// pods from separate watches: a pod the scheduler binds the moment the
-// unregistered taint (NoExecute) goes can reach it before the node's update,
-// and without a toleration it deletes the pod at once (seen in e2e runs on
-// a loaded machine: a bare pod never came back). With this one it only
-// schedules the eviction, and the node's update cancels it. Tolerating the
-// taint also lets the scheduler consider other nodes that still carry it;
-// the pod's own node, nominated, is tried first.
-func UnregisteredGrace() corev1.Toleration {
-	seconds := int64(UnregisteredGraceSeconds)
-	return corev1.Toleration{Key: v1.UnregisteredTaintKey, Operator: corev1.TolerationOpExists,
-		Effect: corev1.TaintEffectNoExecute, TolerationSeconds: &seconds}
-}
-
-// Tolerate appends the tolerations in tols that a pod's given copy lacks to
-// each pod that is not bound, and returns how many pods it patched. The API
+// Tolerate appends tol to the tolerations of each pod that is not bound and
+// does not have it in the given copy, and returns how many it patched. The API
 // server allows adding tolerations to a pod, never removing one: a pod whose
 // copy shows none gets the whole list set, which the server refuses as
 // invalid if tolerations were added since, and the pod is skipped (the caller
 // tolerates again on its next pass). Pods gone, bound or replaced meanwhile
 // are skipped too.
-func Tolerate(ctx context.Context, c client.Client, pods []*corev1.Pod, tols ...corev1.Toleration) (int, error) {
+func Tolerate(ctx context.Context, c client.Client, pods []*corev1.Pod, tol corev1.Toleration) (int, error) {
 	var errs []error
 	n := 0
 	for _, pod := range pods {
-		var missing []corev1.Toleration
-		for _, tol := range tols {
-			if !slices.ContainsFunc(pod.Spec.Tolerations, func(have corev1.Toleration) bool { return have.MatchToleration(&tol) && equalSeconds(have, tol) }) {
-				missing = append(missing, tol)
-			}
-		}
-		if pod.Spec.NodeName != "" || len(missing) == 0 {
+		if pod.Spec.NodeName != "" || slices.Contains(pod.Spec.Tolerations, tol) {
 			continue
 		}
 		var ops []map[string]any
@@ -122,11 +97,9 @@ func Tolerate(ctx context.Context, c client.Client, pods []*corev1.Pod, tols ...
 			ops = append(ops, map[string]any{"op": "test", "path": "/metadata/uid", "value": pod.UID})
 		}
 		if len(pod.Spec.Tolerations) == 0 {
-			ops = append(ops, map[string]any{"op": "add", "path": "/spec/tolerations", "value": missing})
+			ops = append(ops, map[string]any{"op": "add", "path": "/spec/tolerations", "value": []corev1.Toleration{tol}})
 		} else {
-			for _, tol := range missing {
-				ops = append(ops, map[string]any{"op": "add", "path": "/spec/tolerations/-", "value": tol})
-			}
+			ops = append(ops, map[string]any{"op": "add", "path": "/spec/tolerations/-", "value": tol})
 		}
 		patch, err := json.Marshal(ops)
 		if err != nil {
@@ -140,15 +113,8 @@ func Tolerate(ctx context.Context, c client.Client, pods []*corev1.Pod, tols ...
 			n++
 		case apierrors.IsNotFound(err), apierrors.IsConflict(err), apierrors.IsInvalid(err):
 		default:
-			errs = append(errs, fmt.Errorf("adding tolerations to pod %s: %w", klog.KObj(pod), err))
+			errs = append(errs, fmt.Errorf("adding the reservation toleration to pod %s: %w", klog.KObj(pod), err))
 		}
 	}
 	return n, errors.Join(errs...)
-}
-
-func equalSeconds(a, b corev1.Toleration) bool {
-	if a.TolerationSeconds == nil || b.TolerationSeconds == nil {
-		return a.TolerationSeconds == b.TolerationSeconds
-	}
-	return *a.TolerationSeconds == *b.TolerationSeconds
 }

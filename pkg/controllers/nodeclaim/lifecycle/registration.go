@@ -170,13 +170,10 @@ func (r *registration) release(ctx context.Context, node *corev1.Node) (time.Dur
 			planned = r.nominations.NominatedPods(node.Name)
 		}
 		var with []corev1.Taint
-		tols := []corev1.Toleration{steer.UnregisteredGrace()}
 		if len(planned) > 0 && canReserve(node, planned) {
-			with = []corev1.Taint{steer.Reservation(node, r.clock.Now())}
-			tols = append(tols, steer.Toleration(node))
-		}
-		if len(planned) > 0 {
-			r.tolerate(ctx, planned, node, tols...)
+			reservation := steer.Reservation(node, r.clock.Now())
+			r.tolerate(ctx, planned, node)
+			with = []corev1.Taint{reservation}
 		}
 		r.steer(ctx, planned, node.Name)
 		if err := r.replaceTaint(ctx, node, i, with); err != nil {
@@ -223,7 +220,7 @@ func (r *registration) reservation(ctx context.Context, node *corev1.Node, i int
 		held = r.clock.Since(taint.TimeAdded.Time)
 	}
 	if len(planned) > 0 && held < maxReservation {
-		r.tolerate(ctx, planned, node, steer.Toleration(node))
+		r.tolerate(ctx, planned, node)
 		r.steer(ctx, planned, node.Name)
 		return reservationPoll, nil
 	}
@@ -273,8 +270,8 @@ func (r *registration) replaceTaint(ctx context.Context, node *corev1.Node, i in
 
 // tolerate gives the planned pods the reservation's toleration. A pod left
 // without it waits for the reservation to end, so a failure is logged.
-func (r *registration) tolerate(ctx context.Context, pods []*corev1.Pod, node *corev1.Node, tols ...corev1.Toleration) {
-	if _, err := steer.Tolerate(ctx, r.client, pods, tols...); err != nil {
+func (r *registration) tolerate(ctx context.Context, pods []*corev1.Pod, node *corev1.Node) {
+	if _, err := steer.Tolerate(ctx, r.client, pods, steer.Toleration(node)); err != nil {
 		log.FromContext(ctx).Error(err, "letting planned pods onto their reserved node", "node", node.Name)
 	}
 }

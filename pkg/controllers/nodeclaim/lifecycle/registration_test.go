@@ -23,7 +23,6 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/utils/cloudtest"
 	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
-	"github.com/stowage-k8s/stowage/pkg/utils/steer"
 )
 
 var (
@@ -391,7 +390,7 @@ func TestReleaseReservesTheNodeForItsPlannedPods(t *testing.T) {
 	if err := e.client.Get(ctx, client.ObjectKeyFromObject(planned), pod); err != nil {
 		t.Fatal(err)
 	}
-	want := []corev1.Toleration{gpuToleration, steer.UnregisteredGrace(), {Key: v1.ReservedTaintKey, Operator: corev1.TolerationOpEqual,
+	want := []corev1.Toleration{gpuToleration, {Key: v1.ReservedTaintKey, Operator: corev1.TolerationOpEqual,
 		Value: "node-uid", Effect: corev1.TaintEffectNoSchedule}}
 	if diff := cmp.Diff(want, pod.Spec.Tolerations); diff != "" {
 		t.Errorf("planned pod's tolerations (-want +got):\n%s", diff)
@@ -476,15 +475,6 @@ func TestNoReservationBeforeTheNodeOffersWhatPodsNeed(t *testing.T) {
 			}
 			if taints := e.node(t, "n1").Spec.Taints; len(taints) != 0 {
 				t.Errorf("taints = %v, want none", taints)
-			}
-			// Without a reservation the planned pod still gets the grace:
-			// it may bind before the taint eviction sees the taint go.
-			pod := &corev1.Pod{}
-			if err := e.client.Get(ctx, client.ObjectKeyFromObject(planned), pod); err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff([]corev1.Toleration{steer.UnregisteredGrace()}, pod.Spec.Tolerations); diff != "" {
-				t.Errorf("planned pod's tolerations (-want +got):\n%s", diff)
 			}
 		})
 	}
