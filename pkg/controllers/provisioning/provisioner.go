@@ -1,7 +1,6 @@
 package provisioning
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
@@ -360,11 +358,8 @@ func (c *Controller) launchAll(ctx context.Context, pools map[string]*v1.NodePoo
 // longestWaitingFirst orders the planned nodes for writing by the first
 // sighting of the earliest pod on each: pods that turned up while the last
 // pass ran have waited longest, and a big plan takes seconds to write, so
-// their claims go first. Pods first seen once this batch had opened have
-// all waited alike (the batch window is theirs), so among those the claims
-// with the most pods go first: a second of writing then delays the fewest
-// pods. Nodes only for ProvisioningRequests, which no pod waits on, go
-// last; ties keep plan order.
+// their claims go first. Nodes only for ProvisioningRequests, which no pod
+// waits on, go last; ties keep plan order.
 func (c *Controller) longestWaitingFirst(nodes []*solver.NewNode, w Window) []int {
 	never := w.Closed.Add(time.Hour)
 	first := make([]time.Time, len(nodes))
@@ -376,18 +371,13 @@ func (c *Controller) longestWaitingFirst(nodes []*solver.NewNode, w Window) []in
 				first[i] = t
 			}
 		}
-		if first[i].After(w.Opened) && first[i] != never {
-			first[i] = w.Opened
-		}
 	}
 	c.mu.Unlock()
 	order := make([]int, len(nodes))
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		return cmp.Or(first[a].Compare(first[b]), cmp.Compare(len(nodes[b].Pods), len(nodes[a].Pods)))
-	})
+	slices.SortStableFunc(order, func(a, b int) int { return first[a].Compare(first[b]) })
 	return order
 }
 
@@ -429,11 +419,6 @@ func (c *Controller) launch(ctx context.Context, pool *v1.NodePool, n *solver.Ne
 	if err != nil {
 		return nil, err
 	}
-	// With the termination finalizer from the start, so the lifecycle
-	// controller need not add it: one write less per claim while a big plan
-	// is written, when the API server is busiest. A claim withdrawn before
-	// its launch still goes through termination, which finds any machine.
-	controllerutil.AddFinalizer(claim, v1.TerminationFinalizer)
 	var real []*corev1.Pod
 	for _, p := range n.Pods {
 		if key, ok := phantoms[p]; ok {
