@@ -59,10 +59,11 @@ import (
 // none does or the round limit is reached.
 //
 // With zones, the program also gets the zone rows of hard zone spreads (see
-// zoneRow), and lpBound returns 0 when there are none. warm, when not nil,
-// is where an earlier run over the same pods and supplies ended (the
-// guide's, lpGuide.start): starting there saves most master solves. Plans are guided by
-// the program without them: packing follows the zone rules itself.
+// zoneRow), and lpBound returns 0 when there are none. Plans are guided by
+// the program without them: packing follows the zone rules itself. warm,
+// when not nil, is where an earlier run over the same pods and supplies
+// ended (the guide's, lpGuide.start): starting there saves most master
+// solves.
 func lpBound(m *model, placed map[*shape]int, frees []scheduling.Resources, residual *scheduling.Resources, supplies []supply, idx *fitIndex, zones bool, warm *lpStart) (float64, *lpGuide) {
 	dims := residual.Names()
 	if len(dims) == 0 || len(placed) == 0 {

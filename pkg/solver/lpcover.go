@@ -213,9 +213,13 @@ func (b *lpBuilder) smallExact(existing int) float64 {
 			return 0
 		}
 	}
-	decode := func(x int, into []int) {
+	// Digits of every state, once: the loops below read them often.
+	w := len(radix)
+	digits := make([]int32, states*w)
+	for x := range states {
+		y := x
 		for i, r := range radix {
-			into[i], x = x%r, x/r
+			digits[x*w+i], y = int32(y%r), y/r
 		}
 	}
 	// price[x] is the cheapest supply holding load x, +Inf for none:
@@ -226,27 +230,16 @@ func (b *lpBuilder) smallExact(existing int) float64 {
 	}
 	slices.SortStableFunc(byPrice, func(x, y int) int { return cmpFloat(b.supplies[x].price, b.supplies[y].price) })
 	price := make([]float64, states)
-	load := make([]int, len(radix))
 	sum := make([]int64, len(b.dims))
 	var loads []int // the loads some supply holds
 	for x := 1; x < states; x++ {
-		decode(x, load)
 		price[x] = math.Inf(1)
 		for _, j := range byPrice {
-			if sp := &b.supplies[j]; b.holds(sp, load, sum) {
+			if sp := &b.supplies[j]; b.holds(sp, digits[x*w:(x+1)*w], sum) {
 				price[x] = sp.price
 				loads = append(loads, x)
 				break
 			}
-		}
-	}
-	// Digits of every state, once: the loop below compares them often.
-	w := len(radix)
-	digits := make([]int32, states*w)
-	for x := range states {
-		decode(x, load)
-		for i, d := range load {
-			digits[x*w+i] = int32(d)
 		}
 	}
 	cost := make([]float64, states)
@@ -283,7 +276,7 @@ func (b *lpBuilder) smallExact(existing int) float64 {
 // holds reports whether one machine of sp can hold load (pods per class):
 // it takes every class in the load within its caps, and the summed
 // requests fit its allocatable. sum is scratch space, one per dimension.
-func (b *lpBuilder) holds(sp *lpSupply, load []int, sum []int64) bool {
+func (b *lpBuilder) holds(sp *lpSupply, load []int32, sum []int64) bool {
 	clear(sum)
 	for ci, n := range load {
 		if n == 0 {

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -182,8 +181,7 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	optimal := func(p *Plan) bool {
 		return guide != nil && guide.in != nil && len(p.Unschedulable) == 0 && p.CostPerHour <= guide.bound*(1+1e-9)
 	}
-	var firstOptimal atomic.Int64
-	firstOptimal.Store(math.MaxInt64)
+	firstOptimal := math.MaxInt // guarded by mu
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	if o.legacy {
@@ -194,7 +192,10 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 			continue
 		}
 		g.Go(func() error {
-			if int64(r) > firstOptimal.Load() {
+			mu.Lock()
+			skip := r > firstOptimal
+			mu.Unlock()
+			if skip {
 				return nil
 			}
 			st, err := pack(gctx, m, s, guide)
@@ -202,12 +203,11 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 				return err
 			}
 			p := st.finish(1, true)
-			if optimal(p) {
-				for cur := firstOptimal.Load(); int64(r) < cur && !firstOptimal.CompareAndSwap(cur, int64(r)); cur = firstOptimal.Load() {
-				}
-			}
 			mu.Lock()
 			defer mu.Unlock()
+			if optimal(p) {
+				firstOptimal = min(firstOptimal, r)
+			}
 			if better(p, r) {
 				plan, packed, rank = p, st, r
 			}
