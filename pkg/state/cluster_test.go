@@ -288,7 +288,7 @@ func TestNominations(t *testing.T) {
 	// Registered as a Node: the pod moves with it.
 	c.UpdateNodeClaim(claim("gpu-abc", "gpu", func(nc *v1.NodeClaim) { nc.Status.ProviderID = "fake://n1" }))
 	c.UpdateNode(node("n1", "gpu", res("cpu", "4", "pods", "110"), func(n *corev1.Node) {
-		n.Spec.Taints = []corev1.Taint{{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}}
+		n.Spec.Taints = []corev1.Taint{v1.UnregisteredTaint}
 		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
 	}))
 	if diff := cmp.Diff([]string{"p"}, summarize(c, nil)[0].Pods); diff != "" {

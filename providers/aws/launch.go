@@ -541,7 +541,7 @@ func (p *Provider) launchTemplateData(claim *v1.NodeClaim, nc *awsv1.EC2NodeClas
 			labels[k] = v
 		}
 	}
-	taints := append([]corev1.Taint{{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}}, claim.Spec.Taints...)
+	taints := append([]corev1.Taint{v1.UnregisteredTaint}, claim.Spec.Taints...)
 	taints = append(taints, claim.Spec.StartupTaints...)
 	userData, err := renderUserData(nc.Family(), aws.ToString(nc.Spec.UserData), joinConfig{
 		ClusterName: p.opts.ClusterName, Endpoint: p.opts.ClusterEndpoint, CABundle: p.opts.ClusterCABundle, CIDR: p.opts.ClusterCIDR,

@@ -31,7 +31,7 @@ func testJoin() joinConfig {
 	return joinConfig{
 		ClusterName: "prod", Endpoint: "https://api.example", CABundle: "Q0E=", CIDR: "10.100.0.0/16",
 		Labels: map[string]string{"stowage.dev/nodepool": "gpu", "team": "ml"},
-		Taints: []corev1.Taint{{Key: "stowage.dev/unregistered", Effect: corev1.TaintEffectNoExecute}, {Key: "gpu", Value: "true", Effect: corev1.TaintEffectNoSchedule}},
+		Taints: []corev1.Taint{{Key: "stowage.dev/unregistered", Effect: corev1.TaintEffectNoSchedule}, {Key: "gpu", Value: "true", Effect: corev1.TaintEffectNoSchedule}},
 	}
 }
 
@@ -107,7 +107,7 @@ func TestAL2023UserData(t *testing.T) {
 			last := ps[len(ps)-1][1]
 			for _, w := range []string{"kind: NodeConfig", `name: "prod"`, `apiServerEndpoint: "https://api.example"`,
 				`certificateAuthority: "Q0E="`, `cidr: "10.100.0.0/16"`, `"--node-labels=stowage.dev/nodepool=gpu,team=ml"`,
-				`"--register-with-taints=stowage.dev/unregistered:NoExecute,gpu=true:NoSchedule"`} {
+				`"--register-with-taints=stowage.dev/unregistered:NoSchedule,gpu=true:NoSchedule"`} {
 				if !strings.Contains(last, w) {
 					t.Errorf("Stowage's NodeConfig lacks %q:\n%s", w, last)
 				}

@@ -361,7 +361,7 @@ func (p *Provider) customData(claim *v1.NodeClaim, nc *azv1.AKSNodeClass, it *cl
 			delete(labels, k)
 		}
 	}
-	taints := append([]corev1.Taint{{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}}, claim.Spec.Taints...)
+	taints := append([]corev1.Taint{v1.UnregisteredTaint}, claim.Spec.Taints...)
 	taints = append(taints, claim.Spec.StartupTaints...)
 	reserved := map[string]string{}
 	for k, q := range it.Overhead.KubeReserved {

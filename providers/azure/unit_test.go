@@ -136,7 +136,7 @@ func TestCustomDataRoundTrip(t *testing.T) {
 		APIServer: "https://aks.example:443", CABundle: "Q0E=", BootstrapToken: "abcdef.0123456789abcdef", ClusterDNS: "10.0.0.10",
 		KubernetesVersion: "1.33.2", ProviderID: providerID("sub", "rg", "vm-1"),
 		Labels:  map[string]string{"team": "ml", v1.LabelNodePool: "gpu"},
-		Taints:  []corev1.Taint{{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}, {Key: "nvidia.com/gpu", Value: "true", Effect: corev1.TaintEffectNoSchedule}},
+		Taints:  []corev1.Taint{v1.UnregisteredTaint, {Key: "nvidia.com/gpu", Value: "true", Effect: corev1.TaintEffectNoSchedule}},
 		MaxPods: 110, KubeReserved: map[string]string{"cpu": "80m", "memory": "2250Mi"},
 		Kubelet: &azv1.KubeletConfiguration{CPUManagerPolicy: "static", TopologyManagerPolicy: "single-numa-node"},
 	}

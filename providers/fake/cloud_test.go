@@ -364,7 +364,7 @@ func TestNodeRegistration(t *testing.T) {
 	ctx := context.Background()
 	gpuTaint := corev1.Taint{Key: "nvidia.com/gpu", Effect: corev1.TaintEffectNoSchedule}
 	startup := corev1.Taint{Key: "gpu-operator/initializing", Effect: corev1.TaintEffectNoSchedule}
-	unregistered := corev1.Taint{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}
+	unregistered := v1.UnregisteredTaint
 	cases := []struct {
 		name            string
 		choice          v1.OfferingChoice

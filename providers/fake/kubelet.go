@@ -195,7 +195,7 @@ func (c *Cloud) registerNode(ctx context.Context, id string) error {
 // unregistered taint plus the claim's taints and startup taints, and the
 // capacity the device plugins will report.
 func node(inst *instance) *corev1.Node {
-	taints := []corev1.Taint{{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}}
+	taints := []corev1.Taint{v1.UnregisteredTaint}
 	for _, t := range append(append([]corev1.Taint(nil), inst.Taints...), inst.StartupTaints...) {
 		if !hasTaint(taints, t) {
 			taints = append(taints, t)

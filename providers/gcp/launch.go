@@ -352,7 +352,7 @@ func (p *Provider) instanceFor(claim *v1.NodeClaim, nc *gcpv1.GCENodeClass, boot
 			labels[gkeDriverLabel] = "latest"
 		}
 	}
-	taints := append([]corev1.Taint{{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}}, claim.Spec.Taints...)
+	taints := append([]corev1.Taint{v1.UnregisteredTaint}, claim.Spec.Taints...)
 	taints = append(taints, claim.Spec.StartupTaints...)
 	md, err := nodeMetadata(boot, joinSettings{Labels: labels, Taints: taints, Kubelet: nc.Spec.Kubelet})
 	if err != nil {

@@ -618,7 +618,7 @@ func awsRegisterNode(ctx context.Context, t *testing.T, c client.Client, claim *
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name},
 			Annotations: map[string]string{controlplane.KwokNodeAnnotation: controlplane.KwokNodeAnnotationValue}},
 		Spec: corev1.NodeSpec{ProviderID: claim.Status.ProviderID,
-			Taints: []corev1.Taint{{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}}},
+			Taints: []corev1.Taint{v1.UnregisteredTaint}},
 	}
 	if err := c.Create(ctx, node); err != nil {
 		t.Fatal(err)

@@ -76,6 +76,13 @@ const (
 	ReservedTaintKey = Group + "/reserved"
 )
 
+// UnregisteredTaint is the taint a machine's kubelet registers with. It is
+// NoSchedule, not NoExecute: the kube-controller-manager's taint eviction
+// reads Nodes from its own cache, and a pod the scheduler bound moments
+// after the taint was lifted was deleted by it while that cache still held
+// the taint. NoSchedule keeps the scheduler off the node just the same.
+var UnregisteredTaint = corev1.Taint{Key: UnregisteredTaintKey, Effect: corev1.TaintEffectNoSchedule}
+
 // Extended resource names Stowage understands.
 const (
 	ResourceNvidiaGPU        corev1.ResourceName = "nvidia.com/gpu"

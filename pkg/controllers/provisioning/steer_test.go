@@ -50,7 +50,7 @@ func TestSteerSetsNominatedNodeNameOnceTheNodeIsReady(t *testing.T) {
 		want string
 	}{
 		{"registered but not Ready", planned("n-a", false), ""},
-		{"Ready but not yet registered by Stowage", planned("n-a", true, corev1.Taint{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}), ""},
+		{"Ready but not yet registered by Stowage", planned("n-a", true, v1.UnregisteredTaint), ""},
 		// The not-ready taint the node lifecycle controller lifts a moment
 		// later does not matter: the pod must be nominated before it goes.
 		{"Ready and registered", planned("n-a", true, corev1.Taint{Key: corev1.TaintNodeNotReady, Effect: corev1.TaintEffectNoSchedule}), "n-a"},

@@ -112,7 +112,7 @@ func TestLaunchN1WithT4JoinsGKE(t *testing.T) {
 	if strings.Contains(env, "gke-nodepool=default-pool") {
 		t.Error("kube-env still names the template's node pool")
 	}
-	if !strings.Contains(env, "NODE_TAINTS: '"+v1.UnregisteredTaintKey+"=:NoExecute,nvidia.com/gpu=present:NoSchedule'") {
+	if !strings.Contains(env, "NODE_TAINTS: '"+v1.UnregisteredTaintKey+"=:NoSchedule,nvidia.com/gpu=present:NoSchedule'") {
 		t.Errorf("NODE_TAINTS wrong:\n%s", env)
 	}
 	if md(inst, "cluster-name") != e.srv.Cluster || !strings.Contains(md(inst, "kube-labels"), "stowage.dev/nodepool=gpu") {

@@ -29,7 +29,7 @@ var (
 	gpuTaint      = corev1.Taint{Key: "nvidia.com/gpu", Value: "true", Effect: corev1.TaintEffectNoSchedule}
 	gpuToleration = corev1.Toleration{Key: "nvidia.com/gpu", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}
 	startupTaint  = corev1.Taint{Key: "example.com/driver-loading", Effect: corev1.TaintEffectNoSchedule}
-	unregistered  = corev1.Taint{Key: v1.UnregisteredTaintKey, Effect: corev1.TaintEffectNoExecute}
+	unregistered  = v1.UnregisteredTaint
 )
 
 // launchedEnv returns an env with claim c1 launched and its providerID.
