@@ -276,9 +276,11 @@ func (c *Controller) triggerIfPending() {
 // once would buy the same capacity twice.
 func (c *Controller) NeedLeaderElection() bool { return true }
 
-// Start runs the single-flight loop: one batch, one snapshot, one solve at a
+// Start runs the single-flight loop: one snapshot, one solve, one write at a
 // time, so each decision sees the NodeClaims the previous one created and
-// NodePool limits hold across decisions.
+// NodePool limits hold across decisions. The next batch window runs while a
+// pass solves and writes: pods that turn up meanwhile are batched then,
+// instead of waiting for the pass to end and only then for their window.
 func (c *Controller) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName(Name)
 	ctx = log.IntoContext(ctx, logger)
@@ -295,16 +297,30 @@ func (c *Controller) Start(ctx context.Context) error {
 			}
 		}
 	}()
-	for {
-		opened, ok := c.batcher.Wait(ctx)
-		if !ok {
-			return nil
+	// At most one closed window waits for the running pass: the send
+	// blocks until the pass ends, and the window after it opens only then.
+	windows := make(chan Window)
+	go func() {
+		defer close(windows)
+		for {
+			opened, ok := c.batcher.Wait(ctx)
+			if !ok {
+				return
+			}
+			select {
+			case windows <- Window{Opened: opened, Closed: c.clock.Now()}:
+			case <-ctx.Done():
+				return
+			}
 		}
-		if _, err := c.Schedule(ctx, Window{Opened: opened, Closed: c.clock.Now()}); err != nil {
+	}()
+	for w := range windows {
+		if _, err := c.Schedule(ctx, w); err != nil {
 			logger.Error(err, "provisioning pass failed; retrying after the next batch window")
 			c.batcher.Trigger()
 		}
 	}
+	return nil
 }
 
 // errNotSynced defers decisions until the cluster view is complete.

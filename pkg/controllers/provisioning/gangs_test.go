@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -67,6 +68,16 @@ func TestScheduleWithdrawsAGangNotWrittenWhole(t *testing.T) {
 	}
 	if f.cluster.NominatedTo(pendingPod("web")) == "" {
 		t.Error("the ordinary pod lost its claim")
+	}
+	// Only the pod whose claim stands is told it was nominated.
+	nominated := 0
+	for _, e := range f.drainEvents() {
+		if strings.HasPrefix(e, "Normal Nominated") {
+			nominated++
+		}
+	}
+	if nominated != 1 {
+		t.Errorf("%d Nominated events, want 1 (the gang's withdrawn claims must not be announced)", nominated)
 	}
 }
 

@@ -1,6 +1,7 @@
 package provisioning
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -350,16 +351,33 @@ func (c *Controller) launchAll(ctx context.Context, pools map[string]*v1.NodePoo
 	for i, n := range nodes {
 		if standing[claims[i]] {
 			claimOf[n] = claims[i]
+			c.tellNominated(n, claims[i], phantoms)
 		}
 	}
 	return created, claimOf, failed
 }
 
+// tellNominated records the Nominated event of each pod on a written claim.
+// It runs once the whole plan is written: an event per pod doubled the
+// writes the API server took while the claims were created (the claims of a
+// 1,000-pod plan took twice as long), and a claim withdrawn with its gang
+// is never announced.
+func (c *Controller) tellNominated(n *solver.NewNode, claim *v1.NodeClaim, phantoms map[*corev1.Pod]string) {
+	for _, p := range n.Pods {
+		if _, ok := phantoms[p]; !ok {
+			c.events.nominated(p, claim)
+		}
+	}
+}
+
 // longestWaitingFirst orders the planned nodes for writing by the first
 // sighting of the earliest pod on each: pods that turned up while the last
 // pass ran have waited longest, and a big plan takes seconds to write, so
-// their claims go first. Nodes only for ProvisioningRequests, which no pod
-// waits on, go last; ties keep plan order.
+// their claims go first. Pods first seen once this batch had opened have
+// all waited alike (the batch window is theirs), so among those the claims
+// with the most pods go first: a second of writing then delays the fewest
+// pods. Nodes only for ProvisioningRequests, which no pod waits on, go
+// last; ties keep plan order.
 func (c *Controller) longestWaitingFirst(nodes []*solver.NewNode, w Window) []int {
 	never := w.Closed.Add(time.Hour)
 	first := make([]time.Time, len(nodes))
@@ -371,13 +389,18 @@ func (c *Controller) longestWaitingFirst(nodes []*solver.NewNode, w Window) []in
 				first[i] = t
 			}
 		}
+		if first[i].After(w.Opened) && first[i] != never {
+			first[i] = w.Opened
+		}
 	}
 	c.mu.Unlock()
 	order := make([]int, len(nodes))
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return first[a].Compare(first[b]) })
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Or(first[a].Compare(first[b]), cmp.Compare(len(nodes[b].Pods), len(nodes[a].Pods)))
+	})
 	return order
 }
 
@@ -449,7 +472,6 @@ func (c *Controller) launch(ctx context.Context, pool *v1.NodePool, n *solver.Ne
 	c.forgetWhy(real)
 	for _, p := range real {
 		c.cluster.Nominate(p, claim.Name)
-		c.events.nominated(p, claim)
 		decisionDuration.Observe(c.decisionLatency(p, w, created).Seconds())
 	}
 	return claim, nil

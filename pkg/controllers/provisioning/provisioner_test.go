@@ -435,6 +435,59 @@ func TestStartDecidesOncePerBatch(t *testing.T) {
 	}
 }
 
+// TestNextBatchClosesDuringAPass: pods that turn up while a pass solves
+// and writes are batched meanwhile, so their pass starts as soon as the
+// running one ends instead of opening its window only then.
+func TestNextBatchClosesDuringAPass(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var calls int
+	f := newFixture(t, func(snap *solver.Snapshot) *solver.Plan {
+		if calls++; calls == 1 {
+			close(entered)
+			<-release
+		}
+		return onePerPod(snap)
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.ctrl.Start(ctx) }()
+	batch := func(name string) {
+		f.cluster.UpdatePod(withPod(pendingPod(name), tolerateGPU))
+		if _, err := f.ctrl.Reconcile(ctx, withPod(pendingPod(name), tolerateGPU)); err != nil {
+			t.Fatal(err)
+		}
+		// The resync ticker plus the batch's idle and max timers.
+		deadline := time.Now().Add(10 * time.Second)
+		for f.clock.Waiters() < 3 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no batch window opened for %s", name)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		f.clock.Step(DefaultBatchIdleDuration)
+	}
+	batch("first")
+	<-entered
+	batch("second") // closes while the first pass is still solving
+	close(release)
+	// No clock step from here: the second pass must run on its own.
+	list := &v1.NodeClaimList{}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(list.Items) < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+		if err := f.client.List(context.Background(), list); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Start() = %v, want nil after cancel", err)
+	}
+	if len(list.Items) != 2 {
+		t.Fatalf("%d claims, want 2: the batch closed during the first pass must be decided right after it", len(list.Items))
+	}
+}
+
 func TestSchedulePlansAroundAFailingPool(t *testing.T) {
 	f := newFixture(t, onePerPod)
 	f.ctrl.cloud = &stubCloud{
@@ -577,7 +630,9 @@ func TestScheduleCreatesNodeClaimsConcurrently(t *testing.T) {
 
 // TestClaimsOfLongestWaitingPodsAreWrittenFirst: a plan's claims are
 // written in the order their pods were first seen, so pods that waited
-// through the previous pass do not also wait behind the whole write.
+// through the previous pass do not also wait behind the whole write; pods
+// seen once the batch had opened waited alike, and of those the claims with
+// the most pods go first.
 func TestClaimsOfLongestWaitingPodsAreWrittenFirst(t *testing.T) {
 	f := newFixture(t, nil)
 	pod := func(name string, seen time.Duration) *corev1.Pod {
@@ -593,9 +648,11 @@ func TestClaimsOfLongestWaitingPodsAreWrittenFirst(t *testing.T) {
 		{Pods: []*corev1.Pod{pod("mid", 2*time.Second), pod("early", time.Second)}},
 		{Pods: []*corev1.Pod{pod("earliest", 0)}},
 		{Pods: []*corev1.Pod{pod("late-too", 3*time.Second)}},
+		{Pods: []*corev1.Pod{pod("late-a", 3*time.Second), pod("late-b", 3500*time.Millisecond)}},
 	}
-	got := f.ctrl.longestWaitingFirst(nodes, Window{Opened: now, Closed: now.Add(4 * time.Second)})
-	if want := []int{3, 2, 0, 4, 1}; !slices.Equal(got, want) {
+	w := Window{Opened: now.Add(2500 * time.Millisecond), Closed: now.Add(4 * time.Second)}
+	got := f.ctrl.longestWaitingFirst(nodes, w)
+	if want := []int{3, 2, 5, 0, 4, 1}; !slices.Equal(got, want) {
 		t.Errorf("write order = %v, want %v", got, want)
 	}
 }
