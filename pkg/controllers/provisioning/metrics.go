@@ -20,7 +20,7 @@ var (
 		Namespace: metricsNamespace,
 		Name:      "scheduling_decision_duration_seconds",
 		Help:      "Time from a pod first seen unschedulable to its NodeClaim being created, excluding the batch window.",
-		Buckets:   prometheus.ExponentialBuckets(0.01, 2, 14),
+		Buckets:   decisionBuckets,
 	})
 	solverDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: metricsNamespace,
@@ -39,6 +39,12 @@ var (
 		Help:      "Pods planned again because the plan made for them no longer held (other pods took the room, or they were not bound in time); each may buy another machine.",
 	})
 )
+
+// decisionBuckets are a tenth of a second apart up to 2 s, where a decision
+// latency target sits: with doubling buckets a p99 anywhere between 0.64 and
+// 1.28 s was read as about 1.2 s, too coarse to tell whether 1 s was met.
+var decisionBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1,
+	1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2, 2.5, 3, 4, 5, 7.5, 10, 15, 20, 30, 60, 120}
 
 var registerOnce sync.Once
 
