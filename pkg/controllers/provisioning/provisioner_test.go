@@ -403,26 +403,13 @@ func TestReconcileOpensABatch(t *testing.T) {
 
 func TestStartDecidesOncePerBatch(t *testing.T) {
 	f := newFixture(t, onePerPod)
-	f.cluster.UpdatePod(withPod(pendingPod("p"), tolerateGPU))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.ctrl.Start(ctx) }()
-
-	if _, err := f.ctrl.Reconcile(ctx, withPod(pendingPod("p"), tolerateGPU)); err != nil {
-		t.Fatal(err)
-	}
-	// The resync ticker plus the batch's idle and max timers.
-	for f.clock.Waiters() < 3 {
-		time.Sleep(time.Millisecond)
-	}
-	f.clock.Step(DefaultBatchIdleDuration)
-	// The pass runs asynchronously: wait for its claim, however long it takes.
-	list := &v1.NodeClaimList{}
-	for len(list.Items) == 0 {
-		time.Sleep(time.Millisecond)
-		if err := f.client.List(context.Background(), list); err != nil {
-			t.Fatal(err)
-		}
+	f.closeBatch(ctx, t, "p")
+	// The pass runs asynchronously: wait for its claim.
+	if n := f.waitForClaims(t, 1); n != 1 {
+		t.Fatalf("%d claims, want 1", n)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -451,41 +438,54 @@ func TestNextBatchClosesDuringAPass(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.ctrl.Start(ctx) }()
-	batch := func(name string) {
-		f.cluster.UpdatePod(withPod(pendingPod(name), tolerateGPU))
-		if _, err := f.ctrl.Reconcile(ctx, withPod(pendingPod(name), tolerateGPU)); err != nil {
-			t.Fatal(err)
-		}
-		// The resync ticker plus the batch's idle and max timers.
-		deadline := time.Now().Add(10 * time.Second)
-		for f.clock.Waiters() < 3 {
-			if time.Now().After(deadline) {
-				t.Fatalf("no batch window opened for %s", name)
-			}
-			time.Sleep(time.Millisecond)
-		}
-		f.clock.Step(DefaultBatchIdleDuration)
-	}
-	batch("first")
+	f.closeBatch(ctx, t, "first")
 	<-entered
-	batch("second") // closes while the first pass is still solving
+	f.closeBatch(ctx, t, "second") // while the first pass is still solving
 	close(release)
 	// No clock step from here: the second pass must run on its own.
-	list := &v1.NodeClaimList{}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(list.Items) < 2 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-		if err := f.client.List(context.Background(), list); err != nil {
-			t.Fatal(err)
-		}
-	}
+	n := f.waitForClaims(t, 2)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Start() = %v, want nil after cancel", err)
 	}
-	if len(list.Items) != 2 {
-		t.Fatalf("%d claims, want 2: the batch closed during the first pass must be decided right after it", len(list.Items))
+	if n != 2 {
+		t.Fatalf("%d claims, want 2: the batch closed during the first pass must be decided right after it", n)
 	}
+}
+
+// closeBatch makes pod name pending, lets the running loop open a batch for
+// it and steps the clock past the batch's idle window.
+func (f *fixture) closeBatch(ctx context.Context, t *testing.T, name string) {
+	t.Helper()
+	f.cluster.UpdatePod(withPod(pendingPod(name), tolerateGPU))
+	if _, err := f.ctrl.Reconcile(ctx, withPod(pendingPod(name), tolerateGPU)); err != nil {
+		t.Fatal(err)
+	}
+	// The resync ticker plus the batch's idle and max timers.
+	deadline := time.Now().Add(10 * time.Second)
+	for f.clock.Waiters() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no batch window opened for %s", name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f.clock.Step(DefaultBatchIdleDuration)
+}
+
+// waitForClaims waits up to 10 s of wall time for want claims, and returns
+// how many there are.
+func (f *fixture) waitForClaims(t *testing.T, want int) int {
+	t.Helper()
+	list := &v1.NodeClaimList{}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if err := f.client.List(context.Background(), list); err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Items) >= want {
+			break
+		}
+	}
+	return len(list.Items)
 }
 
 func TestSchedulePlansAroundAFailingPool(t *testing.T) {
