@@ -541,8 +541,7 @@ func (p *Provider) launchTemplateData(claim *v1.NodeClaim, nc *awsv1.EC2NodeClas
 			labels[k] = v
 		}
 	}
-	taints := append([]corev1.Taint{v1.UnregisteredTaint}, claim.Spec.Taints...)
-	taints = append(taints, claim.Spec.StartupTaints...)
+	taints := v1.RegistrationTaints(claim.Spec.Taints, claim.Spec.StartupTaints)
 	userData, err := renderUserData(nc.Family(), aws.ToString(nc.Spec.UserData), joinConfig{
 		ClusterName: p.opts.ClusterName, Endpoint: p.opts.ClusterEndpoint, CABundle: p.opts.ClusterCABundle, CIDR: p.opts.ClusterCIDR,
 		Labels: labels, Taints: taints, Kubelet: nc.Spec.Kubelet,

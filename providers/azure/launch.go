@@ -361,8 +361,7 @@ func (p *Provider) customData(claim *v1.NodeClaim, nc *azv1.AKSNodeClass, it *cl
 			delete(labels, k)
 		}
 	}
-	taints := append([]corev1.Taint{v1.UnregisteredTaint}, claim.Spec.Taints...)
-	taints = append(taints, claim.Spec.StartupTaints...)
+	taints := v1.RegistrationTaints(claim.Spec.Taints, claim.Spec.StartupTaints)
 	reserved := map[string]string{}
 	for k, q := range it.Overhead.KubeReserved {
 		reserved[string(k)] = q.String()

@@ -195,12 +195,7 @@ func (c *Cloud) registerNode(ctx context.Context, id string) error {
 // unregistered taint plus the claim's taints and startup taints, and the
 // capacity the device plugins will report.
 func node(inst *instance) *corev1.Node {
-	taints := []corev1.Taint{v1.UnregisteredTaint}
-	for _, t := range append(append([]corev1.Taint(nil), inst.Taints...), inst.StartupTaints...) {
-		if !hasTaint(taints, t) {
-			taints = append(taints, t)
-		}
-	}
+	taints := v1.RegistrationTaints(inst.Taints, inst.StartupTaints)
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        inst.ID,
@@ -230,13 +225,4 @@ func nodeResources(l corev1.ResourceList) corev1.ResourceList {
 		}
 	}
 	return out
-}
-
-func hasTaint(taints []corev1.Taint, t corev1.Taint) bool {
-	for _, x := range taints {
-		if x.Key == t.Key && x.Effect == t.Effect {
-			return true
-		}
-	}
-	return false
 }

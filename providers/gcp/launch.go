@@ -15,7 +15,6 @@ import (
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"github.com/google/uuid"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -352,8 +351,7 @@ func (p *Provider) instanceFor(claim *v1.NodeClaim, nc *gcpv1.GCENodeClass, boot
 			labels[gkeDriverLabel] = "latest"
 		}
 	}
-	taints := append([]corev1.Taint{v1.UnregisteredTaint}, claim.Spec.Taints...)
-	taints = append(taints, claim.Spec.StartupTaints...)
+	taints := v1.RegistrationTaints(claim.Spec.Taints, claim.Spec.StartupTaints)
 	md, err := nodeMetadata(boot, joinSettings{Labels: labels, Taints: taints, Kubelet: nc.Spec.Kubelet})
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap metadata from %s: %w", lastSegment(boot.URL), err)

@@ -1,6 +1,10 @@
 package v1
 
-import corev1 "k8s.io/api/core/v1"
+import (
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+)
 
 // Well-known labels on every node Stowage makes. NodePool requirements and pod
 // node selectors can ask for any of them.
@@ -82,6 +86,19 @@ const (
 // after the taint was lifted was deleted by it while that cache still held
 // the taint. NoSchedule keeps the scheduler off the node just the same.
 var UnregisteredTaint = corev1.Taint{Key: UnregisteredTaintKey, Effect: corev1.TaintEffectNoSchedule}
+
+// RegistrationTaints are the taints a machine's kubelet registers with:
+// UnregisteredTaint, then the claim's taints and startup taints, each
+// key and effect once (the API server refuses a Node that repeats one).
+func RegistrationTaints(taints, startupTaints []corev1.Taint) []corev1.Taint {
+	out := []corev1.Taint{UnregisteredTaint}
+	for _, t := range append(append([]corev1.Taint(nil), taints...), startupTaints...) {
+		if !slices.ContainsFunc(out, func(x corev1.Taint) bool { return x.Key == t.Key && x.Effect == t.Effect }) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
 
 // Extended resource names Stowage understands.
 const (
