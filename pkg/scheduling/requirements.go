@@ -144,18 +144,51 @@ func (r *Requirement) hasValue() bool {
 	if !r.complement {
 		return len(r.values) > 0
 	}
-	// Every integer has infinitely many spellings ("5", "05", "+5"), so a
-	// finite exclusion list cannot empty a non-empty integer range.
-	if r.gt != nil && *r.gt == math.MaxInt64 {
+	return boundsHold(r.gt, r.lt)
+}
+
+// boundsHold reports whether a complement set with exclusive integer bounds
+// gt and lt has a value. Every integer has infinitely many spellings ("5",
+// "05", "+5"), so a finite exclusion list cannot empty a non-empty range.
+func boundsHold(gt, lt *int64) bool {
+	if gt != nil && *gt == math.MaxInt64 {
 		return false
 	}
-	if r.lt != nil && *r.lt == math.MinInt64 {
+	if lt != nil && *lt == math.MinInt64 {
 		return false
 	}
-	if r.gt != nil && r.lt != nil {
-		return *r.lt-*r.gt > 1 || (*r.gt < 0 && *r.lt > 0) // second term guards overflow
+	if gt != nil && lt != nil {
+		return *lt-*gt > 1 || (*gt < 0 && *lt > 0) // second term guards overflow
 	}
 	return true
+}
+
+// overlaps is r.Intersect(o).Satisfiable() without building the
+// intersection: the solver asks it for every node a pod is tried on.
+func (r *Requirement) overlaps(o *Requirement) bool {
+	if r.allowAbsent && o.allowAbsent {
+		return true
+	}
+	switch {
+	case !r.complement && !o.complement:
+		for i, j := 0, 0; i < len(r.values) && j < len(o.values); {
+			switch c := strings.Compare(r.values[i], o.values[j]); {
+			case c == 0:
+				return true
+			case c < 0:
+				i++
+			default:
+				j++
+			}
+		}
+		return false
+	case !r.complement: // finite sets carry no bounds
+		return slices.ContainsFunc(r.values, o.Allows)
+	case !o.complement:
+		return slices.ContainsFunc(o.values, r.Allows)
+	default:
+		return boundsHold(maxPtr64(r.gt, o.gt), minPtr64(r.lt, o.lt))
+	}
 }
 
 // Satisfiable reports whether some label set (with or without the key) satisfies r.
@@ -248,16 +281,22 @@ func (r *Requirement) String() string {
 
 // toAPI expresses r as API requirements on its key (ANDed).
 func (r *Requirement) toAPI() []v1.NodeSelectorRequirementWithMinValues {
+	return r.appendAPI(nil)
+}
+
+// appendAPI appends r's API requirements to out: ToAPI renders a plan's
+// every node, so it builds one slice rather than one per key.
+func (r *Requirement) appendAPI(out []v1.NodeSelectorRequirementWithMinValues) []v1.NodeSelectorRequirementWithMinValues {
 	mk := func(op corev1.NodeSelectorOperator, values ...string) v1.NodeSelectorRequirementWithMinValues {
 		return v1.NodeSelectorRequirementWithMinValues{Key: r.Key, Operator: op, Values: values, MinValues: r.MinValues}
 	}
 	if !r.complement {
 		if r.allowAbsent { // only DoesNotExist yields a finite set that allows absence
-			return []v1.NodeSelectorRequirementWithMinValues{mk(corev1.NodeSelectorOpDoesNotExist)}
+			return append(out, mk(corev1.NodeSelectorOpDoesNotExist))
 		}
-		return []v1.NodeSelectorRequirementWithMinValues{mk(corev1.NodeSelectorOpIn, slices.Clone(r.values)...)}
+		return append(out, mk(corev1.NodeSelectorOpIn, slices.Clone(r.values)...))
 	}
-	var out []v1.NodeSelectorRequirementWithMinValues
+	start := len(out)
 	if len(r.values) > 0 {
 		out = append(out, mk(corev1.NodeSelectorOpNotIn, slices.Clone(r.values)...))
 	}
@@ -267,7 +306,7 @@ func (r *Requirement) toAPI() []v1.NodeSelectorRequirementWithMinValues {
 	if r.lt != nil {
 		out = append(out, mk(corev1.NodeSelectorOpLt, strconv.FormatInt(*r.lt, 10)))
 	}
-	if !r.allowAbsent && len(out) == 0 || !r.allowAbsent && len(r.values) > 0 && r.gt == nil && r.lt == nil {
+	if !r.allowAbsent && len(out) == start || !r.allowAbsent && len(r.values) > 0 && r.gt == nil && r.lt == nil {
 		out = append(out, mk(corev1.NodeSelectorOpExists))
 	}
 	return out
@@ -376,14 +415,14 @@ func (rs Requirements) Satisfiable() error {
 // Compatible returns nil when some label set satisfies both rs and o. Keys
 // only one side constrains are free on the other; it is symmetric.
 func (rs Requirements) Compatible(o Requirements) error {
-	if rs.compatible(o) {
+	if rs.CompatibleWith(o) {
 		return nil
 	}
 	// Slow path, for a deterministic message: first offending key by name.
 	for _, k := range rs.Intersect(o).Keys() {
 		a, b := rs[k], o[k]
 		switch {
-		case a != nil && b != nil && !a.Intersect(b).Satisfiable():
+		case a != nil && b != nil && !a.overlaps(b):
 			return fmt.Errorf("%s conflicts with %s", a, b)
 		case a != nil && !a.Satisfiable():
 			return fmt.Errorf("no value of %s satisfies %s", k, a)
@@ -394,10 +433,12 @@ func (rs Requirements) Compatible(o Requirements) error {
 	return nil
 }
 
-func (rs Requirements) compatible(o Requirements) bool {
+// CompatibleWith is Compatible without the reason, and allocates nothing:
+// hot loops that only branch on the answer call it.
+func (rs Requirements) CompatibleWith(o Requirements) bool {
 	for k, a := range rs {
 		if b, ok := o[k]; ok {
-			if !a.Intersect(b).Satisfiable() {
+			if !a.overlaps(b) {
 				return false
 			}
 		} else if !a.Satisfiable() {
@@ -426,7 +467,7 @@ func (rs Requirements) Admits(pod Requirements) error {
 			}
 			return fmt.Errorf("requires label %s which the node will not have", p)
 		}
-		if !n.Intersect(p).Satisfiable() {
+		if !n.overlaps(p) {
 			return fmt.Errorf("requires %s but the node offers %s", p, n)
 		}
 	}
@@ -452,9 +493,12 @@ func (rs Requirements) Matches(labels map[string]string) bool {
 
 // ToAPI renders rs as NodeClaim requirements, sorted by key, keeping minValues.
 func (rs Requirements) ToAPI() []v1.NodeSelectorRequirementWithMinValues {
-	var out []v1.NodeSelectorRequirementWithMinValues
+	if len(rs) == 0 {
+		return nil
+	}
+	out := make([]v1.NodeSelectorRequirementWithMinValues, 0, len(rs)+1)
 	for _, k := range rs.Keys() {
-		out = append(out, rs[k].toAPI()...)
+		out = rs[k].appendAPI(out)
 	}
 	return out
 }

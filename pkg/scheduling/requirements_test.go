@@ -183,6 +183,7 @@ func allLabelSets(yield func(map[string]string) bool) {
 // FuzzRequirementsAlgebra checks the laws the solver relies on:
 //   - labels match A∩B exactly when they match A and match B;
 //   - Compatible is symmetric, and holds whenever some label set matches both;
+//   - overlaps and CompatibleWith agree with the intersection they skip building;
 //   - ToAPI round-trips: FromAPI(ToAPI(A)) matches the same label sets as A.
 func FuzzRequirementsAlgebra(f *testing.F) {
 	f.Add([]byte{0, 0, 3}, []byte{0, 1, 1})
@@ -209,7 +210,15 @@ func FuzzRequirementsAlgebra(f *testing.F) {
 			someBoth = someBoth || (ma && mb)
 			return true
 		})
+		for k, ra := range a {
+			if rb, ok := b[k]; ok && ra.overlaps(rb) != ra.Intersect(rb).Satisfiable() {
+				t.Fatalf("%s overlaps %s is %v, but their intersection %s is satisfiable: %v", ra, rb, ra.overlaps(rb), ra.Intersect(rb), !ra.overlaps(rb))
+			}
+		}
 		cab, cba := a.Compatible(b) == nil, b.Compatible(a) == nil
+		if cab != a.CompatibleWith(b) {
+			t.Fatalf("Compatible and CompatibleWith disagree on %s and %s", a, b)
+		}
 		if cab != cba {
 			t.Fatalf("Compatible not symmetric for %s and %s", a, b)
 		}

@@ -95,7 +95,7 @@ func (st *state) mergeIntoKept(kept []*bin, b *bin) bool {
 			return false
 		}
 		// Cheap test first: some type under budget must hold the sum at all.
-		if !mayHold(a.n.pool, &used, a.price+b.price) || a.n.reqs.Compatible(b.n.reqs) != nil {
+		if !mayHold(a.n.pool, &used, a.price+b.price) || !a.n.reqs.CompatibleWith(b.n.reqs) {
 			continue
 		}
 		reqs := a.n.reqs.Intersect(b.n.reqs)

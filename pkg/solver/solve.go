@@ -7,7 +7,6 @@ import (
 	"math"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -589,16 +588,26 @@ func (st *state) newNode(n *newNode, reserved map[string]int, committed map[stri
 		return &NewNode{NodePool: p.name, Pods: n.pods, Choices: []Choice{{InstanceType: first.t.it, Offering: first.o}}}, ""
 	}
 	out := &NewNode{NodePool: p.name, Pods: n.pods, Choices: make([]Choice, 0, len(chosen))}
-	types, zones, cts := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	// One scratch list serves the three value sets: no maps per node.
+	values := st.names[:0]
+	defer func() { st.names = values[:0] }()
 	for _, pk := range chosen {
 		out.Choices = append(out.Choices, Choice{InstanceType: pk.t.it, Offering: pk.o})
-		types[pk.t.it.Name], zones[pk.o.Zone], cts[pk.o.CapacityType] = true, true, true
+		values = append(values, pk.t.it.Name)
 	}
 	out.Requests = n.used.Add(first.t.daemon).ToList()
 	reqs := n.reqs.Copy()
-	reqs.Add(scheduling.MustRequirement(v1.LabelInstanceType, corev1.NodeSelectorOpIn, sortedKeys(types)...))
-	reqs.Add(scheduling.MustRequirement(v1.LabelZone, corev1.NodeSelectorOpIn, sortedKeys(zones)...))
-	reqs.Add(scheduling.MustRequirement(v1.LabelCapacityType, corev1.NodeSelectorOpIn, sortedKeys(cts)...))
+	reqs.Add(scheduling.MustRequirement(v1.LabelInstanceType, corev1.NodeSelectorOpIn, values...))
+	values = values[:0]
+	for _, pk := range chosen {
+		values = append(values, pk.o.Zone)
+	}
+	reqs.Add(scheduling.MustRequirement(v1.LabelZone, corev1.NodeSelectorOpIn, values...))
+	values = values[:0]
+	for _, pk := range chosen {
+		values = append(values, pk.o.CapacityType)
+	}
+	reqs.Add(scheduling.MustRequirement(v1.LabelCapacityType, corev1.NodeSelectorOpIn, values...))
 	// The instance-type minValues, if any, still applies to the narrowed set.
 	out.Requirements = reqs.ToAPI()
 	return out, ""
@@ -613,15 +622,6 @@ type pick struct {
 // compareOfferingPrice orders by price only, so equal prices fall through to names.
 func compareOfferingPrice(a, b cloudprovider.Offering) int {
 	return cmp.Compare(a.PricePerHour, b.PricePerHour)
-}
-
-func sortedKeys(set map[string]bool) []string {
-	out := make([]string, 0, len(set))
-	for k := range set {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // explain says, for humans, why no node can take a pod of shape s.

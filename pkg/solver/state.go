@@ -62,7 +62,8 @@ type state struct {
 	scratch      []int32
 	// lists interns the candidate lists of nodes that do not own theirs.
 	lists map[uint64][][]int32
-	picks []pick // scratch for finish's choices
+	picks []pick   // scratch for finish's choices
+	names []string // scratch for finish's instance types, zones and capacity types
 	// allowMemo holds allowsValue's answers, and zoneMemo allowedZones',
 	// until the next pod of a grouped shape is counted (see forgetAllowed).
 	allowMemo []allowEntry
@@ -239,7 +240,7 @@ func (st *state) clone() *state {
 	c.rooms, c.eRooms, c.allowMemo, c.zoneMemo = nil, nil, nil, nil
 	c.bindings = slices.Clone(st.bindings)
 	c.unsched = slices.Clone(st.unsched)
-	c.scratch, c.picks, c.lists = nil, nil, nil
+	c.scratch, c.picks, c.names, c.lists = nil, nil, nil, nil
 	return &c
 }
 
@@ -663,7 +664,7 @@ func (st *state) tryNew(s *shape, l *level, n *newNode, pod *corev1.Pod) (ok, pe
 		merged := len(alt) == 0 || slices.Contains(n.merged, key)
 		reqs := n.reqs
 		if !merged {
-			if reqs.Compatible(alt) != nil {
+			if !reqs.CompatibleWith(alt) {
 				continue
 			}
 			reqs = reqs.Intersect(alt)
