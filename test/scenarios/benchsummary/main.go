@@ -27,6 +27,7 @@ var columns = []struct{ unit, header string }{
 	{"time-vs-legacy", "TIME VS LEGACY"},
 	{"cost-vs-legacy", "COST VS LEGACY"},
 	{"peak-MB", "PEAK HEAP MB"},
+	{"live-MB", "LIVE HEAP MB"},
 	{"unschedulable", "UNSCHEDULABLE"},
 }
 
