@@ -14,6 +14,7 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
+	"github.com/stowage-k8s/stowage/pricing"
 )
 
 // TestLowerBoundExclusivePods checks the bound counts pods that can never
@@ -362,5 +363,46 @@ func TestRoundedAllocatableRaisesTheBound(t *testing.T) {
 	}
 	if plan.LowerBoundPerHour < 25-1e-6 || plan.LowerBoundPerHour > plan.CostPerHour+1e-9 {
 		t.Errorf("bound $%.3f/h, want between $25/h (512 MiB usable per machine) and the plan's $%.2f/h", plan.LowerBoundPerHour, plan.CostPerHour)
+	}
+}
+
+// TestImproveSkippedNearTheBound checks that the improvement phase runs
+// only where it could gain more than improveMinGap: not on bench-e2e's
+// 1,000 pods (1 CPU and 2 GiB, a fifth with a GPU), whose packing is within
+// 0.05% of the bound, but on a diverse mix far above it.
+func TestImproveSkippedNearTheBound(t *testing.T) {
+	cat, err := pricing.Load("aws/us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := func() []*NodePool {
+		return []*NodePool{makePool("default", cat.InstanceTypes, withReq(v1.LabelCapacityType, corev1.NodeSelectorOpIn, v1.CapacityTypeSpot, v1.CapacityTypeOnDemand))}
+	}
+	bench := append(makePods(800, "cpu", "1", "2Gi"), makePods(200, "gpu", "1", "4Gi", gpus(1))...)
+	r := rand.New(rand.NewPCG(7, 7))
+	cpus, mems := []string{"100m", "250m", "500m", "1", "1500m", "2"}, []string{"128Mi", "512Mi", "1Gi", "2Gi", "4Gi"}
+	var diverse []*corev1.Pod
+	for i := range 300 {
+		diverse = append(diverse, makePod(fmt.Sprintf("d-%03d", i), cpus[r.IntN(len(cpus))], mems[r.IntN(len(mems))]))
+	}
+	for _, tc := range []struct {
+		name    string
+		pods    []*corev1.Pod
+		improve bool
+	}{{"bench-e2e mix", bench, false}, {"diverse mix", diverse, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var st Stats
+			plan, err := Solve(context.Background(), &Snapshot{Pods: tc.pods, NodePools: pool()}, WithStats(&st))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gap := (plan.CostPerHour - plan.LowerBoundPerHour) / plan.LowerBoundPerHour
+			if ran := st.Improve > 0; ran != tc.improve {
+				t.Errorf("improvement phase ran: %v, want %v (plan $%.4f/h, bound $%.4f/h, gap %.3f%%)", ran, tc.improve, plan.CostPerHour, plan.LowerBoundPerHour, 100*gap)
+			}
+			if !tc.improve && gap > improveMinGap {
+				t.Errorf("skipped the phase %.3f%% above the bound, more than %.1f%%", 100*gap, 100*improveMinGap)
+			}
+		})
 	}
 }

@@ -78,8 +78,9 @@ type options struct {
 type Stats struct {
 	// Total is the whole call; Bound the lower bound's share of it,
 	// including the LP relaxation solved before packing (which the
-	// LP-guided strategies use too).
-	Total, Bound time.Duration
+	// LP-guided strategies use too); Improve the improvement phase's share,
+	// zero when it was skipped.
+	Total, Bound, Improve time.Duration
 }
 
 // WithStats fills s when Solve returns.
@@ -177,9 +178,10 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	// one. So once strategy r has one, strategies after r that have not
 	// started are skipped; those before it still run, and the winner is the
 	// same whichever finishes first.
-	optimal := func(p *Plan) bool {
-		return guide != nil && guide.in != nil && len(p.Unschedulable) == 0 && p.CostPerHour <= guide.bound*(1+1e-9)
+	within := func(p *Plan, gap float64) bool {
+		return guide != nil && guide.in != nil && len(p.Unschedulable) == 0 && p.CostPerHour <= guide.bound*(1+gap)
 	}
+	optimal := func(p *Plan) bool { return within(p, 1e-9) }
 	firstOptimal := math.MaxInt // guarded by mu
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
@@ -222,10 +224,18 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	// them. In the controller most passes end here (one GPU pod per
 	// machine, or pods that fill whole machines).
 	proven := optimal(dry)
-	if o.strategy == StrategyBest && !o.noRepack && !o.legacy && !proven {
+	if o.strategy == StrategyBest && !o.noRepack && !o.legacy && !within(dry, improveMinGap) {
 		// The improvement phase works on a copy; like repacking, it is
 		// kept only when the plan it builds is cheaper.
-		if better, n := packed.improve(); n > 0 {
+		var t0 time.Time
+		if o.stats != nil {
+			t0 = time.Now()
+		}
+		better, n := packed.improve()
+		if o.stats != nil {
+			o.stats.Improve = time.Since(t0)
+		}
+		if n > 0 {
 			if p := better.finish(1, true); len(p.Unschedulable) <= len(dry.Unschedulable) && p.CostPerHour < dry.CostPerHour-1e-9 {
 				packed, dry = better, p
 				plan = packed.finish(o.maxChoices, false)
