@@ -199,7 +199,7 @@ func (st *state) uncount(s *shape, n *newNode) {
 		st.forgetAllowed()
 	}
 	for _, g := range s.groups {
-		delete(st.minCache, g)
+		clear(st.minCache[g]) // keeps the map: a pod is counted per placement
 		n.groupCount.add(g, -1)
 		st.total[g]--
 		for _, key := range st.m.groups[g].keys {

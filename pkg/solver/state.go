@@ -597,7 +597,7 @@ func (st *state) count(s *shape, t target) {
 		st.forgetAllowed()
 	}
 	for _, g := range s.groups {
-		delete(st.minCache, g)
+		clear(st.minCache[g]) // keeps the map: a pod is counted per placement
 		switch n := t.(type) {
 		case *existNode:
 			n.groupCount.add(g, 1)
