@@ -127,9 +127,10 @@ func peakHeapMB(f func()) float64 {
 }
 
 // liveHeapMB is peakHeapMB with the collector run at GOGC=5, so the heap
-// never exceeds the live heap by more than 5%: an upper bound, within 5% of
-// the whole heap, on the memory f itself keeps live at its peak, which is
-// what a process with a memory limit (GOMEMLIMIT) needs above its input.
+// stays a few percent above the live heap (5% of it, plus what is allocated
+// while a cycle marks): an upper bound on the memory f itself keeps live at
+// its peak, which is what a process with a memory limit (GOMEMLIMIT) needs
+// above its input.
 func liveHeapMB(f func()) float64 {
 	defer debug.SetGCPercent(debug.SetGCPercent(5))
 	return peakHeapMB(f)
