@@ -598,26 +598,23 @@ func (st *state) newNode(n *newNode, reserved map[string]int, committed map[stri
 		return &NewNode{NodePool: p.name, Pods: n.pods, Choices: []Choice{{InstanceType: first.t.it, Offering: first.o}}}, ""
 	}
 	out := &NewNode{NodePool: p.name, Pods: n.pods, Choices: make([]Choice, 0, len(chosen))}
-	// One scratch list serves the three value sets: no maps per node.
-	values := st.names[:0]
-	defer func() { st.names = values[:0] }()
 	for _, pk := range chosen {
 		out.Choices = append(out.Choices, Choice{InstanceType: pk.t.it, Offering: pk.o})
-		values = append(values, pk.t.it.Name)
 	}
 	out.Requests = n.used.Add(first.t.daemon).ToList()
 	reqs := n.reqs.Copy()
-	reqs.Add(scheduling.MustRequirement(v1.LabelInstanceType, corev1.NodeSelectorOpIn, values...))
-	values = values[:0]
-	for _, pk := range chosen {
-		values = append(values, pk.o.Zone)
+	// The choices' values of each key, gathered in one scratch list: no maps per node.
+	narrow := func(key string, value func(pick) string) {
+		values := st.names[:0]
+		for _, pk := range chosen {
+			values = append(values, value(pk))
+		}
+		reqs.Add(scheduling.MustRequirement(key, corev1.NodeSelectorOpIn, values...))
+		st.names = values[:0]
 	}
-	reqs.Add(scheduling.MustRequirement(v1.LabelZone, corev1.NodeSelectorOpIn, values...))
-	values = values[:0]
-	for _, pk := range chosen {
-		values = append(values, pk.o.CapacityType)
-	}
-	reqs.Add(scheduling.MustRequirement(v1.LabelCapacityType, corev1.NodeSelectorOpIn, values...))
+	narrow(v1.LabelInstanceType, func(pk pick) string { return pk.t.it.Name })
+	narrow(v1.LabelZone, func(pk pick) string { return pk.o.Zone })
+	narrow(v1.LabelCapacityType, func(pk pick) string { return pk.o.CapacityType })
 	// The instance-type minValues, if any, still applies to the narrowed set.
 	out.Requirements = reqs.ToAPI()
 	return out, ""

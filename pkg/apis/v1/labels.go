@@ -92,8 +92,8 @@ var UnregisteredTaint = corev1.Taint{Key: UnregisteredTaintKey, Effect: corev1.T
 // key and effect once (the API server refuses a Node that repeats one).
 func RegistrationTaints(taints, startupTaints []corev1.Taint) []corev1.Taint {
 	out := []corev1.Taint{UnregisteredTaint}
-	for _, t := range append(append([]corev1.Taint(nil), taints...), startupTaints...) {
-		if !slices.ContainsFunc(out, func(x corev1.Taint) bool { return x.Key == t.Key && x.Effect == t.Effect }) {
+	for _, t := range slices.Concat(taints, startupTaints) {
+		if !slices.ContainsFunc(out, func(x corev1.Taint) bool { return t.MatchTaint(&x) }) {
 			out = append(out, t)
 		}
 	}
