@@ -16,20 +16,33 @@ type Batcher struct {
 	idle    time.Duration
 	max     time.Duration
 	trigger chan struct{}
-	// rearmed, when set, is called after a trigger extended the idle window;
-	// tests use it to step a fake clock only once the timer is re-armed.
-	rearmed func()
+	poke    chan struct{}
+	// took, when set, is called once the open batch has taken a trigger or
+	// a poke; tests use it to step a fake clock only after that.
+	took func()
 }
 
 // NewBatcher returns a Batcher with the given windows.
 func NewBatcher(clk clock.Clock, idle, max time.Duration) *Batcher {
-	return &Batcher{clock: clk, idle: idle, max: max, trigger: make(chan struct{}, 1)}
+	return &Batcher{clock: clk, idle: idle, max: max, trigger: make(chan struct{}, 1), poke: make(chan struct{}, 1)}
 }
 
 // Trigger opens a batch, or extends the idle window of the open one. It never blocks.
 func (b *Batcher) Trigger() {
 	select {
 	case b.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Poke opens a batch if none is open, and leaves an open one's idle window
+// alone. It is for news about pods already waiting, such as the scheduler
+// rewriting why one is unschedulable each time a node joins: those brought
+// no new demand, and extending the window on each kept a busy cluster's
+// batches open for the whole max window. It never blocks.
+func (b *Batcher) Poke() {
+	select {
+	case b.poke <- struct{}{}:
 	default:
 	}
 }
@@ -41,6 +54,7 @@ func (b *Batcher) Wait(ctx context.Context) (opened time.Time, ok bool) {
 	case <-ctx.Done():
 		return time.Time{}, false
 	case <-b.trigger:
+	case <-b.poke:
 	}
 	opened = b.clock.Now()
 	maxTimer := b.clock.NewTimer(b.max)
@@ -60,8 +74,13 @@ func (b *Batcher) Wait(ctx context.Context) (opened time.Time, ok bool) {
 				}
 			}
 			idleTimer.Reset(b.idle)
-			if b.rearmed != nil {
-				b.rearmed()
+			if b.took != nil {
+				b.took()
+			}
+		case <-b.poke:
+			// The open batch serves it.
+			if b.took != nil {
+				b.took()
 			}
 		case <-idleTimer.C():
 			return opened, true

@@ -62,8 +62,8 @@ func TestBatcher(t *testing.T) {
 	t.Run("triggers extend the idle window up to the max", func(t *testing.T) {
 		clk := clocktesting.NewFakeClock(start)
 		b := NewBatcher(clk, time.Second, 3*time.Second)
-		rearmed := make(chan struct{})
-		b.rearmed = func() { rearmed <- struct{}{} }
+		took := make(chan struct{})
+		b.took = func() { took <- struct{}{} }
 		b.Trigger()
 		ch := run(b, context.Background())
 		waitForTimers(t, clk)
@@ -71,12 +71,37 @@ func TestBatcher(t *testing.T) {
 			clk.Step(600 * time.Millisecond)
 			if i < 4 {
 				b.Trigger()
-				<-rearmed
+				<-took
 				assertOpen(t, ch)
 			}
 		}
 		// 3s have passed since the batch opened.
 		assertClosed(t, ch, start)
+	})
+
+	t.Run("a poke opens a batch but does not extend one", func(t *testing.T) {
+		clk := clocktesting.NewFakeClock(start)
+		b := NewBatcher(clk, time.Second, 10*time.Second)
+		took := make(chan struct{})
+		b.took = func() { took <- struct{}{} }
+		b.Poke()
+		ch := run(b, context.Background())
+		waitForTimers(t, clk)
+		clk.Step(600 * time.Millisecond)
+		b.Poke()
+		<-took // taken by the open batch, not left to open the next one
+		clk.Step(400 * time.Millisecond)
+		select {
+		case r := <-ch:
+			if !r.ok || !r.opened.Equal(start) {
+				t.Fatalf("Wait() = %v, %v; want %v, true", r.opened, r.ok, start)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("batch still open a second after it opened: the poke extended its idle window")
+		}
+		if len(b.trigger)+len(b.poke) != 0 {
+			t.Fatal("a poke served by the closed batch is still pending")
+		}
 	})
 
 	t.Run("context cancellation ends the wait", func(t *testing.T) {

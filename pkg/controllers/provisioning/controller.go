@@ -244,7 +244,8 @@ func (c *Controller) Reconcile(ctx context.Context, pod *corev1.Pod) (reconcile.
 		delete(c.lastWhy, pod.UID)
 		return reconcile.Result{}, nil
 	}
-	if _, ok := c.seen[pod.UID]; !ok {
+	_, known := c.seen[pod.UID]
+	if !known {
 		c.seen[pod.UID] = c.clock.Now()
 		log.FromContext(ctx).V(1).Info("pod is unschedulable", "pod", klog.KObj(pod))
 	}
@@ -256,7 +257,11 @@ func (c *Controller) Reconcile(ctx context.Context, pod *corev1.Pod) (reconcile.
 		}
 		return reconcile.Result{}, nil
 	}
-	c.batcher.Trigger()
+	if known {
+		c.batcher.Poke()
+	} else {
+		c.batcher.Trigger()
+	}
 	return reconcile.Result{}, nil
 }
 
@@ -268,7 +273,7 @@ func (c *Controller) triggerIfPending() {
 		pending = true
 	}
 	if pending {
-		c.batcher.Trigger()
+		c.batcher.Poke()
 	}
 }
 

@@ -383,13 +383,18 @@ func TestReconcileOpensABatch(t *testing.T) {
 	if seen, ok := f.ctrl.seen[pod.UID]; !ok || !seen.Equal(now) {
 		t.Errorf("first seen = %v, %v; want %v", seen, ok, now)
 	}
-	// Seen again later: the first time is kept for the latency metric.
+	<-f.ctrl.batcher.trigger
+	// Seen again later: the first time is kept for the latency metric, and
+	// the news only makes sure a batch is open, without extending one.
 	f.clock.Step(time.Second)
 	if _, err := f.ctrl.Reconcile(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
 	if seen := f.ctrl.seen[pod.UID]; !seen.Equal(now) {
 		t.Errorf("first seen moved to %v", seen)
+	}
+	if trig, poke := len(f.ctrl.batcher.trigger), len(f.ctrl.batcher.poke); trig != 0 || poke != 1 {
+		t.Errorf("a known pod seen again left %d triggers and %d pokes, want 0 and 1", trig, poke)
 	}
 	// Bound: forgotten.
 	bound := withPod(pod.DeepCopy(), func(p *corev1.Pod) { p.Spec.NodeName = "n1" })
