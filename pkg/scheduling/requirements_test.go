@@ -211,8 +211,10 @@ func FuzzRequirementsAlgebra(f *testing.F) {
 			return true
 		})
 		for k, ra := range a {
-			if rb, ok := b[k]; ok && ra.overlaps(rb) != ra.Intersect(rb).Satisfiable() {
-				t.Fatalf("%s overlaps %s is %v, but their intersection %s is satisfiable: %v", ra, rb, ra.overlaps(rb), ra.Intersect(rb), !ra.overlaps(rb))
+			if rb, ok := b[k]; ok {
+				if over, sat := ra.overlaps(rb), ra.Intersect(rb).Satisfiable(); over != sat {
+					t.Fatalf("%s overlaps %s is %v, but their intersection %s is satisfiable: %v", ra, rb, over, ra.Intersect(rb), sat)
+				}
 			}
 		}
 		cab, cba := a.Compatible(b) == nil, b.Compatible(a) == nil
