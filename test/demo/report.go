@@ -93,8 +93,25 @@ func why(claim *v1.NodeClaim, pool *v1.NodePool, pods int) string {
 	default:
 		parts = append(parts, capType+", the cheapest capacity type the pool allows")
 	}
-	parts = append(parts, fmt.Sprintf("cheapest of %d offerings that hold its %d pod(s)", len(claim.Spec.Offerings), pods))
+	parts = append(parts, choices(len(claim.Spec.Offerings), pods))
 	return strings.Join(parts, "; ")
+}
+
+// choices says how the claim's offering was picked. The claim keeps the
+// cheapest offerings that hold its pods, the first chosen and the rest tried
+// in order if the cloud has no capacity for it.
+func choices(offerings, pods int) string {
+	podsText := "its pod"
+	if pods != 1 {
+		podsText = fmt.Sprintf("its %d pods", pods)
+	}
+	if offerings <= 1 {
+		return "the only offering that holds " + podsText
+	}
+	if offerings == 2 {
+		return "the cheapest offering that holds " + podsText + ", 1 more kept as a launch fallback"
+	}
+	return fmt.Sprintf("the cheapest offering that holds %s, %d more kept as launch fallbacks", podsText, offerings-1)
 }
 
 // capacityTypes lists what a pool's requirements allow; nil means any.

@@ -43,3 +43,20 @@ func TestCheapestOnDemand(t *testing.T) {
 		})
 	}
 }
+
+func TestChoices(t *testing.T) {
+	tests := []struct {
+		offerings, pods int
+		want            string
+	}{
+		{1, 1, "the only offering that holds its pod"},
+		{1, 3, "the only offering that holds its 3 pods"},
+		{20, 1, "the cheapest offering that holds its pod, 19 more kept as launch fallbacks"},
+		{2, 4, "the cheapest offering that holds its 4 pods, 1 more kept as a launch fallback"},
+	}
+	for _, tt := range tests {
+		if got := choices(tt.offerings, tt.pods); got != tt.want {
+			t.Errorf("choices(%d, %d) = %q, want %q", tt.offerings, tt.pods, got, tt.want)
+		}
+	}
+}
