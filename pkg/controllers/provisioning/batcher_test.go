@@ -39,11 +39,17 @@ func TestBatcher(t *testing.T) {
 		default:
 		}
 	}
+	// assertClosed waits a bounded real time, so a batch that wrongly stays
+	// open fails the test instead of hanging it.
 	assertClosed := func(t *testing.T, ch <-chan result, wantOpened time.Time) {
 		t.Helper()
-		r := <-ch
-		if !r.ok || !r.opened.Equal(wantOpened) {
-			t.Fatalf("Wait() = %v, %v; want %v, true", r.opened, r.ok, wantOpened)
+		select {
+		case r := <-ch:
+			if !r.ok || !r.opened.Equal(wantOpened) {
+				t.Fatalf("Wait() = %v, %v; want %v, true", r.opened, r.ok, wantOpened)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("batch still open after the fake clock passed its window")
 		}
 	}
 
@@ -91,14 +97,7 @@ func TestBatcher(t *testing.T) {
 		b.Poke()
 		<-took // taken by the open batch, not left to open the next one
 		clk.Step(400 * time.Millisecond)
-		select {
-		case r := <-ch:
-			if !r.ok || !r.opened.Equal(start) {
-				t.Fatalf("Wait() = %v, %v; want %v, true", r.opened, r.ok, start)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("batch still open a second after it opened: the poke extended its idle window")
-		}
+		assertClosed(t, ch, start) // a second after it opened: the poke did not extend it
 		if len(b.trigger)+len(b.poke) != 0 {
 			t.Fatal("a poke served by the closed batch is still pending")
 		}
