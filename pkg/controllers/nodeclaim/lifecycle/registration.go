@@ -72,6 +72,10 @@ func (r *registration) reconcile(ctx context.Context, claim *v1.NodeClaim) (reco
 		return r.awaitNode(ctx, claim, launched.LastTransitionTime.Time)
 	}
 	if err := r.syncNode(ctx, claim, node); err != nil {
+		if apierrors.IsConflict(err) {
+			// The Node watch brings the claim back with the newer Node.
+			return reconcile.Result{RequeueAfter: staleNodeRetry}, false, nil
+		}
 		return reconcile.Result{}, false, err
 	}
 	poll, err := r.release(ctx, node)
@@ -123,10 +127,12 @@ func (r *registration) syncNode(ctx context.Context, claim *v1.NodeClaim, node *
 	for k, v := range nodeLabels(claim) {
 		node.Labels[k] = v
 	}
+	addsTaints := false
 	if firstTime {
 		for _, t := range append(append([]corev1.Taint(nil), claim.Spec.Taints...), claim.Spec.StartupTaints...) {
 			if !hasTaint(node.Spec.Taints, t) {
 				node.Spec.Taints = append(node.Spec.Taints, t)
+				addsTaints = true
 			}
 		}
 	}
@@ -142,7 +148,16 @@ func (r *registration) syncNode(ctx context.Context, claim *v1.NodeClaim, node *
 	if equality.Semantic.DeepEqual(stored, node) {
 		return nil
 	}
-	if err := r.client.Patch(ctx, node, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
+	// A strategic merge patch adds labels, the finalizer and the owner to
+	// whatever the Node holds now, so it needs no lock: with one, the
+	// kubelet's status updates of a fresh Node failed about every other
+	// attempt. Placing taints is the exception: a copy older than the
+	// registered label would put back a startup taint its owner had removed.
+	var opts []client.MergeFromOption
+	if addsTaints {
+		opts = append(opts, client.MergeFromWithOptimisticLock{})
+	}
+	if err := r.client.Patch(ctx, node, client.StrategicMergeFrom(stored, opts...)); err != nil {
 		return fmt.Errorf("syncing node %s for nodeclaim %s: %w", node.Name, claim.Name, err)
 	}
 	return nil
@@ -194,6 +209,9 @@ func (r *registration) release(ctx context.Context, node *corev1.Node) (time.Dur
 }
 
 const (
+	// staleNodeRetry is when a Node sync that met a newer Node is retried
+	// if no Node event comes first.
+	staleNodeRetry = time.Second
 	// reservationPoll is how often a reserved node is checked for its
 	// planned pods having been bound.
 	reservationPoll = time.Second

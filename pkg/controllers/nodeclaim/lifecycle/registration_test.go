@@ -107,6 +107,89 @@ func TestRegistrationSyncsNode(t *testing.T) {
 	}
 }
 
+// A fresh Node's status changes every few hundred milliseconds, so the copy
+// registration reads is often out of date. Labels, finalizer and owner are
+// added to it anyway; taints are placed only from an up-to-date copy.
+func TestRegistrationWithAStaleNodeCopy(t *testing.T) {
+	ctx := context.Background()
+	e, _ := launchedEnv(t, nil)
+	claim := e.claim(t, "c1")
+	r := &registration{client: e.client, clock: e.clock}
+	staleCopy := func(name string, taints ...corev1.Taint) *corev1.Node {
+		t.Helper()
+		if err := e.client.Create(ctx, kwokNode(name, "fake://"+name, false, taints...)); err != nil {
+			t.Fatal(err)
+		}
+		stale := e.node(t, name)
+		heartbeat := stale.DeepCopy()
+		heartbeat.Status.Conditions[0].Message = "kubelet is posting ready status"
+		if err := e.client.Status().Update(ctx, heartbeat); err != nil {
+			t.Fatal(err)
+		}
+		return stale
+	}
+
+	// Registered with its taints, as the kubelet does with the claim's.
+	if err := r.syncNode(ctx, claim, staleCopy("n1", gpuTaint, startupTaint, unregistered)); err != nil {
+		t.Fatalf("sync of a stale copy that adds no taints: %v", err)
+	}
+	node := e.node(t, "n1")
+	if node.Labels[v1.LabelRegistered] != "true" || node.Labels[v1.LabelNodeClaim] != "c1" {
+		t.Errorf("labels = %v, want registered and the claim's", node.Labels)
+	}
+	if diff := cmp.Diff([]string{v1.TerminationFinalizer}, node.Finalizers); diff != "" {
+		t.Errorf("finalizers (-want +got):\n%s", diff)
+	}
+	if len(node.OwnerReferences) != 1 || node.OwnerReferences[0].UID != claim.UID {
+		t.Errorf("owner references = %+v, want the nodeclaim", node.OwnerReferences)
+	}
+	if got := node.Status.Conditions[0].Message; got != "kubelet is posting ready status" {
+		t.Errorf("the sync overwrote the newer status: message %q", got)
+	}
+	if len(node.Spec.Taints) != 3 {
+		t.Errorf("taints = %v, want the three it registered with", node.Spec.Taints)
+	}
+
+	// Registered without them: placing them from a stale copy is refused,
+	// and the reconcile that meets it retries without an error.
+	err := r.syncNode(ctx, claim, staleCopy("n2"))
+	if !apierrors.IsConflict(err) {
+		t.Fatalf("sync of a stale copy that adds taints: err = %v, want a conflict", err)
+	}
+	if got := e.node(t, "n2"); len(got.Spec.Taints) != 0 || got.Labels[v1.LabelRegistered] != "" {
+		t.Errorf("a refused sync changed the node: taints %v, labels %v", got.Spec.Taints, got.Labels)
+	}
+	if err := r.syncNode(ctx, claim, e.node(t, "n2")); err != nil {
+		t.Fatalf("sync of an up-to-date copy: %v", err)
+	}
+	if got := e.node(t, "n2").Spec.Taints; len(got) != 2 {
+		t.Errorf("taints = %v, want the claim's two", got)
+	}
+}
+
+// A sync that met a newer Node is retried without an error: it is the normal
+// case on a fresh Node, and an error logged a stack trace for each.
+func TestRegistrationRetriesAConflictQuietly(t *testing.T) {
+	ctx := context.Background()
+	e, providerID := launchedEnv(t, nil)
+	if err := e.client.Create(ctx, kwokNode("n1", providerID, false)); err != nil {
+		t.Fatal(err)
+	}
+	conflicting := interceptor.NewClient(e.client.(client.WithWatch), interceptor.Funcs{
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
+			if _, ok := obj.(*corev1.Node); ok {
+				return apierrors.NewConflict(schema.GroupResource{Resource: "nodes"}, obj.GetName(), nil)
+			}
+			return c.Patch(ctx, obj, p, opts...)
+		},
+	})
+	r := &registration{client: conflicting, clock: e.clock}
+	res, done, err := r.reconcile(ctx, e.claim(t, "c1"))
+	if err != nil || done || res.RequeueAfter <= 0 {
+		t.Errorf("reconcile after a conflict = (%+v, %v, %v), want a retry without an error", res, done, err)
+	}
+}
+
 // Startup taints are applied once: their owner removes them, and a later
 // reconcile must not put them back.
 func TestRegistrationTaintsOnce(t *testing.T) {
