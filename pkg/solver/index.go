@@ -69,26 +69,48 @@ func (x *roomIndex) pull(k int) {
 }
 
 // next is the first node at or after from with room for req in every fixed
-// slot and a zone in zones, or -1.
+// slot and a zone in zones, or -1. It starts at from's leaf and climbs only
+// as far as it must: first fit asks for the node after one it just tried,
+// and a search from the root spent a quarter of its steps on the subtrees
+// left of from. An entry's maximum may take its slots from different
+// nodes, so neither child of a fitting entry need fit; the search then
+// goes on to the right of that entry.
 func (x *roomIndex) next(from int, req *scheduling.Resources, zones uint64) int {
 	if from >= x.size {
 		return -1
 	}
-	return x.find(1, 0, x.leaves(), from, req, zones)
-}
-
-func (x *roomIndex) find(k, lo, hi, from int, req *scheduling.Resources, zones uint64) int {
-	if hi <= from || x.zones[k]&zones == 0 || !roomFor(&x.room[k], req) {
-		return -1
+	fits := func(k int) bool { return x.zones[k]&zones != 0 && roomFor(&x.room[k], req) }
+	leaves := x.leaves()
+	k := leaves + from
+	if fits(k) {
+		return from
 	}
-	if hi-lo == 1 {
-		return lo
+	for {
+		// The next entry to the right: climb past right children, then
+		// step to the sibling. Past the root there is none.
+		for k&1 == 1 {
+			k >>= 1
+		}
+		if k == 0 {
+			return -1
+		}
+		k++
+		if !fits(k) {
+			continue
+		}
+		// Descend to the leftmost fitting leaf, if any.
+		found := true
+		for k < leaves && found {
+			k *= 2
+			if !fits(k) {
+				k++
+				found = fits(k)
+			}
+		}
+		if found {
+			return k - leaves
+		}
 	}
-	mid := (lo + hi) / 2
-	if r := x.find(2*k, lo, mid, from, req, zones); r >= 0 {
-		return r
-	}
-	return x.find(2*k+1, mid, hi, from, req, zones)
 }
 
 func roomFor(room *[scheduling.NumSlots]int64, req *scheduling.Resources) bool {

@@ -38,7 +38,11 @@ func TestRoomIndexMatchesScan(t *testing.T) {
 		}
 		var req scheduling.Resources
 		for d := range req.Fixed {
-			req.Fixed[d] = r.Int64N(6)
+			// Half the requests ask for two slots only, as most pods do, so
+			// many entries fit and the search descends and backs out often.
+			if d < 2 || r.IntN(2) == 0 {
+				req.Fixed[d] = r.Int64N(6)
+			}
 		}
 		zones := uint64(r.IntN(16))
 		if r.IntN(4) == 0 {

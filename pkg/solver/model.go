@@ -77,6 +77,11 @@ type pool struct {
 	reqs   scheduling.Requirements
 	taints []corev1.Taint
 	types  []*poolType
+	// fixed holds each type's fixed allocatable slots (alloc.Fixed), in
+	// types' order and side by side: the fit checks that scan a node's
+	// candidates reject almost all of them on these alone, and reading them
+	// here spares a pointer chase per candidate.
+	fixed  [][scheduling.NumSlots]int64
 	allIdx []int32
 	// hasReserved says some type has a capacity reservation.
 	hasReserved bool
@@ -258,8 +263,10 @@ func (m *model) buildPools(snap *Snapshot) error {
 			return cmp.Or(cmp.Compare(a.minPrice, b.minPrice), cmp.Compare(a.it.Name, b.it.Name))
 		})
 		p.allIdx = make([]int32, len(p.types))
-		for i := range p.allIdx {
+		p.fixed = make([][scheduling.NumSlots]int64, len(p.types))
+		for i, t := range p.types {
 			p.allIdx[i] = int32(i)
+			p.fixed[i] = t.alloc.Fixed
 		}
 		for _, t := range p.types {
 			p.maxAlloc = p.maxAlloc.Max(t.alloc)

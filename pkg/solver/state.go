@@ -329,7 +329,13 @@ func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs schedulin
 			ctOK[i] = ct.Allows(v)
 		}
 	}
+	need := fixedSum(&n.used, &s.req)
 	for _, ti := range n.cands {
+		// A type that cannot take the pod adds nothing, so it is passed
+		// before the stop below (which a later type meets as well).
+		if !viable[ti] || !fitsFixed(&need, &n.pool.fixed[ti]) {
+			continue
+		}
 		t := n.pool.types[ti]
 		// Every zone the candidates offer seen, none can get cheaper: types
 		// are sorted by their cheapest offering, so no later one changes
@@ -337,7 +343,7 @@ func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs schedulin
 		if key == v1.LabelZone && len(out) >= zones && (zones == 1 || t.minPrice >= maxPrice) {
 			break
 		}
-		if !viable[ti] || !scheduling.FitsSum(&n.used, &s.req, &t.alloc) {
+		if !scheduling.FitsSum(&n.used, &s.req, &t.alloc) {
 			continue
 		}
 		for k, o := range t.offs {
@@ -792,7 +798,11 @@ func (st *state) takeReservation(n *newNode, cands []int32, reqs scheduling.Requ
 // within the pool's limits, or -1.
 func (st *state) firstFit(n *newNode, req *scheduling.Resources) int {
 	p := n.pool
+	need := fixedSum(&n.used, req)
 	for i, ti := range n.cands {
+		if !fitsFixed(&need, &p.fixed[ti]) {
+			continue
+		}
 		t := p.types[ti]
 		if scheduling.FitsSum(&n.used, req, &t.alloc) &&
 			(!p.hasLimits || withinLimits(&p.limited, &st.remaining[p.idx], &n.charged, &t.capacity)) {
@@ -830,9 +840,13 @@ func (st *state) filter(n *newNode, s *shape, viable []bool, reqs scheduling.Req
 	}
 	st.scratch = st.scratch[:len(n.cands)]
 	k := 0
+	need := fixedSum(&n.used, &s.req)
 	for _, ti := range n.cands {
+		if !viable[ti] || !fitsFixed(&need, &p.fixed[ti]) {
+			continue
+		}
 		t := p.types[ti]
-		if !viable[ti] || !scheduling.FitsSum(&n.used, &s.req, &t.alloc) {
+		if !scheduling.FitsSum(&n.used, &s.req, &t.alloc) {
 			continue
 		}
 		if reqsChanged {
@@ -847,6 +861,26 @@ func (st *state) filter(n *newNode, s *shape, viable []bool, reqs scheduling.Req
 		k++
 	}
 	return k
+}
+
+// fixedSum is the fixed slots of a + b.
+func fixedSum(a, b *scheduling.Resources) [scheduling.NumSlots]int64 {
+	sum := a.Fixed
+	for i, v := range b.Fixed {
+		sum[i] += v
+	}
+	return sum
+}
+
+// fitsFixed reports whether need fits within alloc, slot by slot; extended
+// resources are left to scheduling.FitsSum.
+func fitsFixed(need, alloc *[scheduling.NumSlots]int64) bool {
+	for i, v := range need {
+		if v > alloc[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func labelsAllow(t *poolType, reqs []*scheduling.Requirement) bool {
