@@ -104,6 +104,7 @@ type poolType struct {
 	minPrice float64
 	zones    uint64   // zone bits of offs
 	offZone  []uint64 // the zone bit of each of offs (0 when zones are not numbered)
+	offCT    []uint8  // the capacity type of each of offs: its index in capacityTypes, or otherCT
 }
 
 // shape is a set of pods identical in everything the solver looks at, so
@@ -267,6 +268,13 @@ func (m *model) buildPools(snap *Snapshot) error {
 		for i, t := range p.types {
 			p.allIdx[i] = int32(i)
 			p.fixed[i] = t.alloc.Fixed
+			t.offCT = make([]uint8, len(t.offs))
+			for k, o := range t.offs {
+				t.offCT[k] = otherCT
+				if c := slices.Index(capacityTypes[:], o.CapacityType); c >= 0 {
+					t.offCT[k] = uint8(c)
+				}
+			}
 		}
 		for _, t := range p.types {
 			p.maxAlloc = p.maxAlloc.Max(t.alloc)

@@ -386,8 +386,15 @@ func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs schedulin
 	return vals
 }
 
-// capacityTypes are the capacity types possible reads as flags.
+// capacityTypes are the capacity types possible and filter read as flags.
 var capacityTypes = [3]string{v1.CapacityTypeReserved, v1.CapacityTypeSpot, v1.CapacityTypeOnDemand}
+
+// ctReserved is the reserved capacity type's index in capacityTypes;
+// otherCT stands for a capacity type not in it.
+const (
+	ctReserved = 0
+	otherCT    = uint8(len(capacityTypes))
+)
 
 func cmpFloat(a, b float64) int {
 	switch {
@@ -746,13 +753,46 @@ func (st *state) tryNew(s *shape, l *level, n *newNode, pod *corev1.Pod) (ok, pe
 	return false, permanent
 }
 
-// hasOffering is hasOffering counting only reservations with machines left.
-func (st *state) hasOffering(t *poolType, zone, ct *scheduling.Requirement) bool {
-	for _, o := range t.offs {
-		if (zone == nil || zone.Allows(o.Zone)) && (ct == nil || ct.Allows(o.CapacityType)) &&
-			(o.CapacityType != v1.CapacityTypeReserved || st.reservations[reservationKey(t.it.Name, o)] > 0) {
-			return true
+// offerFilter is a zone and a capacity-type rule (nil: any), read once into
+// bits and flags for the many offerings filter checks against them.
+type offerFilter struct {
+	zone, ct *scheduling.Requirement
+	zoneMask uint64 // the zones zone allows, when the model numbers zones
+	ctOK     [len(capacityTypes)]bool
+}
+
+func (st *state) newOfferFilter(zone, ct *scheduling.Requirement) offerFilter {
+	f := offerFilter{zone: zone, ct: ct, zoneMask: allZones}
+	if zone != nil && st.m.zoneBits != nil {
+		f.zoneMask = 0
+		for z, bit := range st.m.zoneBits {
+			if zone.Allows(z) {
+				f.zoneMask |= bit
+			}
 		}
+	}
+	for i, v := range capacityTypes {
+		f.ctOK[i] = ct == nil || ct.Allows(v)
+	}
+	return f
+}
+
+// hasOffering is hasOffering under a filter, counting only reservations
+// with machines left.
+func (st *state) hasOffering(t *poolType, f *offerFilter) bool {
+	numbered := st.m.zoneBits != nil
+	for k, o := range t.offs {
+		if f.zone != nil && ((numbered && t.offZone[k]&f.zoneMask == 0) || (!numbered && !f.zone.Allows(o.Zone))) {
+			continue
+		}
+		c := t.offCT[k]
+		if f.ct != nil && ((c != otherCT && !f.ctOK[c]) || (c == otherCT && !f.ct.Allows(o.CapacityType))) {
+			continue
+		}
+		if c == ctReserved && st.reservations[reservationKey(t.it.Name, o)] <= 0 {
+			continue
+		}
+		return true
 	}
 	return false
 }
@@ -818,6 +858,7 @@ func (st *state) filter(n *newNode, s *shape, viable []bool, reqs scheduling.Req
 	p := n.pool
 	var zone, ct *scheduling.Requirement
 	var labelPins []*scheduling.Requirement
+	var offers offerFilter
 	if reqsChanged {
 		// A requirement that is still the pool's own holds for every type
 		// and offering of the pool (newPoolType kept only those), so it is
@@ -834,6 +875,7 @@ func (st *state) filter(n *newNode, s *shape, viable []bool, reqs scheduling.Req
 				labelPins = append(labelPins, r)
 			}
 		}
+		offers = st.newOfferFilter(zone, ct)
 	}
 	if cap(st.scratch) < len(n.cands) {
 		st.scratch = make([]int32, len(n.cands))
@@ -850,7 +892,7 @@ func (st *state) filter(n *newNode, s *shape, viable []bool, reqs scheduling.Req
 			continue
 		}
 		if reqsChanged {
-			if !st.hasOffering(t, zone, ct) || !labelsAllow(t, labelPins) {
+			if !st.hasOffering(t, &offers) || !labelsAllow(t, labelPins) {
 				continue
 			}
 		}
