@@ -81,7 +81,10 @@ type pool struct {
 	// types' order and side by side: the fit checks that scan a node's
 	// candidates reject almost all of them on these alone, and reading them
 	// here spares a pointer chase per candidate.
-	fixed  [][scheduling.NumSlots]int64
+	fixed [][scheduling.NumSlots]int64
+	// ext says which types have extended resources beyond the fixed slots
+	// that some pod requests (set by trimUnrequested).
+	ext    []bool
 	allIdx []int32
 	// hasReserved says some type has a capacity reservation.
 	hasReserved bool
@@ -212,9 +215,10 @@ func (m *model) trimUnrequested() {
 	m.maxAlloc = scheduling.Resources{}
 	for _, p := range m.pools {
 		p.maxAlloc = scheduling.Resources{}
-		for _, t := range p.types {
+		for i, t := range p.types {
 			// Each type's allocatable map is its own (newPoolType builds it).
 			maps.DeleteFunc(t.alloc.Ext, func(k corev1.ResourceName, _ int64) bool { return !requested[k] })
+			p.ext[i] = len(t.alloc.Ext) > 0
 			p.maxAlloc = p.maxAlloc.Max(t.alloc)
 		}
 		m.maxAlloc = m.maxAlloc.Max(p.maxAlloc)
@@ -265,6 +269,7 @@ func (m *model) buildPools(snap *Snapshot) error {
 		})
 		p.allIdx = make([]int32, len(p.types))
 		p.fixed = make([][scheduling.NumSlots]int64, len(p.types))
+		p.ext = make([]bool, len(p.types))
 		for i, t := range p.types {
 			p.allIdx[i] = int32(i)
 			p.fixed[i] = t.alloc.Fixed

@@ -150,13 +150,13 @@ func (n *newNode) refreshMaxAlloc() {
 	// Fixed slots in place; only types with extended resources (few, once
 	// unrequested ones are trimmed) take the map merge.
 	var m scheduling.Resources
+	p := n.pool
 	for _, ti := range n.cands {
-		a := &n.pool.types[ti].alloc
-		for d, v := range a.Fixed {
+		for d, v := range &p.fixed[ti] {
 			m.Fixed[d] = max(m.Fixed[d], v)
 		}
-		if len(a.Ext) > 0 {
-			m = m.Max(scheduling.Resources{Fixed: m.Fixed, Ext: a.Ext})
+		if p.ext[ti] {
+			m = m.Max(scheduling.Resources{Fixed: m.Fixed, Ext: p.types[ti].alloc.Ext})
 		}
 	}
 	n.maxAlloc = m
