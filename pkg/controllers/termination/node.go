@@ -2,9 +2,12 @@ package termination
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -46,10 +49,29 @@ func (t *nodeTerminator) Reconcile(ctx context.Context, node *corev1.Node) (reco
 	}
 	// No claim: it finished terminating, or never existed. A machine left
 	// behind has no owner and garbage collection deletes it.
-	stored := node.DeepCopy()
-	controllerutil.RemoveFinalizer(node, v1.TerminationFinalizer)
-	if err := t.client.Patch(ctx, node, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := removeNodeFinalizer(ctx, t.client, node); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(fmt.Errorf("removing finalizer from node %s: %w", node.Name, err))
 	}
 	return reconcile.Result{}, nil
+}
+
+// removeNodeFinalizer removes Stowage's finalizer from the Node with a JSON
+// patch that first tests it is still where it was read. Under a
+// resourceVersion lock most attempts failed against the kubelet's status
+// updates (about 300 logged errors while 300 nodes drifted), and a merge
+// patch of the whole list could drop a finalizer someone added since.
+func removeNodeFinalizer(ctx context.Context, c client.Client, node *corev1.Node) error {
+	i := slices.Index(node.Finalizers, v1.TerminationFinalizer)
+	if i < 0 {
+		return nil
+	}
+	path := fmt.Sprintf("/metadata/finalizers/%d", i)
+	ops, err := json.Marshal([]map[string]any{
+		{"op": "test", "path": path, "value": v1.TerminationFinalizer},
+		{"op": "remove", "path": path},
+	})
+	if err != nil {
+		return err
+	}
+	return c.Patch(ctx, node, client.RawPatch(types.JSONPatchType, ops))
 }

@@ -161,14 +161,9 @@ func (t *claimTerminator) deleteMachine(ctx context.Context, claim *v1.NodeClaim
 // deleteNode removes the Node object: its machine is gone, so nothing will
 // ever report for it again.
 func (t *claimTerminator) deleteNode(ctx context.Context, node *corev1.Node) error {
-	// The finalizer goes first: deleting sets deletionTimestamp, which would
-	// make a finalizer patch against the node we read conflict.
-	if controllerutil.ContainsFinalizer(node, v1.TerminationFinalizer) {
-		stored := node.DeepCopy()
-		controllerutil.RemoveFinalizer(node, v1.TerminationFinalizer)
-		if err := t.client.Patch(ctx, node, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
-			return client.IgnoreNotFound(fmt.Errorf("removing finalizer from node %s: %w", node.Name, err))
-		}
+	// The finalizer goes first, so the Node does not linger once deleted.
+	if err := removeNodeFinalizer(ctx, t.client, node); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("removing finalizer from node %s: %w", node.Name, err))
 	}
 	if node.DeletionTimestamp.IsZero() {
 		if err := t.client.Delete(ctx, node); client.IgnoreNotFound(err) != nil {

@@ -526,3 +526,58 @@ func TestTerminationSkipsTheDrainWhenTheMachineIsGone(t *testing.T) {
 		t.Error("the cloud was asked about the machine of a Ready node")
 	}
 }
+
+// The kubelet and the node controllers keep updating a Node while it
+// terminates, so the copy termination releases the finalizer from is often
+// older than the stored Node. That must not fail, and must not drop a
+// finalizer someone else added since.
+func TestNodeFinalizerFromAStaleCopy(t *testing.T) {
+	ctx := context.Background()
+	newer := func(t *testing.T, e *env, mutate func(*corev1.Node)) *corev1.Node {
+		t.Helper()
+		node := &corev1.Node{}
+		if err := e.client.Get(ctx, client.ObjectKey{Name: "n1"}, node); err != nil {
+			t.Fatal(err)
+		}
+		stale := node.DeepCopy()
+		mutate(node)
+		if err := e.client.Update(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+		return stale
+	}
+	stored := func(t *testing.T, e *env) *corev1.Node {
+		t.Helper()
+		node := &corev1.Node{}
+		if err := e.client.Get(ctx, client.ObjectKey{Name: "n1"}, node); err != nil {
+			t.Fatal(err)
+		}
+		return node
+	}
+	t.Run("finalizer after a status update", func(t *testing.T) {
+		e := newEnv(t, nil)
+		stale := newer(t, e, func(n *corev1.Node) { n.Labels["heartbeat"] = "1" })
+		if err := removeNodeFinalizer(ctx, e.client, stale); err != nil {
+			t.Fatalf("removing the finalizer from a stale copy: %v", err)
+		}
+		if got := stored(t, e).Finalizers; len(got) != 0 {
+			t.Errorf("finalizers = %v, want none", got)
+		}
+	})
+	t.Run("finalizer after another was added before it", func(t *testing.T) {
+		e := newEnv(t, nil)
+		stale := newer(t, e, func(n *corev1.Node) { n.Finalizers = append([]string{"example.com/keep"}, n.Finalizers...) })
+		if err := removeNodeFinalizer(ctx, e.client, stale); err == nil {
+			t.Error("removing by a stale index succeeded; it must be refused and retried")
+		}
+		if got := stored(t, e).Finalizers; !cmp.Equal(got, []string{"example.com/keep", v1.TerminationFinalizer}) {
+			t.Errorf("finalizers = %v, want both kept", got)
+		}
+		if err := removeNodeFinalizer(ctx, e.client, stored(t, e)); err != nil {
+			t.Fatal(err)
+		}
+		if got := stored(t, e).Finalizers; !cmp.Equal(got, []string{"example.com/keep"}) {
+			t.Errorf("finalizers = %v, want only example.com/keep", got)
+		}
+	})
+}
