@@ -227,6 +227,7 @@ func (m *model) trimUnrequested() {
 
 func (m *model) buildPools(snap *Snapshot) error {
 	zones := map[string]bool{}
+	cache := snap.Types
 	for _, np := range snap.NodePools {
 		if np == nil || np.NodePool == nil {
 			continue
@@ -254,7 +255,13 @@ func (m *model) buildPools(snap *Snapshot) error {
 		// A "nodes" limit counts machines: each type's capacity holds one.
 		_, limitsNodes := np.Spec.Limits[ResourceNodes]
 		for _, it := range np.InstanceTypes {
-			if pt := newPoolType(it, p, snap.DaemonSetPods); pt != nil {
+			var pt *poolType
+			if cache.serves(snap.DaemonSetPods) {
+				pt = cache.poolType(it, p)
+			} else {
+				pt = newPoolType(it, p, snap.DaemonSetPods)
+			}
+			if pt != nil {
 				if limitsNodes {
 					pt.capacity = pt.capacity.Add(scheduling.FromList(corev1.ResourceList{ResourceNodes: resource.MustParse("1")}))
 				}

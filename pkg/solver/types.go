@@ -34,6 +34,10 @@ type Snapshot struct {
 	// count against the attach limits of the machines and nodes they go on
 	// (see withAttachLimits); nil plans without attach limits.
 	Volumes *scheduling.Volumes
+	// Types, when set, shares how each pool buys each instance type with
+	// other solves of the same pools, catalog and DaemonSet pods (see
+	// TypeCache); nil builds it for this solve alone.
+	Types *TypeCache
 }
 
 // Node is a node that exists or is being launched.

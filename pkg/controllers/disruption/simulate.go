@@ -143,7 +143,7 @@ func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[
 		overlay = &Overlay{}
 	}
 	gone := func(claim string) bool { return removed[claim] || overlay.removed[claim] }
-	snap := &solver.Snapshot{DaemonSetPods: st.DaemonSetPods}
+	snap := &solver.Snapshot{DaemonSetPods: st.DaemonSetPods, Types: st.SolverTypes()}
 	types := map[string]map[string]*cloudprovider.InstanceType{}
 	poolNames := make([]string, 0, len(st.Pools))
 	for name := range st.Pools {

@@ -16,6 +16,7 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
+	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
 	"github.com/stowage-k8s/stowage/pkg/validation"
 )
@@ -43,6 +44,10 @@ type ClusterState struct {
 	// once per pass rather than once per what-if.
 	typesMu sync.Mutex
 	types   map[string][]*cloudprovider.InstanceType
+	// solverTypes is the solver's view of those types, shared by the
+	// pass's what-ifs (see solver.TypeCache).
+	solverTypesOnce sync.Once
+	solverTypes     *solver.TypeCache
 	// poolNodes counts each pool's nodes once per state (see PoolNodes).
 	poolNodesOnce sync.Once
 	poolNodes     map[string][3]int
@@ -204,6 +209,13 @@ func (st *ClusterState) InstanceTypes(ctx context.Context, cloud InstanceTyper, 
 	}
 	st.types[pool.Name] = its
 	return its, nil
+}
+
+// SolverTypes is the solver's type cache for this state's what-ifs: the
+// pools, instance types and DaemonSet pods stay the same for a pass.
+func (st *ClusterState) SolverTypes() *solver.TypeCache {
+	st.solverTypesOnce.Do(func() { st.solverTypes = solver.NewTypeCache(st.DaemonSetPods) })
+	return st.solverTypes
 }
 
 // nodeReady reports whether the node's Ready condition is True.
