@@ -228,6 +228,9 @@ func (m *model) trimUnrequested() {
 func (m *model) buildPools(snap *Snapshot) error {
 	zones := map[string]bool{}
 	cache := snap.Types
+	if !cache.serves(snap.DaemonSetPods) {
+		cache = nil
+	}
 	for _, np := range snap.NodePools {
 		if np == nil || np.NodePool == nil {
 			continue
@@ -256,7 +259,7 @@ func (m *model) buildPools(snap *Snapshot) error {
 		_, limitsNodes := np.Spec.Limits[ResourceNodes]
 		for _, it := range np.InstanceTypes {
 			var pt *poolType
-			if cache.serves(snap.DaemonSetPods) {
+			if cache != nil {
 				pt = cache.poolType(it, p)
 			} else {
 				pt = newPoolType(it, p, snap.DaemonSetPods)
@@ -280,13 +283,6 @@ func (m *model) buildPools(snap *Snapshot) error {
 		for i, t := range p.types {
 			p.allIdx[i] = int32(i)
 			p.fixed[i] = t.alloc.Fixed
-			t.offCT = make([]uint8, len(t.offs))
-			for k, o := range t.offs {
-				t.offCT[k] = otherCT
-				if c := slices.Index(capacityTypes[:], o.CapacityType); c >= 0 {
-					t.offCT[k] = uint8(c)
-				}
-			}
 		}
 		for _, t := range p.types {
 			p.maxAlloc = p.maxAlloc.Max(t.alloc)
@@ -377,6 +373,13 @@ func newPoolType(it *cloudprovider.InstanceType, p *pool, daemons []*corev1.Pod)
 	}
 	slices.SortStableFunc(pt.offs, compareOfferings)
 	pt.minPrice = pt.offs[0].PricePerHour
+	pt.offCT = make([]uint8, len(pt.offs))
+	for k, o := range pt.offs {
+		pt.offCT[k] = otherCT
+		if c := slices.Index(capacityTypes[:], o.CapacityType); c >= 0 {
+			pt.offCT[k] = uint8(c)
+		}
+	}
 	capacity, alloc := scheduling.EffectiveCapacity(it, p.np.Spec.Template.Spec.GPU)
 	pt.capacity = scheduling.FromList(capacity)
 	if len(daemons) > 0 {

@@ -311,24 +311,9 @@ func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs schedulin
 	if key == v1.LabelZone && st.m.zoneBits != nil {
 		zones = bits.OnesCount64(st.nodeZones(n) & allowed &^ st.m.otherZone)
 	}
-	// The zone and capacity-type rules as bits and flags, read once: the
-	// loop below visits every offering of every candidate type.
+	// Read once: the loop below visits every offering of every candidate type.
 	numbered := st.m.zoneBits != nil
-	zoneMask := st.m.anyZone
-	if zone != nil && numbered {
-		zoneMask = 0
-		for z, bit := range st.m.zoneBits {
-			if zone.Allows(z) {
-				zoneMask |= bit
-			}
-		}
-	}
-	ctOK := [3]bool{true, true, true}
-	if ct != nil {
-		for i, v := range capacityTypes {
-			ctOK[i] = ct.Allows(v)
-		}
-	}
+	offers := st.newOfferFilter(zone, ct)
 	need := fixedSum(&n.used, &s.req)
 	for _, ti := range n.cands {
 		// A type that cannot take the pod adds nothing, so it is passed
@@ -347,17 +332,8 @@ func (st *state) possible(n *newNode, s *shape, l *level, ai int, reqs schedulin
 			continue
 		}
 		for k, o := range t.offs {
-			if numbered {
-				if bit := t.offZone[k]; bit&zoneMask == 0 || (allowed != allZones && bit&allowed == 0) {
-					continue
-				}
-			} else if zone != nil && !zone.Allows(o.Zone) {
+			if !offers.admits(t, k, numbered) || (numbered && allowed != allZones && t.offZone[k]&allowed == 0) {
 				continue
-			}
-			if ct != nil {
-				if i := slices.Index(capacityTypes[:], o.CapacityType); (i >= 0 && !ctOK[i]) || (i < 0 && !ct.Allows(o.CapacityType)) {
-					continue
-				}
 			}
 			v, ok := offeringValue(t, o, key)
 			// For the zone key r is the zone rule, applied above as bits.
@@ -754,7 +730,7 @@ func (st *state) tryNew(s *shape, l *level, n *newNode, pod *corev1.Pod) (ok, pe
 }
 
 // offerFilter is a zone and a capacity-type rule (nil: any), read once into
-// bits and flags for the many offerings filter checks against them.
+// bits and flags for the many offerings filter and possible check.
 type offerFilter struct {
 	zone, ct *scheduling.Requirement
 	zoneMask uint64 // the zones zone allows, when the model numbers zones
@@ -777,22 +753,25 @@ func (st *state) newOfferFilter(zone, ct *scheduling.Requirement) offerFilter {
 	return f
 }
 
+// admits reports whether offering k of t passes the filter's rules;
+// numbered says the model numbers zones (t.offZone is set).
+func (f *offerFilter) admits(t *poolType, k int, numbered bool) bool {
+	if f.zone != nil && ((numbered && t.offZone[k]&f.zoneMask == 0) || (!numbered && !f.zone.Allows(t.offs[k].Zone))) {
+		return false
+	}
+	c := t.offCT[k]
+	return f.ct == nil || (c != otherCT && f.ctOK[c]) || (c == otherCT && f.ct.Allows(t.offs[k].CapacityType))
+}
+
 // hasOffering is hasOffering under a filter, counting only reservations
 // with machines left.
 func (st *state) hasOffering(t *poolType, f *offerFilter) bool {
 	numbered := st.m.zoneBits != nil
 	for k, o := range t.offs {
-		if f.zone != nil && ((numbered && t.offZone[k]&f.zoneMask == 0) || (!numbered && !f.zone.Allows(o.Zone))) {
-			continue
+		if f.admits(t, k, numbered) &&
+			(t.offCT[k] != ctReserved || st.reservations[reservationKey(t.it.Name, o)] > 0) {
+			return true
 		}
-		c := t.offCT[k]
-		if f.ct != nil && ((c != otherCT && !f.ctOK[c]) || (c == otherCT && !f.ct.Allows(o.CapacityType))) {
-			continue
-		}
-		if c == ctReserved && st.reservations[reservationKey(t.it.Name, o)] <= 0 {
-			continue
-		}
-		return true
 	}
 	return false
 }

@@ -44,7 +44,7 @@ func (c *TypeCache) serves(daemons []*corev1.Pod) bool {
 
 // poolType is newPoolType, remembered. It returns a copy of the entry, with
 // the parts a model changes (the extended allocatable trimUnrequested
-// trims; the zone and capacity-type indexes) its own.
+// trims; the zone bits numberZones sets) its own.
 func (c *TypeCache) poolType(it *cloudprovider.InstanceType, p *pool) *poolType {
 	k := typeKey{pool: p.np.NodePool, it: it}
 	c.mu.Lock()
