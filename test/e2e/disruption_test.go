@@ -79,11 +79,9 @@ func TestDisruption(t *testing.T) {
 				Spec: v1.NodeClaimSpec{ExpireAfter: v1.Never, Offerings: []v1.OfferingChoice{
 					{InstanceType: "g5.24xlarge", Zone: "us-east-1a", CapacityType: v1.CapacityTypeOnDemand, PricePerHour: "8.144"}}},
 			})
-			disrEventually(t, name+" Ready", func(ctx context.Context) (bool, error) {
-				claim := &v1.NodeClaim{}
-				err := dc.c.Get(ctx, client.ObjectKey{Name: name}, claim)
-				return err == nil && disrReady(claim), err
-			})
+			// Ready is not enough: until the unregistered taint is gone
+			// the scheduler still puts the next pods on the first node.
+			lifeWaitReady(t, dc.c, name)
 			replicas := int32(2 * (i + 1))
 			if i == 0 {
 				disrCreate(t, dc.c, disrDeployment(ns, "infer", "merge", replicas, "cpu", "8", "memory", "32Gi", "nvidia.com/gpu", "1"))
