@@ -22,15 +22,18 @@ import (
 const (
 	initializedReasonNodeMissing   = "NodeNotFound"
 	initializedReasonNotReady      = "NodeNotReady"
+	initializedReasonNotReleased   = "NodeNotReleased"
 	initializedReasonStartupTaints = "StartupTaintsPresent"
 	initializedReasonResources     = "ResourcesNotRegistered"
 	initializedReasonOK            = "Initialized"
 )
 
-// initialization owns the Initialized condition: the Node is Ready, its
-// startup taints are gone, and every extended resource the claim's pods
-// request (GPUs, MIG slices) is advertised. Until then the scheduler could
-// not place the pods the claim was bought for.
+// initialization owns the Initialized condition: the Node is Ready,
+// registration has released it (the unregistered taint is gone; a
+// reservation for the planned pods may remain), its startup taints are gone,
+// and every extended resource the claim's pods request (GPUs, MIG slices) is
+// advertised. Until then the scheduler could not place the pods the claim
+// was bought for, and a Ready claim would tell users and tests otherwise.
 type initialization struct {
 	client client.Client
 	clock  clock.Clock
@@ -52,6 +55,10 @@ func (i *initialization) reconcile(ctx context.Context, claim *v1.NodeClaim) (re
 		reason, message = initializedReasonNodeMissing, fmt.Sprintf("node %s not found", claim.Status.NodeName)
 	case !nodeReady(node):
 		reason, message = initializedReasonNotReady, fmt.Sprintf("node %s is not Ready", node.Name)
+	case taintIndex(node, v1.UnregisteredTaintKey) >= 0:
+		// Release retries a taint change that met a newer Node; until it
+		// lands the node takes no pods.
+		reason, message = initializedReasonNotReleased, fmt.Sprintf("node %s still has the %s taint", node.Name, v1.UnregisteredTaintKey)
 	}
 	if reason == "" {
 		if taints := startupTaintsLeft(claim, node); len(taints) > 0 {

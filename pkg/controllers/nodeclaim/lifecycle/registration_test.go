@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -309,6 +310,48 @@ func TestInitialization(t *testing.T) {
 				t.Errorf("initialized label = %v, want %v", got, initialized)
 			}
 		})
+	}
+}
+
+// A node the release has not reached yet takes no pods, so its claim is not
+// Initialized: the release's taint test can fail on a stale copy and is
+// retried a second later, and Ready meant "takes pods" to users before that.
+func TestInitializationWaitsForRelease(t *testing.T) {
+	ctx := context.Background()
+	e, providerID := launchedEnv(t, func(c *v1.NodeClaim) { c.Spec.StartupTaints = nil })
+	if err := e.client.Create(ctx, kwokNode("n1", providerID, true, unregistered)); err != nil {
+		t.Fatal(err)
+	}
+	node := e.node(t, "n1")
+	node.Status.Allocatable = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), v1.ResourceNvidiaGPU: resource.MustParse("1")}
+	if err := e.client.Status().Update(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	stale := interceptor.NewClient(e.client.(client.WithWatch), interceptor.Funcs{
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
+			if _, ok := obj.(*corev1.Node); ok && p.Type() == types.JSONPatchType {
+				return apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "",
+					"testing value /spec/taints/0 failed", 0, false)
+			}
+			return c.Patch(ctx, obj, p, opts...)
+		},
+	})
+	ctrl := NewController(Deps{Client: stale, CloudProvider: e.cloud, Clock: e.clock, Recorder: e.events})
+	if _, err := ctrl.Reconcile(ctx, e.claim(t, "c1")); err != nil {
+		t.Fatal(err)
+	}
+	claim := e.claim(t, "c1")
+	if got, want := conditionStatuses(claim)[v1.ConditionInitialized], "Unknown/"+initializedReasonNotReleased; got != want {
+		t.Errorf("Initialized with the unregistered taint left = %s, want %s", got, want)
+	}
+	if conditions.IsTrue(claim.Status.Conditions, v1.ConditionReady) {
+		t.Error("claim is Ready while its node still has the unregistered taint")
+	}
+	if _, err := e.reconcile(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := conditionStatuses(e.claim(t, "c1"))[v1.ConditionInitialized], "True/"+initializedReasonOK; got != want {
+		t.Errorf("Initialized after the release = %s, want %s", got, want)
 	}
 }
 
