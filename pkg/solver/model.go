@@ -408,7 +408,7 @@ func (m *model) buildShapes(snap *Snapshot) {
 		if s, ok := byKey[key]; ok {
 			return s
 		}
-		s := &shape{key: key, ns: pod.Namespace, labels: pod.Labels, req: req}
+		s := &shape{key: key, ns: pod.Namespace, labels: pod.Labels, req: req, idx: -1}
 		s.pc, s.err = scheduling.NewPodConstraints(pod)
 		if s.pc != nil && pod.Spec.Affinity != nil && pod.Spec.Affinity.PodAntiAffinity != nil {
 			s.antiOwn = s.pc.AntiAffinity
@@ -443,25 +443,23 @@ func (m *model) buildShapes(snap *Snapshot) {
 	})
 	m.shapes = pending
 	m.pending = len(pending)
-	seen := map[*shape]bool{}
-	for _, s := range pending {
-		seen[s] = true
+	for i, s := range pending {
+		s.idx = i
 	}
+	// Shapes of bound pods only are numbered as they are met; idx -1 marks
+	// one not yet in m.shapes.
 	m.nodePods = make([][]int, len(m.nodes))
 	m.nodeLabel = make([]scheduling.Requirements, len(m.nodes))
 	for i, n := range m.nodes {
 		m.nodeLabel[i] = scheduling.FromLabels(n.Labels)
 		for _, pod := range n.Pods {
 			s := get(pod)
-			if !seen[s] {
-				seen[s] = true
+			if s.idx < 0 {
+				s.idx = len(m.shapes)
 				m.shapes = append(m.shapes, s)
 			}
-			m.nodePods[i] = append(m.nodePods[i], slices.Index(m.shapes, s))
+			m.nodePods[i] = append(m.nodePods[i], s.idx)
 		}
-	}
-	for i, s := range m.shapes {
-		s.idx = i
 	}
 	m.buildGangs()
 }
