@@ -36,10 +36,9 @@ type model struct {
 	viableMemo map[string][][][]bool
 	// pending is the number of shapes with pods to place.
 	pending int
-	// existingShapes are the shapes of pods already on each node, by node index.
-	nodePods  [][]int
-	nodes     []*Node
-	nodeLabel []scheduling.Requirements
+	// nodePods are the shapes of the pods already on each node, by node index.
+	nodePods [][]int
+	nodes    []*Node
 	// gangs in name order, each with its shapes and how many of its pods are already on nodes.
 	gangs []*gang
 	zones []string
@@ -400,11 +399,11 @@ func compareOfferings(a, b cloudprovider.Offering) int {
 func (m *model) buildShapes(snap *Snapshot) {
 	byKey := map[string]*shape{}
 	get := func(pod *corev1.Pod) *shape {
-		req := scheduling.PodRequests(pod)
+		req, key := snap.Types.podShape(pod)
 		// The gang is part of the key: it may be declared by annotations,
 		// which the rest of the key does not read.
 		name, size, gangErr := snap.Gangs.Of(pod)
-		key := shapeKey(pod, &req) + "|" + name
+		key += "|" + name
 		if s, ok := byKey[key]; ok {
 			return s
 		}
@@ -449,9 +448,7 @@ func (m *model) buildShapes(snap *Snapshot) {
 	// Shapes of bound pods only are numbered as they are met; idx -1 marks
 	// one not yet in m.shapes.
 	m.nodePods = make([][]int, len(m.nodes))
-	m.nodeLabel = make([]scheduling.Requirements, len(m.nodes))
 	for i, n := range m.nodes {
-		m.nodeLabel[i] = scheduling.FromLabels(n.Labels)
 		for _, pod := range n.Pods {
 			s := get(pod)
 			if s.idx < 0 {

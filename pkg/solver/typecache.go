@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 )
 
 // TypeCache keeps, across solves, how each pool buys each instance type:
@@ -19,11 +20,20 @@ import (
 // the NodePool and InstanceType objects themselves, so a cache must not
 // outlive the objects it was filled from (disruption keeps one per pass),
 // and it serves only snapshots with the DaemonSet pods it was made for.
-// It is safe for concurrent use.
+// It also keeps each pod's requests and shape key: the what-ifs of a pass
+// see the same bound pods again and again, and computing the keys was the
+// next largest share. It is safe for concurrent use.
 type TypeCache struct {
 	daemons []*corev1.Pod
 	mu      sync.Mutex
 	types   map[typeKey]*poolType // nil: the pool cannot buy the type
+	pods    map[*corev1.Pod]podShape
+}
+
+// podShape is what buildShapes reads from a pod before its gang.
+type podShape struct {
+	req scheduling.Resources
+	key string
 }
 
 type typeKey struct {
@@ -33,7 +43,7 @@ type typeKey struct {
 
 // NewTypeCache returns a cache for snapshots with these DaemonSet pods.
 func NewTypeCache(daemons []*corev1.Pod) *TypeCache {
-	return &TypeCache{daemons: daemons, types: map[typeKey]*poolType{}}
+	return &TypeCache{daemons: daemons, types: map[typeKey]*poolType{}, pods: map[*corev1.Pod]podShape{}}
 }
 
 // serves reports whether the cache may answer for a snapshot with these
@@ -60,4 +70,27 @@ func (c *TypeCache) poolType(it *cloudprovider.InstanceType, p *pool) *poolType 
 	cp := *pt
 	cp.alloc.Ext = maps.Clone(pt.alloc.Ext)
 	return &cp
+}
+
+// podShape returns the pod's requests and shape key, remembered when c is
+// not nil. Pods are keyed by pointer: the cluster's copies are never
+// modified, only replaced. The requests' extended map is the caller's own.
+func (c *TypeCache) podShape(pod *corev1.Pod) (scheduling.Resources, string) {
+	if c == nil {
+		req := scheduling.PodRequests(pod)
+		return req, shapeKey(pod, &req)
+	}
+	c.mu.Lock()
+	ps, ok := c.pods[pod]
+	c.mu.Unlock()
+	if !ok {
+		ps.req = scheduling.PodRequests(pod)
+		ps.key = shapeKey(pod, &ps.req)
+		c.mu.Lock()
+		c.pods[pod] = ps
+		c.mu.Unlock()
+	}
+	req := ps.req
+	req.Ext = maps.Clone(req.Ext)
+	return req, ps.key
 }
