@@ -36,9 +36,6 @@ type steerer struct {
 	client  client.Client
 	cluster *state.Cluster
 	queue   workqueue.TypedRateLimitingInterface[string]
-	// patched counts status patches, for tests.
-	mu      sync.Mutex
-	patched int
 }
 
 func newSteerer(c client.Client, cluster *state.Cluster) *steerer {
@@ -96,9 +93,6 @@ func (s *steerer) steer(ctx context.Context, nodeName string) error {
 	}
 	n, err := steer.Pods(ctx, s.client, s.cluster.NominatedPods(nodeName), nodeName)
 	if n > 0 {
-		s.mu.Lock()
-		s.patched += n
-		s.mu.Unlock()
 		log.FromContext(ctx).V(1).Info("steered pods to their planned node", "pods", n, "node", nodeName)
 	}
 	return err

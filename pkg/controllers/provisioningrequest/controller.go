@@ -138,7 +138,6 @@ const (
 )
 
 type entry struct {
-	class    string
 	demand   provisioning.Demand
 	phase    phase
 	attempts int
@@ -264,7 +263,7 @@ func (c *Controller) provide(ctx context.Context, pr *provreqv1.ProvisioningRequ
 			fmt.Sprintf("no capacity within %s=%s of the request's creation", provreqv1.ParameterValidUntilSeconds, d))
 		return reconcile.Result{}, c.release(ctx, key)
 	}
-	e := c.entry(key, pr.Spec.ProvisioningClassName)
+	e := c.entry(key)
 	c.mu.Lock()
 	outcome := e.outcome
 	e.outcome = nil
@@ -419,7 +418,7 @@ func (c *Controller) hold(ctx context.Context, pr *provreqv1.ProvisioningRequest
 			return reconcile.Result{}, c.release(ctx, key)
 		}
 	}
-	c.settle(c.entry(key, pr.Spec.ProvisioningClassName))
+	c.settle(c.entry(key))
 	return reconcile.Result{RequeueAfter: min(left, recheck)}, nil
 }
 
@@ -509,12 +508,12 @@ func (c *Controller) set(pr *provreqv1.ProvisioningRequest, t string, s metav1.C
 	conditions.Set(&pr.Status.Conditions, c.clock, pr.Generation, t, s, reason, truncate(msg))
 }
 
-func (c *Controller) entry(key, class string) *entry {
+func (c *Controller) entry(key string) *entry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.entries[key]
 	if e == nil {
-		e = &entry{class: class}
+		e = &entry{}
 		c.entries[key] = e
 	}
 	return e
