@@ -397,17 +397,19 @@ func compareOfferings(a, b cloudprovider.Offering) int {
 // topology) into shapes, and orders pending shapes for placement: gangs
 // first, then largest dominant resource first.
 func (m *model) buildShapes(snap *Snapshot) {
-	byKey := map[string]*shape{}
+	// The gang is part of a shape's identity: it may be declared by
+	// annotations, which the key does not read.
+	type shapeID struct{ key, gang string }
+	byKey := map[shapeID]*shape{}
 	get := func(pod *corev1.Pod) *shape {
 		req, key := snap.Types.podShape(pod)
-		// The gang is part of the key: it may be declared by annotations,
-		// which the rest of the key does not read.
 		name, size, gangErr := snap.Gangs.Of(pod)
-		key += "|" + name
-		if s, ok := byKey[key]; ok {
+		id := shapeID{key, name}
+		if s, ok := byKey[id]; ok {
 			return s
 		}
-		s := &shape{key: key, ns: pod.Namespace, labels: pod.Labels, req: req, idx: -1}
+		req.Ext = maps.Clone(req.Ext)
+		s := &shape{key: key + "|" + name, ns: pod.Namespace, labels: pod.Labels, req: req, idx: -1}
 		s.pc, s.err = scheduling.NewPodConstraints(pod)
 		if s.pc != nil && pod.Spec.Affinity != nil && pod.Spec.Affinity.PodAntiAffinity != nil {
 			s.antiOwn = s.pc.AntiAffinity
@@ -418,7 +420,7 @@ func (m *model) buildShapes(snap *Snapshot) {
 		if name != "" {
 			s.gang, s.gangSize = pod.Namespace+"/"+name, size
 		}
-		byKey[key] = s
+		byKey[id] = s
 		return s
 	}
 	pods := slices.Clone(snap.Pods)

@@ -74,7 +74,8 @@ func (c *TypeCache) poolType(it *cloudprovider.InstanceType, p *pool) *poolType 
 
 // podShape returns the pod's requests and shape key, remembered when c is
 // not nil. Pods are keyed by pointer: the cluster's copies are never
-// modified, only replaced. The requests' extended map is the caller's own.
+// modified, only replaced. The requests' extended map is shared: a caller
+// that keeps the requests copies it.
 func (c *TypeCache) podShape(pod *corev1.Pod) (scheduling.Resources, string) {
 	if c == nil {
 		req := scheduling.PodRequests(pod)
@@ -90,7 +91,5 @@ func (c *TypeCache) podShape(pod *corev1.Pod) (scheduling.Resources, string) {
 		c.pods[pod] = ps
 		c.mu.Unlock()
 	}
-	req := ps.req
-	req.Ext = maps.Clone(req.Ext)
-	return req, ps.key
+	return ps.req, ps.key
 }
