@@ -79,8 +79,8 @@ func TestDisruption(t *testing.T) {
 				Spec: v1.NodeClaimSpec{ExpireAfter: v1.Never, Offerings: []v1.OfferingChoice{
 					{InstanceType: "g5.24xlarge", Zone: "us-east-1a", CapacityType: v1.CapacityTypeOnDemand, PricePerHour: "8.144"}}},
 			})
-			// Ready is not enough: until the unregistered taint is gone
-			// the scheduler still puts the next pods on the first node.
+			// The Deployment grows next, and its new pods must be able to
+			// go to this node.
 			lifeWaitReady(t, dc.c, name)
 			replicas := int32(2 * (i + 1))
 			if i == 0 {

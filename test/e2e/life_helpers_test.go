@@ -164,10 +164,9 @@ func lifeEventually(t *testing.T, what string, cond func(ctx context.Context) (b
 }
 
 // lifeWaitReady waits until the claim is Ready and its Node released to the
-// scheduler: the unregistered taint stays until the node lifecycle
-// controller lifts the not-ready taint, which on a loaded control plane can
-// be many seconds after Ready, and until then that NoExecute taint evicts
-// pods bound to the node directly.
+// scheduler. The controller marks a claim Ready only once the unregistered
+// taint is gone; the Node is read here as well so that a test that goes on
+// to schedule pods does not rest on the controller's view alone.
 func lifeWaitReady(t *testing.T, c client.Client, name string) *v1.NodeClaim {
 	t.Helper()
 	claim := &v1.NodeClaim{}

@@ -55,7 +55,7 @@ func (i *initialization) reconcile(ctx context.Context, claim *v1.NodeClaim) (re
 		reason, message = initializedReasonNodeMissing, fmt.Sprintf("node %s not found", claim.Status.NodeName)
 	case !nodeReady(node):
 		reason, message = initializedReasonNotReady, fmt.Sprintf("node %s is not Ready", node.Name)
-	case taintIndex(node, v1.UnregisteredTaintKey) >= 0:
+	case hasTaintKey(node.Spec.Taints, v1.UnregisteredTaintKey):
 		// Release retries a taint change that met a newer Node; until it
 		// lands the node takes no pods.
 		reason, message = initializedReasonNotReleased, fmt.Sprintf("node %s still has the %s taint", node.Name, v1.UnregisteredTaintKey)

@@ -330,8 +330,7 @@ func TestInitializationWaitsForRelease(t *testing.T) {
 	stale := interceptor.NewClient(e.client.(client.WithWatch), interceptor.Funcs{
 		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
 			if _, ok := obj.(*corev1.Node); ok && p.Type() == types.JSONPatchType {
-				return apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "",
-					"testing value /spec/taints/0 failed", 0, false)
+				return errTaintTestFailed()
 			}
 			return c.Patch(ctx, obj, p, opts...)
 		},
@@ -606,6 +605,13 @@ func TestNoReservationBeforeTheNodeOffersWhatPodsNeed(t *testing.T) {
 	}
 }
 
+// errTaintTestFailed is the API server's answer to a JSON patch whose test
+// of a taint failed: the copy the patch was made from is behind.
+func errTaintTestFailed() error {
+	return apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "",
+		"testing value /spec/taints/0 failed", 0, false)
+}
+
 // The API server answers a JSON patch whose test failed with 422 Invalid:
 // that is the cache being behind, retried quietly rather than logged as a
 // reconcile error (it happened several times per e2e run).
@@ -614,8 +620,7 @@ func TestReleaseRetriesAFailedTestQuietly(t *testing.T) {
 	node := kwokNode("n1", "fake://n1", true, unregistered)
 	c := cloudtest.NewClientBuilder().WithObjects(node).WithInterceptorFuncs(interceptor.Funcs{
 		Patch: func(context.Context, client.WithWatch, client.Object, client.Patch, ...client.PatchOption) error {
-			return apierrors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "",
-				"testing value /spec/taints/0 failed", 0, false)
+			return errTaintTestFailed()
 		},
 	}).Build()
 	r := &registration{client: c, clock: clocktesting.NewFakeClock(start)}
