@@ -15,6 +15,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
+	"github.com/stowage-k8s/stowage/pkg/utils/taints"
 )
 
 // Annotations that record a command on its NodeClaims, so that a command
@@ -299,42 +300,14 @@ func (c *Controller) releaseOrphans(ctx context.Context, st *ClusterState) error
 // Taint adds Stowage's disrupted taint to node, so the scheduler places
 // nothing new on it.
 func Taint(ctx context.Context, c client.Client, node *corev1.Node) error {
-	fresh := &corev1.Node{}
-	if err := c.Get(ctx, client.ObjectKeyFromObject(node), fresh); err != nil {
-		return fmt.Errorf("getting node %s to taint it: %w", node.Name, err)
-	}
-	if hasDisruptedTaint(fresh) {
-		return nil
-	}
-	stored := fresh.DeepCopy()
-	fresh.Spec.Taints = append(fresh.Spec.Taints, disruptedTaint)
-	if err := c.Patch(ctx, fresh, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("tainting node %s: %w", node.Name, err)
-	}
-	return nil
+	_, err := taints.Add(ctx, c, node.Name, disruptedTaint)
+	return err
 }
 
 // Untaint removes Stowage's disrupted taint from the named node, if present.
 func Untaint(ctx context.Context, c client.Client, name string) error {
-	node := &corev1.Node{}
-	if err := c.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("getting node %s to untaint it: %w", name, err))
-	}
-	stored := node.DeepCopy()
-	kept := node.Spec.Taints[:0]
-	for _, t := range node.Spec.Taints {
-		if t.Key != v1.DisruptedTaintKey {
-			kept = append(kept, t)
-		}
-	}
-	if len(kept) == len(stored.Spec.Taints) {
-		return nil
-	}
-	node.Spec.Taints = kept
-	if err := c.Patch(ctx, node, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("untainting node %s: %w", name, err))
-	}
-	return nil
+	_, err := taints.Remove(ctx, c, name, v1.DisruptedTaintKey)
+	return err
 }
 
 // joinErrs is errors.Join without the nils.

@@ -16,6 +16,7 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/utils/claims"
+	"github.com/stowage-k8s/stowage/pkg/utils/taints"
 )
 
 // claimTerminator finishes a deleted NodeClaim: cordon, drain, delete the
@@ -114,15 +115,9 @@ func nodeReady(node *corev1.Node) bool {
 
 // cordon taints the Node so the scheduler places nothing new on it while it drains.
 func (t *claimTerminator) cordon(ctx context.Context, claim *v1.NodeClaim, node *corev1.Node) error {
-	for _, taint := range node.Spec.Taints {
-		if taint.MatchTaint(&disruptedTaint) {
-			return nil
-		}
-	}
-	stored := node.DeepCopy()
-	node.Spec.Taints = append(node.Spec.Taints, disruptedTaint)
-	if err := t.client.Patch(ctx, node, client.MergeFromWithOptions(stored, client.MergeFromWithOptimisticLock{})); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("cordoning node %s: %w", node.Name, err))
+	added, err := taints.Add(ctx, t.client, node.Name, disruptedTaint)
+	if err != nil || !added {
+		return client.IgnoreNotFound(err)
 	}
 	t.events.draining(claim, node)
 	log.FromContext(ctx).Info("cordoned node, draining", "node", node.Name)
