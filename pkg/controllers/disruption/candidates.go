@@ -128,7 +128,9 @@ func blocker(st *ClusterState, c *Candidate) string {
 		return fmt.Sprintf("nodeclaim %s is held for ProvisioningRequest %s", c.Claim.Name, by)
 	}
 	if lifetime := minNodeLifetime(c); c.Age < lifetime {
-		return fmt.Sprintf("node is %s old, younger than its minimum lifetime %s", c.Age.Round(time.Second), lifetime)
+		// No age in the text: it is an event's note, sent again only when the text changes.
+		return fmt.Sprintf("node is younger than its minimum lifetime %s until %s", lifetime,
+			c.Claim.CreationTimestamp.Add(lifetime).UTC().Format(time.RFC3339))
 	}
 	for _, p := range c.Pods {
 		if p.Annotations[v1.AnnotationDoNotDisrupt] == "true" {

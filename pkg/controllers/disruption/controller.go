@@ -24,6 +24,7 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/state"
+	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 )
 
 // Name is the controller's name in logs and metrics.
@@ -99,6 +100,9 @@ type Controller struct {
 	inflight map[string]*inflight
 	// orphans are the nodes the last pass found tainted with no owner.
 	orphans map[string]bool
+	// blocked is the DisruptionBlocked note last sent per claim, so each
+	// is sent once, not every pass.
+	blocked map[string]string
 }
 
 // proposal is a decision made at a pass, to be validated at a later one.
@@ -145,6 +149,7 @@ func NewController(d Deps) *Controller {
 		methods:   methods,
 		proposals: map[string]*proposal{},
 		inflight:  map[string]*inflight{},
+		blocked:   map[string]string{},
 	}
 	if d.Cluster != nil {
 		c.nominated = d.Cluster.HasNominatedPods
@@ -205,6 +210,7 @@ func (c *Controller) Pass(ctx context.Context) error {
 	orphanErr := c.releaseOrphans(ctx, st)
 
 	cands := BuildCandidates(st, c.nominated)
+	c.reportBlocked(cands)
 	byName := make(map[string]*Candidate, len(cands))
 	for _, cand := range cands {
 		byName[cand.Name()] = cand
@@ -222,6 +228,41 @@ func (c *Controller) Pass(ctx context.Context) error {
 		}
 	}
 	return joinErrs(progressErr, orphanErr, execErr, decideErr)
+}
+
+// reportBlocked sends a DisruptionBlocked event for each candidate that is
+// drifted, expired or consolidatable but blocked (a do-not-disrupt pod or
+// node, a PDB, a running Job, its minimum lifetime), once per claim for as
+// long as the same thing blocks it. Whether consolidation would find a
+// cheaper place for its pods is not asked: the event says what stops any
+// method from trying.
+func (c *Controller) reportBlocked(cands []*Candidate) {
+	seen := make(map[string]bool, len(c.blocked))
+	for _, cand := range cands {
+		if cand.Blocked == "" {
+			continue
+		}
+		var want []string
+		for _, t := range []string{v1.ConditionDrifted, v1.ConditionExpired, v1.ConditionConsolidatable} {
+			if conditions.IsTrue(cand.Claim.Status.Conditions, t) {
+				want = append(want, t)
+			}
+		}
+		if len(want) == 0 {
+			continue
+		}
+		seen[cand.Name()] = true
+		if c.blocked[cand.Name()] == cand.Blocked {
+			continue
+		}
+		c.blocked[cand.Name()] = cand.Blocked
+		c.events.blocked(cand, want)
+	}
+	for name := range c.blocked {
+		if !seen[name] {
+			delete(c.blocked, name)
+		}
+	}
 }
 
 // validateAndRun carries out the proposals whose validation delay has

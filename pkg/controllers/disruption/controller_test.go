@@ -610,3 +610,48 @@ func TestPassBetterConsolidationOvertakes(t *testing.T) {
 		t.Error("the merge did not take both nodes")
 	}
 }
+
+// A node a method wants but may not touch says why, once per blocker: the
+// drifted node with a do-not-disrupt pod gets one DisruptionBlocked event on
+// its claim and its node, none on the next pass, and a new one when the
+// blocker comes back after it was lifted. A blocked node no method wants
+// gets none.
+func TestPassReportsBlockedNodesOnce(t *testing.T) {
+	p := pool("p", func(p *v1.NodePool) { p.Spec.Disruption.Budgets = []v1.Budget{{Nodes: "0"}} })
+	a, b := mach("a", 1, v1.CapacityTypeOnDemand), mach("b", 1, v1.CapacityTypeOnDemand)
+	withCondition(a[0].(*v1.NodeClaim), v1.ConditionDrifted, "RequirementsDrifted", start)
+	b[0].(*v1.NodeClaim).Status.Conditions = b[0].(*v1.NodeClaim).Status.Conditions[:2] // Initialized, Ready
+	e := newEnv(t, objects(p, a, b)...)
+	held := pod("pa", "a", "1", annotated(v1.AnnotationDoNotDisrupt, "true"))
+	mustT(t, e.client.Create(context.Background(), held))
+	mustT(t, e.client.Create(context.Background(), pod("pb", "b", "1", annotated(v1.AnnotationDoNotDisrupt, "true"))))
+	blockedEvents := func() []string {
+		var out []string
+		for _, ev := range strings.Split(drain(e.recorder), "\n") {
+			if strings.Contains(ev, ReasonDisruptionBlocked) {
+				out = append(out, ev)
+			}
+		}
+		return out
+	}
+	want := "Normal DisruptionBlocked Drifted and Consolidatable, but pod default/pa has " + v1.AnnotationDoNotDisrupt
+	e.pass(t)
+	if diff := cmp.Diff([]string{want, want}, blockedEvents()); diff != "" {
+		t.Errorf("first pass's events (-want +got):\n%s", diff)
+	}
+	e.clock.Step(10 * time.Second)
+	e.pass(t)
+	if got := blockedEvents(); len(got) != 0 {
+		t.Errorf("second pass repeated the events: %v", got)
+	}
+	for _, ann := range []map[string]string{nil, {v1.AnnotationDoNotDisrupt: "true"}} {
+		mustT(t, e.client.Get(context.Background(), client.ObjectKeyFromObject(held), held))
+		held.Annotations = ann
+		mustT(t, e.client.Update(context.Background(), held))
+		e.clock.Step(10 * time.Second)
+		e.pass(t)
+	}
+	if diff := cmp.Diff([]string{want, want}, blockedEvents()); diff != "" {
+		t.Errorf("events after the blocker came back (-want +got):\n%s", diff)
+	}
+}

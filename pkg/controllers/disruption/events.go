@@ -2,6 +2,7 @@ package disruption
 
 import (
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/events"
@@ -43,6 +44,17 @@ func (r recorder) launching(cmd Command, names []string) {
 func (r recorder) deleting(cmd Command) {
 	r.each(cmd, corev1.EventTypeNormal, ReasonDisruptionDeleting,
 		fmt.Sprintf("%s (%s): %s; saving $%.4f/h", cmd.Reason, cmd.Method, cmd.Action(), cmd.SavingsPerHour))
+}
+
+// blocked tells a node's owner why a method that wants the node (named
+// by want) may not disrupt it.
+func (r recorder) blocked(c *Candidate, want []string) {
+	note := fmt.Sprintf("%s, but %s", strings.Join(want, " and "), c.Blocked)
+	if len(note) > maxNoteLength {
+		note = note[:maxNoteLength]
+	}
+	r.r.Eventf(c.Claim, nil, corev1.EventTypeNormal, ReasonDisruptionBlocked, eventAction, "%s", note)
+	r.r.Eventf(c.Node, c.Claim, corev1.EventTypeNormal, ReasonDisruptionBlocked, eventAction, "%s", note)
 }
 
 func (r recorder) abandoned(cmd Command, why string) {
