@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -24,9 +25,12 @@ import (
 // strategy run shares: pools with their pre-filtered instance types, pod
 // shapes, and the selector groups topology rules count.
 type model struct {
-	pools  []*pool
-	shapes []*shape // pending shapes first (in placement order), then shapes only present on nodes
-	groups []*group
+	// lpStopped counts simplex runs stopped at their pivot limit (see
+	// lpPivotLimit), for Stats.
+	lpStopped atomic.Int64
+	pools     []*pool
+	shapes    []*shape // pending shapes first (in placement order), then shapes only present on nodes
+	groups    []*group
 	// groupIDs finds a group by what it selects, so rules that select the
 	// same pods share one: thousands of shapes of one app differing only in
 	// requests would otherwise each add (and scan every shape for) their own.

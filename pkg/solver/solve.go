@@ -81,6 +81,10 @@ type Stats struct {
 	// LP-guided strategies use too); Improve the improvement phase's share,
 	// zero when it was skipped.
 	Total, Bound, Improve time.Duration
+	// LPStopped counts the LP relaxation's simplex runs that were stopped
+	// at their pivot limit, having lost precision; each costs that round's
+	// progress, not the bound's validity.
+	LPStopped int
 }
 
 // WithStats fills s when Solve returns.
@@ -258,6 +262,7 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	if o.stats != nil {
 		o.stats.Bound = time.Since(boundStart) + guideTime
 		o.stats.Total = time.Since(start)
+		o.stats.LPStopped = int(m.lpStopped.Load())
 	}
 	plan = restore(plan)
 	log.FromContext(ctx).V(1).Info("solved", "pods", len(snap.Pods), "bindings", len(plan.Bindings),

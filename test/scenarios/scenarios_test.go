@@ -73,8 +73,14 @@ func TestScenarios(t *testing.T) {
 			if s.Large && (testing.Short() || raceEnabled || strings.HasSuffix(s.Name, "-100k")) {
 				t.Skip("large scenario: measured by the benchmarks (and tested without -short or -race)")
 			}
-			r := solve(t, s)
+			var stats solver.Stats
+			r := solve(t, s, solver.WithStats(&stats))
 			checkInvariants(t, s, r)
+			if stats.LPStopped > 0 {
+				// Real programs need a few pivots per row; a stop costs
+				// the bound and the guide a round.
+				t.Errorf("%d simplex runs of the LP relaxation stopped at their pivot limit", stats.LPStopped)
+			}
 			if check, ok := specific[s.Name]; ok {
 				check(t, r)
 			}
