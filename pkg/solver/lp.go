@@ -188,7 +188,10 @@ func (p *lp) solve(maxPivots int) (*lpResult, error) {
 				if a <= lpEps {
 					continue
 				}
-				q := row(i)[cols] / a
+				// A basic value below zero is rounding (or worse): read
+				// as zero, it cannot pick a negative step that raises the
+				// objective and spoils the tableau further.
+				q := math.Max(row(i)[cols], 0) / a
 				if q < ratio-lpEps || (q < ratio+lpEps && leave >= 0 && bland && basis[i] < basis[leave]) {
 					leave, ratio = i, q
 				}

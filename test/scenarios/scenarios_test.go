@@ -3,6 +3,7 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -442,5 +443,58 @@ func TestFillBalancesSmallMachines(t *testing.T) {
 	}
 	if cost[solver.StrategyBest] > cost[solver.StrategyLPFill]+1e-9 {
 		t.Errorf("default solve $%.3f/h, dearer than the fill's $%.3f/h", cost[solver.StrategyBest], cost[solver.StrategyLPFill])
+	}
+}
+
+// One zone's share of a plan, re-solved with its pods pinned there (the
+// zone-level rules dropped, since no pod changes zone), is a program the LP
+// relaxation once lost precision on: on gpu-cpu-50k's us-east-1c share a
+// negative basic value picked a negative step, and two simplex runs spent
+// their 50,000 pivots (14.8 s). No run may stop at its limit.
+func TestZoneShareLPKeepsPrecision(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("large scenario: tested without -short or -race")
+	}
+	c, err := pricing.Load(catalogName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := simulate.BuildSnapshot(simulate.Input{Manifests: &manifest.Set{Pods: GPUMix(50_000)}, Catalog: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := solver.Solve(context.Background(), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const zone = "us-east-1c"
+	var pods []*corev1.Pod
+	for _, n := range plan.NewNodes {
+		if n.Choices[0].Offering.Zone != zone {
+			continue
+		}
+		for _, p := range n.Pods {
+			p = p.DeepCopy()
+			p.Spec.NodeSelector = map[string]string{corev1.LabelTopologyZone: zone}
+			p.Spec.TopologySpreadConstraints = slices.DeleteFunc(p.Spec.TopologySpreadConstraints,
+				func(c corev1.TopologySpreadConstraint) bool { return c.TopologyKey == corev1.LabelTopologyZone })
+			pods = append(pods, p)
+		}
+	}
+	if len(pods) < 1000 {
+		t.Fatalf("the plan puts %d pods in %s; the test needs a zone's share of thousands", len(pods), zone)
+	}
+	share := *snap
+	share.Pods, share.Types = pods, nil
+	var stats solver.Stats
+	sub, err := solver.Solve(context.Background(), &share, solver.WithStats(&stats))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.LPStopped > 0 {
+		t.Errorf("%d simplex runs stopped at their pivot limit re-solving %d pods of %s", stats.LPStopped, len(pods), zone)
+	}
+	if len(sub.Unschedulable) > 0 {
+		t.Errorf("%d of the zone's pods unschedulable on their own", len(sub.Unschedulable))
 	}
 }
