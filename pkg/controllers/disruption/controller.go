@@ -100,9 +100,10 @@ type Controller struct {
 	inflight map[string]*inflight
 	// orphans are the nodes the last pass found tainted with no owner.
 	orphans map[string]bool
-	// blocked is the DisruptionBlocked note last sent per claim, so each
-	// is sent once, not every pass.
-	blocked map[string]string
+	// blocked and refused are the DisruptionBlocked notes last sent per
+	// claim, for a blocker and for a method's refusal, so each is sent once,
+	// not every pass.
+	blocked, refused map[string]string
 }
 
 // proposal is a decision made at a pass, to be validated at a later one.
@@ -150,6 +151,7 @@ func NewController(d Deps) *Controller {
 		proposals: map[string]*proposal{},
 		inflight:  map[string]*inflight{},
 		blocked:   map[string]string{},
+		refused:   map[string]string{},
 	}
 	if d.Cluster != nil {
 		c.nominated = d.Cluster.HasNominatedPods
@@ -220,6 +222,7 @@ func (c *Controller) Pass(ctx context.Context) error {
 
 	c.holdPending(ctx, e, byName)
 	decideErr := c.decide(ctx, e, cands)
+	c.reportRefused(e, cands)
 	inflightCommands.Set(float64(len(c.inflight)))
 	for _, pool := range st.Pools {
 		for _, r := range []v1.DisruptionReason{v1.DisruptionReasonUnhealthy, v1.DisruptionReasonExpired,
@@ -256,11 +259,42 @@ func (c *Controller) reportBlocked(cands []*Candidate) {
 			continue
 		}
 		c.blocked[cand.Name()] = cand.Blocked
-		c.events.blocked(cand, want)
+		c.events.blocked(cand, want, cand.Blocked)
 	}
 	for name := range c.blocked {
 		if !seen[name] {
 			delete(c.blocked, name)
+		}
+	}
+}
+
+// reportRefused sends a DisruptionBlocked event for each candidate a method
+// wanted but could not take (its pods would have no place), once per claim
+// and reason. The note is kept while the candidate stays drifted and
+// untaken, also through passes whose budget kept the method from looking
+// at it again, so a refusal is not announced anew each time it recurs.
+func (c *Controller) reportRefused(e *Evaluation, cands []*Candidate) {
+	still := make(map[string]bool, len(c.refused))
+	for _, cand := range cands {
+		name := cand.Name()
+		if e.Reserved(cand) || !conditions.IsTrue(cand.Claim.Status.Conditions, v1.ConditionDrifted) {
+			continue
+		}
+		why, refused := e.refused[name]
+		if !refused {
+			_, still[name] = c.refused[name]
+			continue
+		}
+		still[name] = true
+		if c.refused[name] == why {
+			continue
+		}
+		c.refused[name] = why
+		c.events.blocked(cand, []string{v1.ConditionDrifted}, why)
+	}
+	for name := range c.refused {
+		if !still[name] {
+			delete(c.refused, name)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -653,5 +654,66 @@ func TestPassReportsBlockedNodesOnce(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{want, want}, blockedEvents()); diff != "" {
 		t.Errorf("events after the blocker came back (-want +got):\n%s", diff)
+	}
+}
+
+// A drifted node whose pods would have no place says so once: not again on
+// the next pass, nor after a pass whose budget kept drift from looking at
+// it, and again once it has stopped being drifted and drifts anew.
+func TestPassReportsRefusedDriftOnce(t *testing.T) {
+	a := mach("a", 1, v1.CapacityTypeOnDemand)
+	withCondition(a[0].(*v1.NodeClaim), v1.ConditionDrifted, "RequirementsDrifted", start)
+	p := pool("p")
+	e := newEnv(t, objects(p, a)...)
+	mustT(t, e.client.Create(context.Background(), pod("huge", "a", "100000")))
+	refusals := func() int {
+		n := 0
+		for _, ev := range strings.Split(drain(e.recorder), "\n") {
+			if strings.Contains(ev, ReasonDisruptionBlocked) {
+				if !strings.Contains(ev, "Drifted, but its pods would have no place") {
+					t.Errorf("unexpected note: %s", ev)
+				}
+				n++
+			}
+		}
+		return n
+	}
+	setBudget := func(nodes string) {
+		mustT(t, e.client.Get(context.Background(), client.ObjectKeyFromObject(p), p))
+		p.Spec.Disruption.Budgets = []v1.Budget{{Nodes: nodes}}
+		mustT(t, e.client.Update(context.Background(), p))
+	}
+	setDrifted := func(drifted bool) {
+		claim := &v1.NodeClaim{}
+		mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: "a"}, claim))
+		if drifted {
+			withCondition(claim, v1.ConditionDrifted, "RequirementsDrifted", e.clock.Now())
+		} else {
+			meta.RemoveStatusCondition(&claim.Status.Conditions, v1.ConditionDrifted)
+		}
+		mustT(t, e.client.Status().Update(context.Background(), claim))
+	}
+	steps := []struct {
+		name string
+		do   func()
+		want int
+	}{
+		{"first pass", func() {}, 2},
+		{"second pass", func() {}, 0},
+		{"budget of zero", func() { setBudget("0") }, 0},
+		{"budget back", func() { setBudget("100%") }, 0},
+		{"no longer drifted", func() { setDrifted(false) }, 0},
+		{"drifted again", func() { setDrifted(true) }, 2},
+	}
+	for _, s := range steps {
+		s.do()
+		e.clock.Step(10 * time.Second)
+		e.pass(t)
+		if got := refusals(); got != s.want {
+			t.Errorf("%s: %d DisruptionBlocked events, want %d", s.name, got, s.want)
+		}
+	}
+	if got := e.claims(t); !slices.Equal(got, []string{"a"}) {
+		t.Errorf("claims = %v, want only a: nothing can take its pod", got)
 	}
 }

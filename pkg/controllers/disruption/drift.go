@@ -48,6 +48,7 @@ func (m Drift) ComputeCommands(ctx context.Context, e *Evaluation, cands []*Cand
 		}
 		if why != "" {
 			log.FromContext(ctx).V(1).Info("not replacing drifted node", "nodeclaim", c.Name(), "why", why)
+			e.Refuse(c, why)
 			continue
 		}
 		e.Reserve(cmd)

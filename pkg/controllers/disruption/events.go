@@ -47,9 +47,9 @@ func (r recorder) deleting(cmd Command) {
 }
 
 // blocked tells a node's owner why a method that wants the node (named
-// by want) may not disrupt it.
-func (r recorder) blocked(c *Candidate, want []string) {
-	note := fmt.Sprintf("%s, but %s", strings.Join(want, " and "), c.Blocked)
+// by want) does not disrupt it.
+func (r recorder) blocked(c *Candidate, want []string, why string) {
+	note := fmt.Sprintf("%s, but %s", strings.Join(want, " and "), why)
 	if len(note) > maxNoteLength {
 		note = note[:maxNoteLength]
 	}

@@ -114,8 +114,9 @@ type Evaluation struct {
 	limit func(pool *v1.NodePool, reason v1.DisruptionReason) int
 
 	overlay  Overlay
-	reserved map[string]bool // claim names of candidates of decided commands
-	taken    map[string]int  // pool -> nodes decided this pass
+	reserved map[string]bool   // claim names of candidates of decided commands
+	taken    map[string]int    // pool -> nodes decided this pass
+	refused  map[string]string // claim name -> why a method that wanted it did not take it
 }
 
 // NewEvaluation prepares a pass over st. Budgets come from
@@ -126,7 +127,7 @@ func NewEvaluation(st *ClusterState, sim *Simulator, guard ChurnGuard) *Evaluati
 
 func newEvaluation(st *ClusterState, sim *Simulator, guard ChurnGuard, report func(pool *v1.NodePool, reason v1.DisruptionReason, n int, err error)) *Evaluation {
 	return &Evaluation{State: st, Simulator: sim, Guard: guard, limit: budgetLimits(st, report),
-		reserved: map[string]bool{}, taken: map[string]int{}}
+		reserved: map[string]bool{}, taken: map[string]int{}, refused: map[string]string{}}
 }
 
 // budgetLimits memoizes each pool's budget cap per reason for one pass;
@@ -172,6 +173,10 @@ func (e *Evaluation) Allowed(pool *v1.NodePool, reason v1.DisruptionReason) int 
 
 // Reserved reports whether a command of this pass already took the candidate.
 func (e *Evaluation) Reserved(c *Candidate) bool { return e.reserved[c.Claim.Name] }
+
+// Refuse records why a method that wants the candidate does not disrupt it
+// (its pods would have no place), for the candidate's DisruptionBlocked event.
+func (e *Evaluation) Refuse(c *Candidate, why string) { e.refused[c.Claim.Name] = why }
 
 // Reserve records a decided command: its candidates are taken, its nodes
 // count against their pools' budgets, and later what-ifs see its effect.
