@@ -104,6 +104,9 @@ type Controller struct {
 	// claim, for a blocker and for a method's refusal, so each is sent once,
 	// not every pass.
 	blocked, refused map[string]string
+	// budgetBlocked are the pool/reason pairs last reported as waiting
+	// for their disruption budget.
+	budgetBlocked map[poolReason]bool
 }
 
 // proposal is a decision made at a pass, to be validated at a later one.
@@ -152,6 +155,8 @@ func NewController(d Deps) *Controller {
 		inflight:  map[string]*inflight{},
 		blocked:   map[string]string{},
 		refused:   map[string]string{},
+
+		budgetBlocked: map[poolReason]bool{},
 	}
 	if d.Cluster != nil {
 		c.nominated = d.Cluster.HasNominatedPods
@@ -223,6 +228,7 @@ func (c *Controller) Pass(ctx context.Context) error {
 	c.holdPending(ctx, e, byName)
 	decideErr := c.decide(ctx, e, cands)
 	c.reportRefused(e, cands)
+	c.reportBudgets(e, st, cands)
 	inflightCommands.Set(float64(len(c.inflight)))
 	for _, pool := range st.Pools {
 		for _, r := range []v1.DisruptionReason{v1.DisruptionReasonUnhealthy, v1.DisruptionReasonExpired,
@@ -297,6 +303,50 @@ func (c *Controller) reportRefused(e *Evaluation, cands []*Candidate) {
 			delete(c.refused, name)
 		}
 	}
+}
+
+// reportBudgets sends a DisruptionBudgetExhausted event on a pool when
+// nodes that must go (unhealthy, expired or drifted ones nothing else
+// blocks) wait because its budget for that reason has no room left after
+// this pass's decisions; once when that starts, again only after it ended.
+// Consolidation is left out: whether it would act is not known for nodes
+// it did not weigh.
+func (c *Controller) reportBudgets(e *Evaluation, st *ClusterState, cands []*Candidate) {
+	waiting := map[poolReason]int{}
+	pools := map[string]*v1.NodePool{}
+	for _, m := range c.methods {
+		r := m.Reason()
+		if r != v1.DisruptionReasonUnhealthy && r != v1.DisruptionReasonExpired && r != v1.DisruptionReasonDrifted {
+			continue
+		}
+		for _, cand := range cands {
+			if e.Reserved(cand) || !m.ShouldDisrupt(e, cand) || e.refused[cand.Name()] != "" ||
+				(cand.Blocked != "" && r != v1.DisruptionReasonUnhealthy) {
+				continue
+			}
+			waiting[poolReason{cand.Pool.Name, r}]++
+			pools[cand.Pool.Name] = cand.Pool
+		}
+	}
+	blocked := map[poolReason]bool{}
+	for key, n := range waiting {
+		pool := pools[key.pool]
+		if e.Allowed(pool, key.reason) > 0 {
+			continue
+		}
+		blocked[key] = true
+		if !c.budgetBlocked[key] {
+			_, disrupting, notReady := st.PoolNodes(pool.Name)
+			c.events.budgetExhausted(pool, key.reason, n, disrupting+e.taken[pool.Name], notReady)
+		}
+	}
+	c.budgetBlocked = blocked
+}
+
+// poolReason is a pool's budget for one disruption reason.
+type poolReason struct {
+	pool   string
+	reason v1.DisruptionReason
 }
 
 // validateAndRun carries out the proposals whose validation delay has

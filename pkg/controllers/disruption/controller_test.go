@@ -717,3 +717,57 @@ func TestPassReportsRefusedDriftOnce(t *testing.T) {
 		t.Errorf("claims = %v, want only a: nothing can take its pod", got)
 	}
 }
+
+// Drifted nodes held back by the pool's budget are reported on the pool
+// once when the wait starts, not every pass, and again after it ended.
+func TestPassReportsExhaustedBudgetOnce(t *testing.T) {
+	p := pool("p", func(p *v1.NodePool) { p.Spec.Disruption.Budgets = []v1.Budget{{Nodes: "0"}} })
+	a, b, c := mach("a", 1, v1.CapacityTypeOnDemand), mach("b", 1, v1.CapacityTypeOnDemand), mach("c", 1, v1.CapacityTypeOnDemand)
+	for _, m := range [][2]client.Object{a, b} {
+		withCondition(m[0].(*v1.NodeClaim), v1.ConditionDrifted, "RequirementsDrifted", start)
+	}
+	e := newEnv(t, objects(p, a, b, c)...)
+	for _, n := range []string{"a", "b", "c"} {
+		mustT(t, e.client.Create(context.Background(), pod("p"+n, n, "1")))
+	}
+	exhausted := func() []string {
+		var out []string
+		for _, ev := range strings.Split(drain(e.recorder), "\n") {
+			if strings.Contains(ev, ReasonBudgetExhausted) {
+				out = append(out, ev)
+			}
+		}
+		return out
+	}
+	setBudget := func(nodes string) {
+		mustT(t, e.client.Get(context.Background(), client.ObjectKeyFromObject(p), p))
+		p.Spec.Disruption.Budgets = []v1.Budget{{Nodes: nodes}}
+		mustT(t, e.client.Update(context.Background(), p))
+	}
+	steps := []struct {
+		name string
+		do   func()
+		want []string
+	}{
+		{"budget of zero", func() {}, []string{"Normal DisruptionBudgetExhausted 2 node(s) due for Drifted wait: " +
+			"the pool's disruption budget allows no more now (0 being disrupted, 0 not Ready)"}},
+		{"the next pass", func() {}, nil},
+		{"room for both", func() { setBudget("100%") }, nil},
+		{"c drifts under a budget of zero", func() {
+			setBudget("0")
+			claim := &v1.NodeClaim{}
+			mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: "c"}, claim))
+			withCondition(claim, v1.ConditionDrifted, "RequirementsDrifted", e.clock.Now())
+			mustT(t, e.client.Status().Update(context.Background(), claim))
+		}, []string{"Normal DisruptionBudgetExhausted 1 node(s) due for Drifted wait: " +
+			"the pool's disruption budget allows no more now (2 being disrupted, 0 not Ready)"}},
+	}
+	for _, s := range steps {
+		s.do()
+		e.clock.Step(10 * time.Second)
+		e.pass(t)
+		if diff := cmp.Diff(s.want, exhausted()); diff != "" {
+			t.Errorf("%s: events (-want +got):\n%s", s.name, diff)
+		}
+	}
+}

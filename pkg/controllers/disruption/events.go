@@ -6,14 +6,19 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/events"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 )
 
-// Event reasons the disruption controller emits on NodeClaims and Nodes.
+// Event reasons the disruption controller emits on NodeClaims and Nodes
+// (and one on NodePools).
 const (
 	ReasonDisruptionLaunching = "DisruptionLaunchingReplacement"
 	ReasonDisruptionDeleting  = "DisruptionDeleting"
 	ReasonDisruptionAbandoned = "DisruptionAbandoned"
 	ReasonDisruptionBlocked   = "DisruptionBlocked"
+	// ReasonBudgetExhausted is sent on a NodePool.
+	ReasonBudgetExhausted = "DisruptionBudgetExhausted"
 )
 
 const eventAction = "Disrupt"
@@ -55,6 +60,14 @@ func (r recorder) blocked(c *Candidate, want []string, why string) {
 	}
 	r.r.Eventf(c.Claim, nil, corev1.EventTypeNormal, ReasonDisruptionBlocked, eventAction, "%s", note)
 	r.r.Eventf(c.Node, c.Claim, corev1.EventTypeNormal, ReasonDisruptionBlocked, eventAction, "%s", note)
+}
+
+// budgetExhausted tells a pool's owner that n nodes due for reason wait
+// for its disruption budget.
+func (r recorder) budgetExhausted(pool *v1.NodePool, reason v1.DisruptionReason, n, disrupting, notReady int) {
+	r.r.Eventf(pool, nil, corev1.EventTypeNormal, ReasonBudgetExhausted, eventAction,
+		"%d node(s) due for %s wait: the pool's disruption budget allows no more now (%d being disrupted, %d not Ready)",
+		n, reason, disrupting, notReady)
 }
 
 func (r recorder) abandoned(cmd Command, why string) {
