@@ -71,6 +71,8 @@ lint: $(BIN)/golangci-lint
 test: controlplane kueue tools vet ## run every test (unit, envtest, end-to-end) with the race detector
 	@echo "==> go test -race ./... (end-to-end suites start a local control plane)"
 	PATH=$(BIN):$$PATH go test -race -timeout 40m $(GO_TEST_FLAGS) ./...
+	@echo "==> go test ./test/scenarios/ without -race: the large scenarios it skips under the race detector"
+	go test -count=1 $(GO_TEST_FLAGS) ./test/scenarios/
 
 test-unit: ## only the pure-Go packages, no control plane
 	go test -race ./pkg/scheduling/... ./pkg/solver/... ./pkg/cloudprovider/... ./pricing/...
