@@ -100,13 +100,12 @@ type Controller struct {
 	inflight map[string]*inflight
 	// orphans are the nodes the last pass found tainted with no owner.
 	orphans map[string]bool
-	// blocked and refused are the DisruptionBlocked notes last sent per
-	// claim, for a blocker and for a method's refusal, so each is sent once,
-	// not every pass.
+	// blocked and refused are the DisruptionBlocked notes the last pass
+	// stood by, per claim, for a blocker and for a method's refusal, so each
+	// is sent once, not every pass; budgetBlocked the pool/reason pairs it
+	// reported waiting for their budget. Each pass replaces them.
 	blocked, refused map[string]string
-	// budgetBlocked are the pool/reason pairs last reported as waiting
-	// for their disruption budget.
-	budgetBlocked map[poolReason]bool
+	budgetBlocked    map[poolReason]bool
 }
 
 // proposal is a decision made at a pass, to be validated at a later one.
@@ -153,10 +152,6 @@ func NewController(d Deps) *Controller {
 		methods:   methods,
 		proposals: map[string]*proposal{},
 		inflight:  map[string]*inflight{},
-		blocked:   map[string]string{},
-		refused:   map[string]string{},
-
-		budgetBlocked: map[poolReason]bool{},
 	}
 	if d.Cluster != nil {
 		c.nominated = d.Cluster.HasNominatedPods
@@ -246,7 +241,7 @@ func (c *Controller) Pass(ctx context.Context) error {
 // cheaper place for its pods is not asked: the event says what stops any
 // method from trying.
 func (c *Controller) reportBlocked(cands []*Candidate) {
-	seen := make(map[string]bool, len(c.blocked))
+	sent := map[string]string{}
 	for _, cand := range cands {
 		if cand.Blocked == "" {
 			continue
@@ -260,18 +255,12 @@ func (c *Controller) reportBlocked(cands []*Candidate) {
 		if len(want) == 0 {
 			continue
 		}
-		seen[cand.Name()] = true
-		if c.blocked[cand.Name()] == cand.Blocked {
-			continue
-		}
-		c.blocked[cand.Name()] = cand.Blocked
-		c.events.blocked(cand, want, cand.Blocked)
-	}
-	for name := range c.blocked {
-		if !seen[name] {
-			delete(c.blocked, name)
+		sent[cand.Name()] = cand.Blocked
+		if c.blocked[cand.Name()] != cand.Blocked {
+			c.events.blocked(cand, want, cand.Blocked)
 		}
 	}
+	c.blocked = sent
 }
 
 // reportRefused sends a DisruptionBlocked event for each candidate a method
@@ -280,7 +269,7 @@ func (c *Controller) reportBlocked(cands []*Candidate) {
 // untaken, also through passes whose budget kept the method from looking
 // at it again, so a refusal is not announced anew each time it recurs.
 func (c *Controller) reportRefused(e *Evaluation, cands []*Candidate) {
-	still := make(map[string]bool, len(c.refused))
+	sent := map[string]string{}
 	for _, cand := range cands {
 		name := cand.Name()
 		if e.Reserved(cand) || !conditions.IsTrue(cand.Claim.Status.Conditions, v1.ConditionDrifted) {
@@ -288,21 +277,17 @@ func (c *Controller) reportRefused(e *Evaluation, cands []*Candidate) {
 		}
 		why, refused := e.refused[name]
 		if !refused {
-			_, still[name] = c.refused[name]
+			if prev, ok := c.refused[name]; ok {
+				sent[name] = prev
+			}
 			continue
 		}
-		still[name] = true
-		if c.refused[name] == why {
-			continue
-		}
-		c.refused[name] = why
-		c.events.blocked(cand, []string{v1.ConditionDrifted}, why)
-	}
-	for name := range c.refused {
-		if !still[name] {
-			delete(c.refused, name)
+		sent[name] = why
+		if c.refused[name] != why {
+			c.events.blocked(cand, []string{v1.ConditionDrifted}, why)
 		}
 	}
+	c.refused = sent
 }
 
 // reportBudgets sends a DisruptionBudgetExhausted event on a pool when
