@@ -413,19 +413,27 @@ func TestGPUMix(t *testing.T) {
 	}
 }
 
+// podsSnapshot is what the solver sees for pods alone, with the default
+// pool and the AWS catalog.
+func podsSnapshot(t *testing.T, pods []*corev1.Pod) *solver.Snapshot {
+	t.Helper()
+	c, err := pricing.Load(catalogName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := simulate.BuildSnapshot(simulate.Input{Manifests: &manifest.Set{Pods: pods}, Catalog: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
 // TestFillBalancesSmallMachines: on the diverse mix, whose cheapest plan
 // puts CPU-heavy pods on many small burstable machines, filling the LP's
 // machines by matching pods to room is cheaper than first fit over the same
 // machines in either order, and the default solve keeps the fill's plan.
 func TestFillBalancesSmallMachines(t *testing.T) {
-	c, err := pricing.Load(catalogName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := simulate.BuildSnapshot(simulate.Input{Manifests: &manifest.Set{Pods: Diverse(2000)}, Catalog: c})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := podsSnapshot(t, Diverse(2000))
 	cost := map[solver.Strategy]float64{}
 	for _, s := range []solver.Strategy{solver.StrategyLP, solver.StrategyLPInterleaved, solver.StrategyLPFill, solver.StrategyBest} {
 		plan, err := solver.Solve(t.Context(), snap, solver.WithStrategy(s))
@@ -455,14 +463,7 @@ func TestZoneShareLPKeepsPrecision(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("large scenario: tested without -short or -race")
 	}
-	c, err := pricing.Load(catalogName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := simulate.BuildSnapshot(simulate.Input{Manifests: &manifest.Set{Pods: GPUMix(50_000)}, Catalog: c})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := podsSnapshot(t, GPUMix(50_000))
 	plan, err := solver.Solve(context.Background(), snap)
 	if err != nil {
 		t.Fatal(err)

@@ -581,6 +581,38 @@ func drain(r *events.FakeRecorder) string {
 	}
 }
 
+// eventsWith returns the events recorded so far whose reason is reason.
+func eventsWith(r *events.FakeRecorder, reason string) []string {
+	var out []string
+	for _, ev := range strings.Split(drain(r), "\n") {
+		if strings.Contains(ev, reason) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// setBudget gives pool p a single budget of nodes.
+func (e *env) setBudget(t *testing.T, p *v1.NodePool, nodes string) {
+	t.Helper()
+	mustT(t, e.client.Get(context.Background(), client.ObjectKeyFromObject(p), p))
+	p.Spec.Disruption.Budgets = []v1.Budget{{Nodes: nodes}}
+	mustT(t, e.client.Update(context.Background(), p))
+}
+
+// setDrifted sets or clears the named claim's Drifted condition.
+func (e *env) setDrifted(t *testing.T, name string, drifted bool) {
+	t.Helper()
+	claim := &v1.NodeClaim{}
+	mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: name}, claim))
+	if drifted {
+		withCondition(claim, v1.ConditionDrifted, "RequirementsDrifted", e.clock.Now())
+	} else {
+		meta.RemoveStatusCondition(&claim.Status.Conditions, v1.ConditionDrifted)
+	}
+	mustT(t, e.client.Status().Update(context.Background(), claim))
+}
+
 // A consolidation decision that a better one overtakes before its delay is
 // not carried out: deleting a, with b still blocked, gives way to merging
 // both once b is free.
@@ -626,15 +658,7 @@ func TestPassReportsBlockedNodesOnce(t *testing.T) {
 	held := pod("pa", "a", "1", annotated(v1.AnnotationDoNotDisrupt, "true"))
 	mustT(t, e.client.Create(context.Background(), held))
 	mustT(t, e.client.Create(context.Background(), pod("pb", "b", "1", annotated(v1.AnnotationDoNotDisrupt, "true"))))
-	blockedEvents := func() []string {
-		var out []string
-		for _, ev := range strings.Split(drain(e.recorder), "\n") {
-			if strings.Contains(ev, ReasonDisruptionBlocked) {
-				out = append(out, ev)
-			}
-		}
-		return out
-	}
+	blockedEvents := func() []string { return eventsWith(e.recorder, ReasonDisruptionBlocked) }
 	want := "Normal DisruptionBlocked Drifted and Consolidatable, but pod default/pa has " + v1.AnnotationDoNotDisrupt
 	e.pass(t)
 	if diff := cmp.Diff([]string{want, want}, blockedEvents()); diff != "" {
@@ -667,31 +691,13 @@ func TestPassReportsRefusedDriftOnce(t *testing.T) {
 	e := newEnv(t, objects(p, a)...)
 	mustT(t, e.client.Create(context.Background(), pod("huge", "a", "100000")))
 	refusals := func() int {
-		n := 0
-		for _, ev := range strings.Split(drain(e.recorder), "\n") {
-			if strings.Contains(ev, ReasonDisruptionBlocked) {
-				if !strings.Contains(ev, "Drifted, but its pods would have no place") {
-					t.Errorf("unexpected note: %s", ev)
-				}
-				n++
+		evs := eventsWith(e.recorder, ReasonDisruptionBlocked)
+		for _, ev := range evs {
+			if !strings.Contains(ev, "Drifted, but its pods would have no place") {
+				t.Errorf("unexpected note: %s", ev)
 			}
 		}
-		return n
-	}
-	setBudget := func(nodes string) {
-		mustT(t, e.client.Get(context.Background(), client.ObjectKeyFromObject(p), p))
-		p.Spec.Disruption.Budgets = []v1.Budget{{Nodes: nodes}}
-		mustT(t, e.client.Update(context.Background(), p))
-	}
-	setDrifted := func(drifted bool) {
-		claim := &v1.NodeClaim{}
-		mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: "a"}, claim))
-		if drifted {
-			withCondition(claim, v1.ConditionDrifted, "RequirementsDrifted", e.clock.Now())
-		} else {
-			meta.RemoveStatusCondition(&claim.Status.Conditions, v1.ConditionDrifted)
-		}
-		mustT(t, e.client.Status().Update(context.Background(), claim))
+		return len(evs)
 	}
 	steps := []struct {
 		name string
@@ -700,10 +706,10 @@ func TestPassReportsRefusedDriftOnce(t *testing.T) {
 	}{
 		{"first pass", func() {}, 2},
 		{"second pass", func() {}, 0},
-		{"budget of zero", func() { setBudget("0") }, 0},
-		{"budget back", func() { setBudget("100%") }, 0},
-		{"no longer drifted", func() { setDrifted(false) }, 0},
-		{"drifted again", func() { setDrifted(true) }, 2},
+		{"budget of zero", func() { e.setBudget(t, p, "0") }, 0},
+		{"budget back", func() { e.setBudget(t, p, "100%") }, 0},
+		{"no longer drifted", func() { e.setDrifted(t, "a", false) }, 0},
+		{"drifted again", func() { e.setDrifted(t, "a", true) }, 2},
 	}
 	for _, s := range steps {
 		s.do()
@@ -730,20 +736,6 @@ func TestPassReportsExhaustedBudgetOnce(t *testing.T) {
 	for _, n := range []string{"a", "b", "c"} {
 		mustT(t, e.client.Create(context.Background(), pod("p"+n, n, "1")))
 	}
-	exhausted := func() []string {
-		var out []string
-		for _, ev := range strings.Split(drain(e.recorder), "\n") {
-			if strings.Contains(ev, ReasonBudgetExhausted) {
-				out = append(out, ev)
-			}
-		}
-		return out
-	}
-	setBudget := func(nodes string) {
-		mustT(t, e.client.Get(context.Background(), client.ObjectKeyFromObject(p), p))
-		p.Spec.Disruption.Budgets = []v1.Budget{{Nodes: nodes}}
-		mustT(t, e.client.Update(context.Background(), p))
-	}
 	steps := []struct {
 		name string
 		do   func()
@@ -752,13 +744,10 @@ func TestPassReportsExhaustedBudgetOnce(t *testing.T) {
 		{"budget of zero", func() {}, []string{"Normal DisruptionBudgetExhausted 2 node(s) due for Drifted wait: " +
 			"the pool's disruption budget allows no more now (0 being disrupted, 0 not Ready)"}},
 		{"the next pass", func() {}, nil},
-		{"room for both", func() { setBudget("100%") }, nil},
+		{"room for both", func() { e.setBudget(t, p, "100%") }, nil},
 		{"c drifts under a budget of zero", func() {
-			setBudget("0")
-			claim := &v1.NodeClaim{}
-			mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: "c"}, claim))
-			withCondition(claim, v1.ConditionDrifted, "RequirementsDrifted", e.clock.Now())
-			mustT(t, e.client.Status().Update(context.Background(), claim))
+			e.setBudget(t, p, "0")
+			e.setDrifted(t, "c", true)
 		}, []string{"Normal DisruptionBudgetExhausted 1 node(s) due for Drifted wait: " +
 			"the pool's disruption budget allows no more now (2 being disrupted, 0 not Ready)"}},
 	}
@@ -766,7 +755,7 @@ func TestPassReportsExhaustedBudgetOnce(t *testing.T) {
 		s.do()
 		e.clock.Step(10 * time.Second)
 		e.pass(t)
-		if diff := cmp.Diff(s.want, exhausted()); diff != "" {
+		if diff := cmp.Diff(s.want, eventsWith(e.recorder, ReasonBudgetExhausted)); diff != "" {
 			t.Errorf("%s: events (-want +got):\n%s", s.name, diff)
 		}
 	}
