@@ -81,6 +81,7 @@ func (m SingleNode) ComputeCommand(ctx context.Context, e *Evaluation, cands []*
 		}
 		if why != "" {
 			log.FromContext(ctx).V(1).Info("not consolidating", "nodeclaim", c.Name(), "why", why)
+			e.Refuse(c, m.Reason(), why)
 			continue
 		}
 		return cmd, nil
@@ -153,7 +154,7 @@ func consolidate(ctx context.Context, e *Evaluation, method string, cands []*Can
 		return Command{}, "", err
 	}
 	if !sim.Feasible() {
-		return Command{}, "pods would have no place", nil
+		return Command{}, "its pods would have no place", nil
 	}
 	cmd := Command{Method: method, Reason: v1.DisruptionReasonUnderutilized, Candidates: cands, Bindings: sim.Plan.Bindings}
 	switch len(sim.Plan.NewNodes) {
@@ -169,7 +170,7 @@ func consolidate(ctx context.Context, e *Evaluation, method string, cands []*Can
 		cmd.SavingsPerHour = savings
 		return cmd, "", nil
 	default:
-		return Command{}, "pods need more than one new node", nil
+		return Command{}, "its pods would need more than one new node", nil
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -104,8 +105,9 @@ type Controller struct {
 	// stood by, per claim, for a blocker and for a method's refusal, so each
 	// is sent once, not every pass; budgetBlocked the pool/reason pairs it
 	// reported waiting for their budget. Each pass replaces them.
-	blocked, refused map[string]string
-	budgetBlocked    map[poolReason]bool
+	blocked       map[string]string
+	refused       map[string]refusal
+	budgetBlocked map[poolReason]bool
 }
 
 // proposal is a decision made at a pass, to be validated at a later one.
@@ -264,30 +266,52 @@ func (c *Controller) reportBlocked(cands []*Candidate) {
 }
 
 // reportRefused sends a DisruptionBlocked event for each candidate a method
-// wanted but could not take (its pods would have no place), once per claim
-// and reason. The note is kept while the candidate stays drifted and
-// untaken, also through passes whose budget kept the method from looking
-// at it again, so a refusal is not announced anew each time it recurs.
+// wanted but did not take (drift: its pods would have no place;
+// consolidation: that, or no replacement saves enough), once per claim and
+// refusal. A refusal is kept while the candidate keeps the condition the
+// method wanted it for and stays untaken, also through passes that did not
+// look at it again (a budget, or consolidation stopping at its first
+// command), so it is not announced anew each time it recurs. Notes that
+// differ only in their figures (a saving that moved by a cent) are one.
 func (c *Controller) reportRefused(e *Evaluation, cands []*Candidate) {
-	sent := map[string]string{}
+	sent := map[string]refusal{}
 	for _, cand := range cands {
 		name := cand.Name()
-		if e.Reserved(cand) || !conditions.IsTrue(cand.Claim.Status.Conditions, v1.ConditionDrifted) {
+		if e.Reserved(cand) {
 			continue
 		}
-		why, refused := e.refused[name]
+		r, refused := e.refused[name]
 		if !refused {
-			if prev, ok := c.refused[name]; ok {
+			if prev, ok := c.refused[name]; ok && conditions.IsTrue(cand.Claim.Status.Conditions, conditionOf(prev.reason)) {
 				sent[name] = prev
 			}
 			continue
 		}
-		sent[name] = why
-		if c.refused[name] != why {
-			c.events.blocked(cand, []string{v1.ConditionDrifted}, why)
+		sent[name] = r
+		if prev, ok := c.refused[name]; !ok || prev.reason != r.reason || withoutFigures(prev.why) != withoutFigures(r.why) {
+			c.events.blocked(cand, []string{conditionOf(r.reason)}, r.why)
 		}
 	}
 	c.refused = sent
+}
+
+// conditionOf is the NodeClaim condition that makes a node a candidate of
+// the methods for reason.
+func conditionOf(reason v1.DisruptionReason) string {
+	if reason == v1.DisruptionReasonUnderutilized {
+		return v1.ConditionConsolidatable
+	}
+	return string(reason) // Drifted and Expired are named alike
+}
+
+// withoutFigures is s with its digits dropped.
+func withoutFigures(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // reportBudgets sends a DisruptionBudgetExhausted event on a pool when
@@ -305,7 +329,7 @@ func (c *Controller) reportBudgets(e *Evaluation, st *ClusterState, cands []*Can
 			continue
 		}
 		for _, cand := range cands {
-			if e.Reserved(cand) || !m.ShouldDisrupt(e, cand) || e.refused[cand.Name()] != "" ||
+			if e.Reserved(cand) || !m.ShouldDisrupt(e, cand) || e.refused[cand.Name()].reason == r ||
 				(cand.Blocked != "" && r != v1.DisruptionReasonUnhealthy) {
 				continue
 			}

@@ -683,44 +683,74 @@ func TestPassReportsBlockedNodesOnce(t *testing.T) {
 
 // A drifted node whose pods would have no place says so once: not again on
 // the next pass, nor after a pass whose budget kept drift from looking at
-// it, and again once it has stopped being drifted and drifts anew.
+// it. Once no longer drifted it is still consolidatable, and consolidation
+// refuses it for the same cause; drifting anew is drift's refusal again.
 func TestPassReportsRefusedDriftOnce(t *testing.T) {
 	a := mach("a", 1, v1.CapacityTypeOnDemand)
 	withCondition(a[0].(*v1.NodeClaim), v1.ConditionDrifted, "RequirementsDrifted", start)
 	p := pool("p")
 	e := newEnv(t, objects(p, a)...)
 	mustT(t, e.client.Create(context.Background(), pod("huge", "a", "100000")))
-	refusals := func() int {
-		evs := eventsWith(e.recorder, ReasonDisruptionBlocked)
-		for _, ev := range evs {
-			if !strings.Contains(ev, "Drifted, but its pods would have no place") {
-				t.Errorf("unexpected note: %s", ev)
-			}
-		}
-		return len(evs)
-	}
+	drift := "Normal DisruptionBlocked Drifted, but its pods would have no place"
+	consolidation := "Normal DisruptionBlocked Consolidatable, but its pods would have no place"
 	steps := []struct {
 		name string
 		do   func()
-		want int
+		want []string
 	}{
-		{"first pass", func() {}, 2},
-		{"second pass", func() {}, 0},
-		{"budget of zero", func() { e.setBudget(t, p, "0") }, 0},
-		{"budget back", func() { e.setBudget(t, p, "100%") }, 0},
-		{"no longer drifted", func() { e.setDrifted(t, "a", false) }, 0},
-		{"drifted again", func() { e.setDrifted(t, "a", true) }, 2},
+		{"first pass", func() {}, []string{drift, drift}},
+		{"second pass", func() {}, nil},
+		{"budget of zero", func() { e.setBudget(t, p, "0") }, nil},
+		{"budget back", func() { e.setBudget(t, p, "100%") }, nil},
+		{"no longer drifted", func() { e.setDrifted(t, "a", false) }, []string{consolidation, consolidation}},
+		{"the pass after", func() {}, nil},
+		{"drifted again", func() { e.setDrifted(t, "a", true) }, []string{drift, drift}},
 	}
 	for _, s := range steps {
 		s.do()
 		e.clock.Step(10 * time.Second)
 		e.pass(t)
-		if got := refusals(); got != s.want {
-			t.Errorf("%s: %d DisruptionBlocked events, want %d", s.name, got, s.want)
+		if diff := cmp.Diff(s.want, eventsWith(e.recorder, ReasonDisruptionBlocked)); diff != "" {
+			t.Errorf("%s: events (-want +got):\n%s", s.name, diff)
 		}
 	}
 	if got := e.claims(t); !slices.Equal(got, []string{"a"}) {
 		t.Errorf("claims = %v, want only a: nothing can take its pod", got)
+	}
+}
+
+// A consolidatable node that no replacement makes cheaper enough says why,
+// once per cause: a saving that moves by a cent is not news, a different
+// cause is, and a saving that clears the guard is acted on without one.
+func TestPassReportsRefusedConsolidationOnce(t *testing.T) {
+	e := newEnv(t, objects(pool("p"), mach("a", 2, v1.CapacityTypeOnDemand))...)
+	mustT(t, e.client.Create(context.Background(), pod("train", "a", "1", gpuRequest)))
+	note := func(why string) []string {
+		n := "Normal DisruptionBlocked Consolidatable, but " + why
+		return []string{n, n}
+	}
+	steps := []struct {
+		name      string
+		spotPrice float64
+		want      []string
+	}{
+		{"spot dearer", 1.20, note("no cheaper machine holds its pods (the cheapest costs $1.0000/h, the node $1.0000/h)")},
+		{"the next pass", 1.20, nil},
+		{"spot 2 cents cheaper", 0.98, note("saving $0.0200/h of $1.0000/h is below the minimum ($0.05/h and 5%)")},
+		{"spot 3 cents cheaper", 0.97, nil},
+		{"spot far cheaper", 0.40, nil},
+	}
+	for _, s := range steps {
+		e.cloud.setPrice("gpu1", v1.CapacityTypeSpot, s.spotPrice)
+		e.clock.Step(10 * time.Second)
+		e.pass(t)
+		if diff := cmp.Diff(s.want, eventsWith(e.recorder, ReasonDisruptionBlocked)); diff != "" {
+			t.Errorf("%s: events (-want +got):\n%s", s.name, diff)
+		}
+	}
+	e.validate(t)
+	if got := e.claims(t); len(got) != 2 {
+		t.Errorf("claims = %v, want a and its spot replacement", got)
 	}
 }
 

@@ -48,7 +48,7 @@ func (m Drift) ComputeCommands(ctx context.Context, e *Evaluation, cands []*Cand
 		}
 		if why != "" {
 			log.FromContext(ctx).V(1).Info("not replacing drifted node", "nodeclaim", c.Name(), "why", why)
-			e.Refuse(c, why)
+			e.Refuse(c, m.Reason(), why)
 			continue
 		}
 		e.Reserve(cmd)

@@ -54,6 +54,10 @@ func DefaultChurnGuard() ChurnGuard {
 func (g ChurnGuard) AllowsReplace(now time.Time, cands []*Candidate, replacements []*solver.NewNode) (float64, string) {
 	old := priceOf(cands)
 	savings := old - replacementCost(replacements)
+	if savings <= 0 {
+		return savings, fmt.Sprintf("no cheaper machine holds its pods (the cheapest costs $%.4f/h, the node $%.4f/h)",
+			old-savings, old)
+	}
 	if savings < g.MinSavingsPerHour || savings < g.MinSavingsFraction*old {
 		return savings, fmt.Sprintf("saving $%.4f/h of $%.4f/h is below the minimum ($%.2f/h and %.0f%%)",
 			savings, old, g.MinSavingsPerHour, 100*g.MinSavingsFraction)

@@ -114,9 +114,9 @@ type Evaluation struct {
 	limit func(pool *v1.NodePool, reason v1.DisruptionReason) int
 
 	overlay  Overlay
-	reserved map[string]bool   // claim names of candidates of decided commands
-	taken    map[string]int    // pool -> nodes decided this pass
-	refused  map[string]string // claim name -> why a method that wanted it did not take it
+	reserved map[string]bool    // claim names of candidates of decided commands
+	taken    map[string]int     // pool -> nodes decided this pass
+	refused  map[string]refusal // claim name -> the first method that wanted it and did not take it
 }
 
 // NewEvaluation prepares a pass over st. Budgets come from
@@ -127,7 +127,7 @@ func NewEvaluation(st *ClusterState, sim *Simulator, guard ChurnGuard) *Evaluati
 
 func newEvaluation(st *ClusterState, sim *Simulator, guard ChurnGuard, report func(pool *v1.NodePool, reason v1.DisruptionReason, n int, err error)) *Evaluation {
 	return &Evaluation{State: st, Simulator: sim, Guard: guard, limit: budgetLimits(st, report),
-		reserved: map[string]bool{}, taken: map[string]int{}, refused: map[string]string{}}
+		reserved: map[string]bool{}, taken: map[string]int{}, refused: map[string]refusal{}}
 }
 
 // budgetLimits memoizes each pool's budget cap per reason for one pass;
@@ -174,9 +174,21 @@ func (e *Evaluation) Allowed(pool *v1.NodePool, reason v1.DisruptionReason) int 
 // Reserved reports whether a command of this pass already took the candidate.
 func (e *Evaluation) Reserved(c *Candidate) bool { return e.reserved[c.Claim.Name] }
 
-// Refuse records why a method that wants the candidate does not disrupt it
-// (its pods would have no place), for the candidate's DisruptionBlocked event.
-func (e *Evaluation) Refuse(c *Candidate, why string) { e.refused[c.Claim.Name] = why }
+// refusal is why a method that wanted a candidate for reason did not take it.
+type refusal struct {
+	reason v1.DisruptionReason
+	why    string
+}
+
+// Refuse records why a method that wants the candidate for reason does not
+// disrupt it (its pods would have no place, no replacement saves enough),
+// for the candidate's DisruptionBlocked event. The first refusal of a pass
+// stands: methods run in priority order.
+func (e *Evaluation) Refuse(c *Candidate, reason v1.DisruptionReason, why string) {
+	if _, ok := e.refused[c.Claim.Name]; !ok {
+		e.refused[c.Claim.Name] = refusal{reason, why}
+	}
+}
 
 // Reserve records a decided command: its candidates are taken, its nodes
 // count against their pools' budgets, and later what-ifs see its effect.
