@@ -111,6 +111,12 @@ type poolType struct {
 	zones    uint64   // zone bits of offs
 	offZone  []uint64 // the zone bit of each of offs (0 when zones are not numbered)
 	offCT    []uint8  // the capacity type of each of offs: its index in capacityTypes, or otherCT
+	// zonesByCT are the zone bits of offs per capacity type, for a filter
+	// to answer with a mask per type rather than a scan of offs; offSlow
+	// says they do not tell (zones not numbered, a reservation, whose count
+	// is the state's, or a capacity type not in capacityTypes).
+	zonesByCT [len(capacityTypes)]uint64
+	offSlow   bool
 }
 
 // shape is a set of pods identical in everything the solver looks at, so
@@ -343,9 +349,15 @@ func (m *model) numberZones(snap *Snapshot) {
 	for _, p := range m.pools {
 		for _, t := range p.types {
 			t.offZone = make([]uint64, len(t.offs))
+			t.zonesByCT, t.offSlow = [len(capacityTypes)]uint64{}, false
 			for k, o := range t.offs {
 				t.offZone[k] = m.zoneBits[o.Zone]
 				t.zones |= t.offZone[k]
+				if c := t.offCT[k]; c == otherCT || c == ctReserved || t.offZone[k] == 0 {
+					t.offSlow = true
+				} else {
+					t.zonesByCT[c] |= t.offZone[k]
+				}
 			}
 		}
 	}

@@ -767,6 +767,14 @@ func (f *offerFilter) admits(t *poolType, k int, numbered bool) bool {
 // with machines left.
 func (st *state) hasOffering(t *poolType, f *offerFilter) bool {
 	numbered := st.m.zoneBits != nil
+	if numbered && !t.offSlow {
+		for c, zones := range t.zonesByCT {
+			if f.ctOK[c] && zones&f.zoneMask != 0 {
+				return true
+			}
+		}
+		return false
+	}
 	for k, o := range t.offs {
 		if f.admits(t, k, numbered) &&
 			(t.offCT[k] != ctReserved || st.reservations[reservationKey(t.it.Name, o)] > 0) {

@@ -15,7 +15,9 @@ import (
 // TestHasOfferingMatchesTheRules checks the filtered offering test, which
 // reads zone rules as bits (up to 63 zones) or by name (past that) and
 // capacity types as flags, against the rules applied one offering at a
-// time, on random rules, capacity types and reservations.
+// time, on random rules, capacity types and reservations. Types offering
+// only spot and on-demand take the masks per capacity type, the others
+// the scan; both are met.
 func TestHasOfferingMatchesTheRules(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	cts := []string{v1.CapacityTypeOnDemand, v1.CapacityTypeSpot, v1.CapacityTypeReserved, "preemptible"}
@@ -65,6 +67,15 @@ func TestHasOfferingMatchesTheRules(t *testing.T) {
 			default:
 				return scheduling.MustRequirement(key, corev1.NodeSelectorOpIn, append(picked, values[r.IntN(len(values))])...)
 			}
+		}
+		masked := 0
+		for _, pt := range m.pools[0].types {
+			if !pt.offSlow {
+				masked++
+			}
+		}
+		if numbered := numZones <= 63; numbered && (masked == 0 || masked == len(m.pools[0].types)) {
+			t.Fatalf("%d zones: %d of %d types answer by mask; the test needs both kinds", numZones, masked, len(m.pools[0].types))
 		}
 		for range 500 {
 			zone, ct := rule(v1.LabelZone, zones), rule(v1.LabelCapacityType, cts)
