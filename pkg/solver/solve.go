@@ -71,6 +71,8 @@ type options struct {
 	maxChoices int
 	noRepack   bool
 	legacy     bool
+	noRezone   bool
+	noImprove  bool
 	stats      *Stats
 }
 
@@ -107,6 +109,10 @@ func WithStrategy(s Strategy) Option { return func(o *options) { o.strategy = s 
 // machines (see state.repack), for measuring what it gains.
 func WithoutRepack() Option { return func(o *options) { o.noRepack = true } }
 
+// WithoutRezone skips packing again, one at a time, the zones that lack the
+// LP guide's instance types (see rezone), for measuring what it gains.
+func WithoutRezone() Option { return func(o *options) { o.noRezone = true } }
+
 // WithMaxChoices bounds each new node's choices (default DefaultMaxChoices).
 func WithMaxChoices(n int) Option { return func(o *options) { o.maxChoices = max(n, 1) } }
 
@@ -119,6 +125,10 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	return solve(ctx, snap, o)
+}
+
+func solve(ctx context.Context, snap *Snapshot, o options) (*Plan, error) {
 	// The clock is read only for WithStats: plans never depend on it.
 	var start time.Time
 	if o.stats != nil {
@@ -228,7 +238,7 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 	// them. In the controller most passes end here (one GPU pod per
 	// machine, or pods that fill whole machines).
 	proven := optimal(dry)
-	if o.strategy == StrategyBest && !o.noRepack && !o.legacy && !within(dry, improveMinGap) {
+	if o.strategy == StrategyBest && !o.noRepack && !o.legacy && !o.noImprove && !within(dry, improveMinGap) {
 		// The improvement phase works on a copy; like repacking, it is
 		// kept only when the plan it builds is cheaper.
 		var t0 time.Time
@@ -251,6 +261,11 @@ func Solve(ctx context.Context, snap *Snapshot, opts ...Option) (*Plan, error) {
 		// when it helps, so the plan stays never worse than plain FFD.
 		if p := packed.finish(1, true); len(p.Unschedulable) <= len(dry.Unschedulable) && p.CostPerHour < dry.CostPerHour-1e-9 {
 			plan = packed.finish(o.maxChoices, false)
+		}
+	}
+	if o.strategy == StrategyBest && !o.noRepack && !o.legacy && !o.noRezone && !within(plan, improveMinGap) {
+		if plan, err = rezone(ctx, snap, m, guide, plan, o); err != nil {
+			return nil, err
 		}
 	}
 	m.assignGangs(plan.NewNodes)
