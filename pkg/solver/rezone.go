@@ -44,14 +44,21 @@ func rezone(ctx context.Context, snap *Snapshot, m *model, g *lpGuide, plan *Pla
 	for _, mc := range g.machines {
 		guided[[2]string{m.pools[mc.pool].name, m.pools[mc.pool].types[mc.typ].it.Name}] = true
 	}
+	gang := map[*corev1.Pod]bool{}
+	for _, s := range m.shapes[:m.pending] {
+		if s.gang != "" {
+			for _, p := range s.pods {
+				gang[p] = true
+			}
+		}
+	}
 	for _, zone := range m.zones {
 		var in, out []int // indexes of plan.NewNodes in zone that are packed again, and left
 		for i, n := range plan.NewNodes {
 			if n.Choices[0].Offering.Zone != zone {
 				continue
 			}
-			if unlimited[n.NodePool] && n.Gang == "" && n.PlacementGroup == "" &&
-				!slices.ContainsFunc(n.Pods, func(p *corev1.Pod) bool { return !rezonable(snap, p) }) {
+			if unlimited[n.NodePool] && !slices.ContainsFunc(n.Pods, func(p *corev1.Pod) bool { return gang[p] || !rezonable(p) }) {
 				in = append(in, i)
 			} else {
 				out = append(out, i)
@@ -115,10 +122,10 @@ func rezone(ctx context.Context, snap *Snapshot, m *model, g *lpGuide, plan *Pla
 const rezoneGuidedShare = 0.5
 
 // rezonable reports whether the pod can be packed again within its zone
-// alone: no gang, no ResourceClaims, and no topology rule on a key other
-// than the zone (which pinning keeps) or the hostname (which holds per node).
-func rezonable(snap *Snapshot, p *corev1.Pod) bool {
-	if name, _, _ := snap.Gangs.Of(p); name != "" || len(p.Spec.ResourceClaims) > 0 {
+// alone: no ResourceClaims, and no topology rule on a key other than the
+// zone (which pinning keeps) or the hostname (which holds per node).
+func rezonable(p *corev1.Pod) bool {
+	if len(p.Spec.ResourceClaims) > 0 {
 		return false
 	}
 	ok := func(key string) bool { return key == v1.LabelZone || key == v1.LabelHostname }
