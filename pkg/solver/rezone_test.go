@@ -45,14 +45,7 @@ func spreadApps() []*corev1.Pod {
 // the independent validator.
 func TestRezonePacksALackingZoneAgain(t *testing.T) {
 	snap := &Snapshot{Pods: spreadApps(), NodePools: []*NodePool{zoneWithoutTheCheapFamily()}}
-	with, err := Solve(context.Background(), snap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	without, err := Solve(context.Background(), snap, WithoutRezone())
-	if err != nil {
-		t.Fatal(err)
-	}
+	with, without := solveWithAndWithoutRezone(t, snap)
 	for _, e := range validate(snap, with) {
 		t.Error(e)
 	}
@@ -101,14 +94,7 @@ func TestRezoneLeavesWhatItCannotSeeWhole(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			snap := &Snapshot{Pods: spreadApps(), NodePools: []*NodePool{zoneWithoutTheCheapFamily()}}
 			tc.mutate(snap)
-			with, err := Solve(context.Background(), snap)
-			if err != nil {
-				t.Fatal(err)
-			}
-			without, err := Solve(context.Background(), snap, WithoutRezone())
-			if err != nil {
-				t.Fatal(err)
-			}
+			with, without := solveWithAndWithoutRezone(t, snap)
 			if with.CostPerHour != without.CostPerHour || len(with.NewNodes) != len(without.NewNodes) {
 				t.Errorf("$%.4f/h on %d nodes with rezoning, $%.4f/h on %d without: want the same plan",
 					with.CostPerHour, len(with.NewNodes), without.CostPerHour, len(without.NewNodes))
@@ -125,14 +111,7 @@ func TestRezoneLeavesGangsAsTheyAre(t *testing.T) {
 	pool.InstanceTypes = append(pool.InstanceTypes, makeIT(itSpec{name: "g.2xlarge", cpu: 8, memGi: 32, gpus: 1, gpuName: "l4",
 		price: 0.98, noSpot: true, zones: []string{"us-east-1c"}}))
 	snap := &Snapshot{Pods: append(spreadApps(), gang...), NodePools: []*NodePool{pool}}
-	with, err := Solve(context.Background(), snap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	without, err := Solve(context.Background(), snap, WithoutRezone())
-	if err != nil {
-		t.Fatal(err)
-	}
+	with, without := solveWithAndWithoutRezone(t, snap)
 	if with.CostPerHour >= without.CostPerHour-1e-9 {
 		t.Errorf("$%.4f/h with rezoning, $%.4f/h without: want the other pods packed again", with.CostPerHour, without.CostPerHour)
 	}
@@ -156,4 +135,16 @@ func TestRezoneLeavesGangsAsTheyAre(t *testing.T) {
 	if len(b) == 0 || fmt.Sprint(a) != fmt.Sprint(b) {
 		t.Errorf("gang nodes with rezoning %v, without %v: want the same, and some", a, b)
 	}
+}
+
+func solveWithAndWithoutRezone(t *testing.T, snap *Snapshot) (with, without *Plan) {
+	t.Helper()
+	var err error
+	if with, err = Solve(context.Background(), snap); err != nil {
+		t.Fatal(err)
+	}
+	if without, err = Solve(context.Background(), snap, WithoutRezone()); err != nil {
+		t.Fatal(err)
+	}
+	return with, without
 }
