@@ -23,8 +23,9 @@ import (
 // every zone-level count (spread, affinity) is what the plan had. What the
 // zone's share is solved without is left out of it: nodes of gangs, of
 // pools with limits (the other zones' machines count against them), pods
-// with rules on other topology keys, and zones where such a left-out node
-// holds a reservation (the share could take it twice). Commitments span
+// with rules on other topology keys or counted at them by others' rules,
+// and zones where such a left-out node holds a reservation (the share
+// could take it twice). Commitments span
 // zones, so a snapshot with any is not rezoned. Existing nodes are left
 // out too: a new node holds none of their pods, and the solver's hostname
 // rules ask only of each new node itself.
@@ -44,11 +45,11 @@ func rezone(ctx context.Context, snap *Snapshot, m *model, g *lpGuide, plan *Pla
 	for _, mc := range g.machines {
 		guided[[2]string{m.pools[mc.pool].name, m.pools[mc.pool].types[mc.typ].it.Name}] = true
 	}
-	gang := map[*corev1.Pod]bool{}
-	for _, s := range m.shapes[:m.pending] {
-		if s.gang != "" {
-			for _, p := range s.pods {
-				gang[p] = true
+	fixed := map[*corev1.Pod]bool{} // pods that stay on the nodes they were packed onto
+	for _, sh := range m.shapes[:m.pending] {
+		if sh.gang != "" || !countedOnlyByZone(sh) {
+			for _, p := range sh.pods {
+				fixed[p] = true
 			}
 		}
 	}
@@ -58,7 +59,9 @@ func rezone(ctx context.Context, snap *Snapshot, m *model, g *lpGuide, plan *Pla
 			if n.Choices[0].Offering.Zone != zone {
 				continue
 			}
-			if unlimited[n.NodePool] && !slices.ContainsFunc(n.Pods, func(p *corev1.Pod) bool { return gang[p] || !rezonable(p) }) {
+			if unlimited[n.NodePool] && !slices.ContainsFunc(n.Pods, func(p *corev1.Pod) bool {
+				return fixed[p] || len(p.Spec.ResourceClaims) > 0
+			}) {
 				in = append(in, i)
 			} else {
 				out = append(out, i)
@@ -98,9 +101,13 @@ func rezone(ctx context.Context, snap *Snapshot, m *model, g *lpGuide, plan *Pla
 		if len(subPlan.Unschedulable) > 0 || len(subPlan.Bindings) > 0 || subPlan.CostPerHour >= was-1e-9 {
 			continue
 		}
+		replaced := make([]bool, len(plan.NewNodes))
+		for _, i := range in {
+			replaced[i] = true
+		}
 		next := &Plan{Bindings: plan.Bindings, Unschedulable: plan.Unschedulable}
 		for i, n := range plan.NewNodes {
-			if !slices.Contains(in, i) {
+			if !replaced[i] {
 				next.NewNodes = append(next.NewNodes, n)
 				next.CostPerHour += n.PricePerHour()
 			}
@@ -121,43 +128,23 @@ func rezone(ctx context.Context, snap *Snapshot, m *model, g *lpGuide, plan *Pla
 // guide buys above which the zone is left as it is.
 const rezoneGuidedShare = 0.5
 
-// rezonable reports whether the pod can be packed again within its zone
-// alone: no ResourceClaims, and no topology rule on a key other than the
-// zone (which pinning keeps) or the hostname (which holds per node).
-func rezonable(p *corev1.Pod) bool {
-	if len(p.Spec.ResourceClaims) > 0 {
+// countedOnlyByZone reports whether the zone is the only topology key
+// (besides the hostname, whose rules hold per node) that the shape's own
+// rules use, at any relaxation level, or that other pods' rules count it
+// at: pinning keeps zone counts, and no other count may move.
+func countedOnlyByZone(sh *shape) bool {
+	zoneOnly := func(keys []string) bool {
+		return !slices.ContainsFunc(keys, func(k string) bool { return k != v1.LabelZone })
+	}
+	if !zoneOnly(sh.pinKeys) {
 		return false
 	}
-	ok := func(key string) bool { return key == v1.LabelZone || key == v1.LabelHostname }
-	for _, c := range p.Spec.TopologySpreadConstraints {
-		if !ok(c.TopologyKey) {
+	for _, l := range sh.levels {
+		if !zoneOnly(l.keys) {
 			return false
 		}
 	}
-	if a := p.Spec.Affinity; a != nil {
-		for _, terms := range [][]corev1.PodAffinityTerm{requiredTerms(a.PodAffinity), requiredAntiTerms(a.PodAntiAffinity)} {
-			for _, t := range terms {
-				if !ok(t.TopologyKey) {
-					return false
-				}
-			}
-		}
-	}
 	return true
-}
-
-func requiredTerms(a *corev1.PodAffinity) []corev1.PodAffinityTerm {
-	if a == nil {
-		return nil
-	}
-	return a.RequiredDuringSchedulingIgnoredDuringExecution
-}
-
-func requiredAntiTerms(a *corev1.PodAntiAffinity) []corev1.PodAffinityTerm {
-	if a == nil {
-		return nil
-	}
-	return a.RequiredDuringSchedulingIgnoredDuringExecution
 }
 
 // pinnedTo is a copy of p held to zone, without its zone-level spread and
