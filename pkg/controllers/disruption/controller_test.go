@@ -592,6 +592,17 @@ func eventsWith(r *events.FakeRecorder, reason string) []string {
 	return out
 }
 
+// passExpecting steps the clock to the next pass, runs it, and checks the
+// events of reason it recorded.
+func (e *env) passExpecting(t *testing.T, step, reason string, want []string) {
+	t.Helper()
+	e.clock.Step(10 * time.Second)
+	e.pass(t)
+	if diff := cmp.Diff(want, eventsWith(e.recorder, reason)); diff != "" {
+		t.Errorf("%s: events (-want +got):\n%s", step, diff)
+	}
+}
+
 // setBudget gives pool p a single budget of nodes.
 func (e *env) setBudget(t *testing.T, p *v1.NodePool, nodes string) {
 	t.Helper()
@@ -708,11 +719,7 @@ func TestPassReportsRefusedDriftOnce(t *testing.T) {
 	}
 	for _, s := range steps {
 		s.do()
-		e.clock.Step(10 * time.Second)
-		e.pass(t)
-		if diff := cmp.Diff(s.want, eventsWith(e.recorder, ReasonDisruptionBlocked)); diff != "" {
-			t.Errorf("%s: events (-want +got):\n%s", s.name, diff)
-		}
+		e.passExpecting(t, s.name, ReasonDisruptionBlocked, s.want)
 	}
 	if got := e.claims(t); !slices.Equal(got, []string{"a"}) {
 		t.Errorf("claims = %v, want only a: nothing can take its pod", got)
@@ -742,11 +749,7 @@ func TestPassReportsRefusedConsolidationOnce(t *testing.T) {
 	}
 	for _, s := range steps {
 		e.cloud.setPrice("gpu1", v1.CapacityTypeSpot, s.spotPrice)
-		e.clock.Step(10 * time.Second)
-		e.pass(t)
-		if diff := cmp.Diff(s.want, eventsWith(e.recorder, ReasonDisruptionBlocked)); diff != "" {
-			t.Errorf("%s: events (-want +got):\n%s", s.name, diff)
-		}
+		e.passExpecting(t, s.name, ReasonDisruptionBlocked, s.want)
 	}
 	e.validate(t)
 	if got := e.claims(t); len(got) != 2 {
@@ -783,10 +786,6 @@ func TestPassReportsExhaustedBudgetOnce(t *testing.T) {
 	}
 	for _, s := range steps {
 		s.do()
-		e.clock.Step(10 * time.Second)
-		e.pass(t)
-		if diff := cmp.Diff(s.want, eventsWith(e.recorder, ReasonBudgetExhausted)); diff != "" {
-			t.Errorf("%s: events (-want +got):\n%s", s.name, diff)
-		}
+		e.passExpecting(t, s.name, ReasonBudgetExhausted, s.want)
 	}
 }
