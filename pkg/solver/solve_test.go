@@ -329,6 +329,27 @@ func TestSolveConstraints(t *testing.T) {
 			want: outcome{Failed: map[string]string{"web-000": "nodepool default: no instance type matches the pod's node requirements (kubernetes.io/hostname In [n1])"}},
 		},
 		{
+			// web's zone spread sends its new pod to a, whose only type has
+			// 8 CPUs; the other app's soft spread counts web by CPU count,
+			// so the node also settles that label, and the cheaper 4-CPU
+			// value (offered in b) must not be taken for it.
+			name: "a new node's topology values are settled together",
+			snap: &Snapshot{
+				Pods: concat(
+					makePods(1, "web", "1", "1Gi", label("app", "web"), spread(v1.LabelZone, 1, true, app("web"))),
+					makePods(1, "batch", "1", "1Gi", spread(v1.LabelInstanceCPU, 1, false, app("web"))),
+				),
+				Nodes: []*Node{existingNode("n1", b, "1", "8Gi", makePod("web-running", "1", "1Gi", label("app", "web")))},
+				NodePools: []*NodePool{makePool("default", []*cloudprovider.InstanceType{
+					makeIT(itSpec{name: "x.2xlarge", cpu: 8, memGi: 16, price: 0.30, noSpot: true, zones: []string{a}}),
+					makeIT(itSpec{name: "x.xlarge", cpu: 4, memGi: 8, price: 0.12, noSpot: true, zones: []string{b}}),
+				})},
+			},
+			want: outcome{Nodes: []string{
+				"default/x.2xlarge/us-east-1a/on-demand: batch-000 web-000",
+			}},
+		},
+		{
 			name: "bad pod constraint is reported, not fatal",
 			snap: &Snapshot{
 				Pods:      makePods(1, "web", "1", "1Gi", requiredNodeAffinity("gpus", corev1.NodeSelectorOpGt, "many")),

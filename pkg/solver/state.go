@@ -425,8 +425,22 @@ func (st *state) topology(s *shape, l *level, t target, ai int, reqs scheduling.
 			}
 			continue
 		}
+		// A key settled after another pin must take a value the pinned
+		// node can still have: picked on its own, a zone and an instance
+		// size could each be offered yet never together. The memo does not
+		// know earlier pins, so they are read afresh.
+		var vals []string
+		if len(pins) == 0 {
+			vals = st.possibleMemo(t.(*newNode), s, l, ai, reqs, key)
+		} else {
+			zones := allZones
+			if key == v1.LabelZone {
+				zones = st.allowedZones(s, l)
+			}
+			vals = st.possible(t.(*newNode), s, l, ai, withPins(reqs, pins), key, zones)
+		}
 		best, bestCount := "", int32(-1)
-		for _, v := range st.possibleMemo(t.(*newNode), s, l, ai, reqs, key) {
+		for _, v := range vals {
 			if ok, _ := st.allowsValueMemo(s, l, key, v); !ok {
 				continue
 			}
@@ -441,6 +455,15 @@ func (st *state) topology(s *shape, l *level, t target, ai int, reqs scheduling.
 		pins = append(pins, pin{key: key, value: best})
 	}
 	return pins, true, false
+}
+
+// withPins is reqs narrowed to the pins, as a copy.
+func withPins(reqs scheduling.Requirements, pins []pin) scheduling.Requirements {
+	out := reqs.Copy()
+	for _, pn := range pins {
+		out.Add(scheduling.MustRequirement(pn.key, corev1.NodeSelectorOpIn, pn.value))
+	}
+	return out
 }
 
 func (st *state) needsKey(l *level, key string) bool {
@@ -664,10 +687,7 @@ func (st *state) tryNew(s *shape, l *level, n *newNode, pod *corev1.Pod) (ok, pe
 			continue
 		}
 		if len(pins) > 0 {
-			reqs = reqs.Copy()
-			for _, pn := range pins {
-				reqs.Add(scheduling.MustRequirement(pn.key, corev1.NodeSelectorOpIn, pn.value))
-			}
+			reqs = withPins(reqs, pins)
 		}
 		var next []int32 // the node's candidates with the pod, not yet committed
 		if merged && len(pins) == 0 {
