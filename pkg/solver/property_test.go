@@ -148,6 +148,12 @@ func randomSnapshot(r *rand.Rand) *Snapshot {
 			other := map[string]string{"app": fmt.Sprintf("app-%d", r.IntN(4))}
 			opts = append(opts, preferredPodAffinity([]string{v1.LabelHostname, v1.LabelZone}[r.IntN(2)], r.IntN(2) == 0, other))
 		}
+		// A hard spread that counts an earlier app's pods, not its own: chains
+		// but no cycles, which spreadRanks documents it cannot order.
+		if g > 0 && r.IntN(6) == 0 {
+			other := map[string]string{"app": fmt.Sprintf("app-%d", r.IntN(g))}
+			opts = append(opts, spread([]string{v1.LabelZone, v1.LabelInstanceCPU}[r.IntN(2)], int32(1+r.IntN(2)), true, other))
+		}
 		snap.Pods = append(snap.Pods, makePods(1+r.IntN(12), app, cpus[r.IntN(len(cpus))], mems[r.IntN(len(mems))], opts...)...)
 	}
 	return snap

@@ -287,19 +287,15 @@ func solve(ctx context.Context, snap *Snapshot, o options) (*Plan, error) {
 }
 
 // pack is one strategy's pass: gangs first, all-or-nothing per zone, then the
-// remaining shapes in first-fit-decreasing order.
+// remaining shapes in first-fit-decreasing order; shapes whose hard spread
+// counts pods it does not bind come after those pods (see spreadRanks).
 func pack(ctx context.Context, m *model, strategy Strategy, guide *lpGuide) (*state, error) {
 	st := newState(m, strategy)
 	if strategy.guided() {
 		st.preopen(guide)
 		defer st.dropEmpty()
 	}
-	for _, g := range m.gangs {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("solving: %w", err)
-		}
-		st = st.placeGang(g)
-	}
+	rank := spreadRanks(m)
 	var shapes []*shape
 	for _, s := range m.shapes[:m.pending] {
 		if s.gang != "" {
@@ -313,32 +309,113 @@ func pack(ctx context.Context, m *model, strategy Strategy, guide *lpGuide) (*st
 		}
 		shapes = append(shapes, s)
 	}
+	slices.SortStableFunc(shapes, func(a, b *shape) int { return cmp.Compare(rank[a.idx], rank[b.idx]) })
+	gangRank := func(g *gang) int {
+		r := 0
+		for _, si := range g.shapes {
+			r = max(r, rank[si])
+		}
+		return r
+	}
+	gangs := slices.Clone(m.gangs)
+	slices.SortStableFunc(gangs, func(a, b *gang) int { return cmp.Compare(gangRank(a), gangRank(b)) })
 	// taken[s] is how many of s's pods, from the front, the fill placed.
 	taken := make([]int, len(m.shapes))
-	if strategy == StrategyLPFill {
-		st.fillGuided(shapes, taken)
-	}
 	reasons := make([]string, len(m.shapes))
 	placed := 0
-	for _, pp := range placementOrder(shapes, strategy) {
-		if int(pp.i) < taken[pp.s.idx] {
-			continue
-		}
-		if placed++; placed%1024 == 0 {
+	for r := 0; len(gangs) > 0 || len(shapes) > 0; r++ {
+		for len(gangs) > 0 && gangRank(gangs[0]) <= r {
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("solving: %w", err)
 			}
+			st = st.placeGang(gangs[0])
+			gangs = gangs[1:]
 		}
-		s, pod := pp.s, pp.s.pods[pp.i]
-		if st.place(s, pod) {
+		n := 0
+		for n < len(shapes) && rank[shapes[n].idx] <= r {
+			n++
+		}
+		if n == 0 {
 			continue
 		}
-		if reasons[s.idx] == "" {
-			reasons[s.idx] = st.explain(s)
+		if strategy == StrategyLPFill && r == 0 {
+			st.fillGuided(shapes[:n], taken)
 		}
-		st.unsched = append(st.unsched, Unschedulable{Pod: pod, Reason: reasons[s.idx]})
+		for _, pp := range placementOrder(shapes[:n], strategy) {
+			if int(pp.i) < taken[pp.s.idx] {
+				continue
+			}
+			if placed++; placed%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					return nil, fmt.Errorf("solving: %w", err)
+				}
+			}
+			s, pod := pp.s, pp.s.pods[pp.i]
+			if st.place(s, pod) {
+				continue
+			}
+			if reasons[s.idx] == "" {
+				reasons[s.idx] = st.explain(s)
+			}
+			st.unsched = append(st.unsched, Unschedulable{Pod: pod, Reason: reasons[s.idx]})
+		}
+		shapes = shapes[n:]
 	}
 	return st, nil
+}
+
+// spreadRanks orders shapes for placement by their hard spread rules. The
+// scheduler checks a spread rule only for the pod that carries it, in
+// whatever order it binds them, so a plan must hold with the rule's pods
+// bound last. A shape whose hard spread counts pending pods that do not
+// carry the same rule ranks above them: placed first, it would see counts
+// the others then push past maxSkew. Ranks follow chains of such rules; in
+// a cycle (two apps each counting only the other) one side is placed
+// first, and the scheduler may leave one of its pods pending.
+func spreadRanks(m *model) []int {
+	rank := make([]int, len(m.shapes))
+	type edge struct{ from, to int } // from ranks above to
+	var edges []edge
+	for _, s := range m.shapes[:m.pending] {
+		if s.err != nil {
+			continue
+		}
+		for _, r := range s.levels[0].spread {
+			if !r.hard {
+				continue
+			}
+			for _, i := range m.groups[r.group].members {
+				if o := m.shapes[i]; o != s && int(i) < m.pending && o.err == nil && !carries(o, r) {
+					edges = append(edges, edge{s.idx, int(i)})
+				}
+			}
+		}
+	}
+	// Longest-path ranks by relaxation; a cycle stops growing at the bound.
+	for range min(len(edges), maxSpreadRank) {
+		changed := false
+		for _, e := range edges {
+			if rank[e.to]+1 > rank[e.from] {
+				rank[e.from], changed = rank[e.to]+1, true
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+	return rank
+}
+
+// maxSpreadRank bounds the chains spreadRanks follows (and its work when
+// rules form a cycle).
+const maxSpreadRank = 16
+
+// carries reports whether shape o has hard spread rule r: the same group at
+// the same key, no looser.
+func carries(o *shape, r spreadRule) bool {
+	return slices.ContainsFunc(o.levels[0].spread, func(q spreadRule) bool {
+		return q.hard && q.group == r.group && q.key == r.key && q.maxSkew <= r.maxSkew
+	})
 }
 
 // shapePod is the i-th pending pod of shape s.

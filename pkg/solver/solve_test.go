@@ -503,3 +503,29 @@ func TestPreferredPodAffinity(t *testing.T) {
 		t.Errorf("%d new nodes for 3 small pods with a preferred anti-affinity, want 1", len(plan.NewNodes))
 	}
 }
+
+// A hard spread that counts another app's pods, not its own, is checked by
+// the scheduler only for its own pods, in whatever order they bind: the
+// plan must hold with them bound last. Every strategy's plan passes the
+// validator, which reads the rule on the final layout.
+func TestHardSpreadOverOtherPods(t *testing.T) {
+	apps := metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+		{Key: "app", Operator: metav1.LabelSelectorOpIn, Values: []string{"app0", "app1", "app2", "app3"}}}}
+	counter := makePods(16, "counter", "500m", "1Gi", label("app", "counter"), func(p *corev1.Pod) {
+		p.Spec.TopologySpreadConstraints = append(p.Spec.TopologySpreadConstraints, corev1.TopologySpreadConstraint{
+			MaxSkew: 2, TopologyKey: v1.LabelInstanceCPU, WhenUnsatisfiable: corev1.DoNotSchedule, LabelSelector: &apps})
+	})
+	snap := &Snapshot{Pods: concat(counter, spreadApps()), NodePools: []*NodePool{zoneWithoutTheCheapFamily()}}
+	for _, st := range []Strategy{StrategyFFD, StrategyInterleaved, StrategyLP, StrategyLPInterleaved, StrategyLPFill} {
+		plan, err := Solve(context.Background(), snap, WithStrategy(st))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plan.Unschedulable) > 0 {
+			t.Errorf("strategy %d: %d pods unschedulable", st, len(plan.Unschedulable))
+		}
+		for _, e := range validate(snap, plan) {
+			t.Errorf("strategy %d: %s", st, e)
+		}
+	}
+}
