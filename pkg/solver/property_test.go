@@ -154,6 +154,15 @@ func randomSnapshot(r *rand.Rand) *Snapshot {
 			other := map[string]string{"app": fmt.Sprintf("app-%d", r.IntN(g))}
 			opts = append(opts, spread([]string{v1.LabelZone, v1.LabelInstanceCPU}[r.IntN(2)], int32(1+r.IntN(2)), true, other))
 		}
+		if g > 0 && r.IntN(6) == 0 { // required (anti-)affinity to an earlier app
+			other := map[string]string{"app": fmt.Sprintf("app-%d", r.IntN(g))}
+			key := []string{v1.LabelZone, v1.LabelHostname, v1.LabelInstanceCPU}[r.IntN(3)]
+			if r.IntN(2) == 0 {
+				opts = append(opts, podAffinity(key, other))
+			} else {
+				opts = append(opts, podAntiAffinity(key, other))
+			}
+		}
 		snap.Pods = append(snap.Pods, makePods(1+r.IntN(12), app, cpus[r.IntN(len(cpus))], mems[r.IntN(len(mems))], opts...)...)
 	}
 	return snap

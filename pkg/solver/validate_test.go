@@ -1,9 +1,12 @@
 package solver
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
+	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -133,11 +136,12 @@ func validate(snap *Snapshot, plan *Plan) []string {
 		lbls := choiceLabels(pool, first)
 		lbls[v1.LabelHostname] = fmt.Sprintf("new-%d", i)
 		layout = append(layout, &placedNode{name: lbls[v1.LabelHostname], labels: lbls, taints: pool.Spec.Template.Spec.Taints, pods: n.Pods})
-		// Nodes whose pods constrain zones must keep every fallback in one zone.
-		if zoneConstrained(n.Pods) {
+		// A node whose pods a topology rule constrains or counts must keep
+		// every fallback in the first choice's domain of that rule's key.
+		for _, key := range pinnedKeys(snap, n.Pods) {
 			for _, c := range n.Choices {
-				if c.Offering.Zone != first.Offering.Zone {
-					fail("new node %d holds zone-constrained pods but has fallbacks in %s and %s", i, first.Offering.Zone, c.Offering.Zone)
+				if v := choiceLabels(pool, c)[key]; v != lbls[key] {
+					fail("new node %d holds pods a rule at %s constrains but has fallbacks in %s and %s", i, key, lbls[key], v)
 					break
 				}
 			}
@@ -220,21 +224,60 @@ func checkPodOnNode(p *corev1.Pod, lbls map[string]string, taints []corev1.Taint
 	fail("pod %s on %s: node labels do not meet its node selector/affinity", p.Name, where)
 }
 
-func zoneConstrained(pods []*corev1.Pod) bool {
-	for _, p := range pods {
+// pinnedKeys are the topology keys (other than the hostname) at which a
+// rule constrains one of pods or counts it: a gang's zone, the pods' own
+// spread (hard or soft) and required pod (anti-)affinity, and every pod's
+// hard spread and required (anti-)affinity whose selector matches one of
+// them.
+func pinnedKeys(snap *Snapshot, pods []*corev1.Pod) []string {
+	keys := map[string]bool{}
+	type rule struct {
+		key string
+		sel *metav1.LabelSelector
+	}
+	rulesOf := func(p *corev1.Pod, soft bool) []rule {
+		var out []rule
 		for _, t := range p.Spec.TopologySpreadConstraints {
-			if t.TopologyKey == v1.LabelZone {
-				return true
+			if soft || t.WhenUnsatisfiable == corev1.DoNotSchedule {
+				out = append(out, rule{t.TopologyKey, t.LabelSelector})
 			}
 		}
-		if a := p.Spec.Affinity; a != nil && a.PodAffinity != nil && len(a.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution) > 0 {
-			return true
+		if a := p.Spec.Affinity; a != nil {
+			if a.PodAffinity != nil {
+				for _, t := range a.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+					out = append(out, rule{t.TopologyKey, t.LabelSelector})
+				}
+			}
+			if a.PodAntiAffinity != nil {
+				for _, t := range a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+					out = append(out, rule{t.TopologyKey, t.LabelSelector})
+				}
+			}
 		}
+		return out
+	}
+	for _, p := range pods {
 		if p.Labels[v1.LabelPodGroup] != "" {
-			return true
+			keys[v1.LabelZone] = true
+		}
+		for _, r := range rulesOf(p, true) {
+			keys[r.key] = true
 		}
 	}
-	return false
+	others := slices.Clone(snap.Pods)
+	for _, n := range snap.Nodes {
+		others = append(others, n.Pods...)
+	}
+	for _, o := range others {
+		for _, r := range rulesOf(o, false) {
+			sel, _ := metaSelector(r.sel)
+			if slices.ContainsFunc(pods, func(p *corev1.Pod) bool { return p.Namespace == o.Namespace && sel.Matches(labels.Set(p.Labels)) }) {
+				keys[r.key] = true
+			}
+		}
+	}
+	delete(keys, v1.LabelHostname)
+	return slices.Sorted(maps.Keys(keys))
 }
 
 func validateTopology(snap *Snapshot, layout []*placedNode) []string {
@@ -387,4 +430,47 @@ func metaSelector(ls *metav1.LabelSelector) (labels.Selector, error) {
 		return labels.Nothing(), nil
 	}
 	return metav1.LabelSelectorAsSelector(ls)
+}
+
+// The validator must catch a fallback outside the domain a rule pinned,
+// whether the rule is the pod's own or another pod's that counts it, and
+// must not ask it of pods no rule at that key touches.
+func TestValidateFallbacksStayInPinnedDomains(t *testing.T) {
+	web := map[string]string{"app": "web"}
+	snap := &Snapshot{
+		Pods: concat(
+			makePods(3, "web", "1", "1Gi", label("app", "web")),
+			makePods(3, "batch", "1", "1Gi", label("app", "batch"), spread(v1.LabelInstanceCPU, 1, true, web)),
+			makePods(1, "free", "1", "1Gi", label("app", "free")),
+		),
+		NodePools: []*NodePool{makePool("default", cpuCatalog())},
+	}
+	plan, err := Solve(context.Background(), snap, WithMaxChoices(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := validate(snap, plan); len(errs) > 0 {
+		t.Fatalf("solved plan: %v", errs)
+	}
+	widened := 0
+	for _, n := range plan.NewNodes {
+		first := n.Choices[0]
+		for _, it := range snap.NodePools[0].InstanceTypes {
+			if it.Name != first.InstanceType.Name {
+				n.Choices = append(n.Choices, Choice{InstanceType: it, Offering: first.Offering})
+				widened++
+				break
+			}
+		}
+	}
+	errs := validate(snap, plan)
+	got := strings.Join(errs, "\n")
+	if !strings.Contains(got, "a rule at "+v1.LabelInstanceCPU+" constrains") {
+		t.Errorf("%d nodes given a fallback of another size; violations:\n%s", widened, got)
+	}
+	for _, e := range errs {
+		if strings.Contains(e, "fallbacks") && !strings.Contains(e, v1.LabelInstanceCPU) {
+			t.Errorf("unexpected: %s", e)
+		}
+	}
 }
