@@ -123,6 +123,10 @@ func randomSnapshot(r *rand.Rand) *Snapshot {
 		switch r.IntN(12) {
 		case 1:
 			opts = append(opts, spread(v1.LabelZone, int32(1+r.IntN(2)), true, sel))
+			if r.IntN(3) == 0 {
+				md := int32(2 + r.IntN(3))
+				opts = append(opts, func(p *corev1.Pod) { p.Spec.TopologySpreadConstraints[0].MinDomains = &md })
+			}
 		case 2:
 			opts = append(opts, spread(v1.LabelHostname, 1, r.IntN(2) == 0, sel))
 		case 3:

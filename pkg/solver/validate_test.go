@@ -371,6 +371,11 @@ func validateTopology(snap *Snapshot, layout []*placedNode) []string {
 			for _, c := range counts {
 				lo = min(lo, c)
 			}
+			// With fewer domains than minDomains the scheduler takes the
+			// global minimum as 0.
+			if t.MinDomains != nil && len(counts) < int(*t.MinDomains) {
+				lo = 0
+			}
 			if c := counts[w.node.labels[t.TopologyKey]]; c-lo > int(t.MaxSkew) {
 				errs = append(errs, fmt.Sprintf("pod %s: %s domain %q has %d matching pods, minimum %d, maxSkew %d", w.pod.Name, t.TopologyKey, w.node.labels[t.TopologyKey], c, lo, t.MaxSkew))
 			}
