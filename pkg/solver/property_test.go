@@ -109,8 +109,15 @@ func randomSnapshot(r *rand.Rand) *Snapshot {
 		n := &Node{Name: fmt.Sprintf("existing-%d", i), Allocatable: corev1.ResourceList{
 			corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("32Gi"), corev1.ResourcePods: resource.MustParse("110")},
 			Labels: map[string]string{v1.LabelZone: z, v1.LabelHostname: fmt.Sprintf("existing-%d", i), v1.LabelCapacityType: v1.CapacityTypeOnDemand, v1.LabelArch: "amd64"}}
+		if r.IntN(2) == 0 {
+			n.Labels[v1.LabelInstanceCPU] = "8"
+		}
 		for j := range r.IntN(3) {
-			n.Pods = append(n.Pods, makePod(fmt.Sprintf("running-%d-%d", i, j), "1", "2Gi", label("app", fmt.Sprintf("app-%d", r.IntN(4)))))
+			opts := []podOpt{label("app", fmt.Sprintf("app-%d", r.IntN(4)))}
+			if r.IntN(4) == 0 { // a running pod whose anti-affinity new pods must respect
+				opts = append(opts, podAntiAffinity([]string{v1.LabelZone, v1.LabelHostname}[r.IntN(2)], map[string]string{"app": fmt.Sprintf("app-%d", r.IntN(4))}))
+			}
+			n.Pods = append(n.Pods, makePod(fmt.Sprintf("running-%d-%d", i, j), "1", "2Gi", opts...))
 		}
 		snap.Nodes = append(snap.Nodes, n)
 	}

@@ -298,6 +298,17 @@ func validateTopology(snap *Snapshot, layout []*placedNode) []string {
 	}
 	for _, w := range all {
 		if !pending[w.pod] {
+			// A running pod's anti-affinity binds the pods placed beside it.
+			if a := w.pod.Spec.Affinity; a != nil && a.PodAntiAffinity != nil {
+				for _, t := range a.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution {
+					sel, _ := metaSelector(t.LabelSelector)
+					for _, o := range all {
+						if pending[o.pod] && o.pod.Namespace == w.pod.Namespace && sel.Matches(labels.Set(o.pod.Labels)) && sameDomain(w.node, o.node, t.TopologyKey) {
+							errs = append(errs, fmt.Sprintf("pod %s placed in the %s of running %s, whose anti-affinity selects it", o.pod.Name, t.TopologyKey, w.pod.Name))
+						}
+					}
+				}
+			}
 			continue
 		}
 		a := w.pod.Spec.Affinity
