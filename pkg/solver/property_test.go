@@ -174,6 +174,9 @@ func randomSnapshot(r *rand.Rand) *Snapshot {
 				opts = append(opts, podAntiAffinity(key, other))
 			}
 		}
+		if r.IntN(4) == 0 { // another team's namespace: rules here count none of default's pods
+			opts = append(opts, func(p *corev1.Pod) { p.Namespace = "team-b" })
+		}
 		snap.Pods = append(snap.Pods, makePods(1+r.IntN(12), app, cpus[r.IntN(len(cpus))], mems[r.IntN(len(mems))], opts...)...)
 	}
 	return snap
