@@ -61,6 +61,10 @@ const (
 	// (namespace/name) its capacity is held for; disruption leaves the
 	// claim alone while the booking lasts.
 	AnnotationBookedBy = Group + "/booked-by"
+	// AnnotationDisruptionReason on a NodeClaim is the DisruptionReason of
+	// the disruption command that is replacing or removing it, so whoever
+	// deletes it last (termination, its metrics) can say why it went.
+	AnnotationDisruptionReason = Group + "/disruption-reason"
 )
 
 // Finalizers Stowage owns.

@@ -175,13 +175,11 @@ const (
 	ConditionReady       = "Ready"
 	ConditionDrifted     = "Drifted"
 	ConditionExpired     = "Expired"
-	ConditionEmpty       = "Empty"
 	// ConditionConsolidatable is True once its pool's consolidateAfter has
 	// passed since a pod last arrived on or left the node (and since it was
 	// initialized): consolidation may then weigh it. Whether its pods could
 	// run for less elsewhere is decided by the disruption pass.
 	ConditionConsolidatable = "Consolidatable"
-	ConditionDisrupting     = "Disrupting"
 	ConditionInterrupted    = "Interrupted"
 )
 

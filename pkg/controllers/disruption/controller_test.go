@@ -261,6 +261,10 @@ func TestPassAbandonsWhenReplacementFails(t *testing.T) {
 			if _, recorded := claim.Annotations[AnnotationCommand]; recorded == abandoned {
 				t.Errorf("command recorded on the candidate = %v, want %v", recorded, !abandoned)
 			}
+			want := map[bool]string{false: string(v1.DisruptionReasonUnderutilized), true: ""}[abandoned]
+			if got := claim.Annotations[v1.AnnotationDisruptionReason]; got != want {
+				t.Errorf("disruption reason on the candidate = %q, want %q", got, want)
+			}
 		})
 	}
 }

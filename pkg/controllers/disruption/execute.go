@@ -109,17 +109,23 @@ func (c *Controller) annotate(ctx context.Context, name string, rec *commandReco
 		}
 		value = string(b)
 	}
-	if claim.Annotations[AnnotationCommand] == value {
+	reason := ""
+	if rec != nil {
+		reason = string(rec.Reason)
+	}
+	if claim.Annotations[AnnotationCommand] == value && claim.Annotations[v1.AnnotationDisruptionReason] == reason {
 		return nil
 	}
 	stored := claim.DeepCopy()
 	if value == "" {
 		delete(claim.Annotations, AnnotationCommand)
+		delete(claim.Annotations, v1.AnnotationDisruptionReason)
 	} else {
 		if claim.Annotations == nil {
 			claim.Annotations = map[string]string{}
 		}
 		claim.Annotations[AnnotationCommand] = value
+		claim.Annotations[v1.AnnotationDisruptionReason] = reason
 	}
 	if err := c.client.Patch(ctx, claim, client.MergeFrom(stored)); err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("recording the disruption of nodeclaim %s: %w", name, err))

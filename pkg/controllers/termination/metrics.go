@@ -13,7 +13,7 @@ var (
 	terminatedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stowage_nodeclaims_terminated_total",
 		Help: "NodeClaims whose machine was deleted and finalizer released, by nodepool and reason " +
-			"(interrupted, expired, drifted, empty, disrupted, not_launched, not_registered, deleted).",
+			"(interrupted; a disruption's empty, consolidated, drifted, expired or repaired; not_launched, not_registered, deleted).",
 	}, []string{"nodepool", "reason"})
 	terminationDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "stowage_nodeclaims_termination_duration_seconds",
@@ -31,16 +31,19 @@ func registerMetrics() error {
 	return metrics.Register(crmetrics.Registry, terminatedTotal, terminationDuration, evictionsTotal)
 }
 
-// terminationReason is a bounded label for why a claim went away, read from
-// the conditions the disruption and interruption controllers set, else from
-// how far the claim got.
+// terminationReason is a bounded label for why a claim went away: an
+// interruption, else the reason of the disruption command that removed it,
+// else an expiry or drift the claim was marked with, else how far it got.
 func terminationReason(claim *v1.NodeClaim) string {
+	if conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted) {
+		return "interrupted"
+	}
+	if r, ok := disruptionLabels[v1.DisruptionReason(claim.Annotations[v1.AnnotationDisruptionReason])]; ok {
+		return r
+	}
 	for _, c := range []struct{ condition, reason string }{
-		{v1.ConditionInterrupted, "interrupted"},
 		{v1.ConditionExpired, "expired"},
 		{v1.ConditionDrifted, "drifted"},
-		{v1.ConditionEmpty, "empty"},
-		{v1.ConditionDisrupting, "disrupted"},
 	} {
 		if conditions.IsTrue(claim.Status.Conditions, c.condition) {
 			return c.reason
@@ -54,4 +57,13 @@ func terminationReason(claim *v1.NodeClaim) string {
 	default:
 		return "deleted"
 	}
+}
+
+// disruptionLabels name the disruption reasons as terminated_total does.
+var disruptionLabels = map[v1.DisruptionReason]string{
+	v1.DisruptionReasonEmpty:         "empty",
+	v1.DisruptionReasonUnderutilized: "consolidated",
+	v1.DisruptionReasonDrifted:       "drifted",
+	v1.DisruptionReasonExpired:       "expired",
+	v1.DisruptionReasonUnhealthy:     "repaired",
 }

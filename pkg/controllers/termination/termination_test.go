@@ -385,16 +385,28 @@ func TestTerminationReason(t *testing.T) {
 		}
 		return out
 	}
-	tests := map[string][]metav1.Condition{
-		"not_launched":   nil,
-		"not_registered": cond(v1.ConditionLaunched),
-		"deleted":        cond(v1.ConditionLaunched, v1.ConditionRegistered),
-		"expired":        cond(v1.ConditionLaunched, v1.ConditionRegistered, v1.ConditionExpired, v1.ConditionDisrupting),
-		"interrupted":    cond(v1.ConditionLaunched, v1.ConditionInterrupted, v1.ConditionDrifted),
-	}
-	for want, conds := range tests {
-		if got := terminationReason(&v1.NodeClaim{Status: v1.NodeClaimStatus{Conditions: conds}}); got != want {
-			t.Errorf("reason for %v = %s, want %s", conds, got, want)
+	registered := cond(v1.ConditionLaunched, v1.ConditionRegistered)
+	for _, tc := range []struct {
+		want       string
+		conditions []metav1.Condition
+		reason     v1.DisruptionReason // the disruption command's, if any
+	}{
+		{"not_launched", nil, ""},
+		{"not_registered", cond(v1.ConditionLaunched), ""},
+		{"deleted", registered, ""},
+		{"expired", cond(v1.ConditionLaunched, v1.ConditionRegistered, v1.ConditionExpired), ""},
+		{"interrupted", cond(v1.ConditionLaunched, v1.ConditionInterrupted, v1.ConditionDrifted), v1.DisruptionReasonDrifted},
+		{"empty", registered, v1.DisruptionReasonEmpty},
+		{"consolidated", cond(v1.ConditionLaunched, v1.ConditionRegistered, v1.ConditionDrifted), v1.DisruptionReasonUnderutilized},
+		{"repaired", registered, v1.DisruptionReasonUnhealthy},
+		{"deleted", registered, "Unknown"},
+	} {
+		claim := &v1.NodeClaim{Status: v1.NodeClaimStatus{Conditions: tc.conditions}}
+		if tc.reason != "" {
+			claim.Annotations = map[string]string{v1.AnnotationDisruptionReason: string(tc.reason)}
+		}
+		if got := terminationReason(claim); got != tc.want {
+			t.Errorf("reason for %v, disrupted for %q = %s, want %s", tc.conditions, tc.reason, got, tc.want)
 		}
 	}
 }
