@@ -216,7 +216,7 @@ func TestPropertyRandomSnapshots(t *testing.T) {
 			if s.guided() && guide == nil {
 				continue
 			}
-			st, err := pack(context.Background(), m, s, guide)
+			st, err := pack(context.Background(), m, s, guide, nil)
 			if err != nil {
 				t.Fatalf("seed %d: %v", seed, err)
 			}
@@ -230,6 +230,13 @@ func TestPropertyRandomSnapshots(t *testing.T) {
 		again, _ := Solve(context.Background(), snap)
 		if summarize(plan) != summarize(again) {
 			t.Errorf("seed %d: two solves of the same snapshot differ", seed)
+		}
+		// Strategies stopped by the cost bar (looked at after every pod
+		// here) could not have won: the plan is the one without the bar.
+		barred, _ := Solve(context.Background(), snap, withCostBarEvery(1))
+		unbarred, _ := Solve(context.Background(), snap, withCostBarEvery(-1))
+		if summarize(barred) != summarize(unbarred) {
+			t.Errorf("seed %d: the cost bar changed the plan ($%.4f/h with it, $%.4f/h without)", seed, barred.CostPerHour, unbarred.CostPerHour)
 		}
 		ffd, _ := Solve(context.Background(), snap, WithStrategy(StrategyFFD))
 		if len(plan.Unschedulable) > len(ffd.Unschedulable) ||
@@ -264,3 +271,6 @@ func summarize(p *Plan) string {
 }
 
 var _ = metav1.ObjectMeta{}
+
+// withCostBarEvery sets how often strategies look at the cost bar; negative: never.
+func withCostBarEvery(n int) Option { return func(o *options) { o.barEvery = n } }

@@ -68,7 +68,7 @@ func TestRepack(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st, err := pack(context.Background(), m, StrategyCostAware, nil)
+			st, err := pack(context.Background(), m, StrategyCostAware, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,12 +3,14 @@ package solver
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -74,6 +76,9 @@ type options struct {
 	noRezone   bool
 	noImprove  bool
 	stats      *Stats
+	// barEvery is how many pods a strategy places between looks at the
+	// cost bar: 0 is costBarEvery, negative never (tests compare the two).
+	barEvery int
 }
 
 // Stats says where one Solve spent its time, for benchmarks.
@@ -197,12 +202,27 @@ func solve(ctx context.Context, snap *Snapshot, o options) (*Plan, error) {
 	}
 	optimal := func(p *Plan) bool { return within(p, 1e-9) }
 	firstOptimal := math.MaxInt // guarded by mu
+	var bar *costBar
+	if !hasCommitments(snap) && o.barEvery >= 0 {
+		bar = newCostBar(cmp.Or(o.barEvery, costBarEvery))
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	if o.legacy {
 		g.SetLimit(1)
 	}
-	for r, s := range strategies {
+	// The guided strategies start first: on large mixes they win, and the
+	// bar they set stops the greedy ones early. Ranks stay as listed.
+	order := make([]int, 0, len(strategies))
+	for _, guided := range []bool{true, false} {
+		for r, s := range strategies {
+			if s.guided() == guided {
+				order = append(order, r)
+			}
+		}
+	}
+	for _, r := range order {
+		s := strategies[r]
 		if s.guided() && guide == nil {
 			continue
 		}
@@ -213,11 +233,17 @@ func solve(ctx context.Context, snap *Snapshot, o options) (*Plan, error) {
 			if skip {
 				return nil
 			}
-			st, err := pack(gctx, m, s, guide)
+			st, err := pack(gctx, m, s, guide, bar)
+			if errors.Is(err, errBeaten) {
+				return nil
+			}
 			if err != nil {
 				return err
 			}
 			p := st.finish(1, true)
+			if len(p.Unschedulable) == 0 {
+				bar.lower(p.CostPerHour)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if optimal(p) {
@@ -289,7 +315,7 @@ func solve(ctx context.Context, snap *Snapshot, o options) (*Plan, error) {
 // pack is one strategy's pass: gangs first, all-or-nothing per zone, then the
 // remaining shapes in first-fit-decreasing order; shapes whose hard spread
 // counts pods it does not bind come after those pods (see spreadRanks).
-func pack(ctx context.Context, m *model, strategy Strategy, guide *lpGuide) (*state, error) {
+func pack(ctx context.Context, m *model, strategy Strategy, guide *lpGuide, bar *costBar) (*state, error) {
 	st := newState(m, strategy)
 	if strategy.guided() {
 		st.preopen(guide)
@@ -349,6 +375,9 @@ func pack(ctx context.Context, m *model, strategy Strategy, guide *lpGuide) (*st
 				if err := ctx.Err(); err != nil {
 					return nil, fmt.Errorf("solving: %w", err)
 				}
+			}
+			if bar != nil && placed%bar.every == 0 && bar.passed(st.usedCost()) {
+				return nil, errBeaten
 			}
 			s, pod := pp.s, pp.s.pods[pp.i]
 			if st.place(s, pod) {
@@ -416,6 +445,47 @@ func carries(o *shape, r spreadRule) bool {
 	return slices.ContainsFunc(o.levels[0].spread, func(q spreadRule) bool {
 		return q.hard && q.group == r.group && q.key == r.key && q.maxSkew <= r.maxSkew
 	})
+}
+
+// costBar is the cost of the cheapest plan a strategy has finished that
+// places every pending pod. Packing never makes a plan cheaper (a pod can
+// only narrow its node's types or open a node), so a strategy whose used
+// nodes already cost more cannot win, whatever its rank, and stops: the
+// winner does not depend on which strategies got that far. Not used with
+// commitments, whose marginal prices depend on the order nodes are priced.
+type costBar struct {
+	bits  atomic.Uint64
+	every int // pods placed between looks
+}
+
+// costBarEvery spaces the looks: each costs a pass over the nodes.
+const costBarEvery = 1024
+
+// errBeaten stops a strategy that passed the bar.
+var errBeaten = errors.New("beaten by a finished strategy")
+
+func newCostBar(every int) *costBar {
+	b := &costBar{every: every}
+	b.bits.Store(math.Float64bits(math.Inf(1)))
+	return b
+}
+
+// lower sets the bar to cost if that is lower.
+func (b *costBar) lower(cost float64) {
+	if b == nil {
+		return
+	}
+	for {
+		old := b.bits.Load()
+		if cost >= math.Float64frombits(old) || b.bits.CompareAndSwap(old, math.Float64bits(cost)) {
+			return
+		}
+	}
+}
+
+// passed reports whether a partial plan costing cost can no longer win.
+func (b *costBar) passed(cost float64) bool {
+	return b != nil && cost > math.Float64frombits(b.bits.Load())+1e-9
 }
 
 // shapePod is the i-th pending pod of shape s.

@@ -1375,6 +1375,21 @@ func (st *state) cost() float64 {
 	return c
 }
 
+// usedCost is what the nodes holding pods cost so far, each at its
+// cheapest candidate type: a lower bound on the finished plan's cost, which
+// also drops the guide's machines nothing filled.
+func (st *state) usedCost() float64 {
+	var c float64
+	for _, n := range st.nodes {
+		if len(n.pods) > 0 {
+			if i := st.firstFit(n, &noResources); i >= 0 {
+				c += n.pool.types[n.cands[i]].minPrice
+			}
+		}
+	}
+	return c
+}
+
 // preferred is the set of machine types s's class may still fill, or nil.
 func (st *state) preferred(s *shape) []uint64 {
 	if st.guide == nil {
