@@ -2,7 +2,6 @@ package aws
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pricing"
+	"github.com/stowage-k8s/stowage/providers/internal/catalog"
 )
 
 // shape is one instance type as EC2 describes it: what the machine is and in
@@ -201,51 +201,16 @@ func maxPods(info *ec2types.InstanceTypeInfo) int {
 	return min(int(enis*(ips-1)+2), limit)
 }
 
-// catalogDoc mirrors the file format pricing.Parse reads. Building instance
-// types through pricing.Parse gives live EC2 data exactly the labels,
-// capacity, overhead and GPU facts the static catalog has; Parse rejects
-// unknown fields, so a format change fails loudly in tests.
-type catalogDoc struct {
-	Cloud   string        `json:"cloud"`
-	Region  string        `json:"region"`
-	Zones   []string      `json:"zones"`
-	Sources []docSource   `json:"sources"`
-	Types   []catalogType `json:"types"`
-}
-
-type docSource struct {
-	ID   string `json:"id"`
-	What string `json:"what"`
-	From string `json:"from"`
-	Date string `json:"date"`
-}
-
-type catalogType struct {
-	Name              string    `json:"name"`
-	Family            string    `json:"family"`
-	VCPU              int       `json:"vcpu"`
-	MemoryMiB         int64     `json:"memoryMiB"`
-	Arch              string    `json:"arch"`
-	GPU               *shapeGPU `json:"gpu,omitempty"`
-	MaxPods           int       `json:"maxPods,omitempty"`
-	Volumes           int       `json:"volumes,omitempty"`
-	CurrentGeneration bool      `json:"currentGeneration"`
-	Zones             []string  `json:"zones"`
-	OnDemand          float64   `json:"onDemand"`
-	OnDemandSource    string    `json:"onDemandSource"`
-}
-
 // buildInstanceTypes turns shapes into instance types with no offerings; the
 // price book adds those. Shapes pricing.Parse would reject (e.g. a GPU with
 // no memory figure) are returned in skipped rather than failing the catalog.
 func buildInstanceTypes(region, date string, shapes []shape) (its []*cloudprovider.InstanceType, skipped []string, err error) {
-	doc := catalogDoc{
+	doc := catalog.Doc{
 		Cloud:  "aws",
 		Region: region,
 		// The price is a placeholder: offerings and their prices come from the price book.
-		Sources: []docSource{{ID: "ec2", What: "specs", From: "EC2 DescribeInstanceTypes", Date: date}},
+		Sources: []catalog.DocSource{{ID: "ec2", What: "specs", From: "EC2 DescribeInstanceTypes", Date: date}},
 	}
-	zones := map[string]bool{}
 	for _, s := range shapes {
 		if g := s.GPU; g != nil && (g.Count <= 0 || g.MemoryMiB <= 0 || g.Name == "" || g.Manufacturer == "") {
 			skipped = append(skipped, s.Name)
@@ -257,35 +222,15 @@ func buildInstanceTypes(region, date string, shapes []shape) (its []*cloudprovid
 				continue
 			}
 		}
-		for _, z := range s.Zones {
-			zones[z] = true
-		}
-		doc.Types = append(doc.Types, catalogType{
-			Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB, Arch: s.Arch, GPU: s.GPU,
+		doc.Types = append(doc.Types, catalog.DocType{
+			Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB, Arch: s.Arch, GPU: (*catalog.DocGPU)(s.GPU),
 			MaxPods: s.MaxPods, Volumes: s.Volumes, CurrentGeneration: s.CurrentGeneration, Zones: s.Zones,
 			OnDemand: 1, OnDemandSource: "ec2",
 		})
 	}
-	doc.Zones = slices.Sorted(func(yield func(string) bool) {
-		for z := range zones {
-			if !yield(z) {
-				return
-			}
-		}
-	})
-	if len(doc.Types) == 0 {
-		return nil, skipped, nil
-	}
-	data, err := json.Marshal(doc)
+	its, err = doc.InstanceTypes("ec2:DescribeInstanceTypes " + region)
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := pricing.Parse("ec2:DescribeInstanceTypes "+region, data)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, it := range c.InstanceTypes {
-		it.Offerings = nil
-	}
-	return c.InstanceTypes, skipped, nil
+	return its, skipped, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pricing"
+	"github.com/stowage-k8s/stowage/providers/internal/catalog"
 )
 
 const providerIDPrefix = "aws:///"
@@ -221,38 +221,11 @@ func (p *Provider) claimFromInstance(inst *ec2types.Instance, claim *v1.NodeClai
 	return p.launchedClaim(out, l)
 }
 
-// fillCapacity sets the claim's capacity, allocatable and instance labels
-// from the catalog, when the type is known.
-func (p *Provider) fillCapacity(claim *v1.NodeClaim, instanceType string) {
-	it := p.lookupType(instanceType)
-	if claim.Labels == nil {
-		claim.Labels = map[string]string{}
-	}
-	claim.Labels[v1.LabelInstanceType] = instanceType
-	claim.Labels[v1.LabelZone] = claim.Status.Zone
-	claim.Labels[v1.LabelCapacityType] = claim.Status.CapacityType
-	if it == nil {
-		return
-	}
-	maps.Copy(claim.Labels, it.Labels)
-	claim.Status.Capacity = it.Capacity.DeepCopy()
-	claim.Status.Allocatable = it.Allocatable()
-}
-
+// lookupType finds a type in the live catalog, else the built-in one.
 func (p *Provider) lookupType(name string) *cloudprovider.InstanceType {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, it := range p.types {
-		if it.Name == name {
-			return it
-		}
-	}
-	if p.staticCatalog != nil {
-		if it, ok := pricing.Lookup(p.staticCatalog, name); ok {
-			return it
-		}
-	}
-	return nil
+	return catalog.Find(name, p.types, p.static.Catalog())
 }
 
 // price is the current hourly price of one pool, as InstanceTypes offers it.
@@ -260,8 +233,8 @@ func (p *Provider) price(instanceType, zone, capacityType string) (float64, bool
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	od, ok := p.onDemand[instanceType]
-	if !ok && p.staticCatalog != nil {
-		if o, found := pricing.LookupOffering(p.staticCatalog, cloudprovider.OfferingID{InstanceType: instanceType, Zone: zone, CapacityType: v1.CapacityTypeOnDemand}); found {
+	if !ok {
+		if o, found := pricing.LookupOffering(p.static.Catalog(), cloudprovider.OfferingID{InstanceType: instanceType, Zone: zone, CapacityType: v1.CapacityTypeOnDemand}); found {
 			od, ok = o.PricePerHour, true
 		}
 	}
@@ -272,10 +245,8 @@ func (p *Provider) price(instanceType, zone, capacityType string) (float64, bool
 		if sp, found := p.spot[spotKey{instanceType, zone}]; found {
 			return sp, true
 		}
-		if p.staticCatalog != nil {
-			if o, found := pricing.LookupOffering(p.staticCatalog, cloudprovider.OfferingID{InstanceType: instanceType, Zone: zone, CapacityType: v1.CapacityTypeSpot}); found {
-				return o.PricePerHour, true
-			}
+		if o, found := pricing.LookupOffering(p.static.Catalog(), cloudprovider.OfferingID{InstanceType: instanceType, Zone: zone, CapacityType: v1.CapacityTypeSpot}); found {
+			return o.PricePerHour, true
 		}
 		return 0, false
 	}

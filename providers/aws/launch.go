@@ -20,8 +20,8 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
-	"github.com/stowage-k8s/stowage/pricing"
 	awsv1 "github.com/stowage-k8s/stowage/providers/aws/apis/v1"
+	"github.com/stowage-k8s/stowage/providers/internal/catalog"
 )
 
 // Tags on every instance and volume Stowage launches.
@@ -469,15 +469,13 @@ func (p *Provider) typeFacts(instanceType string) typeFacts {
 		}
 		return f
 	}
-	if p.staticCatalog != nil {
-		if it, ok := pricing.Lookup(p.staticCatalog, instanceType); ok {
-			f.arch, f.placement = it.Labels[v1.LabelArch], it.Placement
-			if q, ok := it.Capacity[ResourceEFA]; ok {
-				f.efa = int(q.Value())
-			}
-			if it.GPU != nil {
-				f.variant = variant(it.GPU.Manufacturer)
-			}
+	if it, ok := p.static.Lookup(instanceType); ok {
+		f.arch, f.placement = it.Labels[v1.LabelArch], it.Placement
+		if q, ok := it.Capacity[ResourceEFA]; ok {
+			f.efa = int(q.Value())
+		}
+		if it.GPU != nil {
+			f.variant = variant(it.GPU.Manufacturer)
 		}
 	}
 	return f
@@ -715,6 +713,6 @@ func (p *Provider) launchedClaim(claim *v1.NodeClaim, l launched) *v1.NodeClaim 
 			out.Status.PricePerHour = FormatPrice(price)
 		}
 	}
-	p.fillCapacity(out, l.instanceType)
+	catalog.FillCapacity(out, l.instanceType, p.lookupType(l.instanceType))
 	return out
 }

@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -27,6 +26,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pricing"
 	awsv1 "github.com/stowage-k8s/stowage/providers/aws/apis/v1"
+	"github.com/stowage-k8s/stowage/providers/internal/catalog"
 )
 
 // Name is the provider's name in the operator's registry and on providerIDs.
@@ -78,16 +78,16 @@ type Options struct {
 
 // Provider implements cloudprovider.CloudProvider for EC2.
 type Provider struct {
-	opts        Options
-	clock       clock.Clock
-	unavailable *cloudprovider.UnavailableOfferings
-	metrics     *metrics
+	opts         Options
+	clock        clock.Clock
+	unavailable  *cloudprovider.UnavailableOfferings
+	priceSources *catalog.PriceSources
 
 	mu            sync.Mutex
 	shapes        map[string]shape
 	types         []*cloudprovider.InstanceType // no offerings; copied per call
 	typesFetched  time.Time
-	staticCatalog *pricing.Catalog
+	static        catalog.Static
 	onDemand      map[string]float64 // from the Pricing API
 	spot          map[spotKey]float64
 	pricesFetched time.Time
@@ -136,15 +136,22 @@ func New(opts Options) (*Provider, error) {
 	if opts.Unavailable == nil {
 		opts.Unavailable = cloudprovider.NewUnavailableOfferings(opts.Clock, defaultUnavailableTime)
 	}
-	m, err := newMetrics(opts.Registerer)
+	ps, err := catalog.NewPriceSources(opts.Registerer, Name, "Pricing API, spot price history")
 	if err != nil {
 		return nil, err
 	}
 	return &Provider{
-		opts:            opts,
-		clock:           opts.Clock,
-		unavailable:     opts.Unavailable,
-		metrics:         m,
+		opts:         opts,
+		clock:        opts.Clock,
+		unavailable:  opts.Unavailable,
+		priceSources: ps,
+		static: catalog.Static{
+			Configured: opts.StaticCatalog, Regional: Name + "/" + opts.Region, Default: DefaultStaticCatalog,
+			// A region without a catalog gets us-east-1's prices: a rough guide only.
+			Defaulted: func(logger logr.Logger) {
+				logger.Info("no built-in catalog for region; static prices come from "+DefaultStaticCatalog, "region", opts.Region)
+			},
+		},
 		templates:       map[string]*templateRecord{},
 		placementGroups: map[string]time.Time{},
 	}, nil
@@ -205,7 +212,7 @@ func (p *Provider) instanceTypes(ctx context.Context) ([]*cloudprovider.Instance
 	defer p.mu.Unlock()
 	logger := log.FromContext(ctx).WithName(Name)
 	if err := p.refreshLocked(ctx, logger); err != nil {
-		return p.staticFallbackLocked(ctx, logger, err)
+		return p.staticFallbackLocked(logger, err)
 	}
 	return p.assembleLocked(logger), nil
 }
@@ -221,10 +228,8 @@ func (p *Provider) refresh(ctx context.Context) {
 // refreshLocked refetches whatever is past its TTL. It fails only when no
 // catalog was ever fetched; later failures keep the previous data.
 func (p *Provider) refreshLocked(ctx context.Context, logger logr.Logger) error {
-	if p.staticCatalog == nil {
-		if _, err := p.staticLocked(ctx); err != nil {
-			logger.Error(err, "static prices unavailable")
-		}
+	if _, err := p.static.Load(logger); err != nil {
+		logger.Error(err, "static prices unavailable")
 	}
 	now := p.clock.Now()
 	if p.types == nil || now.Sub(p.typesFetched) >= p.opts.CatalogTTL {
@@ -279,40 +284,15 @@ func (p *Provider) refreshTypesLocked(ctx context.Context, logger logr.Logger) e
 
 // staticFallbackLocked serves the built-in catalog when EC2 cannot be reached
 // and nothing was fetched before.
-func (p *Provider) staticFallbackLocked(ctx context.Context, logger logr.Logger, cause error) ([]*cloudprovider.InstanceType, error) {
-	c, err := p.staticLocked(ctx)
+func (p *Provider) staticFallbackLocked(logger logr.Logger, cause error) ([]*cloudprovider.InstanceType, error) {
+	c, err := p.static.Load(logger)
 	if err != nil {
 		return nil, errors.Join(cause, err)
 	}
-	logger.Error(cause, "describing instance types failed; using the built-in catalog", "catalog", p.catalogName())
+	logger.Error(cause, "describing instance types failed; using the built-in catalog", "catalog", p.static.Name())
 	c = c.DeepCopy()
-	p.metrics.setPriceSources(map[PriceSource]int{PriceSourceStatic: countOfferings(c.InstanceTypes)})
+	p.priceSources.Update(map[PriceSource]int{PriceSourceStatic: catalog.CountOfferings(c.InstanceTypes)})
 	return c.InstanceTypes, nil
-}
-
-func (p *Provider) catalogName() string {
-	if p.opts.StaticCatalog != "" {
-		return p.opts.StaticCatalog
-	}
-	return "aws/" + p.opts.Region
-}
-
-// staticLocked loads the built-in catalog once. A region without one falls
-// back to us-east-1's prices, which is logged: they are a rough guide only.
-func (p *Provider) staticLocked(ctx context.Context) (*pricing.Catalog, error) {
-	if p.staticCatalog != nil {
-		return p.staticCatalog, nil
-	}
-	c, err := pricing.Load(p.catalogName())
-	if errors.Is(err, pricing.ErrUnknownCatalog) && p.opts.StaticCatalog == "" {
-		log.FromContext(ctx).WithName(Name).Info("no built-in catalog for region; static prices come from "+DefaultStaticCatalog, "region", p.opts.Region)
-		c, err = pricing.Load(DefaultStaticCatalog)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("loading static prices: %w", err)
-	}
-	p.staticCatalog = c
-	return c, nil
 }
 
 func (p *Provider) refreshPricesLocked(ctx context.Context, logger logr.Logger) {
@@ -348,25 +328,6 @@ func (p *Provider) refreshPricesLocked(ctx context.Context, logger logr.Logger) 
 // spot in every zone a price is known for, and one reserved offering per
 // active reservation.
 func (p *Provider) assembleLocked(logger logr.Logger) []*cloudprovider.InstanceType {
-	static := p.staticCatalog // loaded by refreshLocked; nil if the embedded data is broken
-	staticOffering := func(id cloudprovider.OfferingID) (float64, bool) {
-		if static == nil {
-			return 0, false
-		}
-		o, ok := pricing.LookupOffering(static, id)
-		if !ok {
-			// A region without its own catalog: any zone's price of the type will do.
-			if it, found := pricing.Lookup(static, id.InstanceType); found {
-				for _, so := range it.Offerings {
-					if so.CapacityType == id.CapacityType {
-						return so.PricePerHour, true
-					}
-				}
-			}
-			return 0, false
-		}
-		return o.PricePerHour, true
-	}
 	sources := map[PriceSource]int{}
 	unpriced := 0
 	byName := map[string]*cloudprovider.InstanceType{}
@@ -379,7 +340,7 @@ func (p *Provider) assembleLocked(logger logr.Logger) []*cloudprovider.InstanceT
 			odPrice, odSrc := od, odSource
 			if odPrice <= 0 {
 				odPrice, odSrc = 0, PriceSourceStatic
-				if sp, ok := staticOffering(cloudprovider.OfferingID{InstanceType: it.Name, Zone: z, CapacityType: v1.CapacityTypeOnDemand}); ok {
+				if sp, ok := p.static.Price(cloudprovider.OfferingID{InstanceType: it.Name, Zone: z, CapacityType: v1.CapacityTypeOnDemand}); ok {
 					odPrice = sp
 				}
 			}
@@ -395,7 +356,7 @@ func (p *Provider) assembleLocked(logger logr.Logger) []*cloudprovider.InstanceT
 			spotPrice, spotSrc := p.spot[spotKey{it.Name, z}], PriceSourceAPI
 			if spotPrice <= 0 {
 				spotSrc = PriceSourceStatic
-				spotPrice, _ = staticOffering(cloudprovider.OfferingID{InstanceType: it.Name, Zone: z, CapacityType: v1.CapacityTypeSpot})
+				spotPrice, _ = p.static.Price(cloudprovider.OfferingID{InstanceType: it.Name, Zone: z, CapacityType: v1.CapacityTypeSpot})
 			}
 			if spotPrice > 0 {
 				sources[spotSrc]++
@@ -427,18 +388,10 @@ func (p *Provider) assembleLocked(logger logr.Logger) []*cloudprovider.InstanceT
 		})
 	}
 	out = slices.DeleteFunc(out, func(it *cloudprovider.InstanceType) bool { return len(it.Offerings) == 0 })
-	if p.metrics.setPriceSources(sources) {
+	if p.priceSources.Update(sources) {
 		logger.Info("prices in use", "api", sources[PriceSourceAPI], "static", sources[PriceSourceStatic], "unpriced", unpriced)
 	}
 	return out
-}
-
-func countOfferings(its []*cloudprovider.InstanceType) int {
-	n := 0
-	for _, it := range its {
-		n += len(it.Offerings)
-	}
-	return n
 }
 
 func copyType(it *cloudprovider.InstanceType) *cloudprovider.InstanceType {
@@ -510,14 +463,8 @@ func (p *Provider) Catalog(ctx context.Context) (*pricing.Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	zones := map[string]bool{}
-	for _, it := range its {
-		for _, o := range it.Offerings {
-			zones[o.Zone] = true
-		}
-	}
 	date := p.clock.Now().UTC().Format(time.DateOnly)
-	c := &pricing.Catalog{Cloud: Name, Region: p.opts.Region, InstanceTypes: its, Zones: slices.Sorted(maps.Keys(zones))}
+	c := &pricing.Catalog{Cloud: Name, Region: p.opts.Region, InstanceTypes: its, Zones: catalog.Zones(its)}
 	c.Sources = append(c.Sources, pricing.Source{What: "specs and zones", From: "EC2 DescribeInstanceTypes, DescribeInstanceTypeOfferings", Date: date})
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -527,12 +474,7 @@ func (p *Provider) Catalog(ctx context.Context) (*pricing.Catalog, error) {
 	if len(p.spot) > 0 {
 		c.Sources = append(c.Sources, pricing.Source{What: "spot prices", From: "EC2 DescribeSpotPriceHistory", Date: date})
 	}
-	if p.staticCatalog != nil {
-		for _, s := range p.staticCatalog.Sources {
-			s.What = "fallback " + s.What
-			c.Sources = append(c.Sources, s)
-		}
-	}
+	c.Sources = append(c.Sources, p.static.FallbackSources()...)
 	return c, nil
 }
 

@@ -269,10 +269,10 @@ func TestInstanceTypesPricesAndSources(t *testing.T) {
 		})
 	}
 	// api: 2 p5 od + 2 g5 od + 1 g5 spot; static: the rest of the 12 spot/od offerings.
-	if got := gaugeValue(t, e.p.metrics.priceSource.WithLabelValues("api")); got != 5 {
+	if got := gaugeValue(t, e.p.priceSources.WithLabelValues("api")); got != 5 {
 		t.Errorf("price_source{source=api} = %v, want 5", got)
 	}
-	if got := gaugeValue(t, e.p.metrics.priceSource.WithLabelValues("static")); got != 7 {
+	if got := gaugeValue(t, e.p.priceSources.WithLabelValues("static")); got != 7 {
 		t.Errorf("price_source{source=static} = %v, want 7", got)
 	}
 }
@@ -289,7 +289,7 @@ func TestPricingAPIDownFallsBackToStatic(t *testing.T) {
 			t.Errorf("p5 on-demand in %s = %v, want the static 55.04", o.Zone, o.PricePerHour)
 		}
 	}
-	if got := gaugeValue(t, e.p.metrics.priceSource.WithLabelValues("api")); got != 1 {
+	if got := gaugeValue(t, e.p.priceSources.WithLabelValues("api")); got != 1 {
 		t.Errorf("price_source{source=api} = %v, want 1 (the g5 spot history price only)", got)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	awsv1 "github.com/stowage-k8s/stowage/providers/aws/apis/v1"
+	"github.com/stowage-k8s/stowage/providers/internal/kubelet"
 )
 
 // joinConfig is what a node needs to join the cluster and come up labelled,
@@ -201,10 +202,10 @@ func nodeConfig(jc joinConfig) string {
 		}
 	}
 	b.WriteString("    flags:\n")
-	if l := labelFlag(jc.Labels); l != "" {
+	if l := kubelet.MapFlag(jc.Labels); l != "" {
 		fmt.Fprintf(&b, "      - %s\n", strconv.Quote("--node-labels="+l))
 	}
-	if t := taintFlag(jc.Taints); t != "" {
+	if t := kubelet.TaintFlag(jc.Taints); t != "" {
 		fmt.Fprintf(&b, "      - %s\n", strconv.Quote("--register-with-taints="+t))
 	}
 	return b.String()
@@ -294,24 +295,4 @@ func tomlTable[V ~string](b *strings.Builder, name string, m map[string]V) {
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		fmt.Fprintf(b, "%s = %s\n", strconv.Quote(k), strconv.Quote(string(m[k])))
 	}
-}
-
-func labelFlag(labels map[string]string) string {
-	parts := make([]string, 0, len(labels))
-	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		parts = append(parts, k+"="+labels[k])
-	}
-	return strings.Join(parts, ",")
-}
-
-func taintFlag(taints []corev1.Taint) string {
-	parts := make([]string, 0, len(taints))
-	for _, t := range taints {
-		if t.Value == "" {
-			parts = append(parts, t.Key+":"+string(t.Effect))
-		} else {
-			parts = append(parts, t.Key+"="+t.Value+":"+string(t.Effect))
-		}
-	}
-	return strings.Join(parts, ",")
 }

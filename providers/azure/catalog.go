@@ -2,9 +2,7 @@ package azure
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -14,7 +12,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
-	"github.com/stowage-k8s/stowage/pricing"
+	"github.com/stowage-k8s/stowage/providers/internal/catalog"
 )
 
 // noZone is the zone label AKS gives nodes in regions (or of sizes)
@@ -165,70 +163,24 @@ func azureZone(label string) string {
 	return label
 }
 
-// catalogDoc mirrors the file format pricing.Parse reads, so live Azure data
-// gets exactly the labels, capacity, overhead and GPU facts the built-in
-// catalog has; Parse rejects unknown fields, so a format change fails loudly.
-type catalogDoc struct {
-	Cloud   string        `json:"cloud"`
-	Region  string        `json:"region"`
-	Zones   []string      `json:"zones"`
-	Sources []docSource   `json:"sources"`
-	Types   []catalogType `json:"types"`
-}
-
-type docSource struct {
-	ID   string `json:"id"`
-	What string `json:"what"`
-	From string `json:"from"`
-	Date string `json:"date"`
-}
-
-type catalogType struct {
-	Name              string   `json:"name"`
-	Family            string   `json:"family"`
-	VCPU              int      `json:"vcpu"`
-	MemoryMiB         int64    `json:"memoryMiB"`
-	Arch              string   `json:"arch"`
-	GPU               *skuGPU  `json:"gpu,omitempty"`
-	MaxPods           int      `json:"maxPods,omitempty"`
-	Volumes           int      `json:"volumes,omitempty"`
-	CurrentGeneration bool     `json:"currentGeneration"`
-	Zones             []string `json:"zones"`
-	OnDemand          float64  `json:"onDemand"`
-	OnDemandSource    string   `json:"onDemandSource"`
-}
-
 // buildInstanceTypes turns shapes into instance types without offerings (the
 // price book adds those), for nodes running maxPods pods.
 func buildInstanceTypes(location, date string, maxPods int, shapes []shape) ([]*cloudprovider.InstanceType, error) {
-	doc := catalogDoc{Cloud: Name, Region: strings.ToLower(location),
+	doc := catalog.Doc{Cloud: Name, Region: strings.ToLower(location),
 		// The price is a placeholder: offerings and their prices come from the price book.
-		Sources: []docSource{{ID: "skus", What: "specs", From: "Azure Resource SKUs", Date: date}}}
-	zones := map[string]bool{}
+		Sources: []catalog.DocSource{{ID: "skus", What: "specs", From: "Azure Resource SKUs", Date: date}}}
 	for _, s := range shapes {
-		for _, z := range s.Zones {
-			zones[z] = true
-		}
-		doc.Types = append(doc.Types, catalogType{Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB,
-			Arch: s.Arch, GPU: s.GPU, MaxPods: maxPods, Volumes: max(0, s.DataDisks), CurrentGeneration: true, Zones: s.Zones, OnDemand: 1, OnDemandSource: "skus"})
+		doc.Types = append(doc.Types, catalog.DocType{Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB,
+			Arch: s.Arch, GPU: (*catalog.DocGPU)(s.GPU), MaxPods: maxPods, Volumes: max(0, s.DataDisks), CurrentGeneration: true, Zones: s.Zones, OnDemand: 1, OnDemandSource: "skus"})
 	}
-	if len(doc.Types) == 0 {
-		return nil, nil
-	}
-	doc.Zones = slices.Sorted(maps.Keys(zones))
-	data, err := json.Marshal(doc)
+	its, err := doc.InstanceTypes("Azure Resource SKUs " + location)
 	if err != nil {
 		return nil, err
 	}
-	c, err := pricing.Parse("Azure Resource SKUs "+location, data)
-	if err != nil {
-		return nil, err
-	}
-	for _, it := range c.InstanceTypes {
-		it.Offerings = nil
+	for _, it := range its {
 		it.Placement = placementCapable(it.Name)
 	}
-	return c.InstanceTypes, nil
+	return its, nil
 }
 
 func strPtr(s string) *string { return &s }

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	azv1 "github.com/stowage-k8s/stowage/providers/azure/apis/v1"
+	"github.com/stowage-k8s/stowage/providers/internal/kubelet"
 )
 
 // Files the custom data writes on the node.
@@ -177,10 +177,10 @@ func renderCustomData(jc joinConfig) (string, error) {
 		"--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
 		"--provider-id=" + jc.ProviderID,
 	}
-	if l := labelFlag(jc.Labels); l != "" {
+	if l := kubelet.MapFlag(jc.Labels); l != "" {
 		flags = append(flags, "--node-labels="+l)
 	}
-	if t := taintFlag(jc.Taints); t != "" {
+	if t := kubelet.TaintFlag(jc.Taints); t != "" {
 		flags = append(flags, "--register-with-taints="+t)
 	}
 	env := fmt.Sprintf("%s=%q\n%s=%s\n", kubeletFlagsVar, strings.Join(flags, " "), kubeletVersionVar, jc.KubernetesVersion)
@@ -305,24 +305,4 @@ func (nb *NodeBootstrap) parseEnv(content string) error {
 		}
 	}
 	return nil
-}
-
-func labelFlag(labels map[string]string) string {
-	parts := make([]string, 0, len(labels))
-	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		parts = append(parts, k+"="+labels[k])
-	}
-	return strings.Join(parts, ",")
-}
-
-func taintFlag(taints []corev1.Taint) string {
-	parts := make([]string, 0, len(taints))
-	for _, t := range taints {
-		if t.Value == "" {
-			parts = append(parts, t.Key+":"+string(t.Effect))
-		} else {
-			parts = append(parts, t.Key+"="+t.Value+":"+string(t.Effect))
-		}
-	}
-	return strings.Join(parts, ",")
 }

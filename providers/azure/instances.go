@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,7 +18,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
-	"github.com/stowage-k8s/stowage/pricing"
+	"github.com/stowage-k8s/stowage/providers/internal/catalog"
 )
 
 const providerIDPrefix = "azure://"
@@ -274,26 +273,8 @@ func (p *Provider) claimFromVM(vm *armcompute.VirtualMachine, claim *v1.NodeClai
 		}
 	}
 	p.remember(pid, vmFacts{hash: tags[TagNodeClassHash], image: image, size: size})
-	p.fillCapacity(out, size)
+	catalog.FillCapacity(out, size, p.lookupType(size))
 	return out
-}
-
-// fillCapacity sets the claim's capacity, allocatable and instance labels
-// from the catalog, when the size is known.
-func (p *Provider) fillCapacity(claim *v1.NodeClaim, size string) {
-	if claim.Labels == nil {
-		claim.Labels = map[string]string{}
-	}
-	claim.Labels[v1.LabelInstanceType] = size
-	claim.Labels[v1.LabelZone] = claim.Status.Zone
-	claim.Labels[v1.LabelCapacityType] = claim.Status.CapacityType
-	it := p.lookupType(size)
-	if it == nil {
-		return
-	}
-	maps.Copy(claim.Labels, it.Labels)
-	claim.Status.Capacity = it.Capacity.DeepCopy()
-	claim.Status.Allocatable = it.Allocatable()
 }
 
 // lookupType finds a size in the live catalog, else the built-in one.
@@ -316,10 +297,8 @@ func (p *Provider) lookupType(name string) *cloudprovider.InstanceType {
 			}
 		}
 	}
-	if p.staticCatalog != nil {
-		if it, ok := pricing.Lookup(p.staticCatalog, name); ok {
-			return it
-		}
+	if it, ok := p.static.Lookup(name); ok {
+		return it
 	}
 	return nil
 }

@@ -10,15 +10,17 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/stowage-k8s/stowage/providers/internal/catalog"
 )
 
 // PriceSource says where a price in use came from.
-type PriceSource string
+type PriceSource = catalog.PriceSource
 
 // Price sources, the values of the stowage_azure_price_source gauge's label.
 const (
-	PriceSourceAPI    PriceSource = "api"
-	PriceSourceStatic PriceSource = "static"
+	PriceSourceAPI    = catalog.PriceSourceAPI
+	PriceSourceStatic = catalog.PriceSourceStatic
 )
 
 // reservedPriceDivisor makes reserved capacity nearly free at the margin (it

@@ -33,6 +33,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 	"github.com/stowage-k8s/stowage/pricing"
 	azv1 "github.com/stowage-k8s/stowage/providers/azure/apis/v1"
+	"github.com/stowage-k8s/stowage/providers/internal/catalog"
 )
 
 // Name is the provider's name in the operator's registry and on providerIDs.
@@ -103,17 +104,17 @@ type Options struct {
 
 // Provider implements cloudprovider.CloudProvider for Azure VMs.
 type Provider struct {
-	opts        Options
-	clock       clock.Clock
-	unavailable *cloudprovider.UnavailableOfferings
-	metrics     *metrics
-	sshKey      string
+	opts         Options
+	clock        clock.Clock
+	unavailable  *cloudprovider.UnavailableOfferings
+	priceSources *catalog.PriceSources
+	sshKey       string
 
 	mu            sync.Mutex
 	shapes        map[string]shape
 	types         map[int][]*cloudprovider.InstanceType // by max pods; no offerings
 	typesFetched  time.Time
-	staticCatalog *pricing.Catalog
+	static        catalog.Static
 	onDemand      map[string]float64
 	spot          map[string]float64
 	pricesFetched time.Time
@@ -175,7 +176,7 @@ func New(opts Options) (*Provider, error) {
 	if opts.Unavailable == nil {
 		opts.Unavailable = cloudprovider.NewUnavailableOfferings(opts.Clock, cloudprovider.DefaultUnavailableTTL)
 	}
-	m, err := newMetrics(opts.Registerer)
+	ps, err := catalog.NewPriceSources(opts.Registerer, Name, "Azure Retail Prices API")
 	if err != nil {
 		return nil, err
 	}
@@ -184,10 +185,10 @@ func New(opts Options) (*Provider, error) {
 		return nil, err
 	}
 	p := &Provider{
-		opts: opts, clock: opts.Clock, unavailable: opts.Unavailable, metrics: m, sshKey: key,
+		opts: opts, clock: opts.Clock, unavailable: opts.Unavailable, priceSources: ps, sshKey: key,
 		types: map[int][]*cloudprovider.InstanceType{}, reservations: map[string]*reservationSet{},
 		vmFacts: map[string]vmFacts{}, placement: placementTracker{inflight: map[string]int{}},
-		deletingVMs: map[string]time.Time{},
+		deletingVMs: map[string]time.Time{}, static: staticCatalog(opts.StaticCatalog, opts.Location),
 	}
 	if s := opts.Interruption; s != nil {
 		s.mu.Lock()
@@ -332,7 +333,7 @@ func (p *Provider) instanceTypes(ctx context.Context, pods int) ([]*cloudprovide
 	defer p.mu.Unlock()
 	logger := log.FromContext(ctx).WithName(Name)
 	if err := p.refreshLocked(ctx, logger); err != nil {
-		return p.staticFallbackLocked(ctx, logger, err)
+		return p.staticFallbackLocked(logger, err)
 	}
 	base, err := p.typesLocked(pods)
 	if err != nil {
@@ -352,10 +353,8 @@ func (p *Provider) refresh(ctx context.Context) {
 // refreshLocked refetches whatever is past its TTL. It fails only when no
 // catalog was ever fetched; later failures keep the previous data.
 func (p *Provider) refreshLocked(ctx context.Context, logger logr.Logger) error {
-	if p.staticCatalog == nil {
-		if _, err := p.staticLocked(ctx); err != nil {
-			logger.Error(err, "static prices unavailable")
-		}
+	if _, err := p.static.Load(logger); err != nil {
+		logger.Error(err, "static prices unavailable")
 	}
 	now := p.clock.Now()
 	if p.shapes == nil || now.Sub(p.typesFetched) >= p.opts.CatalogTTL {
@@ -408,48 +407,37 @@ func (p *Provider) typesLocked(pods int) ([]*cloudprovider.InstanceType, error) 
 
 // staticFallbackLocked serves the built-in catalog when Resource SKUs cannot
 // be reached and nothing was fetched before.
-func (p *Provider) staticFallbackLocked(ctx context.Context, logger logr.Logger, cause error) ([]*cloudprovider.InstanceType, error) {
-	c, err := p.staticLocked(ctx)
+func (p *Provider) staticFallbackLocked(logger logr.Logger, cause error) ([]*cloudprovider.InstanceType, error) {
+	c, err := p.static.Load(logger)
 	if err != nil {
 		return nil, errors.Join(cause, err)
 	}
-	logger.Error(cause, "listing VM sizes failed; using the built-in catalog", "catalog", p.catalogName())
+	logger.Error(cause, "listing VM sizes failed; using the built-in catalog", "catalog", p.static.Name())
 	c = c.DeepCopy()
-	if p.metrics.setPriceSources(map[PriceSource]int{PriceSourceStatic: countOfferings(c.InstanceTypes)}) {
-		logger.Info("prices in use", "api", 0, "static", countOfferings(c.InstanceTypes), "unpriced", 0)
+	if p.priceSources.Update(map[PriceSource]int{PriceSourceStatic: catalog.CountOfferings(c.InstanceTypes)}) {
+		logger.Info("prices in use", "api", 0, "static", catalog.CountOfferings(c.InstanceTypes), "unpriced", 0)
 	}
 	return c.InstanceTypes, nil
 }
 
-func (p *Provider) catalogName() string {
-	if p.opts.StaticCatalog != "" {
-		return p.opts.StaticCatalog
+// staticCatalog is the built-in catalog of the location. A location without
+// one uses eastus's sizes and prices with the zones renamed, which is
+// logged: they are a rough guide only.
+func staticCatalog(configured, location string) catalog.Static {
+	return catalog.Static{
+		Configured: configured, Regional: Name + "/" + location, Default: DefaultStaticCatalog,
+		Defaulted: func(logger logr.Logger) {
+			logger.Info("no built-in catalog for the location; static prices come from "+DefaultStaticCatalog, "location", location)
+		},
+		Prepare: func(c *pricing.Catalog, defaulted bool) {
+			if defaulted {
+				relocate(c, location)
+			}
+			for _, it := range c.InstanceTypes {
+				it.Placement = placementCapable(it.Name)
+			}
+		},
 	}
-	return "azure/" + p.opts.Location
-}
-
-// staticLocked loads the built-in catalog once. A location without one uses
-// eastus's sizes and prices with the zones renamed, which is logged: they
-// are a rough guide only.
-func (p *Provider) staticLocked(ctx context.Context) (*pricing.Catalog, error) {
-	if p.staticCatalog != nil {
-		return p.staticCatalog, nil
-	}
-	c, err := pricing.Load(p.catalogName())
-	if errors.Is(err, pricing.ErrUnknownCatalog) && p.opts.StaticCatalog == "" {
-		log.FromContext(ctx).WithName(Name).Info("no built-in catalog for the location; static prices come from "+DefaultStaticCatalog, "location", p.opts.Location)
-		if c, err = pricing.Load(DefaultStaticCatalog); err == nil {
-			relocate(c, p.opts.Location)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("loading static prices: %w", err)
-	}
-	for _, it := range c.InstanceTypes {
-		it.Placement = placementCapable(it.Name)
-	}
-	p.staticCatalog = c
-	return c, nil
 }
 
 // relocate renames a catalog's zones and region label to another location's.
@@ -476,10 +464,7 @@ func relocate(c *pricing.Catalog, location string) {
 // staticPrice is the built-in catalog's price of one pool (any zone of the
 // type when the zone is not in the catalog).
 func (p *Provider) staticPriceLocked(name, capacityType string) (float64, bool) {
-	if p.staticCatalog == nil {
-		return 0, false
-	}
-	it, ok := pricing.Lookup(p.staticCatalog, name)
+	it, ok := p.static.Lookup(name)
 	if !ok {
 		return 0, false
 	}
@@ -532,18 +517,10 @@ func (p *Provider) assembleLocked(logger logr.Logger, base []*cloudprovider.Inst
 		}
 		out = append(out, it)
 	}
-	if p.metrics.setPriceSources(sources) {
+	if p.priceSources.Update(sources) {
 		logger.Info("prices in use", "api", sources[PriceSourceAPI], "static", sources[PriceSourceStatic], "unpriced", unpriced)
 	}
 	return out
-}
-
-func countOfferings(its []*cloudprovider.InstanceType) int {
-	n := 0
-	for _, it := range its {
-		n += len(it.Offerings)
-	}
-	return n
 }
 
 func copyType(it *cloudprovider.InstanceType) *cloudprovider.InstanceType {
@@ -600,14 +577,8 @@ func (p *Provider) Catalog(ctx context.Context) (*pricing.Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	zones := map[string]bool{}
-	for _, it := range its {
-		for _, o := range it.Offerings {
-			zones[o.Zone] = true
-		}
-	}
 	date := p.clock.Now().UTC().Format(time.DateOnly)
-	c := &pricing.Catalog{Cloud: Name, Region: p.opts.Location, InstanceTypes: its, Zones: slices.Sorted(maps.Keys(zones))}
+	c := &pricing.Catalog{Cloud: Name, Region: p.opts.Location, InstanceTypes: its, Zones: catalog.Zones(its)}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.shapes != nil {
@@ -616,11 +587,6 @@ func (p *Provider) Catalog(ctx context.Context) (*pricing.Catalog, error) {
 	if len(p.onDemand) > 0 {
 		c.Sources = append(c.Sources, pricing.Source{What: "on-demand and spot prices", From: "Azure Retail Prices API " + RetailPricesAPIVersion, Date: date})
 	}
-	if p.staticCatalog != nil {
-		for _, s := range p.staticCatalog.Sources {
-			s.What = "fallback " + s.What
-			c.Sources = append(c.Sources, s)
-		}
-	}
+	c.Sources = append(c.Sources, p.static.FallbackSources()...)
 	return c, nil
 }

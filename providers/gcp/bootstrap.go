@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -15,6 +14,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	gcpv1 "github.com/stowage-k8s/stowage/providers/gcp/apis/v1"
+	"github.com/stowage-k8s/stowage/providers/internal/kubelet"
 )
 
 // bootstrap is what a GKE node pool's instance template carries for joining
@@ -135,7 +135,7 @@ func nodeMetadata(b *bootstrap, j joinSettings) (map[string]string, error) {
 		delete(labels, k)
 	}
 	maps.Copy(labels, j.Labels)
-	labelStr := formatLabelList(labels)
+	labelStr := kubelet.MapFlag(labels)
 	env.set("NODE_LABELS", labelStr)
 	taints := make([]string, 0, len(j.Taints))
 	for _, t := range j.Taints {
@@ -148,10 +148,10 @@ func nodeMetadata(b *bootstrap, j joinSettings) (map[string]string, error) {
 			args = setFlag(args, "--max-pods", strconv.Itoa(int(*k.MaxPods)))
 		}
 		if len(k.KubeReserved) > 0 {
-			args = setFlag(args, "--kube-reserved", formatLabelList(k.KubeReserved))
+			args = setFlag(args, "--kube-reserved", kubelet.MapFlag(k.KubeReserved))
 		}
 		if len(k.SystemReserved) > 0 {
-			args = setFlag(args, "--system-reserved", formatLabelList(k.SystemReserved))
+			args = setFlag(args, "--system-reserved", kubelet.MapFlag(k.SystemReserved))
 		}
 		env.set("KUBELET_ARGS", args)
 	}
@@ -224,14 +224,6 @@ func parseLabelList(s string) map[string]string {
 		}
 	}
 	return out
-}
-
-func formatLabelList(m map[string]string) string {
-	parts := make([]string, 0, len(m))
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		parts = append(parts, k+"="+m[k])
-	}
-	return strings.Join(parts, ",")
 }
 
 // setFlag replaces or appends --name=value in a kubelet argument string.

@@ -2,7 +2,6 @@ package gcp
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -14,7 +13,7 @@ import (
 	"google.golang.org/api/iterator"
 
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
-	"github.com/stowage-k8s/stowage/pricing"
+	"github.com/stowage-k8s/stowage/providers/internal/catalog"
 )
 
 // accelerator is what Stowage knows about one Compute Engine accelerator
@@ -207,52 +206,13 @@ func attachedShapes(base shape, accelZones map[string][]string) []shape {
 	return out
 }
 
-// catalogDoc mirrors the built-in catalog format, so live shapes go through
-// the same loader (labels, capacity, overhead) as the offline catalog.
-type catalogDoc struct {
-	Cloud   string        `json:"cloud"`
-	Region  string        `json:"region"`
-	Zones   []string      `json:"zones"`
-	Sources []docSource   `json:"sources"`
-	Types   []catalogType `json:"types"`
-}
-
-type docSource struct {
-	ID   string `json:"id"`
-	What string `json:"what"`
-	From string `json:"from"`
-	Date string `json:"date"`
-}
-
-type docGPU struct {
-	Manufacturer string `json:"manufacturer"`
-	Name         string `json:"name"`
-	Count        int    `json:"count"`
-	MemoryMiB    int64  `json:"memoryMiB"`
-}
-
-type catalogType struct {
-	Name              string   `json:"name"`
-	Family            string   `json:"family"`
-	VCPU              int      `json:"vcpu"`
-	MemoryMiB         int64    `json:"memoryMiB"`
-	Arch              string   `json:"arch"`
-	GPU               *docGPU  `json:"gpu,omitempty"`
-	MaxPods           int      `json:"maxPods,omitempty"`
-	CurrentGeneration bool     `json:"currentGeneration"`
-	Zones             []string `json:"zones"`
-	OnDemand          float64  `json:"onDemand"`
-	OnDemandSource    string   `json:"onDemandSource"`
-}
-
 // buildInstanceTypes turns shapes into instance types without offerings.
 // Shapes whose accelerator Stowage has no facts for are returned in skipped.
 func buildInstanceTypes(region, date string, shapes []shape) (its []*cloudprovider.InstanceType, skipped []string, err error) {
-	doc := catalogDoc{Cloud: Name, Region: region,
-		Sources: []docSource{{ID: "gce", What: "specs", From: "Compute Engine machineTypes.aggregatedList, acceleratorTypes.aggregatedList", Date: date}}}
-	zones := map[string]bool{}
+	doc := catalog.Doc{Cloud: Name, Region: region,
+		Sources: []catalog.DocSource{{ID: "gce", What: "specs", From: "Compute Engine machineTypes.aggregatedList, acceleratorTypes.aggregatedList", Date: date}}}
 	for _, s := range shapes {
-		t := catalogType{Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB, Arch: s.Arch,
+		t := catalog.DocType{Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB, Arch: s.Arch,
 			CurrentGeneration: true, Zones: s.Zones, OnDemand: 1, OnDemandSource: "gce"}
 		if s.GPUs > 0 {
 			a, ok := accelerators[s.Accel]
@@ -260,31 +220,16 @@ func buildInstanceTypes(region, date string, shapes []shape) (its []*cloudprovid
 				skipped = append(skipped, s.Name)
 				continue
 			}
-			t.GPU = &docGPU{Manufacturer: "nvidia", Name: a.Name, Count: s.GPUs, MemoryMiB: a.MemoryMiB}
-		}
-		for _, z := range s.Zones {
-			zones[z] = true
+			t.GPU = &catalog.DocGPU{Manufacturer: "nvidia", Name: a.Name, Count: s.GPUs, MemoryMiB: a.MemoryMiB}
 		}
 		doc.Types = append(doc.Types, t)
 	}
-	if len(doc.Types) == 0 {
-		return nil, skipped, nil
-	}
-	for z := range zones {
-		doc.Zones = append(doc.Zones, z)
-	}
-	slices.Sort(doc.Zones)
-	data, err := json.Marshal(doc)
+	its, err = doc.InstanceTypes("compute machineTypes " + region)
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := pricing.Parse("compute machineTypes "+region, data)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, it := range c.InstanceTypes {
-		it.Offerings = nil
+	for _, it := range its {
 		it.Placement = slices.Contains(placementFamilies, familyOf(it.Name))
 	}
-	return c.InstanceTypes, skipped, nil
+	return its, skipped, nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,7 +16,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
-	"github.com/stowage-k8s/stowage/pricing"
+	"github.com/stowage-k8s/stowage/providers/internal/catalog"
 )
 
 const providerIDPrefix = "gce://"
@@ -227,46 +226,15 @@ func (p *Provider) claimFromInstance(inst *computepb.Instance, claim *v1.NodeCla
 			out.Status.PricePerHour = strconv.FormatFloat(price, 'f', -1, 64)
 		}
 	}
-	p.fillCapacity(out, instanceType)
+	catalog.FillCapacity(out, instanceType, p.lookupType(instanceType))
 	return out
 }
 
-// fillCapacity sets the claim's capacity, allocatable and instance labels
-// from the catalog, when the type is known.
-func (p *Provider) fillCapacity(claim *v1.NodeClaim, instanceType string) {
-	if claim.Labels == nil {
-		claim.Labels = map[string]string{}
-	}
-	claim.Labels[v1.LabelInstanceType] = instanceType
-	claim.Labels[v1.LabelZone] = claim.Status.Zone
-	claim.Labels[v1.LabelCapacityType] = claim.Status.CapacityType
-	it := p.lookupType(instanceType)
-	if it == nil {
-		return
-	}
-	maps.Copy(claim.Labels, it.Labels)
-	claim.Status.Capacity = it.Capacity.DeepCopy()
-	claim.Status.Allocatable = it.Allocatable()
-}
-
+// lookupType finds a type in the live catalog, else the built-in one.
 func (p *Provider) lookupType(name string) *cloudprovider.InstanceType {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, it := range p.types {
-		if it.Name == name {
-			return it
-		}
-	}
-	if p.staticCatalog != nil {
-		if it, ok := lookupStatic(p.staticCatalog, name); ok {
-			return it
-		}
-	}
-	return nil
-}
-
-func lookupStatic(c *pricing.Catalog, name string) (*cloudprovider.InstanceType, bool) {
-	return pricing.Lookup(c, name)
+	return catalog.Find(name, p.types, p.static.Catalog())
 }
 
 // price is the current hourly price of one offering, as InstanceTypes offers it.
@@ -282,7 +250,7 @@ func (p *Provider) price(instanceType, zone, capacityType string) (float64, bool
 	if s, found := p.shapes[instanceType]; found {
 		price, _, ok = p.offeringPriceLocked(s, zone, ct)
 	} else {
-		price, ok = p.staticPriceLocked(cloudprovider.OfferingID{InstanceType: instanceType, Zone: zone, CapacityType: ct})
+		price, ok = p.static.Price(cloudprovider.OfferingID{InstanceType: instanceType, Zone: zone, CapacityType: ct})
 	}
 	if ok && capacityType == v1.CapacityTypeReserved {
 		price /= reservedPriceDivisor

@@ -153,8 +153,8 @@ func (p *Provider) zones(ctx context.Context) ([]string, error) {
 			set[z] = true
 		}
 	}
-	if len(set) == 0 && p.staticCatalog != nil {
-		for _, z := range p.staticCatalog.Zones {
+	if static := p.static.Catalog(); len(set) == 0 && static != nil {
+		for _, z := range static.Zones {
 			set[z] = true
 		}
 	}

@@ -262,10 +262,7 @@ func (p *Provider) shapeFor(name string) (shape, bool) {
 	if s, ok := p.shapes[name]; ok {
 		return s, true
 	}
-	if p.staticCatalog == nil {
-		return shape{}, false
-	}
-	it, ok := lookupStatic(p.staticCatalog, name)
+	it, ok := p.static.Lookup(name)
 	if !ok {
 		return shape{}, false
 	}

@@ -10,18 +10,20 @@ import (
 
 	"cloud.google.com/go/billing/apiv1/billingpb"
 	"google.golang.org/api/iterator"
+
+	"github.com/stowage-k8s/stowage/providers/internal/catalog"
 )
 
 // ComputeEngineService is the Cloud Billing Catalog's Compute Engine service.
 const ComputeEngineService = "services/6F81-5844-456A"
 
 // PriceSource says where an offering's price came from.
-type PriceSource string
+type PriceSource = catalog.PriceSource
 
 // Price sources, as the stowage_gcp_price_source metric labels them.
 const (
-	PriceSourceAPI    PriceSource = "api"
-	PriceSourceStatic PriceSource = "static"
+	PriceSourceAPI    = catalog.PriceSourceAPI
+	PriceSourceStatic = catalog.PriceSourceStatic
 )
 
 // rate is one resource's hourly price, on-demand and spot.

@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -31,6 +30,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pricing"
 	gcpv1 "github.com/stowage-k8s/stowage/providers/gcp/apis/v1"
+	"github.com/stowage-k8s/stowage/providers/internal/catalog"
 )
 
 // Name is the provider's name in the operator's registry.
@@ -77,17 +77,17 @@ type Options struct {
 
 // Provider implements cloudprovider.CloudProvider for Compute Engine.
 type Provider struct {
-	opts        Options
-	clock       clock.Clock
-	unavailable *cloudprovider.UnavailableOfferings
-	metrics     *metrics
-	labelValue  string // ClusterName as a label value
+	opts         Options
+	clock        clock.Clock
+	unavailable  *cloudprovider.UnavailableOfferings
+	priceSources *catalog.PriceSources
+	labelValue   string // ClusterName as a label value
 
 	mu            sync.Mutex
 	shapes        map[string]shape
 	types         []*cloudprovider.InstanceType // no offerings; copied per call
 	typesFetched  time.Time
-	staticCatalog *pricing.Catalog
+	static        catalog.Static
 	rates         *rates
 	pricesFetched time.Time
 	reservations  []reservation
@@ -136,13 +136,20 @@ func New(opts Options) (*Provider, error) {
 	if opts.Unavailable == nil {
 		opts.Unavailable = cloudprovider.NewUnavailableOfferings(opts.Clock, cloudprovider.DefaultUnavailableTTL)
 	}
-	m, err := newMetrics(opts.Registerer)
+	ps, err := catalog.NewPriceSources(opts.Registerer, Name, "Cloud Billing Catalog")
 	if err != nil {
 		return nil, err
 	}
 	return &Provider{
-		opts: opts, clock: opts.Clock, unavailable: opts.Unavailable, metrics: m,
+		opts: opts, clock: opts.Clock, unavailable: opts.Unavailable, priceSources: ps,
 		labelValue: LabelValue(opts.ClusterName), templates: map[string]*bootstrap{}, groupLocks: map[string]*sync.Mutex{},
+		static: catalog.Static{
+			Configured: opts.StaticCatalog, Regional: Name + "/" + opts.Region, Default: DefaultStaticCatalog,
+			// A region without a catalog gets us-central1's prices: a rough guide only.
+			Defaulted: func(logger logr.Logger) {
+				logger.Info("no built-in catalog for region; static prices come from "+DefaultStaticCatalog, "region", opts.Region)
+			},
+		},
 	}, nil
 }
 
@@ -212,7 +219,7 @@ func (p *Provider) instanceTypes(ctx context.Context, policy gcpv1.Reservations)
 	defer p.mu.Unlock()
 	logger := log.FromContext(ctx).WithName(Name)
 	if err := p.refreshLocked(ctx, logger); err != nil {
-		return p.staticFallbackLocked(ctx, logger, err)
+		return p.staticFallbackLocked(logger, err)
 	}
 	return p.assembleLocked(logger, policy), nil
 }
@@ -227,10 +234,8 @@ func (p *Provider) refresh(ctx context.Context) {
 // refreshLocked refetches whatever is past its TTL. It fails only when no
 // catalog was ever fetched; later failures keep the previous data.
 func (p *Provider) refreshLocked(ctx context.Context, logger logr.Logger) error {
-	if p.staticCatalog == nil {
-		if _, err := p.staticLocked(ctx); err != nil {
-			logger.Error(err, "static prices unavailable")
-		}
+	if _, err := p.static.Load(logger); err != nil {
+		logger.Error(err, "static prices unavailable")
 	}
 	now := p.clock.Now()
 	if p.types == nil || now.Sub(p.typesFetched) >= p.opts.CatalogTTL {
@@ -284,64 +289,20 @@ func (p *Provider) refreshTypesLocked(ctx context.Context, logger logr.Logger) e
 
 // staticFallbackLocked serves the built-in catalog when Compute Engine cannot
 // be reached and nothing was fetched before.
-func (p *Provider) staticFallbackLocked(ctx context.Context, logger logr.Logger, cause error) ([]*cloudprovider.InstanceType, error) {
-	c, err := p.staticLocked(ctx)
+func (p *Provider) staticFallbackLocked(logger logr.Logger, cause error) ([]*cloudprovider.InstanceType, error) {
+	c, err := p.static.Load(logger)
 	if err != nil {
 		return nil, errors.Join(cause, err)
 	}
-	logger.Error(cause, "listing machine types failed; using the built-in catalog", "catalog", p.catalogName())
+	logger.Error(cause, "listing machine types failed; using the built-in catalog", "catalog", p.static.Name())
 	c = c.DeepCopy()
 	for _, it := range c.InstanceTypes {
 		it.Placement = slices.Contains(placementFamilies, familyOf(it.Name))
 	}
-	if p.metrics.setPriceSources(map[PriceSource]int{PriceSourceStatic: countOfferings(c.InstanceTypes)}) {
-		logger.Info("prices in use", "api", 0, "static", countOfferings(c.InstanceTypes), "source", PriceSourceStatic)
+	if p.priceSources.Update(map[PriceSource]int{PriceSourceStatic: catalog.CountOfferings(c.InstanceTypes)}) {
+		logger.Info("prices in use", "api", 0, "static", catalog.CountOfferings(c.InstanceTypes), "source", PriceSourceStatic)
 	}
 	return c.InstanceTypes, nil
-}
-
-func (p *Provider) catalogName() string {
-	if p.opts.StaticCatalog != "" {
-		return p.opts.StaticCatalog
-	}
-	return "gcp/" + p.opts.Region
-}
-
-// staticLocked loads the built-in catalog once. A region without one falls
-// back to us-central1's prices, which is logged: they are a rough guide only.
-func (p *Provider) staticLocked(ctx context.Context) (*pricing.Catalog, error) {
-	if p.staticCatalog != nil {
-		return p.staticCatalog, nil
-	}
-	c, err := pricing.Load(p.catalogName())
-	if errors.Is(err, pricing.ErrUnknownCatalog) && p.opts.StaticCatalog == "" {
-		log.FromContext(ctx).WithName(Name).Info("no built-in catalog for region; static prices come from "+DefaultStaticCatalog, "region", p.opts.Region)
-		c, err = pricing.Load(DefaultStaticCatalog)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("loading static prices: %w", err)
-	}
-	p.staticCatalog = c
-	return c, nil
-}
-
-// staticPrice is the built-in catalog's price of a type, in the zone if the
-// catalog has it there, else in any zone.
-func (p *Provider) staticPriceLocked(id cloudprovider.OfferingID) (float64, bool) {
-	if p.staticCatalog == nil {
-		return 0, false
-	}
-	if o, ok := pricing.LookupOffering(p.staticCatalog, id); ok {
-		return o.PricePerHour, true
-	}
-	if it, ok := pricing.Lookup(p.staticCatalog, id.InstanceType); ok {
-		for _, o := range it.Offerings {
-			if o.CapacityType == id.CapacityType {
-				return o.PricePerHour, true
-			}
-		}
-	}
-	return 0, false
 }
 
 // offeringPriceLocked is the price of one offering and where it came from.
@@ -349,7 +310,7 @@ func (p *Provider) offeringPriceLocked(s shape, zone, capacityType string) (floa
 	if price, ok := p.rates.machinePrice(s, capacityType == v1.CapacityTypeSpot); ok {
 		return price, PriceSourceAPI, true
 	}
-	price, ok := p.staticPriceLocked(cloudprovider.OfferingID{InstanceType: s.Name, Zone: zone, CapacityType: capacityType})
+	price, ok := p.static.Price(cloudprovider.OfferingID{InstanceType: s.Name, Zone: zone, CapacityType: capacityType})
 	return price, PriceSourceStatic, ok
 }
 
@@ -397,26 +358,11 @@ func (p *Provider) assembleLocked(logger logr.Logger, policy gcpv1.Reservations)
 		})
 	}
 	out = slices.DeleteFunc(out, func(it *cloudprovider.InstanceType) bool { return len(it.Offerings) == 0 })
-	if p.metrics.setPriceSources(sources) {
+	if p.priceSources.Update(sources) {
 		logger.Info("prices in use", "api", sources[PriceSourceAPI], "static", sources[PriceSourceStatic], "unpriced", unpriced,
-			"source", dominant(sources))
+			"source", catalog.Dominant(sources))
 	}
 	return out
-}
-
-func dominant(sources map[PriceSource]int) PriceSource {
-	if sources[PriceSourceAPI] >= sources[PriceSourceStatic] {
-		return PriceSourceAPI
-	}
-	return PriceSourceStatic
-}
-
-func countOfferings(its []*cloudprovider.InstanceType) int {
-	n := 0
-	for _, it := range its {
-		n += len(it.Offerings)
-	}
-	return n
 }
 
 func copyType(it *cloudprovider.InstanceType) *cloudprovider.InstanceType {
@@ -458,25 +404,14 @@ func (p *Provider) Catalog(ctx context.Context) (*pricing.Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	zones := map[string]bool{}
-	for _, it := range its {
-		for _, o := range it.Offerings {
-			zones[o.Zone] = true
-		}
-	}
 	date := p.clock.Now().UTC().Format(time.DateOnly)
-	c := &pricing.Catalog{Cloud: Name, Region: p.opts.Region, InstanceTypes: its, Zones: slices.Sorted(maps.Keys(zones))}
+	c := &pricing.Catalog{Cloud: Name, Region: p.opts.Region, InstanceTypes: its, Zones: catalog.Zones(its)}
 	c.Sources = append(c.Sources, pricing.Source{What: "specs and zones", From: "Compute Engine machineTypes.aggregatedList, acceleratorTypes.aggregatedList", Date: date})
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.rates != nil {
 		c.Sources = append(c.Sources, pricing.Source{What: "on-demand and spot prices", From: "Cloud Billing Catalog API, " + ComputeEngineService + " SKUs", Date: date})
 	}
-	if p.staticCatalog != nil {
-		for _, s := range p.staticCatalog.Sources {
-			s.What = "fallback " + s.What
-			c.Sources = append(c.Sources, s)
-		}
-	}
+	c.Sources = append(c.Sources, p.static.FallbackSources()...)
 	return c, nil
 }

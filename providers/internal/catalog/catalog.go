@@ -1,0 +1,59 @@
+// Package catalog is what the AWS, GCP and Azure providers share about their
+// instance-type catalogs: the built-in catalog they fall back on (Static),
+// the document live data goes through pricing.Parse as (Doc), where the
+// offering prices in use came from and the gauge that counts them
+// (PriceSource, PriceSources), and the NodeClaim facts a catalog type gives.
+// Only providers import it; it depends on pricing and pkg/, never on them.
+package catalog
+
+import (
+	"maps"
+	"slices"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pricing"
+)
+
+// Find returns the named type from the live catalog, else from the built-in
+// one (nil when not loaded), else nil.
+func Find(name string, live []*cloudprovider.InstanceType, static *pricing.Catalog) *cloudprovider.InstanceType {
+	for _, it := range live {
+		if it.Name == name {
+			return it
+		}
+	}
+	if it, ok := pricing.Lookup(static, name); ok {
+		return it
+	}
+	return nil
+}
+
+// FillCapacity sets a claim's instance-type, zone and capacity-type labels
+// from its status and, when its type is known (it is not nil), the type's
+// labels, capacity and allocatable.
+func FillCapacity(claim *v1.NodeClaim, instanceType string, it *cloudprovider.InstanceType) {
+	if claim.Labels == nil {
+		claim.Labels = map[string]string{}
+	}
+	claim.Labels[v1.LabelInstanceType] = instanceType
+	claim.Labels[v1.LabelZone] = claim.Status.Zone
+	claim.Labels[v1.LabelCapacityType] = claim.Status.CapacityType
+	if it == nil {
+		return
+	}
+	maps.Copy(claim.Labels, it.Labels)
+	claim.Status.Capacity = it.Capacity.DeepCopy()
+	claim.Status.Allocatable = it.Allocatable()
+}
+
+// Zones are the zones the types have offerings in, sorted.
+func Zones(its []*cloudprovider.InstanceType) []string {
+	zones := map[string]bool{}
+	for _, it := range its {
+		for _, o := range it.Offerings {
+			zones[o.Zone] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(zones))
+}
