@@ -74,8 +74,13 @@ type options struct {
 	noRepack   bool
 	legacy     bool
 	noRezone   bool
-	noImprove  bool
-	stats      *Stats
+	// share marks the solve of one zone's share for rezone, with shareWas
+	// what its nodes cost in the plan: the guided strategies only (they
+	// win there), no improvement, rezoning or bound, and first choices only
+	// unless it beats shareWas.
+	share    bool
+	shareWas float64
+	stats    *Stats
 	// barEvery is how many pods a strategy places between looks at the
 	// cost bar: 0 is costBarEvery, negative never (tests compare the two).
 	barEvery int
@@ -158,6 +163,8 @@ func solve(ctx context.Context, snap *Snapshot, o options) (*Plan, error) {
 	}
 	if o.strategy != StrategyBest {
 		strategies = []Strategy{o.strategy}
+	} else if o.share {
+		strategies = []Strategy{StrategyLP, StrategyLPFill}
 	}
 	var guide *lpGuide
 	var guideTime time.Duration
@@ -170,6 +177,9 @@ func solve(ctx context.Context, snap *Snapshot, o options) (*Plan, error) {
 		if o.stats != nil {
 			guideTime = time.Since(t0) // the bound's LP, solved once before packing
 		}
+	}
+	if o.share && guide == nil {
+		strategies = []Strategy{StrategyDemandAware}
 	}
 	// Strategies run in parallel, one per core, and are compared on dry
 	// plans (first choices only, which decide cost and failures): fewer
@@ -208,8 +218,8 @@ func solve(ctx context.Context, snap *Snapshot, o options) (*Plan, error) {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
-	if o.legacy {
-		g.SetLimit(1)
+	if o.legacy || o.share {
+		g.SetLimit(1) // shares are solved side by side, one core each
 	}
 	// The guided strategies start first: on large mixes they win, and the
 	// bar they set stops the greedy ones early. Ranks stay as listed.
@@ -259,12 +269,15 @@ func solve(ctx context.Context, snap *Snapshot, o options) (*Plan, error) {
 		return nil, err
 	}
 	dry := plan
+	if o.share && dry.CostPerHour >= o.shareWas-1e-9 {
+		return restore(dry), nil // the zone stays as it was: no choices needed
+	}
 	plan = packed.finish(o.maxChoices, false)
 	// Improving and repacking only keep cheaper plans: an optimal one skips
 	// them. In the controller most passes end here (one GPU pod per
 	// machine, or pods that fill whole machines).
 	proven := optimal(dry)
-	if o.strategy == StrategyBest && !o.noRepack && !o.legacy && !o.noImprove && !within(dry, improveMinGap) {
+	if o.strategy == StrategyBest && !o.noRepack && !o.legacy && !o.share && !within(dry, improveMinGap) {
 		// The improvement phase works on a copy; like repacking, it is
 		// kept only when the plan it builds is cheaper.
 		var t0 time.Time
@@ -289,7 +302,8 @@ func solve(ctx context.Context, snap *Snapshot, o options) (*Plan, error) {
 			plan = packed.finish(o.maxChoices, false)
 		}
 	}
-	if o.strategy == StrategyBest && !o.noRepack && !o.legacy && !o.noRezone && !within(plan, improveMinGap) {
+	if o.strategy == StrategyBest && !o.noRepack && !o.legacy && !o.noRezone && !o.share && !within(plan, improveMinGap) {
+		packed, dry = nil, nil // the zones' solves need the memory more
 		if plan, err = rezone(ctx, snap, m, guide, plan, o); err != nil {
 			return nil, err
 		}
@@ -299,7 +313,9 @@ func solve(ctx context.Context, snap *Snapshot, o options) (*Plan, error) {
 	if o.stats != nil {
 		boundStart = time.Now()
 	}
-	plan.LowerBoundPerHour = lowerBound(m, plan, !o.legacy, guide)
+	if !o.share {
+		plan.LowerBoundPerHour = lowerBound(m, plan, !o.legacy, guide)
+	}
 	if o.stats != nil {
 		o.stats.Bound = time.Since(boundStart) + guideTime
 		o.stats.Total = time.Since(start)

@@ -77,7 +77,7 @@ func (c *TypeCache) poolType(it *cloudprovider.InstanceType, p *pool) *poolType 
 // modified, only replaced. The requests' extended map is shared: a caller
 // that keeps the requests copies it.
 func (c *TypeCache) podShape(pod *corev1.Pod) (scheduling.Resources, string) {
-	if c == nil {
+	if c == nil || c.pods == nil {
 		req := scheduling.PodRequests(pod)
 		return req, shapeKey(pod, &req)
 	}

@@ -500,10 +500,11 @@ func TestZoneShareLPKeepsPrecision(t *testing.T) {
 	}
 }
 
-// On diverse-10k the zone-spread apps send a share of their pods to
-// us-east-1e, which offers none of the t3a machines the LP guide buys;
-// packed again on its own, that zone's share costs less. Every pod stays
-// in the zone it had, and the plan still meets every invariant.
+// On diverse-10k the zone-spread apps send a share of their pods to every
+// zone, us-east-1e among them, which offers none of the t3a machines the
+// LP guide buys; packed again on their own, the zones' shares cost less.
+// Every pod stays in the zone it had, and the plan still meets every
+// invariant.
 func TestRezoneSavesWhereTheGuideSaysNothing(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("large scenario: tested without -short or -race")
