@@ -94,7 +94,7 @@ func rezone(ctx context.Context, snap *Snapshot, m *model, g *lpGuide, plan *Pla
 	}
 	// Shares are disjoint, so they are solved at once and each is judged
 	// on its own; the plan is assembled in zone order, as if one by one.
-	o.share, o.noRepack, o.stats = true, true, nil
+	o.share, o.stats = true, nil
 	grp, gctx := errgroup.WithContext(ctx)
 	grp.SetLimit(runtime.GOMAXPROCS(0))
 	for _, sh := range shares {

@@ -76,8 +76,8 @@ type options struct {
 	noRezone   bool
 	// share marks the solve of one zone's share for rezone, with shareWas
 	// what its nodes cost in the plan: the guided strategies only (they
-	// win there), no improvement, rezoning or bound, and first choices only
-	// unless it beats shareWas.
+	// win there), no improvement, repacking, rezoning or bound, and first
+	// choices only unless it beats shareWas.
 	share    bool
 	shareWas float64
 	stats    *Stats
@@ -295,7 +295,7 @@ func solve(ctx context.Context, snap *Snapshot, o options) (*Plan, error) {
 			}
 		}
 	}
-	if o.strategy == StrategyBest && !o.noRepack && !proven && packed.repack() > 0 {
+	if o.strategy == StrategyBest && !o.noRepack && !o.share && !proven && packed.repack() > 0 {
 		// Repacking runs once, on the winning strategy, and is kept only
 		// when it helps, so the plan stays never worse than plain FFD.
 		if p := packed.finish(1, true); len(p.Unschedulable) <= len(dry.Unschedulable) && p.CostPerHour < dry.CostPerHour-1e-9 {
