@@ -91,16 +91,33 @@ func Parse(file string, data []byte) (*Catalog, error) {
 			return nil, fmt.Errorf("%s: %w", file, err)
 		}
 	}
-	// MIG profiles come from the facts table; a broken table must not
-	// silently yield GPUs without them.
-	if _, err := gpuFacts(); err != nil {
-		return nil, err
-	}
-	var f format.File
+	var f File
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return FromFile(file, &f)
+}
+
+// File is the catalog format Parse reads: one cloud region's sources and
+// instance types. A provider that learns its types from the cloud's API
+// fills one and builds it with FromFile, so live types get exactly the
+// labels, capacity, overhead and GPU facts the built-in catalogs have.
+type (
+	File       = format.File
+	FileSource = format.Source
+	FileType   = format.Type
+	FileGPU    = format.GPU
+)
+
+// FromFile validates f and builds its catalog, as Parse does for a file's
+// bytes; file names the input in errors.
+func FromFile(file string, f *File) (*Catalog, error) {
+	// MIG profiles come from the facts table; a broken table must not
+	// silently yield GPUs without them.
+	if _, err := gpuFacts(); err != nil {
+		return nil, err
 	}
 	if _, ok := defaults[f.Cloud]; !ok {
 		return nil, fmt.Errorf("%s: cloud %q is not aws, gcp or azure", file, f.Cloud)
@@ -114,7 +131,7 @@ func Parse(file string, data []byte) (*Catalog, error) {
 	}
 	c.InstanceTypes = make([]*cloudprovider.InstanceType, 0, len(f.Types))
 	for i := range f.Types {
-		it, err := buildInstanceType(&f, &f.Types[i])
+		it, err := buildInstanceType(f, &f.Types[i])
 		if err != nil {
 			return nil, fmt.Errorf("%s: types[%d] (%s): %w", file, i, f.Types[i].Name, err)
 		}

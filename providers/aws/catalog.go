@@ -205,11 +205,11 @@ func maxPods(info *ec2types.InstanceTypeInfo) int {
 // price book adds those. Shapes pricing.Parse would reject (e.g. a GPU with
 // no memory figure) are returned in skipped rather than failing the catalog.
 func buildInstanceTypes(region, date string, shapes []shape) (its []*cloudprovider.InstanceType, skipped []string, err error) {
-	doc := catalog.Doc{
+	f := pricing.File{
 		Cloud:  "aws",
 		Region: region,
 		// The price is a placeholder: offerings and their prices come from the price book.
-		Sources: []catalog.DocSource{{ID: "ec2", What: "specs", From: "EC2 DescribeInstanceTypes", Date: date}},
+		Sources: []pricing.FileSource{{ID: "ec2", What: "specs", From: "EC2 DescribeInstanceTypes", Date: date}},
 	}
 	for _, s := range shapes {
 		if g := s.GPU; g != nil && (g.Count <= 0 || g.MemoryMiB <= 0 || g.Name == "" || g.Manufacturer == "") {
@@ -222,13 +222,13 @@ func buildInstanceTypes(region, date string, shapes []shape) (its []*cloudprovid
 				continue
 			}
 		}
-		doc.Types = append(doc.Types, catalog.DocType{
-			Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB, Arch: s.Arch, GPU: (*catalog.DocGPU)(s.GPU),
+		f.Types = append(f.Types, pricing.FileType{
+			Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB, Arch: s.Arch, GPU: (*pricing.FileGPU)(s.GPU),
 			MaxPods: s.MaxPods, Volumes: s.Volumes, CurrentGeneration: s.CurrentGeneration, Zones: s.Zones,
 			OnDemand: 1, OnDemandSource: "ec2",
 		})
 	}
-	its, err = doc.InstanceTypes("ec2:DescribeInstanceTypes " + region)
+	its, err = catalog.InstanceTypes("ec2:DescribeInstanceTypes "+region, f)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pricing"
 	"github.com/stowage-k8s/stowage/providers/internal/catalog"
 )
 
@@ -166,14 +167,14 @@ func azureZone(label string) string {
 // buildInstanceTypes turns shapes into instance types without offerings (the
 // price book adds those), for nodes running maxPods pods.
 func buildInstanceTypes(location, date string, maxPods int, shapes []shape) ([]*cloudprovider.InstanceType, error) {
-	doc := catalog.Doc{Cloud: Name, Region: strings.ToLower(location),
+	f := pricing.File{Cloud: Name, Region: strings.ToLower(location),
 		// The price is a placeholder: offerings and their prices come from the price book.
-		Sources: []catalog.DocSource{{ID: "skus", What: "specs", From: "Azure Resource SKUs", Date: date}}}
+		Sources: []pricing.FileSource{{ID: "skus", What: "specs", From: "Azure Resource SKUs", Date: date}}}
 	for _, s := range shapes {
-		doc.Types = append(doc.Types, catalog.DocType{Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB,
-			Arch: s.Arch, GPU: (*catalog.DocGPU)(s.GPU), MaxPods: maxPods, Volumes: max(0, s.DataDisks), CurrentGeneration: true, Zones: s.Zones, OnDemand: 1, OnDemandSource: "skus"})
+		f.Types = append(f.Types, pricing.FileType{Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB,
+			Arch: s.Arch, GPU: (*pricing.FileGPU)(s.GPU), MaxPods: maxPods, Volumes: max(0, s.DataDisks), CurrentGeneration: true, Zones: s.Zones, OnDemand: 1, OnDemandSource: "skus"})
 	}
-	its, err := doc.InstanceTypes("Azure Resource SKUs " + location)
+	its, err := catalog.InstanceTypes("Azure Resource SKUs "+location, f)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/api/iterator"
 
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pricing"
 	"github.com/stowage-k8s/stowage/providers/internal/catalog"
 )
 
@@ -209,10 +210,10 @@ func attachedShapes(base shape, accelZones map[string][]string) []shape {
 // buildInstanceTypes turns shapes into instance types without offerings.
 // Shapes whose accelerator Stowage has no facts for are returned in skipped.
 func buildInstanceTypes(region, date string, shapes []shape) (its []*cloudprovider.InstanceType, skipped []string, err error) {
-	doc := catalog.Doc{Cloud: Name, Region: region,
-		Sources: []catalog.DocSource{{ID: "gce", What: "specs", From: "Compute Engine machineTypes.aggregatedList, acceleratorTypes.aggregatedList", Date: date}}}
+	f := pricing.File{Cloud: Name, Region: region,
+		Sources: []pricing.FileSource{{ID: "gce", What: "specs", From: "Compute Engine machineTypes.aggregatedList, acceleratorTypes.aggregatedList", Date: date}}}
 	for _, s := range shapes {
-		t := catalog.DocType{Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB, Arch: s.Arch,
+		t := pricing.FileType{Name: s.Name, Family: s.Family, VCPU: s.VCPU, MemoryMiB: s.MemoryMiB, Arch: s.Arch,
 			CurrentGeneration: true, Zones: s.Zones, OnDemand: 1, OnDemandSource: "gce"}
 		if s.GPUs > 0 {
 			a, ok := accelerators[s.Accel]
@@ -220,11 +221,11 @@ func buildInstanceTypes(region, date string, shapes []shape) (its []*cloudprovid
 				skipped = append(skipped, s.Name)
 				continue
 			}
-			t.GPU = &catalog.DocGPU{Manufacturer: "nvidia", Name: a.Name, Count: s.GPUs, MemoryMiB: a.MemoryMiB}
+			t.GPU = &pricing.FileGPU{Manufacturer: "nvidia", Name: a.Name, Count: s.GPUs, MemoryMiB: a.MemoryMiB}
 		}
-		doc.Types = append(doc.Types, t)
+		f.Types = append(f.Types, t)
 	}
-	its, err = doc.InstanceTypes("compute machineTypes " + region)
+	its, err = catalog.InstanceTypes("compute machineTypes "+region, f)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,6 +1,6 @@
 // Package catalog is what the AWS, GCP and Azure providers share about their
 // instance-type catalogs: the built-in catalog they fall back on (Static),
-// the document live data goes through pricing.Parse as (Doc), where the
+// live types built as pricing builds its own (InstanceTypes), where the
 // offering prices in use came from and the gauge that counts them
 // (PriceSource, PriceSources), and the NodeClaim facts a catalog type gives.
 // Only providers import it; it depends on pricing and pkg/, never on them.

@@ -100,18 +100,18 @@ func TestPriceSourcesUpdate(t *testing.T) {
 	}
 }
 
-func TestDocInstanceTypes(t *testing.T) {
-	if its, err := (Doc{Cloud: "aws"}).InstanceTypes("empty"); its != nil || err != nil {
-		t.Errorf("empty Doc = %v, %v; want none", its, err)
+func TestInstanceTypes(t *testing.T) {
+	if its, err := InstanceTypes("empty", pricing.File{Cloud: "aws"}); its != nil || err != nil {
+		t.Errorf("empty file = %v, %v; want none", its, err)
 	}
-	d := Doc{Cloud: "aws", Region: "us-east-1", Sources: []DocSource{{ID: "t", What: "specs", From: "test", Date: "2025-01-01"}},
-		Types: []DocType{
+	f := pricing.File{Cloud: "aws", Region: "us-east-1", Sources: []pricing.FileSource{{ID: "t", What: "specs", From: "test", Date: "2025-01-01"}},
+		Types: []pricing.FileType{
 			{Name: "m5.large", Family: "m5", VCPU: 2, MemoryMiB: 8192, Arch: "amd64", CurrentGeneration: true,
 				Zones: []string{"us-east-1b", "us-east-1a"}, OnDemand: 1, OnDemandSource: "t"},
 			{Name: "m5.xlarge", Family: "m5", VCPU: 4, MemoryMiB: 16384, Arch: "amd64", CurrentGeneration: true,
 				Zones: []string{"us-east-1c"}, OnDemand: 1, OnDemandSource: "t"},
 		}}
-	its, err := d.InstanceTypes("test doc")
+	its, err := InstanceTypes("test file", f)
 	if err != nil {
 		t.Fatal(err)
 	}
