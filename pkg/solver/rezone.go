@@ -54,10 +54,8 @@ func rezone(ctx context.Context, snap *Snapshot, m *model, g *lpGuide, plan *Pla
 			}
 		}
 	}
-	// The zones' solves share how each pool buys each type, not the pods:
-	// their copies are made per solve and would only fill the cache.
-	types := NewTypeCache(snap.DaemonSetPods)
-	types.pods = nil
+	// The zones' solves share how each pool buys each type, not the pods.
+	types := newTypesOnlyCache(snap.DaemonSetPods)
 	type share struct {
 		zone string
 		in   []int // indexes of plan.NewNodes packed again

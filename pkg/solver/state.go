@@ -1368,9 +1368,7 @@ func (st *state) touchExisting(i int) {
 func (st *state) cost() float64 {
 	var c float64
 	for _, n := range st.nodes {
-		if i := st.firstFit(n, &noResources); i >= 0 {
-			c += n.pool.types[n.cands[i]].minPrice
-		}
+		c += st.minPrice(n)
 	}
 	return c
 }
@@ -1382,12 +1380,19 @@ func (st *state) usedCost() float64 {
 	var c float64
 	for _, n := range st.nodes {
 		if len(n.pods) > 0 {
-			if i := st.firstFit(n, &noResources); i >= 0 {
-				c += n.pool.types[n.cands[i]].minPrice
-			}
+			c += st.minPrice(n)
 		}
 	}
 	return c
+}
+
+// minPrice is n's price at its cheapest candidate type that holds its pods,
+// or 0 when none does.
+func (st *state) minPrice(n *newNode) float64 {
+	if i := st.firstFit(n, &noResources); i >= 0 {
+		return n.pool.types[n.cands[i]].minPrice
+	}
+	return 0
 }
 
 // preferred is the set of machine types s's class may still fill, or nil.

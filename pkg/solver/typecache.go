@@ -43,7 +43,15 @@ type typeKey struct {
 
 // NewTypeCache returns a cache for snapshots with these DaemonSet pods.
 func NewTypeCache(daemons []*corev1.Pod) *TypeCache {
-	return &TypeCache{daemons: daemons, types: map[typeKey]*poolType{}, pods: map[*corev1.Pod]podShape{}}
+	c := newTypesOnlyCache(daemons)
+	c.pods = map[*corev1.Pod]podShape{}
+	return c
+}
+
+// newTypesOnlyCache returns a cache that keeps no pods, for solves of pod
+// copies made per solve, which would only fill it.
+func newTypesOnlyCache(daemons []*corev1.Pod) *TypeCache {
+	return &TypeCache{daemons: daemons, types: map[typeKey]*poolType{}}
 }
 
 // serves reports whether the cache may answer for a snapshot with these
