@@ -1,6 +1,7 @@
 package solver
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -27,9 +28,18 @@ type zoneRow struct {
 	bit     uint64
 	classes []int
 	need    float64
+	// premium is the least a pod of the row's classes pays per pod for
+	// running in the zone over its cheapest price anywhere; need times it
+	// is about what the row can add to the LP's value.
+	premium float64
 }
 
-// zoneRows finds the rows worth adding (see zoneCostsMore).
+// zoneRows finds the rows worth adding: those whose zone is dearer for
+// every class of the row, less the smallest whose summed gain would stay
+// under zoneRowSlack of the demand's cost. Each row makes the LP larger,
+// and any row makes the bound solve a second LP (see lowerBound), so rows
+// that can add nothing measurable are left out. Leaving a row out only
+// weakens the bound; it stays valid.
 func (b *lpBuilder) zoneRows(placed map[*shape]int) []zoneRow {
 	m := b.m
 	if m.zoneBits == nil {
@@ -70,7 +80,7 @@ func (b *lpBuilder) zoneRows(placed map[*shape]int) []zoneRow {
 				continue
 			}
 			row := zoneRow{bit: bit, classes: classes, need: need}
-			if !b.zoneCostsMore(row) {
+			if row.premium = b.zonePremium(row); row.premium <= 0 {
 				continue
 			}
 			key := rowKey{bit, fmt.Sprint(row.classes)}
@@ -86,8 +96,49 @@ func (b *lpBuilder) zoneRows(placed map[*shape]int) []zoneRow {
 			}
 		}
 	}
-	return rows
+	return b.worthwhile(rows)
 }
+
+// worthwhile drops the rows of least gain (need times premium) while their
+// summed gain stays under zoneRowSlack of what the demand costs with each
+// pod at its cheapest price per pod. Kept rows keep their order.
+func (b *lpBuilder) worthwhile(rows []zoneRow) []zoneRow {
+	if len(rows) == 0 {
+		return nil
+	}
+	cost := 0.0
+	for ci, j := range b.cheapestUnlimited() {
+		if j >= 0 {
+			cost += b.classes[ci].n * b.perPod(j, ci)
+		}
+	}
+	order := make([]int, len(rows))
+	for i := range order {
+		order[i] = i
+	}
+	gain := func(i int) float64 { return rows[i].need * rows[i].premium }
+	slices.SortStableFunc(order, func(a, c int) int { return cmp.Compare(gain(a), gain(c)) })
+	drop := make([]bool, len(rows))
+	dropped := 0.0
+	for _, i := range order {
+		if dropped+gain(i) > zoneRowSlack*cost {
+			break
+		}
+		dropped += gain(i)
+		drop[i] = true
+	}
+	kept := rows[:0]
+	for i, r := range rows {
+		if !drop[i] {
+			kept = append(kept, r)
+		}
+	}
+	return kept
+}
+
+// zoneRowSlack is the share of the demand's cost the rows left out may
+// add up to (see worthwhile).
+const zoneRowSlack = 0.001
 
 // zoneSpread reports the eligible zones and maxSkew of g's hard zone spread
 // when every placed member carries it, self-counted, at every level with the
@@ -194,33 +245,34 @@ func disjoint(set map[int32]bool, members []int32) bool {
 	return true
 }
 
-// zoneCostsMore reports whether the row's zone makes every one of its
-// classes materially dearer: for each, the cheapest price per pod offered
-// there is over zoneRowMargin times its cheapest anywhere. The LP meets a
-// row with its cheapest class, so one class as cheap in the zone makes the
-// row worthless, and worthless rows only slow the master.
-func (b *lpBuilder) zoneCostsMore(row zoneRow) bool {
+// zonePremium is, over the row's classes, the least extra per pod a pod
+// pays in the row's zone over its cheapest price anywhere: 0 when a class's
+// cheapest supply is offered there (the LP meets the row with that class
+// at no cost), or when no supply there takes it.
+func (b *lpBuilder) zonePremium(row zoneRow) float64 {
 	cheapest := b.cheapestUnlimited()
+	premium := math.Inf(1)
 	for _, ci := range row.classes {
 		j := cheapest[ci]
 		if j < 0 || b.supplies[j].zones&row.bit != 0 {
-			return false
+			return 0
 		}
-		anywhere := b.perPod(j, ci)
 		best := math.Inf(1)
 		for i := range b.supplies {
 			if sp := &b.supplies[i]; sp.zones&row.bit != 0 {
 				best = math.Min(best, b.perPod(i, ci))
 			}
 		}
-		if math.IsInf(best, 1) || best <= zoneRowMargin*anywhere {
-			return false
+		if math.IsInf(best, 1) {
+			return 0
 		}
+		premium = math.Min(premium, best-b.perPod(j, ci))
 	}
-	return len(row.classes) > 0
+	if math.IsInf(premium, 1) {
+		return 0
+	}
+	return premium
 }
-
-const zoneRowMargin = 2
 
 // perPod is supply j's price per pod of class ci, +Inf if it does not take it.
 func (b *lpBuilder) perPod(j, ci int) float64 {

@@ -2,6 +2,8 @@ package solver
 
 import (
 	"context"
+	"math"
+	"slices"
 	"testing"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
@@ -56,5 +58,53 @@ func TestZoneRowsRaiseTheBound(t *testing.T) {
 	}
 	if plan.LowerBoundPerHour < 1.19 || plan.LowerBoundPerHour > plan.CostPerHour+1e-9 {
 		t.Errorf("bound $%.3f/h, want between $1.19/h (two pods must run on the dear type) and the plan's $%.2f/h", plan.LowerBoundPerHour, plan.CostPerHour)
+	}
+}
+
+// TestZoneRowForASlightlyDearerZone: the zone the spread forces two pods
+// into is only 1.5 times dearer per pod. Its row still counts: the bound
+// is the plan's price (two cheap machines and one dear), not three cheap
+// machines' worth.
+func TestZoneRowForASlightlyDearerZone(t *testing.T) {
+	cheap := makeIT(itSpec{name: "cheap", cpu: 2, memGi: 8, price: 0.10, noSpot: true, zones: []string{"zone-a", "zone-b"}})
+	dear := makeIT(itSpec{name: "dear", cpu: 2, memGi: 8, price: 0.15, noSpot: true, zones: []string{"zone-c"}})
+	snap := &Snapshot{
+		Pods:      makePods(6, "web", "900m", "1Gi", label("app", "web"), spread(v1.LabelZone, 1, true, map[string]string{"app": "web"})),
+		NodePools: []*NodePool{makePool("default", []*cloudprovider.InstanceType{cheap, dear})},
+	}
+	plan, err := Solve(context.Background(), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 0.35; len(plan.Unschedulable) > 0 || math.Abs(plan.CostPerHour-want) > 1e-9 {
+		t.Fatalf("plan costs $%.2f/h with %d unschedulable, want $%.2f/h and none", plan.CostPerHour, len(plan.Unschedulable), want)
+	}
+	if plan.LowerBoundPerHour < 0.349 || plan.LowerBoundPerHour > plan.CostPerHour+1e-9 {
+		t.Errorf("bound $%.3f/h, want the plan's $0.35/h (without the row it is $0.30/h)", plan.LowerBoundPerHour)
+	}
+}
+
+// TestWorthwhileDropsRowsThatAddNothing: rows whose gains sum to under
+// zoneRowSlack of the demand's cost are left out, the larger kept in order.
+func TestWorthwhileDropsRowsThatAddNothing(t *testing.T) {
+	// 1,000 pods at $0.10 each: the demand costs $100.
+	b := &lpBuilder{
+		classes:  []lpClass{{n: 1000}},
+		supplies: []lpSupply{{price: 1, count: math.MaxInt, classes: []int{0}, caps: []float64{10}}},
+	}
+	slack := zoneRowSlack * 100
+	rows := []zoneRow{
+		{bit: 1, need: 10, premium: 1},               // gain 10: kept
+		{bit: 2, need: 1, premium: 0.4 * slack},      // dropped
+		{bit: 4, need: 2, premium: 0.2 * slack},      // dropped (the two sum to 0.8 of the slack)
+		{bit: 8, need: 1, premium: 0.5 * slack},      // would pass the slack: kept
+		{bit: 16, need: 100, premium: 0.001 * slack}, // the least gain: dropped first
+	}
+	var bits []uint64
+	for _, r := range b.worthwhile(rows) {
+		bits = append(bits, r.bit)
+	}
+	if want := []uint64{1, 8}; !slices.Equal(bits, want) {
+		t.Errorf("kept rows of zones %v, want %v", bits, want)
 	}
 }
