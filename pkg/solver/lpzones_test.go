@@ -35,52 +35,34 @@ func TestLeastMinimum(t *testing.T) {
 }
 
 // TestZoneRowsRaiseTheBound: six pods spread over three zones with maxSkew 1
-// put two in zone c, where only a type ten times dearer is offered. The
-// plan pays for it; the bound now sees it too (without the zone rows it
-// was the price of three cheap machines), and stays below the plan.
+// put two in zone c, where only a dearer type is offered. The plan pays for
+// it (two pods per zone, two per machine: two cheap machines and one dear);
+// the bound sees it too (without the zone rows it is the price of three
+// cheap machines), and stays below the plan. A zone only 1.5 times dearer
+// per pod still gets its row.
 func TestZoneRowsRaiseTheBound(t *testing.T) {
-	cheap := makeIT(itSpec{name: "cheap", cpu: 2, memGi: 8, price: 0.10, noSpot: true, zones: []string{"zone-a", "zone-b"}})
-	dear := makeIT(itSpec{name: "dear", cpu: 2, memGi: 8, price: 1.00, noSpot: true, zones: []string{"zone-c"}})
-	snap := &Snapshot{
-		Pods:      makePods(6, "web", "900m", "1Gi", label("app", "web"), spread(v1.LabelZone, 1, true, map[string]string{"app": "web"})),
-		NodePools: []*NodePool{makePool("default", []*cloudprovider.InstanceType{cheap, dear})},
-	}
-	plan, err := Solve(context.Background(), snap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(plan.Unschedulable) > 0 {
-		t.Fatalf("unschedulable: %v", plan.Unschedulable)
-	}
-	// Two pods per zone, two per machine: two cheap machines and one dear.
-	if want := 1.20; plan.CostPerHour < want-1e-9 || plan.CostPerHour > want+1e-9 {
-		t.Fatalf("plan costs $%.2f/h, want $%.2f/h", plan.CostPerHour, want)
-	}
-	if plan.LowerBoundPerHour < 1.19 || plan.LowerBoundPerHour > plan.CostPerHour+1e-9 {
-		t.Errorf("bound $%.3f/h, want between $1.19/h (two pods must run on the dear type) and the plan's $%.2f/h", plan.LowerBoundPerHour, plan.CostPerHour)
-	}
-}
-
-// TestZoneRowForASlightlyDearerZone: the zone the spread forces two pods
-// into is only 1.5 times dearer per pod. Its row still counts: the bound
-// is the plan's price (two cheap machines and one dear), not three cheap
-// machines' worth.
-func TestZoneRowForASlightlyDearerZone(t *testing.T) {
-	cheap := makeIT(itSpec{name: "cheap", cpu: 2, memGi: 8, price: 0.10, noSpot: true, zones: []string{"zone-a", "zone-b"}})
-	dear := makeIT(itSpec{name: "dear", cpu: 2, memGi: 8, price: 0.15, noSpot: true, zones: []string{"zone-c"}})
-	snap := &Snapshot{
-		Pods:      makePods(6, "web", "900m", "1Gi", label("app", "web"), spread(v1.LabelZone, 1, true, map[string]string{"app": "web"})),
-		NodePools: []*NodePool{makePool("default", []*cloudprovider.InstanceType{cheap, dear})},
-	}
-	plan, err := Solve(context.Background(), snap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := 0.35; len(plan.Unschedulable) > 0 || math.Abs(plan.CostPerHour-want) > 1e-9 {
-		t.Fatalf("plan costs $%.2f/h with %d unschedulable, want $%.2f/h and none", plan.CostPerHour, len(plan.Unschedulable), want)
-	}
-	if plan.LowerBoundPerHour < 0.349 || plan.LowerBoundPerHour > plan.CostPerHour+1e-9 {
-		t.Errorf("bound $%.3f/h, want the plan's $0.35/h (without the row it is $0.30/h)", plan.LowerBoundPerHour)
+	for name, c := range map[string]struct{ dear, plan, bound float64 }{
+		"ten times dearer": {dear: 1.00, plan: 1.20, bound: 1.19},
+		"1.5 times dearer": {dear: 0.15, plan: 0.35, bound: 0.349},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cheap := makeIT(itSpec{name: "cheap", cpu: 2, memGi: 8, price: 0.10, noSpot: true, zones: []string{"zone-a", "zone-b"}})
+			dear := makeIT(itSpec{name: "dear", cpu: 2, memGi: 8, price: c.dear, noSpot: true, zones: []string{"zone-c"}})
+			snap := &Snapshot{
+				Pods:      makePods(6, "web", "900m", "1Gi", label("app", "web"), spread(v1.LabelZone, 1, true, map[string]string{"app": "web"})),
+				NodePools: []*NodePool{makePool("default", []*cloudprovider.InstanceType{cheap, dear})},
+			}
+			plan, err := Solve(context.Background(), snap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(plan.Unschedulable) > 0 || math.Abs(plan.CostPerHour-c.plan) > 1e-9 {
+				t.Fatalf("plan costs $%.2f/h with %d unschedulable, want $%.2f/h and none", plan.CostPerHour, len(plan.Unschedulable), c.plan)
+			}
+			if plan.LowerBoundPerHour < c.bound || plan.LowerBoundPerHour > plan.CostPerHour+1e-9 {
+				t.Errorf("bound $%.3f/h, want between $%.3f/h (two pods must run on the dear type) and the plan's $%.2f/h", plan.LowerBoundPerHour, c.bound, plan.CostPerHour)
+			}
+		})
 	}
 }
 
