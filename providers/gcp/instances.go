@@ -38,10 +38,14 @@ func ParseProviderID(id string) (project, zone, name string, err error) {
 	return parts[0], parts[1], parts[2], nil
 }
 
-// liveStatus are the VM states that count as a machine.
-func live(inst *computepb.Instance) bool {
+// stopped reports a VM that is stopped (TERMINATED, after a guest shutdown
+// or a stop): no machine to Kubernetes, so Get reports it gone and its claim
+// is replaced, but it still exists and bills its disks, so List and the
+// lookups by name see it, to delete it and never to launch a second VM
+// beside it.
+func stopped(inst *computepb.Instance) bool {
 	switch inst.GetStatus() {
-	case "PROVISIONING", "STAGING", "RUNNING", "REPAIRING", "SUSPENDING", "SUSPENDED":
+	case "TERMINATED", "STOPPED":
 		return true
 	}
 	return false
@@ -93,14 +97,14 @@ func (p *Provider) Get(ctx context.Context, pid string) (*v1.NodeClaim, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading instance %s: %w", name, err)
 	}
-	if !live(inst) {
+	if stopped(inst) {
 		return nil, cloudprovider.NewNotFoundError(pid)
 	}
 	return p.claimFromInstance(inst, nil), nil
 }
 
-// List implements cloudprovider.CloudProvider: every live VM labelled with
-// this cluster's name.
+// List implements cloudprovider.CloudProvider: every VM labelled with this
+// cluster's name, stopped ones too.
 func (p *Provider) List(ctx context.Context) ([]*v1.NodeClaim, error) {
 	insts, err := p.listInstances(ctx, map[string]string{LabelCluster: p.labelValue})
 	if err != nil {
@@ -114,7 +118,7 @@ func (p *Provider) List(ctx context.Context) ([]*v1.NodeClaim, error) {
 	return out, nil
 }
 
-// listInstances lists the region's live VMs carrying every label.
+// listInstances lists the region's VMs carrying every label.
 func (p *Provider) listInstances(ctx context.Context, labels map[string]string) ([]*computepb.Instance, error) {
 	var terms []string
 	for k, v := range labels {
@@ -141,15 +145,11 @@ func (p *Provider) aggregated(ctx context.Context, filter string) ([]*computepb.
 		if !strings.HasPrefix(strings.TrimPrefix(pair.Key, "zones/"), p.opts.Region+"-") {
 			continue
 		}
-		for _, inst := range pair.Value.GetInstances() {
-			if live(inst) {
-				out = append(out, inst)
-			}
-		}
+		out = append(out, pair.Value.GetInstances()...)
 	}
 }
 
-// findInstance returns the live VM named name in the region, or nil.
+// findInstance returns the VM named name in the region, stopped or not, or nil.
 func (p *Provider) findInstance(ctx context.Context, name string) (*computepb.Instance, error) {
 	insts, err := p.aggregated(ctx, fmt.Sprintf(`name = "%s"`, name))
 	if err != nil {
@@ -265,11 +265,11 @@ type Machine struct {
 	Addresses []string // internal and external IPs
 }
 
-// OwnMachine returns the live VM named name if Stowage launched it for this
-// cluster, else nil.
+// OwnMachine returns the running (not stopped) VM named name if Stowage
+// launched it for this cluster, else nil.
 func (p *Provider) OwnMachine(ctx context.Context, name string) (*Machine, error) {
 	inst, err := p.findInstance(ctx, name)
-	if err != nil || inst == nil || inst.GetLabels()[LabelCluster] != p.labelValue || launchRecordOf(inst).NodeClaim == "" {
+	if err != nil || inst == nil || stopped(inst) || inst.GetLabels()[LabelCluster] != p.labelValue || launchRecordOf(inst).NodeClaim == "" {
 		return nil, err
 	}
 	m := &Machine{Name: inst.GetName()}

@@ -243,3 +243,49 @@ func TestLostResponseAdoptsTheInstance(t *testing.T) {
 }
 
 func lastSeg(s string) string { return s[strings.LastIndex(s, "/")+1:] }
+
+// TestStoppedVMIsStillAMachine: a VM stopped after launch (a guest
+// shutdown) is gone to Kubernetes (Get) but still bills its disk, so List
+// shows it for garbage collection, and a retried launch of its claim adopts
+// it rather than buying a second VM in another zone.
+func TestStoppedVMIsStillAMachine(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	a := offering("e2-standard-4", "us-central1-a", v1.CapacityTypeOnDemand)
+	b := offering("e2-standard-4", "us-central1-b", v1.CapacityTypeOnDemand)
+	c := claim("stopped-1", a, b)
+	first, err := e.provider.Create(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Stop("stopped-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.provider.Get(ctx, first.Status.ProviderID); !cloudprovider.IsNotFound(err) {
+		t.Errorf("Get of a stopped VM = %v, want NotFound", err)
+	}
+	list, err := e.provider.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Status.ProviderID != first.Status.ProviderID {
+		t.Errorf("List = %d machines, want the stopped VM %s", len(list), first.Status.ProviderID)
+	}
+	// The claim's status write was lost and zone a is now short of capacity.
+	e.provider.Unavailable().MarkUnavailable(cloudprovider.ChoiceID(a))
+	again, err := e.provider.Create(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.srv.Instances()); n != 1 || again.Status.ProviderID != first.Status.ProviderID {
+		t.Fatalf("retried launch: %d VMs, adopted %s; want the one stopped VM %s", n, again.Status.ProviderID, first.Status.ProviderID)
+	}
+	// Deleting the claim by name finds and deletes it.
+	c.Status.ProviderID = ""
+	if err := e.provider.Delete(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.srv.Instances()); n != 0 {
+		t.Errorf("%d VMs after Delete, want 0", n)
+	}
+}

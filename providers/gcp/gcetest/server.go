@@ -245,6 +245,19 @@ func (s *Server) Preempt(name string) error {
 	return nil
 }
 
+// Stop stops an instance as a guest shutdown or `gcloud compute instances
+// stop` does: it stays, TERMINATED, and its boot disk is still billed.
+func (s *Server) Stop(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, inst := s.findLocked(name)
+	if inst == nil {
+		return fmt.Errorf("no instance %s", name)
+	}
+	inst.Status = proto.String("TERMINATED")
+	return nil
+}
+
 // SetUpcomingMaintenance announces host maintenance for an instance.
 func (s *Server) SetUpcomingMaintenance(name string, start time.Time) error {
 	s.mu.Lock()
