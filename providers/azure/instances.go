@@ -14,7 +14,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -105,7 +104,9 @@ func (p *Provider) Delete(ctx context.Context, claim *v1.NodeClaim) error {
 		return fmt.Errorf("deleting nodeclaim %s: %w", claim.Name, err)
 	}
 	if vm == nil {
-		p.cleanupLeftovers(ctx, name)
+		if err := p.cleanupLeftovers(ctx, name); err != nil {
+			return fmt.Errorf("deleting nodeclaim %s: what its VM left: %w", claim.Name, err)
+		}
 		return cloudprovider.NewNotFoundError(pid)
 	}
 	tags := tagMap(vm.Tags)
@@ -119,7 +120,9 @@ func (p *Provider) Delete(ctx context.Context, claim *v1.NodeClaim) error {
 	if err := p.deleteVM(ctx, name); err != nil {
 		return fmt.Errorf("deleting nodeclaim %s: %w", claim.Name, err)
 	}
-	p.cleanupLeftovers(ctx, name)
+	if err := p.cleanupLeftovers(ctx, name); err != nil {
+		return fmt.Errorf("deleting nodeclaim %s: what its VM left: %w", claim.Name, err)
+	}
 	if group := tags[TagPlacementGroup]; group != "" {
 		p.releasePPG(ctx, group)
 	}
@@ -141,35 +144,36 @@ func (p *Provider) deleteVM(ctx context.Context, name string) error {
 	return nil
 }
 
-// cleanupLeftovers removes the NIC and OS disk of a deleted VM if they
-// outlived it (a VM created without delete options, or a delete cut short).
-func (p *Provider) cleanupLeftovers(ctx context.Context, vm string) {
-	logger := log.FromContext(ctx).WithName(Name)
+// cleanupLeftovers removes the NIC and OS disk of a VM that is gone if they
+// outlived it (a VM created without delete options, a delete cut short, or
+// a launch that made the NIC and never the VM). An error means something
+// is left, and Delete is retried.
+func (p *Provider) cleanupLeftovers(ctx context.Context, vm string) error {
 	if err := p.deleteNIC(ctx, nicName(vm)); err != nil {
-		logger.Error(err, "removing a deleted VM's network interface", "vm", vm)
+		return err
 	}
 	if p.opts.Disks == nil {
-		return
+		return nil
 	}
 	disk := vm + "-osdisk"
 	got, err := p.opts.Disks.Get(ctx, p.opts.ResourceGroup, disk, nil)
 	if isNotFound(err) {
-		return
+		return nil
 	}
 	if err != nil {
-		logger.Error(err, "reading a deleted VM's OS disk", "disk", disk)
-		return
+		return fmt.Errorf("reading OS disk %s: %w", disk, err)
 	}
 	if got.ManagedBy != nil && *got.ManagedBy != "" {
-		return // still attached to a VM
+		return nil // still attached to a VM
 	}
 	poller, err := p.opts.Disks.BeginDelete(ctx, p.opts.ResourceGroup, disk, nil)
 	if err == nil {
 		_, err = poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: p.opts.PollFrequency})
 	}
 	if err != nil && !isNotFound(err) {
-		logger.Error(err, "removing a deleted VM's OS disk", "disk", disk)
+		return fmt.Errorf("deleting OS disk %s: %w", disk, err)
 	}
+	return nil
 }
 
 // Get implements cloudprovider.CloudProvider.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
@@ -482,12 +483,19 @@ func (p *Provider) ensureNIC(ctx context.Context, claim *v1.NodeClaim, nc *azv1.
 	return deref(resp.ID), nil
 }
 
-// cleanupNIC removes the network interface of a VM that was never made.
+// cleanupNIC removes the network interface of a VM that was never made. It
+// runs even when the launch's context has ended (a shutdown, a lost lease):
+// that is when a launch is most often cut short.
 func (p *Provider) cleanupNIC(ctx context.Context, vm string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
 	if err := p.deleteNIC(ctx, nicName(vm)); err != nil {
-		log.FromContext(ctx).Error(err, "removing the network interface of a VM that did not launch; garbage collection retries", "nic", nicName(vm))
+		log.FromContext(ctx).Error(err, "removing the network interface of a VM that did not launch; deleting the nodeclaim retries it", "nic", nicName(vm))
 	}
 }
+
+// cleanupTimeout bounds the cleanup of a launch cut short.
+const cleanupTimeout = 2 * time.Minute
 
 func (p *Provider) deleteNIC(ctx context.Context, name string) error {
 	got, err := p.opts.NICs.Get(ctx, p.opts.ResourceGroup, name, nil)

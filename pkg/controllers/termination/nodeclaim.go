@@ -127,7 +127,9 @@ func (t *claimTerminator) cordon(ctx context.Context, claim *v1.NodeClaim, node 
 // deleteMachine terminates the claim's machine. A claim without a providerID
 // may still have one: a crash between the provider's Create and the status
 // patch leaves the machine unrecorded, so it is looked up by the claim label
-// every provider sets.
+// every provider sets. When none is found the claim itself goes to Delete,
+// which finds by name what a launch cut short left behind (an Azure network
+// interface made before its VM).
 func (t *claimTerminator) deleteMachine(ctx context.Context, claim *v1.NodeClaim) error {
 	targets := []*v1.NodeClaim{claim}
 	if claim.Status.ProviderID == "" {
@@ -135,13 +137,16 @@ func (t *claimTerminator) deleteMachine(ctx context.Context, claim *v1.NodeClaim
 		if err != nil {
 			return fmt.Errorf("listing machines for unlaunched nodeclaim %s: %w", claim.Name, err)
 		}
-		targets = targets[:0]
+		var found []*v1.NodeClaim
 		for _, inst := range instances {
 			if inst.Labels[v1.LabelNodeClaim] == claim.Name && inst.Status.ProviderID != "" {
 				target := claim.DeepCopy()
 				target.Status.ProviderID = inst.Status.ProviderID
-				targets = append(targets, target)
+				found = append(found, target)
 			}
+		}
+		if len(found) > 0 {
+			targets = found
 		}
 	}
 	for _, target := range targets {

@@ -285,6 +285,34 @@ func TestDeletesUnrecordedMachine(t *testing.T) {
 	}
 }
 
+// TestUnlaunchedClaimGoesToDelete: a claim with no providerID and no
+// machine listed is handed to Delete itself, so the provider can remove
+// what a launch cut short left behind by name (an Azure network interface).
+func TestUnlaunchedClaimGoesToDelete(t *testing.T) {
+	e := newEnv(t, nil)
+	claim := &v1.NodeClaim{}
+	if err := e.client.Get(context.Background(), client.ObjectKey{Name: "c1"}, claim); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cloud.Delete(context.Background(), claim); err != nil {
+		t.Fatal(err)
+	}
+	claim.Status = v1.NodeClaimStatus{}
+	if err := e.client.Status().Update(context.Background(), claim); err != nil {
+		t.Fatal(err)
+	}
+	before := e.cloud.Calls("Delete")
+	if _, err := e.reconcileClaim(t); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.cloud.Calls("Delete") - before; got != 1 {
+		t.Errorf("Delete called %d times for the unlaunched claim, want 1", got)
+	}
+	if e.exists(t, &v1.NodeClaim{}, "c1") {
+		t.Fatal("finalizer must be released: nothing is left to delete")
+	}
+}
+
 func TestMachineDeleteErrors(t *testing.T) {
 	t.Run("already gone is success", func(t *testing.T) {
 		e := newEnv(t, nil)

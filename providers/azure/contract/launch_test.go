@@ -7,9 +7,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	corev1 "k8s.io/api/core/v1"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
@@ -359,5 +363,76 @@ func TestNodeClassNotReadyBuysNothing(t *testing.T) {
 	}
 	if n := e.cloud.Calls("VirtualMachines.CreateOrUpdate") + e.cloud.Calls("NetworkInterfaces.CreateOrUpdate"); n != 0 {
 		t.Errorf("%d create calls for node classes that are not Ready", n)
+	}
+}
+
+// cutShortVMs ends the launch's context as the VM create is sent, as a
+// shutdown or a lost lease does after the NIC is made.
+type cutShortVMs struct {
+	azure.VirtualMachinesAPI
+	cancel context.CancelFunc
+}
+
+func (c cutShortVMs) BeginCreateOrUpdate(ctx context.Context, rg, name string, vm armcompute.VirtualMachine, o *armcompute.VirtualMachinesClientBeginCreateOrUpdateOptions) (*runtime.Poller[armcompute.VirtualMachinesClientCreateOrUpdateResponse], error) {
+	c.cancel()
+	return nil, ctx.Err()
+}
+
+// stuckNICs fails every NIC delete while fail is set: the process died
+// before its cleanup, or the API refused it.
+type stuckNICs struct {
+	azure.InterfacesAPI
+	fail *atomic.Bool
+}
+
+func (n stuckNICs) BeginDelete(ctx context.Context, rg, name string, o *armnetwork.InterfacesClientBeginDeleteOptions) (*runtime.Poller[armnetwork.InterfacesClientDeleteResponse], error) {
+	if n.fail.Load() {
+		return nil, errors.New("injected: NIC delete failed")
+	}
+	return n.InterfacesAPI.BeginDelete(ctx, rg, name, o)
+}
+
+// TestLaunchCutShortLeavesNoNIC: the NIC is made before its VM. A launch
+// cut short after that removes it even though its context has ended; and
+// when that cleanup cannot run, deleting the claim (no providerID, no VM)
+// removes it, or fails so that termination retries.
+func TestLaunchCutShortLeavesNoNIC(t *testing.T) {
+	e := newEnv(t)
+	e.nodeClass(t, "gpu")
+	var fail atomic.Bool
+	ctx, cancel := context.WithCancel(e.ctx)
+	p := e.newProvider(t, func(o *azure.Options) {
+		o.VMs = cutShortVMs{o.VMs, cancel}
+		o.NICs = stuckNICs{o.NICs, &fail}
+	})
+	c := claim("cut-short", "gpu", offering("Standard_NC4as_T4_v3", "eastus-1", v1.CapacityTypeOnDemand))
+	if _, err := p.Create(ctx, c); err == nil {
+		t.Fatal("Create must fail when its context ends")
+	}
+	if nics := e.cloud.NICs(); len(nics) != 0 {
+		t.Fatalf("NICs after a launch cut short: %v, want none", nics)
+	}
+
+	fail.Store(true)
+	ctx, cancel = context.WithCancel(e.ctx)
+	p = e.newProvider(t, func(o *azure.Options) {
+		o.VMs = cutShortVMs{o.VMs, cancel}
+		o.NICs = stuckNICs{o.NICs, &fail}
+	})
+	if _, err := p.Create(ctx, c); err == nil {
+		t.Fatal("Create must fail when its context ends")
+	}
+	if nics := e.cloud.NICs(); len(nics) != 1 {
+		t.Fatalf("NICs = %v, want the one the failed cleanup left", nics)
+	}
+	if err := p.Delete(e.ctx, c); err == nil || cloudprovider.IsNotFound(err) {
+		t.Fatalf("Delete with the NIC still there = %v, want an error to retry on", err)
+	}
+	fail.Store(false)
+	if err := p.Delete(e.ctx, c); !cloudprovider.IsNotFound(err) {
+		t.Fatalf("Delete = %v, want NotFound (no VM) once the NIC is removed", err)
+	}
+	if nics := e.cloud.NICs(); len(nics) != 0 {
+		t.Errorf("NICs after Delete: %v, want none", nics)
 	}
 }
