@@ -1,6 +1,7 @@
 package gcp
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,24 +54,34 @@ func stopped(inst *computepb.Instance) bool {
 
 // Delete implements cloudprovider.CloudProvider. A claim without a
 // providerID may still have a VM (launched, then the status write was lost):
-// it is found by its name.
+// it is found by its name. A VM not labelled with this cluster is never
+// deleted, whatever the claim says (a copied Node, a hand-edited status, a
+// claim name another cluster also used): it is reported gone.
 func (p *Provider) Delete(ctx context.Context, claim *v1.NodeClaim) error {
-	zone, name := "", InstanceName(claim.Name)
+	var inst *computepb.Instance
+	var err error
 	if claim.Status.ProviderID != "" {
-		var err error
-		if _, zone, name, err = ParseProviderID(claim.Status.ProviderID); err != nil {
-			return fmt.Errorf("deleting nodeclaim %s: %w", claim.Name, err)
+		project, zone, name, perr := ParseProviderID(claim.Status.ProviderID)
+		if perr != nil {
+			return fmt.Errorf("deleting nodeclaim %s: %w", claim.Name, perr)
+		}
+		if project != p.opts.Project {
+			return cloudprovider.NewNotFoundError(claim.Status.ProviderID) // not this cluster's project
+		}
+		inst, err = p.opts.Clients.Instances.Get(ctx, &computepb.GetInstanceRequest{Project: project, Zone: zone, Instance: name})
+		if isNotFound(err) {
+			return cloudprovider.NewNotFoundError(claim.Status.ProviderID)
 		}
 	} else {
-		inst, err := p.findInstance(ctx, name)
-		if err != nil {
-			return fmt.Errorf("deleting nodeclaim %s: %w", claim.Name, err)
-		}
-		if inst == nil {
-			return cloudprovider.NewNotFoundError("nodeclaim " + claim.Name)
-		}
-		zone = lastSegment(inst.GetZone())
+		inst, err = p.findInstance(ctx, InstanceName(claim.Name))
 	}
+	if err != nil {
+		return fmt.Errorf("deleting nodeclaim %s: %w", claim.Name, err)
+	}
+	if inst == nil || inst.GetLabels()[LabelCluster] != p.labelValue {
+		return cloudprovider.NewNotFoundError(cmp.Or(claim.Status.ProviderID, "nodeclaim "+claim.Name))
+	}
+	zone, name := lastSegment(inst.GetZone()), inst.GetName()
 	op, err := p.opts.Clients.Instances.Delete(ctx, &computepb.DeleteInstanceRequest{Project: p.opts.Project, Zone: zone, Instance: name})
 	if err == nil {
 		err = wait(ctx, op)

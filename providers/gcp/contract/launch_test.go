@@ -289,3 +289,35 @@ func TestStoppedVMIsStillAMachine(t *testing.T) {
 		t.Errorf("%d VMs after Delete, want 0", n)
 	}
 }
+
+// TestDeleteLeavesAnotherClustersVM: a claim whose name, or whose recorded
+// providerID, leads to a VM of another cluster gets NotFound and the VM
+// stays.
+func TestDeleteLeavesAnotherClustersVM(t *testing.T) {
+	e := start(t)
+	other, err := gcpprovider.New(gcpprovider.Options{ClusterName: "other", Project: e.srv.Project, Region: e.srv.Region, Clients: e.clients, Kube: e.kube, Clock: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c := claim("shared-name", offering("e2-standard-4", "us-central1-a", v1.CapacityTypeOnDemand))
+	theirs, err := other.Create(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.provider.Delete(ctx, c); !cloudprovider.IsNotFound(err) {
+		t.Errorf("Delete by name = %v, want NotFound", err)
+	}
+	if err := e.provider.Delete(ctx, theirs); !cloudprovider.IsNotFound(err) {
+		t.Errorf("Delete by providerID = %v, want NotFound", err)
+	}
+	if n := len(e.srv.Instances()); n != 1 {
+		t.Fatalf("%d VMs left, want the other cluster's one", n)
+	}
+	if err := other.Delete(ctx, theirs); err != nil {
+		t.Fatalf("its own cluster's Delete: %v", err)
+	}
+	if n := len(e.srv.Instances()); n != 0 {
+		t.Errorf("%d VMs left after its own cluster deleted it", n)
+	}
+}
