@@ -255,6 +255,7 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 	if src, ok := provider.(cloudprovider.InterruptionSource); ok && o.Interruption {
 		controllers = append(controllers, interruption.NewController(interruption.Deps{
 			Client: mgr.GetClient(), Source: src, CloudProvider: provider, Solver: solve, Clock: cfg.clock, Recorder: recorder,
+			Options: interruption.Options{GangSources: gangSources},
 		}))
 	}
 	controllers = append(controllers, cfg.extra...)

@@ -22,6 +22,7 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/state"
 	"github.com/stowage-k8s/stowage/pkg/utils/cloudtest"
+	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 )
 
 type env struct {
@@ -221,6 +222,18 @@ func TestPassReplacementReadyBeforeDrain(t *testing.T) {
 	}
 }
 
+// replacingA is a cluster whose one machine a is being replaced (a
+// cheaper one holds its pod): the command is decided and validated, and
+// its replacement is returned.
+func replacingA(t *testing.T) (*env, string) {
+	t.Helper()
+	e := newEnv(t, objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand))...)
+	mustT(t, e.client.Create(context.Background(), pod("web", "a", "2")))
+	e.pass(t)
+	e.validate(t)
+	return e, e.replacement(t, "a")
+}
+
 func TestPassAbandonsWhenReplacementFails(t *testing.T) {
 	cases := []struct {
 		name string
@@ -235,11 +248,7 @@ func TestPassAbandonsWhenReplacementFails(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand))...)
-			mustT(t, e.client.Create(context.Background(), pod("web", "a", "2")))
-			e.pass(t)
-			e.validate(t)
-			repl := e.replacement(t, "a")
+			e, repl := replacingA(t)
 			if tc.seen {
 				e.pass(t)
 			}
@@ -266,6 +275,26 @@ func TestPassAbandonsWhenReplacementFails(t *testing.T) {
 				t.Errorf("disruption reason on the candidate = %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// TestAbandonKeepsTheCordonOfAnInterruptedCandidate: the cloud interrupts
+// a candidate while its command waits; when the command is abandoned, the
+// node stays cordoned for the interruption controller to drain.
+func TestAbandonKeepsTheCordonOfAnInterruptedCandidate(t *testing.T) {
+	e, repl := replacingA(t)
+	e.pass(t)
+	claim := &v1.NodeClaim{}
+	mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: "a"}, claim))
+	conditions.Set(&claim.Status.Conditions, e.clock, claim.Generation, v1.ConditionInterrupted, metav1.ConditionTrue, "SpotReclaim", "")
+	mustT(t, e.client.Status().Update(context.Background(), claim))
+	mustT(t, e.client.Delete(context.Background(), &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: repl}}))
+	e.pass(t)
+	if got := drain(e.recorder); !strings.Contains(got, ReasonDisruptionAbandoned) {
+		t.Fatalf("events = %q, want the command abandoned", got)
+	}
+	if !e.tainted(t, "a") {
+		t.Error("the interrupted candidate's cordon was lifted")
 	}
 }
 
@@ -494,11 +523,7 @@ func TestPassRollsSeveralNodesAtOnce(t *testing.T) {
 // A new leader resumes a command its predecessor left waiting for its
 // replacement, and gives up one whose replacement was never created.
 func TestPassResumesCommandsAfterARestart(t *testing.T) {
-	e := newEnv(t, objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand))...)
-	mustT(t, e.client.Create(context.Background(), pod("web", "a", "2")))
-	e.pass(t)
-	e.validate(t)
-	repl := e.replacement(t, "a")
+	e, repl := replacingA(t)
 
 	// The leader changes.
 	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: e.cloud, Solver: SolverFunc(firstFit), Clock: e.clock, Recorder: e.recorder})

@@ -214,11 +214,33 @@ func (c *Controller) rollback(ctx context.Context, cmd Command, replacements []s
 	}
 	for _, cand := range cmd.Candidates {
 		errs = append(errs, c.annotate(ctx, cand.Claim.Name, nil))
-		if cand.Node != nil {
+		// A candidate the cloud has since interrupted keeps its cordon:
+		// the interruption controller drains it.
+		if cand.Node != nil && !c.interrupted(ctx, cand.Claim.Name) {
 			errs = append(errs, Untaint(ctx, c.client, cand.Node.Name))
 		}
 	}
 	return joinErrs(errs...)
+}
+
+// interrupted reports whether the named claim is Interrupted now (or
+// cannot be read, which keeps a cordon rather than lifting it wrongly).
+func (c *Controller) interrupted(ctx context.Context, name string) bool {
+	claim := &v1.NodeClaim{}
+	if err := c.client.Get(ctx, client.ObjectKey{Name: name}, claim); err != nil {
+		return client.IgnoreNotFound(err) != nil
+	}
+	return conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted)
+}
+
+// CommandID is the ID of the disruption command claim is part of ("" for
+// none): its replacements carry it in AnnotationReplacementFor.
+func CommandID(claim *v1.NodeClaim) string {
+	rec := commandRecord{}
+	if raw := claim.Annotations[AnnotationCommand]; raw == "" || json.Unmarshal([]byte(raw), &rec) != nil {
+		return ""
+	}
+	return rec.ID
 }
 
 // resume adopts the commands recorded on claims that this controller does

@@ -187,8 +187,13 @@ func signalGangs(ctx context.Context, c client.Client, st *ClusterState, gangs s
 // gangs recognises gangs as provisioning does. Disruption needs only their
 // names, not their sizes, so workloads sized by an API lookup are named
 // without one.
-func (c *Controller) gangs() scheduling.Gangs {
-	return scheduling.Gangs{Sources: c.opts.GangSources, Sizes: namesOnly{}}
+func (c *Controller) gangs() scheduling.Gangs { return GangsOf(c.opts.GangSources) }
+
+// GangsOf recognises Stowage's and Kueue's gangs and those of the opted-in
+// workload kinds, each sized only to be named (see namesOnly): what a
+// what-if and the checkpoint signal need.
+func GangsOf(sources map[scheduling.GangSource]bool) scheduling.Gangs {
+	return scheduling.Gangs{Sources: sources, Sizes: namesOnly{}}
 }
 
 // namesOnly sizes every opted-in workload as a gang of two, which is enough
@@ -202,9 +207,10 @@ func (namesOnly) JobSetSize(string, string) (int, error)     { return 2, nil }
 // any node, of the gangs pods belong to: when a member of a gang is
 // interrupted (a spot reclaim Stowage cannot refuse), the whole gang is told
 // to checkpoint, not only the pods on the machine going away. Stowage's and
-// Kueue's gang declarations are recognised.
-func SignalGangPeers(ctx context.Context, c client.Client, pods []*corev1.Pod, value string) error {
-	gangs := scheduling.Gangs{Sizes: namesOnly{}}
+// Kueue's gang declarations are recognised, and those of the opted-in
+// workload kinds (sources).
+func SignalGangPeers(ctx context.Context, c client.Client, pods []*corev1.Pod, value string, sources map[scheduling.GangSource]bool) error {
+	gangs := GangsOf(sources)
 	want := map[string]bool{}
 	namespaces := map[string]bool{}
 	for _, p := range pods {

@@ -170,7 +170,7 @@ func TestSignalGangPeers(t *testing.T) {
 	other := pod("web", "n2", "1")
 	c := cloudtest.NewClientBuilder().WithObjects(here.DeepCopy(), there.DeepCopy(), other.DeepCopy()).Build()
 	ctx := context.Background()
-	mustT(t, SignalGangPeers(ctx, c, []*corev1.Pod{here}, "SpotReclaim deadline=x"))
+	mustT(t, SignalGangPeers(ctx, c, []*corev1.Pod{here}, "SpotReclaim deadline=x", nil))
 	list := &corev1.PodList{}
 	mustT(t, c.List(ctx, list))
 	for _, p := range list.Items {

@@ -27,6 +27,7 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/controllers/disruption"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/utils/claims"
 	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 	"github.com/stowage-k8s/stowage/pkg/utils/index"
@@ -70,6 +71,8 @@ type Options struct {
 	// Workers is how many events are handled at once; events about one
 	// machine are handled in order by one worker.
 	Workers int
+	// GangSources are the workload kinds opted in as gangs, as provisioning's.
+	GangSources map[scheduling.GangSource]bool
 }
 
 // Controller consumes interruption events. It runs on the leader only.
@@ -97,8 +100,19 @@ type interruption struct {
 	deadline     time.Time // zero for a hint
 	received     time.Time
 	replacements []string
-	acks         []func(context.Context) error
+	// planned is set once the pods' new places are settled: replacements
+	// launched, or none needed. Until then the node is not drained before
+	// its deadline, and the plan is tried again every replanEvery.
+	planned  bool
+	replanAt time.Time
+	acks     []func(context.Context) error
 }
+
+// replanEvery spaces the attempts to plan the replacement of an
+// interrupted node that has none (the plan failed, or its replacements
+// failed to launch), so a cluster without room does not re-run the solver
+// every check.
+const replanEvery = 30 * time.Second
 
 // NewController builds the interruption controller.
 func NewController(d Deps) *Controller {
@@ -123,7 +137,7 @@ func NewController(d Deps) *Controller {
 	return &Controller{
 		client:  d.Client,
 		source:  d.Source,
-		sim:     &disruption.Simulator{Solver: d.Solver, Cloud: d.CloudProvider},
+		sim:     &disruption.Simulator{Solver: d.Solver, Cloud: d.CloudProvider, Gangs: disruption.GangsOf(d.Options.GangSources)},
 		clock:   d.Clock,
 		events:  recorder{d.Recorder},
 		opts:    d.Options,
@@ -161,19 +175,30 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	queues := make([]chan cloudprovider.InterruptionEvent, c.opts.Workers)
+	// An event whose handling failed comes back through retries after a
+	// backoff: not every cloud delivers it again (GCP's and Azure's
+	// notices are sent once).
+	retries := make(chan queued)
+	stop := make(chan struct{})
+	queues := make([]chan queued, c.opts.Workers)
 	for i := range queues {
-		q := make(chan cloudprovider.InterruptionEvent, 64)
+		q := make(chan queued, 64)
 		queues[i] = q
 		wg.Go(func() {
-			for ev := range q {
-				if err := c.Handle(ctx, ev); err != nil {
-					logger.Error(err, "handling interruption", "providerID", ev.ProviderID, "kind", ev.Kind)
+			for item := range q {
+				err := c.Handle(ctx, item.ev)
+				if err == nil {
+					continue
+				}
+				logger.Error(err, "handling interruption", "providerID", item.ev.ProviderID, "kind", item.ev.Kind, "attempt", item.attempt+1)
+				if item.attempt+1 < handleAttempts {
+					go c.retryLater(item, retries, stop)
 				}
 			}
 		})
 	}
 	defer func() {
+		close(stop)
 		for _, q := range queues {
 			close(q)
 		}
@@ -193,19 +218,48 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 	})
 	for {
+		var item queued
 		select {
 		case <-ctx.Done():
 			return nil
+		case item = <-retries:
 		case ev, ok := <-ch:
 			if !ok {
 				return nil
 			}
-			select {
-			case queues[worker(ev.ProviderID, len(queues))] <- ev:
-			case <-ctx.Done():
-				return nil
-			}
+			item = queued{ev: ev}
 		}
+		select {
+		case queues[worker(item.ev.ProviderID, len(queues))] <- item:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// queued is an event and how many times its handling has failed.
+type queued struct {
+	ev      cloudprovider.InterruptionEvent
+	attempt int
+}
+
+// handleAttempts bounds how often one event is handled before it is given
+// up (its deadline drains the node regardless once it is tracked).
+const handleAttempts = 6
+
+// retryLater sends item back after 1, 2, 4, 8 or 16 s, unless the
+// controller stops first.
+func (c *Controller) retryLater(item queued, retries chan<- queued, stop <-chan struct{}) {
+	timer := c.clock.NewTimer(time.Second << item.attempt)
+	defer timer.Stop()
+	item.attempt++
+	select {
+	case <-timer.C():
+		select {
+		case retries <- item:
+		case <-stop:
+		}
+	case <-stop:
 	}
 }
 
@@ -295,11 +349,19 @@ func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEv
 	unlock := c.lock(claim.Name)
 	defer unlock()
 	if t := c.trackedFor(claim.Name); t != nil {
-		// The cloud repeats itself; keep the earliest deadline.
-		if !ev.Deadline.IsZero() && (t.deadline.IsZero() || ev.Deadline.Before(t.deadline)) {
-			t.deadline = ev.Deadline
-		}
 		t.acks = append(t.acks, ev.Ack)
+		// The cloud repeats itself, and a rebalance hint is often followed
+		// by the reclaim: an earlier deadline is recorded on the claim and
+		// told to the pods, as the first event was.
+		if !ev.Deadline.IsZero() && (t.deadline.IsZero() || ev.Deadline.Before(t.deadline)) {
+			t.kind, t.deadline = ev.Kind, ev.Deadline
+			if err := c.markInterrupted(ctx, claim, t); err != nil {
+				return err
+			}
+			if err := c.warnNode(ctx, claim, t); err != nil {
+				return err
+			}
+		}
 		return c.progressOne(ctx, now, t)
 	}
 	logger = logger.WithValues("nodeclaim", klog.KObj(claim))
@@ -330,11 +392,61 @@ func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEv
 			return err
 		}
 	}
-	if err := c.replace(ctx, claim, node, pods, t); err != nil {
-		// Draining still goes ahead at the deadline; provisioning will place the pods.
-		logger.Error(err, "pre-spinning a replacement failed")
+	// Replacements already in flight for this claim (a previous leader's,
+	// or a disruption command's) are adopted, not bought again.
+	inFlight, err := c.inFlight(ctx, claim)
+	if err != nil {
+		return err
+	}
+	if len(inFlight) > 0 {
+		t.replacements, t.planned = inFlight, true
+		logger.Info("adopted replacements already in flight", "replacements", inFlight)
+	} else {
+		c.replan(ctx, claim, node, pods, t)
 	}
 	return c.progressOne(ctx, now, t)
+}
+
+// warnNode tells the pods on the claim's node about t, if it has a node.
+func (c *Controller) warnNode(ctx context.Context, claim *v1.NodeClaim, t *interruption) error {
+	node, err := claims.NodeFor(ctx, c.client, claim)
+	if err != nil || node == nil {
+		return err
+	}
+	_, err = c.warnPods(ctx, node, t)
+	return err
+}
+
+// inFlight names the claims, not being deleted, launched to replace claim:
+// by an earlier leader of this controller, or by the disruption command
+// the claim is part of.
+func (c *Controller) inFlight(ctx context.Context, claim *v1.NodeClaim) ([]string, error) {
+	want := map[string]bool{replacementPrefix + claim.Name: true}
+	if id := disruption.CommandID(claim); id != "" {
+		want[id] = true
+	}
+	list := &v1.NodeClaimList{}
+	if err := c.client.List(ctx, list); err != nil {
+		return nil, fmt.Errorf("listing nodeclaims: %w", err)
+	}
+	var out []string
+	for i := range list.Items {
+		r := &list.Items[i]
+		if r.DeletionTimestamp == nil && want[r.Annotations[disruption.AnnotationReplacementFor]] {
+			out = append(out, r.Name)
+		}
+	}
+	return out, nil
+}
+
+// replan plans the node's pods without it and launches what the plan buys,
+// setting t.planned when their new places are settled. A failure is logged:
+// the node then waits for its deadline, and progressOne tries again.
+func (c *Controller) replan(ctx context.Context, claim *v1.NodeClaim, node *corev1.Node, pods []*corev1.Pod, t *interruption) {
+	t.replanAt = c.clock.Now().Add(replanEvery)
+	if err := c.replace(ctx, claim, node, pods, t); err != nil {
+		log.FromContext(ctx).Error(err, "pre-spinning a replacement failed; the node drains at its deadline unless a later attempt succeeds")
+	}
 }
 
 // Progress drains interrupted nodes whose replacement is Ready or whose
@@ -362,7 +474,8 @@ func (c *Controller) Progress(ctx context.Context) error {
 		}
 		// Left by an earlier leader: its replacements are found by their annotation.
 		kind, deadline := parseAnnotation(claim.Annotations[v1.AnnotationInterruption])
-		c.track(&interruption{claim: claim.Name, kind: kind, deadline: deadline, received: now, replacements: replacements[claim.Name]})
+		c.track(&interruption{claim: claim.Name, kind: kind, deadline: deadline, received: now,
+			replacements: replacements[claim.Name], planned: len(replacements[claim.Name]) > 0})
 	}
 	c.pruneLocks(exists)
 	c.mu.Lock()
@@ -397,6 +510,20 @@ func (c *Controller) progressOne(ctx context.Context, now time.Time, t *interrup
 		c.forget(t.claim)
 		return ackAll(ctx, t.acks)
 	}
+	if err := c.dropGone(ctx, t); err != nil {
+		return err
+	}
+	if !t.planned && !now.Before(t.replanAt) {
+		node, err := claims.NodeFor(ctx, c.client, claim)
+		if err != nil {
+			return err
+		}
+		pods, err := c.movablePods(ctx, node)
+		if err != nil {
+			return err
+		}
+		c.replan(ctx, claim, node, pods, t)
+	}
 	ready, err := c.replacementsReady(ctx, t)
 	if err != nil {
 		return err
@@ -422,9 +549,12 @@ func (c *Controller) progressOne(ctx context.Context, now time.Time, t *interrup
 	return ackAll(ctx, t.acks)
 }
 
-// replacementsReady reports whether every replacement is Ready. A
-// replacement that is gone counts as never becoming Ready.
+// replacementsReady reports whether the pods' new places are settled and
+// every replacement is Ready.
 func (c *Controller) replacementsReady(ctx context.Context, t *interruption) (bool, error) {
+	if !t.planned {
+		return false, nil
+	}
 	for _, name := range t.replacements {
 		r := &v1.NodeClaim{}
 		if err := c.client.Get(ctx, client.ObjectKey{Name: name}, r); err != nil {
@@ -433,11 +563,38 @@ func (c *Controller) replacementsReady(ctx context.Context, t *interruption) (bo
 			}
 			return false, fmt.Errorf("getting replacement nodeclaim %s: %w", name, err)
 		}
-		if !conditions.IsTrue(r.Status.Conditions, v1.ConditionReady) {
+		if r.DeletionTimestamp != nil || !conditions.IsTrue(r.Status.Conditions, v1.ConditionReady) {
 			return false, nil
 		}
 	}
 	return true, nil
+}
+
+// dropGone forgets replacements that are gone or being deleted (a launch
+// that failed); when none is left the pods need a plan again. One failed
+// replacement beside others that stand is not replanned: planning again
+// would buy the others twice.
+func (c *Controller) dropGone(ctx context.Context, t *interruption) error {
+	if len(t.replacements) == 0 {
+		return nil
+	}
+	var kept []string
+	for _, name := range t.replacements {
+		r := &v1.NodeClaim{}
+		err := c.client.Get(ctx, client.ObjectKey{Name: name}, r)
+		if client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("getting replacement nodeclaim %s: %w", name, err)
+		}
+		if err == nil && r.DeletionTimestamp == nil {
+			kept = append(kept, name)
+		}
+	}
+	if len(kept) == 0 {
+		log.FromContext(ctx).Info("every replacement of the interrupted node is gone; planning again", "nodeclaim", t.claim, "replacements", t.replacements)
+		t.planned = false
+	}
+	t.replacements = kept
+	return nil
 }
 
 func (c *Controller) claimFor(ctx context.Context, providerID string) (*v1.NodeClaim, error) {
@@ -514,15 +671,39 @@ func (c *Controller) warnPods(ctx context.Context, node *corev1.Node, t *interru
 	for i := range list.Items {
 		pods[i] = &list.Items[i]
 	}
-	errs = append(errs, disruption.SignalGangPeers(ctx, c.client, pods, value))
+	errs = append(errs, disruption.SignalGangPeers(ctx, c.client, pods, value, c.opts.GangSources))
 	return out, errors.Join(errs...)
 }
 
+// movablePods are the pods on node that need a new node when it goes.
+func (c *Controller) movablePods(ctx context.Context, node *corev1.Node) ([]*corev1.Pod, error) {
+	if node == nil {
+		return nil, nil
+	}
+	list := &corev1.PodList{}
+	if err := c.client.List(ctx, list, client.MatchingFields{index.PodNodeName: node.Name}); err != nil {
+		return nil, fmt.Errorf("listing pods on node %s: %w", node.Name, err)
+	}
+	var out []*corev1.Pod
+	for i := range list.Items {
+		if p := &list.Items[i]; p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed && movable(p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
 // replace plans the node's pods without it and launches the new machines.
+// The pods' new places are settled (t.planned) when it launched machines
+// for them, or when none are needed; a plan that leaves pods unschedulable
+// and buys nothing is not.
 func (c *Controller) replace(ctx context.Context, claim *v1.NodeClaim, node *corev1.Node, pods []*corev1.Pod, t *interruption) error {
 	if len(pods) == 0 {
+		t.planned = true
 		return nil
 	}
+	// Machines launched before a failure stand: planning again would buy them twice.
+	defer func() { t.planned = t.planned || len(t.replacements) > 0 }()
 	st, err := disruption.ReadState(ctx, c.client, c.clock.Now())
 	if err != nil {
 		return err
@@ -554,6 +735,10 @@ func (c *Controller) replace(ctx context.Context, claim *v1.NodeClaim, node *cor
 		log.FromContext(ctx).Info("launched replacements for interrupted node", "replacements", t.replacements,
 			"unschedulable", len(sim.Plan.Unschedulable))
 	}
+	if len(sim.Plan.NewNodes) == 0 && len(sim.Plan.Unschedulable) > 0 {
+		return fmt.Errorf("%d of the node's pods fit nowhere: %s", len(sim.Plan.Unschedulable), sim.Plan.Unschedulable[0].Reason)
+	}
+	t.planned = true
 	return nil
 }
 

@@ -2,6 +2,7 @@ package interruption
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -29,7 +30,7 @@ var start = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 var gpu1 = &cloudprovider.InstanceType{
 	Name: "gpu1",
 	Capacity: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("32Gi"),
-		v1.ResourceNvidiaGPU: resource.MustParse("1")},
+		corev1.ResourcePods: resource.MustParse("110"), v1.ResourceNvidiaGPU: resource.MustParse("1")},
 	Offerings: []cloudprovider.Offering{{Zone: "zone-a", CapacityType: v1.CapacityTypeSpot, PricePerHour: 0.4, Available: true}},
 }
 
@@ -265,9 +266,19 @@ func TestAdoptsInterruptionAfterRestart(t *testing.T) {
 		c.Status.Conditions = append(c.Status.Conditions, metav1.Condition{Type: v1.ConditionInterrupted, Status: metav1.ConditionTrue,
 			Reason: "ScheduledMaintenance", LastTransitionTime: metav1.NewTime(start)})
 	})
+	// The previous leader left no replacement: the new one plans one and
+	// waits for it, or for the deadline.
+	e.progress(t)
+	if got := e.replacements(t); len(got) != 1 || e.claimGone(t) {
+		t.Fatalf("replacements = %v, claim gone = %v; want one replacement bought and the node kept", got, e.claimGone(t))
+	}
+	e.clock.Step(4 * time.Minute) // DrainLead before the deadline
 	e.progress(t)
 	if !e.claimGone(t) {
-		t.Fatal("an interruption left by a previous leader was not drained")
+		t.Fatal("an interruption left by a previous leader was not drained at its deadline")
+	}
+	if got := e.replacements(t); len(got) != 1 {
+		t.Errorf("replacements = %v, want still the one", got)
 	}
 }
 
@@ -383,5 +394,266 @@ func TestEventsAreHandledConcurrently(t *testing.T) {
 			t.Fatalf("c2 was not marked Interrupted while c1's handling was stuck (c1 blocked: %v)", blocked.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// newLeader replaces the controller, as a leader change does: nothing is
+// tracked in memory.
+func (e *env) newLeader() {
+	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
+		Clock: e.clock, Recorder: e.recorder})
+}
+
+func (e *env) get(t *testing.T, obj client.Object, key client.ObjectKey) {
+	t.Helper()
+	if err := e.client.Get(context.Background(), key, obj); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The event comes again to a new leader before its first check (SQS
+// redelivers, GCP looks back, Azure re-reads node conditions): the
+// replacement the old leader launched is adopted, not bought twice.
+func TestRedeliveryToANewLeaderAdoptsTheReplacement(t *testing.T) {
+	e := newEnv(t, 1)
+	ev := e.event(cloudprovider.InterruptionScheduledMaintenance, start.Add(time.Hour))
+	if err := e.ctrl.Handle(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	e.newLeader()
+	if err := e.ctrl.Handle(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.replacements(t); len(got) != 1 {
+		t.Errorf("replacements after the redelivery = %v, want the one", got)
+	}
+}
+
+// A plan that fails leaves the node cordoned until its deadline, not
+// drained at once with nowhere for its pods to go, and is tried again.
+func TestFailedPlanWaitsForTheDeadlineAndRetries(t *testing.T) {
+	e := newEnv(t, 1)
+	var fail atomic.Bool
+	fail.Store(true)
+	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: oneType{}, Clock: e.clock, Recorder: e.recorder,
+		Solver: disruption.SolverFunc(func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) {
+			if fail.Load() {
+				return nil, errors.New("injected: solver failure")
+			}
+			return oneNode(ctx, s)
+		})})
+	if err := e.ctrl.Handle(context.Background(), e.event(cloudprovider.InterruptionScheduledMaintenance, start.Add(24*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if e.claimGone(t) || len(e.replacements(t)) != 0 {
+		t.Fatalf("claim gone = %v, replacements %v; want the node kept and nothing bought", e.claimGone(t), e.replacements(t))
+	}
+	fail.Store(false)
+	e.clock.Step(replanEvery)
+	e.progress(t)
+	if got := e.replacements(t); len(got) != 1 || e.claimGone(t) {
+		t.Fatalf("after the retry: replacements %v, claim gone %v; want one bought and the node kept", got, e.claimGone(t))
+	}
+}
+
+// A replacement that failed to launch is bought again, rather than the node
+// staying cordoned until a deadline days away; one being deleted is not
+// Ready.
+func TestGoneReplacementIsBoughtAgain(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	if err := e.ctrl.Handle(ctx, e.event(cloudprovider.InterruptionScheduledMaintenance, start.Add(72*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	first := e.replacements(t)
+	e.setReady(t, first[0])
+	r := &v1.NodeClaim{}
+	e.get(t, r, client.ObjectKey{Name: first[0]})
+	r.Finalizers = []string{"test/hold"}
+	if err := e.client.Update(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.Delete(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Step(replanEvery)
+	e.progress(t)
+	if e.claimGone(t) {
+		t.Fatal("drained onto a Ready replacement that is being deleted")
+	}
+	var again []string
+	for _, name := range e.replacements(t) {
+		if name != first[0] {
+			again = append(again, name)
+		}
+	}
+	if len(again) != 1 {
+		t.Fatalf("replacements besides the deleted one = %v, want one bought again", again)
+	}
+	e.setReady(t, again[0])
+	e.progress(t)
+	if !e.claimGone(t) {
+		t.Error("not drained once the second replacement was Ready")
+	}
+}
+
+// A rebalance hint, then the reclaim: the claim and the pods are told the
+// deadline, and a new leader drains before it rather than waiting the hint
+// timeout.
+func TestReclaimAfterAHintIsRecorded(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	if err := e.ctrl.Handle(ctx, e.event(cloudprovider.InterruptionRebalanceHint, time.Time{})); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Step(10 * time.Second)
+	deadline := start.Add(10*time.Second + 2*time.Minute)
+	if err := e.ctrl.Handle(ctx, e.event(cloudprovider.InterruptionSpotReclaim, deadline)); err != nil {
+		t.Fatal(err)
+	}
+	want := annotationValue(cloudprovider.InterruptionSpotReclaim, deadline)
+	claim, pod := &v1.NodeClaim{}, &corev1.Pod{}
+	e.get(t, claim, client.ObjectKey{Name: "c1"})
+	e.get(t, pod, client.ObjectKey{Namespace: "ml", Name: "train-a"})
+	if claim.Annotations[v1.AnnotationInterruption] != want || pod.Annotations[v1.AnnotationInterruption] != want {
+		t.Errorf("claim says %q, pod says %q; want %q", claim.Annotations[v1.AnnotationInterruption], pod.Annotations[v1.AnnotationInterruption], want)
+	}
+	if c := conditions.Get(claim.Status.Conditions, v1.ConditionInterrupted); c == nil || c.Reason != string(cloudprovider.InterruptionSpotReclaim) {
+		t.Errorf("Interrupted condition = %+v, want reason %s", c, cloudprovider.InterruptionSpotReclaim)
+	}
+	e.newLeader()
+	e.clock.Step(80 * time.Second) // 40 s before the reclaim
+	e.progress(t)
+	if !e.claimGone(t) {
+		t.Error("a new leader did not drain DrainLead before the reclaim")
+	}
+}
+
+// The claim is already being replaced by a disruption command (drift) when
+// the cloud interrupts it: the command's replacement is adopted.
+func TestInterruptionAdoptsADisruptionCommandsReplacement(t *testing.T) {
+	e := newEnv(t, 1, func(c *v1.NodeClaim) {
+		c.Annotations = map[string]string{disruption.AnnotationCommand: `{"id":"c1-1","method":"replace","reason":"Drifted","replacements":1}`}
+	})
+	ctx := context.Background()
+	pool, claim := &v1.NodePool{}, &v1.NodeClaim{}
+	e.get(t, pool, client.ObjectKey{Name: "p"})
+	e.get(t, claim, client.ObjectKey{Name: "c1"})
+	pod := &corev1.Pod{}
+	e.get(t, pod, client.ObjectKey{Namespace: "ml", Name: "train-a"})
+	plan, _ := oneNode(ctx, &solver.Snapshot{Pods: []*corev1.Pod{pod}})
+	r, err := disruption.ReplacementClaim(pool, plan.NewNodes[0], claim, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Name = "drift-replacement"
+	r.Annotations[disruption.AnnotationReplacementFor] = "c1-1"
+	if err := e.client.Create(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ctrl.Handle(ctx, e.event(cloudprovider.InterruptionScheduledMaintenance, start.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.replacements(t); len(got) != 1 || got[0] != "drift-replacement" {
+		t.Errorf("claims replacing c1 = %v, want only the drift replacement", got)
+	}
+}
+
+// failFirstPatch fails the first Patch, as an API server timeout would.
+type failFirstPatch struct {
+	client.Client
+	failed atomic.Bool
+}
+
+func (f *failFirstPatch) Patch(ctx context.Context, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
+	if f.failed.CompareAndSwap(false, true) {
+		return errors.New("injected: API server timeout")
+	}
+	return f.Client.Patch(ctx, obj, p, opts...)
+}
+
+// An event whose handling failed is handled again after a backoff: GCP and
+// Azure send a notice once.
+func TestFailedEventIsRetried(t *testing.T) {
+	e := newEnv(t, 1)
+	failing := &failFirstPatch{Client: e.client}
+	ev := e.event(cloudprovider.InterruptionSpotReclaim, start.Add(2*time.Minute))
+	ev.Ack = nil
+	e.ctrl = NewController(Deps{Client: failing, Source: fanSource{events: []cloudprovider.InterruptionEvent{ev}}, CloudProvider: oneType{},
+		Solver: disruption.SolverFunc(oneNode), Clock: e.clock, Recorder: e.recorder})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.ctrl.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	}()
+	until := time.Now().Add(10 * time.Second)
+	for {
+		claim := &v1.NodeClaim{}
+		e.get(t, claim, client.ObjectKey{Name: "c1"})
+		if conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted) {
+			if !failing.failed.Load() {
+				t.Fatal("the injected failure never happened")
+			}
+			return
+		}
+		if time.Now().After(until) {
+			t.Fatal("the event was not handled again after its handling failed")
+		}
+		if failing.failed.Load() && e.clock.HasWaiters() {
+			e.clock.Step(time.Second) // the retry's backoff
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A spot reclaim takes both machines of a two-pod gang. The second
+// member's plan finds its gang short (its peer is on a machine going
+// away too) and buys nothing; its node then waits for the deadline
+// rather than being drained at once.
+func TestSecondGangMemberWaitsForTheDeadline(t *testing.T) {
+	clk := clocktesting.NewFakeClock(start)
+	pool := &v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "p"},
+		Spec: v1.NodePoolSpec{Template: v1.NodeClaimTemplate{Spec: v1.NodeClaimTemplateSpec{ExpireAfter: v1.Never}}}}
+	objs := []client.Object{pool}
+	for _, n := range []string{"1", "2"} {
+		id := "fake://zone-a/i-" + n
+		objs = append(objs,
+			&v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: "c" + n, Labels: map[string]string{v1.LabelNodePool: "p"}},
+				Spec:   v1.NodeClaimSpec{ExpireAfter: v1.Never, Offerings: []v1.OfferingChoice{{InstanceType: "gpu1", Zone: "zone-a", CapacityType: v1.CapacityTypeSpot}}},
+				Status: v1.NodeClaimStatus{ProviderID: id, NodeName: "n" + n, Allocatable: gpu1.Capacity}},
+			&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n" + n, Labels: map[string]string{v1.LabelNodePool: "p", v1.LabelZone: "zone-a",
+				v1.LabelCapacityType: v1.CapacityTypeSpot, v1.LabelInstanceType: "gpu1"}},
+				Spec: corev1.NodeSpec{ProviderID: id}, Status: corev1.NodeStatus{Allocatable: gpu1.Capacity, Capacity: gpu1.Capacity}},
+			&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ml", Name: "w-" + n,
+				Labels: map[string]string{v1.LabelPodGroup: "job", v1.LabelPodGroupSize: "2"}},
+				Spec: corev1.PodSpec{NodeName: "n" + n, Containers: []corev1.Container{{Name: "c", Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{v1.ResourceNvidiaGPU: resource.MustParse("1")}}}}},
+				Status: corev1.PodStatus{Phase: corev1.PodRunning}})
+	}
+	cl := cloudtest.NewClientBuilder().WithObjects(objs...).Build()
+	ctrl := NewController(Deps{Client: cl, CloudProvider: oneType{}, Clock: clk, Recorder: events.NewFakeRecorder(100),
+		Solver: disruption.SolverFunc(func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) { return solver.Solve(ctx, s) })})
+	ctx := context.Background()
+	for _, n := range []string{"1", "2"} {
+		ev := cloudprovider.InterruptionEvent{ProviderID: "fake://zone-a/i-" + n, Kind: cloudprovider.InterruptionSpotReclaim, Deadline: start.Add(2 * time.Minute)}
+		if err := ctrl.Handle(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.Get(ctx, client.ObjectKey{Name: "c2"}, &v1.NodeClaim{}); err != nil {
+		t.Fatalf("the second member's node was drained at once: %v", err)
+	}
+	clk.Step(time.Minute) // DrainLead before the deadline
+	if err := ctrl.Progress(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"c1", "c2"} {
+		if err := cl.Get(ctx, client.ObjectKey{Name: n}, &v1.NodeClaim{}); client.IgnoreNotFound(err) != nil || err == nil {
+			t.Errorf("%s not drained at its deadline (%v)", n, err)
+		}
 	}
 }
