@@ -310,6 +310,16 @@ func (c *Controller) track(t *interruption) {
 	c.tracked[t.claim] = t
 }
 
+// adopt tracks t unless its claim is tracked already: an event handled
+// meanwhile has the record that knows its replacements.
+func (c *Controller) adopt(t *interruption) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tracked[t.claim] == nil {
+		c.tracked[t.claim] = t
+	}
+}
+
 // forget stops tracking an interruption whose claim is deleting or gone.
 // Its lock stays (a holder may still be using it) until pruneLocks.
 func (c *Controller) forget(claim string) {
@@ -474,7 +484,7 @@ func (c *Controller) Progress(ctx context.Context) error {
 		}
 		// Left by an earlier leader: its replacements are found by their annotation.
 		kind, deadline := parseAnnotation(claim.Annotations[v1.AnnotationInterruption])
-		c.track(&interruption{claim: claim.Name, kind: kind, deadline: deadline, received: now,
+		c.adopt(&interruption{claim: claim.Name, kind: kind, deadline: deadline, received: now,
 			replacements: replacements[claim.Name], planned: len(replacements[claim.Name]) > 0})
 	}
 	c.pruneLocks(exists)
