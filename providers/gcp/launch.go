@@ -177,13 +177,21 @@ func (p *Provider) insert(ctx context.Context, zone string, inst *computepb.Inst
 	}
 	got, gerr := cl.Get(ctx, &computepb.GetInstanceRequest{Project: p.opts.Project, Zone: zone, Instance: inst.GetName()})
 	if gerr != nil {
-		return nil, fmt.Errorf("reading instance %s after insert: %w", inst.GetName(), gerr)
+		return nil, &afterInsertError{fmt.Errorf("reading instance %s after insert: %w", inst.GetName(), gerr)}
 	}
 	if got.GetLabels()[LabelCluster] != p.labelValue {
 		return nil, fmt.Errorf("instance %s exists but belongs to cluster %q", inst.GetName(), got.GetLabels()[LabelCluster])
 	}
 	return got, nil
 }
+
+// afterInsertError is a failure after the VM was made (reading it back): never
+// a capacity error, whatever its text says (a read-rate quota answers
+// quotaExceeded), since trying the next zone would make a second VM.
+type afterInsertError struct{ err error }
+
+func (e *afterInsertError) Error() string { return e.err.Error() }
+func (e *afterInsertError) Unwrap() error { return e.err }
 
 // opError carries a failed operation's error codes.
 type opError struct {
@@ -211,6 +219,9 @@ func wait(ctx context.Context, op *compute.Operation) error {
 }
 
 func isCapacityError(err error) bool {
+	if _, made := errors.AsType[*afterInsertError](err); made {
+		return false // the VM exists: another zone would make a second
+	}
 	var oe *opError
 	if errors.As(err, &oe) {
 		for _, c := range oe.codes {

@@ -321,3 +321,29 @@ func TestDeleteLeavesAnotherClustersVM(t *testing.T) {
 		t.Errorf("%d VMs left after its own cluster deleted it", n)
 	}
 }
+
+// TestReadAfterInsertFailureIsNoCapacityError: the VM was made but reading
+// it back hit a read-rate quota (403 quotaExceeded). That is not the zone
+// lacking capacity: Create fails without trying the next zone, and the
+// retry adopts the one VM.
+func TestReadAfterInsertFailureIsNoCapacityError(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	c := claim("read-fails", offering("e2-standard-4", "us-central1-a", v1.CapacityTypeOnDemand),
+		offering("e2-standard-4", "us-central1-b", v1.CapacityTypeOnDemand))
+	e.srv.FailNextWith("compute.instances.get", 403, "quotaExceeded")
+	_, err := e.provider.Create(ctx, c)
+	if err == nil || cloudprovider.IsInsufficientCapacity(err) {
+		t.Fatalf("Create = %v, want a plain error", err)
+	}
+	if n := len(e.srv.Instances()); n != 1 {
+		t.Fatalf("%d VMs after the failed read, want 1", n)
+	}
+	got, err := e.provider.Create(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.srv.Instances()); n != 1 || got.Status.Zone != "us-central1-a" {
+		t.Errorf("after the retry: %d VMs, launched in %s; want the one in us-central1-a", n, got.Status.Zone)
+	}
+}

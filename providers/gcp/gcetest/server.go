@@ -79,8 +79,8 @@ type Server struct {
 	stockouts     map[[2]string]bool // zone, machine type ("" = every type)
 	quota         map[string]bool    // machine type ("" = every type)
 	loseResponses int
-	failNext      map[string]int // permission -> HTTP status for the next call
-	calls         map[string]int // permission -> count
+	failNext      map[string]*apiError // permission -> the next call's answer
+	calls         map[string]int       // permission -> count
 	inserts       []*computepb.Instance
 	preempted     []string
 	afterInsert   func(name string)
@@ -113,7 +113,7 @@ func Start(o Options) *Server {
 		requestIDs: map[string]string{}, reservations: map[string]*computepb.Reservation{},
 		policies: map[string]*computepb.ResourcePolicy{}, subnetworks: map[string]*computepb.Subnetwork{},
 		images: map[string]map[string]*computepb.Image{}, templates: map[string]*computepb.InstanceTemplate{},
-		stockouts: map[[2]string]bool{}, quota: map[string]bool{}, failNext: map[string]int{}, calls: map[string]int{},
+		stockouts: map[[2]string]bool{}, quota: map[string]bool{}, failNext: map[string]*apiError{}, calls: map[string]int{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
@@ -173,9 +173,15 @@ func (s *Server) AfterInsert(hook func(name string)) {
 
 // FailNext makes the next call needing permission answer with status.
 func (s *Server) FailNext(permission string, status int) {
+	s.FailNextWith(permission, status, "failure")
+}
+
+// FailNextWith makes the next call needing permission answer with status
+// and reason (e.g. 403 quotaExceeded, a read-rate quota).
+func (s *Server) FailNextWith(permission string, status int, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.failNext[permission] = status
+	s.failNext[permission] = &apiError{status, reason, "injected " + reason + " for " + permission}
 }
 
 // Permissions are the IAM permissions the calls so far needed, sorted.
@@ -358,9 +364,9 @@ func (s *Server) record(perms ...string) *apiError {
 	for _, p := range perms {
 		s.calls[p]++
 	}
-	if status, ok := s.failNext[perms[0]]; ok {
+	if e, ok := s.failNext[perms[0]]; ok {
 		delete(s.failNext, perms[0])
-		return &apiError{status, "backendError", "injected failure for " + perms[0]}
+		return e
 	}
 	return nil
 }
