@@ -351,6 +351,13 @@ func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEv
 	if err != nil {
 		return err
 	}
+	if claim != nil && claim.DeletionTimestamp != nil {
+		// Already draining: nothing to replace, but its pods (a training
+		// job) still learn the deadline so they can checkpoint in time.
+		if err := c.warnNode(ctx, claim, &interruption{claim: claim.Name, kind: ev.Kind, deadline: ev.Deadline}); err != nil {
+			return err
+		}
+	}
 	if claim == nil || claim.DeletionTimestamp != nil {
 		logger.Info("interruption for a machine Stowage does not run or is already deleting; acknowledging")
 		actionsTotal.WithLabelValues(string(ev.Kind), "ignored").Inc()

@@ -657,3 +657,27 @@ func TestSecondGangMemberWaitsForTheDeadline(t *testing.T) {
 		}
 	}
 }
+
+// A reclaim of a machine already being drained (consolidation, drift)
+// replaces nothing, but its pods still learn the deadline.
+func TestReclaimOfADrainingMachineWarnsItsPods(t *testing.T) {
+	e := newEnv(t, 1, func(c *v1.NodeClaim) { c.Finalizers = []string{v1.TerminationFinalizer} })
+	ctx := context.Background()
+	claim := &v1.NodeClaim{}
+	e.get(t, claim, client.ObjectKey{Name: "c1"})
+	if err := e.client.Delete(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	deadline := start.Add(2 * time.Minute)
+	if err := e.ctrl.Handle(ctx, e.event(cloudprovider.InterruptionSpotReclaim, deadline)); err != nil {
+		t.Fatal(err)
+	}
+	pod := &corev1.Pod{}
+	e.get(t, pod, client.ObjectKey{Namespace: "ml", Name: "train-a"})
+	if want := annotationValue(cloudprovider.InterruptionSpotReclaim, deadline); pod.Annotations[v1.AnnotationInterruption] != want {
+		t.Errorf("pod says %q, want %q", pod.Annotations[v1.AnnotationInterruption], want)
+	}
+	if got := e.replacements(t); len(got) != 0 || e.acks.Load() != 1 {
+		t.Errorf("replacements %v, acks %d; want none bought and the event acknowledged", got, e.acks.Load())
+	}
+}
