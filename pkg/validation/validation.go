@@ -120,7 +120,8 @@ func Budget(path *field.Path, b v1.Budget) field.ErrorList {
 	if b.Nodes != "" && !budgetNodesRE.MatchString(b.Nodes) {
 		errs = append(errs, field.Invalid(path.Child("nodes"), b.Nodes, `must be a count such as "5" or a percentage from 0% to 100% such as "10%"`))
 	}
-	reasons := []v1.DisruptionReason{v1.DisruptionReasonUnderutilized, v1.DisruptionReasonEmpty, v1.DisruptionReasonDrifted, v1.DisruptionReasonExpired}
+	reasons := []v1.DisruptionReason{v1.DisruptionReasonUnderutilized, v1.DisruptionReasonEmpty, v1.DisruptionReasonDrifted,
+		v1.DisruptionReasonExpired, v1.DisruptionReasonUnhealthy}
 	for i, r := range b.Reasons {
 		if !slices.Contains(reasons, r) {
 			errs = append(errs, field.NotSupported(path.Child("reasons").Index(i), r, reasons))

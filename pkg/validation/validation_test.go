@@ -95,6 +95,13 @@ func TestNodePool(t *testing.T) {
 			field: "spec.limits[cpu]", error: "at most 9T"},
 		{name: "weight 1000", mut: func(np *v1.NodePool) { np.Spec.Weight = ptr.To[int32](1000) },
 			field: "spec.weight", error: "from 1 to 100"},
+		{name: "budget for every reason the API names", mut: func(np *v1.NodePool) {
+			np.Spec.Disruption.Budgets = []v1.Budget{{Nodes: "1", Reasons: []v1.DisruptionReason{v1.DisruptionReasonUnderutilized,
+				v1.DisruptionReasonEmpty, v1.DisruptionReasonDrifted, v1.DisruptionReasonExpired, v1.DisruptionReasonUnhealthy}}}
+		}},
+		{name: "budget reason Bogus", mut: func(np *v1.NodePool) {
+			np.Spec.Disruption.Budgets = []v1.Budget{{Nodes: "1", Reasons: []v1.DisruptionReason{"Bogus"}}}
+		}, field: "spec.disruption.budgets[0].reasons[0]", error: "Unsupported value"},
 		{name: "budget 150%", mut: func(np *v1.NodePool) { np.Spec.Disruption.Budgets = []v1.Budget{{Nodes: "150%"}} },
 			field: "spec.disruption.budgets[0].nodes", error: "percentage from 0% to 100%"},
 		{name: "cron hour 25", mut: budget("0 25 * * *"), field: "spec.disruption.budgets[0].schedule", error: "not a valid cron expression"},
