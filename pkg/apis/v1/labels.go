@@ -45,6 +45,9 @@ const (
 const (
 	// AnnotationDoNotDisrupt on a pod or node blocks voluntary disruption.
 	AnnotationDoNotDisrupt = Group + "/do-not-disrupt"
+	// AnnotationKarpenterDoNotDisrupt is Karpenter's spelling, honoured the
+	// same way so workloads moved from Karpenter keep their protection.
+	AnnotationKarpenterDoNotDisrupt = "karpenter.sh/do-not-disrupt"
 	// LabelPodGroup names a gang: pods sharing it are planned all-or-nothing in one zone.
 	LabelPodGroup = Group + "/pod-group"
 	// LabelPodGroupSize is the number of pods the gang needs before any of them gets capacity.
@@ -136,4 +139,10 @@ var WellKnownLabels = map[string]bool{
 	LabelArch:            true,
 	LabelOS:              true,
 	LabelHostname:        true,
+}
+
+// DoNotDisrupt reports whether annotations ask that the object not be
+// voluntarily disrupted, in Stowage's spelling or Karpenter's.
+func DoNotDisrupt(annotations map[string]string) bool {
+	return annotations[AnnotationDoNotDisrupt] == "true" || annotations[AnnotationKarpenterDoNotDisrupt] == "true"
 }

@@ -80,9 +80,10 @@ func isActive(b v1.Budget, now time.Time) (bool, error) {
 	}
 	now = now.UTC()
 	// Windows are [firing, firing+duration). The earliest firing that could
-	// still cover now is the first one at or after now-duration; cron works in
-	// whole minutes, so stepping back one second makes Next inclusive.
-	firing := sched.Next(now.Add(-b.Duration.Duration).Add(-time.Second))
+	// still cover now is the first one strictly after now-duration, which is
+	// what Next returns: a window that ends at now does not hide one that
+	// starts at now.
+	firing := sched.Next(now.Add(-b.Duration.Duration))
 	return !firing.After(now) && now.Before(firing.Add(b.Duration.Duration)), nil
 }
 

@@ -63,6 +63,33 @@ func TestAllowedDisruptions(t *testing.T) {
 	}
 }
 
+// TestScheduledBudgetsThatAbut: when one window ends as the next begins
+// (@daily for 24h), the budget is active at every instant, the boundary
+// included.
+func TestScheduledBudgetsThatAbut(t *testing.T) {
+	for _, tc := range []struct {
+		schedule string
+		duration time.Duration
+		now      time.Time
+	}{
+		{"0 * * * *", time.Hour, time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)},
+		{"0 * * * *", time.Hour, time.Date(2026, 1, 5, 10, 0, 0, 500_000_000, time.UTC)},
+		{"@daily", 24 * time.Hour, time.Date(2026, 1, 5, 0, 0, 0, 900_000_000, time.UTC)},
+		{"0 9 * * *", 25 * time.Hour, time.Date(2026, 1, 5, 9, 0, 0, 300_000_000, time.UTC)},
+		{"0 9 * * *", 24 * time.Hour, time.Date(2026, 1, 5, 8, 59, 59, 0, time.UTC)},
+	} {
+		pool := &v1.NodePool{Spec: v1.NodePoolSpec{Disruption: v1.Disruption{Budgets: []v1.Budget{
+			{Nodes: "0", Schedule: ptr.To(tc.schedule), Duration: &metav1.Duration{Duration: tc.duration}}}}}}
+		n, err := AllowedDisruptions(pool, v1.DisruptionReasonDrifted, 10, 0, tc.now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Errorf("%q for %s at %s: %d allowed, want 0", tc.schedule, tc.duration, tc.now.Format(time.RFC3339Nano), n)
+		}
+	}
+}
+
 func TestAllowedDisruptionsErrorsNameTheBudget(t *testing.T) {
 	pool := &v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "gpu"}}
 	pool.Spec.Disruption.Budgets = []v1.Budget{{Nodes: "1"}, {Nodes: "1", Schedule: ptr.To("not a cron"), Duration: &metav1.Duration{Duration: time.Hour}}}

@@ -118,10 +118,10 @@ func BuildCandidates(st *ClusterState, nominated Nominations) []*Candidate {
 
 // blocker returns why voluntary disruption of c is not allowed, or "".
 func blocker(st *ClusterState, c *Candidate) string {
-	if c.Node.Annotations[v1.AnnotationDoNotDisrupt] == "true" {
+	if v1.DoNotDisrupt(c.Node.Annotations) {
 		return fmt.Sprintf("node %s has %s", c.Node.Name, v1.AnnotationDoNotDisrupt)
 	}
-	if c.Claim.Annotations[v1.AnnotationDoNotDisrupt] == "true" {
+	if v1.DoNotDisrupt(c.Claim.Annotations) {
 		return fmt.Sprintf("nodeclaim %s has %s", c.Claim.Name, v1.AnnotationDoNotDisrupt)
 	}
 	if by := c.Claim.Annotations[v1.AnnotationBookedBy]; by != "" {
@@ -132,8 +132,15 @@ func blocker(st *ClusterState, c *Candidate) string {
 		return fmt.Sprintf("node is younger than its minimum lifetime %s until %s", lifetime,
 			c.Claim.CreationTimestamp.Add(lifetime).UTC().Format(time.RFC3339))
 	}
+	// The drain waits for a do-not-disrupt DaemonSet pod too, so it blocks
+	// as a pod that moves does.
+	for _, p := range st.PodsByNode[c.Node.Name] {
+		if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; !mirror && !reschedulable(p) && !isTerminal(p) && v1.DoNotDisrupt(p.Annotations) {
+			return fmt.Sprintf("pod %s/%s has %s", p.Namespace, p.Name, v1.AnnotationDoNotDisrupt)
+		}
+	}
 	for _, p := range c.Pods {
-		if p.Annotations[v1.AnnotationDoNotDisrupt] == "true" {
+		if v1.DoNotDisrupt(p.Annotations) {
 			return fmt.Sprintf("pod %s/%s has %s", p.Namespace, p.Name, v1.AnnotationDoNotDisrupt)
 		}
 		if !c.Pool.Spec.Disruption.EvictRunningJobs && isRunningJobPod(p) {

@@ -818,3 +818,49 @@ func TestPassReportsExhaustedBudgetOnce(t *testing.T) {
 		e.passExpecting(t, s.name, ReasonBudgetExhausted, s.want)
 	}
 }
+
+// TestExpiryHonoursABlockerThatArrivesBeforeValidation: an expired node
+// decided at one pass gets a blocker during the validation delay; the
+// command is not carried out (the node is not yet forcefully expired).
+func TestExpiryHonoursABlockerThatArrivesBeforeValidation(t *testing.T) {
+	zero := intstr.FromInt32(0)
+	cases := map[string]func(e *env){
+		"do-not-disrupt pod": func(e *env) { mustT(t, e.client.Create(context.Background(), blockedPod("dnd", "a"))) },
+		"Karpenter's do-not-disrupt pod": func(e *env) {
+			p := pod("dnd", "a", "1")
+			p.Annotations = map[string]string{v1.AnnotationKarpenterDoNotDisrupt: "true"}
+			mustT(t, e.client.Create(context.Background(), p))
+		},
+		"do-not-disrupt DaemonSet pod": func(e *env) {
+			p := pod("agent", "a", "100m", ownedBy("DaemonSet"))
+			p.Annotations = map[string]string{v1.AnnotationDoNotDisrupt: "true"}
+			mustT(t, e.client.Create(context.Background(), p))
+		},
+		"running Job pod": func(e *env) { mustT(t, e.client.Create(context.Background(), pod("job", "a", "1", ownedBy("Job")))) },
+		"PDB allowing none": func(e *env) {
+			mustT(t, e.client.Create(context.Background(), &policyv1.PodDisruptionBudget{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "pdb"},
+				Spec: policyv1.PodDisruptionBudgetSpec{MaxUnavailable: &zero,
+					Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
+			}))
+		},
+	}
+	for name, block := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := pool("p", func(p *v1.NodePool) { p.Spec.Disruption.ConsolidateAfter = v1.Never })
+			m := mach("a", 1, v1.CapacityTypeOnDemand)
+			claim := m[0].(*v1.NodeClaim)
+			claim.Spec.ExpireAfter = v1.DurationOf(time.Hour)
+			withCondition(claim, v1.ConditionExpired, "Expired", start.Add(time.Hour))
+			e := newEnv(t, objects(p, m)...)
+			mustT(t, e.client.Create(context.Background(), pod("web", "a", "2")))
+			e.clock.SetTime(start.Add(65 * time.Minute))
+			e.pass(t) // decides the expiry of a
+			block(e)
+			e.validate(t)
+			if e.tainted(t, "a") || len(e.claims(t)) != 1 {
+				t.Errorf("blocked expired node disrupted: tainted %v, claims %v", e.tainted(t, "a"), e.claims(t))
+			}
+		})
+	}
+}

@@ -68,6 +68,11 @@ func (m Expiry) ComputeCommands(ctx context.Context, e *Evaluation, cands []*Can
 // Recompute implements Method: the expired node goes even when not all its
 // pods fit elsewhere; provisioning plans those that found no place.
 func (m Expiry) Recompute(ctx context.Context, e *Evaluation, cmd Command) (Command, string, error) {
+	// A blocker that appeared while the command waited to be validated
+	// holds it, until the node is forcefully expired.
+	if c := cmd.Candidates[0]; c.Blocked != "" && !forcefullyExpired(e.Now(), c) {
+		return Command{}, c.Blocked, nil
+	}
 	sim, err := e.simulate(ctx, cmd.Candidates)
 	if err != nil {
 		return Command{}, "", err

@@ -84,7 +84,7 @@ func (d *drainer) drain(ctx context.Context, claim *v1.NodeClaim, node *corev1.N
 			all = append(all, pod)
 		case mustGoNow(now, claim, pod):
 			early = append(early, pod)
-		case pod.Annotations[v1.AnnotationDoNotDisrupt] == "true":
+		case v1.DoNotDisrupt(pod.Annotations):
 			blocked = append(blocked, pod)
 			held[g]++
 		default:
