@@ -119,7 +119,7 @@ func NewController(d Deps) *Controller {
 				defaultTimeout: d.Options.DefaultRegistrationTimeout},
 			&registration{client: d.Client, clock: d.Clock, events: rec, defaultTimeout: d.Options.DefaultRegistrationTimeout,
 				nominations: d.Nominations},
-			&initialization{client: d.Client, clock: d.Clock, events: rec},
+			&initialization{client: d.Client, clock: d.Clock, events: rec, defaultTimeout: d.Options.DefaultRegistrationTimeout},
 			&readiness{clock: d.Clock},
 		},
 	}

@@ -14,6 +14,7 @@ const (
 	reasonInsufficientCapacity = "InsufficientCapacity"
 	reasonRegistered           = "Registered"
 	reasonRegistrationTimeout  = "RegistrationTimeout"
+	reasonInitTimeout          = "InitializationTimeout"
 	reasonLaunchTimeout        = "LaunchTimeout"
 	reasonInitialized          = "Initialized"
 )
@@ -47,6 +48,11 @@ func (e *recorder) registered(claim *v1.NodeClaim, node *corev1.Node) {
 func (e *recorder) registrationTimeout(claim *v1.NodeClaim, timeout string) {
 	e.r.Eventf(claim, nil, corev1.EventTypeWarning, reasonRegistrationTimeout, "Delete",
 		"no node registered for %s within %s; deleting the nodeclaim so its pods are planned again", claim.Status.ProviderID, timeout)
+}
+
+func (e *recorder) initializationTimeout(claim *v1.NodeClaim, timeout, why string) {
+	e.r.Eventf(claim, nil, corev1.EventTypeWarning, reasonInitTimeout, "Delete",
+		"node not initialized within %s of registering (%s); deleting the nodeclaim so its pods are planned again", timeout, why)
 }
 
 func (e *recorder) initialized(claim *v1.NodeClaim, node *corev1.Node) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,10 +35,16 @@ const (
 // and every extended resource the claim's pods request (GPUs, MIG slices) is
 // advertised. Until then the scheduler could not place the pods the claim
 // was bought for, and a Ready claim would tell users and tests otherwise.
+// A node that is not initialized within the registration timeout of
+// registering (a kubelet that never turns Ready, a startup taint nobody
+// removes, a GPU the device plugin never advertises) is given up: the
+// claim is deleted, so the machine stops billing and its pods are planned
+// again.
 type initialization struct {
-	client client.Client
-	clock  clock.Clock
-	events *recorder
+	client         client.Client
+	clock          clock.Clock
+	events         *recorder
+	defaultTimeout time.Duration
 }
 
 func (i *initialization) reconcile(ctx context.Context, claim *v1.NodeClaim) (reconcile.Result, bool, error) {
@@ -68,10 +75,25 @@ func (i *initialization) reconcile(ctx context.Context, claim *v1.NodeClaim) (re
 		}
 	}
 	if reason != "" {
+		timeout := registrationTimeout(claim, i.defaultTimeout)
+		waited := time.Duration(0)
+		if c := conditions.Get(claim.Status.Conditions, v1.ConditionRegistered); c != nil {
+			waited = i.clock.Since(c.LastTransitionTime.Time)
+		}
+		if waited >= timeout {
+			i.events.initializationTimeout(claim, timeout.String(), message)
+			abandonedTotal.WithLabelValues(nodePool(claim), abandonInitTimeout).Inc()
+			log.FromContext(ctx).Info("initialization timed out, deleting nodeclaim", "timeout", timeout.String(), "why", message)
+			if err := deleteClaim(ctx, i.client, claim); err != nil {
+				return reconcile.Result{}, false, err
+			}
+			return reconcile.Result{}, true, nil
+		}
 		conditions.Set(&claim.Status.Conditions, i.clock, claim.Generation, v1.ConditionInitialized,
 			metav1.ConditionUnknown, reason, message)
-		// The Node watch brings the claim back when the Node changes.
-		return reconcile.Result{}, false, nil
+		// The Node watch brings the claim back when the Node changes; the
+		// requeue, at the timeout, when it does not.
+		return reconcile.Result{RequeueAfter: timeout - waited}, false, nil
 	}
 	if node.Labels[v1.LabelInitialized] != "true" {
 		stored := node.DeepCopy()

@@ -47,6 +47,7 @@ var (
 const (
 	abandonInsufficientCapacity = "insufficient_capacity"
 	abandonRegistrationTimeout  = "registration_timeout"
+	abandonInitTimeout          = "initialization_timeout"
 	abandonLaunchFailed         = "launch_failed"
 )
 

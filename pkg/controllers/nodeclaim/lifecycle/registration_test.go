@@ -629,3 +629,35 @@ func TestReleaseRetriesAFailedTestQuietly(t *testing.T) {
 		t.Errorf("release after a failed test = (%v, %v), want a retry without an error", poll, err)
 	}
 }
+
+// A node that registers but never turns Ready is given up at the
+// registration timeout counted from registering: the claim is deleted, so
+// the machine stops billing and its pods are planned again.
+func TestNeverInitializedClaimIsGivenUp(t *testing.T) {
+	e, providerID := launchedEnv(t, nil)
+	if err := e.client.Create(context.Background(), kwokNode("n1", providerID, false, unregistered)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.reconcile(t, "c1"); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	if !conditions.IsTrue(e.claim(t, "c1").Status.Conditions, v1.ConditionRegistered) {
+		t.Fatal("c1 should be registered")
+	}
+	e.clock.Step(DefaultRegistrationTimeout - time.Minute)
+	res, err := e.reconcile(t, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.claim(t, "c1").DeletionTimestamp.IsZero() || res.RequeueAfter <= 0 || res.RequeueAfter > time.Minute {
+		t.Fatalf("before the timeout: deleted %v, requeue after %s; want kept and a requeue within a minute",
+			!e.claim(t, "c1").DeletionTimestamp.IsZero(), res.RequeueAfter)
+	}
+	e.clock.Step(time.Minute)
+	if _, err := e.reconcile(t, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if e.claim(t, "c1").DeletionTimestamp.IsZero() {
+		t.Error("a claim whose node never became Ready is kept past the timeout")
+	}
+}
