@@ -77,6 +77,7 @@ type Nominations func(claim, node string) bool
 // nor already tainted for disruption, and with no pods nominated to it.
 // nominated may be nil.
 func BuildCandidates(st *ClusterState, nominated Nominations) []*Candidate {
+	replacing := replacingSomething(st)
 	var out []*Candidate
 	for _, claim := range st.Claims {
 		node := st.NodeOfClaim[claim.Name]
@@ -96,6 +97,10 @@ func BuildCandidates(st *ClusterState, nominated Nominations) []*Candidate {
 			// Bought or chosen for pods that have not arrived yet: it may look
 			// empty only because the scheduler has not bound them.
 			continue
+		case replacing[claim.Annotations[AnnotationReplacementFor]]:
+			// A replacement whose predecessor is still there (draining):
+			// it looks empty until the moved pods arrive.
+			continue
 		}
 		c := &Candidate{
 			Claim:        claim,
@@ -113,6 +118,21 @@ func BuildCandidates(st *ClusterState, nominated Nominations) []*Candidate {
 		c.Blocked = blocker(st, c)
 		out = append(out, c)
 	}
+	return out
+}
+
+// replacingSomething is the set of replacement-for values whose replaced
+// claims still exist, being deleted or not: the IDs of the disruption
+// commands recorded on claims, and interruption's "interruption/<name>".
+func replacingSomething(st *ClusterState) map[string]bool {
+	out := map[string]bool{}
+	for _, claim := range st.Claims {
+		if id := CommandID(claim); id != "" {
+			out[id] = true
+		}
+		out[InterruptionReplacementPrefix+claim.Name] = true
+	}
+	delete(out, "")
 	return out
 }
 

@@ -864,3 +864,40 @@ func TestExpiryHonoursABlockerThatArrivesBeforeValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestReplacementIsNoCandidateWhileItsPredecessorDrains: once a replaced
+// node's replacement is Ready the candidate is deleted and drains; until
+// the moved pods arrive the replacement is empty, and with consolidateAfter
+// 0s emptiness would delete it, leaving the pods to buy another machine.
+func TestReplacementIsNoCandidateWhileItsPredecessorDrains(t *testing.T) {
+	p := pool("p", func(p *v1.NodePool) { p.Spec.Disruption.ConsolidateAfter = v1.DurationOf(0) })
+	m := mach("a", 1, v1.CapacityTypeOnDemand)
+	a := m[0].(*v1.NodeClaim)
+	a.Finalizers = []string{v1.TerminationFinalizer}
+	withCondition(a, v1.ConditionDrifted, "Drifted", start)
+	e := newEnv(t, objects(p, m)...)
+	ctx := context.Background()
+	mustT(t, e.client.Create(ctx, pod("web-0", "a", "10", ownedBy("StatefulSet"))))
+	e.pass(t)
+	e.validate(t)
+	repl := e.replacement(t, "a")
+	c := &v1.NodeClaim{}
+	mustT(t, e.client.Get(ctx, client.ObjectKey{Name: repl}, c))
+	rc, rn := machine(repl, "p", catalog()[1], v1.CapacityTypeOnDemand, e.clock.Now())
+	c.Status = rc.Status
+	mustT(t, e.client.Status().Update(ctx, c))
+	mustT(t, e.client.Create(ctx, rn))
+	e.pass(t) // the replacement is Ready: a is deleted and drains
+	mustT(t, e.client.Get(ctx, client.ObjectKey{Name: "a"}, a))
+	if a.DeletionTimestamp == nil {
+		t.Fatal("the candidate was not deleted once its replacement was Ready")
+	}
+	// web-0 is still terminating on a (a StatefulSet's successor comes
+	// only after it is gone), so the replacement holds no pod yet.
+	e.validate(t)
+	got := &v1.NodeClaim{}
+	err := e.client.Get(ctx, client.ObjectKey{Name: repl}, got)
+	if err != nil || got.DeletionTimestamp != nil || e.tainted(t, repl) {
+		t.Errorf("replacement %s disrupted while its predecessor drains: %v", repl, err)
+	}
+}

@@ -23,8 +23,12 @@ import (
 const (
 	// AnnotationCommand on a candidate holds its command (commandRecord, JSON).
 	AnnotationCommand = v1.Group + "/disruption-command"
-	// AnnotationReplacementFor on a replacement names its command's ID.
+	// AnnotationReplacementFor on a replacement names its command's ID, or
+	// InterruptionReplacementPrefix and the interrupted claim's name.
 	AnnotationReplacementFor = v1.Group + "/replacement-for"
+	// InterruptionReplacementPrefix starts the replacement-for value of the
+	// claims the interruption controller launches: "interruption/<claim>".
+	InterruptionReplacementPrefix = "interruption/"
 )
 
 // commandRecord is what a candidate's annotation says about its command.

@@ -761,7 +761,7 @@ func (c *Controller) replace(ctx context.Context, claim *v1.NodeClaim, node *cor
 
 // replacementPrefix marks the replacement-for annotation of claims launched
 // for an interrupted claim: "interruption/<claim name>".
-const replacementPrefix = "interruption/"
+const replacementPrefix = disruption.InterruptionReplacementPrefix
 
 // movable reports whether a pod needs a new node when this one goes.
 func movable(p *corev1.Pod) bool {
