@@ -4,6 +4,7 @@ package claims
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,6 +35,9 @@ func NodeFor(ctx context.Context, c client.Reader, claim *v1.NodeClaim) (*corev1
 	return NodeByProviderID(ctx, c, claim.Status.ProviderID)
 }
 
+// ErrManyNodes is wrapped when more than one Node carries a providerID.
+var ErrManyNodes = errors.New("more than one node for one machine")
+
 // NodeByProviderID returns the Node with spec.providerID == providerID, or nil.
 func NodeByProviderID(ctx context.Context, c client.Reader, providerID string) (*corev1.Node, error) {
 	nodes := &corev1.NodeList{}
@@ -46,7 +50,7 @@ func NodeByProviderID(ctx context.Context, c client.Reader, providerID string) (
 	case 1:
 		return &nodes.Items[0], nil
 	default:
-		return nil, fmt.Errorf("%d nodes have providerID %s, expected at most one", len(nodes.Items), providerID)
+		return nil, fmt.Errorf("%w: %d nodes have providerID %s", ErrManyNodes, len(nodes.Items), providerID)
 	}
 }
 

@@ -65,6 +65,12 @@ func (r *registration) reconcile(ctx context.Context, claim *v1.NodeClaim) (reco
 		return reconcile.Result{RequeueAfter: poll}, false, err
 	}
 	node, err := claims.NodeByProviderID(ctx, r.client, claim.Status.ProviderID)
+	if errors.Is(err, claims.ErrManyNodes) {
+		// Which Node is the machine's cannot be told; it is not registered,
+		// and the registration timeout gives it up like one that never came.
+		log.FromContext(ctx).Info("cannot register nodeclaim", "error", err.Error())
+		return r.awaitNode(ctx, claim, launched.LastTransitionTime.Time)
+	}
 	if err != nil {
 		return reconcile.Result{}, false, fmt.Errorf("registering nodeclaim %s: %w", claim.Name, err)
 	}

@@ -661,3 +661,27 @@ func TestNeverInitializedClaimIsGivenUp(t *testing.T) {
 		t.Error("a claim whose node never became Ready is kept past the timeout")
 	}
 }
+
+// Two Nodes carrying the claim's providerID cannot both be its machine;
+// the claim is not registered, and the registration timeout gives it up.
+func TestTwoNodesForOneMachineTimeOut(t *testing.T) {
+	e, providerID := launchedEnv(t, nil)
+	for _, n := range []string{"n1", "n2"} {
+		if err := e.client.Create(context.Background(), kwokNode(n, providerID, false, unregistered)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.reconcile(t, "c1"); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	if conditions.IsTrue(e.claim(t, "c1").Status.Conditions, v1.ConditionRegistered) || !e.claim(t, "c1").DeletionTimestamp.IsZero() {
+		t.Fatal("before the timeout the claim must be neither registered nor deleted")
+	}
+	e.clock.Step(DefaultRegistrationTimeout)
+	if _, err := e.reconcile(t, "c1"); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	if e.claim(t, "c1").DeletionTimestamp.IsZero() {
+		t.Error("the claim was not given up at the registration timeout")
+	}
+}
