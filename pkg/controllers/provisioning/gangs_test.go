@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -102,5 +103,49 @@ func TestWorkloadSizes(t *testing.T) {
 	}
 	if _, err := w.IndexedJobSize("ml", "gone"); err == nil {
 		t.Error("a missing job must be an error, not a size")
+	}
+}
+
+// The withdrawal of a gang's written claim is retried when the delete
+// fails for a passing reason (the API trouble that broke the gang's write),
+// so no half gang is left to launch.
+func TestGangWithdrawalIsRetried(t *testing.T) {
+	plan := func(snap *solver.Snapshot) *solver.Plan {
+		p := onePerPod(snap)
+		for i, n := range p.NewNodes {
+			n.Requests = res("cpu", fmt.Sprint(i+1))
+			n.Gang = "default/train"
+		}
+		return p
+	}
+	f := newFixture(t, plan)
+	var deletes atomic.Int32
+	f.client = cloudtest.NewClientBuilder().WithInterceptorFuncs(interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if nc, ok := obj.(*v1.NodeClaim); ok && nc.Spec.Resources.Requests.Cpu().String() == "2" {
+				return errors.New("injected: API server overloaded")
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			if _, ok := obj.(*v1.NodeClaim); ok && deletes.Add(1) <= 2 {
+				return errors.New("injected: API server overloaded")
+			}
+			return c.Delete(ctx, obj, opts...)
+		},
+	}).Build()
+	f.ctrl.client = f.client
+	for _, n := range []string{"t0", "t1"} {
+		f.cluster.UpdatePod(withPod(pendingPod(n), tolerateGPU))
+	}
+	if _, err := f.ctrl.Schedule(context.Background(), Window{Opened: now, Closed: now}); err == nil {
+		t.Fatal("Schedule() hid the failed create")
+	}
+	list := &v1.NodeClaimList{}
+	if err := f.client.List(context.Background(), list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 0 || deletes.Load() != 3 {
+		t.Errorf("API holds %d claims after %d delete attempts, want none after 3", len(list.Items), deletes.Load())
 	}
 }

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -424,13 +425,31 @@ func (c *Controller) withdrawBrokenGangs(ctx context.Context, nodes []*solver.Ne
 			continue
 		}
 		log.FromContext(ctx).Info("withdrawing nodeclaim of a gang not written whole", "nodeclaim", klog.KObj(claims[i]), "gang", n.Gang)
-		if err := c.client.Delete(ctx, claims[i]); client.IgnoreNotFound(err) != nil {
-			log.FromContext(ctx).Error(err, "withdrawing nodeclaim; the gang's failed launch will release it", "nodeclaim", klog.KObj(claims[i]))
+		if err := c.withdraw(ctx, claims[i]); err != nil {
+			// It stands, and stays in view as capacity in flight (no pods
+			// nominated to it): the next pass plans the gang with its room,
+			// and consolidation removes it if the gang goes elsewhere.
+			log.FromContext(ctx).Error(err, "withdrawing nodeclaim failed; it stands", "nodeclaim", klog.KObj(claims[i]))
+			continue
 		}
 		c.cluster.DeleteNodeClaim(claims[i].Name)
 	}
 	return kept
 }
+
+// withdraw deletes a claim just written, retrying briefly: the write that
+// broke its gang often failed for the same passing reason (an overloaded
+// API server), and the pass's own context may be ending (a lost lease).
+func (c *Controller) withdraw(ctx context.Context, claim *v1.NodeClaim) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), withdrawTimeout)
+	defer cancel()
+	return retry.OnError(retry.DefaultBackoff, func(error) bool { return ctx.Err() == nil }, func() error {
+		return client.IgnoreNotFound(c.client.Delete(ctx, claim))
+	})
+}
+
+// withdrawTimeout bounds the withdrawal of one claim.
+const withdrawTimeout = 30 * time.Second
 
 // launch writes the NodeClaim for one planned machine and nominates its pods.
 // It runs concurrently with the launches of the same plan.
