@@ -22,6 +22,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	claimutil "github.com/stowage-k8s/stowage/pkg/utils/claims"
 	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 )
 
@@ -228,7 +229,13 @@ func (c *Controller) deleteOrphanedClaims(ctx context.Context, claims []v1.NodeC
 			errs = append(errs, fmt.Errorf("getting machine %s of nodeclaim %s: %w", claim.Status.ProviderID, claim.Name, err))
 			continue
 		}
-		if err := c.client.Delete(ctx, claim); client.IgnoreNotFound(err) != nil {
+		// A gang still coming up without this machine cannot run: its other
+		// claims go too, as the lifecycle releases them on a failed launch.
+		del := func() error { return client.IgnoreNotFound(c.client.Delete(ctx, claim)) }
+		if !conditions.IsTrue(claim.Status.Conditions, v1.ConditionInitialized) {
+			del = func() error { return claimutil.DeleteWithGang(ctx, c.client, claim) }
+		}
+		if err := del(); err != nil {
 			errs = append(errs, fmt.Errorf("deleting nodeclaim %s whose machine is gone: %w", claim.Name, err))
 			continue
 		}

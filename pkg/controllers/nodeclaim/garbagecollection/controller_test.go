@@ -16,6 +16,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/utils/cloudtest"
+	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 )
 
 var start = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -161,5 +162,39 @@ func waitForWaiter(t *testing.T, clk *clocktesting.FakeClock) {
 	t.Helper()
 	for !clk.HasWaiters() {
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// A gang member whose machine vanished before the gang came up takes its
+// siblings still coming up with it, as a failed launch does; a member
+// already Initialized stays.
+func TestVanishedGangMachineReleasesTheGangComingUp(t *testing.T) {
+	clk := clocktesting.NewFakeClock(start)
+	cloud := cloudtest.New(clk)
+	born := metav1.NewTime(start.Add(-time.Minute))
+	gang := func(c *v1.NodeClaim) *v1.NodeClaim {
+		c.Labels[v1.LabelGang] = "train"
+		c.Finalizers = []string{v1.TerminationFinalizer}
+		return c
+	}
+	running := gang(claim("running", cloud.AddInstance("running", born), start.Add(-time.Minute)))
+	conditions.Set(&running.Status.Conditions, clk, 1, v1.ConditionInitialized, metav1.ConditionTrue, "Initialized", "")
+	c := cloudtest.NewClientBuilder().WithObjects(
+		running,
+		gang(claim("coming", cloud.AddInstance("coming", born), start.Add(-time.Minute))),
+		gang(claim("vanished", "cloudtest://i-vanished", start.Add(-time.Minute))),
+	).Build()
+	gc := NewController(Deps{Client: c, CloudProvider: cloud, Clock: clk, Recorder: events.NewFakeRecorder(10)})
+	if err := gc.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for name, wantDeleted := range map[string]bool{"vanished": true, "coming": true, "running": false} {
+		nc := &v1.NodeClaim{}
+		if err := c.Get(context.Background(), client.ObjectKey{Name: name}, nc); err != nil {
+			t.Fatal(err)
+		}
+		if deleted := !nc.DeletionTimestamp.IsZero(); deleted != wantDeleted {
+			t.Errorf("nodeclaim %s deleted = %v, want %v", name, deleted, wantDeleted)
+		}
 	}
 }
