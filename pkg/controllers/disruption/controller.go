@@ -87,11 +87,13 @@ type Controller struct {
 	client    client.Client
 	sim       *Simulator
 	nominated Nominations
-	clock     clock.WithTicker
-	events    recorder
-	opts      Options
-	guard     ChurnGuard
-	methods   []Method
+	// cluster, when set, gives the pods nominated to existing nodes.
+	cluster *state.Cluster
+	clock   clock.WithTicker
+	events  recorder
+	opts    Options
+	guard   ChurnGuard
+	methods []Method
 
 	mu sync.Mutex
 	// proposals are decisions waiting for their validation, by command key.
@@ -157,6 +159,7 @@ func NewController(d Deps) *Controller {
 	}
 	if d.Cluster != nil {
 		c.nominated = d.Cluster.HasNominatedPods
+		c.cluster = d.Cluster
 	}
 	c.sim.Gangs = c.gangs()
 	return c
@@ -208,6 +211,9 @@ func (c *Controller) Pass(ctx context.Context) error {
 	st, err := ReadState(ctx, c.client, c.clock.Now())
 	if err != nil {
 		return err
+	}
+	if c.cluster != nil {
+		st.NominatedPods = c.cluster.NominatedPods
 	}
 	c.resume(ctx, st)
 	progressErr := c.progressAll(ctx, st)

@@ -901,3 +901,30 @@ func TestReplacementIsNoCandidateWhileItsPredecessorDrains(t *testing.T) {
 		t.Errorf("replacement %s disrupted while its predecessor drains: %v", repl, err)
 	}
 }
+
+// TestConsolidationKeepsRoomPromisedToNominatedPods: the provisioner
+// promised b's free room to a pending pod; consolidation must not move a's
+// pod into it.
+func TestConsolidationKeepsRoomPromisedToNominatedPods(t *testing.T) {
+	// a and b hold 16 CPUs each; a runs 4, b runs 1, and the incoming pod wants 14 on b.
+	objs := objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand), mach("b", 1, v1.CapacityTypeOnDemand))
+	objs = append(objs, pod("pa", "a", "4"), pod("pb", "b", "1"))
+	e := newEnv(t, objs...)
+	cluster := state.NewCluster(e.clock)
+	e.ctrl = NewController(Deps{Client: e.client, Cluster: cluster, CloudProvider: e.cloud, Solver: SolverFunc(firstFit),
+		Clock: e.clock, Recorder: e.recorder})
+	incoming := pod("incoming", "", "14")
+	cluster.UpdatePod(incoming)
+	b := &v1.NodeClaim{}
+	mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: "b"}, b))
+	cluster.UpdateNodeClaim(b)
+	cluster.Nominate(incoming, "b")
+	e.pass(t)
+	e.validate(t)
+	// a may be replaced by a smaller machine, but not emptied into b.
+	if claims := e.claims(t); e.tainted(t, "a") || !slices.Contains(claims, "a") {
+		if len(claims) != 3 {
+			t.Errorf("a was consolidated into b's room promised to a nominated pod: claims %v", claims)
+		}
+	}
+}

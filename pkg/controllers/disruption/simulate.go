@@ -3,6 +3,7 @@ package disruption
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -216,6 +217,15 @@ func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[
 			Taints:      node.Spec.Taints,
 			Allocatable: node.Status.Allocatable,
 			Pods:        append(append([]*corev1.Pod(nil), st.PodsByNode[name]...), overlay.bound[name]...),
+		}
+		if st.NominatedPods != nil {
+			// Room the provisioner promised to pods not bound yet is not
+			// free; a pod the cache already shows bound is counted once.
+			for _, p := range st.NominatedPods(name) {
+				if !slices.ContainsFunc(n.Pods, func(q *corev1.Pod) bool { return q.UID == p.UID }) {
+					n.Pods = append(n.Pods, p)
+				}
+			}
 		}
 		if claim != nil {
 			n.PricePerHour = claimPrice(claim)

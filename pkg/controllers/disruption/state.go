@@ -39,6 +39,10 @@ type ClusterState struct {
 	DaemonSetPods []*corev1.Pod
 	// Volumes confine the pods a what-if moves to where their storage is.
 	Volumes *scheduling.Volumes
+	// NominatedPods, when set, are the pending pods the provisioner
+	// planned onto an existing node (by node name): a what-if keeps their
+	// room as if they were bound.
+	NominatedPods func(node string) []*corev1.Pod
 
 	// typesMu guards types: each pool's instance types, asked of the cloud
 	// once per pass rather than once per what-if.
