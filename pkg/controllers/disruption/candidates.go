@@ -127,12 +127,10 @@ func BuildCandidates(st *ClusterState, nominated Nominations) []*Candidate {
 func replacingSomething(st *ClusterState) map[string]bool {
 	out := map[string]bool{}
 	for _, claim := range st.Claims {
-		if id := CommandID(claim); id != "" {
-			out[id] = true
+		for _, v := range ReplacedBy(claim) {
+			out[v] = true
 		}
-		out[InterruptionReplacementPrefix+claim.Name] = true
 	}
-	delete(out, "")
 	return out
 }
 

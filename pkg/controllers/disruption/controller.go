@@ -84,10 +84,9 @@ func DefaultMethods() []Method {
 
 // Controller is the leader-elected disruption loop.
 type Controller struct {
-	client    client.Client
-	sim       *Simulator
-	nominated Nominations
-	// cluster, when set, gives the pods nominated to existing nodes.
+	client client.Client
+	sim    *Simulator
+	// cluster, when set, tells which pods are nominated where.
 	cluster *state.Cluster
 	clock   clock.WithTicker
 	events  recorder
@@ -158,7 +157,6 @@ func NewController(d Deps) *Controller {
 		inflight:  map[string]*inflight{},
 	}
 	if d.Cluster != nil {
-		c.nominated = d.Cluster.HasNominatedPods
 		c.cluster = d.Cluster
 	}
 	c.sim.Gangs = c.gangs()
@@ -212,14 +210,15 @@ func (c *Controller) Pass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var nominated Nominations
 	if c.cluster != nil {
-		st.NominatedPods = c.cluster.NominatedPods
+		st.NominatedPods, nominated = c.cluster.NominatedPods, c.cluster.HasNominatedPods
 	}
 	c.resume(ctx, st)
 	progressErr := c.progressAll(ctx, st)
 	orphanErr := c.releaseOrphans(ctx, st)
 
-	cands := BuildCandidates(st, c.nominated)
+	cands := BuildCandidates(st, nominated)
 	c.reportBlocked(cands)
 	byName := make(map[string]*Candidate, len(cands))
 	for _, cand := range cands {

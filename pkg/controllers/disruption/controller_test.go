@@ -162,18 +162,26 @@ func TestPassValidationDropsANodeThatGotPods(t *testing.T) {
 	}
 }
 
-// A node that pods are nominated to is never disrupted, empty or not.
-func TestPassSparesNodesWithNominatedPods(t *testing.T) {
-	e := newEnv(t, objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand))...)
+// nominate gives the controller cluster state in which the pending pod is
+// nominated to the claim (as the provisioner does when it plans the pod
+// onto the claim's node), and returns that state.
+func (e *env) nominate(t *testing.T, p *corev1.Pod, claimName string) *state.Cluster {
+	t.Helper()
 	cluster := state.NewCluster(e.clock)
 	e.ctrl = NewController(Deps{Client: e.client, Cluster: cluster, CloudProvider: e.cloud, Solver: SolverFunc(firstFit),
 		Clock: e.clock, Recorder: e.recorder})
-	incoming := pod("incoming", "", "1")
-	cluster.UpdatePod(incoming)
+	cluster.UpdatePod(p)
 	claim := &v1.NodeClaim{}
-	mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: "a"}, claim))
+	mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: claimName}, claim))
 	cluster.UpdateNodeClaim(claim)
-	cluster.Nominate(incoming, "a")
+	cluster.Nominate(p, claimName)
+	return cluster
+}
+
+// A node that pods are nominated to is never disrupted, empty or not.
+func TestPassSparesNodesWithNominatedPods(t *testing.T) {
+	e := newEnv(t, objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand))...)
+	cluster := e.nominate(t, pod("incoming", "", "1"), "a")
 	e.pass(t)
 	e.validate(t)
 	if diff := cmp.Diff([]string{"a"}, e.claims(t)); diff != "" {
@@ -910,15 +918,7 @@ func TestConsolidationKeepsRoomPromisedToNominatedPods(t *testing.T) {
 	objs := objects(pool("p"), mach("a", 1, v1.CapacityTypeOnDemand), mach("b", 1, v1.CapacityTypeOnDemand))
 	objs = append(objs, pod("pa", "a", "4"), pod("pb", "b", "1"))
 	e := newEnv(t, objs...)
-	cluster := state.NewCluster(e.clock)
-	e.ctrl = NewController(Deps{Client: e.client, Cluster: cluster, CloudProvider: e.cloud, Solver: SolverFunc(firstFit),
-		Clock: e.clock, Recorder: e.recorder})
-	incoming := pod("incoming", "", "14")
-	cluster.UpdatePod(incoming)
-	b := &v1.NodeClaim{}
-	mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: "b"}, b))
-	cluster.UpdateNodeClaim(b)
-	cluster.Nominate(incoming, "b")
+	e.nominate(t, pod("incoming", "", "14"), "b")
 	e.pass(t)
 	e.validate(t)
 	// a may be replaced by a smaller machine, but not emptied into b.

@@ -237,6 +237,17 @@ func (c *Controller) interrupted(ctx context.Context, name string) bool {
 	return conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted)
 }
 
+// ReplacedBy is the AnnotationReplacementFor values of the claims launched
+// to replace claim: its disruption command's ID, if it is part of one, and
+// the interruption controller's InterruptionReplacementPrefix and its name.
+func ReplacedBy(claim *v1.NodeClaim) []string {
+	out := []string{InterruptionReplacementPrefix + claim.Name}
+	if id := CommandID(claim); id != "" {
+		out = append(out, id)
+	}
+	return out
+}
+
 // CommandID is the ID of the disruption command claim is part of ("" for
 // none): its replacements carry it in AnnotationReplacementFor.
 func CommandID(claim *v1.NodeClaim) string {

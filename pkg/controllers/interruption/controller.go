@@ -438,9 +438,9 @@ func (c *Controller) warnNode(ctx context.Context, claim *v1.NodeClaim, t *inter
 // by an earlier leader of this controller, or by the disruption command
 // the claim is part of.
 func (c *Controller) inFlight(ctx context.Context, claim *v1.NodeClaim) ([]string, error) {
-	want := map[string]bool{replacementPrefix + claim.Name: true}
-	if id := disruption.CommandID(claim); id != "" {
-		want[id] = true
+	want := map[string]bool{}
+	for _, v := range disruption.ReplacedBy(claim) {
+		want[v] = true
 	}
 	list := &v1.NodeClaimList{}
 	if err := c.client.List(ctx, list); err != nil {
@@ -665,7 +665,7 @@ func (c *Controller) warnPods(ctx context.Context, node *corev1.Node, t *interru
 	var errs []error
 	for i := range list.Items {
 		p := &list.Items[i]
-		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		if terminal(p) {
 			continue
 		}
 		if p.Annotations[v1.AnnotationInterruption] != value {
@@ -703,7 +703,7 @@ func (c *Controller) movablePods(ctx context.Context, node *corev1.Node) ([]*cor
 	}
 	var out []*corev1.Pod
 	for i := range list.Items {
-		if p := &list.Items[i]; p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed && movable(p) {
+		if p := &list.Items[i]; !terminal(p) && movable(p) {
 			out = append(out, p)
 		}
 	}
@@ -762,6 +762,10 @@ func (c *Controller) replace(ctx context.Context, claim *v1.NodeClaim, node *cor
 // replacementPrefix marks the replacement-for annotation of claims launched
 // for an interrupted claim: "interruption/<claim name>".
 const replacementPrefix = disruption.InterruptionReplacementPrefix
+
+func terminal(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+}
 
 // movable reports whether a pod needs a new node when this one goes.
 func movable(p *corev1.Pod) bool {

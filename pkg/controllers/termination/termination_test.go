@@ -86,6 +86,20 @@ func (e *env) reconcileClaim(t *testing.T) (reconcile.Result, error) {
 	return e.ctrl.ReconcileNodeClaim(context.Background(), claim)
 }
 
+// loseMachine deletes claim c1's machine behind the controller's back and
+// returns the claim.
+func (e *env) loseMachine(t *testing.T) *v1.NodeClaim {
+	t.Helper()
+	claim := &v1.NodeClaim{}
+	if err := e.client.Get(context.Background(), client.ObjectKey{Name: "c1"}, claim); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cloud.Delete(context.Background(), claim); err != nil {
+		t.Fatal(err)
+	}
+	return claim
+}
+
 // podsLeft names the pods still stored.
 func (e *env) podsLeft(t *testing.T) []string {
 	t.Helper()
@@ -290,13 +304,7 @@ func TestDeletesUnrecordedMachine(t *testing.T) {
 // what a launch cut short left behind by name (an Azure network interface).
 func TestUnlaunchedClaimGoesToDelete(t *testing.T) {
 	e := newEnv(t, nil)
-	claim := &v1.NodeClaim{}
-	if err := e.client.Get(context.Background(), client.ObjectKey{Name: "c1"}, claim); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.cloud.Delete(context.Background(), claim); err != nil {
-		t.Fatal(err)
-	}
+	claim := e.loseMachine(t)
 	claim.Status = v1.NodeClaimStatus{}
 	if err := e.client.Status().Update(context.Background(), claim); err != nil {
 		t.Fatal(err)
@@ -316,13 +324,7 @@ func TestUnlaunchedClaimGoesToDelete(t *testing.T) {
 func TestMachineDeleteErrors(t *testing.T) {
 	t.Run("already gone is success", func(t *testing.T) {
 		e := newEnv(t, nil)
-		claim := &v1.NodeClaim{}
-		if err := e.client.Get(context.Background(), client.ObjectKey{Name: "c1"}, claim); err != nil {
-			t.Fatal(err)
-		}
-		if err := e.cloud.Delete(context.Background(), claim); err != nil {
-			t.Fatal(err)
-		}
+		e.loseMachine(t)
 		if _, err := e.reconcileClaim(t); err != nil {
 			t.Fatalf("NotFound must count as deleted: %v", err)
 		}
