@@ -267,12 +267,6 @@ func earliest(a, b reconcile.Result) reconcile.Result {
 	}
 }
 
-// deleteClaim deletes claim, and the claims of its gang still coming up,
-// so provisioning re-plans their pods (see claims.DeleteWithGang).
-func deleteClaim(ctx context.Context, c client.Client, claim *v1.NodeClaim) error {
-	return claims.DeleteWithGang(ctx, c, claim)
-}
-
 // nodePool is the pool label value used in metrics; bounded by the number of pools.
 func nodePool(claim *v1.NodeClaim) string { return claim.Labels[v1.LabelNodePool] }
 

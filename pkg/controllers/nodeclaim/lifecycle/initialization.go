@@ -84,7 +84,7 @@ func (i *initialization) reconcile(ctx context.Context, claim *v1.NodeClaim) (re
 			i.events.initializationTimeout(claim, timeout.String(), message)
 			abandonedTotal.WithLabelValues(nodePool(claim), abandonInitTimeout).Inc()
 			log.FromContext(ctx).Info("initialization timed out, deleting nodeclaim", "timeout", timeout.String(), "why", message)
-			if err := deleteClaim(ctx, i.client, claim); err != nil {
+			if err := claims.DeleteWithGang(ctx, i.client, claim); err != nil {
 				return reconcile.Result{}, false, err
 			}
 			return reconcile.Result{}, true, nil

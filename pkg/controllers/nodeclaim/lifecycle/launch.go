@@ -14,6 +14,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/utils/claims"
 	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 )
 
@@ -62,7 +63,7 @@ func (l *launch) reconcile(ctx context.Context, claim *v1.NodeClaim) (reconcile.
 			abandonedTotal.WithLabelValues(nodePool(claim), abandonInsufficientCapacity).Inc()
 			log.FromContext(ctx).Info("no offering had capacity, deleting nodeclaim",
 				"unavailableOfferings", claim.Status.UnavailableOfferings)
-			if err := deleteClaim(ctx, l.client, claim); err != nil {
+			if err := claims.DeleteWithGang(ctx, l.client, claim); err != nil {
 				return reconcile.Result{}, false, err
 			}
 			return reconcile.Result{}, true, nil
@@ -91,7 +92,7 @@ func (l *launch) reconcile(ctx context.Context, claim *v1.NodeClaim) (reconcile.
 				abandonedTotal.WithLabelValues(nodePool(claim), abandonLaunchFailed).Inc()
 				log.FromContext(ctx).Info("launch kept failing, deleting nodeclaim", "timeout", timeout.String(),
 					"error", err.Error())
-				if derr := deleteClaim(ctx, l.client, claim); derr != nil {
+				if derr := claims.DeleteWithGang(ctx, l.client, claim); derr != nil {
 					return reconcile.Result{}, false, derr
 				}
 				return reconcile.Result{}, true, nil

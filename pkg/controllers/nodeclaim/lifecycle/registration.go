@@ -115,7 +115,7 @@ func (r *registration) awaitNode(ctx context.Context, claim *v1.NodeClaim, launc
 	abandonedTotal.WithLabelValues(nodePool(claim), abandonRegistrationTimeout).Inc()
 	log.FromContext(ctx).Info("registration timed out, deleting nodeclaim", "providerID", claim.Status.ProviderID,
 		"timeout", timeout.String())
-	if err := deleteClaim(ctx, r.client, claim); err != nil {
+	if err := claims.DeleteWithGang(ctx, r.client, claim); err != nil {
 		return reconcile.Result{}, false, err
 	}
 	return reconcile.Result{}, true, nil
