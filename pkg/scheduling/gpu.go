@@ -1,6 +1,8 @@
 package scheduling
 
 import (
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
@@ -67,19 +69,41 @@ func NodeLabels(it *cloudprovider.InstanceType, pool *v1.NodePool) map[string]st
 func DaemonSetOverhead(daemons []*corev1.Pod, node Requirements, taints []corev1.Taint) Resources {
 	var out Resources
 	for _, d := range daemons {
-		if Tolerates(d.Spec.Tolerations, taints) != nil {
-			continue
-		}
-		pc, err := NewPodConstraints(d)
-		if err != nil {
-			continue // a daemon the API server accepted but we cannot read runs nowhere we plan for
-		}
-		for _, alt := range pc.NodeRequirements {
-			if node.Admits(alt) == nil {
-				out = out.Add(PodRequests(d))
-				break
-			}
+		if daemonRuns(d, node, taints) {
+			out = out.Add(PodRequests(d))
 		}
 	}
 	return out
+}
+
+// DaemonSetHostPorts are the host ports (as HostPorts) that the DaemonSet
+// pods which would run on such a node bind, sorted: no other pod binding one
+// of them can run there.
+func DaemonSetHostPorts(daemons []*corev1.Pod, node Requirements, taints []corev1.Taint) []string {
+	var out []string
+	for _, d := range daemons {
+		if ports := HostPorts(d); len(ports) > 0 && daemonRuns(d, node, taints) {
+			out = append(out, ports...)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// daemonRuns reports whether a DaemonSet pod would run on a node with these
+// requirements and taints.
+func daemonRuns(d *corev1.Pod, node Requirements, taints []corev1.Taint) bool {
+	if Tolerates(d.Spec.Tolerations, taints) != nil {
+		return false
+	}
+	pc, err := NewPodConstraints(d)
+	if err != nil {
+		return false // a daemon the API server accepted but we cannot read runs nowhere we plan for
+	}
+	for _, alt := range pc.NodeRequirements {
+		if node.Admits(alt) == nil {
+			return true
+		}
+	}
+	return false
 }

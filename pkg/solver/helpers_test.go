@@ -201,6 +201,13 @@ func podAffinity(key string, sel map[string]string) podOpt {
 	}
 }
 
+// hostPort binds port on the host (protocol "" is the API's default, TCP).
+func hostPort(port int32, protocol corev1.Protocol) podOpt {
+	return func(p *corev1.Pod) {
+		p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: port, HostPort: port, Protocol: protocol})
+	}
+}
+
 func podAntiAffinity(key string, sel map[string]string) podOpt {
 	return func(p *corev1.Pod) {
 		a := ensureAffinity(p)

@@ -56,6 +56,8 @@ type model struct {
 	// byLabel indexes shapes by "key=value" of their labels, for candidates.
 	byLabel   map[string][]int32
 	allShapes []int32
+	// byPort indexes shapes by the host ports they bind.
+	byPort map[string][]int32
 	// typeBase[p] numbers pool p's first type among every pool's types,
 	// numTypes counts them all: see typeBit.
 	typeBase []int
@@ -106,11 +108,13 @@ type poolType struct {
 	alloc    scheduling.Resources // effective allocatable less DaemonSet overhead
 	capacity scheduling.Resources // effective capacity, what limits count
 	daemon   scheduling.Resources
-	offs     []cloudprovider.Offering // allowed, available; cheapest first
-	minPrice float64
-	zones    uint64   // zone bits of offs
-	offZone  []uint64 // the zone bit of each of offs (0 when zones are not numbered)
-	offCT    []uint8  // the capacity type of each of offs: its index in capacityTypes, or otherCT
+	// daemonPorts are the host ports the pool's DaemonSet pods bind on it.
+	daemonPorts []string
+	offs        []cloudprovider.Offering // allowed, available; cheapest first
+	minPrice    float64
+	zones       uint64   // zone bits of offs
+	offZone     []uint64 // the zone bit of each of offs (0 when zones are not numbered)
+	offCT       []uint8  // the capacity type of each of offs: its index in capacityTypes, or otherCT
 	// zonesByCT are the zone bits of offs per capacity type, for a filter
 	// to answer with a mask per type rather than a scan of offs; offSlow
 	// says they do not tell (zones not numbered, a reservation, whose count
@@ -136,6 +140,8 @@ type shape struct {
 	size     float64
 	// antiOwn are the required anti-affinity terms, kept for symmetry.
 	antiOwn []scheduling.AffinityTerm
+	// ports are the host ports the shape's pods bind (scheduling.HostPorts).
+	ports []string
 	// groups this shape is a member of.
 	groups []int
 	// pinKeys are the non-hostname topology keys whose counts include this
@@ -398,7 +404,9 @@ func newPoolType(it *cloudprovider.InstanceType, p *pool, daemons []*corev1.Pod)
 	capacity, alloc := scheduling.EffectiveCapacity(it, p.np.Spec.Template.Spec.GPU)
 	pt.capacity = scheduling.FromList(capacity)
 	if len(daemons) > 0 {
-		pt.daemon = scheduling.DaemonSetOverhead(daemons, p.reqs.Intersect(typeReqs), p.taints)
+		node := p.reqs.Intersect(typeReqs)
+		pt.daemon = scheduling.DaemonSetOverhead(daemons, node, p.taints)
+		pt.daemonPorts = scheduling.DaemonSetHostPorts(daemons, node, p.taints)
 	}
 	pt.alloc = scheduling.FromList(alloc).Sub(pt.daemon)
 	return pt
@@ -425,7 +433,7 @@ func (m *model) buildShapes(snap *Snapshot) {
 			return s
 		}
 		req.Ext = maps.Clone(req.Ext)
-		s := &shape{key: key + "|" + name, ns: pod.Namespace, labels: pod.Labels, req: req, idx: -1}
+		s := &shape{key: key + "|" + name, ns: pod.Namespace, labels: pod.Labels, req: req, idx: -1, ports: scheduling.HostPorts(pod)}
 		s.pc, s.err = scheduling.NewPodConstraints(pod)
 		if s.pc != nil && pod.Spec.Affinity != nil && pod.Spec.Affinity.PodAntiAffinity != nil {
 			s.antiOwn = s.pc.AntiAffinity
@@ -556,6 +564,8 @@ func shapeKey(pod *corev1.Pod, req *scheduling.Resources) string {
 			b.Write(raw)
 		}
 	}
+	b.WriteByte('|')
+	b.WriteString(strings.Join(scheduling.HostPorts(pod), ","))
 	return b.String()
 }
 
@@ -682,6 +692,29 @@ func (m *model) newOwnerGroup(owner *shape, key string) int {
 	return len(m.groups) - 1
 }
 
+// newPortGroup is the group of the shapes (pending or bound) that bind a
+// host port, counted per node.
+func (m *model) newPortGroup(port string) int {
+	id := v1.LabelHostname + "\x00port\x00" + port
+	if g, ok := m.groupIDs[id]; ok {
+		return g
+	}
+	if m.groupIDs == nil {
+		m.groupIDs = map[string]int{}
+	}
+	if m.byPort == nil {
+		m.byPort = map[string][]int32{}
+		for i, s := range m.shapes {
+			for _, p := range s.ports {
+				m.byPort[p] = append(m.byPort[p], int32(i))
+			}
+		}
+	}
+	m.groupIDs[id] = len(m.groups)
+	m.groups = append(m.groups, &group{members: m.byPort[port]})
+	return len(m.groups) - 1
+}
+
 // has reports whether shape index i is in the group.
 func (g *group) has(i int) bool {
 	_, ok := slices.BinarySearch(g.members, int32(i))
@@ -713,6 +746,21 @@ func (m *model) newLevels(s *shape) []*level {
 		l.spread = slices.Delete(slices.Clone(prev.spread), i, i+1)
 		levels = append(levels, m.withDomains(&l))
 	}
+}
+
+// daemonPortClash is why a pod binding ports cannot run in pool p: a
+// DaemonSet pod binds one of them on some of its types. The whole pool is
+// ruled out, not those types alone: the packing narrows a node's types by
+// requirements only, so a type-level rule would not hold through merges.
+func daemonPortClash(p *pool, ports []string) error {
+	for _, port := range ports {
+		for _, t := range p.types {
+			if slices.Contains(t.daemonPorts, port) {
+				return fmt.Errorf("host port %s is bound by a DaemonSet pod on its %s nodes", port, t.it.Name)
+			}
+		}
+	}
+	return nil
 }
 
 // viability is memoised on the alternatives: shapes of one app that differ
@@ -791,6 +839,9 @@ func (m *model) newLevel(s *shape, pc *scheduling.PodConstraints) *level {
 	l.tolerates = make([]error, len(m.pools))
 	for pi, p := range m.pools {
 		l.tolerates[pi] = scheduling.Tolerates(pc.Tolerations, p.taints)
+		if l.tolerates[pi] == nil {
+			l.tolerates[pi] = daemonPortClash(p, s.ports)
+		}
 	}
 	l.viable = m.viability(l.alts)
 	selfSel := func(sel labels.Selector) bool { return sel.Matches(labels.Set(s.labels)) }
@@ -819,6 +870,11 @@ func (m *model) newLevel(s *shape, pc *scheduling.PodConstraints) *level {
 		t := &pc.PreferredAntiAffinity[i]
 		g := m.newGroup(termID(t), t.Key, t.Selector, func(o *shape) bool { return t.Matches(o.ns, o.labels) })
 		l.prefAnti = append(l.prefAnti, termRule{key: t.Key, group: g, self: t.Matches(s.ns, s.labels)})
+	}
+	// A host port is an anti-affinity at the hostname among the pods that
+	// bind it: one of them per node.
+	for _, port := range s.ports {
+		l.anti = append(l.anti, termRule{key: v1.LabelHostname, group: m.newPortGroup(port), self: true})
 	}
 	// Symmetry: a pod may not join a domain holding a pod whose anti-affinity
 	// selects it. Each distinct term is matched once, not once per owner.

@@ -179,7 +179,41 @@ func randomSnapshot(r *rand.Rand) *Snapshot {
 		}
 		snap.Pods = append(snap.Pods, makePods(1+r.IntN(12), app, cpus[r.IntN(len(cpus))], mems[r.IntN(len(mems))], opts...)...)
 	}
+	addHostPorts(rand.New(rand.NewPCG(r.Uint64(), 13)), snap)
 	return snap
+}
+
+// addHostPorts gives some apps and some running pods a host port, from a
+// generator of its own so the rest of each seed's snapshot stays as it was.
+func addHostPorts(r *rand.Rand, snap *Snapshot) {
+	ports := []int32{8080, 9090}
+	bind := func(p *corev1.Pod, port int32) {
+		p.Spec.Containers[0].Ports = append(p.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: port, HostPort: port})
+	}
+	byApp := map[string]int32{}
+	for _, p := range snap.Pods {
+		key := p.Namespace + "/" + p.Labels["app"]
+		port, ok := byApp[key]
+		if !ok {
+			if r.IntN(5) == 0 {
+				port = ports[r.IntN(len(ports))]
+			}
+			byApp[key] = port
+		}
+		if port > 0 {
+			bind(p, port)
+		}
+	}
+	for _, n := range snap.Nodes {
+		if len(n.Pods) > 0 && r.IntN(3) == 0 {
+			bind(n.Pods[0], ports[r.IntN(len(ports))])
+		}
+	}
+	if len(snap.DaemonSetPods) > 0 && r.IntN(3) == 0 {
+		ds := snap.DaemonSetPods[0].DeepCopy()
+		bind(ds, ports[r.IntN(len(ports))])
+		snap.DaemonSetPods = []*corev1.Pod{ds}
+	}
 }
 
 // TestPropertyRandomSnapshots: every plan of a random snapshot respects every

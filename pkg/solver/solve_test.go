@@ -3,6 +3,7 @@ package solver
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -216,6 +217,47 @@ func TestSolveConstraints(t *testing.T) {
 				NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)},
 			},
 			want: outcome{Nodes: []string{"default/c.large/us-east-1a/on-demand: web-000"}},
+		},
+		{
+			name: "host port: one pod per node, other protocols and ports beside it",
+			snap: &Snapshot{
+				Pods: slices.Concat(
+					makePods(2, "agent", "1", "1Gi", hostPort(9100, "")),
+					makePods(1, "dns", "1", "1Gi", hostPort(9100, corev1.ProtocolUDP)),
+					makePods(1, "proxy", "1", "1Gi", hostPort(8080, corev1.ProtocolTCP)),
+				),
+				NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)},
+			},
+			want: outcome{Nodes: []string{
+				"default/c.large/us-east-1a/on-demand: agent-001",
+				"default/c.xlarge/us-east-1a/on-demand: agent-000 dns-000 proxy-000",
+			}},
+		},
+		{
+			name: "host port taken by a running pod",
+			snap: &Snapshot{
+				Pods:      slices.Concat(makePods(1, "agent", "1", "1Gi", hostPort(9100, "")), makePods(1, "web", "1", "1Gi")),
+				Nodes:     []*Node{existingNode("n1", a, "4", "8Gi", makePod("agent-old", "1", "1Gi", hostPort(9100, corev1.ProtocolTCP)))},
+				NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)},
+			},
+			want: outcome{
+				Bound: map[string]string{"web-000": "n1"},
+				Nodes: []string{"default/c.large/us-east-1a/on-demand: agent-000"},
+			},
+		},
+		{
+			name: "host port bound by a DaemonSet on the pool's nodes",
+			snap: &Snapshot{
+				Pods: slices.Concat(makePods(1, "agent", "1", "1Gi", hostPort(9100, "")),
+					makePods(1, "tolerant", "1", "1Gi", hostPort(9100, ""), tolerate("dedicated"))),
+				DaemonSetPods: []*corev1.Pod{makePod("node-exporter", "100m", "64Mi", hostPort(9100, corev1.ProtocolTCP))},
+				NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand),
+					makePool("dedicated", cpuCatalog(), onDemand, withTaint("dedicated"))},
+			},
+			want: outcome{
+				Nodes:  []string{"dedicated/c.large/us-east-1a/on-demand: tolerant-000"},
+				Failed: map[string]string{"agent-000": "nodepool dedicated: taint dedicated:NoSchedule not tolerated; nodepool default: host port TCP/9100 is bound by a DaemonSet pod on its c.large nodes"},
+			},
 		},
 		{
 			name: "zone anti-affinity",

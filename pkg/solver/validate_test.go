@@ -1,6 +1,7 @@
 package solver
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -191,7 +192,49 @@ func validate(snap *Snapshot, plan *Plan) []string {
 		}
 	}
 	errs = append(errs, validateTopology(snap, layout)...)
+	errs = append(errs, validateHostPorts(snap, layout)...)
 	errs = append(errs, validateGangs(snap, plan, layout)...)
+	return errs
+}
+
+// validateHostPorts: no pod the plan places shares a node with another pod
+// binding one of its host ports (any host IP, by protocol and port).
+func validateHostPorts(snap *Snapshot, layout []*placedNode) []string {
+	var errs []string
+	pending := map[*corev1.Pod]bool{}
+	for _, p := range snap.Pods {
+		pending[p] = true
+	}
+	for _, n := range layout {
+		if strings.HasPrefix(n.name, "new-") { // the DaemonSet pods a new node will run
+			taken := scheduling.DaemonSetHostPorts(snap.DaemonSetPods, scheduling.FromLabels(n.labels), n.taints)
+			for _, p := range n.pods {
+				for _, port := range scheduling.HostPorts(p) {
+					if slices.Contains(taken, port) {
+						errs = append(errs, fmt.Sprintf("pod %s binds host port %s, which a DaemonSet pod binds on %s", p.Name, port, n.name))
+					}
+				}
+			}
+		}
+		for i, p := range n.pods {
+			for _, o := range n.pods[i+1:] {
+				if !pending[p] && !pending[o] {
+					continue
+				}
+				for _, c := range p.Spec.Containers {
+					for _, cp := range c.Ports {
+						for _, oc := range o.Spec.Containers {
+							for _, op := range oc.Ports {
+								if cp.HostPort > 0 && cp.HostPort == op.HostPort && cmp.Or(cp.Protocol, corev1.ProtocolTCP) == cmp.Or(op.Protocol, corev1.ProtocolTCP) {
+									errs = append(errs, fmt.Sprintf("pods %s and %s share host port %d on %s", p.Name, o.Name, cp.HostPort, n.name))
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
 	return errs
 }
 

@@ -31,6 +31,7 @@ func TestProvisioning(t *testing.T) {
 			provReq(v1.LabelGPUName, corev1.NodeSelectorOpIn, "l4"),
 			provReq(v1.LabelGPUCount, corev1.NodeSelectorOpIn, "1"),
 			provReq(v1.LabelCapacityType, corev1.NodeSelectorOpIn, v1.CapacityTypeSpot)),
+		provPool("ports", "ports", nil, provReq(v1.LabelCapacityType, corev1.NodeSelectorOpIn, v1.CapacityTypeOnDemand)),
 	)
 
 	t.Run("GPU pods run on nodes of the pool's types", func(t *testing.T) {
@@ -115,6 +116,58 @@ func TestProvisioning(t *testing.T) {
 		}
 		if gpus.Cmp(resource.MustParse("2")) != 0 {
 			t.Errorf("pool limited holds %s GPUs in %d claims, want exactly its limit of 2", gpus.String(), len(claims))
+		}
+	})
+
+	t.Run("pods binding one host port are planned a node each", func(t *testing.T) {
+		// Small enough to share one machine, but the kube-scheduler lets only
+		// one pod per node bind a host port: a plan putting them together
+		// leaves the others pending on a machine bought for them.
+		names := []string{"agent-0", "agent-1", "agent-2"}
+		for _, n := range names {
+			pod := provPod(ns, n, map[string]string{v1.LabelNodePool: "ports"}, []string{"ports"}, "cpu", "500m", "memory", "512Mi")
+			pod.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 9100, HostPort: 9100}}
+			provCreate(t, pc.c, pod)
+		}
+		nodes := map[string]string{}
+		provEventually(t, "3 agents Running", func(ctx context.Context) (bool, error) {
+			for _, n := range names {
+				pod := &corev1.Pod{}
+				if err := pc.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: n}, pod); err != nil || pod.Status.Phase != corev1.PodRunning {
+					return false, err
+				}
+				nodes[n] = pod.Spec.NodeName
+			}
+			return true, nil
+		})
+		planned := map[string]bool{}
+		for _, n := range names {
+			notes, err := provEventNotes(ctx, pc.c, ns, n, "Nominated")
+			if err != nil {
+				t.Fatal(err)
+			}
+			claimsOf := map[string]bool{}
+			for _, note := range notes {
+				if _, rest, ok := strings.Cut(note, "nodeclaim "); ok {
+					claimsOf[strings.Fields(rest)[0]] = true
+				}
+			}
+			if len(claimsOf) != 1 {
+				t.Errorf("pod %s was planned onto %d machines (%q), want one", n, len(claimsOf), notes)
+			}
+			for c := range claimsOf {
+				planned[c] = true
+			}
+		}
+		if len(planned) != len(names) {
+			t.Errorf("the agents were planned onto %d machines, want one each: %v", len(planned), planned)
+		}
+		claims, err := provClaims(ctx, pc.c, "ports")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(claims) != len(names) {
+			t.Errorf("pool ports has %d NodeClaims for %d agents (nodes %v), want one each", len(claims), len(names), nodes)
 		}
 	})
 

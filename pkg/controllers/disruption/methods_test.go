@@ -282,3 +282,27 @@ func TestConsolidationMergesWithinAPool(t *testing.T) {
 		t.Errorf("command (-want +got):\n%s", diff)
 	}
 }
+
+// Two pods binding one host port cannot share a node, so consolidation
+// (planned by the real solver) must not merge their nodes: each may only be
+// replaced by a cheaper machine of its own.
+func TestConsolidationKeepsHostPortsApart(t *testing.T) {
+	now := start.Add(time.Hour)
+	large := catalog()[1]
+	ca, na := machine("a", "p", large, v1.CapacityTypeOnDemand, start)
+	cb, nb := machine("b", "p", large, v1.CapacityTypeOnDemand, start)
+	agent := func(p *corev1.Pod) {
+		p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 9100, HostPort: 9100}}
+	}
+	pods := []*corev1.Pod{pod("a0", "a", "1", agent), pod("b0", "b", "1", agent)}
+	st := stateOf(now, []*v1.NodePool{pool("p")}, []*v1.NodeClaim{ca, cb}, []*corev1.Node{na, nb}, pods, nil)
+	solve := func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) { return solver.Solve(ctx, s) }
+	e := NewEvaluation(st, &Simulator{Solver: SolverFunc(solve), Cloud: &fakeCloud{types: catalog()}}, DefaultChurnGuard())
+	cmd, err := Consolidation{}.ComputeCommand(context.Background(), e, BuildCandidates(st, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff("single-node replace [a] with [small on-demand], saving $0.6000/h", cmd.String()); diff != "" {
+		t.Errorf("command (-want +got):\n%s", diff)
+	}
+}
