@@ -154,7 +154,7 @@ func consolidate(ctx context.Context, e *Evaluation, method string, cands []*Can
 		return Command{}, "", err
 	}
 	if !sim.Feasible() {
-		return Command{}, "its pods would have no place", nil
+		return Command{}, noPlace(sim), nil
 	}
 	cmd := Command{Method: method, Reason: v1.DisruptionReasonUnderutilized, Candidates: cands, Bindings: sim.Plan.Bindings}
 	switch len(sim.Plan.NewNodes) {

@@ -64,7 +64,7 @@ func (m Drift) Recompute(ctx context.Context, e *Evaluation, cmd Command) (Comma
 		return Command{}, "", err
 	}
 	if !sim.Feasible() {
-		return Command{}, "its pods would have no place", nil
+		return Command{}, noPlace(sim), nil
 	}
 	cmd.Replacements, cmd.Bindings = sim.Plan.NewNodes, sim.Plan.Bindings
 	cmd.SavingsPerHour = priceOf(cmd.Candidates) - sim.Plan.CostPerHour

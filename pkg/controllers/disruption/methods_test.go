@@ -2,6 +2,7 @@ package disruption
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -304,5 +305,43 @@ func TestConsolidationKeepsHostPortsApart(t *testing.T) {
 	}
 	if diff := cmp.Diff("single-node replace [a] with [small on-demand], saving $0.6000/h", cmd.String()); diff != "" {
 		t.Errorf("command (-want +got):\n%s", diff)
+	}
+}
+
+// A machine still launching is no place to evict pods to: a consolidation
+// whose pods would land on it waits for a later pass.
+func TestConsolidationDoesNotMoveOntoLaunchingMachines(t *testing.T) {
+	now := start.Add(time.Hour)
+	large := catalog()[1]
+	ca, na := machine("a", "p", large, v1.CapacityTypeOnDemand, start)
+	launching, _ := machine("launching", "p", large, v1.CapacityTypeOnDemand, now.Add(-10*time.Second))
+	launching.Status = v1.NodeClaimStatus{}
+	pods := []*corev1.Pod{pod("a0", "a", "1")}
+	st := stateOf(now, []*v1.NodePool{pool("p")}, []*v1.NodeClaim{ca, launching}, []*corev1.Node{na}, pods, nil)
+	e := NewEvaluation(st, &Simulator{Solver: SolverFunc(firstFit), Cloud: &fakeCloud{types: catalog()}}, DefaultChurnGuard())
+	cmd, err := SingleNode{}.ComputeCommand(context.Background(), e, BuildCandidates(st, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cmd.Candidates) > 0 {
+		t.Errorf("command %s moves pods onto a machine still launching", cmd)
+	}
+	if _, why, err := consolidate(context.Background(), e, "single-node", BuildCandidates(st, nil)); err != nil || why != "its pods would wait for a machine still launching" {
+		t.Errorf("consolidation held because %q (%v), want the launching machine named as the cause", why, err)
+	}
+	sim, err := e.simulate(context.Background(), BuildCandidates(st, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sim.Plan.Bindings) != 0 || len(sim.Plan.Unschedulable) != 1 ||
+		!strings.Contains(sim.Plan.Unschedulable[0].Reason, "launching, which is still launching") {
+		var got []string
+		for _, b := range sim.Plan.Bindings {
+			got = append(got, b.Pod.Name+" -> "+b.NodeName)
+		}
+		for _, u := range sim.Plan.Unschedulable {
+			got = append(got, u.Pod.Name+": "+u.Reason)
+		}
+		t.Errorf("what-if %q: want a0 without a place, waiting for launching", got)
 	}
 }

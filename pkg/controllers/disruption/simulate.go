@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -63,6 +64,20 @@ type Simulation struct {
 // Feasible reports whether every pod found a place.
 func (s *Simulation) Feasible() bool { return len(s.Plan.Unschedulable) == 0 }
 
+// noPlace is why an infeasible what-if holds a command. It names no pod or
+// figure: events repeat only when the cause changes.
+func noPlace(s *Simulation) string {
+	for _, u := range s.Plan.Unschedulable {
+		if !strings.HasPrefix(u.Reason, waitsForLaunch) {
+			return "its pods would have no place"
+		}
+	}
+	return "its pods would wait for a machine still launching"
+}
+
+// waitsForLaunch starts the reason of a pod whose only place is launching.
+const waitsForLaunch = "would wait for "
+
 // Overlay is what other commands of the same pass will do to the cluster:
 // nodes they remove, pods they move onto nodes that stay, and machines they
 // launch. A what-if on top of it never plans into room another command has
@@ -93,8 +108,8 @@ func plannedName(i int) string { return fmt.Sprintf("planned-%d", i) }
 // Simulate removes the named nodes from the cluster (on top of overlay,
 // which may be nil) and plans their pods onto what remains plus new
 // machines. Nodes being disrupted, cordoned or deleted are not offered as
-// places; in-flight claims are, with the capacity already planned for them
-// taken. Pods are confined to where their volumes are.
+// places; a pod planned onto an in-flight claim finds no place (see
+// withoutLaunching). Pods are confined to where their volumes are.
 func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Candidate, overlay *Overlay) (*Simulation, error) {
 	removed := map[string]bool{}
 	var pods []*corev1.Pod
@@ -133,7 +148,35 @@ func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Ca
 	if err != nil {
 		return nil, fmt.Errorf("solving what-if without %d node(s): %w", len(remove), err)
 	}
+	withoutLaunching(plan, snap.Nodes)
 	return &Simulation{Plan: plan, Pods: pods}, nil
+}
+
+// withoutLaunching turns the plan's bindings onto nodes still launching (a
+// claim not registered yet, or another command's replacement) into pods
+// without a place: a pod evicted now would wait for that machine, or for a
+// new one if its launch fails. A command relying on one waits for a later
+// pass, when the machine is up.
+func withoutLaunching(plan *solver.Plan, nodes []*solver.Node) {
+	launching := map[string]bool{}
+	for _, n := range nodes {
+		if n.InFlight {
+			launching[n.Name] = true
+		}
+	}
+	if len(launching) == 0 {
+		return
+	}
+	kept := plan.Bindings[:0]
+	for _, b := range plan.Bindings {
+		if launching[b.NodeName] {
+			plan.Unschedulable = append(plan.Unschedulable, solver.Unschedulable{Pod: b.Pod,
+				Reason: fmt.Sprintf("%s%s, which is still launching", waitsForLaunch, b.NodeName)})
+			continue
+		}
+		kept = append(kept, b)
+	}
+	plan.Bindings = kept
 }
 
 // Snapshot is the cluster without the claims in removed (and those the
