@@ -5,6 +5,7 @@
 package lifecycle
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,6 +61,9 @@ type Options struct {
 	DefaultRegistrationTimeout time.Duration
 	// MaxConcurrentReconciles bounds parallel launches; cloud calls are slow, so more than one helps.
 	MaxConcurrentReconciles int
+	// CreateTimeout bounds one cloud Create call (DefaultCreateTimeout when
+	// zero): a call that hangs would otherwise hold a launch worker forever.
+	CreateTimeout time.Duration
 	// SkipNameValidation lets tests start several managers in one process.
 	SkipNameValidation bool
 }
@@ -115,7 +119,7 @@ func NewController(d Deps) *Controller {
 		opts:   d.Options,
 		steps: []subReconciler{
 			&launch{client: d.Client, cloud: d.CloudProvider, clock: d.Clock, events: rec, unavailable: d.Unavailable,
-				defaultTimeout: d.Options.DefaultRegistrationTimeout},
+				defaultTimeout: d.Options.DefaultRegistrationTimeout, createTimeout: cmp.Or(d.Options.CreateTimeout, DefaultCreateTimeout)},
 			&registration{client: d.Client, clock: d.Clock, events: rec, defaultTimeout: d.Options.DefaultRegistrationTimeout,
 				nominations: d.Nominations},
 			&initialization{client: d.Client, clock: d.Clock, events: rec, defaultTimeout: d.Options.DefaultRegistrationTimeout},

@@ -418,3 +418,34 @@ func TestAdoptByNodePool(t *testing.T) {
 		t.Errorf("Create called %d times, want 2", e.cloud.Calls("Create"))
 	}
 }
+
+// hangingProvider's Create never answers until its context ends, as a cloud
+// call stuck on a dead connection would.
+type hangingProvider struct{ *cloudtest.Provider }
+
+func (hangingProvider) Create(ctx context.Context, _ *v1.NodeClaim) (*v1.NodeClaim, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A Create that never returns is cut at the deadline, so the worker is free
+// and the claim says why; the retry launches.
+func TestLaunchCallHasADeadline(t *testing.T) {
+	e := newEnv(t, newClaim("c1", offering("g5.xlarge", "zone-a", v1.CapacityTypeSpot)))
+	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: hangingProvider{e.cloud}, Clock: e.clock,
+		Options: Options{CreateTimeout: 50 * time.Millisecond}})
+	if _, err := e.reconcile(t, "c1"); err == nil {
+		t.Fatal("a launch cut at its deadline must be returned so the claim is retried")
+	}
+	cond := conditions.Get(e.claim(t, "c1").Status.Conditions, v1.ConditionLaunched)
+	if cond == nil || cond.Status != metav1.ConditionFalse || !strings.Contains(cond.Message, "no answer from the cloud provider within 50ms") {
+		t.Fatalf("Launched = %+v, want False saying the provider did not answer in time", cond)
+	}
+	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: e.cloud, Clock: e.clock})
+	if _, err := e.reconcile(t, "c1"); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if !conditions.IsTrue(e.claim(t, "c1").Status.Conditions, v1.ConditionLaunched) {
+		t.Fatal("the retry must launch")
+	}
+}

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -31,6 +32,7 @@ const (
 type launch struct {
 	client         client.Client
 	defaultTimeout time.Duration
+	createTimeout  time.Duration
 	cloud          launcher
 	clock          clock.Clock
 	events         *recorder
@@ -71,7 +73,7 @@ func (l *launch) reconcile(ctx context.Context, claim *v1.NodeClaim) (reconcile.
 		attempt := claim.DeepCopy()
 		attempt.Spec.Offerings = remaining
 		start := l.clock.Now()
-		created, err := l.cloud.Create(ctx, attempt)
+		created, err := l.create(ctx, attempt)
 		if err == nil {
 			l.recordSkipped(claim, remaining, created)
 			l.launched(ctx, claim, created)
@@ -106,6 +108,23 @@ func (l *launch) reconcile(ctx context.Context, claim *v1.NodeClaim) (reconcile.
 		log.FromContext(ctx).Info("insufficient capacity, trying the next offering", "failed", len(failed),
 			"remaining", len(remaining)-len(failed), "error", err.Error())
 	}
+}
+
+// DefaultCreateTimeout bounds one cloud Create call. Providers wait for the
+// machine to exist (an Azure VM's create can take minutes), and adopt it on
+// the next call if the deadline cut that wait short.
+const DefaultCreateTimeout = 10 * time.Minute
+
+// create calls the provider with a deadline, so a call that never returns
+// frees its worker: with every worker held, no claim would launch.
+func (l *launch) create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeClaim, error) {
+	cctx, cancel := context.WithTimeout(ctx, l.createTimeout)
+	defer cancel()
+	created, err := l.cloud.Create(cctx, claim)
+	if err != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("no answer from the cloud provider within %s: %w", l.createTimeout, err)
+	}
+	return created, err
 }
 
 // recordSkipped records the offerings a provider walked past before the one
