@@ -82,12 +82,8 @@ func (i *initialization) reconcile(ctx context.Context, claim *v1.NodeClaim) (re
 		}
 		if waited >= timeout {
 			i.events.initializationTimeout(claim, timeout.String(), message)
-			abandonedTotal.WithLabelValues(nodePool(claim), abandonInitTimeout).Inc()
-			log.FromContext(ctx).Info("initialization timed out, deleting nodeclaim", "timeout", timeout.String(), "why", message)
-			if err := claims.DeleteWithGang(ctx, i.client, claim); err != nil {
-				return reconcile.Result{}, false, err
-			}
-			return reconcile.Result{}, true, nil
+			return abandon(ctx, i.client, claim, abandonInitTimeout, "initialization timed out, deleting nodeclaim",
+				"timeout", timeout.String(), "why", message)
 		}
 		conditions.Set(&claim.Status.Conditions, i.clock, claim.Generation, v1.ConditionInitialized,
 			metav1.ConditionUnknown, reason, message)

@@ -62,13 +62,8 @@ func (l *launch) reconcile(ctx context.Context, claim *v1.NodeClaim) (reconcile.
 		remaining := remainingOfferings(claim)
 		if len(remaining) == 0 {
 			l.events.noCapacityLeft(claim)
-			abandonedTotal.WithLabelValues(nodePool(claim), abandonInsufficientCapacity).Inc()
-			log.FromContext(ctx).Info("no offering had capacity, deleting nodeclaim",
+			return abandon(ctx, l.client, claim, abandonInsufficientCapacity, "no offering had capacity, deleting nodeclaim",
 				"unavailableOfferings", claim.Status.UnavailableOfferings)
-			if err := claims.DeleteWithGang(ctx, l.client, claim); err != nil {
-				return reconcile.Result{}, false, err
-			}
-			return reconcile.Result{}, true, nil
 		}
 		attempt := claim.DeepCopy()
 		attempt.Spec.Offerings = remaining
@@ -91,13 +86,8 @@ func (l *launch) reconcile(ctx context.Context, claim *v1.NodeClaim) (reconcile.
 			failingSince := conditions.Get(claim.Status.Conditions, v1.ConditionLaunched).LastTransitionTime.Time
 			if timeout := registrationTimeout(claim, l.defaultTimeout); l.clock.Since(failingSince) >= timeout {
 				l.events.launchTimeout(claim, timeout.String())
-				abandonedTotal.WithLabelValues(nodePool(claim), abandonLaunchFailed).Inc()
-				log.FromContext(ctx).Info("launch kept failing, deleting nodeclaim", "timeout", timeout.String(),
-					"error", err.Error())
-				if derr := claims.DeleteWithGang(ctx, l.client, claim); derr != nil {
-					return reconcile.Result{}, false, derr
-				}
-				return reconcile.Result{}, true, nil
+				return abandon(ctx, l.client, claim, abandonLaunchFailed, "launch kept failing, deleting nodeclaim",
+					"timeout", timeout.String(), "error", err.Error())
 			}
 			// Returning the error requeues with controller-runtime's exponential backoff.
 			return reconcile.Result{}, false, fmt.Errorf("launching nodeclaim %s: %w", claim.Name, err)
@@ -108,6 +98,17 @@ func (l *launch) reconcile(ctx context.Context, claim *v1.NodeClaim) (reconcile.
 		log.FromContext(ctx).Info("insufficient capacity, trying the next offering", "failed", len(failed),
 			"remaining", len(remaining)-len(failed), "error", err.Error())
 	}
+}
+
+// abandon gives a claim up once its event is recorded: it counts the reason,
+// logs msg and deletes the claim, releasing its gang.
+func abandon(ctx context.Context, c client.Client, claim *v1.NodeClaim, reason, msg string, kv ...any) (reconcile.Result, bool, error) {
+	abandonedTotal.WithLabelValues(nodePool(claim), reason).Inc()
+	log.FromContext(ctx).Info(msg, kv...)
+	if err := claims.DeleteWithGang(ctx, c, claim); err != nil {
+		return reconcile.Result{}, false, err
+	}
+	return reconcile.Result{}, true, nil
 }
 
 // DefaultCreateTimeout bounds one cloud Create call. Providers wait for the

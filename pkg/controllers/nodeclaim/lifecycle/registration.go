@@ -112,13 +112,8 @@ func (r *registration) awaitNode(ctx context.Context, claim *v1.NodeClaim, launc
 		return reconcile.Result{RequeueAfter: timeout - waited}, false, nil
 	}
 	r.events.registrationTimeout(claim, timeout.String())
-	abandonedTotal.WithLabelValues(nodePool(claim), abandonRegistrationTimeout).Inc()
-	log.FromContext(ctx).Info("registration timed out, deleting nodeclaim", "providerID", claim.Status.ProviderID,
-		"timeout", timeout.String())
-	if err := claims.DeleteWithGang(ctx, r.client, claim); err != nil {
-		return reconcile.Result{}, false, err
-	}
-	return reconcile.Result{}, true, nil
+	return abandon(ctx, r.client, claim, abandonRegistrationTimeout, "registration timed out, deleting nodeclaim",
+		"providerID", claim.Status.ProviderID, "timeout", timeout.String())
 }
 
 // syncNode makes the Node carry what the claim promised the scheduler. Taints
