@@ -6,10 +6,12 @@
 package interruption
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -187,11 +189,25 @@ func (c *Controller) Start(ctx context.Context) error {
 		wg.Go(func() {
 			for item := range q {
 				err := c.Handle(ctx, item.ev)
-				if err == nil {
+				last := item.attempt+1 >= handleAttempts
+				switch {
+				case err == nil:
 					continue
+				case errors.Is(err, errNotKnownYet) && last:
+					logger.Info("interruption for a machine no nodeclaim claimed after retries; acknowledging",
+						"providerID", item.ev.ProviderID, "kind", item.ev.Kind)
+					actionsTotal.WithLabelValues(string(item.ev.Kind), "ignored").Inc()
+					if err := ack(ctx, item.ev.Ack); err != nil {
+						logger.Error(err, "acknowledging interruption", "providerID", item.ev.ProviderID)
+					}
+					continue
+				case errors.Is(err, errNotKnownYet):
+					logger.V(1).Info("interruption for a machine not known yet; retrying", "providerID", item.ev.ProviderID,
+						"kind", item.ev.Kind, "attempt", item.attempt+1)
+				default:
+					logger.Error(err, "handling interruption", "providerID", item.ev.ProviderID, "kind", item.ev.Kind, "attempt", item.attempt+1)
 				}
-				logger.Error(err, "handling interruption", "providerID", item.ev.ProviderID, "kind", item.ev.Kind, "attempt", item.attempt+1)
-				if item.attempt+1 < handleAttempts {
+				if !last {
 					go c.retryLater(item, retries, stop)
 				}
 			}
@@ -356,6 +372,13 @@ func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEv
 		// job) still learn the deadline so they can checkpoint in time.
 		if err := c.warnNode(ctx, claim, &interruption{claim: claim.Name, kind: ev.Kind, deadline: ev.Deadline}); err != nil {
 			return err
+		}
+	}
+	if claim == nil {
+		// A claim whose launch just returned may not carry its providerID
+		// yet; the event is tried again until it does.
+		if launching, err := c.anyLaunching(ctx); err != nil || launching {
+			return cmp.Or(err, errNotKnownYet)
 		}
 	}
 	if claim == nil || claim.DeletionTimestamp != nil {
@@ -612,6 +635,22 @@ func (c *Controller) dropGone(ctx context.Context, t *interruption) error {
 	}
 	t.replacements = kept
 	return nil
+}
+
+// errNotKnownYet is Handle's answer to an event no claim's providerID
+// matches while some claim is still launching: it may be that claim's.
+var errNotKnownYet = errors.New("no nodeclaim has this providerID yet, and some are launching")
+
+// anyLaunching reports whether a claim not being deleted has no providerID
+// yet.
+func (c *Controller) anyLaunching(ctx context.Context) (bool, error) {
+	list := &v1.NodeClaimList{}
+	if err := c.client.List(ctx, list); err != nil {
+		return false, fmt.Errorf("listing nodeclaims: %w", err)
+	}
+	return slices.ContainsFunc(list.Items, func(c v1.NodeClaim) bool {
+		return c.Status.ProviderID == "" && c.DeletionTimestamp == nil
+	}), nil
 }
 
 func (c *Controller) claimFor(ctx context.Context, providerID string) (*v1.NodeClaim, error) {

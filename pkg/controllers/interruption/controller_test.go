@@ -681,3 +681,67 @@ func TestReclaimOfADrainingMachineWarnsItsPods(t *testing.T) {
 		t.Errorf("replacements %v, acks %d; want none bought and the event acknowledged", got, e.acks.Load())
 	}
 }
+
+// A reclaim can arrive before the launch's providerID is written to its
+// claim: the event is tried again until it is, not dropped as another
+// machine's.
+func TestEventBeforeTheProviderIDIsRetried(t *testing.T) {
+	e := newEnv(t, 1, func(c *v1.NodeClaim) { c.Status.ProviderID = "" })
+	ev := e.event(cloudprovider.InterruptionSpotReclaim, start.Add(2*time.Minute))
+	lists := &countingLists{Client: e.client}
+	e.ctrl = NewController(Deps{Client: lists, Source: fanSource{events: []cloudprovider.InterruptionEvent{ev}}, CloudProvider: oneType{},
+		Solver: disruption.SolverFunc(oneNode), Clock: e.clock, Recorder: e.recorder})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.ctrl.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	}()
+	// The first attempt looks the claim up, finds none, and sees one launching.
+	until := time.Now().Add(10 * time.Second)
+	for lists.n.Load() < 2 {
+		if time.Now().After(until) {
+			t.Fatal("the event was never retried")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if e.acks.Load() != 0 {
+		t.Fatal("an event for a launching machine was acknowledged as someone else's")
+	}
+	claim := &v1.NodeClaim{}
+	e.get(t, claim, client.ObjectKey{Name: "c1"})
+	claim.Status.ProviderID = pid
+	if err := e.client.Status().Update(context.Background(), claim); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		e.get(t, claim, client.ObjectKey{Name: "c1"})
+		if conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted) {
+			return
+		}
+		if time.Now().After(until) {
+			t.Fatal("the event was not handled once the claim had its providerID")
+		}
+		if e.clock.HasWaiters() {
+			e.clock.Step(time.Second) // the retry's backoff
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// countingLists counts the NodeClaim lists made through it.
+type countingLists struct {
+	client.Client
+	n atomic.Int32
+}
+
+func (c *countingLists) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	err := c.Client.List(ctx, list, opts...)
+	if _, ok := list.(*v1.NodeClaimList); ok {
+		c.n.Add(1)
+	}
+	return err
+}
