@@ -218,7 +218,7 @@ func (c *Controller) instanceTypes(ctx context.Context, pools []*v1.NodePool) ([
 func (c *Controller) compatiblePods(ctx context.Context, pending []*corev1.Pod, pools []*v1.NodePool) []*corev1.Pod {
 	var out []*corev1.Pod
 	for _, pod := range pending {
-		if c.cluster.Settled(pod) || c.cluster.IsBookedFor(pod) {
+		if c.cluster.Settled(pod) || c.cluster.IsBookedFor(pod) || c.preempting(pod) {
 			continue
 		}
 		var whys []string
@@ -244,6 +244,15 @@ func (c *Controller) compatiblePods(ctx context.Context, pending []*corev1.Pod, 
 		c.tellOnce(ctx, pod, ReasonNoCompatibleNodePool, msg)
 	}
 	return out
+}
+
+// preempting reports whether the kube-scheduler has made room for pod by
+// preempting others on an existing node (it set nominatedNodeName there and
+// waits for the victims to leave): buying a machine for it would be waste.
+// Stowage's own steering sets the field too, to the node it planned.
+func (c *Controller) preempting(pod *corev1.Pod) bool {
+	node := pod.Status.NominatedNodeName
+	return node != "" && c.cluster.Node(node) != nil && c.cluster.NominatedNode(pod) != node
 }
 
 // tellOnce emits a warning on pod unless the last one it got said the same,

@@ -661,3 +661,28 @@ func TestClaimsOfLongestWaitingPodsAreWrittenFirst(t *testing.T) {
 		t.Errorf("write order = %v, want %v", got, want)
 	}
 }
+
+// A pod the kube-scheduler is preempting for (nominatedNodeName set by it
+// while its victims terminate) will bind to that node: nothing is bought.
+func TestSchedulePassesOverPreemptingPods(t *testing.T) {
+	f := newFixture(t, onePerPod)
+	f.cluster.UpdateNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{
+		Allocatable: res("cpu", "4", "nvidia.com/gpu", "1", "pods", "110"),
+		Conditions:  []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}})
+	f.cluster.UpdatePod(withPod(pendingPod("victim"), tolerateGPU, func(p *corev1.Pod) {
+		p.Spec.NodeName, p.Status = "n1", corev1.PodStatus{Phase: corev1.PodRunning}
+		ts := metav1.NewTime(now)
+		p.DeletionTimestamp = &ts
+	}))
+	f.cluster.UpdatePod(withPod(pendingPod("preemptor"), tolerateGPU, func(p *corev1.Pod) { p.Status.NominatedNodeName = "n1" }))
+	// The same pod, nominated to a node that is gone, is planned.
+	f.cluster.UpdatePod(withPod(pendingPod("stale"), tolerateGPU, func(p *corev1.Pod) { p.Status.NominatedNodeName = "n-gone" }))
+	r := f.schedule(t)
+	var planned []string
+	for _, c := range r.Created {
+		planned = append(planned, c.Name)
+	}
+	if len(r.Created) != 1 || len(f.solver.snapshots) != 1 || len(f.solver.snapshots[0].Pods) != 1 || f.solver.snapshots[0].Pods[0].Name != "stale" {
+		t.Errorf("created %v; want one machine, for the pod nominated to a node that is gone, and none for the preemptor", planned)
+	}
+}
