@@ -45,7 +45,7 @@ func (w *workloadSizes) IndexedJobSize(ns, name string) (int, error) {
 		if err := w.c.Get(w.ctx, client.ObjectKey{Namespace: ns, Name: name}, job); err != nil {
 			return 0, fmt.Errorf("reading job %s/%s: %w", ns, name, err)
 		}
-		return jobPods(job.Spec.Parallelism, job.Spec.Completions), nil
+		return max(jobPods(job.Spec.Parallelism, job.Spec.Completions, job.Status.Succeeded), 1), nil
 	})
 }
 
@@ -79,9 +79,20 @@ func (w *workloadSizes) JobSetSize(ns, name string) (int, error) {
 				v := int32(c)
 				completions = &v
 			}
-			total += int(replicas) * jobPods(parallelism, completions)
+			total += int(replicas) * jobPods(parallelism, completions, 0)
 		}
-		return total, nil
+		// Pods that finished are neither pending nor present: a child Job
+		// with some done needs only the rest.
+		children := &batchv1.JobList{}
+		if err := w.c.List(w.ctx, children, client.InNamespace(ns), client.MatchingLabels{scheduling.LabelJobSetName: name}); err != nil {
+			return 0, fmt.Errorf("listing the jobs of jobset %s/%s: %w", ns, name, err)
+		}
+		for _, j := range children.Items {
+			if j.Status.Succeeded > 0 {
+				total -= jobPods(j.Spec.Parallelism, j.Spec.Completions, 0) - jobPods(j.Spec.Parallelism, j.Spec.Completions, j.Status.Succeeded)
+			}
+		}
+		return max(total, 1), nil
 	})
 }
 
@@ -95,14 +106,16 @@ func (w *workloadSizes) once(key string, f func() (int, error)) (int, error) {
 }
 
 // jobPods is how many pods a Job runs at once: its parallelism (default 1),
-// capped by its completions when set.
-func jobPods(parallelism, completions *int32) int {
+// capped by the completions it still needs when they are set (succeeded of
+// them done). Without the cap, the last pods of a Job whose completions
+// exceed its parallelism would wait forever for peers that never come.
+func jobPods(parallelism, completions *int32, succeeded int32) int {
 	n := 1
 	if parallelism != nil {
 		n = int(*parallelism)
 	}
-	if completions != nil && int(*completions) < n {
-		n = int(*completions)
+	if completions != nil {
+		n = min(n, max(int(*completions-succeeded), 0))
 	}
 	return n
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/utils/cloudtest"
 )
@@ -93,13 +94,31 @@ func TestWorkloadSizes(t *testing.T) {
 			map[string]any{"name": "workers", "replicas": int64(3), "template": map[string]any{"spec": map[string]any{"parallelism": int64(4), "completions": int64(4)}}},
 		}},
 	}}
-	c := cloudtest.NewClientBuilder().WithObjects(job, js).Build()
+	// The last pods of a Job whose completions exceed its parallelism, and
+	// a JobSet whose worker has two pods done.
+	tail := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ml", Name: "tail"},
+		Spec:   batchv1.JobSpec{Parallelism: ptr.To[int32](4), Completions: ptr.To[int32](10)},
+		Status: batchv1.JobStatus{Succeeded: 8}}
+	child := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ml", Name: "big-workers-1", Labels: map[string]string{scheduling.LabelJobSetName: "big"}},
+		Spec:   batchv1.JobSpec{Parallelism: ptr.To[int32](4), Completions: ptr.To[int32](4)},
+		Status: batchv1.JobStatus{Succeeded: 2}}
+	c := cloudtest.NewClientBuilder().WithObjects(job, js, tail).Build()
 	w := &workloadSizes{ctx: context.Background(), c: c, memo: map[string]sized{}}
 	if n, err := w.IndexedJobSize("ml", "train"); n != 4 || err != nil {
 		t.Errorf("IndexedJobSize = %d, %v; want 4 (parallelism capped by completions)", n, err)
 	}
+	if n, err := w.IndexedJobSize("ml", "tail"); n != 2 || err != nil {
+		t.Errorf("IndexedJobSize = %d, %v; want the 2 completions still needed", n, err)
+	}
 	if n, err := w.JobSetSize("ml", "big"); n != 13 || err != nil {
 		t.Errorf("JobSetSize = %d, %v; want 1 driver + 3×4 workers", n, err)
+	}
+	if err := c.Create(context.Background(), child); err != nil {
+		t.Fatal(err)
+	}
+	w.memo = map[string]sized{}
+	if n, err := w.JobSetSize("ml", "big"); n != 11 || err != nil {
+		t.Errorf("JobSetSize = %d, %v; want 13 less the 2 pods a worker job finished", n, err)
 	}
 	if _, err := w.IndexedJobSize("ml", "gone"); err == nil {
 		t.Error("a missing job must be an error, not a size")
@@ -149,3 +168,6 @@ func TestGangWithdrawalIsRetried(t *testing.T) {
 		t.Errorf("API holds %d claims after %d delete attempts, want none after 3", len(list.Items), deletes.Load())
 	}
 }
+
+// The last pods of an Indexed Job whose completions exceed its parallelism
+// are a gang of what is left, not of the parallelism: they get a machine.
