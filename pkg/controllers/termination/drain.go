@@ -276,6 +276,11 @@ func (d *drainer) volumesAttached(ctx context.Context, claim *v1.NodeClaim, node
 	return n, nil
 }
 
+// stuckDetachMargin is how long past its deletion deadline a terminating
+// pod's volumes are still waited for: a healthy kubelet may still be
+// unmounting.
+const stuckDetachMargin = time.Minute
+
 // volumesOfStayingPods names the PersistentVolumes that pods the drain
 // leaves on the node use.
 func (d *drainer) volumesOfStayingPods(ctx context.Context, node *corev1.Node) (map[string]bool, error) {
@@ -286,20 +291,30 @@ func (d *drainer) volumesOfStayingPods(ctx context.Context, node *corev1.Node) (
 	out := map[string]bool{}
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		if mustLeave(pod) || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		// A pod stuck terminating (a dead kubelet) stays too: its volume is
+		// not detached while it shows running containers, and the drain
+		// already stopped waiting for it.
+		stuck := !pod.DeletionTimestamp.IsZero() && d.clock.Since(pod.DeletionTimestamp.Time) > stuckDetachMargin
+		if (mustLeave(pod) && !stuck) || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 			continue
 		}
 		for _, vol := range pod.Spec.Volumes {
-			if vol.PersistentVolumeClaim == nil {
+			var claimName string
+			switch {
+			case vol.PersistentVolumeClaim != nil:
+				claimName = vol.PersistentVolumeClaim.ClaimName
+			case vol.Ephemeral != nil:
+				claimName = pod.Name + "-" + vol.Name // the claim Kubernetes makes for a generic ephemeral volume
+			default:
 				continue
 			}
 			pvc := &corev1.PersistentVolumeClaim{}
-			err := d.client.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: vol.PersistentVolumeClaim.ClaimName}, pvc)
+			err := d.client.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: claimName}, pvc)
 			if err != nil {
 				if client.IgnoreNotFound(err) == nil {
 					continue
 				}
-				return nil, fmt.Errorf("getting persistentvolumeclaim %s/%s: %w", pod.Namespace, vol.PersistentVolumeClaim.ClaimName, err)
+				return nil, fmt.Errorf("getting persistentvolumeclaim %s/%s: %w", pod.Namespace, claimName, err)
 			}
 			if pvc.Spec.VolumeName != "" {
 				out[pvc.Spec.VolumeName] = true

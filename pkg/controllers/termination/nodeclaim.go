@@ -2,6 +2,7 @@ package termination
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -37,6 +38,13 @@ func (t *claimTerminator) Reconcile(ctx context.Context, claim *v1.NodeClaim) (r
 	}
 	ctx = log.IntoContext(ctx, log.FromContext(ctx).WithValues("nodeclaim", klog.KObj(claim)))
 	node, err := claims.NodeFor(ctx, t.client, claim)
+	if errors.Is(err, claims.ErrManyNodes) {
+		// Never registered (the lifecycle gives such a claim up), so no pod
+		// was placed through it: the machine goes without a drain, and the
+		// Nodes go with the cloud's node lifecycle.
+		log.FromContext(ctx).Info("several nodes report this machine; deleting it without draining them", "error", err.Error())
+		node, err = nil, nil
+	}
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("terminating nodeclaim %s: %w", claim.Name, err)
 	}

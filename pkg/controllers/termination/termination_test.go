@@ -623,3 +623,86 @@ func TestNodeFinalizerFromAStaleCopy(t *testing.T) {
 		}
 	})
 }
+
+// A claim given up because two Nodes reported its machine still has its
+// machine deleted when it terminates.
+func TestTerminateWithTwoNodesForOneMachine(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	claim := &v1.NodeClaim{}
+	if err := e.client.Get(ctx, client.ObjectKey{Name: "c1"}, claim); err != nil {
+		t.Fatal(err)
+	}
+	claim.Status.NodeName = "" // never registered: given up at the registration timeout
+	if err := e.client.Status().Update(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	twin := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n2"}, Spec: corev1.NodeSpec{ProviderID: claim.Status.ProviderID}}
+	if err := e.client.Create(ctx, twin); err != nil {
+		t.Fatal(err)
+	}
+	var lastErr error
+	for i := 0; i < 5; i++ {
+		_, lastErr = e.reconcileClaim(t)
+		e.clock.Step(time.Minute)
+		if !e.exists(t, &v1.NodeClaim{}, "c1") {
+			break
+		}
+	}
+	if n := len(e.cloud.Deleted()); n != 1 {
+		t.Fatalf("machine of the given-up claim deleted %d times, want 1 (last error: %v)", n, lastErr)
+	}
+}
+
+// A pod on a Node whose kubelet is dead (NotReady, machine still running)
+// stays Terminating forever, so the attach/detach controller never detaches
+// its volume. The drain already ignores it once past its grace period; the
+// volume wait must too, or the claim and machine are held forever.
+// On a NotReady node whose machine still runs, a pod stuck terminating
+// keeps its volume attached: the drain stops waiting for that volume too.
+func TestStuckPodVolumeDoesNotHoldMachine(t *testing.T) {
+	stuck := pod("db", terminating(start.Add(-time.Minute)), func(p *corev1.Pod) {
+		p.Spec.Volumes = []corev1.Volume{{Name: "d", VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "db-data"}}}}
+	})
+	e := newEnv(t, nil, stuck,
+		&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "db-data"},
+			Spec: corev1.PersistentVolumeClaimSpec{VolumeName: "pv-db"}},
+		volumeAttachment("va-db", "pv-db"))
+	// n1 has no Ready condition (NotReady) and its machine still exists.
+	for i := 0; i < 10 && e.exists(t, &v1.NodeClaim{}, "c1"); i++ {
+		if _, err := e.reconcileClaim(t); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Step(time.Hour)
+	}
+	if n := len(e.cloud.Deleted()); n != 1 {
+		t.Fatalf("after 10h: %d machines deleted, want 1: a stuck-terminating pod's volume holds the machine forever", n)
+	}
+}
+
+// A DaemonSet pod that tolerates the drain stays on the node to the end, so
+// the attach/detach controller never detaches its volume; the volume wait
+// skips such pods' PersistentVolumeClaims, but not the PVC of a generic
+// ephemeral volume (named <pod>-<volume>), which then holds the machine forever.
+// A pod that stays to the end keeps its generic ephemeral volume attached,
+// which is not waited for, as its other volumes are not.
+func TestStayingPodEphemeralVolumeDoesNotHoldMachine(t *testing.T) {
+	keeper := pod("agent", daemonSetOwned, toleratesAll, func(p *corev1.Pod) {
+		p.Spec.Volumes = []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{
+			Ephemeral: &corev1.EphemeralVolumeSource{VolumeClaimTemplate: &corev1.PersistentVolumeClaimTemplate{}}}}}
+	})
+	e := newEnv(t, nil, keeper,
+		&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "agent-scratch"},
+			Spec: corev1.PersistentVolumeClaimSpec{VolumeName: "pv-scratch"}},
+		volumeAttachment("va-scratch", "pv-scratch"))
+	for i := 0; i < 10 && e.exists(t, &v1.NodeClaim{}, "c1"); i++ {
+		if _, err := e.reconcileClaim(t); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Step(time.Hour)
+	}
+	if n := len(e.cloud.Deleted()); n != 1 {
+		t.Fatalf("after 10h: %d machines deleted, want 1: the staying DaemonSet pod's ephemeral volume holds the machine", n)
+	}
+}
