@@ -44,7 +44,11 @@ type Outcome struct {
 // DemandSource supplies demands and hears what became of them.
 type DemandSource interface {
 	Demands() []Demand
-	Planned(ctx context.Context, key string, o Outcome)
+	// Planned records the outcome. book, when not nil, books the capacity
+	// the pass found; the source calls it only while the demand still
+	// stands, under the same lock as its release, so a demand deleted
+	// during the pass leaves no booking behind.
+	Planned(ctx context.Context, key string, o Outcome, book func())
 }
 
 // Trigger opens a batch, e.g. because a demand appeared.
@@ -115,13 +119,16 @@ func (c *Controller) settleDemands(ctx context.Context, buy []Demand, phantoms m
 				break
 			}
 		}
+		var book func()
 		if o.Placed {
-			for _, p := range d.Pods {
-				c.cluster.Book(d.Key, placed[p].target, p)
+			book = func() {
+				for _, p := range d.Pods {
+					c.cluster.Book(d.Key, placed[p].target, p)
+				}
 			}
 			o.Claims = claims[d.Key]
 		}
-		c.demands.Planned(ctx, d.Key, o)
+		c.demands.Planned(ctx, d.Key, o, book)
 	}
 }
 
@@ -139,6 +146,7 @@ func (c *Controller) checkDemands(ctx context.Context, check []Demand, snapshotF
 			return fmt.Errorf("checking capacity for %s: %w", d.Key, err)
 		}
 		var o Outcome
+		var book func()
 		switch {
 		case len(plan.Unschedulable) > 0:
 			reasons := map[string]bool{}
@@ -152,13 +160,15 @@ func (c *Controller) checkDemands(ctx context.Context, check []Demand, snapshotF
 			o.Reason = strings.Join(list, "; ")
 		case len(plan.NewNodes) == 0:
 			o.Placed = true
-			for _, b := range plan.Bindings {
-				c.cluster.Book(d.Key, b.NodeName, b.Pod)
+			book = func() {
+				for _, b := range plan.Bindings {
+					c.cluster.Book(d.Key, b.NodeName, b.Pod)
+				}
 			}
 		default:
 			o = Outcome{Placed: true, NewNodes: len(plan.NewNodes), CostPerHour: plan.CostPerHour}
 		}
-		c.demands.Planned(ctx, d.Key, o)
+		c.demands.Planned(ctx, d.Key, o, book)
 	}
 	return nil
 }

@@ -21,8 +21,11 @@ type fakeDemands struct {
 }
 
 func (f *fakeDemands) Demands() []Demand { return f.demands }
-func (f *fakeDemands) Planned(_ context.Context, key string, o Outcome) {
+func (f *fakeDemands) Planned(_ context.Context, key string, o Outcome, book func()) {
 	f.outcomes[key] = o
+	if book != nil {
+		book()
+	}
 }
 
 func standIns(request string, n int) []*corev1.Pod {
@@ -104,3 +107,43 @@ func TestScheduleServesDemands(t *testing.T) {
 		}
 	}
 }
+
+// A request's stand-ins mounting a zonal volume are planned in its zone:
+// machines bought elsewhere would never take the real pods.
+func TestDemandStandInsFollowTheirVolumes(t *testing.T) {
+	f := newFixture(t, onePerPod)
+	ctx := context.Background()
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "pv-data"},
+		Spec: corev1.PersistentVolumeSpec{NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
+				{Key: v1.LabelZone, Operator: corev1.NodeSelectorOpIn, Values: []string{"us-east-1b"}},
+			}}},
+		}}},
+	}
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "data"},
+		Spec:       corev1.PersistentVolumeClaimSpec{VolumeName: "pv-data"},
+	}
+	if err := f.client.Create(ctx, pv); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.client.Create(ctx, pvc); err != nil {
+		t.Fatal(err)
+	}
+	pods := standIns("job", 1)
+	withClaim("data")(pods[0])
+	f.ctrl.demands = &fakeDemands{demands: []Demand{{Key: "default/job", Pods: pods}}, outcomes: map[string]Outcome{}}
+
+	f.schedule(t)
+	snap := f.solver.snapshots[0]
+	p := snap.Pods[0]
+	if p.Spec.Affinity == nil || p.Spec.Affinity.NodeAffinity == nil ||
+		p.Spec.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		t.Fatalf("stand-in %s reached the solver without its volume's zone (us-east-1b): capacity may be bought in a zone the volume cannot attach to", p.Name)
+	}
+}
+
+// A pod the kube-scheduler is preempting for (status.nominatedNodeName set by
+// the scheduler, no nomination of Stowage's) will run on that node once its
+// victims leave; buying a machine for it is a second purchase.

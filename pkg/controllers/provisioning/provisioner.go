@@ -75,11 +75,12 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	pools := c.cluster.NodePools()
 	solverPools, lookup, poolErrs := c.instanceTypes(ctx, pools)
 
-	pods, vols, err := c.volumeTopology(ctx, c.compatiblePods(ctx, pending, pools))
+	buy, check := c.demandsNow()
+	pods, vols, err := c.volumeTopology(ctx, c.compatiblePods(ctx, pending, pools), demandPods(buy, check))
 	if err != nil {
 		return nil, err
 	}
-	buy, check := c.demandsNow()
+	buy, check = demandTopology(vols, buy), demandTopology(vols, check)
 	phantoms := map[*corev1.Pod]string{}
 	for _, d := range buy {
 		for _, p := range d.Pods {
@@ -283,8 +284,8 @@ func (c *Controller) tellOnce(ctx context.Context, pod *corev1.Pod, reason, msg 
 // bought before the volume is bound may be in the wrong zone. The volumes
 // it returns, nil when no pod mounts a claim, let the solver count attach
 // limits.
-func (c *Controller) volumeTopology(ctx context.Context, pods []*corev1.Pod) ([]*corev1.Pod, *scheduling.Volumes, error) {
-	if !slices.ContainsFunc(pods, scheduling.UsesClaims) {
+func (c *Controller) volumeTopology(ctx context.Context, pods, standIns []*corev1.Pod) ([]*corev1.Pod, *scheduling.Volumes, error) {
+	if !slices.ContainsFunc(pods, scheduling.UsesClaims) && !slices.ContainsFunc(standIns, scheduling.UsesClaims) {
 		return pods, nil, nil
 	}
 	vols, err := state.ListVolumes(ctx, c.client)
@@ -304,6 +305,39 @@ func (c *Controller) volumeTopology(ctx context.Context, pods []*corev1.Pod) ([]
 		}
 	}
 	return out, vols, nil
+}
+
+// demandPods are the pods of every demand.
+func demandPods(demands ...[]Demand) []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, ds := range demands {
+		for _, d := range ds {
+			out = append(out, d.Pods...)
+		}
+	}
+	return out
+}
+
+// demandTopology confines each demand's stand-ins to where their volumes
+// are, as volumeTopology does pending pods, so capacity is not bought where
+// the real pods cannot mount them. A stand-in whose claim does not exist or
+// is not bound yet is planned as it is: its claim may be made with the pods
+// the request is for.
+func demandTopology(vols *scheduling.Volumes, demands []Demand) []Demand {
+	if vols == nil {
+		return demands
+	}
+	out := make([]Demand, len(demands))
+	for i, d := range demands {
+		d.Pods = slices.Clone(d.Pods)
+		for j, p := range d.Pods {
+			if q, err := vols.WithTopology(p); err == nil {
+				d.Pods[j] = q
+			}
+		}
+		out[i] = d
+	}
+	return out
 }
 
 // daemonSetPods returns a pod per DaemonSet, from its template: every new

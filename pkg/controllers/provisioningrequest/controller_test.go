@@ -18,8 +18,10 @@ import (
 
 	provreqv1 "github.com/stowage-k8s/stowage/pkg/apis/provisioningrequest/v1"
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/controllers/provisioning"
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
+	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
 	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 )
@@ -149,7 +151,7 @@ func TestBestEffortAtomicBuysAllThenProvisioned(t *testing.T) {
 		}
 		e.cluster.UpdateNodeClaim(claim(n, "ml/job", false))
 	}
-	e.ctrl.Planned(context.Background(), "ml/job", provisioning.Outcome{Placed: true, Claims: []string{"m1", "m2"}})
+	e.ctrl.Planned(context.Background(), "ml/job", provisioning.Outcome{Placed: true, Claims: []string{"m1", "m2"}}, nil)
 	e.reconcile(t, "job")
 	if got := conds(e.get(t, "job")); got[provreqv1.Provisioned] != "False/Provisioning" {
 		t.Fatalf("while buying: %v", got)
@@ -201,7 +203,7 @@ func TestBestEffortAtomicReplansThenFails(t *testing.T) {
 		}
 		// The pass bought claims, but the gang was released at launch
 		// (capacity error): the claims are already gone.
-		e.ctrl.Planned(context.Background(), "ml/job", provisioning.Outcome{Placed: true, Claims: []string{"gone-1", "gone-2"}})
+		e.ctrl.Planned(context.Background(), "ml/job", provisioning.Outcome{Placed: true, Claims: []string{"gone-1", "gone-2"}}, nil)
 		e.reconcile(t, "job") // applies the outcome and notices the claims are gone
 		got := conds(e.get(t, "job"))
 		if attempt < DefaultMaxAttempts && got[provreqv1.Provisioned] != "False/Replanning" {
@@ -219,7 +221,7 @@ func TestBestEffortAtomicReplansThenFails(t *testing.T) {
 func TestBestEffortAtomicWithoutAPlanFails(t *testing.T) {
 	e := newEnv(t, template("workers", "8"), request("job", provreqv1.ProvisioningClassBestEffortAtomicScaleUp, podSet("workers", 2)))
 	e.reconcile(t, "job")
-	e.ctrl.Planned(context.Background(), "ml/job", provisioning.Outcome{Reason: "nodepool gpu limits reached: nvidia.com/gpu"})
+	e.ctrl.Planned(context.Background(), "ml/job", provisioning.Outcome{Reason: "nodepool gpu limits reached: nvidia.com/gpu"}, nil)
 	e.reconcile(t, "job")
 	pr := e.get(t, "job")
 	c := conditions.Get(pr.Status.Conditions, provreqv1.Failed)
@@ -244,9 +246,9 @@ func TestCheckCapacity(t *testing.T) {
 			t.Errorf("demand %s buys; check-capacity must not", d.Key)
 		}
 	}
-	e.ctrl.Planned(context.Background(), "ml/fits", provisioning.Outcome{Placed: true, NewNodes: 2, CostPerHour: 110.08})
-	e.ctrl.Planned(context.Background(), "ml/later", provisioning.Outcome{Reason: "no instance type has 8 nvidia.com/gpu"})
-	e.ctrl.Planned(context.Background(), "ml/once", provisioning.Outcome{Reason: "no instance type has 8 nvidia.com/gpu"})
+	e.ctrl.Planned(context.Background(), "ml/fits", provisioning.Outcome{Placed: true, NewNodes: 2, CostPerHour: 110.08}, nil)
+	e.ctrl.Planned(context.Background(), "ml/later", provisioning.Outcome{Reason: "no instance type has 8 nvidia.com/gpu"}, nil)
+	e.ctrl.Planned(context.Background(), "ml/once", provisioning.Outcome{Reason: "no instance type has 8 nvidia.com/gpu"}, nil)
 	for _, n := range []string{"fits", "later", "once"} {
 		e.reconcile(t, n)
 	}
@@ -271,7 +273,7 @@ func TestCapacityRevoked(t *testing.T) {
 	e.reconcile(t, "job")
 	e.cluster.UpdateNodeClaim(claim("m1", "ml/job", true))
 	e.cluster.Book("ml/job", "m1", e.ctrl.Demands()[0].Pods...)
-	e.ctrl.Planned(context.Background(), "ml/job", provisioning.Outcome{Placed: true}) // fits on m1 as it is
+	e.ctrl.Planned(context.Background(), "ml/job", provisioning.Outcome{Placed: true}, nil) // fits on m1 as it is
 	e.reconcile(t, "job")
 	if got := conds(e.get(t, "job")); got[provreqv1.Provisioned] != "True/CapacityIsFound" {
 		t.Fatalf("%v", got)
@@ -331,7 +333,7 @@ func TestWaitingRequestDoesNotLoop(t *testing.T) {
 	e.reconcile(t, "later")
 	first := e.trigger.n
 	for range 3 {
-		e.ctrl.Planned(context.Background(), "ml/later", provisioning.Outcome{Reason: "no room"})
+		e.ctrl.Planned(context.Background(), "ml/later", provisioning.Outcome{Reason: "no room"}, nil)
 		e.reconcile(t, "later")
 	}
 	if e.trigger.n != first {
@@ -339,5 +341,58 @@ func TestWaitingRequestDoesNotLoop(t *testing.T) {
 	}
 	if len(e.ctrl.Demands()) != 1 {
 		t.Error("the waiting request must stay a demand")
+	}
+}
+
+type noTypes struct{}
+
+func (noTypes) InstanceTypes(context.Context, *v1.NodePool) ([]*cloudprovider.InstanceType, error) {
+	return nil, nil
+}
+
+// A request deleted while a provisioning pass plans it is released by its
+// reconcile; the pass then books capacity for it anyway, and nothing ever
+// releases that booking.
+// A request deleted while a pass plans it keeps no booking: nodes would
+// look fuller than they are, and a later request of the same name would
+// inherit it.
+func TestRequestDeletedDuringAPassKeepsNoBooking(t *testing.T) {
+	const class = provreqv1.ProvisioningClassBestEffortAtomicScaleUp
+	e := newEnv(t, template("workers", "1"), request("job", class, podSet("workers", 2)))
+	e.reconcile(t, "job")
+	if len(e.ctrl.Demands()) != 1 {
+		t.Fatal("want the request's demand")
+	}
+	e.cluster.UpdateNodePool(&v1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "gpu"}, Spec: v1.NodePoolSpec{
+		Template: v1.NodeClaimTemplate{Spec: v1.NodeClaimTemplateSpec{
+			NodeClassRef: &v1.NodeClassReference{Group: "aws.stowage.dev", Kind: "EC2NodeClass", Name: "default"}}}}})
+	e.cluster.UpdateNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{
+		Allocatable: corev1.ResourceList{v1.ResourceNvidiaGPU: resource.MustParse("8")}}})
+
+	solve := provisioning.SolverFunc(func(ctx context.Context, snap *solver.Snapshot) (*solver.Plan, error) {
+		// Meanwhile the requester deletes the request; its reconcile releases it.
+		pr := e.get(t, "job")
+		if err := e.c.Delete(ctx, pr); err != nil {
+			t.Fatal(err)
+		}
+		e.reconcile(t, "job")
+		plan := &solver.Plan{}
+		for _, p := range snap.Pods {
+			plan.Bindings = append(plan.Bindings, solver.Binding{Pod: p, NodeName: "n1"})
+		}
+		return plan, nil
+	})
+	prov := provisioning.NewController(provisioning.Deps{Client: e.c, Cluster: e.cluster, CloudProvider: noTypes{},
+		Solver: solve, Clock: e.clock, Demands: e.ctrl})
+	if _, err := prov.Schedule(context.Background(), provisioning.Window{Opened: start, Closed: start}); err != nil {
+		t.Fatal(err)
+	}
+	if b := e.cluster.Booking("ml/job"); b != nil {
+		t.Errorf("booking %v is held for ml/job, which was deleted and released; nothing will release it", b)
+	}
+	consumer := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ml", Name: "w",
+		Annotations: map[string]string{provreqv1.ConsumeAnnotation: "job"}}}
+	if e.cluster.IsBookedFor(consumer) {
+		t.Errorf("a later pod consuming a request named ml/job is never planned while the leaked booking stands")
 	}
 }

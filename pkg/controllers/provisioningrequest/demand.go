@@ -34,12 +34,19 @@ func (c *Controller) Demands() []provisioning.Demand {
 }
 
 // Planned implements provisioning.DemandSource. It runs in the provisioning
-// pass, so it only records the outcome and wakes the request's reconcile.
-func (c *Controller) Planned(_ context.Context, key string, o provisioning.Outcome) {
+// pass, so it only records the outcome, books what the pass found while the
+// request still waits for it (under the lock release takes, so a request
+// deleted during the pass keeps no booking), and wakes its reconcile.
+func (c *Controller) Planned(_ context.Context, key string, o provisioning.Outcome, book func()) {
 	c.mu.Lock()
 	e := c.entries[key]
-	if e != nil {
+	if e != nil && e.phase == phaseWanted && e.outcome == nil {
 		e.outcome = &o
+		if book != nil {
+			book()
+		}
+	} else {
+		e = nil
 	}
 	c.mu.Unlock()
 	ns, name, ok := splitKey(key)
