@@ -143,6 +143,10 @@ func (c *Cluster) whyLapsedLocked(n nomination) string {
 	if node != nil && node.DeletionTimestamp != nil {
 		return "its node is being deleted"
 	}
+	if claim != nil && claim.DeletionTimestamp != nil {
+		// Nominated to the node by name: its claim going means the node goes.
+		return "its nodeclaim is being deleted"
+	}
 	if claim != nil && !isInitialized(claim) {
 		return ""
 	}

@@ -221,3 +221,25 @@ func TestSettledAfterBindingInAPass(t *testing.T) {
 		t.Error("a pending pod with no nomination is settled")
 	}
 }
+
+// A nomination made to a node by name lapses as soon as the node's claim is
+// being deleted, as one made to the claim does: the node is about to drain.
+func TestNominationToANodeLapsesWithItsClaim(t *testing.T) {
+	clk := clocktesting.NewFakeClock(now)
+	c := NewCluster(clk, WithNominationTTL(30*time.Second))
+	a := gpuPod("a", "")
+	c.UpdatePod(a)
+	c.UpdateNodeClaim(oneGPUClaim("x", registeredAt(clk.Now())))
+	c.UpdateNode(node("x-node", "gpu", res("cpu", "2", "nvidia.com/gpu", "1", "pods", "110")))
+	c.Nominate(a, "x-node")
+	if got := c.NominatedTo(a); got != "x-node" {
+		t.Fatalf("NominatedTo = %q, want x-node", got)
+	}
+	c.UpdateNodeClaim(oneGPUClaim("x", registeredAt(clk.Now()), func(nc *v1.NodeClaim) {
+		ts := metav1.NewTime(clk.Now())
+		nc.DeletionTimestamp = &ts
+	}))
+	if got := c.NominatedTo(a); got != "" {
+		t.Errorf("NominatedTo = %q after the node's claim began deleting, want none", got)
+	}
+}
