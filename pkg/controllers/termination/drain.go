@@ -95,7 +95,10 @@ func (d *drainer) drain(ctx context.Context, claim *v1.NodeClaim, node *corev1.N
 		d.events.doNotDisrupt(claim, pod)
 	}
 	if expired {
-		return true, d.deleteAll(ctx, claim, all)
+		if err := d.deleteAll(ctx, claim, all); err != nil {
+			return false, &podErrors{err}
+		}
+		return true, nil
 	}
 	var errs []error
 	if len(early) > 0 {
@@ -123,8 +126,20 @@ func (d *drainer) drain(ctx context.Context, claim *v1.NodeClaim, node *corev1.N
 		log.FromContext(ctx).V(1).Info("draining", "node", node.Name, "evicting", evicting,
 			"doNotDisrupt", len(blocked), "deletedForGracePeriod", len(early))
 	}
-	return remaining == 0, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return false, &podErrors{err}
+	}
+	return remaining == 0, nil
 }
+
+// podErrors are the drain's failures to evict or delete some pods (a
+// webhook refusing an eviction, a pod under two PDBs): tried again at the
+// drain's own pace, not with the controller's growing backoff, which would
+// let a terminationGracePeriod deadline pass by minutes.
+type podErrors struct{ err error }
+
+func (e *podErrors) Error() string { return e.err.Error() }
+func (e *podErrors) Unwrap() error { return e.err }
 
 // drainGroup is the group a pod leaves with.
 func drainGroup(pod *corev1.Pod) int {

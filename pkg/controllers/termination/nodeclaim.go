@@ -58,6 +58,10 @@ func (t *claimTerminator) Reconcile(ctx context.Context, claim *v1.NodeClaim) (r
 		}
 		if !gone {
 			drained, err := t.drainer.drain(ctx, claim, node)
+			if pe := (*podErrors)(nil); errors.As(err, &pe) {
+				log.FromContext(ctx).Error(err, "some pods could not be evicted; trying again", "node", node.Name)
+				return reconcile.Result{RequeueAfter: t.requeue}, nil
+			}
 			if err != nil {
 				return reconcile.Result{}, fmt.Errorf("draining node %s of nodeclaim %s: %w", node.Name, claim.Name, err)
 			}

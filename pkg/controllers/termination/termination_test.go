@@ -34,6 +34,8 @@ type env struct {
 	ctrl   *Controller
 	// pdbBlocks makes every eviction answer 429 while set.
 	pdbBlocks atomic.Bool
+	// evictFails makes every eviction answer 500 while set (a webhook).
+	evictFails atomic.Bool
 }
 
 // newEnv builds a cluster holding a launched claim c1 (deleted at start, with
@@ -69,6 +71,9 @@ func newEnv(t *testing.T, grace *time.Duration, objs ...client.Object) *env {
 			obj, subObj client.Object, opts ...client.SubResourceCreateOption) error {
 			if sub == "eviction" && e.pdbBlocks.Load() {
 				return apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 10)
+			}
+			if sub == "eviction" && e.evictFails.Load() {
+				return apierrors.NewInternalError(errors.New("admission webhook refused the eviction"))
 			}
 			return c.SubResource(sub).Create(ctx, obj, subObj, opts...)
 		}}).
@@ -704,5 +709,28 @@ func TestStayingPodEphemeralVolumeDoesNotHoldMachine(t *testing.T) {
 	}
 	if n := len(e.cloud.Deleted()); n != 1 {
 		t.Fatalf("after 10h: %d machines deleted, want 1: the staying DaemonSet pod's ephemeral volume holds the machine", n)
+	}
+}
+
+// An eviction that fails (not a PDB's 429) is tried again at the drain's own
+// pace: returned as an error, the controller's backoff would grow to minutes
+// and could let the terminationGracePeriod deadline pass.
+func TestFailedEvictionIsRetriedAtTheDrainsPace(t *testing.T) {
+	e := newEnv(t, nil, pod("web"))
+	e.evictFails.Store(true)
+	for i := range 3 {
+		res, err := e.reconcileClaim(t)
+		if err != nil || res.RequeueAfter == 0 {
+			t.Fatalf("pass %d: result %+v, error %v; want a requeue after the drain interval and no error", i, res, err)
+		}
+	}
+	e.evictFails.Store(false)
+	for i := 0; i < 5 && e.exists(t, &v1.NodeClaim{}, "c1"); i++ {
+		if _, err := e.reconcileClaim(t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if left := e.podsLeft(t); len(left) != 0 || len(e.cloud.Deleted()) != 1 {
+		t.Errorf("pods %v left, %d machines deleted once evictions succeed; want none left and the machine deleted", left, len(e.cloud.Deleted()))
 	}
 }
