@@ -153,6 +153,25 @@ func drainGroup(pod *corev1.Pod) int {
 	return g
 }
 
+// graceWithin shortens a pod's own grace period to what is left of the
+// claim's terminationGracePeriod, so its shutdown ends before the machine
+// does rather than being cut by it; at least a second, since zero would
+// remove the pod from the API before its containers stop.
+func graceWithin(now time.Time, claim *v1.NodeClaim, pod *corev1.Pod) []client.DeleteOption {
+	if claim.Spec.TerminationGracePeriod == nil || claim.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	grace := defaultPodGrace
+	if s := pod.Spec.TerminationGracePeriodSeconds; s != nil {
+		grace = time.Duration(*s) * time.Second
+	}
+	left := claim.DeletionTimestamp.Add(claim.Spec.TerminationGracePeriod.Duration).Sub(now)
+	if grace <= left {
+		return nil
+	}
+	return []client.DeleteOption{client.GracePeriodSeconds(max(int64(left/time.Second), 1))}
+}
+
 // mustGoNow reports whether a pod has to be deleted now for it to finish
 // its own grace period before the claim's terminationGracePeriod ends: a
 // pod that needs 60 s to stop is deleted 60 s before the deadline, PDBs or
@@ -200,7 +219,7 @@ func (d *drainer) evict(ctx context.Context, claim *v1.NodeClaim, pod *corev1.Po
 func (d *drainer) deleteAll(ctx context.Context, claim *v1.NodeClaim, pods []*corev1.Pod) error {
 	var errs []error
 	for _, pod := range pods {
-		if err := d.client.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
+		if err := d.client.Delete(ctx, pod, graceWithin(d.clock.Now(), claim, pod)...); client.IgnoreNotFound(err) != nil {
 			errs = append(errs, fmt.Errorf("deleting pod %s: %w", klog.KObj(pod), err))
 			continue
 		}

@@ -3,6 +3,7 @@ package termination
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync/atomic"
 	"testing"
@@ -732,5 +733,42 @@ func TestFailedEvictionIsRetriedAtTheDrainsPace(t *testing.T) {
 	}
 	if left := e.podsLeft(t); len(left) != 0 || len(e.cloud.Deleted()) != 1 {
 		t.Errorf("pods %v left, %d machines deleted once evictions succeed; want none left and the machine deleted", left, len(e.cloud.Deleted()))
+	}
+}
+
+// A pod deleted for the terminationGracePeriod gets what is left of it when
+// its own grace period is longer, so the machine does not cut its shutdown.
+func TestGraceWithinTheClaimsDeadline(t *testing.T) {
+	deleted := metav1.NewTime(start)
+	claim := &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &deleted},
+		Spec: v1.NodeClaimSpec{TerminationGracePeriod: &metav1.Duration{Duration: 10 * time.Minute}}}
+	slow := pod("slow", func(p *corev1.Pod) { p.Spec.TerminationGracePeriodSeconds = ptr.To[int64](900) })
+	quick := pod("quick")
+	gracePeriod := func(opts []client.DeleteOption) string {
+		if len(opts) == 0 {
+			return "own"
+		}
+		o := &client.DeleteOptions{}
+		o.ApplyOptions(opts)
+		return fmt.Sprint(*o.GracePeriodSeconds)
+	}
+	for _, tc := range []struct {
+		name string
+		at   time.Time
+		pod  *corev1.Pod
+		want string
+	}{
+		{"longer than what is left", start, slow, "600"},
+		{"shorter than what is left", start, quick, "own"},
+		{"deadline passed", start.Add(11 * time.Minute), slow, "1"},
+	} {
+		if got := gracePeriod(graceWithin(tc.at, claim, tc.pod)); got != tc.want {
+			t.Errorf("%s: grace %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	noDeadline := claim.DeepCopy()
+	noDeadline.Spec.TerminationGracePeriod = nil
+	if got := gracePeriod(graceWithin(start, noDeadline, slow)); got != "own" {
+		t.Errorf("without a terminationGracePeriod: grace %s, want the pod's own", got)
 	}
 }
