@@ -20,7 +20,7 @@ func PodRequests(pod *corev1.Pod) Resources {
 	var running, sidecars, initPeak Resources
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
-		req := FromList(c.Resources.Requests)
+		req := containerRequests(c)
 		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
 			sidecars = sidecars.Add(req)
 			initPeak = initPeak.Max(sidecars)
@@ -29,17 +29,37 @@ func PodRequests(pod *corev1.Pod) Resources {
 		initPeak = initPeak.Max(sidecars.Add(req))
 	}
 	for i := range pod.Spec.Containers {
-		running = running.Add(FromList(pod.Spec.Containers[i].Resources.Requests))
+		running = running.Add(containerRequests(&pod.Spec.Containers[i]))
 	}
 	out := running.Add(sidecars).Max(initPeak)
-	if pod.Spec.Resources != nil {
-		for name, q := range pod.Spec.Resources.Requests {
+	if r := pod.Spec.Resources; r != nil {
+		for name, q := range r.Limits {
+			if _, ok := r.Requests[name]; !ok {
+				out.set(name, q)
+			}
+		}
+		for name, q := range r.Requests {
 			out.set(name, q)
 		}
 	}
 	out = out.Add(FromList(pod.Spec.Overhead))
 	out.Fixed[SlotPods]++
 	return out
+}
+
+// containerRequests is a container's requests, with its limit standing in
+// for a request it does not set: the API server defaults them so for Pods,
+// but pods built from templates (DaemonSets, ProvisioningRequests, manifests
+// given to simulate) are not defaulted, and GPUs are often asked for by
+// limit alone.
+func containerRequests(c *corev1.Container) Resources {
+	req := FromList(c.Resources.Requests)
+	for name, q := range c.Resources.Limits {
+		if _, ok := c.Resources.Requests[name]; !ok {
+			req.set(name, q)
+		}
+	}
+	return req
 }
 
 // TopologyConstraint is one hard or soft topology spread constraint.

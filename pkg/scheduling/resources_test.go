@@ -45,6 +45,13 @@ func TestPodRequests(t *testing.T) {
 			rl("cpu", "8", "memory", "2Gi", "pods", "1")},
 		{"mig", corev1.PodSpec{Containers: []corev1.Container{container("nvidia.com/mig-1g.5gb", "2")}},
 			rl("nvidia.com/mig-1g.5gb", "2", "pods", "1")},
+		// Templates are not defaulted by the API server: a limit stands in
+		// for the request it lacks, as it would once the pod is created.
+		{"limits stand in for missing requests", corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Resources: corev1.ResourceRequirements{
+			Requests: rl("cpu", "1"), Limits: rl("cpu", "4", "memory", "8Gi", "nvidia.com/gpu", "1")}}}},
+			rl("cpu", "1", "memory", "8Gi", "nvidia.com/gpu", "1", "pods", "1")},
+		{"pod-level limits stand in too", corev1.PodSpec{Resources: &corev1.ResourceRequirements{Limits: rl("cpu", "8")}, Containers: []corev1.Container{container("cpu", "1")}},
+			rl("cpu", "8", "pods", "1")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := PodRequests(&corev1.Pod{Spec: tc.spec})

@@ -442,3 +442,35 @@ func TestCommitmentsPriceThePlan(t *testing.T) {
 		t.Errorf("commitments (-want +got):\n%s", diff)
 	}
 }
+
+// A container that sets only limits gets requests equal to them from the API
+// server's defaulting, and the kube-scheduler places it by those requests.
+// simulate reads the manifest without that defaulting, and must plan the
+// pod by its limits as the cluster would.
+func TestLimitsOnlyPodIsPlannedByItsLimits(t *testing.T) {
+	set, err := manifest.Decode("pods.yaml", []byte(`apiVersion: v1
+kind: Pod
+metadata: {name: trainer}
+spec:
+  containers:
+  - name: c
+    image: x
+    resources:
+      limits: {cpu: "8", memory: 32Gi, nvidia.com/gpu: "1"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(context.Background(), Input{Manifests: set, Catalog: testCatalog()}, Options{Solve: func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) { return solver.Solve(ctx, s) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Nodes) != 1 {
+		t.Fatalf("%d nodes planned, want 1", len(r.Nodes))
+	}
+	for _, n := range r.Nodes {
+		if n.InstanceType != "l4x1" {
+			t.Errorf("pod limited to 8 cpu, 32Gi and 1 GPU (so requesting them) planned on %s; want l4x1 (8 cpu, 32 GiB, 1 GPU)", n.InstanceType)
+		}
+	}
+}
