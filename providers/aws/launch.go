@@ -22,6 +22,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	awsv1 "github.com/stowage-k8s/stowage/providers/aws/apis/v1"
 	"github.com/stowage-k8s/stowage/providers/internal/catalog"
+	"github.com/stowage-k8s/stowage/providers/internal/kubelet"
 )
 
 // Tags on every instance and volume Stowage launches.
@@ -535,7 +536,10 @@ func toTags(m map[string]string) []ec2types.Tag {
 func (p *Provider) launchTemplateData(claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, g *offeringGroup, block bool, efa int) (*ec2types.RequestLaunchTemplateData, error) {
 	labels := map[string]string{}
 	for k, v := range claim.Labels {
-		if k != v1.LabelNodeClaim { // per claim: would make one template per machine
+		// Per claim, the claim's label would make one template per machine;
+		// the kubelet does not start with a kubernetes.io label it may not
+		// set. Registration puts both on the Node.
+		if k != v1.LabelNodeClaim && kubelet.MaySetLabel(k) {
 			labels[k] = v
 		}
 	}

@@ -803,3 +803,21 @@ func TestCreateFleetCallLevelCapacityError(t *testing.T) {
 		t.Errorf("err = %v, want the permission error as is", err)
 	}
 }
+
+// A pool label the kubelet may not set itself (node-role.kubernetes.io/...)
+// stays out of its --node-labels, where it would stop the kubelet from
+// starting; registration puts it on the Node.
+func TestKubeletLabelsLeaveOutRestrictedOnes(t *testing.T) {
+	e := newEnv(t)
+	c := claim("roles", choice("m5.large", zoneA, "on-demand"))
+	c.Labels["node-role.kubernetes.io/gpu"] = ""
+	c.Labels["team"] = "ml"
+	if _, err := e.p.Create(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	lt := e.ec2.templates[aws.ToString(e.ec2.fleets[0].LaunchTemplateConfigs[0].LaunchTemplateSpecification.LaunchTemplateName)]
+	ud := decode(t, aws.ToString(lt.UserData))
+	if strings.Contains(ud, "node-role.kubernetes.io/gpu") || !strings.Contains(ud, "team=ml") {
+		t.Errorf("user data should pass team=ml and leave out node-role.kubernetes.io/gpu:\n%s", ud)
+	}
+}

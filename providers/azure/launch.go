@@ -18,6 +18,7 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	azv1 "github.com/stowage-k8s/stowage/providers/azure/apis/v1"
+	"github.com/stowage-k8s/stowage/providers/internal/kubelet"
 )
 
 // Tags on every VM, NIC and placement group Stowage makes. Azure tag names
@@ -358,7 +359,7 @@ func (p *Provider) customData(claim *v1.NodeClaim, nc *azv1.AKSNodeClass, it *cl
 		labels[labelGPUDeployDriver] = "false"
 	}
 	for k := range labels {
-		if !kubeletSettable(k) {
+		if !kubelet.MaySetLabel(k) {
 			delete(labels, k)
 		}
 	}
@@ -382,26 +383,6 @@ func (p *Provider) customData(claim *v1.NodeClaim, nc *azv1.AKSNodeClass, it *cl
 		return "", fmt.Errorf("AKSNodeClass %s: %w", nc.Name, err)
 	}
 	return out, nil
-}
-
-// kubeletSettable reports whether the NodeRestriction admission plugin lets
-// a kubelet register with this label: kubernetes.io and k8s.io labels only
-// from its allow-list. Stowage adds the rest once the Node has registered.
-func kubeletSettable(key string) bool {
-	prefix, _, ok := strings.Cut(key, "/")
-	if !ok {
-		return true
-	}
-	restricted := func(domain string) bool { return prefix == domain || strings.HasSuffix(prefix, "."+domain) }
-	if !restricted("kubernetes.io") && !restricted("k8s.io") {
-		return true
-	}
-	switch key {
-	case v1.LabelHostname, v1.LabelArch, v1.LabelOS, v1.LabelInstanceType, v1.LabelZone, v1.LabelRegion:
-		return true
-	}
-	return prefix == "kubelet.kubernetes.io" || prefix == "node.kubernetes.io" ||
-		strings.HasSuffix(prefix, ".kubelet.kubernetes.io") || strings.HasSuffix(prefix, ".node.kubernetes.io")
 }
 
 // vmTags are the VM's tags: the node class's, then Stowage's own.

@@ -119,18 +119,6 @@ func TestNamesAndProviderIDs(t *testing.T) {
 	}
 }
 
-func TestKubeletSettable(t *testing.T) {
-	for key, want := range map[string]bool{
-		v1.LabelNodePool: true, "team": true, v1.LabelInstanceType: true, v1.LabelZone: true, v1.LabelArch: true,
-		"node.kubernetes.io/exclude-from-external-load-balancers": true, "kubelet.kubernetes.io/foo": true,
-		"node-role.kubernetes.io/gpu": false, "kubernetes.io/role": false, "example.k8s.io/x": false, LabelAKSCluster: true,
-	} {
-		if got := kubeletSettable(key); got != want {
-			t.Errorf("kubeletSettable(%s) = %v, want %v", key, got, want)
-		}
-	}
-}
-
 func TestCustomDataRoundTrip(t *testing.T) {
 	jc := joinConfig{
 		APIServer: "https://aks.example:443", CABundle: "Q0E=", BootstrapToken: "abcdef.0123456789abcdef", ClusterDNS: "10.0.0.10",

@@ -250,27 +250,11 @@ func setFlag(args, name, value string) string {
 func kubeletLabels(claim *v1.NodeClaim) map[string]string {
 	out := map[string]string{}
 	for k, v := range claim.Labels {
-		if kubeletMaySet(k) {
+		if kubelet.MaySetLabel(k) {
 			out[k] = v
 		}
 	}
 	return out
-}
-
-func kubeletMaySet(key string) bool {
-	prefix, _, found := strings.Cut(key, "/")
-	if !found {
-		return true
-	}
-	if !strings.HasSuffix(prefix, "kubernetes.io") && !strings.HasSuffix(prefix, "k8s.io") {
-		return true
-	}
-	switch key {
-	case corev1.LabelHostname, corev1.LabelInstanceTypeStable, corev1.LabelOSStable, corev1.LabelArchStable,
-		corev1.LabelTopologyZone, corev1.LabelTopologyRegion, corev1.LabelInstanceType, corev1.LabelZoneFailureDomain, corev1.LabelZoneRegion:
-		return true
-	}
-	return strings.HasSuffix(prefix, "kubelet.kubernetes.io") || strings.HasSuffix(prefix, "node.kubernetes.io")
 }
 
 func strPtr(s string) *string { return &s }

@@ -92,18 +92,6 @@ func TestNodeMetadataRewritesKubeEnv(t *testing.T) {
 	}
 }
 
-func TestKubeletMaySet(t *testing.T) {
-	for key, want := range map[string]bool{
-		"stowage.dev/nodepool": true, "node.kubernetes.io/instance-type": true, "topology.kubernetes.io/zone": true,
-		"kubernetes.io/arch": true, "example.node.kubernetes.io/x": true, "node-role.kubernetes.io/gpu": false,
-		"karpenter.k8s.io/x": false, "team": true,
-	} {
-		if got := kubeletMaySet(key); got != want {
-			t.Errorf("kubeletMaySet(%q) = %v, want %v", key, got, want)
-		}
-	}
-}
-
 func TestCapacityErrors(t *testing.T) {
 	for _, tc := range []struct {
 		err  error

@@ -33,3 +33,27 @@ func TaintFlag(taints []corev1.Taint) string {
 	}
 	return strings.Join(parts, ",")
 }
+
+// MaySetLabel reports whether the kubelet accepts key in --node-labels. It
+// refuses keys in the kubernetes.io and k8s.io domains (and their
+// subdomains) other than a few well-known labels and the kubelet. and
+// node. namespaces, and does not start at all when given one; the
+// lifecycle controller puts such labels on the Node after it registers.
+// This is the kubelet's own rule (k8s.io/kubelet/pkg/apis IsKubeletLabel).
+func MaySetLabel(key string) bool {
+	domain, _, ok := strings.Cut(key, "/")
+	if !ok {
+		return true
+	}
+	within := func(d string) bool { return domain == d || strings.HasSuffix(domain, "."+d) }
+	if !within("kubernetes.io") && !within("k8s.io") {
+		return true
+	}
+	switch key {
+	case corev1.LabelHostname, corev1.LabelTopologyZone, corev1.LabelTopologyRegion, corev1.LabelFailureDomainBetaZone,
+		corev1.LabelFailureDomainBetaRegion, corev1.LabelInstanceType, corev1.LabelInstanceTypeStable,
+		corev1.LabelOSStable, corev1.LabelArchStable, "beta.kubernetes.io/os", "beta.kubernetes.io/arch":
+		return true
+	}
+	return within("kubelet.kubernetes.io") || within("node.kubernetes.io")
+}
