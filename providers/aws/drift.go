@@ -37,7 +37,12 @@ func (p *Provider) IsDrifted(ctx context.Context, claim *v1.NodeClaim) (cloudpro
 	if launchable(nc) != nil {
 		return "", nil
 	}
-	if claim.Status.ImageID != "" && claim.Status.InstanceType != "" {
+	// The image a type wants depends on its architecture and accelerators:
+	// read from the catalog, loaded here if a drift check comes first after
+	// a start. Without it every GPU, Neuron and arm64 node would read as
+	// running the wrong image.
+	p.refresh(ctx)
+	if claim.Status.ImageID != "" && claim.Status.InstanceType != "" && p.typeFacts(claim.Status.InstanceType).known {
 		if want, ok := p.amiFor(nc, claim.Status.InstanceType); ok && want != claim.Status.ImageID {
 			return DriftImage, nil
 		}

@@ -448,6 +448,8 @@ type typeFacts struct {
 	variant   string // the image variant its accelerators need
 	efa       int
 	placement bool
+	// known says the facts come from a catalog, not the amd64 defaults.
+	known bool
 }
 
 func (p *Provider) typeFacts(instanceType string) typeFacts {
@@ -464,14 +466,14 @@ func (p *Provider) typeFacts(instanceType string) typeFacts {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s, ok := p.shapes[instanceType]; ok {
-		f.arch, f.efa, f.placement = s.Arch, s.EFA, s.Placement
+		f.arch, f.efa, f.placement, f.known = s.Arch, s.EFA, s.Placement, true
 		if s.GPU != nil {
 			f.variant = variant(s.GPU.Manufacturer)
 		}
 		return f
 	}
 	if it, ok := p.static.Lookup(instanceType); ok {
-		f.arch, f.placement = it.Labels[v1.LabelArch], it.Placement
+		f.arch, f.placement, f.known = it.Labels[v1.LabelArch], it.Placement, true
 		if q, ok := it.Capacity[ResourceEFA]; ok {
 			f.efa = int(q.Value())
 		}

@@ -821,3 +821,25 @@ func TestKubeletLabelsLeaveOutRestrictedOnes(t *testing.T) {
 		t.Errorf("user data should pass team=ml and leave out node-role.kubernetes.io/gpu:\n%s", ud)
 	}
 }
+
+// A drift check that comes first after a start (a new leader) reads the
+// catalog before judging a GPU node's image, rather than taking the type
+// for a standard amd64 one and reporting its NVIDIA image as drift.
+func TestDriftBeforeTheCatalogIsLoaded(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	c, err := e.p.Create(ctx, claim("gpu-node", choice("g5.xlarge", zoneA, "on-demand")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Status.ImageID != "ami-gpu" {
+		t.Fatalf("launched with %s, want the NVIDIA image ami-gpu", c.Status.ImageID)
+	}
+	fresh, err := New(Options{ClusterName: "test", Region: "us-east-1", EC2: e.ec2, Kube: e.p.opts.Kube, Clock: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := fresh.IsDrifted(ctx, c); err != nil || r != "" {
+		t.Errorf("IsDrifted on a fresh provider = %q, %v; want no drift: the node runs the image its class picks", r, err)
+	}
+}
