@@ -60,9 +60,22 @@ type Cluster struct {
 	takingPodsSince map[string]time.Time
 	// bookings by owner (a ProvisioningRequest's namespace/name).
 	bookings map[string]*booking
+	// deletedClaims remembers the UIDs of claims recently deleted, so a copy
+	// recorded after its delete event (the provisioner's, right after its
+	// create) does not bring the claim back.
+	deletedClaims map[string]tombstone
 
 	synced func() bool
 }
+
+type tombstone struct {
+	uid types.UID
+	at  time.Time
+}
+
+// tombstoneTTL bounds how long a deleted claim's UID is remembered: far
+// longer than a create call's answer can lag its delete event.
+const tombstoneTTL = 10 * time.Minute
 
 type nomination struct {
 	pod    types.NamespacedName
@@ -230,6 +243,9 @@ func (c *Cluster) unindexPodLocked(key types.NamespacedName, nodeName string) {
 func (c *Cluster) UpdateNodeClaim(claim *v1.NodeClaim) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if t, ok := c.deletedClaims[claim.Name]; ok && t.uid == claim.UID && claim.UID != "" {
+		return // deleted already: the informer delivered the delete first
+	}
 	old, ok := c.claims[claim.Name]
 	if ok && olderThan(claim.ResourceVersion, old.ResourceVersion) {
 		// The informer may deliver the create after the provisioner recorded a
@@ -248,10 +264,22 @@ func (c *Cluster) UpdateNodeClaim(claim *v1.NodeClaim) {
 func (c *Cluster) DeleteNodeClaim(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := c.clock.Now()
 	if old := c.claims[name]; old != nil {
 		c.unindexClaimLocked(old)
+		if old.UID != "" {
+			if c.deletedClaims == nil {
+				c.deletedClaims = map[string]tombstone{}
+			}
+			c.deletedClaims[name] = tombstone{uid: old.UID, at: now}
+		}
 	}
 	delete(c.claims, name)
+	for n, t := range c.deletedClaims {
+		if now.Sub(t.at) > tombstoneTTL {
+			delete(c.deletedClaims, n)
+		}
+	}
 	for uid := range c.byTarget[name] {
 		c.dropNominationLocked(uid)
 	}

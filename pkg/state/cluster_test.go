@@ -448,3 +448,32 @@ func TestNodePoolsSkipsInvalid(t *testing.T) {
 		t.Errorf("NodePools() after the fix = %v, want both pools", got)
 	}
 }
+
+// The provisioner records a claim right after creating it; if the informer
+// has by then delivered both the claim's create and its delete, that late
+// copy must not bring the claim back as capacity still launching.
+func TestDeletedClaimIsNotRecordedAgain(t *testing.T) {
+	clk := clocktesting.NewFakeClock(now)
+	c := NewCluster(clk)
+	created := claim("x", "gpu", func(nc *v1.NodeClaim) { nc.UID, nc.ResourceVersion = "uid-x", "100" })
+	c.UpdateNodeClaim(created.DeepCopy())
+	c.DeleteNodeClaim("x")
+	c.UpdateNodeClaim(created)
+	p := pod("a", "")
+	c.UpdatePod(p)
+	c.Nominate(p, "x")
+	if c.NodeClaim("x") != nil {
+		t.Error("claim x, deleted in the API, is back in the view")
+	}
+	if c.IsNominated(p) {
+		t.Error("pod a is nominated to the deleted claim x")
+	}
+	if got := c.Usage("gpu", nil)[ResourceNodes]; got.Value() != 0 {
+		t.Errorf("pool usage counts %d nodes, want 0", got.Value())
+	}
+	// A new claim of the same name (another UID) is recorded as usual.
+	c.UpdateNodeClaim(claim("x", "gpu", func(nc *v1.NodeClaim) { nc.UID = "uid-x2" }))
+	if c.NodeClaim("x") == nil {
+		t.Error("a new claim reusing the name was not recorded")
+	}
+}
