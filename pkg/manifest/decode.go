@@ -141,7 +141,9 @@ func (l *Loader) Decode(file string, r io.Reader) error {
 		if err != nil {
 			return &Error{File: file, Document: doc + 1, Err: err}
 		}
-		j, err := yaml.YAMLToJSON(raw)
+		// Strict: a key given twice would otherwise keep its last value
+		// silently (a second nodeSelector dropping the first).
+		j, err := yaml.YAMLToJSONStrict(raw)
 		if err != nil {
 			e := &Error{File: file, Document: doc + 1, Err: fmt.Errorf("invalid YAML: %w", err)}
 			if path, value := nonFinite(raw); path != "" {

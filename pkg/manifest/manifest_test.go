@@ -529,3 +529,24 @@ func TestFilesSummary(t *testing.T) {
 		t.Errorf("files (-want +got):\n%s", diff)
 	}
 }
+
+// A key given twice is an error naming it, in YAML and in JSON: kept
+// silently, the last value would win (a second nodeSelector dropping a GPU
+// selector, a second containers list changing the requests).
+func TestDuplicateKeysAreReported(t *testing.T) {
+	for name, doc := range map[string]string{
+		"yaml": "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  nodeSelector: {stowage.dev/gpu-name: h100}\n  containers: [{name: c, image: x, resources: {requests: {cpu: \"1\"}}}]\n  nodeSelector: {}\n",
+		"json": `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"name":"c","image":"x","resources":{"requests":{"cpu":"1"}}}],"containers":[{"name":"c","image":"x","resources":{"requests":{"cpu":"64"}}}]}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Decode("pods."+name, []byte(doc))
+			if err == nil {
+				t.Fatal("a duplicate key was accepted")
+			}
+			key := map[string]string{"yaml": "nodeSelector", "json": "containers"}[name]
+			if msg := err.Error(); !strings.Contains(msg, "pods."+name) || !strings.Contains(msg, key) {
+				t.Errorf("error %q should name the file and the key %s", msg, key)
+			}
+		})
+	}
+}
