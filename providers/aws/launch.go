@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -334,9 +336,10 @@ func (p *Provider) launchGroup(ctx context.Context, claim *v1.NodeClaim, nc *aws
 // hand) is made again and the call retried once.
 func (p *Provider) createFleet(ctx context.Context, claim *v1.NodeClaim, nc *awsv1.EC2NodeClass, g *offeringGroup, block bool, configs []*fleetConfig) (*ec2.CreateFleetOutput, error) {
 	for attempt := 0; ; attempt++ {
+		spent := p.spentFleets(claim, g)
 		in := &ec2.CreateFleetInput{
 			Type:                        ec2types.FleetTypeInstant,
-			ClientToken:                 aws.String(fleetClientToken(claim, g)),
+			ClientToken:                 aws.String(fleetClientToken(claim, g, spent)),
 			TargetCapacitySpecification: &ec2types.TargetCapacitySpecificationRequest{TotalTargetCapacity: aws.Int32(1)},
 			TagSpecifications: []ec2types.TagSpecification{
 				{ResourceType: ec2types.ResourceTypeInstance, Tags: p.instanceTags(claim, nc)},
@@ -389,8 +392,50 @@ func (p *Provider) createFleet(ctx context.Context, claim *v1.NodeClaim, nc *aws
 			}
 			continue
 		}
+		if err == nil && !launchedAny(out) {
+			p.spendFleet(claim, g)
+		}
 		return out, err
 	}
+}
+
+func launchedAny(out *ec2.CreateFleetOutput) bool {
+	for _, i := range out.Instances {
+		if len(i.InstanceIds) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// spentFleets is how many fleets of this claim and group answered without
+// an instance.
+func (p *Provider) spentFleets(claim *v1.NodeClaim, g *offeringGroup) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.spentTokens[spentKey(claim, g)].n
+}
+
+// spendFleet records a fleet answered without an instance, so the next call
+// gets a token of its own (forgotten after a day, long past any retry).
+func (p *Provider) spendFleet(claim *v1.NodeClaim, g *offeringGroup) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.clock.Now()
+	if p.spentTokens == nil {
+		p.spentTokens = map[string]spentToken{}
+	}
+	for k, t := range p.spentTokens {
+		if now.Sub(t.at) > 24*time.Hour {
+			delete(p.spentTokens, k)
+		}
+	}
+	k := spentKey(claim, g)
+	p.spentTokens[k] = spentToken{n: p.spentTokens[k].n + 1, at: now}
+}
+
+func spentKey(claim *v1.NodeClaim, g *offeringGroup) string {
+	return string(claim.UID) + "/" + claim.Name + "/" + g.capacityType + "/" + g.reservationID
 }
 
 // wantsEFA is true when the claim's machine should get EFA interfaces: the
@@ -416,10 +461,15 @@ func overridesOf(r *ec2types.LaunchTemplateAndOverridesResponse) ec2types.FleetL
 
 // fleetClientToken is stable for one claim and group, so a retried call
 // returns the first call's instance; groups differ because EC2 rejects a
-// reused token with different parameters.
-func fleetClientToken(claim *v1.NodeClaim, g *offeringGroup) string {
+// reused token with different parameters. spent counts the group's fleets
+// that launched nothing: EC2 would answer their token with the same failure,
+// so each gets a new one.
+func fleetClientToken(claim *v1.NodeClaim, g *offeringGroup, spent int) string {
 	base := cloudprovider.ClientToken(claim.Name, string(claim.UID))
 	key := base + "/" + g.capacityType + "/" + g.reservationID
+	if spent > 0 {
+		key += "/" + strconv.Itoa(spent)
+	}
 	sum := sha256.Sum256([]byte(key))
 	suffix := "-" + hex.EncodeToString(sum[:])[:16]
 	if len(base) > maxClientTokenLen-len(suffix) {

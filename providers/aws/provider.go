@@ -100,6 +100,15 @@ type Provider struct {
 	// this process first saw them.
 	placementGroups map[string]time.Time
 	spotWarned      bool
+	// spentTokens counts, per claim and capacity group, the fleets that
+	// answered without an instance: EC2 answers a reused client token with
+	// its first answer, so a retry must use a new one (fleetClientToken).
+	spentTokens map[string]spentToken
+}
+
+type spentToken struct {
+	n  int
+	at time.Time
 }
 
 var (

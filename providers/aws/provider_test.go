@@ -519,20 +519,23 @@ func TestFleetClientToken(t *testing.T) {
 	long := claim(strings.Repeat("n", 200))
 	spot := &offeringGroup{capacityType: "spot"}
 	od := &offeringGroup{capacityType: "on-demand"}
-	tok := fleetClientToken(long, spot)
+	tok := fleetClientToken(long, spot, 0)
 	if len(tok) > maxClientTokenLen {
 		t.Errorf("token has %d characters, EC2 allows %d", len(tok), maxClientTokenLen)
 	}
-	if tok != fleetClientToken(long, spot) {
+	if tok != fleetClientToken(long, spot, 0) {
 		t.Error("token must be deterministic")
 	}
-	if tok == fleetClientToken(long, od) {
+	if tok == fleetClientToken(long, od, 0) {
 		t.Error("different capacity-type calls must not share a token")
 	}
 	other := claim(strings.Repeat("n", 200))
 	other.UID = "another"
-	if tok == fleetClientToken(other, spot) {
+	if tok == fleetClientToken(other, spot, 0) {
 		t.Error("a recreated claim (new UID) must get a new token")
+	}
+	if tok == fleetClientToken(long, spot, 1) {
+		t.Error("a call after a fleet that launched nothing must get a new token")
 	}
 }
 
@@ -841,5 +844,29 @@ func TestDriftBeforeTheCatalogIsLoaded(t *testing.T) {
 	}
 	if r, err := fresh.IsDrifted(ctx, c); err != nil || r != "" {
 		t.Errorf("IsDrifted on a fresh provider = %q, %v; want no drift: the node runs the image its class picks", r, err)
+	}
+}
+
+// EC2 answers a reused client token with its first answer: a retried
+// Create after a fleet that launched nothing asks again with a new token,
+// rather than replaying the failure until the claim times out.
+func TestRetriedCreateAsksEC2Again(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.ec2.noCapacity["g5.xlarge/us-east-1a/spot"] = "InsufficientInstanceCapacity"
+	e.ec2.noCapacity["g5.xlarge/us-east-1a/on-demand"] = "InsufficientFreeAddressesInSubnet"
+	c := claim("retry", choice("g5.xlarge", zoneA, "spot"), choice("g5.xlarge", zoneA, "on-demand"))
+	if _, err := e.p.Create(ctx, c); err == nil {
+		t.Fatal("the first Create should fail")
+	}
+	delete(e.ec2.noCapacity, "g5.xlarge/us-east-1a/spot")
+	delete(e.ec2.noCapacity, "g5.xlarge/us-east-1a/on-demand")
+	e.clock.Step(4 * time.Minute) // past the unavailable-offerings window
+	got, err := e.p.Create(ctx, c)
+	if err != nil {
+		t.Fatalf("the retry after capacity came back still fails (%d CreateFleet calls): %v", len(e.ec2.fleets), err)
+	}
+	if got.Status.ProviderID == "" {
+		t.Error("the retry launched no instance")
 	}
 }
