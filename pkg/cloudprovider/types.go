@@ -163,21 +163,30 @@ type Offering struct {
 
 // ID identifies an offering in errors, logs and the unavailable-offerings cache.
 func (o Offering) ID(instanceType string) OfferingID {
-	return OfferingID{InstanceType: instanceType, Zone: o.Zone, CapacityType: o.CapacityType}
+	return OfferingID{InstanceType: instanceType, Zone: o.Zone, CapacityType: o.CapacityType, ReservationID: o.ReservationID}
 }
 
-// OfferingID names one capacity pool.
+// OfferingID names one capacity pool. Each capacity reservation is a pool
+// of its own: one full reservation says nothing of another of the same type
+// and zone.
 type OfferingID struct {
 	InstanceType string
 	Zone         string
 	CapacityType string
+	// ReservationID is set for reserved capacity only.
+	ReservationID string
 }
 
+// String is "type/zone/capacity-type", with "/reservation" for reserved
+// capacity.
 func (o OfferingID) String() string {
+	if o.ReservationID != "" {
+		return fmt.Sprintf("%s/%s/%s/%s", o.InstanceType, o.Zone, o.CapacityType, o.ReservationID)
+	}
 	return fmt.Sprintf("%s/%s/%s", o.InstanceType, o.Zone, o.CapacityType)
 }
 
 // ChoiceID is the OfferingID of a NodeClaim's offering choice.
 func ChoiceID(c v1.OfferingChoice) OfferingID {
-	return OfferingID{InstanceType: c.InstanceType, Zone: c.Zone, CapacityType: c.CapacityType}
+	return OfferingID{InstanceType: c.InstanceType, Zone: c.Zone, CapacityType: c.CapacityType, ReservationID: c.ReservationID}
 }

@@ -288,7 +288,7 @@ func (p *Provider) launchGroup(ctx context.Context, claim *v1.NodeClaim, nc *aws
 			zone = subnetZone[aws.ToString(ov.SubnetId)]
 		}
 		if capacityErrorCodes[code] {
-			id := cloudprovider.OfferingID{InstanceType: string(ov.InstanceType), Zone: zone, CapacityType: g.capacityType}
+			id := cloudprovider.OfferingID{InstanceType: string(ov.InstanceType), Zone: zone, CapacityType: g.capacityType, ReservationID: g.reservationID}
 			if !slices.Contains(res.noCapacity, id) {
 				res.noCapacity = append(res.noCapacity, id)
 			}

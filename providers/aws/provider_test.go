@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -868,5 +869,67 @@ func TestRetriedCreateAsksEC2Again(t *testing.T) {
 	}
 	if got.Status.ProviderID == "" {
 		t.Error("the retry launched no instance")
+	}
+}
+
+type fullReservationEC2 struct {
+	*fakeEC2
+	full string
+}
+
+func (f *fullReservationEC2) CreateFleet(ctx context.Context, in *ec2.CreateFleetInput, o ...func(*ec2.Options)) (*ec2.CreateFleetOutput, error) {
+	f.mu.Lock()
+	lt := f.templates[aws.ToString(in.LaunchTemplateConfigs[0].LaunchTemplateSpecification.LaunchTemplateName)]
+	f.mu.Unlock()
+	if r := lt.CapacityReservationSpecification; r != nil && r.CapacityReservationTarget != nil &&
+		aws.ToString(r.CapacityReservationTarget.CapacityReservationId) == f.full {
+		out := &ec2.CreateFleetOutput{}
+		for _, ov := range in.LaunchTemplateConfigs[0].Overrides {
+			out.Errors = append(out.Errors, ec2types.CreateFleetError{ErrorCode: aws.String("ReservationCapacityExceeded"),
+				LaunchTemplateAndOverrides: &ec2types.LaunchTemplateAndOverridesResponse{Overrides: &ec2types.FleetLaunchTemplateOverrides{
+					InstanceType: ov.InstanceType, SubnetId: ov.SubnetId}}})
+		}
+		return out, nil
+	}
+	return f.fakeEC2.CreateFleet(ctx, in, o...)
+}
+
+// Two reservations of the same type in the same zone: one being full must
+// not hide the other, which has room (and is already paid for).
+// One full capacity reservation says nothing of another of the same type
+// and zone: the launch moves on to it, and the catalog still offers it.
+func TestFullReservationDoesNotHideAnother(t *testing.T) {
+	nc := nodeClass()
+	nc.Status.CapacityReservations = append(nc.Status.CapacityReservations,
+		awsv1.CapacityReservation{ID: "cr-2", InstanceType: "p5.48xlarge", Zone: zoneB})
+	e := newEnv(t, []client.Object{nc}...)
+	e.ec2.reservations = append(e.ec2.reservations, ec2types.CapacityReservation{
+		CapacityReservationId: aws.String("cr-2"), InstanceType: aws.String("p5.48xlarge"), AvailabilityZone: aws.String(zoneB),
+		AvailableInstanceCount: aws.Int32(4), State: ec2types.CapacityReservationStateActive, ReservationType: ec2types.CapacityReservationTypeDefault})
+	p, err := New(Options{ClusterName: "test", Region: "us-east-1", EC2: &fullReservationEC2{fakeEC2: e.ec2, full: "cr-1"},
+		Kube: e.p.opts.Kube, Clock: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cr1 := choice("p5.48xlarge", zoneB, "reserved")
+	cr1.ReservationID = "cr-1"
+	cr2 := choice("p5.48xlarge", zoneB, "reserved")
+	cr2.ReservationID = "cr-2"
+	got, err := p.Create(ctx, claim("two-res", cr1, cr2, choice("p5.48xlarge", zoneB, "on-demand")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.CapacityType != v1.CapacityTypeReserved {
+		t.Errorf("launched %s although reservation cr-2 has 4 free instances; fleets: %d", got.Status.CapacityType, len(e.ec2.fleets))
+	}
+	its, err := p.InstanceTypes(ctx, gpuPool())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range find(its, "p5.48xlarge").Offerings {
+		if o.ReservationID == "cr-2" && !o.Available {
+			t.Errorf("reservation cr-2 (4 free) offered as unavailable because cr-1 was full")
+		}
 	}
 }

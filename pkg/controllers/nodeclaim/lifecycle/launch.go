@@ -138,7 +138,7 @@ func (l *launch) recordSkipped(claim *v1.NodeClaim, tried []v1.OfferingChoice, c
 	var reported, cached []cloudprovider.OfferingID
 	for _, o := range tried {
 		id := cloudprovider.ChoiceID(o)
-		if id == got {
+		if withoutReservation(id) == got { // the status does not say which reservation
 			break
 		}
 		switch {
@@ -155,6 +155,11 @@ func (l *launch) recordSkipped(claim *v1.NodeClaim, tried []v1.OfferingChoice, c
 			claim.Status.UnavailableOfferings = append(claim.Status.UnavailableOfferings, id.String())
 		}
 	}
+}
+
+func withoutReservation(id cloudprovider.OfferingID) cloudprovider.OfferingID {
+	id.ReservationID = ""
+	return id
 }
 
 // markUnavailable records offerings that had no capacity for this claim, in
