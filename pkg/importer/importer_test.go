@@ -210,7 +210,7 @@ spec:
   replicas: 3
   template:
     metadata:
-      labels: {stowage.dev/team: a, karpenter.sh/custom: b, app: x}
+      labels: {stowage.dev/team: a, karpenter.sh/custom: b, app: x, topology.kubernetes.io/zone: eastus-1}
     spec:
       nodeClassRef: {group: karpenter.azure.com, kind: AKSNodeClass, name: default}
 `,
@@ -228,6 +228,7 @@ spec:
 				"in#1: NodePool/az: spec.replicas: no Stowage equivalent; dropped",
 				"in#1: NodePool/az: spec.template.metadata.labels[karpenter.sh/custom]: Karpenter-owned key dropped",
 				"in#1: NodePool/az: spec.template.metadata.labels[stowage.dev/team]: labels in the stowage.dev domain are reserved; use a requirement instead; dropped",
+				"in#1: NodePool/az: spec.template.metadata.labels[topology.kubernetes.io/zone]: comes from each node's machine; use a requirement instead; dropped",
 				"in#1: NodePool/az: spec.template.spec.nodeClassRef: karpenter.azure.com/AKSNodeClass is not convertible (only karpenter.k8s.aws/EC2NodeClass is); dropped, set it by hand",
 			},
 		},

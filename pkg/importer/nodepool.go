@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/validation"
 )
 
 // labelKeys maps Karpenter's well-known label keys to Stowage's. Values are
@@ -83,6 +84,8 @@ func (c *converter) templateMetadata(path string, v any) (any, bool) {
 					c.warn(p+"["+k+"]", "Karpenter-owned key dropped")
 				case field == "labels" && strings.HasPrefix(k, v1.Group+"/"):
 					c.warn(p+"["+k+"]", "labels in the %s domain are reserved; use a requirement instead; dropped", v1.Group)
+				case field == "labels" && validation.IsMachineLabel(k):
+					c.warn(p+"["+k+"]", "comes from each node's machine; use a requirement instead; dropped")
 				default:
 					kept[k] = m[k]
 				}

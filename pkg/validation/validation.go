@@ -330,6 +330,16 @@ func Taints(path *field.Path, taints []corev1.Taint) field.ErrorList {
 	return errs
 }
 
+// machineLabels are the well-known labels each node gets from its machine:
+// one value for a whole pool would break hostname anti-affinity and zone
+// spread, and contradict the node's real zone or type.
+var machineLabels = []string{corev1.LabelHostname, corev1.LabelTopologyZone, corev1.LabelTopologyRegion,
+	corev1.LabelInstanceTypeStable, corev1.LabelArchStable, corev1.LabelOSStable}
+
+// IsMachineLabel reports whether key is one of the labels each node gets
+// from its machine, which a pool's template may not set.
+func IsMachineLabel(key string) bool { return slices.Contains(machineLabels, key) }
+
 func templateLabels(path *field.Path, labels map[string]string) field.ErrorList {
 	var errs field.ErrorList
 	if len(labels) > MaxLabels {
@@ -342,6 +352,9 @@ func templateLabels(path *field.Path, labels map[string]string) field.ErrorList 
 		}
 		if strings.HasPrefix(k, v1.Group+"/") {
 			errs = append(errs, field.Invalid(path.Key(k), k, "labels in the stowage.dev domain are reserved; use requirements to constrain well-known labels"))
+		}
+		if IsMachineLabel(k) {
+			errs = append(errs, field.Invalid(path.Key(k), k, "the hostname, zone, region, instance type, architecture and OS labels come from each node's machine; use requirements to constrain them"))
 		}
 		if msgs := utilvalidation.IsValidLabelValue(v); len(msgs) > 0 {
 			errs = append(errs, field.Invalid(path.Key(k), v, strings.Join(msgs, "; ")))

@@ -122,6 +122,9 @@ func TestNodePool(t *testing.T) {
 		}, field: "spec.template.spec.nodeClassRef", error: "a provider serves"},
 		{name: "label in the stowage.dev domain", mut: func(np *v1.NodePool) { np.Spec.Template.ObjectMeta.Labels = map[string]string{"stowage.dev/team": "a"} },
 			field: "spec.template.metadata.labels[stowage.dev/team]", error: "reserved"},
+		{name: "the hostname as a template label", mut: func(np *v1.NodePool) {
+			np.Spec.Template.ObjectMeta.Labels = map[string]string{"kubernetes.io/hostname": "gpu"}
+		}, field: "spec.template.metadata.labels[kubernetes.io/hostname]", error: "come from each node's machine"},
 		{name: "label value with spaces", mut: func(np *v1.NodePool) { np.Spec.Template.ObjectMeta.Labels = map[string]string{"team": "a b"} },
 			field: "spec.template.metadata.labels[team]", error: "alphanumeric"},
 		{name: "negative minNodeLifetime", mut: func(np *v1.NodePool) { np.Spec.Disruption.MinNodeLifetime = &metav1.Duration{Duration: -time.Second} },

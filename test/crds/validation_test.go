@@ -87,6 +87,8 @@ spec:
 
 	{name: "label in the stowage.dev domain", patch: `{spec: {template: {metadata: {labels: {stowage.dev/team: ml}}}}}`,
 		field: "spec.template.metadata.labels", message: "labels in the stowage.dev domain are reserved"},
+	{name: "the zone as a template label", patch: `{spec: {template: {metadata: {labels: {topology.kubernetes.io/zone: us-east-1a}}}}}`,
+		field: "spec.template.metadata.labels", message: "come from each node's machine; use requirements"},
 	{name: "label value too long", patch: fmt.Sprintf(`{spec: {template: {metadata: {labels: {team: %s}}}}}`, strings.Repeat("a", 64)),
 		field: "spec.template.metadata.labels.team", message: "may not be more than 63"},
 	{name: "In without values", patch: `{spec: {template: {spec: {requirements: [{key: stowage.dev/gpu-name, operator: In}]}}}}`,

@@ -65,10 +65,13 @@ type NodeClaimTemplate struct {
 
 // ObjectMeta is the subset of metadata a template may set on nodes.
 type ObjectMeta struct {
-	// Labels are applied to every node. Keys in the stowage.dev domain are reserved.
+	// Labels are applied to every node. Keys in the stowage.dev domain are
+	// reserved, and so are the labels each node gets from its machine
+	// (hostname, zone, region, instance type, architecture, OS).
 	// +kubebuilder:validation:XValidation:message="label keys must be qualified names: an optional DNS subdomain and '/', then at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",rule="self.all(k, size(k) <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$'))"
 	// +kubebuilder:validation:XValidation:message="label values must be at most 63 characters: empty, or alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric",rule="self.all(k, self[k].matches('^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$'))"
 	// +kubebuilder:validation:XValidation:message="labels in the stowage.dev domain are reserved; use requirements to constrain well-known labels",rule="self.all(k, !k.startsWith('stowage.dev/'))"
+	// +kubebuilder:validation:XValidation:message="the hostname, zone, region, instance type, architecture and OS labels come from each node's machine; use requirements to constrain them",rule="self.all(k, !(k in ['kubernetes.io/hostname', 'topology.kubernetes.io/zone', 'topology.kubernetes.io/region', 'node.kubernetes.io/instance-type', 'kubernetes.io/arch', 'kubernetes.io/os']))"
 	// +kubebuilder:validation:MaxProperties=100
 	// +optional
 	Labels map[string]string `json:"labels,omitempty"`
