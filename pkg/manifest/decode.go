@@ -567,8 +567,16 @@ func (d *decoder) addPod(obj string, p *corev1.Pod) error {
 	if prev, dup := seen(d.loader.pods, key, d.where(obj)); dup {
 		return d.errorf(obj, "metadata.name", "pod %s is also made by %s; rename one of them", key, prev)
 	}
-	if name := p.Labels[v1.LabelPodGroup]; name != "" {
-		size, _ := strconv.Atoi(p.Labels[v1.LabelPodGroupSize])
+	// Each key may be a label or an annotation, as the solver reads them.
+	read := func(key string) (value, where string) {
+		if v := p.Labels[key]; v != "" {
+			return v, "metadata.labels[" + key + "]"
+		}
+		return p.Annotations[key], "metadata.annotations[" + key + "]"
+	}
+	if name, _ := read(v1.LabelPodGroup); name != "" {
+		raw, sizeField := read(v1.LabelPodGroupSize)
+		size, _ := strconv.Atoi(raw)
 		gk := p.Namespace + "/" + name
 		g := d.loader.gangs[gk]
 		if g == nil {
@@ -576,7 +584,7 @@ func (d *decoder) addPod(obj string, p *corev1.Pod) error {
 			d.loader.gangs[gk] = g
 		}
 		if g.size != size {
-			return d.errorf(obj, "metadata.labels["+v1.LabelPodGroupSize+"]",
+			return d.errorf(obj, sizeField,
 				"gang %s is of size %d here but %d at %s", gk, size, g.size, g.where)
 		}
 		g.pods++

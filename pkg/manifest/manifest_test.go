@@ -512,6 +512,17 @@ func TestGangWarnings(t *testing.T) {
 	if diff := cmp.Diff(want, s.Warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
 	}
+	// Declared by annotations, as the solver also reads them.
+	annotated := strings.Replace(deployment, "labels: {app: web}",
+		"labels: {app: web}\n      annotations: {stowage.dev/pod-group: web, stowage.dev/pod-group-size: \"5\"}", 1)
+	s, err = Decode("a.yaml", []byte(annotated))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{`a.yaml: document 1 (Deployment default/web): gang default/web has 3 pods but stowage.dev/pod-group-size says 5: none of them is planned until all 5 exist`}
+	if diff := cmp.Diff(want, s.Warnings); diff != "" {
+		t.Errorf("warnings of a gang declared by annotations (-want +got):\n%s", diff)
+	}
 }
 
 func TestFilesSummary(t *testing.T) {
