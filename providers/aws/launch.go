@@ -759,11 +759,7 @@ func (p *Provider) launchedClaim(claim *v1.NodeClaim, l launched) *v1.NodeClaim 
 	out.Status.Zone = l.zone
 	out.Status.CapacityType = l.capacityType
 	out.Status.ImageID = l.imageID
-	for _, c := range claim.Spec.Offerings {
-		if c.InstanceType == l.instanceType && c.Zone == l.zone && c.CapacityType == l.capacityType {
-			out.Status.PricePerHour = c.PricePerHour
-		}
-	}
+	out.Status.PricePerHour = catalog.PlannedPrice(claim, l.instanceType, l.zone, l.capacityType)
 	if out.Status.PricePerHour == "" {
 		if price, ok := p.price(l.instanceType, l.zone, l.capacityType); ok {
 			out.Status.PricePerHour = FormatPrice(price)

@@ -933,3 +933,19 @@ func TestFullReservationDoesNotHideAnother(t *testing.T) {
 		}
 	}
 }
+
+// A machine launched on a commitment's covered offering records the covered
+// price the plan gave it, whether or not the same offering at list price
+// also made the claim's list of choices.
+func TestCoveredLaunchRecordsThePlannedPrice(t *testing.T) {
+	p := &Provider{}
+	covered := v1.OfferingChoice{InstanceType: "m5.xlarge", Zone: "us-east-1a", CapacityType: v1.CapacityTypeOnDemand, PricePerHour: "0.0001"}
+	plain := v1.OfferingChoice{InstanceType: "m5.xlarge", Zone: "us-east-1a", CapacityType: v1.CapacityTypeOnDemand, PricePerHour: "0.1920"}
+	l := launched{id: "i-1", instanceType: "m5.xlarge", zone: "us-east-1a", capacityType: v1.CapacityTypeOnDemand}
+	a := p.launchedClaim(&v1.NodeClaim{Spec: v1.NodeClaimSpec{Offerings: []v1.OfferingChoice{covered, plain}}}, l)
+	b := p.launchedClaim(&v1.NodeClaim{Spec: v1.NodeClaimSpec{Offerings: []v1.OfferingChoice{covered}}}, l)
+	if a.Status.PricePerHour != covered.PricePerHour || b.Status.PricePerHour != covered.PricePerHour {
+		t.Errorf("the same covered machine recorded at %q and %q; want the planned %q for both",
+			a.Status.PricePerHour, b.Status.PricePerHour, covered.PricePerHour)
+	}
+}

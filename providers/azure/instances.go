@@ -263,14 +263,7 @@ func (p *Provider) claimFromVM(vm *armcompute.VirtualMachine, claim *v1.NodeClai
 	pid := providerID(p.opts.SubscriptionID, p.opts.ResourceGroup, name)
 	s := &out.Status
 	s.ProviderID, s.InstanceType, s.Zone, s.CapacityType, s.ImageID = pid, size, zone, capacityType, image
-	s.PricePerHour = ""
-	if claim != nil {
-		for _, c := range claim.Spec.Offerings {
-			if c.InstanceType == size && c.Zone == zone && c.CapacityType == capacityType {
-				s.PricePerHour = c.PricePerHour
-			}
-		}
-	}
+	s.PricePerHour = catalog.PlannedPrice(claim, size, zone, capacityType)
 	if s.PricePerHour == "" {
 		if price, ok := p.price(size, capacityType); ok {
 			s.PricePerHour = FormatPrice(price)

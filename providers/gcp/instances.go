@@ -225,13 +225,7 @@ func (p *Provider) claimFromInstance(inst *computepb.Instance, claim *v1.NodeCla
 	out.Status.Zone = zone
 	out.Status.CapacityType = capacityTypeOf(inst)
 	out.Status.ImageID = rec.Image
-	if claim != nil {
-		for _, c := range claim.Spec.Offerings {
-			if c.InstanceType == instanceType && c.Zone == zone && c.CapacityType == out.Status.CapacityType {
-				out.Status.PricePerHour = c.PricePerHour
-			}
-		}
-	}
+	out.Status.PricePerHour = catalog.PlannedPrice(claim, instanceType, zone, out.Status.CapacityType)
 	if out.Status.PricePerHour == "" {
 		if price, ok := p.price(instanceType, zone, out.Status.CapacityType); ok {
 			out.Status.PricePerHour = strconv.FormatFloat(price, 'f', -1, 64)

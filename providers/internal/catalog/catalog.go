@@ -57,3 +57,21 @@ func Zones(its []*cloudprovider.InstanceType) []string {
 	}
 	return slices.Sorted(maps.Keys(zones))
 }
+
+// PlannedPrice is the price the claim's plan gave the offering its machine
+// launched as: the first of its choices of that type, zone and capacity
+// type. A commitment's covered choice ($0.0001/h) comes before the same
+// offering at list price and is the one the provider tried first, so a
+// covered machine records its marginal price whether or not the list-price
+// choice made the claim's list. "" when no choice matches.
+func PlannedPrice(claim *v1.NodeClaim, instanceType, zone, capacityType string) string {
+	if claim == nil {
+		return ""
+	}
+	for _, c := range claim.Spec.Offerings {
+		if c.InstanceType == instanceType && c.Zone == zone && c.CapacityType == capacityType {
+			return c.PricePerHour
+		}
+	}
+	return ""
+}
