@@ -219,24 +219,38 @@ func (r *Report) machines(s State, model PriceModel, pricer OnDemandPricer) ([]*
 	return out, byNode
 }
 
-// onDemandPrice finds the on-demand price of the claim's machine: its own
-// price when it is on-demand, else the on-demand offering the solver saw,
-// else the pricer's, else its own price (with a warning).
+// onDemandPrice finds the on-demand price of the claim's machine, never
+// below what it costs: its own price when it is on-demand at a price of its
+// own, else the on-demand offering of its type the solver saw (in its zone
+// first), else the pricer's. A commitment's covered choice
+// (pricing.CoveredPricePerHour) is what the commitment makes a machine cost,
+// not its on-demand price, so it never counts. Else its own price, with a
+// warning.
 func (r *Report) onDemandPrice(claim *v1.NodeClaim, price float64, pricer OnDemandPricer) float64 {
-	if claim.Status.CapacityType == v1.CapacityTypeOnDemand {
+	covered := func(p float64) bool { return p <= pricing.CoveredPricePerHour*1.5 }
+	if claim.Status.CapacityType == v1.CapacityTypeOnDemand && !covered(price) {
 		return price
 	}
+	inZone, other := 0.0, 0.0
 	for _, o := range claim.Spec.Offerings {
 		if o.InstanceType != claim.Status.InstanceType || o.CapacityType != v1.CapacityTypeOnDemand {
 			continue
 		}
-		if p, err := parsePrice(o.PricePerHour); err == nil && p > 0 {
-			return p
+		p, err := parsePrice(o.PricePerHour)
+		switch {
+		case err != nil || covered(p):
+		case o.Zone == claim.Status.Zone && inZone == 0:
+			inZone = p
+		case other == 0:
+			other = p
 		}
+	}
+	if p := cmp.Or(inZone, other); p > 0 {
+		return max(p, price)
 	}
 	if pricer != nil {
 		if p, ok := pricer.OnDemandPrice(claim.Status.InstanceType, claim.Status.Zone); ok {
-			return p
+			return max(p, price)
 		}
 	}
 	r.Warnings = append(r.Warnings, fmt.Sprintf("nodeclaim %s: no on-demand price known for instance type %q; its on-demand equivalent is its own price",

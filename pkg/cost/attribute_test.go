@@ -319,3 +319,24 @@ func TestAttributeMissingLabels(t *testing.T) {
 		t.Errorf("node pools (-want +got):\n%s", diff)
 	}
 }
+
+// A commitment's covered choice ($0.0001/h) is not an on-demand price: a
+// spot machine that fell back past one, and a covered machine itself, get
+// the list price as their on-demand equivalent, never less than they cost.
+func TestOnDemandEquivalentIgnoresCoveredChoices(t *testing.T) {
+	pricer := fakePricer{"m5.xlarge": 0.192}
+	covered := v1.OfferingChoice{InstanceType: "m5.xlarge", Zone: "zone-a", CapacityType: v1.CapacityTypeOnDemand, PricePerHour: "0.0001"}
+	spotChoice := v1.OfferingChoice{InstanceType: "m5.xlarge", Zone: "zone-a", CapacityType: v1.CapacityTypeSpot, PricePerHour: "0.0800"}
+	plain := v1.OfferingChoice{InstanceType: "m5.xlarge", Zone: "zone-a", CapacityType: v1.CapacityTypeOnDemand, PricePerHour: "0.1920"}
+	spot := claim("spot-1", "default", v1.CapacityTypeSpot, "m5.xlarge", "0.0800", "", "p://spot-1", resources("cpu", "4", "memory", "16Gi"))
+	spot.Spec.Offerings = []v1.OfferingChoice{covered, spotChoice, plain}
+	ri := claim("ri-1", "default", v1.CapacityTypeOnDemand, "m5.xlarge", "0.0001", "", "p://ri-1", resources("cpu", "4", "memory", "16Gi"))
+	ri.Spec.Offerings = []v1.OfferingChoice{covered}
+	for _, c := range []v1.NodeClaim{spot, ri} {
+		r := Attribute(State{NodeClaims: []v1.NodeClaim{c}}, testModel, pricer)
+		if r.OnDemandEquivalent < 0.1919 || r.OnDemandEquivalent > 0.1921 {
+			t.Errorf("%s (%s, pays $%.4f/h): on-demand equivalent $%.4f/h, want the on-demand price $0.1920/h",
+				c.Name, c.Status.CapacityType, r.Total, r.OnDemandEquivalent)
+		}
+	}
+}
