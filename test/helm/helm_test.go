@@ -342,6 +342,21 @@ func TestTemplateOptionalObjects(t *testing.T) {
 	if !strings.Contains(cm.Data["stowage.json"], "stowage_cost_per_hour") {
 		t.Errorf("dashboard does not chart stowage_cost_per_hour")
 	}
+	// The default system-cluster-critical class needs a quota outside
+	// kube-system on clusters that limit it (GKE), and none inside it.
+	q := into[corev1.ResourceQuota](t, r, "ResourceQuota/stowage-critical-pods")
+	if q.Spec.ScopeSelector == nil || len(q.Spec.ScopeSelector.MatchExpressions) != 1 ||
+		q.Spec.ScopeSelector.MatchExpressions[0].Values[0] != "system-cluster-critical" || q.Spec.Hard.Pods().String() != "3" {
+		t.Errorf("ResourceQuota = %+v; want room for 2 replicas and a surge, scoped to system-cluster-critical", q.Spec)
+	}
+	for name, args := range map[string][]string{
+		"in kube-system":         {"--namespace", "kube-system"},
+		"another priority class": {"--set", "priorityClassName=batch-high"},
+	} {
+		if _, ok := render(t, append([]string{"--set", "cloud=fake", "--set", "clusterName=c"}, args...)...)["ResourceQuota/stowage-critical-pods"]; ok {
+			t.Errorf("%s: ResourceQuota rendered, want none", name)
+		}
+	}
 	d := into[appsv1.Deployment](t, r, "Deployment/stowage")
 	if got, want := d.Spec.Template.Spec.Containers[0].Image, "ghcr.io/stowage-k8s/stowage@sha256:"+strings.Repeat("ab", 32); got != want {
 		t.Errorf("image = %q, want %q", got, want)
@@ -371,7 +386,9 @@ func TestValuesRejected(t *testing.T) {
 		{name: "azure without bootstrap token", set: []string{"clusterName=c", "cloud=azure", "azure.clientID=00000000-1111-2222-3333-444444444444"},
 			want: []string{"azure.bootstrapTokenSecret.name is required when cloud is azure"}},
 		{name: "bad kubelet identity", set: []string{"clusterName=c", "cloud=azure", "azure.kubeletIdentity=agentpool"}, want: []string{"/azure/kubeletIdentity"}},
-		{name: "gcp without service account", set: []string{"clusterName=c", "cloud=gcp"}, want: []string{"gcp.serviceAccount is required when cloud is gcp"}},
+		{name: "gcp without region", set: []string{"clusterName=c", "cloud=gcp", "gcp.serviceAccount=a@b.iam.gserviceaccount.com"},
+			want: []string{"region is required when cloud is gcp"}},
+		{name: "gcp without service account", set: []string{"clusterName=c", "cloud=gcp", "region=us-central1"}, want: []string{"gcp.serviceAccount is required when cloud is gcp"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
