@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -66,6 +67,12 @@ func newControllerCommand() *cobra.Command {
 func runController(ctx context.Context, opts operator.Options, f controllerFlags) error {
 	if err := opts.Validate(); err != nil {
 		return err
+	}
+	// Named before any provider is built: the registry holds only the one
+	// asked for (and fake), and its list would point a typo at the fake cloud.
+	if !slices.Contains([]string{awsprovider.Name, gcpprovider.Name, azureprovider.Name, fake.Name}, opts.CloudProvider) {
+		return fmt.Errorf("--cloud-provider %q is not a provider; want %s, %s or %s (%s: kwok nodes without machines, for tests and demos)",
+			opts.CloudProvider, awsprovider.Name, gcpprovider.Name, azureprovider.Name, fake.Name)
 	}
 	logger, err := operator.NewLogger(opts, os.Stderr)
 	if err != nil {

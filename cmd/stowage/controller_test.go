@@ -67,3 +67,17 @@ func TestControllerRequiresCloudProvider(t *testing.T) {
 		t.Fatalf("stowage controller without --cloud-provider: %v, want --cloud-provider is required", err)
 	}
 }
+
+// A mistyped provider is named with the real choices, not pointed at the
+// fake cloud (the only other one registered).
+func TestControllerNamesTheProviders(t *testing.T) {
+	t.Setenv("STOWAGE_CLOUD_PROVIDER", "")
+	root := newRootCommand()
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{"controller", "--kubeconfig", "/nonexistent", "--cloud-provider", "AWS", "--cluster-name", "c"})
+	err := root.Execute()
+	if err == nil || !strings.Contains(err.Error(), "want aws, gcp or azure") {
+		t.Fatalf("stowage controller --cloud-provider AWS: %v, want the real providers named", err)
+	}
+}

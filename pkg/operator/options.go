@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/tools/leaderelection"
 
 	"github.com/stowage-k8s/stowage/pkg/controllers/provisioning"
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
@@ -65,8 +66,9 @@ type Options struct {
 	// CostInterval is how often the stowage_cost_* gauges are recomputed.
 	CostInterval time.Duration
 	// KubeClientQPS and KubeClientBurst bound the controller's requests to
-	// the API server. client-go's own default (5/s, burst 10) throttles a
-	// scale-out of hundreds of NodeClaims for minutes.
+	// the API server per resource type (controller-runtime gives each kind
+	// its own client and limiter). client-go's own default (5/s, burst 10)
+	// throttles a scale-out of hundreds of NodeClaims for minutes.
 	KubeClientQPS   float32
 	KubeClientBurst int
 	// GangSources opts workload kinds into gang planning (comma-separated:
@@ -130,7 +132,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Interruption, "interruption", o.Interruption,
 		"react to the cloud's interruption notices (spot reclaims, rebalance hints, maintenance)")
 	fs.DurationVar(&o.CostInterval, "cost-interval", o.CostInterval, "how often the stowage_cost_* gauges are recomputed")
-	fs.Float32Var(&o.KubeClientQPS, "kube-client-qps", o.KubeClientQPS, "requests per second the controller may send to the API server")
+	fs.Float32Var(&o.KubeClientQPS, "kube-client-qps", o.KubeClientQPS, "requests per second the controller may send to the API server, per resource type")
 	fs.IntVar(&o.KubeClientBurst, "kube-client-burst", o.KubeClientBurst, "requests the controller may send to the API server in a burst above --kube-client-qps")
 	fs.StringVar(&o.GangSources, "gang-sources", o.GangSources,
 		"workload kinds whose pods are planned all-or-nothing as gangs, comma-separated: jobset, leaderworkerset, indexed-job")
@@ -178,9 +180,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--kube-client-qps must be positive, got %g", o.KubeClientQPS)
 	case o.KubeClientBurst < 1:
 		return fmt.Errorf("--kube-client-burst must be at least 1, got %d", o.KubeClientBurst)
-	case o.LeaderElection && (o.RetryPeriod <= 0 || o.RenewDeadline <= o.RetryPeriod || o.LeaseDuration <= o.RenewDeadline):
-		return fmt.Errorf("leader election needs 0 < --leader-election-retry-period (%s) < --leader-election-renew-deadline (%s) < --leader-election-lease-duration (%s)",
-			o.RetryPeriod, o.RenewDeadline, o.LeaseDuration)
+	case o.LeaderElection && (o.RetryPeriod <= 0 || float64(o.RenewDeadline) <= leaderelection.JitterFactor*float64(o.RetryPeriod) || o.LeaseDuration <= o.RenewDeadline):
+		// client-go's own rule: the renew deadline must outlast a jittered retry.
+		return fmt.Errorf("leader election needs 0 < %g x --leader-election-retry-period (%s) < --leader-election-renew-deadline (%s) < --leader-election-lease-duration (%s)",
+			leaderelection.JitterFactor, o.RetryPeriod, o.RenewDeadline, o.LeaseDuration)
 	case o.LogFormat != "" && o.LogFormat != "json" && o.LogFormat != "console":
 		return fmt.Errorf("--log-format must be json or console, got %q", o.LogFormat)
 	}

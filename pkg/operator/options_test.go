@@ -90,6 +90,10 @@ func TestValidate(t *testing.T) {
 		{"no provider", func(o *Options) { o.CloudProvider = "" }, "--cloud-provider is required"},
 		{"lease shorter than the renew deadline", func(o *Options) { o.LeaseDuration = 5 * time.Second }, "--leader-election-lease-duration"},
 		{"no leader election, no lease checks", func(o *Options) { o.LeaderElection, o.RetryPeriod = false, 0 }, ""},
+		// client-go refuses a renew deadline within 1.2 retry periods at start,
+		// naming no flag: refused here instead.
+		{"renew deadline within a jittered retry", func(o *Options) { o.RetryPeriod, o.RenewDeadline = 2*time.Second, 2100*time.Millisecond },
+			"--leader-election-renew-deadline"},
 		{"no cluster name", func(o *Options) { o.ClusterName = "" }, "--cluster-name"},
 		{"zero idle", func(o *Options) { o.BatchIdleDuration = 0 }, "--batch-idle-duration"},
 		{"max below idle", func(o *Options) { o.BatchMaxDuration = 500 * time.Millisecond }, "--batch-max-duration"},
