@@ -68,9 +68,12 @@ func (p *Pricer) InstanceTypes(ctx context.Context, pool *v1.NodePool) ([]*cloud
 	return pricing.ApplyCommitments(its, cs.Items, running, p.clock.Now()), nil
 }
 
-// Running lists the launched machines as commitments see them: labels from
-// the instance type (when types knows it), zone and capacity type, and the
-// on-demand list price (from types, else the claim's own price).
+// Running lists the machines commitments see: launched ones, and claims
+// still launching on a covered offering (their plan spent the commitment
+// already; left out, the next pass would be offered the same coverage).
+// Each has labels from the instance type (when types knows it), zone and
+// capacity type, and its on-demand list price: from types, else the claim's
+// own uncovered on-demand choice of its type, else its price.
 func Running(ctx context.Context, r client.Reader, types []*cloudprovider.InstanceType) ([]pricing.Machine, error) {
 	var claims v1.NodeClaimList
 	if err := r.List(ctx, &claims); err != nil {
@@ -81,30 +84,77 @@ func Running(ctx context.Context, r client.Reader, types []*cloudprovider.Instan
 		byName[it.Name] = it
 	}
 	var out []pricing.Machine
-	for _, c := range claims.Items {
-		s := c.Status
-		if s.InstanceType == "" || s.CapacityType == "" {
-			continue // not launched yet
+	for i := range claims.Items {
+		c := &claims.Items[i]
+		instanceType, zone, capacityType, price, ok := machineOf(c)
+		if !ok {
+			continue
 		}
-		m := pricing.Machine{InstanceType: s.InstanceType, Labels: map[string]string{}}
-		if it := byName[s.InstanceType]; it != nil {
+		m := pricing.Machine{InstanceType: instanceType, Labels: map[string]string{}}
+		if it := byName[instanceType]; it != nil {
 			for k, v := range it.Labels {
 				m.Labels[k] = v
 			}
 			for _, o := range it.Offerings {
-				if o.CapacityType == v1.CapacityTypeOnDemand && o.Zone == s.Zone && o.Commitment == "" {
+				if o.CapacityType == v1.CapacityTypeOnDemand && o.Zone == zone && o.Commitment == "" {
 					m.ListPricePerHour = o.PricePerHour
 				}
 			}
 		}
 		if m.ListPricePerHour == 0 {
-			m.ListPricePerHour, _ = strconv.ParseFloat(s.PricePerHour, 64)
+			m.ListPricePerHour = listPrice(c, instanceType, zone)
+		}
+		if m.ListPricePerHour == 0 {
+			m.ListPricePerHour = price
 		}
 		for k, v := range c.Labels {
 			m.Labels[k] = v
 		}
-		m.Labels[v1.LabelInstanceType], m.Labels[v1.LabelZone], m.Labels[v1.LabelCapacityType] = s.InstanceType, s.Zone, s.CapacityType
+		m.Labels[v1.LabelInstanceType], m.Labels[v1.LabelZone], m.Labels[v1.LabelCapacityType] = instanceType, zone, capacityType
 		out = append(out, m)
 	}
 	return out, nil
 }
+
+// machineOf is what a claim runs (or is about to): its launched type, zone,
+// capacity type and price, or, for a claim not launched yet whose first
+// choice is a commitment's covered offering, that choice.
+func machineOf(c *v1.NodeClaim) (instanceType, zone, capacityType string, price float64, ok bool) {
+	s := c.Status
+	if s.InstanceType != "" && s.CapacityType != "" {
+		price, _ = strconv.ParseFloat(s.PricePerHour, 64)
+		return s.InstanceType, s.Zone, s.CapacityType, price, true
+	}
+	if c.DeletionTimestamp != nil || len(c.Spec.Offerings) == 0 {
+		return "", "", "", 0, false
+	}
+	first := c.Spec.Offerings[0]
+	if p, err := strconv.ParseFloat(first.PricePerHour, 64); err != nil || !covered(p) {
+		return "", "", "", 0, false
+	}
+	return first.InstanceType, first.Zone, first.CapacityType, pricing.CoveredPricePerHour, true
+}
+
+// listPrice is the claim's own uncovered on-demand choice of the type, in
+// the zone first; 0 when it has none.
+func listPrice(c *v1.NodeClaim, instanceType, zone string) float64 {
+	other := 0.0
+	for _, o := range c.Spec.Offerings {
+		if o.InstanceType != instanceType || o.CapacityType != v1.CapacityTypeOnDemand {
+			continue
+		}
+		p, err := strconv.ParseFloat(o.PricePerHour, 64)
+		switch {
+		case err != nil || covered(p):
+		case o.Zone == zone:
+			return p
+		case other == 0:
+			other = p
+		}
+	}
+	return other
+}
+
+// covered reports a price that is a commitment's covered price, within the
+// rounding of a claim's four decimals.
+func covered(p float64) bool { return p <= pricing.CoveredPricePerHour*1.5 }

@@ -57,3 +57,35 @@ func TestPricer(t *testing.T) {
 		t.Errorf("without commitments: %v %v", its, err)
 	}
 }
+
+// A claim still launching on a covered offering holds its share of the
+// commitment: the next batch is not offered the same coverage.
+func TestInFlightClaimHoldsCommitment(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := v1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	types := staticTypes{{Name: "m1", Labels: map[string]string{v1.LabelInstanceFamily: "m"}, Offerings: []cloudprovider.Offering{
+		{Zone: "z1", CapacityType: v1.CapacityTypeOnDemand, PricePerHour: 0.4, Available: true},
+		{Zone: "z1", CapacityType: v1.CapacityTypeSpot, PricePerHour: 0.1, Available: true},
+	}}}
+	ri := &v1.Commitment{ObjectMeta: metav1.ObjectMeta{Name: "ri"}, Spec: v1.CommitmentSpec{Type: v1.CommitmentReservedInstances, Count: ptr.To(int32(1))}}
+	// Created from a plan whose first choice is the covered offering; the
+	// provider call has not returned yet, so status is empty.
+	inFlight := &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: "a", Labels: map[string]string{v1.LabelNodePool: "default"}},
+		Spec: v1.NodeClaimSpec{Offerings: []v1.OfferingChoice{
+			{InstanceType: "m1", Zone: "z1", CapacityType: v1.CapacityTypeOnDemand, PricePerHour: "0.0001"},
+			{InstanceType: "m1", Zone: "z1", CapacityType: v1.CapacityTypeOnDemand, PricePerHour: "0.4000"},
+		}}}
+	kube := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ri, inFlight).Build()
+	p := NewPricer(types, kube, testingclock.NewFakePassiveClock(time.Unix(0, 0)))
+	its, err := p.InstanceTypes(context.Background(), &v1.NodePool{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range its[0].Offerings {
+		if o.Commitment != "" {
+			t.Errorf("RI count 1 is already planned for in-flight claim a, but the next batch is offered it again: %+v", o)
+		}
+	}
+}
