@@ -23,14 +23,7 @@ func (s staticTypes) InstanceTypes(context.Context, *v1.NodePool) ([]*cloudprovi
 }
 
 func TestPricer(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := v1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	types := staticTypes{{Name: "m1", Labels: map[string]string{v1.LabelInstanceFamily: "m"}, Offerings: []cloudprovider.Offering{
-		{Zone: "z1", CapacityType: v1.CapacityTypeOnDemand, PricePerHour: 0.4, Available: true},
-		{Zone: "z1", CapacityType: v1.CapacityTypeSpot, PricePerHour: 0.1, Available: true},
-	}}}
+	scheme, types := newScheme(t), m1Types()
 	ri := &v1.Commitment{ObjectMeta: metav1.ObjectMeta{Name: "ri"}, Spec: v1.CommitmentSpec{Type: v1.CommitmentReservedInstances, Count: ptr.To(int32(3))}}
 	running := &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: "a"}, Status: v1.NodeClaimStatus{InstanceType: "m1", Zone: "z1", CapacityType: v1.CapacityTypeOnDemand, PricePerHour: "0.4"}}
 	spot := &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: "b"}, Status: v1.NodeClaimStatus{InstanceType: "m1", Zone: "z1", CapacityType: v1.CapacityTypeSpot, PricePerHour: "0.1"}}
@@ -61,14 +54,7 @@ func TestPricer(t *testing.T) {
 // A claim still launching on a covered offering holds its share of the
 // commitment: the next batch is not offered the same coverage.
 func TestInFlightClaimHoldsCommitment(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := v1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	types := staticTypes{{Name: "m1", Labels: map[string]string{v1.LabelInstanceFamily: "m"}, Offerings: []cloudprovider.Offering{
-		{Zone: "z1", CapacityType: v1.CapacityTypeOnDemand, PricePerHour: 0.4, Available: true},
-		{Zone: "z1", CapacityType: v1.CapacityTypeSpot, PricePerHour: 0.1, Available: true},
-	}}}
+	scheme, types := newScheme(t), m1Types()
 	ri := &v1.Commitment{ObjectMeta: metav1.ObjectMeta{Name: "ri"}, Spec: v1.CommitmentSpec{Type: v1.CommitmentReservedInstances, Count: ptr.To(int32(1))}}
 	// Created from a plan whose first choice is the covered offering; the
 	// provider call has not returned yet, so status is empty.
@@ -88,4 +74,21 @@ func TestInFlightClaimHoldsCommitment(t *testing.T) {
 			t.Errorf("RI count 1 is already planned for in-flight claim a, but the next batch is offered it again: %+v", o)
 		}
 	}
+}
+
+func newScheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := v1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	return scheme
+}
+
+// m1Types is one type of family m, on-demand at $0.40/h and spot at $0.10/h.
+func m1Types() staticTypes {
+	return staticTypes{{Name: "m1", Labels: map[string]string{v1.LabelInstanceFamily: "m"}, Offerings: []cloudprovider.Offering{
+		{Zone: "z1", CapacityType: v1.CapacityTypeOnDemand, PricePerHour: 0.4, Available: true},
+		{Zone: "z1", CapacityType: v1.CapacityTypeSpot, PricePerHour: 0.1, Available: true},
+	}}}
 }

@@ -579,17 +579,7 @@ func TestFailedEventIsRetried(t *testing.T) {
 	failing := &failFirstPatch{Client: e.client}
 	ev := e.event(cloudprovider.InterruptionSpotReclaim, start.Add(2*time.Minute))
 	ev.Ack = nil
-	e.ctrl = NewController(Deps{Client: failing, Source: fanSource{events: []cloudprovider.InterruptionEvent{ev}}, CloudProvider: oneType{},
-		Solver: disruption.SolverFunc(oneNode), Clock: e.clock, Recorder: e.recorder})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.ctrl.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Start: %v", err)
-		}
-	}()
+	defer e.run(t, failing, ev)()
 	until := time.Now().Add(10 * time.Second)
 	for {
 		claim := &v1.NodeClaim{}
@@ -689,17 +679,7 @@ func TestEventBeforeTheProviderIDIsRetried(t *testing.T) {
 	e := newEnv(t, 1, func(c *v1.NodeClaim) { c.Status.ProviderID = "" })
 	ev := e.event(cloudprovider.InterruptionSpotReclaim, start.Add(2*time.Minute))
 	lists := &countingLists{Client: e.client}
-	e.ctrl = NewController(Deps{Client: lists, Source: fanSource{events: []cloudprovider.InterruptionEvent{ev}}, CloudProvider: oneType{},
-		Solver: disruption.SolverFunc(oneNode), Clock: e.clock, Recorder: e.recorder})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.ctrl.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Start: %v", err)
-		}
-	}()
+	defer e.run(t, lists, ev)()
 	// The first attempt looks the claim up, finds none, and sees one launching.
 	until := time.Now().Add(10 * time.Second)
 	for lists.n.Load() < 2 {
@@ -744,4 +724,21 @@ func (c *countingLists) List(ctx context.Context, list client.ObjectList, opts .
 		c.n.Add(1)
 	}
 	return err
+}
+
+// run starts a controller reading c and delivering ev, and returns what
+// stops it.
+func (e *env) run(t *testing.T, c client.Client, ev cloudprovider.InterruptionEvent) (stop func()) {
+	t.Helper()
+	e.ctrl = NewController(Deps{Client: c, Source: fanSource{events: []cloudprovider.InterruptionEvent{ev}}, CloudProvider: oneType{},
+		Solver: disruption.SolverFunc(oneNode), Clock: e.clock, Recorder: e.recorder})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.ctrl.Start(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	}
 }
