@@ -76,7 +76,7 @@ func addAzureFlags(fs *pflag.FlagSet, f *azureFlags) {
 // controller and the Node-condition interruption source with the operator.
 // Call it only when --cloud-provider=azure: the controllers watch
 // AKSNodeClasses, whose CRD other clouds do not need.
-func azureOperatorOptions(_ context.Context, f azureFlags) ([]operator.Option, error) {
+func azureOperatorOptions(_ context.Context, f azureFlags, interruption bool) ([]operator.Option, error) {
 	for flag, v := range map[string]string{"--azure-region": f.region, "--azure-subscription-id": f.subscriptionID,
 		"--azure-resource-group": f.resourceGroup} {
 		if v == "" {
@@ -93,16 +93,23 @@ func azureOperatorOptions(_ context.Context, f azureFlags) ([]operator.Option, e
 	if err != nil {
 		return nil, err
 	}
-	source := azureprovider.NewInterruptionSource(azureprovider.InterruptionOptions{
-		ResourceGroup: f.resourceGroup, VMs: clients.VMs, PollInterval: f.vmPollInterval,
-	})
+	// With --interruption=false nothing would read the source's events, and
+	// its controller would requeue every interrupted node each second.
+	var source *azureprovider.InterruptionSource
+	if interruption {
+		source = azureprovider.NewInterruptionSource(azureprovider.InterruptionOptions{
+			ResourceGroup: f.resourceGroup, VMs: clients.VMs, PollInterval: f.vmPollInterval,
+		})
+	}
 	factory := func(_ context.Context, d operator.ProviderDeps) (cloudprovider.CloudProvider, error) {
 		// The operator's scheme is shared by its manager and direct client;
 		// the provider and the controllers read AKSNodeClasses through them.
 		if err := azv1.AddToScheme(d.Client.Scheme()); err != nil {
 			return nil, fmt.Errorf("adding %s to the scheme: %w", azv1.Group, err)
 		}
-		source.SetClusterName(d.ClusterName)
+		if source != nil {
+			source.SetClusterName(d.ClusterName)
+		}
 		return azureprovider.New(azureprovider.Options{
 			ClusterName: d.ClusterName, SubscriptionID: f.subscriptionID, ResourceGroup: f.resourceGroup, Location: f.region,
 			VMs: clients.VMs, NICs: clients.NICs, Disks: clients.Disks, SKUs: clients.SKUs, PPGs: clients.PPGs,
@@ -111,10 +118,13 @@ func azureOperatorOptions(_ context.Context, f azureFlags) ([]operator.Option, e
 			KubeletIdentity: f.kubeletIdentity, Interruption: source,
 		})
 	}
-	return []operator.Option{
+	out := []operator.Option{
 		operator.WithProvider(azureprovider.Name, factory),
 		operator.WithController(nodeclass.NewController(nodeclass.Deps{Images: clients.GalleryImages, Subnets: clients.Subnets,
 			ReservationGroups: clients.ReservationGroups, PPGs: clients.PPGs, Location: f.region})),
-		operator.WithController(source),
-	}, nil
+	}
+	if source != nil {
+		out = append(out, operator.WithController(source))
+	}
+	return out, nil
 }

@@ -87,16 +87,20 @@ func TestAzureControllerOptionsNeedSettings(t *testing.T) {
 	} {
 		f := full
 		unset(&f)
-		if _, err := azureOperatorOptions(context.Background(), f); err == nil || !strings.Contains(err.Error(), flag) {
+		if _, err := azureOperatorOptions(context.Background(), f, true); err == nil || !strings.Contains(err.Error(), flag) {
 			t.Errorf("without %s: %v, want an error naming it", flag, err)
 		}
 	}
-	opts, err := azureOperatorOptions(context.Background(), full)
+	opts, err := azureOperatorOptions(context.Background(), full, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(opts) != 3 {
 		t.Errorf("got %d operator options, want the provider, the AKSNodeClass controller and the interruption source", len(opts))
+	}
+	// --interruption=false: no source to feed nothing with.
+	if opts, err = azureOperatorOptions(context.Background(), full, false); err != nil || len(opts) != 2 {
+		t.Errorf("with interruption off: %d operator options (%v), want the provider and the AKSNodeClass controller", len(opts), err)
 	}
 }
 

@@ -101,7 +101,7 @@ func runController(ctx context.Context, opts operator.Options, f controllerFlags
 		operatorOpts = append(operatorOpts, awsOpts...)
 	}
 	if opts.CloudProvider == azureprovider.Name {
-		azureOpts, err := azureOperatorOptions(ctx, f.azure)
+		azureOpts, err := azureOperatorOptions(ctx, f.azure, opts.Interruption)
 		if err != nil {
 			return err
 		}
