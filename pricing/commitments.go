@@ -18,6 +18,32 @@ import (
 // machines (the same as a simulated reservation).
 const CoveredPricePerHour = 0.0001
 
+// IsCovered reports whether a price, as a claim records it (four
+// decimals), is CoveredPricePerHour: what a commitment makes a machine
+// cost, not its list price.
+func IsCovered(pricePerHour float64) bool { return pricePerHour <= CoveredPricePerHour*1.5 }
+
+// ClaimListPrice is the on-demand list price of instanceType as the claim's
+// own choices carry it: its first uncovered on-demand choice of the type in
+// zone, else in any zone; 0 when it has none.
+func ClaimListPrice(claim *v1.NodeClaim, instanceType, zone string) float64 {
+	other := 0.0
+	for _, o := range claim.Spec.Offerings {
+		if o.InstanceType != instanceType || o.CapacityType != v1.CapacityTypeOnDemand {
+			continue
+		}
+		p, err := strconv.ParseFloat(o.PricePerHour, 64)
+		switch {
+		case err != nil || !(p > 0) || math.IsInf(p, 1) || IsCovered(p): // unparsable, not a price, or covered
+		case o.Zone == zone:
+			return p
+		case other == 0:
+			other = p
+		}
+	}
+	return other
+}
+
 // Machine is one running on-demand machine, as commitments see it: what the
 // bill charges it at list price, and the labels commitments select on.
 type Machine struct {

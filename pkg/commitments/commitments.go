@@ -102,7 +102,7 @@ func Running(ctx context.Context, r client.Reader, types []*cloudprovider.Instan
 			}
 		}
 		if m.ListPricePerHour == 0 {
-			m.ListPricePerHour = listPrice(c, instanceType, zone)
+			m.ListPricePerHour = pricing.ClaimListPrice(c, instanceType, zone)
 		}
 		if m.ListPricePerHour == 0 {
 			m.ListPricePerHour = price
@@ -129,32 +129,8 @@ func machineOf(c *v1.NodeClaim) (instanceType, zone, capacityType string, price 
 		return "", "", "", 0, false
 	}
 	first := c.Spec.Offerings[0]
-	if p, err := strconv.ParseFloat(first.PricePerHour, 64); err != nil || !covered(p) {
+	if p, err := strconv.ParseFloat(first.PricePerHour, 64); err != nil || !pricing.IsCovered(p) {
 		return "", "", "", 0, false
 	}
 	return first.InstanceType, first.Zone, first.CapacityType, pricing.CoveredPricePerHour, true
 }
-
-// listPrice is the claim's own uncovered on-demand choice of the type, in
-// the zone first; 0 when it has none.
-func listPrice(c *v1.NodeClaim, instanceType, zone string) float64 {
-	other := 0.0
-	for _, o := range c.Spec.Offerings {
-		if o.InstanceType != instanceType || o.CapacityType != v1.CapacityTypeOnDemand {
-			continue
-		}
-		p, err := strconv.ParseFloat(o.PricePerHour, 64)
-		switch {
-		case err != nil || covered(p):
-		case o.Zone == zone:
-			return p
-		case other == 0:
-			other = p
-		}
-	}
-	return other
-}
-
-// covered reports a price that is a commitment's covered price, within the
-// rounding of a claim's four decimals.
-func covered(p float64) bool { return p <= pricing.CoveredPricePerHour*1.5 }

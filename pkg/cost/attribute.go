@@ -227,25 +227,10 @@ func (r *Report) machines(s State, model PriceModel, pricer OnDemandPricer) ([]*
 // not its on-demand price, so it never counts. Else its own price, with a
 // warning.
 func (r *Report) onDemandPrice(claim *v1.NodeClaim, price float64, pricer OnDemandPricer) float64 {
-	covered := func(p float64) bool { return p <= pricing.CoveredPricePerHour*1.5 }
-	if claim.Status.CapacityType == v1.CapacityTypeOnDemand && !covered(price) {
+	if claim.Status.CapacityType == v1.CapacityTypeOnDemand && !pricing.IsCovered(price) {
 		return price
 	}
-	inZone, other := 0.0, 0.0
-	for _, o := range claim.Spec.Offerings {
-		if o.InstanceType != claim.Status.InstanceType || o.CapacityType != v1.CapacityTypeOnDemand {
-			continue
-		}
-		p, err := parsePrice(o.PricePerHour)
-		switch {
-		case err != nil || covered(p):
-		case o.Zone == claim.Status.Zone && inZone == 0:
-			inZone = p
-		case other == 0:
-			other = p
-		}
-	}
-	if p := cmp.Or(inZone, other); p > 0 {
+	if p := pricing.ClaimListPrice(claim, claim.Status.InstanceType, claim.Status.Zone); p > 0 {
 		return max(p, price)
 	}
 	if pricer != nil {
