@@ -63,31 +63,21 @@ func NodeLabels(it *cloudprovider.InstanceType, pool *v1.NodePool) map[string]st
 	return out
 }
 
-// DaemonSetOverhead sums the requests of the DaemonSet pods that would run on
-// a node with these labels (or requirements) and taints: those whose node
-// selector and required node affinity the node admits and that tolerate its taints.
-func DaemonSetOverhead(daemons []*corev1.Pod, node Requirements, taints []corev1.Taint) Resources {
-	var out Resources
+// DaemonSets is what the DaemonSet pods that would run on a node with these
+// labels (or requirements) and taints take there: the sum of their requests,
+// and the host ports they bind (as HostPorts, sorted), which no other pod
+// binding one of them can share. A daemon runs there if the node admits its
+// node selector and required node affinity and it tolerates the taints.
+func DaemonSets(daemons []*corev1.Pod, node Requirements, taints []corev1.Taint) (overhead Resources, ports []string) {
 	for _, d := range daemons {
-		if daemonRuns(d, node, taints) {
-			out = out.Add(PodRequests(d))
+		if !daemonRuns(d, node, taints) {
+			continue
 		}
+		overhead = overhead.Add(PodRequests(d))
+		ports = append(ports, HostPorts(d)...)
 	}
-	return out
-}
-
-// DaemonSetHostPorts are the host ports (as HostPorts) that the DaemonSet
-// pods which would run on such a node bind, sorted: no other pod binding one
-// of them can run there.
-func DaemonSetHostPorts(daemons []*corev1.Pod, node Requirements, taints []corev1.Taint) []string {
-	var out []string
-	for _, d := range daemons {
-		if ports := HostPorts(d); len(ports) > 0 && daemonRuns(d, node, taints) {
-			out = append(out, ports...)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	slices.Sort(ports)
+	return overhead, slices.Compact(ports)
 }
 
 // daemonRuns reports whether a DaemonSet pod would run on a node with these

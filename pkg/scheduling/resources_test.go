@@ -145,7 +145,7 @@ func TestEffectiveCapacity(t *testing.T) {
 	}
 }
 
-func TestDaemonSetOverhead(t *testing.T) {
+func TestDaemonSets(t *testing.T) {
 	ds := func(name string, spec corev1.PodSpec) *corev1.Pod {
 		spec.Containers = []corev1.Container{container("cpu", "100m")}
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
@@ -157,12 +157,12 @@ func TestDaemonSetOverhead(t *testing.T) {
 	}
 	gpuNode := FromLabels(map[string]string{v1.LabelGPUName: "h100", v1.LabelArch: "amd64"})
 	taints := []corev1.Taint{{Key: "nvidia.com/gpu", Effect: corev1.TaintEffectNoSchedule}}
-	got := DaemonSetOverhead(daemons, gpuNode, taints)
+	got, _ := DaemonSets(daemons, gpuNode, taints)
 	// "everywhere" does not tolerate the GPU taint; only gpu-only runs.
 	if want := FromList(rl("cpu", "100m", "pods", "1")); !cmp.Equal(want, got) {
 		t.Errorf("overhead on tainted GPU node: %s", cmp.Diff(want, got))
 	}
-	got = DaemonSetOverhead(daemons, gpuNode, nil)
+	got, _ = DaemonSets(daemons, gpuNode, nil)
 	if want := FromList(rl("cpu", "200m", "pods", "2")); !cmp.Equal(want, got) {
 		t.Errorf("overhead on untainted GPU node: %s", cmp.Diff(want, got))
 	}

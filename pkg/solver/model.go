@@ -404,9 +404,7 @@ func newPoolType(it *cloudprovider.InstanceType, p *pool, daemons []*corev1.Pod)
 	capacity, alloc := scheduling.EffectiveCapacity(it, p.np.Spec.Template.Spec.GPU)
 	pt.capacity = scheduling.FromList(capacity)
 	if len(daemons) > 0 {
-		node := p.reqs.Intersect(typeReqs)
-		pt.daemon = scheduling.DaemonSetOverhead(daemons, node, p.taints)
-		pt.daemonPorts = scheduling.DaemonSetHostPorts(daemons, node, p.taints)
+		pt.daemon, pt.daemonPorts = scheduling.DaemonSets(daemons, p.reqs.Intersect(typeReqs), p.taints)
 	}
 	pt.alloc = scheduling.FromList(alloc).Sub(pt.daemon)
 	return pt

@@ -120,7 +120,8 @@ func validate(snap *Snapshot, plan *Plan) []string {
 				fail("new node %d choice %s: violates nodepool %s requirements", i, c.InstanceType.Name, pool.Name)
 			}
 			_, alloc := scheduling.EffectiveCapacity(c.InstanceType, pool.Spec.Template.Spec.GPU)
-			a := scheduling.FromList(alloc).Sub(scheduling.DaemonSetOverhead(snap.DaemonSetPods, scheduling.FromLabels(lbls), pool.Spec.Template.Spec.Taints))
+			overhead, _ := scheduling.DaemonSets(snap.DaemonSetPods, scheduling.FromLabels(lbls), pool.Spec.Template.Spec.Taints)
+			a := scheduling.FromList(alloc).Sub(overhead)
 			if !podSum.Fits(&a) {
 				fail("new node %d choice %s: pods exceed allocatable in %v", i, c.InstanceType.Name, podSum.Exceeded(&a))
 			}
@@ -207,7 +208,7 @@ func validateHostPorts(snap *Snapshot, layout []*placedNode) []string {
 	}
 	for _, n := range layout {
 		if strings.HasPrefix(n.name, "new-") { // the DaemonSet pods a new node will run
-			taken := scheduling.DaemonSetHostPorts(snap.DaemonSetPods, scheduling.FromLabels(n.labels), n.taints)
+			_, taken := scheduling.DaemonSets(snap.DaemonSetPods, scheduling.FromLabels(n.labels), n.taints)
 			for _, p := range n.pods {
 				for _, port := range scheduling.HostPorts(p) {
 					if slices.Contains(taken, port) {
