@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
@@ -171,3 +172,29 @@ func TestGangWithdrawalIsRetried(t *testing.T) {
 
 // The last pods of an Indexed Job whose completions exceed its parallelism
 // are a gang of what is left, not of the parallelism: they get a machine.
+
+// The last pods of an Indexed Job whose completions exceed its parallelism
+// are a gang of what is left, not of the parallelism: they get a machine.
+func TestIndexedJobTailIsProvisioned(t *testing.T) {
+	f := newFixture(t, nil)
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "train"},
+		Spec:   batchv1.JobSpec{Parallelism: ptr.To[int32](4), Completions: ptr.To[int32](10), CompletionMode: ptr.To(batchv1.IndexedCompletion)},
+		Status: batchv1.JobStatus{Succeeded: 8}}
+	f.client = cloudtest.NewClientBuilder().WithObjects(job).Build()
+	f.ctrl.client = f.client
+	f.ctrl.opts.GangSources = map[scheduling.GangSource]bool{scheduling.GangSourceIndexedJob: true}
+	f.ctrl.solver = SolverFunc(func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) { return solver.Solve(ctx, s) })
+	for _, idx := range []string{"8", "9"} { // indexes 0-7 succeeded; the last two wait for a machine
+		f.cluster.UpdatePod(withPod(pendingPod("train-"+idx), tolerateGPU, func(p *corev1.Pod) {
+			p.Labels = map[string]string{batchv1.JobNameLabel: "train"}
+			p.Annotations = map[string]string{batchv1.JobCompletionIndexAnnotation: idx}
+		}))
+	}
+	r := f.schedule(t)
+	if len(r.Created) == 0 {
+		for _, u := range r.Plan.Unschedulable {
+			t.Logf("unschedulable %s: %s", u.Pod.Name, u.Reason)
+		}
+		t.Errorf("no machine bought for the last 2 pods of indexed job default/train; they wait forever")
+	}
+}
