@@ -894,8 +894,6 @@ func (f *fullReservationEC2) CreateFleet(ctx context.Context, in *ec2.CreateFlee
 	return f.fakeEC2.CreateFleet(ctx, in, o...)
 }
 
-// Two reservations of the same type in the same zone: one being full must
-// not hide the other, which has room (and is already paid for).
 // One full capacity reservation says nothing of another of the same type
 // and zone: the launch moves on to it, and the catalog still offers it.
 func TestFullReservationDoesNotHideAnother(t *testing.T) {

@@ -350,9 +350,6 @@ func (noTypes) InstanceTypes(context.Context, *v1.NodePool) ([]*cloudprovider.In
 	return nil, nil
 }
 
-// A request deleted while a provisioning pass plans it is released by its
-// reconcile; the pass then books capacity for it anyway, and nothing ever
-// releases that booking.
 // A request deleted while a pass plans it keeps no booking: nodes would
 // look fuller than they are, and a later request of the same name would
 // inherit it.

@@ -106,6 +106,18 @@ func (e *env) loseMachine(t *testing.T) *v1.NodeClaim {
 	return claim
 }
 
+// reconcileUntilGone reconciles claim c1 up to passes times, stepping the
+// clock by step after each, until the claim is gone.
+func (e *env) reconcileUntilGone(t *testing.T, passes int, step time.Duration) {
+	t.Helper()
+	for i := 0; i < passes && e.exists(t, &v1.NodeClaim{}, "c1"); i++ {
+		if _, err := e.reconcileClaim(t); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Step(step)
+	}
+}
+
 // podsLeft names the pods still stored.
 func (e *env) podsLeft(t *testing.T) []string {
 	t.Helper()
@@ -660,10 +672,6 @@ func TestTerminateWithTwoNodesForOneMachine(t *testing.T) {
 	}
 }
 
-// A pod on a Node whose kubelet is dead (NotReady, machine still running)
-// stays Terminating forever, so the attach/detach controller never detaches
-// its volume. The drain already ignores it once past its grace period; the
-// volume wait must too, or the claim and machine are held forever.
 // On a NotReady node whose machine still runs, a pod stuck terminating
 // keeps its volume attached: the drain stops waiting for that volume too.
 func TestStuckPodVolumeDoesNotHoldMachine(t *testing.T) {
@@ -676,21 +684,12 @@ func TestStuckPodVolumeDoesNotHoldMachine(t *testing.T) {
 			Spec: corev1.PersistentVolumeClaimSpec{VolumeName: "pv-db"}},
 		volumeAttachment("va-db", "pv-db"))
 	// n1 has no Ready condition (NotReady) and its machine still exists.
-	for i := 0; i < 10 && e.exists(t, &v1.NodeClaim{}, "c1"); i++ {
-		if _, err := e.reconcileClaim(t); err != nil {
-			t.Fatal(err)
-		}
-		e.clock.Step(time.Hour)
-	}
+	e.reconcileUntilGone(t, 10, time.Hour)
 	if n := len(e.cloud.Deleted()); n != 1 {
 		t.Fatalf("after 10h: %d machines deleted, want 1: a stuck-terminating pod's volume holds the machine forever", n)
 	}
 }
 
-// A DaemonSet pod that tolerates the drain stays on the node to the end, so
-// the attach/detach controller never detaches its volume; the volume wait
-// skips such pods' PersistentVolumeClaims, but not the PVC of a generic
-// ephemeral volume (named <pod>-<volume>), which then holds the machine forever.
 // A pod that stays to the end keeps its generic ephemeral volume attached,
 // which is not waited for, as its other volumes are not.
 func TestStayingPodEphemeralVolumeDoesNotHoldMachine(t *testing.T) {
@@ -702,12 +701,7 @@ func TestStayingPodEphemeralVolumeDoesNotHoldMachine(t *testing.T) {
 		&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "agent-scratch"},
 			Spec: corev1.PersistentVolumeClaimSpec{VolumeName: "pv-scratch"}},
 		volumeAttachment("va-scratch", "pv-scratch"))
-	for i := 0; i < 10 && e.exists(t, &v1.NodeClaim{}, "c1"); i++ {
-		if _, err := e.reconcileClaim(t); err != nil {
-			t.Fatal(err)
-		}
-		e.clock.Step(time.Hour)
-	}
+	e.reconcileUntilGone(t, 10, time.Hour)
 	if n := len(e.cloud.Deleted()); n != 1 {
 		t.Fatalf("after 10h: %d machines deleted, want 1: the staying DaemonSet pod's ephemeral volume holds the machine", n)
 	}
@@ -726,11 +720,7 @@ func TestFailedEvictionIsRetriedAtTheDrainsPace(t *testing.T) {
 		}
 	}
 	e.evictFails.Store(false)
-	for i := 0; i < 5 && e.exists(t, &v1.NodeClaim{}, "c1"); i++ {
-		if _, err := e.reconcileClaim(t); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.reconcileUntilGone(t, 5, 0)
 	if left := e.podsLeft(t); len(left) != 0 || len(e.cloud.Deleted()) != 1 {
 		t.Errorf("pods %v left, %d machines deleted once evictions succeed; want none left and the machine deleted", left, len(e.cloud.Deleted()))
 	}
