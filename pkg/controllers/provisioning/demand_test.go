@@ -112,25 +112,7 @@ func TestScheduleServesDemands(t *testing.T) {
 // machines bought elsewhere would never take the real pods.
 func TestDemandStandInsFollowTheirVolumes(t *testing.T) {
 	f := newFixture(t, onePerPod)
-	ctx := context.Background()
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: "pv-data"},
-		Spec: corev1.PersistentVolumeSpec{NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
-			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
-				{Key: v1.LabelZone, Operator: corev1.NodeSelectorOpIn, Values: []string{"us-east-1b"}},
-			}}},
-		}}},
-	}
-	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "data"},
-		Spec:       corev1.PersistentVolumeClaimSpec{VolumeName: "pv-data"},
-	}
-	if err := f.client.Create(ctx, pv); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.client.Create(ctx, pvc); err != nil {
-		t.Fatal(err)
-	}
+	f.zonalClaim(t, "data", "us-east-1b")
 	pods := standIns("job", 1)
 	withClaim("data")(pods[0])
 	f.ctrl.demands = &fakeDemands{demands: []Demand{{Key: "default/job", Pods: pods}}, outcomes: map[string]Outcome{}}

@@ -10,10 +10,34 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 )
+
+// zonalClaim stores claim name in namespace default, bound to volume
+// pv-<name>, which only nodes of zone can attach.
+func (f *fixture) zonalClaim(t *testing.T, name, zone string) {
+	t.Helper()
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "pv-" + name},
+		Spec: corev1.PersistentVolumeSpec{NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
+				{Key: v1.LabelZone, Operator: corev1.NodeSelectorOpIn, Values: []string{zone}},
+			}}},
+		}}},
+	}
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec:       corev1.PersistentVolumeClaimSpec{VolumeName: pv.Name},
+	}
+	for _, o := range []client.Object{pv, pvc} {
+		if err := f.client.Create(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
 
 func withClaim(name string) func(*corev1.Pod) {
 	return func(p *corev1.Pod) {
@@ -27,24 +51,7 @@ func withClaim(name string) func(*corev1.Pod) {
 func TestScheduleHonoursVolumeTopology(t *testing.T) {
 	f := newFixture(t, onePerPod)
 	ctx := context.Background()
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: "pv-model"},
-		Spec: corev1.PersistentVolumeSpec{NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
-			NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
-				{Key: v1.LabelZone, Operator: corev1.NodeSelectorOpIn, Values: []string{"us-east-1b"}},
-			}}},
-		}}},
-	}
-	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "model"},
-		Spec:       corev1.PersistentVolumeClaimSpec{VolumeName: "pv-model"},
-	}
-	if err := f.client.Create(ctx, pv); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.client.Create(ctx, pvc); err != nil {
-		t.Fatal(err)
-	}
+	f.zonalClaim(t, "model", "us-east-1b")
 	csiNode := &storagev1.CSINode{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Spec: storagev1.CSINodeSpec{Drivers: []storagev1.CSINodeDriver{
 		{Name: "ebs.csi.aws.com", NodeID: "i-1", Allocatable: &storagev1.VolumeNodeResources{Count: ptr.To[int32](25)}}}}}
 	if err := f.client.Create(ctx, csiNode); err != nil {
