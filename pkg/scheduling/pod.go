@@ -47,6 +47,12 @@ func PodRequests(pod *corev1.Pod) Resources {
 	return out
 }
 
+// Finished reports whether a pod succeeded or failed: it takes no room on
+// its node, will not run again, and needs no new place.
+func Finished(pod *corev1.Pod) bool {
+	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
+}
+
 // containerRequests is a container's requests, with its limit standing in
 // for a request it does not set: the API server defaults them so for Pods,
 // but pods built from templates (DaemonSets, ProvisioningRequests, manifests

@@ -6,6 +6,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	provreqv1 "github.com/stowage-k8s/stowage/pkg/apis/provisioningrequest/v1"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 )
 
 // booking is room held for pods that do not exist yet: a ProvisioningRequest's
@@ -84,7 +85,7 @@ func (c *Cluster) bookedPodsLocked() map[string][]*corev1.Pod {
 	boundOn := map[string]map[string]int{} // owner -> node -> bound consumers
 	for _, p := range c.pods {
 		owner := consumes(p)
-		if owner == "" || c.bookings[owner] == nil || p.Spec.NodeName == "" || isTerminal(p) {
+		if owner == "" || c.bookings[owner] == nil || p.Spec.NodeName == "" || scheduling.Finished(p) {
 			continue
 		}
 		if boundOn[owner] == nil {

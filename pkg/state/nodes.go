@@ -231,10 +231,6 @@ func isInitialized(claim *v1.NodeClaim) bool {
 	return meta.IsStatusConditionTrue(claim.Status.Conditions, v1.ConditionInitialized)
 }
 
-func isTerminal(p *corev1.Pod) bool {
-	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
-}
-
 func hasTaint(taints []corev1.Taint, key string) bool {
 	for _, t := range taints {
 		if t.Key == key {

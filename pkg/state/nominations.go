@@ -226,7 +226,7 @@ func (c *Cluster) fitsLocked(nodeName string, allocatable corev1.ResourceList, p
 func (c *Cluster) boundPodsLocked(nodeName string) []*corev1.Pod {
 	var out []*corev1.Pod
 	for key := range c.podsByNode[nodeName] {
-		if p := c.pods[key]; p != nil && !isTerminal(p) {
+		if p := c.pods[key]; p != nil && !scheduling.Finished(p) {
 			out = append(out, p)
 		}
 	}
@@ -241,7 +241,7 @@ func (c *Cluster) nominatedPodsLocked() map[string][]*corev1.Pod {
 	out := map[string][]*corev1.Pod{}
 	for uid, n := range c.nominations {
 		p := c.pods[n.pod]
-		if p == nil || p.UID != uid || p.Spec.NodeName != "" || isTerminal(p) || !c.validLocked(n) {
+		if p == nil || p.UID != uid || p.Spec.NodeName != "" || scheduling.Finished(p) || !c.validLocked(n) {
 			continue
 		}
 		target := n.target
@@ -309,7 +309,7 @@ func (c *Cluster) nominatedToLocked(target string) []*corev1.Pod {
 	for uid := range c.byTarget[target] {
 		n := c.nominations[uid]
 		p := c.pods[n.pod]
-		if p == nil || p.UID != uid || p.Spec.NodeName != "" || isTerminal(p) || !c.validLocked(n) {
+		if p == nil || p.UID != uid || p.Spec.NodeName != "" || scheduling.Finished(p) || !c.validLocked(n) {
 			continue
 		}
 		out = append(out, p)

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 )
 
@@ -153,7 +154,7 @@ func blocker(st *ClusterState, c *Candidate) string {
 	// The drain waits for a do-not-disrupt DaemonSet pod too, so it blocks
 	// as a pod that moves does.
 	for _, p := range st.PodsByNode[c.Node.Name] {
-		if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; !mirror && !reschedulable(p) && !isTerminal(p) && v1.DoNotDisrupt(p.Annotations) {
+		if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; !mirror && !reschedulable(p) && !scheduling.Finished(p) && v1.DoNotDisrupt(p.Annotations) {
 			return fmt.Sprintf("pod %s/%s has %s", p.Namespace, p.Name, v1.AnnotationDoNotDisrupt)
 		}
 	}
@@ -184,7 +185,7 @@ func minNodeLifetime(c *Candidate) time.Duration {
 }
 
 func isRunningJobPod(p *corev1.Pod) bool {
-	if isTerminal(p) {
+	if scheduling.Finished(p) {
 		return false
 	}
 	for _, o := range p.OwnerReferences {

@@ -12,6 +12,7 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 )
 
 func pdb(namespace, app string, allowed int32) *policyv1.PodDisruptionBudget {
@@ -166,7 +167,7 @@ func stateOf(now time.Time, pools []*v1.NodePool, claims []*v1.NodeClaim, nodes 
 		}
 	}
 	for _, p := range pods {
-		if !isTerminal(p) {
+		if !scheduling.Finished(p) {
 			st.PodsByNode[p.Spec.NodeName] = append(st.PodsByNode[p.Spec.NodeName], p)
 		}
 	}

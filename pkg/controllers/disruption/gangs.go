@@ -229,7 +229,7 @@ func SignalGangPeers(ctx context.Context, c client.Client, pods []*corev1.Pod, v
 		for i := range list.Items {
 			p := &list.Items[i]
 			name, _, _ := gangs.Of(p)
-			if name == "" || !want[p.Namespace+"/"+name] || isTerminal(p) || p.Annotations[v1.AnnotationInterruption] == value {
+			if name == "" || !want[p.Namespace+"/"+name] || scheduling.Finished(p) || p.Annotations[v1.AnnotationInterruption] == value {
 				continue
 			}
 			patched := p.DeepCopy()

@@ -118,7 +118,7 @@ func ReadState(ctx context.Context, r client.Reader, now time.Time) (*ClusterSta
 	}
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if p.Spec.NodeName == "" || isTerminal(p) {
+		if p.Spec.NodeName == "" || scheduling.Finished(p) {
 			continue
 		}
 		st.PodsByNode[p.Spec.NodeName] = append(st.PodsByNode[p.Spec.NodeName], p)
@@ -248,10 +248,6 @@ func notReadySince(node *corev1.Node) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-func isTerminal(p *corev1.Pod) bool {
-	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
-}
-
 func hasDisruptedTaint(node *corev1.Node) bool {
 	for _, t := range node.Spec.Taints {
 		if t.Key == v1.DisruptedTaintKey {
@@ -272,5 +268,5 @@ func reschedulable(p *corev1.Pod) bool {
 			return false
 		}
 	}
-	return !isTerminal(p)
+	return !scheduling.Finished(p)
 }

@@ -704,7 +704,7 @@ func (c *Controller) warnPods(ctx context.Context, node *corev1.Node, t *interru
 	var errs []error
 	for i := range list.Items {
 		p := &list.Items[i]
-		if terminal(p) {
+		if scheduling.Finished(p) {
 			continue
 		}
 		if p.Annotations[v1.AnnotationInterruption] != value {
@@ -742,7 +742,7 @@ func (c *Controller) movablePods(ctx context.Context, node *corev1.Node) ([]*cor
 	}
 	var out []*corev1.Pod
 	for i := range list.Items {
-		if p := &list.Items[i]; !terminal(p) && movable(p) {
+		if p := &list.Items[i]; !scheduling.Finished(p) && movable(p) {
 			out = append(out, p)
 		}
 	}
@@ -801,10 +801,6 @@ func (c *Controller) replace(ctx context.Context, claim *v1.NodeClaim, node *cor
 // replacementPrefix marks the replacement-for annotation of claims launched
 // for an interrupted claim: "interruption/<claim name>".
 const replacementPrefix = disruption.InterruptionReplacementPrefix
-
-func terminal(p *corev1.Pod) bool {
-	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
-}
 
 // movable reports whether a pod needs a new node when this one goes.
 func movable(p *corev1.Pod) bool {

@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 )
 
 // mirrorPodAnnotation marks static pods the kubelet mirrors into the API.
@@ -32,7 +33,7 @@ func provisionable(pod *corev1.Pod) bool {
 	switch {
 	case pod.Spec.NodeName != "",
 		pod.DeletionTimestamp != nil,
-		pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed,
+		scheduling.Finished(pod),
 		pod.Annotations[mirrorPodAnnotation] != "",
 		isDaemonSetPod(pod):
 		return false

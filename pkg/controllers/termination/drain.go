@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/utils/index"
 )
 
@@ -247,7 +248,7 @@ func graceExpired(clk clock.PassiveClock, claim *v1.NodeClaim) bool {
 // asked to stay (a DaemonSet would only put them back), and finished pods
 // hold nothing. Other DaemonSet pods leave after the applications.
 func mustLeave(pod *corev1.Pod) bool {
-	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+	if scheduling.Finished(pod) {
 		return false
 	}
 	if _, mirror := pod.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
@@ -329,7 +330,7 @@ func (d *drainer) volumesOfStayingPods(ctx context.Context, node *corev1.Node) (
 		// not detached while it shows running containers, and the drain
 		// already stopped waiting for it.
 		stuck := !pod.DeletionTimestamp.IsZero() && d.clock.Since(pod.DeletionTimestamp.Time) > stuckDetachMargin
-		if (mustLeave(pod) && !stuck) || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		if (mustLeave(pod) && !stuck) || scheduling.Finished(pod) {
 			continue
 		}
 		for _, vol := range pod.Spec.Volumes {

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/utils/claims"
 )
 
@@ -104,7 +105,7 @@ func podHandler() handler.TypedEventHandler[client.Object, reconcile.Request] {
 			if !ok1 || !ok2 {
 				return
 			}
-			if old.Spec.NodeName != cur.Spec.NodeName || terminal(old) != terminal(cur) ||
+			if old.Spec.NodeName != cur.Spec.NodeName || scheduling.Finished(old) != scheduling.Finished(cur) ||
 				(old.DeletionTimestamp == nil) != (cur.DeletionTimestamp == nil) {
 				add(q, cur)
 			}
@@ -130,10 +131,6 @@ func counts(p *corev1.Pod) bool {
 		}
 	}
 	return true
-}
-
-func terminal(p *corev1.Pod) bool {
-	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 }
 
 // Reconcile stamps the claim of the named node with the current time.
