@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -252,6 +251,3 @@ func (p *Provider) price(instanceType, zone, capacityType string) (float64, bool
 	}
 	return od, ok
 }
-
-// FormatPrice renders a price the way NodeClaims carry it.
-func FormatPrice(usd float64) string { return strconv.FormatFloat(usd, 'f', -1, 64) }

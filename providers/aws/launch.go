@@ -762,7 +762,7 @@ func (p *Provider) launchedClaim(claim *v1.NodeClaim, l launched) *v1.NodeClaim 
 	out.Status.PricePerHour = catalog.PlannedPrice(claim, l.instanceType, l.zone, l.capacityType)
 	if out.Status.PricePerHour == "" {
 		if price, ok := p.price(l.instanceType, l.zone, l.capacityType); ok {
-			out.Status.PricePerHour = FormatPrice(price)
+			out.Status.PricePerHour = v1.FormatPrice(price)
 		}
 	}
 	catalog.FillCapacity(out, l.instanceType, p.lookupType(l.instanceType))

@@ -414,7 +414,7 @@ func TestCreateFallsBackInClaimOrder(t *testing.T) {
 	}
 	var gotOverrides []string
 	for _, o := range in.LaunchTemplateConfigs[0].Overrides {
-		gotOverrides = append(gotOverrides, string(o.InstanceType)+"@"+aws.ToString(o.SubnetId)+"#"+FormatPrice(aws.ToFloat64(o.Priority)))
+		gotOverrides = append(gotOverrides, string(o.InstanceType)+"@"+aws.ToString(o.SubnetId)+"#"+v1.FormatPrice(aws.ToFloat64(o.Priority)))
 	}
 	if diff := cmp.Diff([]string{"g5.xlarge@subnet-a#0", "g5.xlarge@subnet-b#1"}, gotOverrides); diff != "" {
 		t.Errorf("overrides (-want +got):\n%s", diff)

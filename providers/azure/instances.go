@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
@@ -266,7 +265,7 @@ func (p *Provider) claimFromVM(vm *armcompute.VirtualMachine, claim *v1.NodeClai
 	s.PricePerHour = catalog.PlannedPrice(claim, size, zone, capacityType)
 	if s.PricePerHour == "" {
 		if price, ok := p.price(size, capacityType); ok {
-			s.PricePerHour = FormatPrice(price)
+			s.PricePerHour = v1.FormatPrice(price)
 		}
 	}
 	p.remember(pid, vmFacts{hash: tags[TagNodeClassHash], image: image, size: size})
@@ -311,6 +310,3 @@ func (p *Provider) price(size, capacityType string) (float64, bool) {
 	v, _, ok := p.priceLocked(size, capacityType)
 	return v, ok
 }
-
-// FormatPrice renders a price the way NodeClaims carry it.
-func FormatPrice(usd float64) string { return strconv.FormatFloat(usd, 'f', -1, 64) }

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -532,5 +531,3 @@ func (c *Cloud) reservationUsage(ctx context.Context) (map[string]int, error) {
 	}
 	return used, nil
 }
-
-func formatPrice(p float64) string { return strconv.FormatFloat(p, 'f', -1, 64) }

@@ -255,7 +255,7 @@ type PriceOverride struct {
 func SetPrices(ctx context.Context, c client.Client, prices []PriceOverride) error {
 	var b strings.Builder
 	for _, p := range prices {
-		fmt.Fprintf(&b, "%s %s %s %s\n", p.ID.InstanceType, p.ID.Zone, p.ID.CapacityType, formatPrice(p.PricePerHour))
+		fmt.Fprintf(&b, "%s %s %s %s\n", p.ID.InstanceType, p.ID.Zone, p.ID.CapacityType, v1.FormatPrice(p.PricePerHour))
 	}
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: PricesConfigMap}}
 	_, err := controllerutil.CreateOrUpdate(ctx, c, cm, func() error {

@@ -160,7 +160,7 @@ func (i *instance) fillStatus(s *v1.NodeClaimStatus) {
 	s.InstanceType = i.InstanceType
 	s.Zone = i.Zone
 	s.CapacityType = i.CapacityType
-	s.PricePerHour = formatPrice(i.PricePerHour)
+	s.PricePerHour = v1.FormatPrice(i.PricePerHour)
 	s.ImageID = i.image()
 	s.Capacity = i.Capacity.DeepCopy()
 	s.Allocatable = i.Allocatable.DeepCopy()
@@ -178,7 +178,7 @@ func (i *instance) nodeClaim() *v1.NodeClaim {
 		Spec: v1.NodeClaimSpec{
 			Offerings: []v1.OfferingChoice{{
 				InstanceType: i.InstanceType, Zone: i.Zone, CapacityType: i.CapacityType,
-				PricePerHour: formatPrice(i.PricePerHour), ReservationID: i.ReservationID,
+				PricePerHour: v1.FormatPrice(i.PricePerHour), ReservationID: i.ReservationID,
 			}},
 			Taints:        i.Taints,
 			StartupTaints: i.StartupTaints,

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -228,7 +227,7 @@ func (p *Provider) claimFromInstance(inst *computepb.Instance, claim *v1.NodeCla
 	out.Status.PricePerHour = catalog.PlannedPrice(claim, instanceType, zone, out.Status.CapacityType)
 	if out.Status.PricePerHour == "" {
 		if price, ok := p.price(instanceType, zone, out.Status.CapacityType); ok {
-			out.Status.PricePerHour = strconv.FormatFloat(price, 'f', -1, 64)
+			out.Status.PricePerHour = v1.FormatPrice(price)
 		}
 	}
 	catalog.FillCapacity(out, instanceType, p.lookupType(instanceType))

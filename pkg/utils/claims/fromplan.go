@@ -53,7 +53,7 @@ func FromPlan(pool *v1.NodePool, n *solver.NewNode) (*v1.NodeClaim, error) {
 			InstanceType:  ch.InstanceType.Name,
 			Zone:          ch.Offering.Zone,
 			CapacityType:  ch.Offering.CapacityType,
-			PricePerHour:  fmt.Sprintf("%.4f", ch.Offering.PricePerHour),
+			PricePerHour:  v1.FormatPrice(ch.Offering.PricePerHour),
 			ReservationID: ch.Offering.ReservationID,
 		})
 	}

@@ -50,7 +50,7 @@ func TestFromPlan(t *testing.T) {
 	if diff := cmp.Diff(wantReqs, claim.Spec.Requirements); diff != "" {
 		t.Errorf("requirements (-want +got):\n%s", diff)
 	}
-	wantOfferings := []v1.OfferingChoice{{InstanceType: "g5.xlarge", Zone: "us-east-1a", CapacityType: "spot", PricePerHour: "0.5091"}}
+	wantOfferings := []v1.OfferingChoice{{InstanceType: "g5.xlarge", Zone: "us-east-1a", CapacityType: "spot", PricePerHour: "0.50912"}}
 	if diff := cmp.Diff(wantOfferings, claim.Spec.Offerings); diff != "" {
 		t.Errorf("offerings (-want +got):\n%s", diff)
 	}
