@@ -408,3 +408,37 @@ func TestValuesRejected(t *testing.T) {
 		})
 	}
 }
+
+// The kubelet kills the controller terminationGracePeriodSeconds after
+// SIGTERM; it must outlast the controller's own shutdown wait, or a leader
+// is killed holding its lease and the other replica waits the lease out.
+func TestGracefulShutdownOutlastedByGracePeriod(t *testing.T) {
+	for set, want := range map[string]struct {
+		env   string
+		grace int64
+	}{
+		"":                            {"30s", 45},
+		"gracefulShutdownSeconds=120": {"120s", 135},
+	} {
+		args := []string{"--set", "cloud=fake", "--set", "clusterName=c"}
+		if set != "" {
+			args = append(args, "--set", set)
+		}
+		d := into[appsv1.Deployment](t, render(t, args...), "Deployment/stowage")
+		spec := d.Spec.Template.Spec
+		var env string
+		for _, e := range spec.Containers[0].Env {
+			if e.Name == "STOWAGE_GRACEFUL_SHUTDOWN_TIMEOUT" {
+				env = e.Value
+			}
+		}
+		if env != want.env || spec.TerminationGracePeriodSeconds == nil || *spec.TerminationGracePeriodSeconds != want.grace {
+			t.Errorf("%q: STOWAGE_GRACEFUL_SHUTDOWN_TIMEOUT=%q, terminationGracePeriodSeconds=%v; want %q and %d",
+				set, env, ptr.Deref(spec.TerminationGracePeriodSeconds, -1), want.env, want.grace)
+		}
+	}
+	if _, err := helm(t, "template", "stowage", chart, "--set", "cloud=fake", "--set", "clusterName=c", "--set", "gracefulShutdownSeconds=0"); err == nil ||
+		!strings.Contains(err.Error(), "/gracefulShutdownSeconds") {
+		t.Errorf("gracefulShutdownSeconds=0 accepted or error unclear: %v", err)
+	}
+}
