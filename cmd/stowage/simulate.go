@@ -34,12 +34,14 @@ func newSimulateCommand() *cobra.Command {
 		Short: "Show which nodes Stowage would buy for a set of manifests, and what they cost",
 		Long: `Reads Kubernetes manifests (Pods, Deployments, ReplicaSets, StatefulSets, Jobs,
 DaemonSets, stowage.dev/v1 NodePools, the stowage-reservations ConfigMap,
-ProvisioningRequests with their PodTemplates, and DeviceClasses,
-ResourceClaimTemplates and ResourceClaims for pods that claim devices),
+ProvisioningRequests with their PodTemplates, Commitments, PersistentVolumeClaims,
+PersistentVolumes and StorageClasses, and DeviceClasses, ResourceClaimTemplates
+and ResourceClaims for pods that claim devices),
 plans them with the solver against a built-in price catalog, and prints the
 nodes it would buy, their hourly cost, the naive one-node-per-pod cost, the
 provable lower bound and the pods nothing can hold. Without a NodePool, any
-instance type may be bought as spot or on-demand.`,
+amd64 type without fractional GPUs may be bought as spot or on-demand (and
+reserved where reservations are given).`,
 		Example: `  stowage simulate -f test/scenarios/seeds-example
   stowage simulate -f training.yaml --catalog gcp/us-central1 -o json`,
 		Args: cobra.NoArgs,

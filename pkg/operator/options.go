@@ -128,7 +128,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.GracefulShutdownTimeout, "graceful-shutdown-timeout", o.GracefulShutdownTimeout,
 		"how long running work may take to stop on shutdown")
 	fs.BoolVar(&o.Disruption, "disruption", o.Disruption,
-		"run expiry, drift, emptiness and consolidation; false freezes voluntary disruption")
+		"run repair, expiry, drift, emptiness and consolidation; false freezes voluntary disruption")
 	fs.BoolVar(&o.Interruption, "interruption", o.Interruption,
 		"react to the cloud's interruption notices (spot reclaims, rebalance hints, maintenance)")
 	fs.DurationVar(&o.CostInterval, "cost-interval", o.CostInterval, "how often the stowage_cost_* gauges are recomputed")

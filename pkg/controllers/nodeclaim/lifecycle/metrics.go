@@ -25,7 +25,7 @@ var (
 	abandonedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stowage_nodeclaims_abandoned_total",
 		Help: "NodeClaims the lifecycle deleted so their pods are planned again, by nodepool and reason " +
-			"(insufficient_capacity, registration_timeout, launch_failed).",
+			"(insufficient_capacity, registration_timeout, initialization_timeout, launch_failed).",
 	}, []string{"nodepool", "reason"})
 	launchDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "stowage_nodeclaims_launch_duration_seconds",
