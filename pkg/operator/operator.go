@@ -33,6 +33,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/garbagecollection"
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/lifecycle"
 	"github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/podevents"
+	poolcounter "github.com/stowage-k8s/stowage/pkg/controllers/nodepool/counter"
 	poolvalidation "github.com/stowage-k8s/stowage/pkg/controllers/nodepool/validation"
 	"github.com/stowage-k8s/stowage/pkg/controllers/provisioning"
 	"github.com/stowage-k8s/stowage/pkg/controllers/provisioningrequest"
@@ -235,6 +236,9 @@ func New(ctx context.Context, restConfig *rest.Config, o Options, opts ...Option
 		poolvalidation.NewController(poolvalidation.Deps{
 			Client: mgr.GetClient(), Clock: cfg.clock, Recorder: recorder,
 			Options: poolvalidation.Options{SkipNameValidation: cfg.skipNameVal},
+		}),
+		poolcounter.NewController(poolcounter.Deps{
+			Client: mgr.GetClient(), Clock: cfg.clock, Options: poolcounter.Options{SkipNameValidation: cfg.skipNameVal},
 		}),
 	}
 	controllers = append(controllers, cost.NewController(cost.Deps{Clock: cfg.clock, Pricer: cfg.pricer, Interval: o.CostInterval}))

@@ -15,7 +15,7 @@ import (
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="NodeClass",type=string,JSONPath=".spec.template.spec.nodeClassRef.name"
 // +kubebuilder:printcolumn:name="Nodes",type=string,JSONPath=".status.resources.nodes"
-// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=".status.conditions[?(@.type==\"Ready\")].status"
+// +kubebuilder:printcolumn:name="Valid",type=string,JSONPath=".status.conditions[?(@.type==\"ValidationSucceeded\")].status"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:printcolumn:name="Weight",type=integer,JSONPath=".spec.weight",priority=1
 type NodePool struct {
@@ -275,7 +275,8 @@ type Budget struct {
 
 // NodePoolStatus reports the pool's current size.
 type NodePoolStatus struct {
-	// Resources is the total capacity of the pool's nodes, plus "nodes".
+	// Resources is the capacity of the pool's launched machines, plus "nodes",
+	// the number of its NodeClaims (written at most every few seconds).
 	// +optional
 	Resources corev1.ResourceList `json:"resources,omitempty"`
 	// +optional
