@@ -95,6 +95,13 @@ func wholeGangs(ctx context.Context, e *Evaluation, all []*Candidate, cmd Comman
 			if cmd.Reason == v1.DisruptionReasonUnderutilized {
 				return Command{}, nil, fmt.Sprintf("node %s runs pods of gang %s, which is never consolidated pod by pod", c.Node.Name, gang), nil
 			}
+			if cmd.Reason == v1.DisruptionReasonUnhealthy {
+				// The gang is broken already: repair replaces the dead node
+				// alone, as a spot reclaim would, and the peers get the
+				// checkpoint signal. Waiting for the peers' blockers (a
+				// running Job, a young GPU node) would leave it broken.
+				continue
+			}
 			for _, node := range idx.nodes[gang] {
 				if in[node] {
 					continue

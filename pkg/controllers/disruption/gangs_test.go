@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
@@ -180,6 +181,36 @@ func TestSignalGangPeers(t *testing.T) {
 		}
 		if got := p.Annotations[v1.AnnotationInterruption]; got != want {
 			t.Errorf("pod %s signal %q, want %q", p.Name, got, want)
+		}
+	}
+}
+
+// A training gang's peers are nearly always blocked (a running Job, a young
+// GPU node): repair of a dead member's node must not wait for them, or the
+// gang stays broken on a machine billed forever. Only that node goes; the
+// peers get the checkpoint signal and stay.
+func TestRepairOfADeadGangMemberIsNotHeldByItsPeers(t *testing.T) {
+	p := pool("p", func(p *v1.NodePool) { p.Spec.Disruption.ConsolidateAfter = v1.Never })
+	down, g2, g3 := mach("down", 1, v1.CapacityTypeOnDemand), mach("g2", 1, v1.CapacityTypeOnDemand), mach("g3", 1, v1.CapacityTypeOnDemand)
+	notReady(down[1].(*corev1.Node), start.Add(time.Hour-16*time.Minute))
+	e := newEnv(t, objects(p, down, g2, g3)...)
+	for _, n := range []string{"down", "g2", "g3"} {
+		mustT(t, e.client.Create(context.Background(), pod("worker-"+n, n, "1", inGang("train", "3"), ownedBy("Job"))))
+	}
+	e.pass(t)
+	e.validate(t)
+	e.validate(t)
+	if !e.tainted(t, "down") {
+		t.Fatalf("the dead gang member's node was not repaired; claims %v; events: %s", e.claims(t), drain(e.recorder))
+	}
+	for _, n := range []string{"g2", "g3"} {
+		if e.tainted(t, n) {
+			t.Errorf("healthy peer node %s is being disrupted; only the dead node should go", n)
+		}
+		got := &corev1.Pod{}
+		mustT(t, e.client.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: "worker-" + n}, got))
+		if got.Annotations[v1.AnnotationInterruption] != GangSignal(v1.DisruptionReasonUnhealthy) {
+			t.Errorf("peer pod %s annotations %v; want the checkpoint signal %q", got.Name, got.Annotations, GangSignal(v1.DisruptionReasonUnhealthy))
 		}
 	}
 }
