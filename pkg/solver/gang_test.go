@@ -199,3 +199,42 @@ func TestPlacementGroupName(t *testing.T) {
 		}
 	}
 }
+
+// A node can fall out when the plan is finished (here the pool's minValues:
+// the big pod's node has one qualifying type, the pool asks for two), after
+// the gang was placed whole; the rest of the gang must go with it, or half a
+// training job is bought.
+func TestGangWithdrawnWholeWhenANodeFailsMinValues(t *testing.T) {
+	two := 2
+	pool := makePool("default", cpuCatalog(), onDemand, func(np *NodePool) {
+		np.Spec.Template.Spec.Requirements = append(np.Spec.Template.Spec.Requirements,
+			v1.NodeSelectorRequirementWithMinValues{Key: v1.LabelInstanceType, Operator: corev1.NodeSelectorOpExists, MinValues: &two})
+	})
+	g := map[string]string{"app": "g"}
+	snap := &Snapshot{
+		Pods: concat(
+			makePods(1, "big", "10", "1Gi", label("app", "g"), label("role", "big"), podGroup("g", 2), podAntiAffinity(v1.LabelHostname, g)),
+			makePods(1, "small", "1", "1Gi", label("app", "g"), podGroup("g", 2), podAntiAffinity(v1.LabelHostname, g)),
+			// web may share small's node, not big's.
+			makePods(1, "web", "1", "1Gi", podAntiAffinity(v1.LabelHostname, map[string]string{"role": "big"})),
+		),
+		NodePools: []*NodePool{pool},
+	}
+	plan := solveT(t, snap)
+	for _, n := range plan.NewNodes {
+		for _, p := range n.Pods {
+			if p.Labels["app"] == "g" {
+				t.Errorf("gang pod %s planned onto a new node while the gang's other pod is unschedulable: %s", p.Name, unschedNames(plan))
+			}
+		}
+	}
+	if len(plan.Unschedulable) != 2 || len(plan.NewNodes) != 1 || plan.CostPerHour != plan.NewNodes[0].PricePerHour() {
+		t.Errorf("want both gang pods unschedulable and one node for web at its price; got %d unschedulable (%s), %d nodes, $%v/h",
+			len(plan.Unschedulable), unschedNames(plan), len(plan.NewNodes), plan.CostPerHour)
+	}
+	for _, u := range plan.Unschedulable {
+		if !strings.Contains(u.Reason, "minValues") && !strings.Contains(u.Reason, "at least 2 distinct") {
+			t.Errorf("%s: reason %q does not name the minValues that broke the gang", u.Pod.Name, u.Reason)
+		}
+	}
+}

@@ -3,10 +3,75 @@ package solver
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 )
+
+// keepGangsWhole withdraws each gang that the finished plan holds only in
+// part. Packing places a gang all-or-nothing, but a node can still fall out
+// when the plan is finished (its pool's minValues cannot be met, a
+// reservation is used up), taking some of the gang's pods with it; buying
+// the rest would start half a training job. The withdrawn pods are reported
+// unschedulable with the reason of the first that was, and nodes left empty
+// are dropped.
+func (m *model) keepGangsWhole(plan *Plan) {
+	gangOf := map[*corev1.Pod]string{}
+	for _, s := range m.shapes[:m.pending] {
+		if s.gang != "" {
+			for _, p := range s.pods {
+				gangOf[p] = s.gang
+			}
+		}
+	}
+	why := map[string]string{}
+	for _, u := range plan.Unschedulable {
+		if g := gangOf[u.Pod]; g != "" && why[g] == "" {
+			why[g] = fmt.Sprintf("pod group %s cannot be planned whole: pod %s: %s", g, u.Pod.Name, u.Reason)
+		}
+	}
+	if len(why) == 0 {
+		return
+	}
+	broken := func(p *corev1.Pod) bool { return why[gangOf[p]] != "" }
+	withdraw := func(p *corev1.Pod) {
+		plan.Unschedulable = append(plan.Unschedulable, Unschedulable{Pod: p, Reason: why[gangOf[p]]})
+	}
+	bindings := plan.Bindings[:0:0]
+	for _, b := range plan.Bindings {
+		if broken(b.Pod) {
+			withdraw(b.Pod)
+			continue
+		}
+		bindings = append(bindings, b)
+	}
+	plan.Bindings = bindings
+	nodes := plan.NewNodes[:0:0]
+	for _, n := range plan.NewNodes {
+		var kept []*corev1.Pod
+		requests := scheduling.FromList(n.Requests)
+		for _, p := range n.Pods {
+			if broken(p) {
+				withdraw(p)
+				requests = requests.Sub(scheduling.PodRequests(p))
+				continue
+			}
+			kept = append(kept, p)
+		}
+		if len(kept) == 0 {
+			plan.CostPerHour -= n.PricePerHour()
+			continue
+		}
+		if len(kept) < len(n.Pods) {
+			n.Pods, n.Requests = kept, requests.ToList()
+		}
+		nodes = append(nodes, n)
+	}
+	plan.NewNodes = nodes
+}
 
 // assignGangs marks each new node with the gang whose pods it holds (the
 // one with the most pods on it, by name on a tie), so its machines are

@@ -308,6 +308,7 @@ func solve(ctx context.Context, snap *Snapshot, o options) (*Plan, error) {
 			return nil, err
 		}
 	}
+	m.keepGangsWhole(plan)
 	m.assignGangs(plan.NewNodes)
 	var boundStart time.Time
 	if o.stats != nil {
