@@ -11,12 +11,19 @@ import (
 // without repeats: two pods with one of them in common cannot share a node
 // (the kube-scheduler's NodePorts filter). The host IP is not part of the
 // key, so pods binding one port on different host IPs are kept apart too; the
-// scheduler would allow that, but it is rare and costs at most a node. Only
-// the regular containers count, as in the scheduler.
+// scheduler would allow that, but it is rare and costs at most a node. The
+// regular containers and the sidecars (init containers that keep running,
+// restartPolicy Always) count, as in the scheduler.
 func HostPorts(pod *corev1.Pod) []string {
 	var out []string
-	for i := range pod.Spec.Containers {
-		for _, p := range pod.Spec.Containers[i].Ports {
+	containers := slices.Clone(pod.Spec.Containers)
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			containers = append(containers, c)
+		}
+	}
+	for i := range containers {
+		for _, p := range containers[i].Ports {
 			if p.HostPort <= 0 {
 				continue
 			}

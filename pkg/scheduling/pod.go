@@ -207,10 +207,14 @@ func affinityTermsAt(pod *corev1.Pod, terms []corev1.PodAffinityTerm, format str
 			return nil, fmt.Errorf(format+": %w", i, err)
 		}
 		at := AffinityTerm{Key: t.TopologyKey, Selector: sel, Namespaces: t.Namespaces}
-		// An empty namespaceSelector ({}) means all namespaces; otherwise the
+		// An empty namespaceSelector ({}) means all namespaces, whatever
+		// namespaces lists (the scheduler takes the union); otherwise the
 		// term applies to the listed namespaces or, when none, the pod's own.
 		allNamespaces := t.NamespaceSelector != nil && len(t.NamespaceSelector.MatchLabels) == 0 && len(t.NamespaceSelector.MatchExpressions) == 0
-		if !allNamespaces && len(at.Namespaces) == 0 {
+		switch {
+		case allNamespaces:
+			at.Namespaces = nil
+		case len(at.Namespaces) == 0:
 			at.Namespaces = []string{pod.Namespace}
 		}
 		out = append(out, at)

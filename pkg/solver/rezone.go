@@ -206,6 +206,9 @@ func pinnedTo(p *corev1.Pod, zone string) *corev1.Pod {
 // hasCommitments reports whether any offering draws on a commitment.
 func hasCommitments(snap *Snapshot) bool {
 	for _, np := range snap.NodePools {
+		if np == nil {
+			continue
+		}
 		for _, it := range np.InstanceTypes {
 			for _, o := range it.Offerings {
 				if o.Commitment != "" {

@@ -571,3 +571,11 @@ func TestHardSpreadOverOtherPods(t *testing.T) {
 		}
 	}
 }
+
+// A nil pool is skipped everywhere, as buildPools does, not a panic.
+func TestSolveSkipsANilPool(t *testing.T) {
+	plan, err := Solve(context.Background(), &Snapshot{Pods: makePods(2, "p", "1", "1Gi"), NodePools: []*NodePool{nil, makePool("a", cpuCatalog())}})
+	if err != nil || len(plan.Unschedulable) != 0 || len(plan.NewNodes) == 0 {
+		t.Fatalf("Solve with a nil pool = %+v, %v; want the pods planned on pool a", plan, err)
+	}
+}
