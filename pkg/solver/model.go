@@ -153,8 +153,15 @@ type shape struct {
 
 // level is what a shape requires at one relaxation level.
 type level struct {
-	alts      []scheduling.Requirements
-	viable    [][][]bool // [alt][pool][type]
+	alts   []scheduling.Requirements
+	viable [][][]bool // [alt][pool][type]
+	// domainAlts are the required alternatives alone, and domainViable their
+	// viability: the scheduler finds a spread's domains from the pod's
+	// nodeSelector and required affinity, never its preferences, so a
+	// preference must not narrow them (it would let every pod pile into the
+	// preferred zone while the scheduler counts the others).
+	domainAlts   []scheduling.Requirements
+	domainViable [][][]bool
 	tolerates []error    // per pool
 	spread    []spreadRule
 	aff       []termRule
@@ -833,7 +840,7 @@ func (m *model) withDomains(l *level) *level {
 }
 
 func (m *model) newLevel(s *shape, pc *scheduling.PodConstraints) *level {
-	l := &level{alts: pc.EffectiveNodeRequirements(), domains: map[string][]string{}}
+	l := &level{alts: pc.EffectiveNodeRequirements(), domainAlts: pc.NodeRequirements, domains: map[string][]string{}}
 	l.tolerates = make([]error, len(m.pools))
 	for pi, p := range m.pools {
 		l.tolerates[pi] = scheduling.Tolerates(pc.Tolerations, p.taints)
@@ -842,6 +849,7 @@ func (m *model) newLevel(s *shape, pc *scheduling.PodConstraints) *level {
 		}
 	}
 	l.viable = m.viability(l.alts)
+	l.domainViable = m.viability(l.domainAlts)
 	selfSel := func(sel labels.Selector) bool { return sel.Matches(labels.Set(s.labels)) }
 	for _, tsc := range pc.Spread {
 		ns := s.ns
@@ -959,7 +967,7 @@ func capPerNode(cur, n int) int {
 func (m *model) eligibleDomains(l *level, key string) []string {
 	var id strings.Builder
 	id.WriteString(key)
-	for _, alt := range l.alts {
+	for _, alt := range l.domainAlts {
 		id.WriteString("\x00")
 		id.WriteString(alt.String())
 	}
@@ -980,17 +988,17 @@ func (m *model) eligibleDomains(l *level, key string) []string {
 
 func (m *model) computeDomains(l *level, key string) []string {
 	set := map[string]bool{}
-	for ai := range l.alts {
+	for ai, alt := range l.domainAlts {
 		for pi, p := range m.pools {
 			if l.tolerates[pi] != nil {
 				continue
 			}
 			for ti, t := range p.types {
-				if !l.viable[ai][pi][ti] {
+				if !l.domainViable[ai][pi][ti] {
 					continue
 				}
 				for _, o := range t.offs {
-					if v, ok := offeringValue(t, o, key); ok && (l.alts[ai].Get(key) == nil || l.alts[ai].Get(key).Allows(v)) {
+					if v, ok := offeringValue(t, o, key); ok && (alt.Get(key) == nil || alt.Get(key).Allows(v)) {
 						set[v] = true
 					}
 				}
@@ -1002,7 +1010,7 @@ func (m *model) computeDomains(l *level, key string) []string {
 		if !ok {
 			continue
 		}
-		for _, alt := range l.alts {
+		for _, alt := range l.domainAlts {
 			if alt.Matches(m.nodes[i].Labels) {
 				set[v] = true
 				break

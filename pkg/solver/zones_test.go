@@ -3,9 +3,11 @@ package solver
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -94,5 +96,35 @@ func TestHasOfferingMatchesTheRules(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A preferred node affinity must not narrow the domains a zone spread
+// counts: the scheduler finds them from the required terms only. Here the
+// preferred spot capacity exists in one zone, an on-demand node in another;
+// piling every pod into the preferred zone leaves most of them pending.
+func TestPreferredAffinityDoesNotNarrowSpreadDomains(t *testing.T) {
+	web := map[string]string{"app": "web"}
+	it := makeIT(itSpec{name: "c.xlarge", cpu: 4, memGi: 8, price: 0.20, zones: testZones[:1]})
+	filler := makePod("full-b-filler", "1", "1Gi", label("app", "filler"))
+	full := &Node{Name: "full-b", Pods: []*corev1.Pod{filler},
+		Labels: map[string]string{v1.LabelZone: testZones[1], v1.LabelHostname: "full-b", v1.LabelCapacityType: v1.CapacityTypeOnDemand},
+		Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("1Gi"), corev1.ResourcePods: resource.MustParse("110")}}
+	snap := &Snapshot{
+		Pods: makePods(4, "web", "1", "1Gi", label("app", "web"), spread(v1.LabelZone, 1, true, web),
+			preferredNodeAffinity(50, v1.LabelCapacityType, corev1.NodeSelectorOpIn, v1.CapacityTypeSpot)),
+		Nodes:     []*Node{full},
+		NodePools: []*NodePool{makePool("default", []*cloudprovider.InstanceType{it})},
+	}
+	plan := solveT(t, snap)
+	if errs := validate(snap, plan); len(errs) > 0 {
+		t.Fatalf("violations:\n  %s\nplan:\n%s", strings.Join(errs, "\n  "), summarize(plan))
+	}
+	placed := len(plan.Bindings)
+	for _, n := range plan.NewNodes {
+		placed += len(n.Pods)
+	}
+	if placed != 1 {
+		t.Errorf("%d web pods planned into %s; with %s a domain holding none, maxSkew 1 admits 1\n%s", placed, testZones[0], testZones[1], summarize(plan))
 	}
 }
