@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 )
 
 // Improvement is a large-neighbourhood search on the winning plan: destroy a
@@ -43,6 +45,20 @@ func (st *state) improve() (*state, int) {
 			shapeOf[pod] = s
 		}
 	}
+	// Pods another pod's hard hostname spread counts stay where they are:
+	// placing a pod checks its own rules, not those of the pods on the node
+	// it lands on, and the first fill got them right by order (spreadRanks).
+	for _, s := range st.m.shapes[:st.m.pending] {
+		for _, r := range s.levels[st.level[s.idx]].spread {
+			if r.hard && r.key == v1.LabelHostname {
+				for _, i := range st.m.groups[r.group].members {
+					for _, pod := range st.m.shapes[i].pods {
+						shapeOf[pod] = nil
+					}
+				}
+			}
+		}
+	}
 	accepted, attempts := 0, 0
 	for attempts < improveAttempts {
 		order := st.wasteOrder(shapeOf)
@@ -78,8 +94,9 @@ func (st *state) improve() (*state, int) {
 
 // wasteOrder lists the nodes the search may destroy, most wasteful first:
 // price times the unused share of the resource they use most. Nodes holding
-// a reservation, gang pods or pods counted at a zone-like topology key stay
-// as they are (moving those could break what was checked when they landed).
+// a reservation, gang pods, pods counted at a zone-like topology key or by a
+// hard hostname spread (a nil shape in shapeOf) stay as they are (moving
+// those could break what was checked when they landed).
 func (st *state) wasteOrder(shapeOf map[*corev1.Pod]*shape) []*newNode {
 	type scored struct {
 		n     *newNode
