@@ -238,3 +238,28 @@ func TestGangWithdrawnWholeWhenANodeFailsMinValues(t *testing.T) {
 		}
 	}
 }
+
+// Workers that must run in their leader's zone are larger than the leader,
+// so size order placed them first, found no leader, and failed: the gang in
+// every zone, ordinary pods one by one. Required affinity to other pending
+// pods now places those first.
+func TestWorkersWithAffinityToASmallerLeader(t *testing.T) {
+	for _, gang := range []bool{true, false} {
+		leader := []podOpt{label("role", "leader")}
+		worker := []podOpt{label("role", "worker"), podAffinity(v1.LabelZone, map[string]string{"role": "leader"})}
+		if gang {
+			leader, worker = append(leader, podGroup("job", 4)), append(worker, podGroup("job", 4))
+		}
+		snap := &Snapshot{
+			Pods:      concat(makePods(1, "leader", "500m", "1Gi", leader...), makePods(3, "worker", "2", "4Gi", worker...)),
+			NodePools: []*NodePool{makePool("default", cpuCatalog(), onDemand)},
+		}
+		plan := solveT(t, snap)
+		if len(plan.Unschedulable) > 0 {
+			t.Errorf("gang %v: unschedulable though one zone holds them all: %s", gang, unschedNames(plan))
+		}
+		if errs := validate(snap, plan); len(errs) > 0 {
+			t.Errorf("gang %v: violations:\n  %s", gang, strings.Join(errs, "\n  "))
+		}
+	}
+}

@@ -371,7 +371,7 @@ func pack(ctx context.Context, m *model, strategy Strategy, guide *lpGuide, bar 
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("solving: %w", err)
 			}
-			st = st.placeGang(gangs[0])
+			st = st.placeGang(gangs[0], rank)
 			gangs = gangs[1:]
 		}
 		n := 0
@@ -410,14 +410,17 @@ func pack(ctx context.Context, m *model, strategy Strategy, guide *lpGuide, bar 
 	return st, nil
 }
 
-// spreadRanks orders shapes for placement by their hard spread rules. The
-// scheduler checks a spread rule only for the pod that carries it, in
-// whatever order it binds them, so a plan must hold with the rule's pods
-// bound last. A shape whose hard spread counts pending pods that do not
-// carry the same rule ranks above them: placed first, it would see counts
-// the others then push past maxSkew. Ranks follow chains of such rules; in
-// a cycle (two apps each counting only the other) one side is placed
-// first, and the scheduler may leave one of its pods pending.
+// spreadRanks orders shapes for placement by their hard spread rules and
+// required pod affinity. The scheduler checks a spread rule only for the pod
+// that carries it, in whatever order it binds them, so a plan must hold with
+// the rule's pods bound last. A shape whose hard spread counts pending pods
+// that do not carry the same rule ranks above them: placed first, it would
+// see counts the others then push past maxSkew. A shape whose required
+// affinity selects other pending shapes ranks above them too: placed first,
+// it finds none of them yet (workers that must run beside a smaller leader).
+// Ranks follow chains of such rules; in a cycle (two apps each counting only
+// the other) one side is placed first, and the scheduler may leave one of
+// its pods pending.
 func spreadRanks(m *model) []int {
 	rank := make([]int, len(m.shapes))
 	type edge struct{ from, to int } // from ranks above to
@@ -432,6 +435,13 @@ func spreadRanks(m *model) []int {
 			}
 			for _, i := range m.groups[r.group].members {
 				if o := m.shapes[i]; o != s && int(i) < m.pending && o.err == nil && !carries(o, r) {
+					edges = append(edges, edge{s.idx, int(i)})
+				}
+			}
+		}
+		for _, r := range s.levels[0].aff {
+			for _, i := range m.groups[r.group].members {
+				if o := m.shapes[i]; o != s && int(i) < m.pending && o.err == nil && !hasAffinity(o, r.group) {
 					edges = append(edges, edge{s.idx, int(i)})
 				}
 			}
@@ -455,6 +465,13 @@ func spreadRanks(m *model) []int {
 // maxSpreadRank bounds the chains spreadRanks follows (and its work when
 // rules form a cycle).
 const maxSpreadRank = 16
+
+// hasAffinity reports whether shape o has a required affinity term counting
+// group g: shapes that share one (pods of one app, differing in requests)
+// are placed together, with no order among them.
+func hasAffinity(o *shape, g int) bool {
+	return slices.ContainsFunc(o.levels[0].aff, func(q termRule) bool { return q.group == g })
+}
 
 // carries reports whether shape o has hard spread rule r: the same group at
 // the same key, no looser.
@@ -535,7 +552,7 @@ func placementOrder(shapes []*shape, strategy Strategy) []shapePod {
 
 // placeGang plans every pending pod of a gang in one zone or none of them,
 // trying each zone on a copy of the state and keeping the cheapest.
-func (st *state) placeGang(g *gang) *state {
+func (st *state) placeGang(g *gang, rank []int) *state {
 	fail := func(reason string) *state {
 		for _, si := range g.shapes {
 			for _, pod := range st.m.shapes[si].pods {
@@ -556,13 +573,15 @@ func (st *state) placeGang(g *gang) *state {
 	if len(g.zones) > 0 {
 		zones = g.zones
 	}
+	shapes := slices.Clone(g.shapes)
+	slices.SortStableFunc(shapes, func(a, b int) int { return cmp.Compare(rank[a], rank[b]) })
 	var best *state
 	firstReason := ""
 	for _, z := range zones {
 		c := st.clone()
 		c.forceZone = z
 		ok := true
-		for _, si := range g.shapes {
+		for _, si := range shapes {
 			s := c.m.shapes[si]
 			for _, pod := range s.pods {
 				if !c.place(s, pod) {
