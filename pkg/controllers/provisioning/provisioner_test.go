@@ -223,7 +223,7 @@ func TestScheduleCreatesNodeClaim(t *testing.T) {
 		},
 		Offerings: []v1.OfferingChoice{
 			{InstanceType: "g5.12xlarge", Zone: "us-east-1a", CapacityType: "spot", PricePerHour: "3.4912"},
-			{InstanceType: "g5.12xlarge", Zone: "us-east-1b", CapacityType: "on-demand", PricePerHour: "5.6720"},
+			{InstanceType: "g5.12xlarge", Zone: "us-east-1b", CapacityType: "on-demand", PricePerHour: "5.672"},
 		},
 		Resources:           v1.ResourceRequirements{Requests: res("cpu", "1", "nvidia.com/gpu", "1")},
 		Taints:              pool.Spec.Template.Spec.Taints,
