@@ -489,10 +489,10 @@ func (m *model) buildShapes(snap *Snapshot) {
 			m.nodePods[i] = append(m.nodePods[i], s.idx)
 		}
 	}
-	m.buildGangs()
+	m.buildGangs(snap)
 }
 
-func (m *model) buildGangs() {
+func (m *model) buildGangs(snap *Snapshot) {
 	byName := map[string]*gang{}
 	for _, s := range m.shapes[:m.pending] {
 		if s.gang == "" {
@@ -507,12 +507,27 @@ func (m *model) buildGangs() {
 		g.shapes = append(g.shapes, s.idx)
 		g.pending += len(s.pods)
 	}
+	present := func(g *gang, n *Node) {
+		g.present++
+		if z := n.Labels[v1.LabelZone]; z != "" && !slices.Contains(g.zones, z) {
+			g.zones = append(g.zones, z)
+		}
+	}
 	for i, n := range m.nodes {
 		for _, si := range m.nodePods[i] {
 			if g, ok := byName[m.shapes[si].gang]; ok {
-				g.present++
-				if z := n.Labels[v1.LabelZone]; z != "" && !slices.Contains(g.zones, z) {
-					g.zones = append(g.zones, z)
+				present(g, n)
+			}
+		}
+	}
+	if len(byName) == 0 {
+		return
+	}
+	for _, n := range snap.Closed {
+		for _, pod := range n.Pods {
+			if name, _, err := snap.Gangs.Of(pod); name != "" && err == nil {
+				if g, ok := byName[pod.Namespace+"/"+name]; ok {
+					present(g, n)
 				}
 			}
 		}

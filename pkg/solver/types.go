@@ -18,6 +18,10 @@ type Snapshot struct {
 	Pods []*corev1.Pod
 	// Nodes are existing and in-flight nodes that pods may be placed on.
 	Nodes []*Node
+	// Closed are nodes pods may not be placed on (cordoned, being deleted
+	// or disrupted) with the pods still running there: a gang's members
+	// among them count towards its size and keep it in their zone.
+	Closed []*Node
 	// NodePools are the pools new nodes may come from, with what each may buy.
 	NodePools []*NodePool
 	// DaemonSetPods are the pod templates of DaemonSets: each new node runs

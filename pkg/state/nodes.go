@@ -81,11 +81,8 @@ func (c *Cluster) Nodes(lookup InstanceTypeLookup) []*solver.Node {
 
 	var out []*solver.Node
 	for _, node := range c.nodes {
-		if node.DeletionTimestamp != nil || node.Spec.Unschedulable || hasTaint(node.Spec.Taints, v1.DisruptedTaintKey) {
-			continue
-		}
 		claim := c.claimOfNodeLocked(node)
-		if claim != nil && claim.DeletionTimestamp != nil {
+		if !open(node, claim) {
 			continue
 		}
 		out = append(out, c.existingNodeLocked(node, claim, lookup, nominated[node.Name]))
@@ -110,6 +107,32 @@ func (c *Cluster) Nodes(lookup InstanceTypeLookup) []*solver.Node {
 			PricePerHour: claimPrice(claim),
 			InFlight:     true,
 		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// open reports whether pods may be placed on node: it is not cordoned, nor
+// being deleted or disrupted, and neither is its claim.
+func open(node *corev1.Node, claim *v1.NodeClaim) bool {
+	return node.DeletionTimestamp == nil && !node.Spec.Unschedulable && !hasTaint(node.Spec.Taints, v1.DisruptedTaintKey) &&
+		(claim == nil || claim.DeletionTimestamp == nil)
+}
+
+// ClosedNodes are the registered Nodes that Nodes leaves out (cordoned,
+// being deleted or disrupted) and still run pods, each with those pods: a
+// gang's members running there count towards its size.
+func (c *Cluster) ClosedNodes() []*solver.Node {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var out []*solver.Node
+	for _, node := range c.nodes {
+		if open(node, c.claimOfNodeLocked(node)) {
+			continue
+		}
+		if pods := c.boundPodsLocked(node.Name); len(pods) > 0 {
+			out = append(out, &solver.Node{Name: node.Name, Labels: node.Labels, Pods: pods})
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

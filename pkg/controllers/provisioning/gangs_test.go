@@ -172,9 +172,6 @@ func TestGangWithdrawalIsRetried(t *testing.T) {
 
 // The last pods of an Indexed Job whose completions exceed its parallelism
 // are a gang of what is left, not of the parallelism: they get a machine.
-
-// The last pods of an Indexed Job whose completions exceed its parallelism
-// are a gang of what is left, not of the parallelism: they get a machine.
 func TestIndexedJobTailIsProvisioned(t *testing.T) {
 	f := newFixture(t, nil)
 	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "train"},
@@ -196,5 +193,39 @@ func TestIndexedJobTailIsProvisioned(t *testing.T) {
 			t.Logf("unschedulable %s: %s", u.Pod.Name, u.Reason)
 		}
 		t.Errorf("no machine bought for the last 2 pods of indexed job default/train; they wait forever")
+	}
+}
+
+// Two members of a Kueue pod group of 3 run on a node an admin cordoned; the
+// third (a failed member's replacement) is pending. The cordoned node is no
+// place for new pods, but its members run: the group is whole and the
+// replacement gets a machine, instead of waiting for peers that exist.
+func TestGangMembersOnACordonedNodeCount(t *testing.T) {
+	f := newFixture(t, nil)
+	f.ctrl.solver = SolverFunc(func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) { return solver.Solve(ctx, s) })
+	f.cluster.UpdateNode(&corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{v1.LabelZone: "us-east-1b"}},
+		Spec:       corev1.NodeSpec{Unschedulable: true},
+		Status: corev1.NodeStatus{Allocatable: res("cpu", "4", "nvidia.com/gpu", "2", "pods", "110"),
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}})
+	member := func(p *corev1.Pod) {
+		p.Labels = map[string]string{scheduling.LabelKueuePodGroup: "train"}
+		p.Annotations = map[string]string{scheduling.AnnotationKueuePodGroupTotal: "3"}
+	}
+	for _, n := range []string{"w0", "w1"} {
+		f.cluster.UpdatePod(withPod(pendingPod(n), tolerateGPU, member, func(p *corev1.Pod) {
+			p.Spec.NodeName, p.Status = "n1", corev1.PodStatus{Phase: corev1.PodRunning}
+		}))
+	}
+	f.cluster.UpdatePod(withPod(pendingPod("w2"), tolerateGPU, member))
+	r := f.schedule(t)
+	if len(r.Created) != 1 {
+		for _, u := range r.Plan.Unschedulable {
+			t.Logf("unschedulable %s: %s", u.Pod.Name, u.Reason)
+		}
+		t.Fatalf("%d machines bought for the last member of a pod group whose others run on a cordoned node; want 1", len(r.Created))
+	}
+	if zone := r.Created[0].Spec.Offerings[0].Zone; zone != "us-east-1b" {
+		t.Errorf("the member's machine is in %s; its gang runs in us-east-1b", zone)
 	}
 }

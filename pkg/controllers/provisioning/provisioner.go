@@ -108,6 +108,7 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 		return &solver.Snapshot{
 			Pods:          pods,
 			Nodes:         nodes,
+			Closed:        c.cluster.ClosedNodes(),
 			NodePools:     solverPools,
 			DaemonSetPods: daemons,
 			Gangs:         c.gangs(ctx),
