@@ -113,6 +113,9 @@ func (g Gangs) Of(pod *corev1.Pod) (string, int, error) {
 		if err != nil {
 			return "jobset:" + js, 0, fmt.Errorf("pod %s/%s: sizing its gang: %w", pod.Namespace, pod.Name, err)
 		}
+		if n <= 1 {
+			return "", 0, nil // one pod, or jobs started in turn: no gang
+		}
 		return "jobset:" + js, n, nil
 	}
 	_, indexed := pod.Annotations[batchv1.JobCompletionIndexAnnotation]

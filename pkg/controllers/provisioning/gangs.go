@@ -56,6 +56,11 @@ func (w *workloadSizes) JobSetSize(ns, name string) (int, error) {
 		if err := w.c.Get(w.ctx, client.ObjectKey{Namespace: ns, Name: name}, js); err != nil {
 			return 0, fmt.Errorf("reading jobset %s/%s: %w", ns, name, err)
 		}
+		if order, _, _ := unstructured.NestedString(js.Object, "spec", "startupPolicy", "startupPolicyOrder"); order == "InOrder" {
+			// Its replicated jobs are created in turn, each once the one
+			// before is ready: never all at once, so no gang.
+			return 1, nil
+		}
 		rjs, _, err := unstructured.NestedSlice(js.Object, "spec", "replicatedJobs")
 		if err != nil {
 			return 0, fmt.Errorf("jobset %s/%s: spec.replicatedJobs: %w", ns, name, err)

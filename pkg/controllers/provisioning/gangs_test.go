@@ -229,3 +229,34 @@ func TestGangMembersOnACordonedNodeCount(t *testing.T) {
 		t.Errorf("the member's machine is in %s; its gang runs in us-east-1b", zone)
 	}
 }
+
+// A JobSet that starts its replicated jobs in turn (startupPolicyOrder
+// InOrder) creates its workers only once the driver runs: sized as a gang
+// of all of them, the driver waited for peers that are never created.
+func TestJobSetStartedInOrderIsNoGang(t *testing.T) {
+	f := newFixture(t, nil)
+	f.ctrl.solver = SolverFunc(func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) { return solver.Solve(ctx, s) })
+	js := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+		"metadata": map[string]any{"namespace": "default", "name": "llm"},
+		"spec": map[string]any{
+			"startupPolicy": map[string]any{"startupPolicyOrder": "InOrder"},
+			"replicatedJobs": []any{
+				map[string]any{"name": "driver", "replicas": int64(1), "template": map[string]any{"spec": map[string]any{"parallelism": int64(1), "completions": int64(1)}}},
+				map[string]any{"name": "workers", "replicas": int64(2), "template": map[string]any{"spec": map[string]any{"parallelism": int64(4), "completions": int64(4)}}},
+			}},
+	}}
+	f.client = cloudtest.NewClientBuilder().WithObjects(js).Build()
+	f.ctrl.client = f.client
+	f.ctrl.opts.GangSources = map[scheduling.GangSource]bool{scheduling.GangSourceJobSet: true}
+	f.cluster.UpdatePod(withPod(pendingPod("llm-driver-0-0"), tolerateGPU, func(p *corev1.Pod) {
+		p.Labels = map[string]string{scheduling.LabelJobSetName: "llm", batchv1.JobNameLabel: "llm-driver-0"}
+	}))
+	r := f.schedule(t)
+	if len(r.Created) != 1 {
+		for _, u := range r.Plan.Unschedulable {
+			t.Logf("unschedulable %s: %s", u.Pod.Name, u.Reason)
+		}
+		t.Errorf("%d machines for the driver of an InOrder JobSet; want 1 (its workers come once it runs)", len(r.Created))
+	}
+}
