@@ -298,6 +298,11 @@ func (c *Cloud) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeClaim,
 		if inst.ClientToken != token {
 			return nil, fmt.Errorf("fake cloud: nodeclaim %s: instance %s belongs to client token %q", claim.Name, id, inst.ClientToken)
 		}
+		// A retry after the first call's registration failed: the machine
+		// runs, and its kubelet registers.
+		if err := c.ensureRegistered(ctx, inst); err != nil {
+			return nil, err
+		}
 		return c.launched(claim, inst), nil
 	} else if !cloudprovider.IsNotFound(err) {
 		return nil, fmt.Errorf("fake cloud: launching nodeclaim %s: %w", claim.Name, err)

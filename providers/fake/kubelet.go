@@ -23,10 +23,12 @@ const (
 	KwokAnnotationValue = "fake"
 )
 
+// A kubelet keeps trying to register until it does: failed attempts back
+// off from registerBackoff, doubling up to registerMaxBackoff.
 const (
-	registerAttempts = 5
-	registerBackoff  = time.Second
-	registerTimeout  = 30 * time.Second
+	registerBackoff    = time.Second
+	registerMaxBackoff = 30 * time.Second
+	registerTimeout    = 30 * time.Second
 )
 
 // Start makes the cloud restart-safe: it registers Nodes for recorded
@@ -72,22 +74,29 @@ func (c *Cloud) RegisterMissing(ctx context.Context) error {
 		return fmt.Errorf("fake cloud: registering missing nodes: %w", err)
 	}
 	for _, inst := range insts {
-		err := c.reader.Get(ctx, client.ObjectKey{Name: inst.ID}, &corev1.Node{})
-		if err == nil {
-			continue
-		}
-		if !apierrors.IsNotFound(err) {
-			return fmt.Errorf("fake cloud: reading node %s: %w", inst.ID, err)
-		}
-		if wait := inst.LaunchTime.Add(c.latency).Sub(c.clock.Now()); wait > 0 {
-			c.registerAfter(log.FromContext(ctx), inst.ID, wait)
-			continue
-		}
-		if err := c.registerNode(ctx, inst.ID); err != nil {
+		if err := c.ensureRegistered(ctx, inst); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// ensureRegistered registers the instance's Node unless it exists, as its
+// kubelet still trying would: at once when the launch latency has passed,
+// else when it does.
+func (c *Cloud) ensureRegistered(ctx context.Context, inst *instance) error {
+	err := c.reader.Get(ctx, client.ObjectKey{Name: inst.ID}, &corev1.Node{})
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return fmt.Errorf("fake cloud: reading node %s: %w", inst.ID, err)
+	}
+	if wait := inst.LaunchTime.Add(c.latency).Sub(c.clock.Now()); wait > 0 {
+		c.registerAfter(log.FromContext(ctx), inst.ID, wait)
+		return nil
+	}
+	return c.registerNode(ctx, inst.ID)
 }
 
 // scheduleRegistration registers the instance's Node after the launch
@@ -149,12 +158,8 @@ func (c *Cloud) registerAfter(logger logr.Logger, id string, after time.Duration
 				}
 				return
 			}
-			if attempt == registerAttempts {
-				logger.Error(err, "fake kubelet gave up registering node", "instance", id)
-				return
-			}
-			logger.Error(err, "fake kubelet failed to register node, retrying", "instance", id, "attempt", attempt)
-			wait = registerBackoff
+			wait = min(registerBackoff<<min(attempt-1, 10), registerMaxBackoff)
+			logger.Error(err, "fake kubelet failed to register node, retrying", "instance", id, "attempt", attempt, "in", wait)
 		}
 	}()
 }
