@@ -383,7 +383,10 @@ func (d *DRA) Plan(ctx context.Context, pending []*corev1.Pod, nodes []DeviceNod
 			return pod, nil
 		}
 		extra := corev1.ResourceList{}
-		var together []string
+		// marks are the shared claims the pod carries (it is charged their
+		// devices, or is on a node already), joins those whose carrier it
+		// must run beside.
+		var marks, joins []string
 		var pins []*corev1.NodeSelector
 		for _, u := range us {
 			switch {
@@ -396,11 +399,15 @@ func (d *DRA) Plan(ctx context.Context, pending []*corev1.Pod, nodes []DeviceNod
 				continue // its devices are already off the node's free list
 			case u.id != "" && u.allocated == nil:
 				if carrier[u.id] != pod {
-					together = append(together, u.id)
+					if onNode {
+						marks = append(marks, u.id)
+					} else {
+						joins = append(joins, u.id)
+					}
 					continue
 				}
 				if sharers[u.id] > 1 || onNode {
-					together = append(together, u.id)
+					marks = append(marks, u.id)
 				}
 			}
 			for k, q := range charge(u) {
@@ -409,7 +416,7 @@ func (d *DRA) Plan(ctx context.Context, pending []*corev1.Pod, nodes []DeviceNod
 				extra[k] = cur
 			}
 		}
-		if len(extra) == 0 && len(together) == 0 && len(pins) == 0 {
+		if len(extra) == 0 && len(marks) == 0 && len(joins) == 0 && len(pins) == 0 {
 			return pod, nil
 		}
 		cp := pod.DeepCopy()
@@ -422,19 +429,20 @@ func (d *DRA) Plan(ctx context.Context, pending []*corev1.Pod, nodes []DeviceNod
 				cp.Spec.Overhead[k] = q
 			}
 		}
-		for _, id := range together {
-			key := labelSharedClaim + shortHash(id)
+		// Only the carrier, charged the devices, may open the group: the
+		// other sharers follow it, so none of them lands first on a node
+		// without the devices.
+		for _, id := range marks {
 			if cp.Labels == nil {
 				cp.Labels = map[string]string{}
 			}
-			cp.Labels[key] = "true"
-			if onNode {
-				continue
-			}
+			cp.Labels[labelSharedClaim+shortHash(id)] = "true"
+		}
+		for _, id := range joins {
 			aff := ensurePodAffinity(cp)
 			aff.RequiredDuringSchedulingIgnoredDuringExecution = append(aff.RequiredDuringSchedulingIgnoredDuringExecution, corev1.PodAffinityTerm{
 				TopologyKey:   v1.LabelHostname,
-				LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{key: "true"}},
+				LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{labelSharedClaim + shortHash(id): "true"}},
 			})
 		}
 		for _, sel := range pins {

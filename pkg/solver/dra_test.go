@@ -267,3 +267,22 @@ func BenchmarkDRA(b *testing.B) {
 		})
 	}
 }
+
+// Pods sharing one ResourceClaim: only the first by name is charged its
+// devices, so another sharer, larger and placed first, could open the group
+// on a node without them (here a CPU node with room), and the device holder
+// could not follow. The carrier now opens the group and the others join it.
+func TestSharedClaimGroupOpensWhereTheDevicesAre(t *testing.T) {
+	d := draT{draInputs()}
+	d.claim("shared", claimSpec("gpu.nvidia.com", 1))
+	cpu := &Node{Name: "cpu-a", Labels: map[string]string{v1.LabelZone: "us-east-1a", v1.LabelHostname: "cpu-a",
+		v1.LabelCapacityType: v1.CapacityTypeOnDemand, v1.LabelInstanceType: "m5.4xlarge"},
+		Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("16"), corev1.ResourceMemory: resource.MustParse("32Gi"), corev1.ResourcePods: resource.MustParse("110")}}
+	pods := concat(makePods(1, "a-small", "500m", "1Gi", sharedClaim("shared")), makePods(1, "b-big", "14", "8Gi", sharedClaim("shared")))
+	snap := &Snapshot{Pods: pods, Nodes: []*Node{cpu}, DRA: d.DRA,
+		NodePools: []*NodePool{makePool("gpu", awsTypes(t, "g6e.xlarge", "g6e.12xlarge"), onDemand)}}
+	plan := solveT(t, snap)
+	if len(plan.Unschedulable) > 0 || len(plan.Bindings) > 0 || len(plan.NewNodes) != 1 || len(plan.NewNodes[0].Pods) != 2 {
+		t.Fatalf("want both sharers on one new GPU machine; got\n%s\nunschedulable: %s", summarize(plan), unschedNames(plan))
+	}
+}
