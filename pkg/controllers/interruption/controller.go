@@ -402,6 +402,7 @@ func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEv
 				return err
 			}
 		}
+		c.recorded(ctx, t)
 		return c.progressOne(ctx, now, t)
 	}
 	logger = logger.WithValues("nodeclaim", klog.KObj(claim))
@@ -417,6 +418,7 @@ func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEv
 		return err
 	}
 	c.track(t)
+	c.recorded(ctx, t)
 	node, err := claims.NodeFor(ctx, c.client, claim)
 	if err != nil {
 		return err
@@ -445,6 +447,18 @@ func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEv
 		c.replan(ctx, claim, node, pods, t)
 	}
 	return c.progressOne(ctx, now, t)
+}
+
+// recorded acknowledges t's events once its claim carries the interruption:
+// a new leader resumes from that mark, so the queue need not hold them until
+// the node drains (SQS redelivered each one every visibility timeout). A
+// failed acknowledgement is tried again when t ends.
+func (c *Controller) recorded(ctx context.Context, t *interruption) {
+	if err := ackAll(ctx, t.acks); err != nil {
+		log.FromContext(ctx).Error(err, "acknowledging interruption events; trying again when the node drains")
+		return
+	}
+	t.acks = nil
 }
 
 // warnNode tells the pods on the claim's node about t, if it has a node.
