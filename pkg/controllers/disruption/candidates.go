@@ -1,6 +1,7 @@
 package disruption
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
+	"github.com/stowage-k8s/stowage/pricing"
 )
 
 // DefaultGPUMinNodeLifetime is how long a GPU node lives at least before
@@ -213,6 +215,37 @@ func blockingPDB(pdbs []*policyv1.PodDisruptionBudget, p *corev1.Pod) *policyv1.
 		}
 	}
 	return nil
+}
+
+// Reprice sets each spot or on-demand candidate's price to what its offering
+// costs now, from the pass's instance types: the price recorded at launch
+// goes stale, and a spot node whose price fell was "replaced" by an
+// identical machine (a restart for nothing), while one whose price rose hid
+// real savings. Reserved and commitment-covered nodes keep their recorded
+// marginal price, as does a node whose offering the cloud no longer lists or
+// whose pool's types cannot be read now.
+func Reprice(ctx context.Context, st *ClusterState, cloud InstanceTyper, cands []*Candidate) {
+	for _, c := range cands {
+		claim := c.Claim
+		ct := claim.Status.CapacityType
+		if ct != v1.CapacityTypeSpot && ct != v1.CapacityTypeOnDemand || pricing.IsCovered(c.PricePerHour) || c.Pool == nil {
+			continue
+		}
+		its, err := st.InstanceTypes(ctx, cloud, c.Pool)
+		if err != nil {
+			continue
+		}
+		for _, it := range its {
+			if it.Name != claim.Status.InstanceType {
+				continue
+			}
+			for _, o := range it.Offerings {
+				if o.Zone == claim.Status.Zone && o.CapacityType == ct && o.Commitment == "" && o.ReservationID == "" {
+					c.PricePerHour = o.PricePerHour
+				}
+			}
+		}
+	}
 }
 
 // claimPrice is the price the claim launched at, else its first choice's.

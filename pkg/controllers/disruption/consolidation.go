@@ -2,10 +2,12 @@ package disruption
 
 import (
 	"context"
+	"fmt"
 
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/solver"
 )
 
 // Bounds on the work one consolidation pass does.
@@ -137,7 +139,11 @@ func (m MultiNode) ComputeCommand(ctx context.Context, e *Evaluation, cands []*C
 			return Command{}, err
 		}
 		if why == "" {
-			best = cmd
+			// Longer groups are searched on, but kept only when better:
+			// a longer one may launch a machine to save less.
+			if better(cmd, best) {
+				best = cmd
+			}
 			lo = mid + 1
 		} else {
 			hi = mid - 1
@@ -159,14 +165,19 @@ func consolidate(ctx context.Context, e *Evaluation, method string, cands []*Can
 	cmd := Command{Method: method, Reason: v1.DisruptionReasonUnderutilized, Candidates: cands, Bindings: sim.Plan.Bindings}
 	switch len(sim.Plan.NewNodes) {
 	case 0:
+		// Moving pods for a node that costs next to nothing (a reservation,
+		// a covered machine) is churn, not a saving.
 		cmd.SavingsPerHour = priceOf(cands)
+		if cmd.SavingsPerHour+savingsEpsilon < e.Guard.MinSavingsPerHour {
+			return Command{}, fmt.Sprintf("deleting it saves $%.4f/h, below the minimum $%.2f/h", cmd.SavingsPerHour, e.Guard.MinSavingsPerHour), nil
+		}
 		return cmd, "", nil
 	case 1:
 		savings, why := e.Guard.AllowsReplace(e.Now(), cands, sim.Plan.NewNodes)
 		if why != "" {
 			return Command{}, why, nil
 		}
-		cmd.Replacements = sim.Plan.NewNodes
+		cmd.Replacements = []*solver.NewNode{e.Guard.Affordable(priceOf(cands), sim.Plan.NewNodes[0])}
 		cmd.SavingsPerHour = savings
 		return cmd, "", nil
 	default:

@@ -219,6 +219,7 @@ func (c *Controller) Pass(ctx context.Context) error {
 	orphanErr := c.releaseOrphans(ctx, st)
 
 	cands := BuildCandidates(st, nominated)
+	Reprice(ctx, st, c.sim.Cloud, cands)
 	c.reportBlocked(cands)
 	byName := make(map[string]*Candidate, len(cands))
 	for _, cand := range cands {

@@ -49,6 +49,33 @@ func DefaultChurnGuard() ChurnGuard {
 	}
 }
 
+// savingsEpsilon absorbs float error in a saving: $0.60 - $0.55 is
+// 0.04999999999999993, which must still meet a five-cent minimum.
+const savingsEpsilon = 1e-9
+
+// saves reports whether savings out of old meets both minimums.
+func (g ChurnGuard) saves(old, savings float64) bool {
+	return savings+savingsEpsilon >= g.MinSavingsPerHour && savings+savingsEpsilon >= g.MinSavingsFraction*old
+}
+
+// Affordable is n with only the choices that still save enough against
+// old: the claim's fallbacks are launched when the first choice has no
+// capacity, and one that costs as much as the node it replaces would be
+// launched, and the node drained, for nothing. Choices are cheapest first,
+// so the first (which the guard allowed) always stays.
+func (g ChurnGuard) Affordable(old float64, n *solver.NewNode) *solver.NewNode {
+	keep := 0
+	for keep < len(n.Choices) && (keep == 0 || g.saves(old, old-n.Choices[keep].Offering.PricePerHour)) {
+		keep++
+	}
+	if keep == len(n.Choices) {
+		return n
+	}
+	out := *n
+	out.Choices = n.Choices[:keep:keep]
+	return &out
+}
+
 // AllowsReplace returns the hourly saving of replacing cands with
 // replacements, and why the guard refuses it ("" when it allows it).
 func (g ChurnGuard) AllowsReplace(now time.Time, cands []*Candidate, replacements []*solver.NewNode) (float64, string) {
@@ -58,7 +85,7 @@ func (g ChurnGuard) AllowsReplace(now time.Time, cands []*Candidate, replacement
 		return savings, fmt.Sprintf("no cheaper machine holds its pods (the cheapest costs $%.4f/h, the node $%.4f/h)",
 			old-savings, old)
 	}
-	if savings < g.MinSavingsPerHour || savings < g.MinSavingsFraction*old {
+	if !g.saves(old, savings) {
 		return savings, fmt.Sprintf("saving $%.4f/h of $%.4f/h is below the minimum ($%.2f/h and %.0f%%)",
 			savings, old, g.MinSavingsPerHour, 100*g.MinSavingsFraction)
 	}
