@@ -2,10 +2,13 @@ package disruption
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -155,5 +158,39 @@ func TestGuardMinimumToleratesFloatError(t *testing.T) {
 		Offering: cloudprovider.Offering{PricePerHour: 0.55}}}}}
 	if _, why := DefaultChurnGuard().AllowsReplace(now, []*Candidate{c}, repl); why != "" {
 		t.Errorf("AllowsReplace($0.60 -> $0.55) refused: %s", why)
+	}
+}
+
+// An earlier command replaces node a (its 15-CPU pod) with r, a large that
+// is Ready and empty while a drains: the pod arrives only once a's copy is
+// gone (a StatefulSet's pod is recreated only then; a GPU job checkpoints
+// for minutes). r is rightly no candidate, but what-ifs saw its whole room
+// as free: consolidation deleted x by moving x's 2-CPU pod onto r. When a drains, its pod no longer
+// fits r, goes pending, and provisioning buys another machine: the "saving"
+// is churn.
+func TestWhatIfLeavesAReplacementsRoomToItsPredecessorsPods(t *testing.T) {
+	now := start.Add(time.Hour)
+	large := catalog()[1]
+	ca, na := machine("a", "p", large, v1.CapacityTypeOnDemand, start)
+	rec, err := json.Marshal(commandRecord{ID: "a-1", Method: "single-node", Reason: v1.DisruptionReasonUnderutilized,
+		Replacements: 1, Started: now.Add(-time.Minute)})
+	mustT(t, err)
+	ca.Annotations = map[string]string{AnnotationCommand: string(rec)}
+	// r turned Ready; a is draining (its pod terminates slowly).
+	ca.DeletionTimestamp = ptr.To(metav1.NewTime(now.Add(-10 * time.Second)))
+	ca.Finalizers = []string{"stowage.dev/termination"}
+	na.Spec.Taints = []corev1.Taint{disruptedTaint}
+	cr, nr := machine("r", "p", large, v1.CapacityTypeOnDemand, now.Add(-time.Minute))
+	cr.Annotations = map[string]string{AnnotationReplacementFor: "a-1", AnnotationReplacedAt: now.Add(-time.Minute).Format(time.RFC3339)}
+	cx, nx := machine("x", "p", large, v1.CapacityTypeOnDemand, start)
+	pods := []*corev1.Pod{pod("a0", "a", "15"), pod("x0", "x", "2")}
+	st := stateOf(now, []*v1.NodePool{pool("p")}, []*v1.NodeClaim{ca, cr, cx}, []*corev1.Node{na, nr, nx}, pods, nil)
+	e := economicsEval(st, realSolver(), &fakeCloud{types: catalog()})
+	cmd, err := Consolidation{}.ComputeCommand(context.Background(), e, BuildCandidates(st, nil))
+	mustT(t, err)
+	for _, b := range cmd.Bindings {
+		if b.NodeName == "r" {
+			t.Errorf("consolidation = %q moves %s onto r, whose room is promised to a's pod (15 CPUs of 16)", cmd, b.Pod.Name)
+		}
 	}
 }

@@ -245,6 +245,7 @@ func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[
 		nodeNames = append(nodeNames, name)
 	}
 	sort.Strings(nodeNames)
+	replacing := replacingSomething(st)
 	for _, name := range nodeNames {
 		node := st.Nodes[name]
 		claim := st.ClaimOfNode[name]
@@ -272,6 +273,10 @@ func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[
 		}
 		if claim != nil {
 			n.PricePerHour = claimPrice(claim)
+			// A replacement whose predecessor still drains looks free, but
+			// its room is promised to the pods still to come off it: a
+			// command relying on it waits, as for a machine launching.
+			n.InFlight = replacing[claim.Annotations[AnnotationReplacementFor]]
 		}
 		snap.Nodes = append(snap.Nodes, n)
 	}
