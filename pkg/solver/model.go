@@ -162,10 +162,10 @@ type level struct {
 	// preferred zone while the scheduler counts the others).
 	domainAlts   []scheduling.Requirements
 	domainViable [][][]bool
-	tolerates []error    // per pool
-	spread    []spreadRule
-	aff       []termRule
-	anti      []termRule
+	tolerates    []error // per pool
+	spread       []spreadRule
+	aff          []termRule
+	anti         []termRule
 	// prefAff and prefAnti are preferred pod (anti-)affinity: honoured when
 	// choosing among nodes that can take the pod, never a reason to buy one.
 	prefAff, prefAnti []termRule

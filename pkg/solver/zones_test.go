@@ -108,7 +108,7 @@ func TestPreferredAffinityDoesNotNarrowSpreadDomains(t *testing.T) {
 	it := makeIT(itSpec{name: "c.xlarge", cpu: 4, memGi: 8, price: 0.20, zones: testZones[:1]})
 	filler := makePod("full-b-filler", "1", "1Gi", label("app", "filler"))
 	full := &Node{Name: "full-b", Pods: []*corev1.Pod{filler},
-		Labels: map[string]string{v1.LabelZone: testZones[1], v1.LabelHostname: "full-b", v1.LabelCapacityType: v1.CapacityTypeOnDemand},
+		Labels:      map[string]string{v1.LabelZone: testZones[1], v1.LabelHostname: "full-b", v1.LabelCapacityType: v1.CapacityTypeOnDemand},
 		Allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("1Gi"), corev1.ResourcePods: resource.MustParse("110")}}
 	snap := &Snapshot{
 		Pods: makePods(4, "web", "1", "1Gi", label("app", "web"), spread(v1.LabelZone, 1, true, web),
