@@ -105,7 +105,7 @@ func (v *Volumes) WithTopology(pod *corev1.Pod) (*corev1.Pod, error) {
 		return pod, nil
 	}
 	for _, c := range constraints {
-		terms = crossTerms(terms, c)
+		terms = prune(crossTerms(terms, c))
 		if len(terms) > maxVolumeTerms {
 			return nil, fmt.Errorf("pod %s/%s: its volumes' topologies multiply its node affinity into more than %d terms",
 				pod.Namespace, pod.Name, maxVolumeTerms)
@@ -214,7 +214,7 @@ func allowedTopologyTerms(topologies []corev1.TopologySelectorTerm) []corev1.Nod
 		term := corev1.NodeSelectorTerm{}
 		for _, e := range t.MatchLabelExpressions {
 			term.MatchExpressions = append(term.MatchExpressions, corev1.NodeSelectorRequirement{
-				Key: normalizedKey(e.Key), Operator: corev1.NodeSelectorOpIn, Values: append([]string(nil), e.Values...),
+				Key: normalizedKey(e.Key), Operator: corev1.NodeSelectorOpIn, Values: normalizedValues(e.Key, e.Values),
 			})
 		}
 		if len(term.MatchExpressions) > 0 {
@@ -229,9 +229,32 @@ func normalizeTerms(terms []corev1.NodeSelectorTerm) []corev1.NodeSelectorTerm {
 	for _, t := range terms {
 		t = *t.DeepCopy()
 		for i := range t.MatchExpressions {
-			t.MatchExpressions[i].Key = normalizedKey(t.MatchExpressions[i].Key)
+			e := &t.MatchExpressions[i]
+			e.Key, e.Values = normalizedKey(e.Key), normalizedValues(e.Key, e.Values)
 		}
 		out = append(out, t)
+	}
+	return out
+}
+
+// nonZonal are the zone values a CSI driver's empty zone stands for: the
+// Azure disk driver gives a disk that is not zonal the zone "", and it
+// attaches to any node outside availability zones, which AKS labels with
+// its fault domain ("0", "1", "2") as topology.kubernetes.io/zone.
+var nonZonal = map[string][]string{
+	"topology.disk.csi.azure.com/zone": {"0", "1", "2"},
+}
+
+// normalizedValues are key's values with a driver's empty zone replaced by
+// the zone values it stands for.
+func normalizedValues(key string, values []string) []string {
+	out := make([]string, 0, len(values))
+	for _, v := range values {
+		if alias, ok := nonZonal[key]; ok && v == "" {
+			out = append(out, alias...)
+			continue
+		}
+		out = append(out, v)
 	}
 	return out
 }
@@ -261,6 +284,35 @@ func requiredTerms(pod *corev1.Pod) []corev1.NodeSelectorTerm {
 }
 
 // crossTerms ANDs two ORed lists of terms: every pair, merged.
+// prune drops the terms no node can match (a zone In [a] and In [b]) and
+// repeats: four zone-redundant disks of five terms each cross into 625
+// terms of which five can match. When none can, one is kept, so the pod is
+// reported unschedulable rather than planned without its volumes.
+func prune(terms []corev1.NodeSelectorTerm) []corev1.NodeSelectorTerm {
+	out := terms[:0:0]
+	seen := map[string]bool{}
+	for _, t := range terms {
+		reqs, err := FromNodeSelector(t.MatchExpressions)
+		if err == nil && reqs.Satisfiable() != nil {
+			continue
+		}
+		key := fmt.Sprint(t.MatchFields)
+		if err == nil {
+			key += reqs.String()
+		} else {
+			key += fmt.Sprint(t.MatchExpressions)
+		}
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 && len(terms) > 0 {
+		return terms[:1]
+	}
+	return out
+}
+
 func crossTerms(a, b []corev1.NodeSelectorTerm) []corev1.NodeSelectorTerm {
 	out := make([]corev1.NodeSelectorTerm, 0, len(a)*len(b))
 	for _, x := range a {

@@ -2,6 +2,7 @@ package scheduling
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -172,5 +173,54 @@ func TestWithTopologyEphemeralVolume(t *testing.T) {
 	want := [][]corev1.NodeSelectorRequirement{{in(v1.LabelZone, "us-east-1a")}}
 	if diff := cmp.Diff(want, terms(got)); diff != "" {
 		t.Errorf("ephemeral volume not created yet uses its template's class (-want +got):\n%s", diff)
+	}
+}
+
+// Four zone-redundant Azure disks of five terms each crossed into 625
+// terms, past the limit, though only five can match a node.
+func azureZRSPV(name string) *corev1.PersistentVolume {
+	var terms []corev1.NodeSelectorTerm
+	for _, z := range []string{"eastus-1", "eastus-2", "eastus-3", "eastus-4", ""} {
+		terms = append(terms, corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{
+			in("topology.disk.csi.azure.com/zone", z)}})
+	}
+	return &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PersistentVolumeSpec{NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: terms}}}}
+}
+
+func TestWithTopologyPrunesTermsNoNodeMatches(t *testing.T) {
+	var claims []*corev1.PersistentVolumeClaim
+	var pvs []*corev1.PersistentVolume
+	var names []string
+	for i := 0; i < 4; i++ {
+		n := fmt.Sprintf("data-%d", i)
+		claims = append(claims, pvc(n, "pv-"+n, nil))
+		pvs = append(pvs, azureZRSPV("pv-"+n))
+		names = append(names, n)
+	}
+	vols := NewVolumes(claims, pvs, nil)
+	got, err := vols.WithTopology(podWithClaims(nil, names...))
+	if err != nil {
+		t.Fatalf("a pod with 4 Azure ZRS disks (5 terms each) can run in any of 5 topologies, but WithTopology failed: %v", err)
+	}
+	if n := len(terms(got)); n > 5 {
+		t.Errorf("%d terms, want at most 5", n)
+	}
+}
+
+// The Azure disk driver's empty zone (a disk that is not zonal) stands for
+// the fault-domain zones AKS gives nodes outside availability zones.
+func TestAzureNonZonalDiskMeansTheFaultDomainZones(t *testing.T) {
+	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-data"}, Spec: corev1.PersistentVolumeSpec{
+		NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{
+			{MatchExpressions: []corev1.NodeSelectorRequirement{in("topology.disk.csi.azure.com/zone", "")}}}}}}}
+	got, err := NewVolumes([]*corev1.PersistentVolumeClaim{pvc("data", "pv-data", nil)}, []*corev1.PersistentVolume{pv}, nil).
+		WithTopology(podWithClaims(nil, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]corev1.NodeSelectorRequirement{{{Key: v1.LabelZone, Operator: corev1.NodeSelectorOpIn, Values: []string{"0", "1", "2"}}}}
+	if diff := cmp.Diff(want, terms(got)); diff != "" {
+		t.Errorf("terms (-want +got):\n%s", diff)
 	}
 }

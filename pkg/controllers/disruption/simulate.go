@@ -112,19 +112,26 @@ func plannedName(i int) string { return fmt.Sprintf("planned-%d", i) }
 // withoutLaunching). Pods are confined to where their volumes are.
 func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Candidate, overlay *Overlay) (*Simulation, error) {
 	removed := map[string]bool{}
-	var pods []*corev1.Pod
+	var pods, placeable []*corev1.Pod
+	var confined []solver.Unschedulable
 	for _, c := range remove {
 		removed[c.Claim.Name] = true
 		for _, p := range c.Pods {
 			cp := p.DeepCopy()
 			cp.Spec.NodeName = ""
 			if st.Volumes != nil && scheduling.UsesClaims(cp) {
-				// A running pod's volumes are bound; if they cannot be read,
-				// plan it as it is rather than not at all.
-				if q, err := st.Volumes.WithTopology(cp); err == nil {
-					cp = q
+				// Planned without its volumes' topology, the pod could be
+				// moved away from its data: if that cannot be read, it has
+				// no place, and the command does not run.
+				q, err := st.Volumes.WithTopology(cp)
+				if err != nil {
+					confined = append(confined, solver.Unschedulable{Pod: cp, Reason: err.Error()})
+					pods = append(pods, cp)
+					continue
 				}
+				cp = q
 			}
+			placeable = append(placeable, cp)
 			pods = append(pods, cp)
 		}
 	}
@@ -132,7 +139,7 @@ func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Ca
 	if err != nil {
 		return nil, err
 	}
-	snap.Pods = pods
+	snap.Pods = placeable
 	snap.Gangs = s.Gangs
 	// Moved pods' claims count against the attach limits where they land.
 	snap.Volumes = st.Volumes
@@ -140,7 +147,7 @@ func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Ca
 		if s.devices == nil {
 			s.devices = scheduling.NewDeviceMatcher()
 		}
-		if snap.DRA, err = devices.Read(ctx, s.Reader, s.devices, pods, snap.Nodes); err != nil {
+		if snap.DRA, err = devices.Read(ctx, s.Reader, s.devices, placeable, snap.Nodes); err != nil {
 			return nil, err
 		}
 	}
@@ -149,6 +156,7 @@ func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Ca
 		return nil, fmt.Errorf("solving what-if without %d node(s): %w", len(remove), err)
 	}
 	withoutLaunching(plan, snap.Nodes)
+	plan.Unschedulable = append(plan.Unschedulable, confined...)
 	return &Simulation{Plan: plan, Pods: pods}, nil
 }
 
