@@ -303,7 +303,11 @@ func (d *drainer) volumesAttached(ctx context.Context, claim *v1.NodeClaim, node
 	n := 0
 	for i := range vas.Items {
 		va := &vas.Items[i]
-		if pv := va.Spec.Source.PersistentVolumeName; pv != nil && staying[*pv] {
+		// An inline volume's attachment (CSI migration of a pod's own
+		// awsElasticBlockStore, say) names no PersistentVolume, so it cannot
+		// be told apart from a staying pod's: not waited for, or a pod that
+		// stays to the end would hold the machine forever.
+		if pv := va.Spec.Source.PersistentVolumeName; pv == nil || staying[*pv] {
 			continue
 		}
 		n++

@@ -762,3 +762,24 @@ func TestGraceWithinTheClaimsDeadline(t *testing.T) {
 		t.Errorf("without a terminationGracePeriod: grace %s, want the pod's own", got)
 	}
 }
+
+// An inline volume's attachment (CSI migration) names no PersistentVolume;
+// a pod that stays to the end with one held the machine forever.
+func TestStayingPodInlineVolumeDoesNotHoldMachine(t *testing.T) {
+	inline := corev1.VolumeSource{AWSElasticBlockStore: &corev1.AWSElasticBlockStoreVolumeSource{VolumeID: "vol-0abc", FSType: "ext4"}}
+	keeper := pod("agent", toleratesAll, func(p *corev1.Pod) {
+		p.Spec.Volumes = []corev1.Volume{{Name: "cache", VolumeSource: inline}}
+	})
+	va := &storagev1.VolumeAttachment{
+		ObjectMeta: metav1.ObjectMeta{Name: "csi-inline-agent"},
+		Spec: storagev1.VolumeAttachmentSpec{Attacher: "ebs.csi.aws.com", NodeName: "n1",
+			Source: storagev1.VolumeAttachmentSource{InlineVolumeSpec: &corev1.PersistentVolumeSpec{
+				PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: "ebs.csi.aws.com", VolumeHandle: "vol-0abc"}}}}},
+		Status: storagev1.VolumeAttachmentStatus{Attached: true},
+	}
+	e := newEnv(t, nil, keeper, va)
+	e.reconcileUntilGone(t, 10, time.Hour)
+	if n := len(e.cloud.Deleted()); n != 1 {
+		t.Fatalf("after 10h: %d machines deleted, want 1: the staying pod's inline volume holds the machine", n)
+	}
+}
