@@ -41,7 +41,15 @@ type Volumes struct {
 	// NodeLimits are the attach limits CSI drivers report per node (see
 	// SetNodeLimits); nil when not read.
 	NodeLimits map[string]map[corev1.ResourceName]int64
+	// NodeZone, when set, tells a node's zone, for claims the scheduler
+	// already chose a node for (AnnotationSelectedNode).
+	NodeZone func(node string) (string, bool)
 }
+
+// AnnotationSelectedNode is where the kube-scheduler records the node it
+// chose for a claim that waits for its first consumer; the volume is then
+// provisioned in that node's zone.
+const AnnotationSelectedNode = "volume.kubernetes.io/selected-node"
 
 // NewVolumes indexes the objects of a cluster or a set of manifests.
 func NewVolumes(claims []*corev1.PersistentVolumeClaim, volumes []*corev1.PersistentVolume, classes []*storagev1.StorageClass) *Volumes {
@@ -156,6 +164,15 @@ func (v *Volumes) volumeTerms(pod *corev1.Pod, vol *corev1.Volume) ([]corev1.Nod
 	if sc == nil || sc.VolumeBindingMode == nil || *sc.VolumeBindingMode != storagev1.VolumeBindingWaitForFirstConsumer {
 		// Bound as soon as it exists, wherever the provisioner likes: wait for it.
 		return nil, fmt.Errorf("%s is not bound yet and its storage class binds immediately: %w", where, ErrVolumeNotReady)
+	}
+	if node := selectedNode(pvc); node != "" && v.NodeZone != nil {
+		// The volume is being provisioned for that node, in its zone; a
+		// machine elsewhere could not mount it. A node that is gone no
+		// longer pins it (the annotation is dropped and a node chosen again).
+		if zone, ok := v.NodeZone(node); ok && zone != "" {
+			return []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{
+				{Key: v1.LabelZone, Operator: corev1.NodeSelectorOpIn, Values: []string{zone}}}}}, nil
+		}
 	}
 	return allowedTopologyTerms(sc.AllowedTopologies), nil
 }
@@ -324,4 +341,12 @@ func crossTerms(a, b []corev1.NodeSelectorTerm) []corev1.NodeSelectorTerm {
 		}
 	}
 	return out
+}
+
+// selectedNode is the node the scheduler chose for a claim not yet bound, or "".
+func selectedNode(pvc *corev1.PersistentVolumeClaim) string {
+	if pvc == nil {
+		return ""
+	}
+	return pvc.Annotations[AnnotationSelectedNode]
 }

@@ -293,6 +293,13 @@ func (c *Controller) volumeTopology(ctx context.Context, pods, standIns []*corev
 	if err != nil {
 		return nil, nil, err
 	}
+	vols.NodeZone = func(name string) (string, bool) {
+		n := c.cluster.Node(name)
+		if n == nil {
+			return "", false
+		}
+		return n.Labels[v1.LabelZone], true
+	}
 	out := make([]*corev1.Pod, 0, len(pods))
 	for _, p := range pods {
 		q, err := vols.WithTopology(p)

@@ -14,6 +14,8 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
+	"github.com/stowage-k8s/stowage/pkg/solver"
 )
 
 // zonalClaim stores claim name in namespace default, bound to volume
@@ -88,5 +90,48 @@ func TestScheduleHonoursVolumeTopology(t *testing.T) {
 	}
 	if len(waiting) != 1 || !strings.Contains(waiting[0], "default/missing") {
 		t.Errorf("WaitingForVolume events %q, want one naming default/missing", waiting)
+	}
+}
+
+func realSolverWith(f *fixture, its ...*cloudprovider.InstanceType) {
+	f.ctrl.solver = SolverFunc(func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) { return solver.Solve(ctx, s) })
+	f.ctrl.cloud = &stubCloud{types: map[string][]*cloudprovider.InstanceType{"gpu": its}}
+}
+
+func fullNodeIn(f *fixture, name, zone string) {
+	f.cluster.UpdateNode(&corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{v1.LabelZone: zone, v1.LabelHostname: name}},
+		Status: corev1.NodeStatus{Allocatable: res("cpu", "4", "memory", "16Gi", "pods", "110"),
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}})
+}
+
+// A claim the scheduler chose node n1 for is being provisioned in n1's zone;
+// a machine in another (cheaper) zone could never mount it.
+func TestSelectedNodeConfinesThePodToItsZone(t *testing.T) {
+	f := newFixture(t, nil)
+	realSolverWith(f, g5) // spot in us-east-1a is the cheapest offering
+	fullNodeIn(f, "n1", "us-east-1b")
+	wffc := storagev1.VolumeBindingWaitForFirstConsumer
+	sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "gp3"}, Provisioner: "ebs.csi.aws.com", VolumeBindingMode: &wffc}
+	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "data",
+		Annotations: map[string]string{scheduling.AnnotationSelectedNode: "n1"}},
+		Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: ptr.To("gp3")}}
+	for _, o := range []client.Object{sc, pvc} {
+		if err := f.client.Create(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.cluster.UpdatePod(withPod(pendingPod("db-0"), tolerateGPU, withClaim("data")))
+
+	r := f.schedule(t)
+	if len(r.Created) != 1 {
+		t.Fatalf("%d machines bought for db-0, want 1", len(r.Created))
+	}
+	for _, c := range r.Created {
+		for _, o := range c.Spec.Offerings {
+			if o.Zone != "us-east-1b" {
+				t.Errorf("bought nodeclaim %s with an offering in %s: the claim's volume is being provisioned for n1 in us-east-1b and the kube-scheduler only considers n1", c.Name, o.Zone)
+			}
+		}
 	}
 }
