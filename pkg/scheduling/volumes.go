@@ -3,6 +3,7 @@ package scheduling
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -44,6 +45,9 @@ type Volumes struct {
 	// NodeZone, when set, tells a node's zone, for claims the scheduler
 	// already chose a node for (AnnotationSelectedNode).
 	NodeZone func(node string) (string, bool)
+	// ClaimUser, when set, names a pod other than except (a UID) that runs
+	// with claim namespace/name mounted, or returns "".
+	ClaimUser func(namespace, claim string, except types.UID) string
 }
 
 // AnnotationSelectedNode is where the kube-scheduler records the node it
@@ -140,11 +144,19 @@ func (v *Volumes) volumeTerms(pod *corev1.Pod, vol *corev1.Volume) ([]corev1.Nod
 	name, className, ephemeral := ref.name, ref.className, ref.ephemeral
 	where := fmt.Sprintf("persistentvolumeclaim %s/%s of volume %s", pod.Namespace, name, vol.Name)
 	pvc := v.Claims[types.NamespacedName{Namespace: pod.Namespace, Name: name}]
+	holder := ""
+	if pvc != nil && v.ClaimUser != nil && slices.Contains(pvc.Spec.AccessModes, corev1.ReadWriteOncePod) {
+		holder = v.ClaimUser(pod.Namespace, name, pod.UID)
+	}
 	switch {
 	case pvc == nil && !ephemeral:
 		return nil, fmt.Errorf("%s does not exist: %w", where, ErrVolumeNotReady)
 	case pvc != nil && pvc.DeletionTimestamp != nil:
 		return nil, fmt.Errorf("%s is being deleted: %w", where, ErrVolumeNotReady)
+	case holder != "":
+		// The scheduler keeps the pod off every node while another pod
+		// holds the claim: a machine bought now would stand idle.
+		return nil, fmt.Errorf("%s is ReadWriteOncePod and pod %s uses it: %w", where, holder, ErrVolumeNotReady)
 	case pvc != nil && pvc.Spec.VolumeName != "":
 		pv := v.Volumes[pvc.Spec.VolumeName]
 		if pv == nil {

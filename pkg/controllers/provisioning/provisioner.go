@@ -300,6 +300,20 @@ func (c *Controller) volumeTopology(ctx context.Context, pods, standIns []*corev
 		}
 		return n.Labels[v1.LabelZone], true
 	}
+	var users map[types.NamespacedName][]*corev1.Pod // claim -> pods on nodes mounting it, read once
+	vols.ClaimUser = func(namespace, claim string, except types.UID) string {
+		if users == nil {
+			users = claimUsers(c.cluster.Pods(func(p *corev1.Pod) bool {
+				return p.Spec.NodeName != "" && !scheduling.Finished(p) && scheduling.UsesClaims(p)
+			}))
+		}
+		for _, p := range users[types.NamespacedName{Namespace: namespace, Name: claim}] {
+			if p.UID != except {
+				return p.Name
+			}
+		}
+		return ""
+	}
 	out := make([]*corev1.Pod, 0, len(pods))
 	for _, p := range pods {
 		q, err := vols.WithTopology(p)
@@ -313,6 +327,20 @@ func (c *Controller) volumeTopology(ctx context.Context, pods, standIns []*corev
 		}
 	}
 	return out, vols, nil
+}
+
+// claimUsers indexes pods by the claims they mount directly.
+func claimUsers(pods []*corev1.Pod) map[types.NamespacedName][]*corev1.Pod {
+	out := map[types.NamespacedName][]*corev1.Pod{}
+	for _, p := range pods {
+		for _, v := range p.Spec.Volumes {
+			if v.PersistentVolumeClaim != nil {
+				key := types.NamespacedName{Namespace: p.Namespace, Name: v.PersistentVolumeClaim.ClaimName}
+				out[key] = append(out[key], p)
+			}
+		}
+	}
+	return out
 }
 
 // demandPods are the pods of every demand.

@@ -135,3 +135,36 @@ func TestSelectedNodeConfinesThePodToItsZone(t *testing.T) {
 		}
 	}
 }
+
+// The scheduler keeps a pod whose ReadWriteOncePod claim another pod holds
+// off every node; a machine bought for it would stand idle, held by the
+// nomination. It waits, told why, until the claim is free.
+func TestReadWriteOncePodClaimInUseBuysNothing(t *testing.T) {
+	f := newFixture(t, nil)
+	realSolverWith(f, g5)
+	fullNodeIn(f, "n1", "us-east-1a")
+	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-shared"}, Spec: corev1.PersistentVolumeSpec{
+		AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOncePod},
+		PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: "ebs.csi.aws.com", VolumeHandle: "vol-1"}}}}
+	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "shared"},
+		Spec: corev1.PersistentVolumeClaimSpec{VolumeName: pv.Name, AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOncePod}}}
+	for _, o := range []client.Object{pv, pvc} {
+		if err := f.client.Create(context.Background(), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.cluster.UpdatePod(withPod(pendingPod("db-0"), withClaim("shared"), func(p *corev1.Pod) {
+		p.Spec.NodeName = "n1"
+		p.Spec.Containers[0].Resources.Requests = res("cpu", "1")
+		p.Status = corev1.PodStatus{Phase: corev1.PodRunning}
+	}))
+	f.cluster.UpdatePod(withPod(pendingPod("db-1"), tolerateGPU, withClaim("shared")))
+
+	r := f.schedule(t)
+	if len(r.Created) != 0 {
+		t.Errorf("bought %d nodeclaim(s) for db-1, whose ReadWriteOncePod claim db-0 holds on n1", len(r.Created))
+	}
+	if evs := strings.Join(f.drainEvents(), "\n"); !strings.Contains(evs, ReasonWaitingForVolume) || !strings.Contains(evs, "pod db-0 uses it") {
+		t.Errorf("events:\n%s\nwant %s naming db-0", evs, ReasonWaitingForVolume)
+	}
+}
