@@ -98,9 +98,22 @@ var ErrVolumeNotReady = errors.New("volume not ready")
 // then only plans the pod where its volumes can be attached. An error
 // wrapping ErrVolumeNotReady says which claim the pod waits for.
 func (v *Volumes) WithTopology(pod *corev1.Pod) (*corev1.Pod, error) {
+	return v.withTopology(pod, false)
+}
+
+// WithTopologyMoved is WithTopology for a running pod that a disruption
+// would evict: the copy its controller makes gets generic ephemeral volumes
+// of its own (the old claims go with the old pod), so those are placed as
+// not created yet, by their class, rather than pinning the pod to where
+// its old scratch volume lives.
+func (v *Volumes) WithTopologyMoved(pod *corev1.Pod) (*corev1.Pod, error) {
+	return v.withTopology(pod, true)
+}
+
+func (v *Volumes) withTopology(pod *corev1.Pod, moved bool) (*corev1.Pod, error) {
 	var constraints [][]corev1.NodeSelectorTerm
 	for i := range pod.Spec.Volumes {
-		terms, err := v.volumeTerms(pod, &pod.Spec.Volumes[i])
+		terms, err := v.volumeTerms(pod, &pod.Spec.Volumes[i], moved)
 		if err != nil {
 			return nil, err
 		}
@@ -136,7 +149,7 @@ func (v *Volumes) WithTopology(pod *corev1.Pod) (*corev1.Pod, error) {
 
 // volumeTerms returns the alternatives (ORed) one volume allows, or nil when
 // it allows any node.
-func (v *Volumes) volumeTerms(pod *corev1.Pod, vol *corev1.Volume) ([]corev1.NodeSelectorTerm, error) {
+func (v *Volumes) volumeTerms(pod *corev1.Pod, vol *corev1.Volume, moved bool) ([]corev1.NodeSelectorTerm, error) {
 	ref, ok := claimRef(pod, vol)
 	if !ok {
 		return nil, nil
@@ -144,6 +157,9 @@ func (v *Volumes) volumeTerms(pod *corev1.Pod, vol *corev1.Volume) ([]corev1.Nod
 	name, className, ephemeral := ref.name, ref.className, ref.ephemeral
 	where := fmt.Sprintf("persistentvolumeclaim %s/%s of volume %s", pod.Namespace, name, vol.Name)
 	pvc := v.Claims[types.NamespacedName{Namespace: pod.Namespace, Name: name}]
+	if moved && ephemeral {
+		pvc = nil
+	}
 	holder := ""
 	if pvc != nil && v.ClaimUser != nil && slices.Contains(pvc.Spec.AccessModes, corev1.ReadWriteOncePod) {
 		holder = v.ClaimUser(pod.Namespace, name, pod.UID)
@@ -172,6 +188,10 @@ func (v *Volumes) volumeTerms(pod *corev1.Pod, vol *corev1.Volume) ([]corev1.Nod
 	sc, err := v.class(className)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if moved && ephemeral && sc != nil {
+		// A new claim, bound wherever its class allows.
+		return allowedTopologyTerms(sc.AllowedTopologies), nil
 	}
 	if sc == nil || sc.VolumeBindingMode == nil || *sc.VolumeBindingMode != storagev1.VolumeBindingWaitForFirstConsumer {
 		// Bound as soon as it exists, wherever the provisioner likes: wait for it.

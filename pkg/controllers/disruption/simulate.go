@@ -123,7 +123,7 @@ func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Ca
 				// Planned without its volumes' topology, the pod could be
 				// moved away from its data: if that cannot be read, it has
 				// no place, and the command does not run.
-				q, err := st.Volumes.WithTopology(cp)
+				q, err := st.Volumes.WithTopologyMoved(cp)
 				if err != nil {
 					confined = append(confined, solver.Unschedulable{Pod: cp, Reason: err.Error()})
 					pods = append(pods, cp)

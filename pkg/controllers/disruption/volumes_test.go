@@ -7,9 +7,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
@@ -137,3 +139,30 @@ func TestConsolidationKeepsAZonalDisksPodInItsZone(t *testing.T) {
 // not confine where the pod can go: the large machine a, under-used, must be
 // replaced by a small one (the same holds for drift, which is refused the
 // same way).
+
+// A generic ephemeral volume goes with its pod: the copy a move makes gets a
+// claim of its own. A node-local scratch volume (local-path) pinned the pod
+// to its node, so the node was never consolidated, drifted or replaced.
+func TestEphemeralVolumeDoesNotPinAMovedPod(t *testing.T) {
+	wffc := storagev1.VolumeBindingWaitForFirstConsumer
+	sc := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: "local-path"}, Provisioner: "rancher.io/local-path", VolumeBindingMode: &wffc}
+	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pvc-123"}, Spec: corev1.PersistentVolumeSpec{
+		StorageClassName:       "local-path",
+		PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/opt/local-path-provisioner/pvc-123"}},
+		NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{
+			{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: v1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}}}}}}}}}
+	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "worker-scratch",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: "worker", UID: "uid-worker", Controller: ptr.To(true)}}},
+		Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: ptr.To("local-path"), VolumeName: pv.Name}}
+	c, n := machine("a", "p", zonedCatalog()[0], v1.CapacityTypeOnDemand, start)
+	e := zonedEnv(t, pool("p"), c, n, sc, pv, pvc)
+	mustT(t, e.client.Create(context.Background(), pod("worker", "a", "1", ownedBy("ReplicaSet"), func(p *corev1.Pod) {
+		p.Spec.Volumes = []corev1.Volume{{Name: "scratch", VolumeSource: corev1.VolumeSource{Ephemeral: &corev1.EphemeralVolumeSource{
+			VolumeClaimTemplate: &corev1.PersistentVolumeClaimTemplate{Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: ptr.To("local-path")}}}}}}
+	})))
+	e.pass(t)
+	e.validate(t)
+	if got := e.claims(t); len(got) != 2 {
+		t.Fatalf("claims %v: machine a (large, one 1-CPU pod) was not replaced; refused: %v", got, eventsWith(e.recorder, ""))
+	}
+}
