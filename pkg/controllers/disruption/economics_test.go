@@ -12,7 +12,9 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/commitments"
 	"github.com/stowage-k8s/stowage/pkg/solver"
+	"github.com/stowage-k8s/stowage/pkg/utils/cloudtest"
 )
 
 // Consolidation's economics: what a node costs, what its replacement may
@@ -192,5 +194,48 @@ func TestWhatIfLeavesAReplacementsRoomToItsPredecessorsPods(t *testing.T) {
 		if b.NodeName == "r" {
 			t.Errorf("consolidation = %q moves %s onto r, whose room is promised to a's pod (15 CPUs of 16)", cmd, b.Pod.Name)
 		}
+	}
+}
+
+// Two consolidation commands of one pass spend the same Reserved Instance.
+// The RI pays for one "l" machine and none runs. Nodes a and b ("m" spot at
+// $0.40/h, one 7-CPU pod each; two such pods do not fit one "l") are each
+// replaced by an "l": the first on the covered offering ($0.0001/h), the
+// second, decided in the same pass on top of the first, is offered the same
+// coverage again (the pass prices types once and the overlay does not spend
+// commitments). The second replacement is really billed at list, $0.80/h,
+// twice what b costs.
+func TestCommitmentNotSpentTwiceInOnePass(t *testing.T) {
+	now := start.Add(time.Hour)
+	cat := []*cloudprovider.InstanceType{
+		instanceType("m", "8", "32Gi", 0, map[string]float64{v1.CapacityTypeSpot: 0.40, v1.CapacityTypeOnDemand: 1.00}),
+		instanceType("l", "12", "48Gi", 0, map[string]float64{v1.CapacityTypeOnDemand: 0.80}),
+	}
+	ca, na := machine("a", "p", cat[0], v1.CapacityTypeSpot, start)
+	cb, nb := machine("b", "p", cat[0], v1.CapacityTypeSpot, start)
+	ri := &v1.Commitment{ObjectMeta: metav1.ObjectMeta{Name: "ri"}, Spec: v1.CommitmentSpec{
+		Type: v1.CommitmentReservedInstances, Count: ptr.To(int32(1)),
+		Requirements: []v1.NodeSelectorRequirementWithMinValues{{
+			Key: v1.LabelInstanceType, Operator: corev1.NodeSelectorOpIn, Values: []string{"l"}}},
+	}}
+	kube := cloudtest.NewClientBuilder().WithObjects(ri, ca.DeepCopy(), cb.DeepCopy()).Build()
+	pricer := commitments.NewPricer(&fakeCloud{types: cat}, kube, nil)
+	pods := []*corev1.Pod{pod("a0", "a", "7"), pod("b0", "b", "7")}
+	st := stateOf(now, []*v1.NodePool{pool("p")}, []*v1.NodeClaim{ca, cb}, []*corev1.Node{na, nb}, pods, nil)
+	e := economicsEval(st, realSolver(), pricer)
+	cmds, err := Consolidation{}.ComputeCommands(context.Background(), e, BuildCandidates(st, nil))
+	mustT(t, err)
+	covered := 0
+	var got []string
+	for _, cmd := range cmds {
+		got = append(got, cmd.String())
+		for _, r := range cmd.Replacements {
+			if r.Choices[0].Offering.Commitment != "" {
+				covered++
+			}
+		}
+	}
+	if covered > 1 {
+		t.Errorf("commands %q put %d replacements on a commitment that covers one machine", got, covered)
 	}
 }

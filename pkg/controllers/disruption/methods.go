@@ -198,6 +198,13 @@ func (e *Evaluation) Reserve(cmd Command) {
 		e.taken[c.Pool.Name]++
 	}
 	e.overlay.Add(cmd)
+	spent := map[string]float64{}
+	for _, r := range cmd.Replacements {
+		if len(r.Choices) > 0 && r.Choices[0].Offering.Commitment != "" {
+			spent[r.Choices[0].Offering.Commitment] += r.Choices[0].Offering.CommitmentCost
+		}
+	}
+	e.State.SpendCommitments(spent)
 }
 
 // simulate is a what-if on top of the commands decided so far.

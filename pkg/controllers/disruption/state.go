@@ -3,6 +3,7 @@ package disruption
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -213,6 +214,36 @@ func (st *ClusterState) InstanceTypes(ctx context.Context, cloud InstanceTyper, 
 	}
 	st.types[pool.Name] = its
 	return its, nil
+}
+
+// SpendCommitments takes what a decided command's new machines draw on
+// commitments (by name) out of the pass's prices, so later what-ifs of the
+// pass see the coverage left: two commands once each put a replacement on a
+// Reserved Instance that covers one machine.
+func (st *ClusterState) SpendCommitments(spent map[string]float64) {
+	if len(spent) == 0 {
+		return
+	}
+	st.typesMu.Lock()
+	defer st.typesMu.Unlock()
+	draws := func(o cloudprovider.Offering) bool { return o.Commitment != "" && spent[o.Commitment] > 0 }
+	for pool, its := range st.types {
+		out := slices.Clone(its)
+		for i, it := range its {
+			if !slices.ContainsFunc(it.Offerings, draws) {
+				continue
+			}
+			cp := *it
+			cp.Offerings = slices.Clone(it.Offerings)
+			for j := range cp.Offerings {
+				if o := &cp.Offerings[j]; draws(*o) {
+					o.CommitmentLeft = max(o.CommitmentLeft-spent[o.Commitment], 0)
+				}
+			}
+			out[i] = &cp
+		}
+		st.types[pool] = out
+	}
 }
 
 // SolverTypes is the solver's type cache for this state's what-ifs: the
