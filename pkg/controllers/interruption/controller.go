@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -107,7 +106,11 @@ type interruption struct {
 	// its deadline, and the plan is tried again every replanEvery.
 	planned  bool
 	replanAt time.Time
-	acks     []func(context.Context) error
+	// warned is set once the node is cordoned and its pods told; until
+	// then progressOne tries again (a failed patch, or a leader that died
+	// after marking the claim, left them undone).
+	warned bool
+	acks   []func(context.Context) error
 }
 
 // replanEvery spaces the attempts to plan the replacement of an
@@ -419,20 +422,9 @@ func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEv
 	}
 	c.track(t)
 	c.recorded(ctx, t)
-	node, err := claims.NodeFor(ctx, c.client, claim)
+	node, pods, err := c.cordonAndWarn(ctx, claim, t)
 	if err != nil {
 		return err
-	}
-	var pods []*corev1.Pod
-	if node != nil {
-		if err := disruption.Taint(ctx, c.client, node); err != nil {
-			return err
-		}
-		actionsTotal.WithLabelValues(string(ev.Kind), "cordon").Inc()
-		c.events.interrupted(claim, node, annotationValue(t.kind, t.deadline))
-		if pods, err = c.warnPods(ctx, node, t); err != nil {
-			return err
-		}
 	}
 	// Replacements already in flight for this claim (a previous leader's,
 	// or a disruption command's) are adopted, not bought again.
@@ -459,6 +451,29 @@ func (c *Controller) recorded(ctx context.Context, t *interruption) {
 		return
 	}
 	t.acks = nil
+}
+
+// cordonAndWarn taints the claim's node and tells its pods about t, once;
+// it returns the node (nil before it registers) and the pods to move.
+func (c *Controller) cordonAndWarn(ctx context.Context, claim *v1.NodeClaim, t *interruption) (*corev1.Node, []*corev1.Pod, error) {
+	node, err := claims.NodeFor(ctx, c.client, claim)
+	if err != nil || node == nil {
+		return node, nil, err
+	}
+	if err := disruption.Taint(ctx, c.client, node); err != nil {
+		return nil, nil, err
+	}
+	value := annotationValue(t.kind, t.deadline)
+	if !t.warned {
+		actionsTotal.WithLabelValues(string(t.kind), "cordon").Inc()
+		c.events.interrupted(claim, node, value)
+	}
+	pods, err := c.warnPods(ctx, node, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	t.warned = true
+	return node, pods, nil
 }
 
 // warnNode tells the pods on the claim's node about t, if it has a node.
@@ -511,13 +526,15 @@ func (c *Controller) Progress(ctx context.Context) error {
 	if err := c.client.List(ctx, list); err != nil {
 		return fmt.Errorf("listing nodeclaims: %w", err)
 	}
-	replacements := map[string][]string{}
+	// Claims in flight by what they replace: "interruption/<claim>" for
+	// this controller's, a command's ID for a disruption command's.
+	byFor := map[string][]string{}
 	exists := make(map[string]bool, len(list.Items))
 	for i := range list.Items {
 		claim := &list.Items[i]
 		exists[claim.Name] = true
-		if of := claim.Annotations[disruption.AnnotationReplacementFor]; strings.HasPrefix(of, replacementPrefix) && claim.DeletionTimestamp == nil {
-			replacements[strings.TrimPrefix(of, replacementPrefix)] = append(replacements[strings.TrimPrefix(of, replacementPrefix)], claim.Name)
+		if of := claim.Annotations[disruption.AnnotationReplacementFor]; of != "" && claim.DeletionTimestamp == nil {
+			byFor[of] = append(byFor[of], claim.Name)
 		}
 	}
 	for i := range list.Items {
@@ -526,10 +543,21 @@ func (c *Controller) Progress(ctx context.Context) error {
 			!conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted) {
 			continue
 		}
-		// Left by an earlier leader: its replacements are found by their annotation.
+		// Left by an earlier leader: its replacements are found by their
+		// annotation, its own or those of a disruption command the claim is
+		// part of (as Handle adopts them); the wait for a hint's
+		// replacement runs from when the claim was marked, not from now.
 		kind, deadline := parseAnnotation(claim.Annotations[v1.AnnotationInterruption])
-		c.adopt(&interruption{claim: claim.Name, kind: kind, deadline: deadline, received: now,
-			replacements: replacements[claim.Name], planned: len(replacements[claim.Name]) > 0})
+		replacements := byFor[replacementPrefix+claim.Name]
+		for _, id := range disruption.ReplacedBy(claim) {
+			replacements = append(replacements, byFor[id]...)
+		}
+		received := now
+		if cond := conditions.Get(claim.Status.Conditions, v1.ConditionInterrupted); cond != nil && !cond.LastTransitionTime.IsZero() {
+			received = cond.LastTransitionTime.Time
+		}
+		c.adopt(&interruption{claim: claim.Name, kind: kind, deadline: deadline, received: received,
+			replacements: replacements, planned: len(replacements) > 0})
 	}
 	c.pruneLocks(exists)
 	c.mu.Lock()
@@ -563,6 +591,11 @@ func (c *Controller) progressOne(ctx context.Context, now time.Time, t *interrup
 	if claim.DeletionTimestamp != nil {
 		c.forget(t.claim)
 		return ackAll(ctx, t.acks)
+	}
+	if !t.warned {
+		if _, _, err := c.cordonAndWarn(ctx, claim, t); err != nil {
+			return err
+		}
 	}
 	if err := c.dropGone(ctx, t); err != nil {
 		return err

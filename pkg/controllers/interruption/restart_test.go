@@ -1,0 +1,194 @@
+package interruption
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
+	"github.com/stowage-k8s/stowage/pkg/controllers/disruption"
+	"github.com/stowage-k8s/stowage/pkg/solver"
+)
+
+// The leader dies right after it marked the claim Interrupted (and so
+// acknowledged the event) but before it tainted the node and told the pods.
+// The queue will not deliver the event again. The new leader adopts the
+// claim from its mark, but must still cordon the node and warn the pods so a
+// training job checkpoints before the reclaim.
+func TestInterruptionAdoptedAfterACrashCordonsAndWarns(t *testing.T) {
+	deadline := start.Add(10 * time.Minute)
+	e := newEnv(t, 1)
+	// Old leader: every Node patch and Pod patch fails from here on (it died
+	// after markInterrupted).
+	dead := interceptor.Funcs{Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
+		switch obj.(type) {
+		case *corev1.Node, *corev1.Pod:
+			return errors.New("leader killed")
+		}
+		return c.Patch(ctx, obj, p, opts...)
+	}}
+	oldClient := interceptor.NewClient(e.client.(client.WithWatch), dead)
+	old := NewController(Deps{Client: oldClient, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
+		Clock: e.clock, Recorder: e.recorder})
+	if err := old.Handle(context.Background(), e.event(cloudprovider.InterruptionSpotReclaim, deadline)); err == nil {
+		t.Fatal("old leader's Handle succeeded; the crash was not simulated")
+	}
+	if e.acks.Load() != 1 {
+		t.Fatalf("acks = %d; the event should already be acknowledged once the claim was marked", e.acks.Load())
+	}
+	claim := &v1.NodeClaim{}
+	if err := e.client.Get(context.Background(), client.ObjectKey{Name: "c1"}, claim); err != nil {
+		t.Fatal(err)
+	}
+	if claim.Annotations[v1.AnnotationInterruption] == "" {
+		t.Fatal("claim not marked")
+	}
+
+	// New leader, same API state; the cloud does not send the event again.
+	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
+		Clock: e.clock, Recorder: e.recorder})
+	e.progress(t)
+	e.clock.Step(time.Minute)
+	e.progress(t)
+
+	node := &corev1.Node{}
+	if err := e.client.Get(context.Background(), client.ObjectKey{Name: "n1"}, node); err != nil {
+		t.Fatal(err)
+	}
+	tainted := false
+	for _, tn := range node.Spec.Taints {
+		if tn.Key == v1.DisruptedTaintKey {
+			tainted = true
+		}
+	}
+	pod := &corev1.Pod{}
+	if err := e.client.Get(context.Background(), client.ObjectKey{Namespace: "ml", Name: "train-a"}, pod); err != nil {
+		t.Fatal(err)
+	}
+	if !tainted {
+		t.Errorf("node n1 of the interrupted claim is not cordoned by the new leader: new pods keep landing on a machine being reclaimed")
+	}
+	if pod.Annotations[v1.AnnotationInterruption] == "" {
+		t.Errorf("pod ml/train-a was never told of the reclaim (no %s annotation): it cannot checkpoint", v1.AnnotationInterruption)
+	}
+}
+
+// The claim is a candidate of a drift command whose replacement is in
+// flight when the cloud interrupts it. The first leader adopts the
+// command's replacement (TestInterruptionAdoptsADisruptionCommandsReplacement);
+// after a leader change the new leader adopts the Interrupted claim from its
+// mark, but looks only for "interruption/<claim>" replacements, finds none,
+// and buys a second machine for the same pods.
+func TestNewLeaderAdoptsADisruptionCommandsReplacement(t *testing.T) {
+	e := newEnv(t, 1, func(c *v1.NodeClaim) {
+		c.Annotations = map[string]string{disruption.AnnotationCommand: `{"id":"c1-1","method":"replace","reason":"Drifted","replacements":1}`}
+	})
+	ctx := context.Background()
+	pool, claim := &v1.NodePool{}, &v1.NodeClaim{}
+	e.get(t, pool, client.ObjectKey{Name: "p"})
+	e.get(t, claim, client.ObjectKey{Name: "c1"})
+	pod := &corev1.Pod{}
+	e.get(t, pod, client.ObjectKey{Namespace: "ml", Name: "train-a"})
+	plan, _ := oneNode(ctx, &solver.Snapshot{Pods: []*corev1.Pod{pod}})
+	r, err := disruption.ReplacementClaim(pool, plan.NewNodes[0], claim, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Name = "drift-replacement"
+	r.Annotations[disruption.AnnotationReplacementFor] = "c1-1"
+	if err := e.client.Create(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ctrl.Handle(ctx, e.event(cloudprovider.InterruptionScheduledMaintenance, start.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.replacements(t); len(got) != 1 {
+		t.Fatalf("before the restart: claims replacing c1 = %v, want only the drift replacement", got)
+	}
+
+	// The leader changes.
+	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
+		Clock: e.clock, Recorder: e.recorder})
+	e.progress(t)
+	e.clock.Step(time.Minute)
+	e.progress(t)
+	if got := e.replacements(t); len(got) != 1 || got[0] != "drift-replacement" {
+		t.Errorf("after a leader change: claims replacing c1 = %v, want only the drift replacement (a second machine was bought for the same pods)", got)
+	}
+}
+
+// Same gap without a crash: the first attempt marks the claim and tracks
+// it, then the cordon fails (an API server timeout). The event is handled
+// again after the backoff, but the retry finds the claim tracked and only
+// checks progress: the node is never cordoned and the pods never told.
+func TestRetriedEventCordonsAndWarns(t *testing.T) {
+	deadline := start.Add(10 * time.Minute)
+	e := newEnv(t, 1)
+	var failed bool
+	flaky := interceptor.NewClient(e.client.(client.WithWatch), interceptor.Funcs{
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, opts ...client.PatchOption) error {
+			if _, ok := obj.(*corev1.Node); ok && !failed {
+				failed = true
+				return errors.New("injected: API server timeout")
+			}
+			return c.Patch(ctx, obj, p, opts...)
+		}})
+	e.ctrl = NewController(Deps{Client: flaky, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
+		Clock: e.clock, Recorder: e.recorder})
+	ev := e.event(cloudprovider.InterruptionSpotReclaim, deadline)
+	if err := e.ctrl.Handle(context.Background(), ev); err == nil {
+		t.Fatal("the injected failure was not hit")
+	}
+	// retryLater hands the same event back.
+	if err := e.ctrl.Handle(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	e.progress(t)
+	node := &corev1.Node{}
+	e.get(t, node, client.ObjectKey{Name: "n1"})
+	tainted := false
+	for _, tn := range node.Spec.Taints {
+		tainted = tainted || tn.Key == v1.DisruptedTaintKey
+	}
+	pod := &corev1.Pod{}
+	e.get(t, pod, client.ObjectKey{Namespace: "ml", Name: "train-a"})
+	if !tainted {
+		t.Error("node n1 is not cordoned after the event was handled again")
+	}
+	if pod.Annotations[v1.AnnotationInterruption] == "" {
+		t.Error("pod ml/train-a was never told of the reclaim")
+	}
+}
+
+// A rebalance hint has no deadline: the node is drained once its
+// replacement is Ready, or HintTimeout after the hint at the latest. A new
+// leader counts that timeout from when it adopted the claim, not from when
+// the hint came (the claim's Interrupted condition says when), so every
+// leader change restarts the 10 minutes.
+func TestHintTimeoutSurvivesALeaderChange(t *testing.T) {
+	e := newEnv(t, 1)
+	if err := e.ctrl.Handle(context.Background(), e.event(cloudprovider.InterruptionRebalanceHint, time.Time{})); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Step(DefaultHintTimeout - time.Minute)
+	e.progress(t)
+	if e.claimGone(t) {
+		t.Fatal("drained before HintTimeout (setup)")
+	}
+	// The leader changes one minute before the timeout.
+	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
+		Clock: e.clock, Recorder: e.recorder})
+	e.progress(t)
+	e.clock.Step(time.Minute)
+	e.progress(t)
+	if !e.claimGone(t) {
+		t.Errorf("hint received %s ago, replacement not Ready: not drained after HintTimeout %s because the new leader restarted the wait",
+			e.clock.Since(start), DefaultHintTimeout)
+	}
+}
