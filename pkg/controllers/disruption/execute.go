@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -295,6 +296,16 @@ func (c *Controller) resume(ctx context.Context, st *ClusterState) {
 		}
 	}
 	for id, p := range found {
+		untainted := slices.ContainsFunc(p.cmd.Candidates, func(c *Candidate) bool { return c.Node != nil && !hasDisruptedTaint(c.Node) })
+		if untainted {
+			// The earlier leader stopped while starting it: pods may have
+			// landed on the untainted node since, and nothing was checked
+			// again. Rolled back; a later pass decides afresh.
+			if err := c.abandon(ctx, p, "a candidate was never tainted: an earlier leader stopped while starting it"); err != nil {
+				log.FromContext(ctx).Error(err, "abandoning a disruption found after a restart", "command", id)
+			}
+			continue
+		}
 		if len(p.replacements) < p.rec.Replacements {
 			why := fmt.Sprintf("found %d of its %d replacements after a restart", len(p.replacements), p.rec.Replacements)
 			if err := c.abandon(ctx, p, why); err != nil {
