@@ -18,6 +18,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -274,8 +276,24 @@ func (c *Controller) provide(ctx context.Context, pr *provreqv1.ProvisioningRequ
 		}
 	}
 	c.mu.Lock()
-	ph, claims := e.phase, append([]string(nil), e.claims...)
+	ph, claims, fresh := e.phase, append([]string(nil), e.claims...), e.demand.Pods == nil
 	c.mu.Unlock()
+	if ph == phaseWanted && fresh && buying(pr) {
+		// An earlier leader was buying its machines: take them up again,
+		// booked for its pods, rather than plan it afresh onto them as if
+		// they were free (and call it provisioned before they launch).
+		booked, err := c.rebook(ctx, pr)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if len(booked) > 0 {
+			claims = slices.Sorted(maps.Keys(booked))
+			ph = phaseBuying
+			c.mu.Lock()
+			e.phase, e.claims = ph, claims
+			c.mu.Unlock()
+		}
+	}
 	switch ph {
 	case phaseBuying:
 		return c.watchLaunches(ctx, pr, e, claims)
@@ -304,6 +322,13 @@ func (c *Controller) provide(ctx context.Context, pr *provreqv1.ProvisioningRequ
 		c.trigger.Trigger()
 	}
 	return reconcile.Result{RequeueAfter: recheck}, nil
+}
+
+// buying reports whether the request's status says its machines are being
+// bought.
+func buying(pr *provreqv1.ProvisioningRequest) bool {
+	cond := conditions.Get(pr.Status.Conditions, provreqv1.Provisioned)
+	return cond != nil && cond.Status == metav1.ConditionFalse && cond.Reason == ReasonProvisioning
 }
 
 // apply writes a pass's outcome. done means the request needs nothing more
