@@ -87,8 +87,7 @@ func newEnv(t *testing.T, pods int, mutate ...func(*v1.NodeClaim)) *env {
 		})
 	}
 	e.client = cloudtest.NewClientBuilder().WithObjects(objs...).Build()
-	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
-		Clock: e.clock, Recorder: e.recorder})
+	e.newLeader()
 	return e
 }
 
@@ -316,8 +315,7 @@ func TestAdoptedInterruptionWaitsForItsReplacement(t *testing.T) {
 		t.Fatalf("replacements = %v, want one", repl)
 	}
 	// The leader changes.
-	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
-		Clock: e.clock, Recorder: e.recorder})
+	e.newLeader()
 	e.progress(t)
 	if e.claimGone(t) {
 		t.Fatal("the new leader drained before the replacement was Ready")
@@ -404,8 +402,12 @@ func TestEventsAreHandledConcurrently(t *testing.T) {
 
 // newLeader replaces the controller, as a leader change does: nothing is
 // tracked in memory.
-func (e *env) newLeader() {
-	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
+func (e *env) newLeader() { e.ctrl = e.controllerOn(e.client) }
+
+// controllerOn is a controller of the env's cloud and clock on client (one
+// that fails some writes, say).
+func (e *env) controllerOn(c client.Client) *Controller {
+	return NewController(Deps{Client: c, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
 		Clock: e.clock, Recorder: e.recorder})
 }
 
@@ -537,25 +539,8 @@ func TestReclaimAfterAHintIsRecorded(t *testing.T) {
 // The claim is already being replaced by a disruption command (drift) when
 // the cloud interrupts it: the command's replacement is adopted.
 func TestInterruptionAdoptsADisruptionCommandsReplacement(t *testing.T) {
-	e := newEnv(t, 1, func(c *v1.NodeClaim) {
-		c.Annotations = map[string]string{disruption.AnnotationCommand: `{"id":"c1-1","method":"replace","reason":"Drifted","replacements":1}`}
-	})
+	e := driftInFlight(t)
 	ctx := context.Background()
-	pool, claim := &v1.NodePool{}, &v1.NodeClaim{}
-	e.get(t, pool, client.ObjectKey{Name: "p"})
-	e.get(t, claim, client.ObjectKey{Name: "c1"})
-	pod := &corev1.Pod{}
-	e.get(t, pod, client.ObjectKey{Namespace: "ml", Name: "train-a"})
-	plan, _ := oneNode(ctx, &solver.Snapshot{Pods: []*corev1.Pod{pod}})
-	r, err := disruption.ReplacementClaim(pool, plan.NewNodes[0], claim, start)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Name = "drift-replacement"
-	r.Annotations[disruption.AnnotationReplacementFor] = "c1-1"
-	if err := e.client.Create(ctx, r); err != nil {
-		t.Fatal(err)
-	}
 	if err := e.ctrl.Handle(ctx, e.event(cloudprovider.InterruptionScheduledMaintenance, start.Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
@@ -746,4 +731,30 @@ func (e *env) run(t *testing.T, c client.Client, ev cloudprovider.InterruptionEv
 			t.Errorf("Start: %v", err)
 		}
 	}
+}
+
+// driftInFlight is an env whose claim c1 is the candidate of a drift
+// command (c1-1) with its replacement, drift-replacement, launching.
+func driftInFlight(t *testing.T) *env {
+	t.Helper()
+	e := newEnv(t, 1, func(c *v1.NodeClaim) {
+		c.Annotations = map[string]string{disruption.AnnotationCommand: `{"id":"c1-1","method":"replace","reason":"Drifted","replacements":1}`}
+	})
+	ctx := context.Background()
+	pool, claim := &v1.NodePool{}, &v1.NodeClaim{}
+	e.get(t, pool, client.ObjectKey{Name: "p"})
+	e.get(t, claim, client.ObjectKey{Name: "c1"})
+	pod := &corev1.Pod{}
+	e.get(t, pod, client.ObjectKey{Namespace: "ml", Name: "train-a"})
+	plan, _ := oneNode(ctx, &solver.Snapshot{Pods: []*corev1.Pod{pod}})
+	r, err := disruption.ReplacementClaim(pool, plan.NewNodes[0], claim, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Name = "drift-replacement"
+	r.Annotations[disruption.AnnotationReplacementFor] = "c1-1"
+	if err := e.client.Create(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	return e
 }

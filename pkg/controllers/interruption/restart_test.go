@@ -3,6 +3,7 @@ package interruption
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,8 +13,6 @@ import (
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
-	"github.com/stowage-k8s/stowage/pkg/controllers/disruption"
-	"github.com/stowage-k8s/stowage/pkg/solver"
 )
 
 // The leader dies right after it marked the claim Interrupted (and so
@@ -34,8 +33,7 @@ func TestInterruptionAdoptedAfterACrashCordonsAndWarns(t *testing.T) {
 		return c.Patch(ctx, obj, p, opts...)
 	}}
 	oldClient := interceptor.NewClient(e.client.(client.WithWatch), dead)
-	old := NewController(Deps{Client: oldClient, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
-		Clock: e.clock, Recorder: e.recorder})
+	old := e.controllerOn(oldClient)
 	if err := old.Handle(context.Background(), e.event(cloudprovider.InterruptionSpotReclaim, deadline)); err == nil {
 		t.Fatal("old leader's Handle succeeded; the crash was not simulated")
 	}
@@ -51,32 +49,12 @@ func TestInterruptionAdoptedAfterACrashCordonsAndWarns(t *testing.T) {
 	}
 
 	// New leader, same API state; the cloud does not send the event again.
-	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
-		Clock: e.clock, Recorder: e.recorder})
+	e.newLeader()
 	e.progress(t)
 	e.clock.Step(time.Minute)
 	e.progress(t)
 
-	node := &corev1.Node{}
-	if err := e.client.Get(context.Background(), client.ObjectKey{Name: "n1"}, node); err != nil {
-		t.Fatal(err)
-	}
-	tainted := false
-	for _, tn := range node.Spec.Taints {
-		if tn.Key == v1.DisruptedTaintKey {
-			tainted = true
-		}
-	}
-	pod := &corev1.Pod{}
-	if err := e.client.Get(context.Background(), client.ObjectKey{Namespace: "ml", Name: "train-a"}, pod); err != nil {
-		t.Fatal(err)
-	}
-	if !tainted {
-		t.Errorf("node n1 of the interrupted claim is not cordoned by the new leader: new pods keep landing on a machine being reclaimed")
-	}
-	if pod.Annotations[v1.AnnotationInterruption] == "" {
-		t.Errorf("pod ml/train-a was never told of the reclaim (no %s annotation): it cannot checkpoint", v1.AnnotationInterruption)
-	}
+	e.cordonedAndWarned(t)
 }
 
 // The claim is a candidate of a drift command whose replacement is in
@@ -86,25 +64,8 @@ func TestInterruptionAdoptedAfterACrashCordonsAndWarns(t *testing.T) {
 // mark, but looks only for "interruption/<claim>" replacements, finds none,
 // and buys a second machine for the same pods.
 func TestNewLeaderAdoptsADisruptionCommandsReplacement(t *testing.T) {
-	e := newEnv(t, 1, func(c *v1.NodeClaim) {
-		c.Annotations = map[string]string{disruption.AnnotationCommand: `{"id":"c1-1","method":"replace","reason":"Drifted","replacements":1}`}
-	})
+	e := driftInFlight(t)
 	ctx := context.Background()
-	pool, claim := &v1.NodePool{}, &v1.NodeClaim{}
-	e.get(t, pool, client.ObjectKey{Name: "p"})
-	e.get(t, claim, client.ObjectKey{Name: "c1"})
-	pod := &corev1.Pod{}
-	e.get(t, pod, client.ObjectKey{Namespace: "ml", Name: "train-a"})
-	plan, _ := oneNode(ctx, &solver.Snapshot{Pods: []*corev1.Pod{pod}})
-	r, err := disruption.ReplacementClaim(pool, plan.NewNodes[0], claim, start)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Name = "drift-replacement"
-	r.Annotations[disruption.AnnotationReplacementFor] = "c1-1"
-	if err := e.client.Create(ctx, r); err != nil {
-		t.Fatal(err)
-	}
 	if err := e.ctrl.Handle(ctx, e.event(cloudprovider.InterruptionScheduledMaintenance, start.Add(time.Hour))); err != nil {
 		t.Fatal(err)
 	}
@@ -113,8 +74,7 @@ func TestNewLeaderAdoptsADisruptionCommandsReplacement(t *testing.T) {
 	}
 
 	// The leader changes.
-	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
-		Clock: e.clock, Recorder: e.recorder})
+	e.newLeader()
 	e.progress(t)
 	e.clock.Step(time.Minute)
 	e.progress(t)
@@ -139,8 +99,7 @@ func TestRetriedEventCordonsAndWarns(t *testing.T) {
 			}
 			return c.Patch(ctx, obj, p, opts...)
 		}})
-	e.ctrl = NewController(Deps{Client: flaky, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
-		Clock: e.clock, Recorder: e.recorder})
+	e.ctrl = e.controllerOn(flaky)
 	ev := e.event(cloudprovider.InterruptionSpotReclaim, deadline)
 	if err := e.ctrl.Handle(context.Background(), ev); err == nil {
 		t.Fatal("the injected failure was not hit")
@@ -150,21 +109,25 @@ func TestRetriedEventCordonsAndWarns(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.progress(t)
+	e.cordonedAndWarned(t)
+}
+
+// cordonedAndWarned checks that the interrupted node n1 is tainted, so no new
+// pod lands on it, and that its pod was told, so it can checkpoint.
+func (e *env) cordonedAndWarned(t *testing.T) {
+	t.Helper()
 	node := &corev1.Node{}
 	e.get(t, node, client.ObjectKey{Name: "n1"})
-	tainted := false
-	for _, tn := range node.Spec.Taints {
-		tainted = tainted || tn.Key == v1.DisruptedTaintKey
+	if !slices.ContainsFunc(node.Spec.Taints, func(tn corev1.Taint) bool { return tn.Key == v1.DisruptedTaintKey }) {
+		t.Error("node n1 of the interrupted claim is not cordoned: new pods keep landing on a machine being reclaimed")
 	}
 	pod := &corev1.Pod{}
 	e.get(t, pod, client.ObjectKey{Namespace: "ml", Name: "train-a"})
-	if !tainted {
-		t.Error("node n1 is not cordoned after the event was handled again")
-	}
 	if pod.Annotations[v1.AnnotationInterruption] == "" {
-		t.Error("pod ml/train-a was never told of the reclaim")
+		t.Errorf("pod ml/train-a was never told of the reclaim (no %s annotation): it cannot checkpoint", v1.AnnotationInterruption)
 	}
 }
+
 
 // A rebalance hint has no deadline: the node is drained once its
 // replacement is Ready, or HintTimeout after the hint at the latest. A new
@@ -182,8 +145,7 @@ func TestHintTimeoutSurvivesALeaderChange(t *testing.T) {
 		t.Fatal("drained before HintTimeout (setup)")
 	}
 	// The leader changes one minute before the timeout.
-	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: oneType{}, Solver: disruption.SolverFunc(oneNode),
-		Clock: e.clock, Recorder: e.recorder})
+	e.newLeader()
 	e.progress(t)
 	e.clock.Step(time.Minute)
 	e.progress(t)
