@@ -128,7 +128,6 @@ func (e *env) cordonedAndWarned(t *testing.T) {
 	}
 }
 
-
 // A rebalance hint has no deadline: the node is drained once its
 // replacement is Ready, or HintTimeout after the hint at the latest. A new
 // leader counts that timeout from when it adopted the claim, not from when
