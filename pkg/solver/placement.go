@@ -11,6 +11,19 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
 )
 
+// podGangs maps each pending pod of a gang to the gang's name.
+func (m *model) podGangs() map[*corev1.Pod]string {
+	out := map[*corev1.Pod]string{}
+	for _, s := range m.shapes[:m.pending] {
+		if s.gang != "" {
+			for _, p := range s.pods {
+				out[p] = s.gang
+			}
+		}
+	}
+	return out
+}
+
 // keepGangsWhole withdraws each gang that the finished plan holds only in
 // part. Packing places a gang all-or-nothing, but a node can still fall out
 // when the plan is finished (its pool's minValues cannot be met, a
@@ -18,15 +31,7 @@ import (
 // the rest would start half a training job. The withdrawn pods are reported
 // unschedulable with the reason of the first that was, and nodes left empty
 // are dropped.
-func (m *model) keepGangsWhole(plan *Plan) {
-	gangOf := map[*corev1.Pod]string{}
-	for _, s := range m.shapes[:m.pending] {
-		if s.gang != "" {
-			for _, p := range s.pods {
-				gangOf[p] = s.gang
-			}
-		}
-	}
+func keepGangsWhole(plan *Plan, gangOf map[*corev1.Pod]string) {
 	why := map[string]string{}
 	for _, u := range plan.Unschedulable {
 		if g := gangOf[u.Pod]; g != "" && why[g] == "" {
@@ -79,16 +84,7 @@ func (m *model) keepGangsWhole(plan *Plan) {
 // whose first choices can all share a placement domain gets a placement
 // group: its nodes keep only choices that can join it, so a launch-time
 // fallback never places half a gang outside the domain.
-func (m *model) assignGangs(nodes []*NewNode) {
-	gangOf := map[*corev1.Pod]string{}
-	for _, s := range m.shapes[:m.pending] {
-		if s.gang == "" {
-			continue
-		}
-		for _, p := range s.pods {
-			gangOf[p] = s.gang
-		}
-	}
+func assignGangs(nodes []*NewNode, gangOf map[*corev1.Pod]string) {
 	if len(gangOf) == 0 {
 		return
 	}

@@ -308,8 +308,9 @@ func solve(ctx context.Context, snap *Snapshot, o options) (*Plan, error) {
 			return nil, err
 		}
 	}
-	m.keepGangsWhole(plan)
-	m.assignGangs(plan.NewNodes)
+	gangOf := m.podGangs()
+	keepGangsWhole(plan, gangOf)
+	assignGangs(plan.NewNodes, gangOf)
 	var boundStart time.Time
 	if o.stats != nil {
 		boundStart = time.Now()
