@@ -16,14 +16,8 @@ import (
 // restartPolicy Always) count, as in the scheduler.
 func HostPorts(pod *corev1.Pod) []string {
 	var out []string
-	containers := slices.Clone(pod.Spec.Containers)
-	for _, c := range pod.Spec.InitContainers {
-		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			containers = append(containers, c)
-		}
-	}
-	for i := range containers {
-		for _, p := range containers[i].Ports {
+	add := func(c *corev1.Container) {
+		for _, p := range c.Ports {
 			if p.HostPort <= 0 {
 				continue
 			}
@@ -32,6 +26,14 @@ func HostPorts(pod *corev1.Pod) []string {
 				proto = corev1.ProtocolTCP
 			}
 			out = append(out, string(proto)+"/"+strconv.Itoa(int(p.HostPort)))
+		}
+	}
+	for i := range pod.Spec.Containers {
+		add(&pod.Spec.Containers[i])
+	}
+	for i := range pod.Spec.InitContainers {
+		if isSidecar(&pod.Spec.InitContainers[i]) {
+			add(&pod.Spec.InitContainers[i])
 		}
 	}
 	slices.Sort(out)

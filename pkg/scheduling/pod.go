@@ -21,7 +21,7 @@ func PodRequests(pod *corev1.Pod) Resources {
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]
 		req := containerRequests(c)
-		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+		if isSidecar(c) {
 			sidecars = sidecars.Add(req)
 			initPeak = initPeak.Max(sidecars)
 			continue
@@ -45,6 +45,12 @@ func PodRequests(pod *corev1.Pod) Resources {
 	out = out.Add(FromList(pod.Spec.Overhead))
 	out.Fixed[SlotPods]++
 	return out
+}
+
+// isSidecar reports whether an init container keeps running beside the
+// pod's containers (restartPolicy Always).
+func isSidecar(c *corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
 }
 
 // Finished reports whether a pod succeeded or failed: it takes no room on
