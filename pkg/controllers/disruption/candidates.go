@@ -127,14 +127,17 @@ func BuildCandidates(st *ClusterState, nominated Nominations) []*Candidate {
 // replacingSomething is the set of replacement-for values whose replaced
 // claims still exist, being deleted or not: the IDs of the disruption
 // commands recorded on claims, and interruption's "interruption/<name>".
+// It is read once per state: every what-if of the pass asks.
 func replacingSomething(st *ClusterState) map[string]bool {
-	out := map[string]bool{}
-	for _, claim := range st.Claims {
-		for _, v := range ReplacedBy(claim) {
-			out[v] = true
+	st.replacingOnce.Do(func() {
+		st.replacing = map[string]bool{}
+		for _, claim := range st.Claims {
+			for _, v := range ReplacedBy(claim) {
+				st.replacing[v] = true
+			}
 		}
-	}
-	return out
+	})
+	return st.replacing
 }
 
 // blocker returns why voluntary disruption of c is not allowed, or "".

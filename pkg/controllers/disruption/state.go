@@ -58,6 +58,9 @@ type ClusterState struct {
 	poolNodes     map[string][3]int
 	pdbsOnce      sync.Once
 	pdbsByNS      map[string][]*policyv1.PodDisruptionBudget
+	// replacing is replacingSomething's answer, once per state.
+	replacingOnce sync.Once
+	replacing     map[string]bool
 }
 
 // ReadState lists the objects a decision needs through r, which is the
