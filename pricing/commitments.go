@@ -18,8 +18,8 @@ import (
 // machines (the same as a simulated reservation).
 const CoveredPricePerHour = 0.0001
 
-// IsCovered reports whether a price, as a claim records it (four
-// decimals), is CoveredPricePerHour: what a commitment makes a machine
+// IsCovered reports whether a price, as a claim records it, is
+// CoveredPricePerHour (within rounding): what a commitment makes a machine
 // cost, not its list price.
 func IsCovered(pricePerHour float64) bool { return pricePerHour <= CoveredPricePerHour*1.5 }
 

@@ -332,7 +332,6 @@ func requiredTerms(pod *corev1.Pod) []corev1.NodeSelectorTerm {
 	return out
 }
 
-// crossTerms ANDs two ORed lists of terms: every pair, merged.
 // prune drops the terms no node can match (a zone In [a] and In [b]) and
 // repeats: four zone-redundant disks of five terms each cross into 625
 // terms of which five can match. When none can, one is kept, so the pod is
@@ -362,6 +361,7 @@ func prune(terms []corev1.NodeSelectorTerm) []corev1.NodeSelectorTerm {
 	return out
 }
 
+// crossTerms ANDs two ORed lists of terms: every pair, merged.
 func crossTerms(a, b []corev1.NodeSelectorTerm) []corev1.NodeSelectorTerm {
 	out := make([]corev1.NodeSelectorTerm, 0, len(a)*len(b))
 	for _, x := range a {
