@@ -20,10 +20,12 @@ const (
 	// LabelJobSetName names the JobSet a pod belongs to.
 	LabelJobSetName = "jobset.sigs.k8s.io/jobset-name"
 	// LabelLWSName, LabelLWSGroupIndex and AnnotationLWSSize place a pod in
-	// one replica (a leader and its workers) of a LeaderWorkerSet.
-	LabelLWSName       = "leaderworkerset.sigs.k8s.io/name"
-	LabelLWSGroupIndex = "leaderworkerset.sigs.k8s.io/group-index"
-	AnnotationLWSSize  = "leaderworkerset.sigs.k8s.io/size"
+	// one replica (a leader and its workers) of a LeaderWorkerSet;
+	// LabelLWSWorkerIndex is 0 on the leader.
+	LabelLWSName        = "leaderworkerset.sigs.k8s.io/name"
+	LabelLWSGroupIndex  = "leaderworkerset.sigs.k8s.io/group-index"
+	LabelLWSWorkerIndex = "leaderworkerset.sigs.k8s.io/worker-index"
+	AnnotationLWSSize   = "leaderworkerset.sigs.k8s.io/size"
 )
 
 // GangSource names a kind of workload whose pods Stowage may treat as a gang
@@ -70,6 +72,10 @@ type GangSizer interface {
 	// JobSetSize is how many pods a JobSet runs at once: over its
 	// replicated jobs, replicas times each job's pods at once.
 	JobSetSize(namespace, name string) (int, error)
+	// LeaderWorkerSetLeaderFirst reports whether a LeaderWorkerSet creates
+	// its workers only once their leader is Ready (startupPolicy
+	// LeaderReady).
+	LeaderWorkerSetLeaderFirst(namespace, name string) (bool, error)
 }
 
 // Gangs recognises pod groups that must be placed all at once. Its zero
@@ -99,11 +105,27 @@ func (g Gangs) Of(pod *corev1.Pod) (string, int, error) {
 		n, err := positiveInt(pod, AnnotationKueuePodGroupTotal, pod.Annotations[AnnotationKueuePodGroupTotal])
 		return "kueue:" + name, n, err
 	}
-	if g.Sources[GangSourceLeaderWorkerSet] && pod.Labels[LabelLWSName] != "" && pod.Annotations[AnnotationLWSSize] != "" {
+	if lws := pod.Labels[LabelLWSName]; g.Sources[GangSourceLeaderWorkerSet] && lws != "" && pod.Annotations[AnnotationLWSSize] != "" {
 		// One replica of the set, its leader and workers, is the unit that starts together.
-		name := "lws:" + pod.Labels[LabelLWSName] + "/" + pod.Labels[LabelLWSGroupIndex]
+		name := "lws:" + lws + "/" + pod.Labels[LabelLWSGroupIndex]
 		n, err := positiveInt(pod, AnnotationLWSSize, pod.Annotations[AnnotationLWSSize])
-		return name, n, err
+		if err != nil || g.Sizes == nil {
+			return name, n, err
+		}
+		leaderFirst, err := g.Sizes.LeaderWorkerSetLeaderFirst(pod.Namespace, lws)
+		if err != nil {
+			return name, 0, fmt.Errorf("pod %s/%s: sizing its gang: %w", pod.Namespace, pod.Name, err)
+		}
+		if leaderFirst {
+			// The workers are created once the leader runs: waiting for
+			// them would hold the leader forever. The leader goes alone,
+			// its workers together.
+			if pod.Labels[LabelLWSWorkerIndex] == "0" || n <= 2 {
+				return "", 0, nil
+			}
+			return name, n - 1, nil
+		}
+		return name, n, nil
 	}
 	if g.Sizes == nil {
 		return "", 0, nil

@@ -15,6 +15,10 @@ type sizes map[string]int
 
 func (s sizes) IndexedJobSize(ns, name string) (int, error) { return s.get("job/" + ns + "/" + name) }
 func (s sizes) JobSetSize(ns, name string) (int, error)     { return s.get("jobset/" + ns + "/" + name) }
+func (s sizes) LeaderWorkerSetLeaderFirst(ns, name string) (bool, error) {
+	n, err := s.get("lws/" + ns + "/" + name)
+	return n == 1, err
+}
 func (s sizes) get(k string) (int, error) {
 	if n, ok := s[k]; ok {
 		return n, nil
@@ -24,7 +28,15 @@ func (s sizes) get(k string) (int, error) {
 
 func TestGangsOf(t *testing.T) {
 	all := map[GangSource]bool{GangSourceJobSet: true, GangSourceLeaderWorkerSet: true, GangSourceIndexedJob: true}
-	lookups := sizes{"job/ml/train": 4, "jobset/ml/big": 16, "job/ml/serial": 1}
+	lookups := sizes{"job/ml/train": 4, "jobset/ml/big": 16, "job/ml/serial": 1, "lws/ml/llm": 0, "lws/ml/ready": 1, "lws/ml/pair": 1}
+	lwsPod := func(set, worker, size string) (map[string]string, map[string]string) {
+		return map[string]string{LabelLWSName: set, LabelLWSGroupIndex: "1", LabelLWSWorkerIndex: worker}, map[string]string{AnnotationLWSSize: size}
+	}
+	createdL, createdA := lwsPod("llm", "2", "4")
+	leaderL, leaderA := lwsPod("ready", "0", "4")
+	workerL, workerA := lwsPod("ready", "3", "4")
+	pairL, pairA := lwsPod("pair", "1", "2")
+	goneL, goneA := lwsPod("gone", "1", "4")
 	tests := []struct {
 		name        string
 		labels      map[string]string
@@ -51,6 +63,17 @@ func TestGangsOf(t *testing.T) {
 			annotations: map[string]string{AnnotationLWSSize: "4"}},
 		{name: "leaderworkerset replica", labels: map[string]string{LabelLWSName: "llm", LabelLWSGroupIndex: "1"},
 			annotations: map[string]string{AnnotationLWSSize: "4"}, gangs: Gangs{Sources: all}, wantName: "lws:llm/1", wantSize: 4},
+		{name: "leaderworkerset read, leader created with workers", labels: createdL, annotations: createdA,
+			gangs: Gangs{Sources: all, Sizes: lookups}, wantName: "lws:llm/1", wantSize: 4},
+		// startupPolicy LeaderReady: the workers come only once the leader runs.
+		{name: "leaderworkerset leader ready first: the leader goes alone", labels: leaderL, annotations: leaderA,
+			gangs: Gangs{Sources: all, Sizes: lookups}},
+		{name: "leaderworkerset leader ready first: the workers together", labels: workerL, annotations: workerA,
+			gangs: Gangs{Sources: all, Sizes: lookups}, wantName: "lws:ready/1", wantSize: 3},
+		{name: "leaderworkerset leader ready first: one worker is no gang", labels: pairL, annotations: pairA,
+			gangs: Gangs{Sources: all, Sizes: lookups}},
+		{name: "leaderworkerset that cannot be read", labels: goneL, annotations: goneA,
+			gangs: Gangs{Sources: all, Sizes: lookups}, wantName: "lws:gone/1", wantErr: true},
 		{name: "jobset not opted in", labels: map[string]string{LabelJobSetName: "big"}, gangs: Gangs{Sizes: lookups}},
 		{name: "jobset", labels: map[string]string{LabelJobSetName: "big"}, gangs: Gangs{Sources: all, Sizes: lookups},
 			wantName: "jobset:big", wantSize: 16},

@@ -73,3 +73,7 @@ func (m manifestSizes) IndexedJobSize(ns, name string) (int, error) {
 func (m manifestSizes) JobSetSize(ns, name string) (int, error) {
 	return 0, fmt.Errorf("jobset %s/%s: simulate does not expand JobSets", ns, name)
 }
+
+// LeaderWorkerSetLeaderFirst is false: simulate does not read
+// LeaderWorkerSets, so a replica's pods given to it are planned together.
+func (m manifestSizes) LeaderWorkerSetLeaderFirst(string, string) (bool, error) { return false, nil }

@@ -107,6 +107,9 @@ type fixedSizes int
 
 func (n fixedSizes) IndexedJobSize(string, string) (int, error) { return int(n), nil }
 func (n fixedSizes) JobSetSize(string, string) (int, error)     { return int(n), nil }
+func (fixedSizes) LeaderWorkerSetLeaderFirst(string, string) (bool, error) {
+	return false, nil
+}
 
 func TestOptedInGangSources(t *testing.T) {
 	pods := makePods(2, "js", "1", "1Gi", label(scheduling.LabelJobSetName, "big"))

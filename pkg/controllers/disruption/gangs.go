@@ -210,6 +210,10 @@ type namesOnly struct{}
 func (namesOnly) IndexedJobSize(string, string) (int, error) { return 2, nil }
 func (namesOnly) JobSetSize(string, string) (int, error)     { return 2, nil }
 
+// A LeaderReady set's leader is kept with its workers here: a gang's name is
+// all disruption reads, and the replica goes and comes back as one.
+func (namesOnly) LeaderWorkerSetLeaderFirst(string, string) (bool, error) { return false, nil }
+
 // SignalGangPeers gives the checkpoint signal value to every running pod, on
 // any node, of the gangs pods belong to: when a member of a gang is
 // interrupted (a spot reclaim Stowage cannot refuse), the whole gang is told

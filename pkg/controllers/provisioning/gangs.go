@@ -12,9 +12,12 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
 )
 
-// jobSetKind is read as unstructured: Stowage needs two fields of it and
-// should not depend on the JobSet module for them.
-var jobSetKind = schema.GroupVersionKind{Group: "jobset.x-k8s.io", Version: "v1alpha2", Kind: "JobSet"}
+// JobSets and LeaderWorkerSets are read as unstructured: Stowage needs a
+// few fields of them and should not depend on their modules for those.
+var (
+	jobSetKind = schema.GroupVersionKind{Group: "jobset.x-k8s.io", Version: "v1alpha2", Kind: "JobSet"}
+	lwsKind    = schema.GroupVersionKind{Group: "leaderworkerset.x-k8s.io", Version: "v1", Kind: "LeaderWorkerSet"}
+)
 
 // gangs is the recognizer for one pass: the opted-in sources, with sizes
 // looked up once per workload.
@@ -99,6 +102,21 @@ func (w *workloadSizes) JobSetSize(ns, name string) (int, error) {
 		}
 		return max(total, 1), nil
 	})
+}
+
+func (w *workloadSizes) LeaderWorkerSetLeaderFirst(ns, name string) (bool, error) {
+	n, err := w.once("lws/"+ns+"/"+name, func() (int, error) {
+		lws := &unstructured.Unstructured{}
+		lws.SetGroupVersionKind(lwsKind)
+		if err := w.c.Get(w.ctx, client.ObjectKey{Namespace: ns, Name: name}, lws); err != nil {
+			return 0, fmt.Errorf("reading leaderworkerset %s/%s: %w", ns, name, err)
+		}
+		if policy, _, _ := unstructured.NestedString(lws.Object, "spec", "startupPolicy"); policy == "LeaderReady" {
+			return 1, nil
+		}
+		return 0, nil
+	})
+	return n == 1, err
 }
 
 func (w *workloadSizes) once(key string, f func() (int, error)) (int, error) {

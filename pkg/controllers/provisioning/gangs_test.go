@@ -260,3 +260,46 @@ func TestJobSetStartedInOrderIsNoGang(t *testing.T) {
 		t.Errorf("%d machines for the driver of an InOrder JobSet; want 1 (its workers come once it runs)", len(r.Created))
 	}
 }
+
+// A LeaderWorkerSet with startupPolicy LeaderReady creates its workers only
+// once the leader runs: the leader is bought for alone, and its workers
+// then start together.
+func TestLeaderWorkerSetLeaderReadyLeaderGoesAlone(t *testing.T) {
+	f := newFixture(t, nil)
+	f.ctrl.solver = SolverFunc(func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) { return solver.Solve(ctx, s) })
+	lws := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+		"metadata": map[string]any{"namespace": "default", "name": "llm"},
+		"spec":     map[string]any{"startupPolicy": "LeaderReady", "leaderWorkerTemplate": map[string]any{"size": int64(4)}},
+	}}
+	f.client = cloudtest.NewClientBuilder().WithObjects(lws).Build()
+	f.ctrl.client = f.client
+	f.ctrl.opts.GangSources = map[scheduling.GangSource]bool{scheduling.GangSourceLeaderWorkerSet: true}
+	member := func(name, worker string) *corev1.Pod {
+		return withPod(pendingPod(name), tolerateGPU, func(p *corev1.Pod) {
+			p.Labels = map[string]string{scheduling.LabelLWSName: "llm", scheduling.LabelLWSGroupIndex: "0", scheduling.LabelLWSWorkerIndex: worker}
+			p.Annotations = map[string]string{scheduling.AnnotationLWSSize: "4"}
+		})
+	}
+	f.cluster.UpdatePod(member("llm-0", "0"))
+	r := f.schedule(t)
+	if len(r.Created) != 1 {
+		for _, u := range r.Plan.Unschedulable {
+			t.Logf("unschedulable %s: %s", u.Pod.Name, u.Reason)
+		}
+		t.Fatalf("%d machines for the leader of a LeaderReady set; want 1 (its workers come once it runs)", len(r.Created))
+	}
+	// Two of its three workers: they wait for the third.
+	f.cluster.UpdatePod(member("llm-0-1", "1"))
+	f.cluster.UpdatePod(member("llm-0-2", "2"))
+	if r := f.schedule(t); len(r.Created) != 0 {
+		t.Errorf("%d machines for 2 of the 3 workers; want none until the gang is whole", len(r.Created))
+	}
+	f.cluster.UpdatePod(member("llm-0-3", "3"))
+	if r := f.schedule(t); len(r.Created) == 0 {
+		for _, u := range r.Plan.Unschedulable {
+			t.Logf("unschedulable %s: %s", u.Pod.Name, u.Reason)
+		}
+		t.Error("no machine for the three workers once all were created")
+	}
+}
