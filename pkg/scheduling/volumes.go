@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -178,10 +179,7 @@ func (v *Volumes) volumeTerms(pod *corev1.Pod, vol *corev1.Volume, moved bool) (
 		if pv == nil {
 			return nil, fmt.Errorf("%s is bound to persistentvolume %s, which does not exist: %w", where, pvc.Spec.VolumeName, ErrVolumeNotReady)
 		}
-		if pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
-			return nil, nil
-		}
-		return normalizeTerms(pv.Spec.NodeAffinity.Required.NodeSelectorTerms), nil
+		return pvTerms(pv), nil
 	case pvc != nil:
 		className = pvc.Spec.StorageClassName
 	}
@@ -207,6 +205,37 @@ func (v *Volumes) volumeTerms(pod *corev1.Pod, vol *corev1.Volume, moved bool) (
 		}
 	}
 	return allowedTopologyTerms(sc.AllowedTopologies), nil
+}
+
+// zoneLabels are the PersistentVolume labels the kube-scheduler's VolumeZone
+// filter reads, whatever the volume's node affinity says: volumes made by
+// older provisioners carry their zone only there.
+var zoneLabels = []string{v1.LabelZone, v1.LabelRegion, "failure-domain.beta.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/region"}
+
+// pvTerms are where pv can be mounted: its node affinity, each term also
+// asking for the zone and region its labels name (a label may list several
+// zones, joined by "__"); nil when it can be mounted anywhere.
+func pvTerms(pv *corev1.PersistentVolume) []corev1.NodeSelectorTerm {
+	var labelled []corev1.NodeSelectorRequirement
+	for _, k := range zoneLabels {
+		if val := pv.Labels[k]; val != "" {
+			labelled = append(labelled, corev1.NodeSelectorRequirement{Key: normalizedKey(k), Operator: corev1.NodeSelectorOpIn, Values: strings.Split(val, "__")})
+		}
+	}
+	var terms []corev1.NodeSelectorTerm
+	if pv.Spec.NodeAffinity != nil && pv.Spec.NodeAffinity.Required != nil {
+		terms = normalizeTerms(pv.Spec.NodeAffinity.Required.NodeSelectorTerms)
+	}
+	if len(labelled) == 0 {
+		return terms
+	}
+	if terms == nil {
+		return []corev1.NodeSelectorTerm{{MatchExpressions: labelled}}
+	}
+	for i := range terms {
+		terms[i].MatchExpressions = append(terms[i].MatchExpressions, labelled...)
+	}
+	return terms
 }
 
 // volumeClaim is the claim a pod volume mounts.

@@ -224,3 +224,31 @@ func TestAzureNonZonalDiskMeansTheFaultDomainZones(t *testing.T) {
 		t.Errorf("terms (-want +got):\n%s", diff)
 	}
 }
+
+// A volume whose zone is only in its labels (older provisioners) confines
+// the pod as the kube-scheduler's VolumeZone filter does, with or without
+// node affinity; "__" joins a regional volume's zones.
+func TestVolumeZoneLabelsConfineThePod(t *testing.T) {
+	labelled := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv-old", Labels: map[string]string{
+		"failure-domain.beta.kubernetes.io/zone": "us-east-1a__us-east-1b", "failure-domain.beta.kubernetes.io/region": "us-east-1"}}}
+	both := zonalPV("pv-both", "topology.ebs.csi.aws.com/zone", "us-east-1a", "us-east-1c")
+	both.Labels = map[string]string{v1.LabelZone: "us-east-1a"}
+	vols := NewVolumes([]*corev1.PersistentVolumeClaim{pvc("old", "pv-old", nil), pvc("both", "pv-both", nil)},
+		[]*corev1.PersistentVolume{labelled, both}, nil)
+	got, err := vols.WithTopology(podWithClaims(nil, "old"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]corev1.NodeSelectorRequirement{{in(v1.LabelZone, "us-east-1a", "us-east-1b"), in(v1.LabelRegion, "us-east-1")}}
+	if diff := cmp.Diff(want, terms(got)); diff != "" {
+		t.Errorf("labels only: terms (-want +got):\n%s", diff)
+	}
+	got, err = vols.WithTopology(podWithClaims(nil, "both"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = [][]corev1.NodeSelectorRequirement{{in(v1.LabelZone, "us-east-1a", "us-east-1c"), in(v1.LabelZone, "us-east-1a")}}
+	if diff := cmp.Diff(want, terms(got)); diff != "" {
+		t.Errorf("affinity and labels: terms (-want +got):\n%s", diff)
+	}
+}
