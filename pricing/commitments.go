@@ -47,6 +47,8 @@ func ClaimListPrice(claim *v1.NodeClaim, instanceType, zone string) float64 {
 // Machine is one running on-demand machine, as commitments see it: what the
 // bill charges it at list price, and the labels commitments select on.
 type Machine struct {
+	// Name is the NodeClaim's, when the machine has one.
+	Name         string
 	InstanceType string
 	// Labels of the node: at least instance type, zone and capacity type.
 	Labels map[string]string
@@ -107,6 +109,14 @@ func ActiveCommitments(cs []v1.Commitment, now time.Time) []*v1.Commitment {
 // usage: counts of machines (Reserved Instances) before amounts (Savings
 // Plans), each by name; Discounts record the machines they apply to.
 func newLedgers(active []*v1.Commitment, running []Machine) []*ledger {
+	ledgers, _ := chargeRunning(active, running)
+	return ledgers
+}
+
+// chargeRunning is newLedgers, also naming the running machines a count or
+// amount commitment covers.
+func chargeRunning(active []*v1.Commitment, running []Machine) ([]*ledger, map[string]bool) {
+	coveredNames := map[string]bool{}
 	active = slices.Clone(active)
 	slices.SortStableFunc(active, func(a, b *v1.Commitment) int {
 		return cmp.Compare(boolRank(a.Spec.Count == nil), boolRank(b.Spec.Count == nil))
@@ -157,6 +167,9 @@ func newLedgers(active []*v1.Commitment, running []Machine) []*ledger {
 				l.use.Savings += m.ListPricePerHour - cost
 			}
 			covered = true
+			if m.Name != "" {
+				coveredNames[m.Name] = true
+			}
 			break
 		}
 		if covered {
@@ -174,7 +187,15 @@ func newLedgers(active []*v1.Commitment, running []Machine) []*ledger {
 			best.use.Savings += m.ListPricePerHour * best.discount
 		}
 	}
-	return out
+	return out, coveredNames
+}
+
+// Covered names the running machines a Savings Plan, Reserved Instances or
+// committed use covers now, charged as Usage charges them: their marginal
+// price is CoveredPricePerHour, whatever they launched at.
+func Covered(commitments []v1.Commitment, running []Machine, now time.Time) map[string]bool {
+	_, covered := chargeRunning(ActiveCommitments(commitments, now), running)
+	return covered
 }
 
 // Usage reports, per active commitment, how much the running machines use.

@@ -68,6 +68,31 @@ func (p *Pricer) InstanceTypes(ctx context.Context, pool *v1.NodePool) ([]*cloud
 	return pricing.ApplyCommitments(its, cs.Items, running, p.clock.Now()), nil
 }
 
+// CoveredClaims names the NodeClaims whose running machines a commitment
+// covers now, seen with pool's instance types (their labels are what
+// commitments select on); empty without Commitments.
+func (p *Pricer) CoveredClaims(ctx context.Context, pool *v1.NodePool) (map[string]bool, error) {
+	var cs v1.CommitmentList
+	if err := p.client.List(ctx, &cs); err != nil {
+		if meta.IsNoMatchError(err) {
+			return map[string]bool{}, nil
+		}
+		return nil, fmt.Errorf("listing commitments: %w", err)
+	}
+	if len(cs.Items) == 0 {
+		return map[string]bool{}, nil
+	}
+	its, err := p.cloud.InstanceTypes(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	running, err := Running(ctx, p.client, its)
+	if err != nil {
+		return nil, err
+	}
+	return pricing.Covered(cs.Items, running, p.clock.Now()), nil
+}
+
 // Running lists the machines commitments see: launched ones, and claims
 // still launching on a covered offering (their plan spent the commitment
 // already; left out, the next pass would be offered the same coverage).
@@ -90,7 +115,7 @@ func Running(ctx context.Context, r client.Reader, types []*cloudprovider.Instan
 		if !ok {
 			continue
 		}
-		m := pricing.Machine{InstanceType: instanceType, Labels: map[string]string{}}
+		m := pricing.Machine{Name: c.Name, InstanceType: instanceType, Labels: map[string]string{}}
 		if it := byName[instanceType]; it != nil {
 			for k, v := range it.Labels {
 				m.Labels[k] = v

@@ -220,18 +220,41 @@ func blockingPDB(pdbs []*policyv1.PodDisruptionBudget, p *corev1.Pod) *policyv1.
 	return nil
 }
 
-// Reprice sets each spot or on-demand candidate's price to what its offering
-// costs now, from the pass's instance types: the price recorded at launch
-// goes stale, and a spot node whose price fell was "replaced" by an
+// Reprice sets each spot or on-demand candidate's price to what its machine
+// costs the bill now, from the pass's instance types: the price recorded at
+// launch goes stale, and a spot node whose price fell was "replaced" by an
 // identical machine (a restart for nothing), while one whose price rose hid
-// real savings. Reserved and commitment-covered nodes keep their recorded
-// marginal price, as does a node whose offering the cloud no longer lists or
-// whose pool's types cannot be read now.
+// real savings. An on-demand machine a commitment covers now costs
+// pricing.CoveredPricePerHour; one a commitment covered at launch but no
+// longer does (it ended, or a pricier machine took its room) costs its
+// offering again, else it would look free and never be consolidated.
+// Reserved nodes keep their recorded price, as does a node whose offering
+// the cloud no longer lists or whose pool's types cannot be read now.
 func Reprice(ctx context.Context, st *ClusterState, cloud InstanceTyper, cands []*Candidate) {
+	coverage, _ := cloud.(coverer)
+	covered := map[string]map[string]bool{} // by pool; nil when unknown
 	for _, c := range cands {
 		claim := c.Claim
 		ct := claim.Status.CapacityType
-		if ct != v1.CapacityTypeSpot && ct != v1.CapacityTypeOnDemand || pricing.IsCovered(c.PricePerHour) || c.Pool == nil {
+		if ct != v1.CapacityTypeSpot && ct != v1.CapacityTypeOnDemand || c.Pool == nil {
+			continue
+		}
+		if ct == v1.CapacityTypeOnDemand && coverage != nil {
+			byClaim, ok := covered[c.Pool.Name]
+			if !ok {
+				byClaim, _ = coverage.CoveredClaims(ctx, c.Pool)
+				covered[c.Pool.Name] = byClaim
+			}
+			switch {
+			case byClaim == nil && pricing.IsCovered(c.PricePerHour):
+				continue // coverage unknown: keep the launch price
+			case byClaim[claim.Name]:
+				c.PricePerHour = pricing.CoveredPricePerHour
+				continue
+			case pricing.IsCovered(c.PricePerHour):
+				c.PricePerHour = max(c.PricePerHour, pricing.ClaimListPrice(claim, claim.Status.InstanceType, claim.Status.Zone))
+			}
+		} else if pricing.IsCovered(c.PricePerHour) {
 			continue
 		}
 		its, err := st.InstanceTypes(ctx, cloud, c.Pool)
@@ -249,6 +272,12 @@ func Reprice(ctx context.Context, st *ClusterState, cloud InstanceTyper, cands [
 			}
 		}
 	}
+}
+
+// coverer names the claims whose machines commitments cover now
+// (commitments.Pricer).
+type coverer interface {
+	CoveredClaims(ctx context.Context, pool *v1.NodePool) (map[string]bool, error)
 }
 
 // claimPrice is the price the claim launched at, else its first choice's.

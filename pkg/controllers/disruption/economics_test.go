@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
@@ -237,5 +238,51 @@ func TestCommitmentNotSpentTwiceInOnePass(t *testing.T) {
 	}
 	if covered > 1 {
 		t.Errorf("commands %q put %d replacements on a commitment that covers one machine", got, covered)
+	}
+}
+
+// A machine is priced at what commitments make it cost now, not at launch.
+// Node a ("l", on-demand, one 1-CPU pod) launched on a Reserved Instance
+// and recorded $0.0001/h; the RI has since ended, so a costs its $0.80/h
+// list price and a $0.10/h "s" holds its pod. Node b is the converse: it
+// launched at list, and an RI bought since covers it, so replacing it saves
+// nothing (the RI is paid whether b runs or not).
+func TestConsolidationPricesCommitmentCoverageNow(t *testing.T) {
+	now := start.Add(time.Hour)
+	cat := []*cloudprovider.InstanceType{
+		instanceType("s", "2", "8Gi", 0, map[string]float64{v1.CapacityTypeOnDemand: 0.10}),
+		instanceType("l", "12", "48Gi", 0, map[string]float64{v1.CapacityTypeOnDemand: 0.80}),
+	}
+	riFor := func(name string, end *metav1.Time) *v1.Commitment {
+		return &v1.Commitment{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.CommitmentSpec{
+			Type: v1.CommitmentReservedInstances, Count: ptr.To(int32(1)), EndTime: end,
+			Requirements: []v1.NodeSelectorRequirementWithMinValues{{
+				Key: v1.LabelInstanceType, Operator: corev1.NodeSelectorOpIn, Values: []string{"l"}}},
+		}}
+	}
+	for _, tt := range []struct {
+		name        string
+		ri          *v1.Commitment
+		launchPrice string
+		wantReplace bool
+	}{
+		{"covered at launch, RI ended", riFor("ended", &metav1.Time{Time: now.Add(-time.Minute)}), "0.0001", true},
+		{"list at launch, RI bought since", riFor("new", nil), "0.8", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ca, na := machine("a", "p", cat[1], v1.CapacityTypeOnDemand, start)
+			ca.Status.PricePerHour = tt.launchPrice
+			kube := cloudtest.NewClientBuilder().WithObjects(tt.ri, ca.DeepCopy()).Build()
+			pricer := commitments.NewPricer(&fakeCloud{types: cat}, kube, clocktesting.NewFakeClock(now))
+			st := stateOf(now, []*v1.NodePool{pool("p")}, []*v1.NodeClaim{ca}, []*corev1.Node{na}, []*corev1.Pod{pod("web", "a", "1")}, nil)
+			e := economicsEval(st, realSolver(), pricer)
+			cands := BuildCandidates(st, nil)
+			Reprice(context.Background(), st, pricer, cands)
+			cmd, err := Consolidation{}.ComputeCommand(context.Background(), e, cands)
+			mustT(t, err)
+			if got := len(cmd.Replacements) == 1; got != tt.wantReplace {
+				t.Errorf("consolidation = %q; want a replacement: %v", cmd, tt.wantReplace)
+			}
+		})
 	}
 }
