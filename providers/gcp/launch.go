@@ -170,7 +170,14 @@ func (p *Provider) insert(ctx context.Context, zone string, inst *computepb.Inst
 	cl := p.opts.Clients.Instances
 	op, err := cl.Insert(ctx, &computepb.InsertInstanceRequest{Project: p.opts.Project, Zone: zone, InstanceResource: inst, RequestId: &reqID})
 	if err == nil {
-		err = wait(ctx, op)
+		if err = wait(ctx, op); err != nil {
+			if _, failed := errors.AsType[*opError](err); !failed {
+				// The insert was accepted and its operation could not be
+				// read (a read-rate quota, a timeout): the VM may exist, so
+				// this never counts as the zone lacking capacity.
+				return nil, &afterInsertError{fmt.Errorf("waiting for the insert of instance %s: %w", inst.GetName(), err)}
+			}
+		}
 	}
 	if err != nil && !isAlreadyExists(err) {
 		return nil, err
