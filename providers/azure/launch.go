@@ -93,6 +93,11 @@ func (p *Provider) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeCla
 		}
 		out, err := p.launch(ctx, claim, nc, name, c)
 		if err == nil {
+			// A Failed VM an earlier offering left under this name was
+			// deleted (and so marked as Stowage's own delete); the VM now
+			// under the name is a new one, whose disappearance the
+			// interruption backstop must report.
+			p.markDeleting(name, false)
 			for _, u := range append(skipped, noCapacity...) {
 				out.Status.UnavailableOfferings = append(out.Status.UnavailableOfferings, u.String())
 			}
@@ -102,6 +107,7 @@ func (p *Provider) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeCla
 		}
 		// A create whose answer was lost may still have made the VM.
 		if adopted, aerr := p.adopt(ctx, claim, name); aerr == nil && adopted != nil {
+			p.markDeleting(name, false)
 			logger.Info("the create's answer was lost, but the VM exists; adopting it", "vm", name, "error", err.Error())
 			return adopted, nil
 		}
