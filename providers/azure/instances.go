@@ -92,7 +92,9 @@ func (p *Provider) Delete(ctx context.Context, claim *v1.NodeClaim) error {
 			return fmt.Errorf("deleting nodeclaim %s: %w", claim.Name, err)
 		}
 		if !strings.EqualFold(rg, p.opts.ResourceGroup) {
-			return fmt.Errorf("deleting nodeclaim %s: VM %s is in resource group %s, not %s", claim.Name, n, rg, p.opts.ResourceGroup)
+			// Not this cluster's node resource group: never touched, and
+			// gone as far as this cluster goes, as Get reports it.
+			return cloudprovider.NewNotFoundError(pid)
 		}
 		name = n
 	} else {
