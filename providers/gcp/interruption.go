@@ -27,6 +27,8 @@ const (
 	// shuttingDown is what the kubelet's graceful node shutdown puts in the
 	// Ready condition's message.
 	shuttingDown = "node is shutting down"
+	// seenFor is how long a delivered notice is remembered.
+	seenFor = time.Hour
 )
 
 // InterruptionOptions tune the interruption source.
@@ -58,7 +60,14 @@ func (p *Provider) Interruptions(ctx context.Context) (<-chan cloudprovider.Inte
 		defer close(ch)
 		logger := log.FromContext(ctx).WithName(Name).WithName("interruption")
 		for {
-			events, err := p.pollInterruptions(ctx, start)
+			// A notice is remembered for seenFor; an operation older than
+			// that is past its deadline and would otherwise be delivered
+			// again once forgotten (zone operations stay listed for days).
+			since := start
+			if old := p.clock.Now().Add(-seenFor); old.After(since) {
+				since = old
+			}
+			events, err := p.pollInterruptions(ctx, since)
 			if err != nil {
 				logger.Error(err, "polling for interruptions")
 			}
@@ -76,7 +85,7 @@ func (p *Provider) Interruptions(ctx context.Context) (<-chan cloudprovider.Inte
 				}
 			}
 			for k, t := range seen {
-				if now.Sub(t) > time.Hour {
+				if now.Sub(t) > seenFor {
 					delete(seen, k)
 				}
 			}
