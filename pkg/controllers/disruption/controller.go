@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -109,6 +110,11 @@ type Controller struct {
 	blocked       map[string]string
 	refused       map[string]refusal
 	budgetBlocked map[poolReason]bool
+	// budgetPools are the pools the last pass exported
+	// stowage_disruption_budget_allowed_nodes for, so a pool that is gone
+	// (deleted, or skipped as invalid) loses its series instead of keeping
+	// its last value.
+	budgetPools map[string]bool
 }
 
 // proposal is a decision made at a pass, to be validated at a later one.
@@ -233,12 +239,20 @@ func (c *Controller) Pass(ctx context.Context) error {
 	c.reportRefused(e, cands)
 	c.reportBudgets(e, st, cands)
 	inflightCommands.Set(float64(len(c.inflight)))
+	exported := make(map[string]bool, len(st.Pools))
 	for _, pool := range st.Pools {
+		exported[pool.Name] = true
 		for _, r := range []v1.DisruptionReason{v1.DisruptionReasonUnhealthy, v1.DisruptionReasonExpired,
 			v1.DisruptionReasonDrifted, v1.DisruptionReasonEmpty, v1.DisruptionReasonUnderutilized} {
 			budgetAllowed.WithLabelValues(pool.Name, string(r)).Set(float64(e.Allowed(pool, r)))
 		}
 	}
+	for name := range c.budgetPools {
+		if !exported[name] {
+			budgetAllowed.DeletePartialMatch(prometheus.Labels{"nodepool": name})
+		}
+	}
+	c.budgetPools = exported
 	return joinErrs(progressErr, orphanErr, execErr, decideErr)
 }
 
