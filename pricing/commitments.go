@@ -109,14 +109,16 @@ func ActiveCommitments(cs []v1.Commitment, now time.Time) []*v1.Commitment {
 // usage: counts of machines (Reserved Instances) before amounts (Savings
 // Plans), each by name; Discounts record the machines they apply to.
 func newLedgers(active []*v1.Commitment, running []Machine) []*ledger {
-	ledgers, _ := chargeRunning(active, running)
+	ledgers, _, _ := chargeRunning(active, running)
 	return ledgers
 }
 
 // chargeRunning is newLedgers, also naming the running machines a count or
-// amount commitment covers.
-func chargeRunning(active []*v1.Commitment, running []Machine) ([]*ledger, map[string]bool) {
+// amount commitment covers, and saying what the bill charges each named
+// machine once the commitments apply.
+func chargeRunning(active []*v1.Commitment, running []Machine) ([]*ledger, map[string]bool, map[string]Charge) {
 	coveredNames := map[string]bool{}
+	charges := map[string]Charge{}
 	active = slices.Clone(active)
 	slices.SortStableFunc(active, func(a, b *v1.Commitment) int {
 		return cmp.Compare(boolRank(a.Spec.Count == nil), boolRank(b.Spec.Count == nil))
@@ -169,6 +171,7 @@ func chargeRunning(active []*v1.Commitment, running []Machine) ([]*ledger, map[s
 			covered = true
 			if m.Name != "" {
 				coveredNames[m.Name] = true
+				charges[m.Name] = Charge{Commitment: l.c.Name, PricePerHour: m.ListPricePerHour * (1 - l.discount)}
 			}
 			break
 		}
@@ -185,16 +188,42 @@ func chargeRunning(active []*v1.Commitment, running []Machine) ([]*ledger, map[s
 		if best != nil {
 			best.use.Machines++
 			best.use.Savings += m.ListPricePerHour * best.discount
+			if m.Name != "" {
+				charges[m.Name] = Charge{Commitment: best.c.Name, PricePerHour: m.ListPricePerHour * (1 - best.discount)}
+			}
 		}
 	}
-	return out, coveredNames
+	return out, coveredNames, charges
+}
+
+// Charge is what the bill charges one running on-demand machine once the
+// commitments apply.
+type Charge struct {
+	// Commitment names the count or amount commitment that covers the
+	// machine, else the Discount applied to it.
+	Commitment string
+	// PricePerHour is the machine's list price less that commitment's
+	// discount (for a count, its amortized rate).
+	PricePerHour float64
+}
+
+// Charges says, by machine name, what the bill charges each running machine
+// a commitment applies to; machines without an entry pay list price. It also
+// returns the use of each active commitment, as Usage.
+func Charges(commitments []v1.Commitment, running []Machine, now time.Time) (map[string]Charge, []CommitmentUse) {
+	ledgers, _, charges := chargeRunning(ActiveCommitments(commitments, now), running)
+	var use []CommitmentUse
+	for _, l := range ledgers {
+		use = append(use, l.use)
+	}
+	return charges, use
 }
 
 // Covered names the running machines a Savings Plan, Reserved Instances or
 // committed use covers now, charged as Usage charges them: their marginal
 // price is CoveredPricePerHour, whatever they launched at.
 func Covered(commitments []v1.Commitment, running []Machine, now time.Time) map[string]bool {
-	_, covered := chargeRunning(ActiveCommitments(commitments, now), running)
+	_, covered, _ := chargeRunning(ActiveCommitments(commitments, now), running)
 	return covered
 }
 

@@ -27,8 +27,10 @@ func (p staticPricer) OnDemandPrice(instanceType, _ string) (float64, bool) {
 
 // costCluster is one spot GPU machine ($1.00/h, on-demand $2.50) with
 // 8 cores, 32 GiB, 1 GPU. CPU/memory reference value at the default model:
-// 8*0.0316 + 32*0.0042 = 0.3872, so the GPU part is 0.6128. ml requests the
-// GPU and 4 cores: 0.6128 + 0.1264 = 0.7392.
+// 8*0.0316 + 32*0.0042 = 0.3872, so on-demand the GPU part is 2.1128, CPU
+// 0.2528 and memory 0.1344; at spot each is scaled by 1.00/2.50: GPU 0.8451,
+// CPU 0.1011, memory 0.0538. ml requests the GPU and 4 cores:
+// 0.8451 + 0.0506 = 0.8957.
 func costCluster(t *testing.T) *fake.ClientBuilder {
 	t.Helper()
 	scheme, err := operator.NewScheme()
@@ -69,9 +71,9 @@ CAPACITY TYPE  MACHINES  $/H     SHARE
 spot           1         1.0000  100.0%
 
 NAMESPACE          $/H     GPU $/H  SHARE
-ml                 0.7392  0.6128   73.9%
+ml                 0.8957  0.8451   89.6%
 (idle GPUs)        0.0000  0.0000   0.0%
-(idle CPU/memory)  0.2608  0.0000   26.1%
+(idle CPU/memory)  0.1043  0.0000   10.4%
 `
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("table mismatch (-want +got):\n%s", diff)

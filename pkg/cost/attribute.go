@@ -105,7 +105,9 @@ type machine struct {
 // objects it cannot price are skipped and named in Report.Warnings.
 func Attribute(s State, model PriceModel, pricer OnDemandPricer) Report {
 	var r Report
-	machines, byNode := r.machines(s, model, pricer)
+	var charges map[string]pricing.Charge
+	r.Commitments, charges = commitmentUse(s, pricer)
+	machines, byNode := r.machines(s, model, pricer, charges)
 	for i := range s.Pods {
 		pod := &s.Pods[i]
 		if pod.Spec.NodeName == "" || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
@@ -159,12 +161,11 @@ func Attribute(s State, model PriceModel, pricer OnDemandPricer) Report {
 	r.Namespaces = sortedValues(namespaces, func(a, b NamespaceCost) int {
 		return cmp.Or(cmp.Compare(b.PerHour, a.PerHour), cmp.Compare(a.Namespace, b.Namespace))
 	})
-	r.Commitments = commitmentUse(s, pricer)
 	return r
 }
 
 // machines collects the launched NodeClaims and indexes them by node name.
-func (r *Report) machines(s State, model PriceModel, pricer OnDemandPricer) ([]*machine, map[string]*machine) {
+func (r *Report) machines(s State, model PriceModel, pricer OnDemandPricer, charges map[string]pricing.Charge) ([]*machine, map[string]*machine) {
 	nodesByName := make(map[string]*corev1.Node, len(s.Nodes))
 	nodesByProviderID := make(map[string]*corev1.Node, len(s.Nodes))
 	for i := range s.Nodes {
@@ -199,6 +200,7 @@ func (r *Report) machines(s State, model PriceModel, pricer OnDemandPricer) ([]*
 			requested: map[string]corev1.ResourceList{},
 		}
 		m.onDemand = r.onDemandPrice(claim, price, pricer)
+		m.price = billedPrice(claim, price, m.onDemand, charges[claim.Name])
 		capacity, allocatable := claim.Status.Capacity, claim.Status.Allocatable
 		node := nodesByName[claim.Status.NodeName]
 		if node == nil {
@@ -213,7 +215,7 @@ func (r *Report) machines(s State, model PriceModel, pricer OnDemandPricer) ([]*
 			allocatable = capacity
 		}
 		m.allocatable = allocatable
-		m.parts = model.split(price, capacity, hasGPU(allocatable))
+		m.parts = model.splitAt(m.price, m.onDemand, capacity, hasGPU(allocatable))
 		out = append(out, m)
 	}
 	return out, byNode
@@ -240,6 +242,29 @@ func (r *Report) onDemandPrice(claim *v1.NodeClaim, price float64, pricer OnDema
 	}
 	r.Warnings = append(r.Warnings, fmt.Sprintf("nodeclaim %s: no on-demand price known for instance type %q; its on-demand equivalent is its own price",
 		claim.Name, claim.Status.InstanceType))
+	return price
+}
+
+// billedPrice is what the bill charges for a machine whose claim records
+// price. The solver's marginal prices are not that: reserved capacity is
+// recorded near zero (it is paid for whether used or not) and is billed at its
+// on-demand rate; on-demand usage is billed at the rate of the commitment that
+// covers it now (pricing.Charges), which may differ from the one it was
+// launched under, and a covered placeholder ($0.0001/h) whose commitment no
+// longer covers it costs its list price again.
+func billedPrice(claim *v1.NodeClaim, price, onDemand float64, charge pricing.Charge) float64 {
+	switch claim.Status.CapacityType {
+	case v1.CapacityTypeReserved:
+		return max(price, onDemand)
+	case v1.CapacityTypeOnDemand:
+		if charge.Commitment != "" && charge.PricePerHour > 0 {
+			return charge.PricePerHour
+		}
+		if pricing.IsCovered(price) {
+			// No commitment covers it now: it is billed at list price.
+			return onDemand
+		}
+	}
 	return price
 }
 

@@ -302,10 +302,10 @@ func TestMetricsDocExample(t *testing.T) {
 		Pods:       []corev1.Pod{pod("team", "p", "n", corev1.PodRunning, resources("cpu", "12", "memory", "48Gi", "nvidia.com/gpu", "2"))},
 	}
 	got := Attribute(s, DefaultPriceModel, fakePricer{"g5.12xlarge": 5.672})
-	if diff := cmp.Diff(1.1799, got.Namespaces[0].PerHour, cmpopts.EquateApprox(0, 5e-5)); diff != "" {
+	if diff := cmp.Diff(1.3973, got.Namespaces[0].PerHour, cmpopts.EquateApprox(0, 5e-5)); diff != "" {
 		t.Errorf("namespace cost (-doc +code):\n%s", diff)
 	}
-	if diff := cmp.Diff(0.5834, got.Idle.GPU, cmpopts.EquateApprox(0, 5e-5)); diff != "" {
+	if diff := cmp.Diff(1.0303, got.Idle.GPU, cmpopts.EquateApprox(0, 5e-5)); diff != "" {
 		t.Errorf("idle GPU cost (-doc +code):\n%s", diff)
 	}
 }

@@ -8,12 +8,13 @@ import (
 )
 
 // commitmentUse charges the launched machines to the active commitments, as
-// the bill does (see pricing.Usage). Machines are priced at the on-demand
-// list price: the pricer's when it knows the type, else the claim's own.
-func commitmentUse(s State, pricer OnDemandPricer) []pricing.CommitmentUse {
-	if len(s.Commitments) == 0 {
-		return nil
-	}
+// the bill does (see pricing.Charges), and returns each commitment's use and
+// what the bill charges each on-demand machine, by claim name. Machines are priced at the on-demand
+// list price as pkg/commitments.Running prices them for the solver: the
+// claim's own uncovered on-demand choice of its type (the price the provider
+// quoted for its region), else the pricer's, else the claim's own price
+// unless that is a commitment's covered placeholder.
+func commitmentUse(s State, pricer OnDemandPricer) ([]pricing.CommitmentUse, map[string]pricing.Charge) {
 	nodeLabels := map[string]map[string]string{}
 	for i := range s.Nodes {
 		nodeLabels[s.Nodes[i].Name] = s.Nodes[i].Labels
@@ -24,7 +25,7 @@ func commitmentUse(s State, pricer OnDemandPricer) []pricing.CommitmentUse {
 		if st.InstanceType == "" || st.CapacityType == "" {
 			continue
 		}
-		m := pricing.Machine{InstanceType: st.InstanceType, Labels: map[string]string{}}
+		m := pricing.Machine{Name: c.Name, InstanceType: st.InstanceType, Labels: map[string]string{}}
 		for k, v := range nodeLabels[st.NodeName] {
 			m.Labels[k] = v
 		}
@@ -32,13 +33,17 @@ func commitmentUse(s State, pricer OnDemandPricer) []pricing.CommitmentUse {
 			m.Labels[k] = v
 		}
 		m.Labels[v1.LabelInstanceType], m.Labels[v1.LabelZone], m.Labels[v1.LabelCapacityType] = st.InstanceType, st.Zone, st.CapacityType
-		if pricer != nil {
+		m.ListPricePerHour = pricing.ClaimListPrice(&c, st.InstanceType, st.Zone)
+		if m.ListPricePerHour == 0 && pricer != nil {
 			m.ListPricePerHour, _ = pricer.OnDemandPrice(st.InstanceType, st.Zone)
 		}
 		if m.ListPricePerHour == 0 {
-			m.ListPricePerHour, _ = strconv.ParseFloat(st.PricePerHour, 64)
+			if p, err := strconv.ParseFloat(st.PricePerHour, 64); err == nil && !pricing.IsCovered(p) {
+				m.ListPricePerHour = p
+			}
 		}
 		running = append(running, m)
 	}
-	return pricing.Usage(s.Commitments, running, s.Now)
+	charges, use := pricing.Charges(s.Commitments, running, s.Now)
+	return use, charges
 }

@@ -65,6 +65,20 @@ func (m PriceModel) split(price float64, capacity corev1.ResourceList, hasGPU bo
 	}
 }
 
+// splitAt splits price like split, but for a machine that costs less than
+// its on-demand equivalent (spot, a discount) it splits the on-demand price
+// and scales the parts down to price: a spot GPU machine cheaper than its
+// CPU/memory reference value still pays mostly for its GPUs, as it does
+// on-demand, rather than having no GPU part at all.
+func (m PriceModel) splitAt(price, onDemand float64, capacity corev1.ResourceList, hasGPU bool) parts {
+	if !hasGPU || price <= 0 || onDemand <= price {
+		return m.split(price, capacity, hasGPU)
+	}
+	p := m.split(onDemand, capacity, hasGPU)
+	scale := price / onDemand
+	return parts{gpu: p.gpu * scale, cpu: p.cpu * scale, memory: p.memory * scale}
+}
+
 // gpuResources are the accelerator resources a machine advertises; MIG
 // slices (nvidia.com/mig-<profile>) are found by prefix.
 var gpuResources = map[corev1.ResourceName]bool{
