@@ -124,19 +124,16 @@ func nodeLabels(np *v1.NodePool, it *cloudprovider.InstanceType, o cloudprovider
 // where the generated String methods concatenate strings in loops and took
 // 16 s for 10 pods of 10,000 tolerations.
 func shapeKey(p *corev1.Pod) string {
+	// The requests as the scheduler counts them, not the containers'
+	// resources: a sidecar and a plain init container of the same size, or
+	// pod-level resources, reserve different amounts.
+	requests := scheduling.PodRequests(p)
 	key := struct {
-		Init, Containers []corev1.ResourceRequirements
-		Overhead         corev1.ResourceList
-		NodeSelector     map[string]string
-		NodeAffinity     *corev1.NodeAffinity
-		Tolerations      []corev1.Toleration
-	}{Overhead: p.Spec.Overhead, NodeSelector: p.Spec.NodeSelector, Tolerations: p.Spec.Tolerations}
-	for _, c := range p.Spec.InitContainers {
-		key.Init = append(key.Init, c.Resources)
-	}
-	for _, c := range p.Spec.Containers {
-		key.Containers = append(key.Containers, c.Resources)
-	}
+		Requests     string
+		NodeSelector map[string]string
+		NodeAffinity *corev1.NodeAffinity
+		Tolerations  []corev1.Toleration
+	}{Requests: requests.Key(), NodeSelector: p.Spec.NodeSelector, Tolerations: p.Spec.Tolerations}
 	if a := p.Spec.Affinity; a != nil {
 		key.NodeAffinity = a.NodeAffinity
 	}
@@ -144,21 +141,14 @@ func shapeKey(p *corev1.Pod) string {
 	return string(raw)
 }
 
-// PodRequests is what the scheduler reserves for a pod: the larger of its
-// containers' summed requests and its largest init container, plus overhead.
+// PodRequests is what the scheduler reserves for a pod, as the solver counts
+// it (scheduling.PodRequests): limits standing in for requests a container
+// does not set, sidecars beside the containers, the init phase's peak,
+// pod-level resources and overhead; without the pod's own "pods" slot.
 func PodRequests(p *corev1.Pod) corev1.ResourceList {
-	out := corev1.ResourceList{}
-	for _, c := range p.Spec.Containers {
-		out = addLists(out, c.Resources.Requests)
-	}
-	for _, c := range p.Spec.InitContainers {
-		for k, v := range c.Resources.Requests {
-			if cur, ok := out[k]; !ok || v.Cmp(cur) > 0 {
-				out[k] = v.DeepCopy()
-			}
-		}
-	}
-	return addLists(out, p.Spec.Overhead)
+	r := scheduling.PodRequests(p)
+	r.Fixed[scheduling.SlotPods] = 0
+	return r.ToList()
 }
 
 // migProfileOf is the MIG profile a pod asks for, if any.
