@@ -26,18 +26,100 @@ func (c *converter) ec2NodeClass(in map[string]any) map[string]any {
 	spec := c.spec(in)
 	outSpec := map[string]any{}
 	c.copyFields("spec", spec, outSpec, map[string]func(string, any) (any, bool){
-		"amiSelectorTerms":           c.amiSelectorTerms,
-		"subnetSelectorTerms":        c.selectorTerms,
-		"securityGroupSelectorTerms": c.selectorTerms,
-		"role":                       nil,
-		"instanceProfile":            nil,
-		"tags":                       c.tags,
-		"blockDeviceMappings":        c.blockDeviceMappings,
-		"userData":                   nil,
-		"metadataOptions":            c.metadataOptions,
+		"amiFamily":                        c.amiFamily,
+		"amiSelectorTerms":                 c.amiSelectorTerms,
+		"subnetSelectorTerms":              c.selectorTerms,
+		"securityGroupSelectorTerms":       c.selectorTerms,
+		"capacityReservationSelectorTerms": c.capacityReservationSelectorTerms,
+		"role":                             nil,
+		"instanceProfile":                  nil,
+		"kubelet":                          c.kubelet,
+		"tags":                             c.tags,
+		"blockDeviceMappings":              c.blockDeviceMappings,
+		"userData":                         nil,
+		"metadataOptions":                  c.metadataOptions,
 	})
+	c.aliasNamesFamily(outSpec)
 	out["spec"] = outSpec
 	return out
+}
+
+// amiFamilies are the Karpenter AMI families Stowage's amiFamily takes.
+var amiFamilies = map[string]bool{"AL2023": true, "Bottlerocket": true, "Custom": true}
+
+// amiFamily carries the bootstrap format of images picked by id, name or
+// tags: without it Stowage would bootstrap a Bottlerocket or custom image as AL2023.
+func (c *converter) amiFamily(path string, v any) (any, bool) {
+	family, _ := v.(string)
+	if !amiFamilies[family] {
+		c.warn(path, "%v has no Stowage equivalent (AL2023, Bottlerocket and Custom are supported); dropped, so images picked by id, name or tags are bootstrapped as AL2023", v)
+		return nil, false
+	}
+	return family, true
+}
+
+// aliasNamesFamily drops amiFamily beside an alias term: Stowage takes the
+// family from the alias and refuses both. Karpenter allows the alias's own
+// family (nothing is lost) or Custom (which Stowage cannot express).
+func (c *converter) aliasNamesFamily(spec map[string]any) {
+	family, ok := spec["amiFamily"].(string)
+	if !ok {
+		return
+	}
+	terms, _ := spec["amiSelectorTerms"].([]any)
+	for _, t := range terms {
+		term, _ := t.(map[string]any)
+		alias, _ := term["alias"].(string)
+		if alias == "" {
+			continue
+		}
+		delete(spec, "amiFamily")
+		aliasFamily, _, _ := strings.Cut(alias, "@")
+		if !strings.EqualFold(strings.TrimSuffix(aliasFamily, "-nvidia"), family) {
+			c.warn("spec.amiFamily", "%s beside alias %s cannot be converted: Stowage takes the family from the alias; dropped", family, alias)
+		}
+		return
+	}
+}
+
+// capacityReservationSelectorTerms carries the reservations the class may
+// launch into; without them Stowage uses none.
+func (c *converter) capacityReservationSelectorTerms(path string, v any) (any, bool) {
+	out, ok := c.eachObject(path, v, func(p string, in map[string]any) (any, bool) {
+		o := map[string]any{}
+		c.copyFields(p, in, o, map[string]func(string, any) (any, bool){
+			"id":      nil,
+			"tags":    nil,
+			"ownerID": nil,
+		})
+		return o, len(o) > 0
+	})
+	if !ok {
+		return nil, false
+	}
+	return out, len(out) > 0
+}
+
+// kubelet carries the kubelet settings Stowage writes into user data and
+// plans with (max pods, reservations, eviction thresholds, image GC).
+func (c *converter) kubelet(path string, v any) (any, bool) {
+	in, ok := v.(map[string]any)
+	if !ok {
+		c.warn(path, "not an object; dropped")
+		return nil, false
+	}
+	out := map[string]any{}
+	c.copyFields(path, in, out, map[string]func(string, any) (any, bool){
+		"maxPods":                     nil,
+		"systemReserved":              nil,
+		"kubeReserved":                nil,
+		"evictionHard":                nil,
+		"evictionSoft":                nil,
+		"evictionSoftGracePeriod":     nil,
+		"imageGCHighThresholdPercent": nil,
+		"imageGCLowThresholdPercent":  nil,
+	})
+	return out, len(out) > 0
 }
 
 func (c *converter) amiSelectorTerms(path string, v any) (any, bool) {
@@ -50,9 +132,9 @@ func (c *converter) amiSelectorTerms(path string, v any) (any, bool) {
 			"name":  nil,
 			"owner": nil,
 		})
-		if _, hasTags := out["tags"]; !hasTags && (out["name"] != nil || out["owner"] != nil) {
-			// Stowage refines tag terms by name and owner but does not select by them alone.
-			c.warn(p, "name and owner without tags cannot be converted; term dropped (add tags or use an id)")
+		if _, hasTags := out["tags"]; !hasTags && out["name"] == nil && out["owner"] != nil {
+			// Stowage refines tags and name terms by owner but does not select by owner alone.
+			c.warn(p, "owner without tags or name cannot be converted; term dropped (add tags or a name, or use an id)")
 			return nil, false
 		}
 		return out, len(out) > 0

@@ -109,6 +109,8 @@ spec:
   userData: |
     #!/bin/bash
     echo "pre-bootstrap"
+  kubelet:
+    maxPods: 110
   metadataOptions:
     httpEndpoint: enabled
     httpPutResponseHopLimit: 1
@@ -150,7 +152,6 @@ func TestConvertKarpenterExample(t *testing.T) {
 		"karpenter-gpu.yaml#2: EC2NodeClass/gpu: spec.blockDeviceMappings[1].ebs.volumeSize: 500G is not a whole number of Gi or Ti as Stowage requires",
 		"karpenter-gpu.yaml#2: EC2NodeClass/gpu: spec.blockDeviceMappings[1]: no convertible ebs settings; mapping dropped",
 		"karpenter-gpu.yaml#2: EC2NodeClass/gpu: spec.detailedMonitoring: no Stowage equivalent; dropped",
-		"karpenter-gpu.yaml#2: EC2NodeClass/gpu: spec.kubelet: no Stowage equivalent; dropped",
 		"karpenter-gpu.yaml#2: EC2NodeClass/gpu: spec.metadataOptions.httpProtocolIPv6: no Stowage equivalent; dropped",
 		"karpenter-gpu.yaml#2: EC2NodeClass/gpu: spec.securityGroupSelectorTerms[1].name: no Stowage equivalent; dropped",
 		"karpenter-gpu.yaml#2: EC2NodeClass/gpu: spec.tags[karpenter.sh/discovery]: Karpenter-owned key dropped",
@@ -248,7 +249,7 @@ metadata: {name: win}
 spec:
   amiSelectorTerms:
     - alias: windows2022@latest
-    - name: my-ami-*
+    - owner: "123456789012"
   subnetSelectorTerms: [{id: subnet-1}]
   securityGroupSelectorTerms: [{id: sg-1}]
   instanceProfile: nodes
@@ -264,7 +265,7 @@ spec:
 `,
 			wantWarnings: []string{
 				`in#1: EC2NodeClass/win: spec.amiSelectorTerms[0].alias: alias "windows2022@latest" has no Stowage equivalent (al2023 and bottlerocket are supported); term dropped`,
-				"in#1: EC2NodeClass/win: spec.amiSelectorTerms[1]: name and owner without tags cannot be converted; term dropped (add tags or use an id)",
+				"in#1: EC2NodeClass/win: spec.amiSelectorTerms[1]: owner without tags or name cannot be converted; term dropped (add tags or a name, or use an id)",
 				"in#1: EC2NodeClass/win: spec.amiSelectorTerms: no term could be converted; the field is required, set it by hand",
 			},
 		},
