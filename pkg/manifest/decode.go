@@ -70,6 +70,9 @@ type Loader struct {
 	// pods maps namespace/name of each pod to the object that made it.
 	pods  map[string]string
 	gangs map[string]*gang
+	// requested counts the pods ProvisioningRequests ask for, which
+	// simulate makes later from their PodTemplates.
+	requested int
 }
 
 // gang is what the manifests say about one pod group.
@@ -548,7 +551,7 @@ func decodePod(d *decoder, obj string, j []byte) error {
 
 // admit checks that n more pods stay within Options.MaxPods.
 func (d *decoder) admit(obj string, n int) error {
-	total := len(d.set.Pods) + n
+	total := len(d.set.Pods) + d.loader.requested + n
 	if total <= d.loader.opts.MaxPods {
 		return nil
 	}

@@ -7,7 +7,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
 	provreqv1 "github.com/stowage-k8s/stowage/pkg/apis/provisioningrequest/v1"
+	"github.com/stowage-k8s/stowage/pkg/validation"
 )
 
 // What training and DRA manifests add to a Set.
@@ -116,6 +119,11 @@ func decodePodTemplate(d *decoder, obj string, j []byte) error {
 	if len(o.Template.Spec.Containers) == 0 {
 		return d.errorf(obj, "template.spec.containers", "at least one container is required")
 	}
+	// Its pods are planned like any other: the same quantity checks.
+	if err := d.fieldErrors(obj, append(validation.PodSpec(field.NewPath("template", "spec"), &o.Template.Spec),
+		validation.Gang(field.NewPath("template", "metadata", "labels"), o.Template.Labels)...)); err != nil {
+		return err
+	}
 	o.Namespace = namespaceOrDefault(o.Namespace)
 	d.set.PodTemplates = append(d.set.PodTemplates, &o)
 	return nil
@@ -129,6 +137,7 @@ func decodeProvisioningRequest(d *decoder, obj string, j []byte) error {
 	if len(o.Spec.PodSets) == 0 {
 		return d.errorf(obj, "spec.podSets", "at least one pod set is required")
 	}
+	pods := 0
 	for i, ps := range o.Spec.PodSets {
 		at := "spec.podSets[" + strconv.Itoa(i) + "]"
 		if ps.PodTemplateRef.Name == "" {
@@ -137,7 +146,15 @@ func decodeProvisioningRequest(d *decoder, obj string, j []byte) error {
 		if ps.Count < 1 || ps.Count > MaxPodsPerObject {
 			return d.errorf(obj, at+".count", "must be between 1 and %d, got %d", MaxPodsPerObject, ps.Count)
 		}
+		pods += int(ps.Count)
+		// Its pods count toward --max-pods like a workload's replicas.
+		if err := d.admit(obj, pods); err != nil {
+			e := err.(*Error)
+			e.Field = at + ".count"
+			return e
+		}
 	}
+	d.loader.requested += pods
 	o.Namespace = namespaceOrDefault(o.Namespace)
 	d.set.ProvisioningRequests = append(d.set.ProvisioningRequests, &o)
 	return nil
