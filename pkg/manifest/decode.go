@@ -403,13 +403,15 @@ var kinds = map[schema.GroupKind]kind{
 		}
 		return d.expand(obj, "ReplicaSet", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
 	}},
-	{Group: "apps", Kind: "StatefulSet"}: {podSpecQuantities("spec.template.spec"), decodeStatefulSet},
-	{Group: "batch", Kind: "Job"}:        {podSpecQuantities("spec.template.spec"), decodeJob},
-	{Group: "apps", Kind: "DaemonSet"}:   {podSpecQuantities("spec.template.spec"), decodeDaemonSet},
-	{Kind: "ConfigMap"}:                  {nil, decodeConfigMap},
-	{Group: v1.Group, Kind: "NodePool"}:  {[]quantityPath{{path: "spec.limits", kind: quantityMap}}, decodeNodePool},
+	{Group: "apps", Kind: "StatefulSet"}: {append(podSpecQuantities("spec.template.spec"),
+		quantityPath{path: "spec.volumeClaimTemplates", kind: quantityList, each: "spec.resources.requests"},
+		quantityPath{path: "spec.volumeClaimTemplates", kind: quantityList, each: "spec.resources.limits"}), decodeStatefulSet},
+	{Group: "batch", Kind: "Job"}:       {podSpecQuantities("spec.template.spec"), decodeJob},
+	{Group: "apps", Kind: "DaemonSet"}:  {podSpecQuantities("spec.template.spec"), decodeDaemonSet},
+	{Kind: "ConfigMap"}:                 {nil, decodeConfigMap},
+	{Group: v1.Group, Kind: "NodePool"}: {[]quantityPath{{path: "spec.limits", kind: quantityMap}}, decodeNodePool},
 	// Storage: where volumes are, for volume topology.
-	{Kind: "PersistentVolumeClaim"}: {nil, func(d *decoder, obj string, j []byte) error {
+	{Kind: "PersistentVolumeClaim"}: {claimQuantities("spec"), func(d *decoder, obj string, j []byte) error {
 		var o corev1.PersistentVolumeClaim
 		if err := d.decodeTyped(obj, j, &o); err != nil {
 			return err
@@ -419,7 +421,7 @@ var kinds = map[schema.GroupKind]kind{
 		return nil
 	}},
 	{Group: v1.Group, Kind: "Commitment"}: {nil, decodeCommitment},
-	{Kind: "PersistentVolume"}: {nil, func(d *decoder, obj string, j []byte) error {
+	{Kind: "PersistentVolume"}: {[]quantityPath{{path: "spec.capacity", kind: quantityMap}}, func(d *decoder, obj string, j []byte) error {
 		var o corev1.PersistentVolume
 		if err := d.decodeTyped(obj, j, &o); err != nil {
 			return err
@@ -739,6 +741,8 @@ var ownerAPIVersion = map[string]string{
 type quantityPath struct {
 	path string
 	kind quantityPathKind
+	// each, for quantityList, is where in each item the quantity map is.
+	each string
 }
 
 type quantityPathKind int
@@ -748,13 +752,27 @@ const (
 	quantityMap quantityPathKind = iota
 	// quantityContainers: path is a list of containers with resources.requests/limits.
 	quantityContainers
+	// quantityList: path is a list whose items hold a quantity map at each.
+	quantityList
 )
+
+// claimQuantities are where a PersistentVolumeClaim spec at spec holds quantities.
+func claimQuantities(spec string) []quantityPath {
+	return []quantityPath{
+		{path: spec + ".resources.requests", kind: quantityMap},
+		{path: spec + ".resources.limits", kind: quantityMap},
+	}
+}
 
 func podSpecQuantities(spec string) []quantityPath {
 	return []quantityPath{
 		{path: spec + ".containers", kind: quantityContainers},
 		{path: spec + ".initContainers", kind: quantityContainers},
 		{path: spec + ".overhead", kind: quantityMap},
+		{path: spec + ".resources.requests", kind: quantityMap},
+		{path: spec + ".resources.limits", kind: quantityMap},
+		{path: spec + ".volumes", kind: quantityList, each: "ephemeral.volumeClaimTemplate.spec.resources.requests"},
+		{path: spec + ".volumes", kind: quantityList, each: "ephemeral.volumeClaimTemplate.spec.resources.limits"},
 	}
 }
 
@@ -770,6 +788,24 @@ func checkQuantities(obj map[string]any, paths []quantityPath) (string, error) {
 		case quantityMap:
 			if field, err := checkQuantityMap(qp.path, v); err != nil {
 				return field, err
+			}
+		case quantityList:
+			list, ok := v.([]any)
+			if !ok {
+				continue // the typed decode reports the wrong type with its path
+			}
+			for i, item := range list {
+				m, ok := item.(map[string]any)
+				if !ok {
+					continue
+				}
+				q, ok := lookup(m, strings.Split(qp.each, "."))
+				if !ok || q == nil {
+					continue
+				}
+				if field, err := checkQuantityMap(fmt.Sprintf("%s[%d].%s", qp.path, i, qp.each), q); err != nil {
+					return field, err
+				}
 			}
 		case quantityContainers:
 			list, ok := v.([]any)
