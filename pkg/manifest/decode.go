@@ -616,16 +616,17 @@ func decodeJob(d *decoder, obj string, j []byte) error {
 	return nil
 }
 
-// jobPods is how many pods a Job runs at once: its parallelism, or its
-// completions when parallelism is unset, but never more than completions.
+// jobPods is how many pods a Job runs at once: its parallelism, which the
+// API server defaults to 1, but never more than completions (as the
+// controller sizes an Indexed Job). A nil count means 1.
 func jobPods(s batchv1.JobSpec) (*int32, string) {
 	switch {
-	case s.Parallelism != nil && s.Completions != nil && *s.Completions < *s.Parallelism && *s.Completions >= 0:
+	case s.Completions != nil && (s.Parallelism == nil || *s.Completions < *s.Parallelism) && *s.Completions < 1:
+		return s.Completions, "spec.completions" // none, or negative (an error)
+	case s.Parallelism != nil && s.Completions != nil && *s.Completions < *s.Parallelism:
 		return s.Completions, "spec.completions"
-	case s.Parallelism != nil:
-		return s.Parallelism, "spec.parallelism"
 	default:
-		return s.Completions, "spec.completions"
+		return s.Parallelism, "spec.parallelism"
 	}
 }
 

@@ -106,10 +106,10 @@ spec: {parallelism: 2, completions: 10, template: {spec: {containers: [{name: c}
 `,
 		want: summary{Pods: []string{"default/train-0 app= cpu=0 gpu=0", "default/train-1 app= cpu=0 gpu=0"}},
 	}, {
-		name: "job uses completions when parallelism is unset",
+		name: "job runs one pod at a time when parallelism is unset, as the API server defaults it",
 		in: `{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
  "spec": {"completions": 2, "template": {"spec": {"containers": [{"name": "c"}]}}}}`,
-		want: summary{Pods: []string{"default/j-0 app= cpu=0 gpu=0", "default/j-1 app= cpu=0 gpu=0"}},
+		want: summary{Pods: []string{"default/j-0 app= cpu=0 gpu=0"}},
 	}, {
 		name: "job never runs more than completions",
 		in: `apiVersion: batch/v1
