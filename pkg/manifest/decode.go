@@ -479,6 +479,12 @@ func decodeStatefulSet(d *decoder, obj string, j []byte) error {
 	}
 	ns := namespaceOrDefault(o.Namespace)
 	for i, p := range d.set.Pods[first:] {
+		// The labels the StatefulSet controller gives each pod.
+		if p.Labels == nil {
+			p.Labels = map[string]string{}
+		}
+		p.Labels[appsv1.StatefulSetPodNameLabel] = p.Name
+		p.Labels[appsv1.PodIndexLabel] = strconv.Itoa(i)
 		for _, tmpl := range o.Spec.VolumeClaimTemplates {
 			name := tmpl.Name + "-" + o.Name + "-" + strconv.Itoa(i)
 			d.set.PersistentVolumeClaims = append(d.set.PersistentVolumeClaims, &corev1.PersistentVolumeClaim{
@@ -608,7 +614,7 @@ func decodeJob(d *decoder, obj string, j []byte) error {
 	if err := d.expand(obj, "Job", o.Name, o.Namespace, n, field, &o.Spec.Template); err != nil {
 		return err
 	}
-	indexedJob(d.set.Pods[before:], &o)
+	jobLabels(d.set.Pods[before:], &o)
 	if d.set.JobPods == nil {
 		d.set.JobPods = map[string]int{}
 	}

@@ -160,20 +160,28 @@ func decodeProvisioningRequest(d *decoder, obj string, j []byte) error {
 	return nil
 }
 
-// indexedJob marks the pods of an Indexed Job as the Job controller does
-// (job name label, completion index), so they can be planned as a gang.
-func indexedJob(pods []*corev1.Pod, job *batchv1.Job) {
-	if job.Spec.CompletionMode == nil || *job.Spec.CompletionMode != batchv1.IndexedCompletion {
-		return
-	}
+// legacyJobNameLabel is the Job controller's older name label, still set on
+// every Job pod and what many selectors use.
+const legacyJobNameLabel = "job-name"
+
+// jobLabels labels a Job's pods as the Job controller does (its name under
+// both keys; an Indexed Job's completion index as label and annotation), so
+// selectors written against them match and Indexed Jobs can be planned as gangs.
+func jobLabels(pods []*corev1.Pod, job *batchv1.Job) {
+	indexed := job.Spec.CompletionMode != nil && *job.Spec.CompletionMode == batchv1.IndexedCompletion
 	for i, p := range pods {
 		if p.Labels == nil {
 			p.Labels = map[string]string{}
 		}
+		p.Labels[batchv1.JobNameLabel] = job.Name
+		p.Labels[legacyJobNameLabel] = job.Name
+		if !indexed {
+			continue
+		}
 		if p.Annotations == nil {
 			p.Annotations = map[string]string{}
 		}
-		p.Labels[batchv1.JobNameLabel] = job.Name
+		p.Labels[batchv1.JobCompletionIndexAnnotation] = strconv.Itoa(i)
 		p.Annotations[batchv1.JobCompletionIndexAnnotation] = strconv.Itoa(i)
 	}
 }
