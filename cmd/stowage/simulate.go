@@ -72,11 +72,17 @@ reserved where reservations are given).`,
 				return err
 			}
 			report, err := simulate.Run(cmd.Context(), simulate.Input{Manifests: set, Catalog: c, GangSources: sources}, simulate.Options{Solve: solve})
+			// The warnings say what was skipped, which is often why it failed
+			// ("no pods to place" for a file of CronJobs).
+			warnings := set.Warnings
+			if report != nil {
+				warnings = report.Warnings
+			}
+			for _, w := range warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
 			if err != nil {
 				return err
-			}
-			for _, w := range report.Warnings {
-				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 			}
 			if output == "json" {
 				return report.WriteJSON(cmd.OutOrStdout())
