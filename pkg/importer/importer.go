@@ -189,7 +189,11 @@ func (c *converter) convert(in *unstructured.Unstructured) (*unstructured.Unstru
 			c.warn("apiVersion", "%s is not supported, only %s/%s; skipped", in.GetAPIVersion(), KarpenterAWSGroup, karpenterVersion)
 			return nil, nil
 		}
-		return &unstructured.Unstructured{Object: c.ec2NodeClass(in.Object)}, nil
+		out := c.ec2NodeClass(in.Object)
+		if len(c.reasons) == 0 {
+			c.reasons = requiredEC2NodeClassFields(out)
+		}
+		return &unstructured.Unstructured{Object: out}, nil
 	default:
 		c.warn("", "%s %s is not a Karpenter NodePool or EC2NodeClass; skipped", in.GetAPIVersion(), gvk.Kind)
 		return nil, nil

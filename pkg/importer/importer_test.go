@@ -254,15 +254,8 @@ spec:
   securityGroupSelectorTerms: [{id: sg-1}]
   instanceProfile: nodes
 `,
-			want: `
-apiVersion: aws.stowage.dev/v1
-kind: EC2NodeClass
-metadata: {name: win}
-spec:
-  subnetSelectorTerms: [{id: subnet-1}]
-  securityGroupSelectorTerms: [{id: sg-1}]
-  instanceProfile: nodes
-`,
+			// Rejected: amiSelectorTerms is required (TestAuditEC2NodeClassWithoutRequiredFieldsIsRejected).
+			want: "",
 			wantWarnings: []string{
 				`in#1: EC2NodeClass/win: spec.amiSelectorTerms[0].alias: alias "windows2022@latest" has no Stowage equivalent (al2023 and bottlerocket are supported); term dropped`,
 				"in#1: EC2NodeClass/win: spec.amiSelectorTerms[1]: owner without tags or name cannot be converted; term dropped (add tags or a name, or use an id)",

@@ -133,3 +133,23 @@ func checkDuration(obj map[string]any, path []string, nillable bool, prefix ...s
 	}
 	return nil
 }
+
+// requiredEC2NodeClassFields checks what aws.stowage.dev/v1 requires of a
+// converted EC2NodeClass and the conversion may have dropped (every term of
+// a list, the IAM identity). pkg never imports a provider, so the CRD's own
+// checks cannot run here; these are the ones a conversion can break.
+func requiredEC2NodeClassFields(out map[string]any) []string {
+	spec, _ := out["spec"].(map[string]any)
+	var reasons []string
+	for _, f := range []string{"amiSelectorTerms", "subnetSelectorTerms", "securityGroupSelectorTerms"} {
+		if terms, _ := spec[f].([]any); len(terms) == 0 {
+			reasons = append(reasons, "spec."+f+": Required value: no term could be converted")
+		}
+	}
+	_, role := spec["role"]
+	_, profile := spec["instanceProfile"]
+	if role == profile {
+		reasons = append(reasons, "spec: Invalid value: exactly one of role or instanceProfile must be set")
+	}
+	return reasons
+}
