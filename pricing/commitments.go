@@ -57,20 +57,22 @@ type Machine struct {
 }
 
 // CommitmentUse is how much of one commitment the running machines use.
+// Its JSON names match stowage simulate's commitment report.
 type CommitmentUse struct {
-	Name string
-	Type v1.CommitmentType
+	Name string            `json:"name"`
+	Type v1.CommitmentType `json:"type"`
 	// Committed and Used are machines for a count, dollars per hour at the
 	// discounted rate for an amount; zero for a Discount.
-	Committed, Used float64
+	Committed float64 `json:"committed"`
+	Used      float64 `json:"used"`
 	// Unit is "machines" or "$/h".
-	Unit string
+	Unit string `json:"unit,omitempty"`
 	// Machines counts the running machines it covers (for a Discount: those
 	// its rate applies to).
-	Machines int
+	Machines int `json:"machines"`
 	// Savings is what the covered machines would cost at list price less
 	// what the commitment charges for them, per hour.
-	Savings float64
+	Savings float64 `json:"savingsPerHour"`
 }
 
 // Utilization is Used / Committed in [0, 1]; 1 for a Discount.

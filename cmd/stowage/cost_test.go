@@ -134,3 +134,28 @@ func TestRunCostCommitments(t *testing.T) {
 		t.Errorf("commitments table missing %q:\n%s", want, out.String())
 	}
 }
+
+// The JSON report names a commitment's fields as stowage simulate does.
+func TestRunCostCommitmentsJSON(t *testing.T) {
+	count := int32(2)
+	kube := costCluster(t).WithObjects(&v1.Commitment{ObjectMeta: metav1.ObjectMeta{Name: "ri"},
+		Spec: v1.CommitmentSpec{Type: v1.CommitmentReservedInstances, Count: &count}}).Build()
+	var out, errOut bytes.Buffer
+	if err := runCost(context.Background(), &out, &errOut, kube, staticPricer{}, "json"); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Commitments []map[string]any `json:"commitments"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Commitments) != 1 {
+		t.Fatalf("commitments = %v, want one", got.Commitments)
+	}
+	for _, k := range []string{"name", "type", "committed", "used", "unit", "machines", "savingsPerHour"} {
+		if _, ok := got.Commitments[0][k]; !ok {
+			t.Errorf("commitment JSON %v lacks %q", got.Commitments[0], k)
+		}
+	}
+}
