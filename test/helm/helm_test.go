@@ -86,7 +86,14 @@ type rendered map[string]*unstructured.Unstructured
 
 func render(t *testing.T, args ...string) rendered {
 	t.Helper()
-	out, err := helm(t, append([]string{"template", "stowage", chart, "--namespace", "stowage"}, args...)...)
+	return renderChart(t, chart, args...)
+}
+
+// renderChart renders the chart in dir (a path relative to the repository
+// root, or absolute).
+func renderChart(t *testing.T, dir string, args ...string) rendered {
+	t.Helper()
+	out, err := helm(t, append([]string{"template", "stowage", dir, "--namespace", "stowage"}, args...)...)
 	if err != nil {
 		t.Fatalf("helm template: %v", err)
 	}

@@ -58,3 +58,18 @@ azure.workload.identity/client-id: {{ .Values.azure.clientID | quote }}
 
 {{/* The fake cloud keeps its instances as ConfigMaps in this namespace (providers/fake). */}}
 {{- define "stowage.fakeCloudNamespace" -}}stowage-fake-cloud{{- end -}}
+
+{{/*
+Values added after the chart's first release. `helm upgrade --reuse-values`
+renders with the values of the release being upgraded, which lack them, so
+every template reads them through these helpers (or `default`), never bare.
+*/}}
+{{/* metrics.secure: "true" unless set to false (a boolean cannot use `default true`). */}}
+{{- define "stowage.metricsSecure" -}}
+{{- if hasKey .Values.metrics "secure" -}}{{ ternary "true" "false" (.Values.metrics.secure | toString | eq "true") }}{{- else -}}true{{- end -}}
+{{- end -}}
+
+{{/* gracefulShutdownSeconds, 30 when absent. */}}
+{{- define "stowage.gracefulShutdownSeconds" -}}
+{{- .Values.gracefulShutdownSeconds | default 30 | int -}}
+{{- end -}}
