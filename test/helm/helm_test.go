@@ -289,6 +289,11 @@ func TestTemplatePerCloud(t *testing.T) {
 				}
 			}
 			for _, deny := range []struct{ group, resource, verb string }{
+				// NodePools are the user's; only their status is Stowage's.
+				{"stowage.dev", "nodepools", "create"},
+				{"stowage.dev", "nodepools", "patch"},
+				{"stowage.dev", "nodepools", "delete"},
+				{"azure.stowage.dev", "aksnodeclasses", "patch"},
 				{"", "secrets", "get"},
 				{"", "pods", "create"},
 				{"", "pods/status", "update"},
