@@ -219,23 +219,25 @@ func (c *Controller) rollback(ctx context.Context, cmd Command, replacements []s
 	}
 	for _, cand := range cmd.Candidates {
 		errs = append(errs, c.annotate(ctx, cand.Claim.Name, nil))
-		// A candidate the cloud has since interrupted keeps its cordon:
-		// the interruption controller drains it.
-		if cand.Node != nil && !c.interrupted(ctx, cand.Claim.Name) {
+		// A candidate the cloud has since interrupted, or whose claim is
+		// being deleted, keeps its cordon: the interruption or termination
+		// controller drains it.
+		if cand.Node != nil && !c.drainedElsewhere(ctx, cand.Claim.Name) {
 			errs = append(errs, Untaint(ctx, c.client, cand.Node.Name))
 		}
 	}
 	return joinErrs(errs...)
 }
 
-// interrupted reports whether the named claim is Interrupted now (or
-// cannot be read, which keeps a cordon rather than lifting it wrongly).
-func (c *Controller) interrupted(ctx context.Context, name string) bool {
+// drainedElsewhere reports whether the named claim is Interrupted or being
+// deleted now (or cannot be read, which keeps a cordon rather than lifting
+// it wrongly): another controller owns its node's taint.
+func (c *Controller) drainedElsewhere(ctx context.Context, name string) bool {
 	claim := &v1.NodeClaim{}
 	if err := c.client.Get(ctx, client.ObjectKey{Name: name}, claim); err != nil {
 		return client.IgnoreNotFound(err) != nil
 	}
-	return conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted)
+	return claim.DeletionTimestamp != nil || conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted)
 }
 
 // ReplacedBy is the AnnotationReplacementFor values of the claims launched
