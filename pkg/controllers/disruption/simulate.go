@@ -16,6 +16,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
+	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 	"github.com/stowage-k8s/stowage/pkg/utils/devices"
 )
 
@@ -257,7 +258,10 @@ func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[
 	for _, name := range nodeNames {
 		node := st.Nodes[name]
 		claim := st.ClaimOfNode[name]
-		if claim != nil && (gone(claim.Name) || claim.DeletionTimestamp != nil) {
+		if claim != nil && (gone(claim.Name) || claim.DeletionTimestamp != nil ||
+			conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted)) {
+			// Going: deleted, or taken back by the cloud (marked before its
+			// node is tainted).
 			continue
 		}
 		if node.DeletionTimestamp != nil || node.Spec.Unschedulable || hasDisruptedTaint(node) {
