@@ -23,8 +23,12 @@ const (
 )
 
 // consolidatable is what both consolidation methods require of a candidate.
+// A node running a gang's pods is left out: a gang is never consolidated
+// pod by pod, and a command holding it would be dropped after it took the
+// pass's other candidates and budget.
 func consolidatable(e *Evaluation, c *Candidate) bool {
-	return len(c.Pods) > 0 && c.Blocked == "" && c.Ready && consolidatesUnderutilized(c.Pool) && settled(e, c)
+	return len(c.Pods) > 0 && c.Blocked == "" && c.Ready && consolidatesUnderutilized(c.Pool) && settled(e, c) &&
+		!e.runsGang(c)
 }
 
 // SingleNode deletes a node whose pods fit on the others, or replaces it

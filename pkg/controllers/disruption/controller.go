@@ -541,9 +541,19 @@ func (c *Controller) decide(ctx context.Context, e *Evaluation, cands []*Candida
 	for _, m := range c.methods {
 		var want []*Candidate
 		for _, cand := range cands {
-			if !e.Reserved(cand) && m.ShouldDisrupt(e, cand) {
-				want = append(want, cand)
+			if e.Reserved(cand) || !m.ShouldDisrupt(e, cand) {
+				continue
 			}
+			// A gang that cannot go whole now is left out before the
+			// method takes its node: held at every pass, it would take
+			// the budget of the nodes that can go.
+			forceful := m.Reason() == v1.DisruptionReasonExpired && forcefullyExpired(e.Now(), cand)
+			if why := gangHeld(e, cands, cand, m.Reason(), forceful, c.gangs()); why != "" {
+				log.FromContext(ctx).V(1).Info("not disrupting: a gang goes whole or not at all", "method", m.Name(), "nodeclaim", cand.Name(), "why", why)
+				e.Refuse(cand, m.Reason(), why)
+				continue
+			}
+			want = append(want, cand)
 		}
 		eligibleNodes.WithLabelValues(m.Name()).Set(float64(len(want)))
 		if len(want) == 0 {

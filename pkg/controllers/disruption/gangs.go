@@ -69,7 +69,46 @@ func indexGangs(st *ClusterState, gangs scheduling.Gangs) *gangIndex {
 // check only says whether it could go whole, and cmd comes back as it was;
 // it is widened and planned when it is carried out.
 func wholeGangs(ctx context.Context, e *Evaluation, all []*Candidate, cmd Command, gangs scheduling.Gangs, reserved bool) (Command, []string, string, error) {
-	idx := indexGangs(e.State, gangs)
+	widened, members, why := widenGangs(e, all, cmd, gangs, reserved, reserved)
+	if why != "" {
+		return Command{}, nil, why, nil
+	}
+	if len(members) == 0 {
+		return cmd, nil, "", nil
+	}
+	if len(widened) == len(cmd.Candidates) {
+		return cmd, members, "", nil // the gang already lies within the command
+	}
+	if reserved {
+		return cmd, members, "", nil
+	}
+	sim, err := e.simulate(ctx, widened)
+	if err != nil {
+		return Command{}, nil, "", err
+	}
+	if !sim.Feasible() {
+		return Command{}, nil, fmt.Sprintf("gangs %s have no place to run whole", strings.Join(members, ", ")), nil
+	}
+	out := cmd
+	out.Candidates = widened
+	out.Replacements = sim.Plan.NewNodes
+	out.Bindings = sim.Plan.Bindings
+	out.SavingsPerHour = 0
+	for _, c := range widened {
+		out.SavingsPerHour += c.PricePerHour
+	}
+	out.SavingsPerHour -= sim.Plan.CostPerHour
+	return out, members, "", nil
+}
+
+// widenGangs is cmd's candidates widened to the nodes of every gang they
+// run, the gangs, and why they cannot go whole now: a gang's pods would be
+// consolidated, a node of one of its gangs may not be disrupted now (blocked,
+// not a candidate, or, unless reserved, taken by another command of the
+// pass), or the budget cannot take them all. counted says the pass's
+// reservations already count cmd against the budgets.
+func widenGangs(e *Evaluation, all []*Candidate, cmd Command, gangs scheduling.Gangs, reserved, counted bool) ([]*Candidate, []string, string) {
+	idx := e.gangIndex(gangs)
 	byNode := map[string]*Candidate{}
 	for _, c := range all {
 		byNode[c.Node.Name] = c
@@ -93,7 +132,7 @@ func wholeGangs(ctx context.Context, e *Evaluation, all []*Candidate, cmd Comman
 			seen[gang] = true
 			members = append(members, gang)
 			if cmd.Reason == v1.DisruptionReasonUnderutilized {
-				return Command{}, nil, fmt.Sprintf("node %s runs pods of gang %s, which is never consolidated pod by pod", c.Node.Name, gang), nil
+				return nil, nil, fmt.Sprintf("node %s runs pods of gang %s, which is never consolidated pod by pod", c.Node.Name, gang)
 			}
 			if cmd.Reason == v1.DisruptionReasonUnhealthy {
 				// The gang is broken already: repair replaces the dead node
@@ -109,9 +148,14 @@ func wholeGangs(ctx context.Context, e *Evaluation, all []*Candidate, cmd Comman
 				other := byNode[node]
 				switch {
 				case other == nil:
-					return Command{}, nil, fmt.Sprintf("gang %s also runs on node %s, which cannot be disrupted now", gang, node), nil
+					return nil, nil, fmt.Sprintf("gang %s also runs on node %s, which cannot be disrupted now", gang, node)
 				case other.Blocked != "" && !cmd.Forceful:
-					return Command{}, nil, fmt.Sprintf("gang %s also runs on node %s: %s", gang, node, other.Blocked), nil
+					return nil, nil, fmt.Sprintf("gang %s also runs on node %s: %s", gang, node, other.Blocked)
+				case !reserved && e.Reserved(other):
+					// Carried out now: another command of the pass (repair of
+					// a dead member) took that node; taking it again would buy
+					// its pods a second place.
+					return nil, nil, fmt.Sprintf("gang %s also runs on node %s, which another command takes", gang, node)
 				}
 				in[node] = true
 				widened = append(widened, other)
@@ -119,50 +163,39 @@ func wholeGangs(ctx context.Context, e *Evaluation, all []*Candidate, cmd Comman
 			}
 		}
 	}
-	if len(members) == 0 {
-		return cmd, nil, "", nil
-	}
 	sort.Strings(members)
-	if len(widened) == len(cmd.Candidates) {
-		return cmd, members, "", nil // the gang already lies within the command
+	if len(widened) == len(cmd.Candidates) || cmd.Forceful {
+		return widened, members, ""
 	}
-	if !cmd.Forceful {
-		perPool := map[string]int{}
+	perPool := map[string]int{}
+	for _, c := range widened {
+		perPool[c.Pool.Name]++
+	}
+	if counted {
+		// The nodes this pass's commands took count already: cmd's own, and
+		// its gang peers' when each member got a command of its own.
 		for _, c := range widened {
-			perPool[c.Pool.Name]++
-		}
-		if reserved {
-			for _, c := range cmd.Candidates {
+			if e.Reserved(c) {
 				perPool[c.Pool.Name]--
 			}
 		}
-		for _, c := range widened {
-			if n := perPool[c.Pool.Name]; n > e.Allowed(c.Pool, cmd.Reason) {
-				return Command{}, nil, fmt.Sprintf("gangs %s need %d nodes of nodepool %s disrupted at once; its budget allows %d",
-					strings.Join(members, ", "), n, c.Pool.Name, e.Allowed(c.Pool, cmd.Reason)), nil
-			}
+	}
+	for _, c := range widened {
+		if n := perPool[c.Pool.Name]; n > e.Allowed(c.Pool, cmd.Reason) {
+			return nil, nil, fmt.Sprintf("gangs %s need %d nodes of nodepool %s disrupted at once; its budget allows %d",
+				strings.Join(members, ", "), n, c.Pool.Name, e.Allowed(c.Pool, cmd.Reason))
 		}
 	}
-	if reserved {
-		return cmd, members, "", nil
-	}
-	sim, err := e.simulate(ctx, widened)
-	if err != nil {
-		return Command{}, nil, "", err
-	}
-	if !sim.Feasible() {
-		return Command{}, nil, fmt.Sprintf("gangs %s have no place to run whole", strings.Join(members, ", ")), nil
-	}
-	out := cmd
-	out.Candidates = widened
-	out.Replacements = sim.Plan.NewNodes
-	out.Bindings = sim.Plan.Bindings
-	out.SavingsPerHour = 0
-	for _, c := range widened {
-		out.SavingsPerHour += c.PricePerHour
-	}
-	out.SavingsPerHour -= sim.Plan.CostPerHour
-	return out, members, "", nil
+	return widened, members, ""
+}
+
+// gangHeld says why c, taken by a command of its own for reason, could not
+// go with its whole gangs now ("" when it could, or runs no gang). Asked
+// before a method takes c, so a gang that cannot go does not take the
+// pass's budget from the nodes that can.
+func gangHeld(e *Evaluation, all []*Candidate, c *Candidate, reason v1.DisruptionReason, forceful bool, gangs scheduling.Gangs) string {
+	_, _, why := widenGangs(e, all, Command{Reason: reason, Candidates: []*Candidate{c}, Forceful: forceful}, gangs, false, false)
+	return why
 }
 
 // signalGangs gives every pod of the gangs the checkpoint signal before any

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 )
 
@@ -117,6 +118,25 @@ type Evaluation struct {
 	reserved map[string]bool    // claim names of candidates of decided commands
 	taken    map[string]int     // pool -> nodes decided this pass
 	refused  map[string]refusal // claim name -> the first method that wanted it and did not take it
+	gangs    *gangIndex         // where gangs run; built on first use
+}
+
+// runsGang reports whether a pod of a gang runs on the candidate's node.
+func (e *Evaluation) runsGang(c *Candidate) bool {
+	var g scheduling.Gangs
+	if e.Simulator != nil {
+		g = e.Simulator.Gangs
+	}
+	return len(e.gangIndex(g).of[c.Node.Name]) > 0
+}
+
+// gangIndex is where the state's gangs run, indexed once per pass: the
+// pass's gangs are recognised alike everywhere.
+func (e *Evaluation) gangIndex(g scheduling.Gangs) *gangIndex {
+	if e.gangs == nil {
+		e.gangs = indexGangs(e.State, g)
+	}
+	return e.gangs
 }
 
 // NewEvaluation prepares a pass over st. Budgets come from
