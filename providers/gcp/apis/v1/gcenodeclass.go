@@ -59,6 +59,7 @@ type GCENodeClassSpec struct {
 	// +kubebuilder:validation:MaxProperties=50
 	// +kubebuilder:validation:XValidation:message="label keys starting with stowage- or goog- are reserved",rule="self.all(k, !k.startsWith('stowage-') && !k.startsWith('goog-'))"
 	// +kubebuilder:validation:XValidation:message="label keys must be lower case letters, digits, - and _, starting with a letter, at most 63 characters",rule="self.all(k, k.matches('^[a-z][-_a-z0-9]{0,62}$'))"
+	// +kubebuilder:validation:XValidation:message="label values must be at most 63 lower case letters, digits, - and _ (Compute Engine refuses the VM otherwise)",rule="self.all(k, self[k].matches(r'^[-_\\p{Ll}\\p{Lo}0-9]{0,63}$'))"
 	// +optional
 	Labels map[string]string `json:"labels,omitempty"`
 	// Metadata are instance metadata entries added to every VM. The keys GKE's

@@ -63,6 +63,8 @@ func TestValidation(t *testing.T) {
 			wantErr: "label keys starting with stowage- or goog- are reserved"},
 		{name: "upper case label", mutate: func(nc *gcpv1.GCENodeClass) { nc.Spec.Labels = map[string]string{"Team": "ml"} },
 			wantErr: "label keys must be lower case"},
+		{name: "upper case label value", mutate: func(nc *gcpv1.GCENodeClass) { nc.Spec.Labels = map[string]string{"team": "ML Platform"} },
+			wantErr: "label values must be at most 63 lower case"},
 		{name: "bootstrap metadata", mutate: func(nc *gcpv1.GCENodeClass) { nc.Spec.Metadata = map[string]string{"kube-env": "x"} },
 			wantErr: "are set by Stowage"},
 		{name: "tiny disk", mutate: func(nc *gcpv1.GCENodeClass) { nc.Spec.BootDisk.SizeGiB = 5 }, wantErr: "spec.bootDisk.sizeGiB"},
