@@ -74,6 +74,11 @@ func (w *workloadSizes) JobSetSize(ns, name string) (int, error) {
 			if !ok {
 				return 0, fmt.Errorf("jobset %s/%s: spec.replicatedJobs[%d] is not an object", ns, name, i)
 			}
+			if deps, _, _ := unstructured.NestedSlice(rj, "dependsOn"); len(deps) > 0 {
+				// This job is created only once the one it depends on is
+				// Ready or Complete: never all at once, so no gang.
+				return 1, nil
+			}
 			replicas, found, _ := unstructured.NestedInt64(rj, "replicas")
 			if !found {
 				replicas = 1
