@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 )
 
 // PodRequests is what the scheduler reserves for a pod, by the kubelet's
@@ -138,6 +140,9 @@ func NewPodConstraints(pod *corev1.Pod) (*PodConstraints, error) {
 				if err != nil {
 					return nil, fmt.Errorf("spec.affinity.nodeAffinity.required.nodeSelectorTerms[%d].%w", i, err)
 				}
+				if err := addNodeNameFields(reqs, term.MatchFields); err != nil {
+					return nil, fmt.Errorf("spec.affinity.nodeAffinity.required.nodeSelectorTerms[%d].%w", i, err)
+				}
 				pc.NodeRequirements = append(pc.NodeRequirements, base.Intersect(reqs))
 			}
 			if len(pc.NodeRequirements) == 0 {
@@ -190,6 +195,24 @@ func NewPodConstraints(pod *corev1.Pod) (*PodConstraints, error) {
 		}
 	}
 	return pc, nil
+}
+
+// addNodeNameFields adds a term's matchFields (the API allows only
+// metadata.name) to reqs as requirements on the node's hostname label, the
+// name the solver can read: a machine not bought yet has no name, so a pod
+// pinned to named nodes is never planned onto a new one.
+func addNodeNameFields(reqs Requirements, fields []corev1.NodeSelectorRequirement) error {
+	for i, f := range fields {
+		if f.Key != "metadata.name" {
+			return fmt.Errorf("matchFields[%d]: field %s is not supported (only metadata.name)", i, f.Key)
+		}
+		r, err := NewRequirement(v1.LabelHostname, f.Operator, f.Values...)
+		if err != nil {
+			return fmt.Errorf("matchFields[%d]: %w", i, err)
+		}
+		reqs.Add(r)
+	}
+	return nil
 }
 
 func weightedTerms(w []corev1.WeightedPodAffinityTerm) []corev1.PodAffinityTerm {
