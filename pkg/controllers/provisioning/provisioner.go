@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
@@ -384,14 +386,42 @@ func (c *Controller) daemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
 		return nil, fmt.Errorf("listing daemonsets: %w", err)
 	}
 	out := make([]*corev1.Pod, 0, len(list.Items))
+	overheads := map[string]corev1.ResourceList{}
 	for i := range list.Items {
 		ds := &list.Items[i]
-		out = append(out, &corev1.Pod{
+		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ds.Namespace, Name: ds.Name, Labels: ds.Spec.Template.Labels},
 			Spec:       *ds.Spec.Template.Spec.DeepCopy(),
-		})
+		}
+		if rc := pod.Spec.RuntimeClassName; rc != nil && *rc != "" && pod.Spec.Overhead == nil {
+			// The RuntimeClass admission plugin gives the real pods their
+			// runtime's overhead; the template does not carry it.
+			overhead, ok := overheads[*rc]
+			if !ok {
+				overhead = c.runtimeOverhead(ctx, *rc)
+				overheads[*rc] = overhead
+			}
+			pod.Spec.Overhead = overhead
+		}
+		out = append(out, pod)
 	}
 	return out, nil
+}
+
+// runtimeOverhead is the pod overhead of the named RuntimeClass, or nil when
+// it has none or cannot be read (then the daemon is planned without it).
+func (c *Controller) runtimeOverhead(ctx context.Context, name string) corev1.ResourceList {
+	rc := &nodev1.RuntimeClass{}
+	if err := c.client.Get(ctx, client.ObjectKey{Name: name}, rc); err != nil {
+		if !apierrors.IsNotFound(err) {
+			log.FromContext(ctx).V(1).Info("reading runtimeclass; planning its daemonsets without its overhead", "runtimeClass", name, "error", err.Error())
+		}
+		return nil
+	}
+	if rc.Overhead == nil {
+		return nil
+	}
+	return rc.Overhead.PodFixed
 }
 
 // launchAll writes the NodeClaims of a plan, up to maxConcurrentCreates at
