@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/klog/v2"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
@@ -90,13 +89,10 @@ func poolIncompatibility(pod *corev1.Pod, pool *v1.NodePool) string {
 	return "node affinity " + strings.Join(whys, " or ")
 }
 
+// tolerated is the solver's check (scheduling.Tolerates), comparison
+// operators included, so the pre-check never turns away a pod it would plan.
 func tolerated(tolerations []corev1.Toleration, taint *corev1.Taint) bool {
-	for i := range tolerations {
-		if tolerations[i].ToleratesTaint(klog.Background(), taint, false) {
-			return true
-		}
-	}
-	return false
+	return scheduling.Tolerates(tolerations, []corev1.Taint{*taint}) == nil
 }
 
 func taintString(t *corev1.Taint) string {
