@@ -110,7 +110,10 @@ type interruption struct {
 	// then progressOne tries again (a failed patch, or a leader that died
 	// after marking the claim, left them undone).
 	warned bool
-	acks   []func(context.Context) error
+	// cordoned is set once the node is tainted and the Interrupted event
+	// sent, so that pods told late do not repeat them.
+	cordoned bool
+	acks     []func(context.Context) error
 }
 
 // replanEvery spaces the attempts to plan the replacement of an
@@ -246,6 +249,8 @@ func (c *Controller) Start(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
+			// Counted once here, not per attempt: a retried event is one event.
+			eventsTotal.WithLabelValues(string(ev.Kind)).Inc()
 			item = queued{ev: ev}
 		}
 		select {
@@ -365,15 +370,28 @@ func (c *Controller) pruneLocks(exists map[string]bool) {
 func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEvent) error {
 	now := c.clock.Now()
 	logger := log.FromContext(ctx).WithValues("providerID", ev.ProviderID, "kind", ev.Kind)
-	eventsTotal.WithLabelValues(string(ev.Kind)).Inc()
 	claim, err := c.claimFor(ctx, ev.ProviderID)
 	if err != nil {
 		return err
 	}
+	kind, deadline := ev.Kind, ev.Deadline
+	if kind == cloudprovider.InterruptionInstanceStopped && deadline.IsZero() {
+		// Already gone: nothing left to wait for.
+		deadline = now
+	}
+	if claim != nil {
+		// What the claim already records (an earlier event, maybe handled
+		// by an earlier leader) stands unless this event is sooner: a hint
+		// that comes after the reclaim, or again, takes no deadline away.
+		if v := claim.Annotations[v1.AnnotationInterruption]; v != "" {
+			rk, rd := parseAnnotation(v)
+			kind, deadline = sooner(rk, rd, kind, deadline)
+		}
+	}
 	if claim != nil && claim.DeletionTimestamp != nil {
 		// Already draining: nothing to replace, but its pods (a training
 		// job) still learn the deadline so they can checkpoint in time.
-		if err := c.warnNode(ctx, claim, &interruption{claim: claim.Name, kind: ev.Kind, deadline: ev.Deadline}); err != nil {
+		if err := c.warnNode(ctx, claim, &interruption{claim: claim.Name, kind: kind, deadline: deadline}); err != nil {
 			return err
 		}
 	}
@@ -396,8 +414,8 @@ func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEv
 		// The cloud repeats itself, and a rebalance hint is often followed
 		// by the reclaim: an earlier deadline is recorded on the claim and
 		// told to the pods, as the first event was.
-		if !ev.Deadline.IsZero() && (t.deadline.IsZero() || ev.Deadline.Before(t.deadline)) {
-			t.kind, t.deadline = ev.Kind, ev.Deadline
+		if k, d := sooner(t.kind, t.deadline, kind, deadline); !d.Equal(t.deadline) {
+			t.kind, t.deadline = k, d
 			if err := c.markInterrupted(ctx, claim, t); err != nil {
 				return err
 			}
@@ -410,11 +428,13 @@ func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEv
 	}
 	logger = logger.WithValues("nodeclaim", klog.KObj(claim))
 	ctx = log.IntoContext(ctx, logger)
-	t := &interruption{claim: claim.Name, kind: ev.Kind, deadline: ev.Deadline, received: now, acks: []func(context.Context) error{ev.Ack}}
-	if ev.Kind == cloudprovider.InterruptionInstanceStopped && t.deadline.IsZero() {
-		// Already gone: nothing left to wait for.
-		t.deadline = now
+	received := now
+	if cond := conditions.Get(claim.Status.Conditions, v1.ConditionInterrupted); cond != nil && cond.Status == metav1.ConditionTrue &&
+		!cond.LastTransitionTime.IsZero() {
+		// Marked by an earlier leader: a hint's wait runs from then.
+		received = cond.LastTransitionTime.Time
 	}
+	t := &interruption{claim: claim.Name, kind: kind, deadline: deadline, received: received, acks: []func(context.Context) error{ev.Ack}}
 	// Mark the claim first: the disruption controller leaves tainted nodes
 	// of Interrupted claims alone.
 	if err := c.markInterrupted(ctx, claim, t); err != nil {
@@ -464,13 +484,18 @@ func (c *Controller) cordonAndWarn(ctx context.Context, claim *v1.NodeClaim, t *
 		return nil, nil, err
 	}
 	value := annotationValue(t.kind, t.deadline)
-	if !t.warned {
+	if !t.cordoned {
 		actionsTotal.WithLabelValues(string(t.kind), "cordon").Inc()
 		c.events.interrupted(claim, node, value)
+		t.cordoned = true
 	}
 	pods, err := c.warnPods(ctx, node, t)
 	if err != nil {
-		return nil, nil, err
+		// A pod that could not be told (a webhook refusing the patch) is
+		// told on a later check; the replacement and the drain do not wait
+		// for it, since the cloud takes the machine at its deadline anyway.
+		log.FromContext(ctx).Error(err, "telling the pods of an interrupted node; trying again", "node", node.Name)
+		return node, pods, nil
 	}
 	t.warned = true
 	return node, pods, nil
@@ -763,8 +788,11 @@ func (c *Controller) warnPods(ctx context.Context, node *corev1.Node, t *interru
 			if err := c.client.Patch(ctx, p, client.MergeFrom(stored)); client.IgnoreNotFound(err) != nil {
 				errs = append(errs, fmt.Errorf("annotating pod %s/%s: %w", p.Namespace, p.Name, err))
 			}
+			// Only while its annotation is not the value: a pod told
+			// already is not told again at every check while another
+			// one is retried.
+			c.events.podInterrupted(p, node, value)
 		}
-		c.events.podInterrupted(p, node, value)
 		if movable(p) {
 			out = append(out, p)
 		}
@@ -878,6 +906,16 @@ func ackAll(ctx context.Context, fs []func(context.Context) error) error {
 		errs = append(errs, ack(ctx, f))
 	}
 	return errors.Join(errs...)
+}
+
+// sooner is the interruption that ends first: the second only when its
+// deadline is earlier than the first's, or the first has none (a hint).
+func sooner(kind cloudprovider.InterruptionKind, deadline time.Time, otherKind cloudprovider.InterruptionKind,
+	other time.Time) (cloudprovider.InterruptionKind, time.Time) {
+	if !other.IsZero() && (deadline.IsZero() || other.Before(deadline)) {
+		return otherKind, other
+	}
+	return kind, deadline
 }
 
 // annotationValue is the pods' and claim's stowage.dev/interruption value:
