@@ -212,6 +212,9 @@ func (d *drainer) evict(ctx context.Context, claim *v1.NodeClaim, pod *corev1.Po
 		return nil
 	default:
 		evictionsTotal.WithLabelValues(outcomeError).Inc()
+		// Seen on the pod, as a refusal by a budget is: a pod under two
+		// PDBs, or a webhook refusing, holds the drain as long as it lasts.
+		d.events.evictionFailed(claim, pod, err)
 		return fmt.Errorf("evicting pod %s: %w", klog.KObj(pod), err)
 	}
 }

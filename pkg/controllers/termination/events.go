@@ -12,6 +12,7 @@ const (
 	reasonDraining        = "Draining"
 	reasonEvicted         = "Evicted"
 	reasonEvictionBlocked = "EvictionBlocked"
+	reasonEvictionFailed  = "EvictionFailed"
 	reasonDoNotDisrupt    = "DoNotDisrupt"
 	reasonForceDeleted    = "TerminationGracePeriodElapsed"
 	reasonTerminated      = "Terminated"
@@ -33,6 +34,11 @@ func (e *recorder) evicted(claim *v1.NodeClaim, pod *corev1.Pod) {
 func (e *recorder) evictionBlocked(claim *v1.NodeClaim, pod *corev1.Pod, err error) {
 	e.r.Eventf(pod, claim, corev1.EventTypeWarning, reasonEvictionBlocked, "Evict",
 		"eviction for nodeclaim %s refused, retrying: %v", claim.Name, err)
+}
+
+func (e *recorder) evictionFailed(claim *v1.NodeClaim, pod *corev1.Pod, err error) {
+	e.r.Eventf(pod, claim, corev1.EventTypeWarning, reasonEvictionFailed, "Evict",
+		"eviction for nodeclaim %s failed, retrying: %v", claim.Name, err)
 }
 
 func (e *recorder) doNotDisrupt(claim *v1.NodeClaim, pod *corev1.Pod) {
