@@ -116,14 +116,11 @@ func (g Gangs) Of(pod *corev1.Pod) (string, int, error) {
 		if err != nil {
 			return name, 0, fmt.Errorf("pod %s/%s: sizing its gang: %w", pod.Namespace, pod.Name, err)
 		}
-		if leaderFirst {
+		if leaderFirst && pod.Labels[LabelLWSWorkerIndex] == "0" {
 			// The workers are created once the leader runs: waiting for
-			// them would hold the leader forever. The leader goes alone,
-			// its workers together.
-			if pod.Labels[LabelLWSWorkerIndex] == "0" || n <= 2 {
-				return "", 0, nil
-			}
-			return name, n - 1, nil
+			// them would hold the leader forever. The leader is a gang of
+			// one; its workers then make the gang whole with it, in its zone.
+			return name, 1, nil
 		}
 		return name, n, nil
 	}

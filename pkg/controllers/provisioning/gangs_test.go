@@ -292,14 +292,64 @@ func TestLeaderWorkerSetLeaderReadyLeaderGoesAlone(t *testing.T) {
 	// Two of its three workers: they wait for the third.
 	f.cluster.UpdatePod(member("llm-0-1", "1"))
 	f.cluster.UpdatePod(member("llm-0-2", "2"))
-	if r := f.schedule(t); len(r.Created) != 0 {
-		t.Errorf("%d machines for 2 of the 3 workers; want none until the gang is whole", len(r.Created))
+	r = f.schedule(t)
+	waiting := 0
+	for _, u := range r.Plan.Unschedulable {
+		if strings.HasPrefix(u.Pod.Name, "llm-0-") {
+			waiting++
+		}
 	}
+	if waiting != 2 || len(r.Created) != 0 {
+		t.Errorf("2 of 3 workers: %d left waiting, %d machines bought; want both waiting for the gang, none bought", waiting, len(r.Created))
+	}
+	// The third: the workers go, with their leader (on its machine or new ones).
 	f.cluster.UpdatePod(member("llm-0-3", "3"))
-	if r := f.schedule(t); len(r.Created) == 0 {
+	r = f.schedule(t)
+	for _, u := range r.Plan.Unschedulable {
+		t.Errorf("worker %s unschedulable once the gang is whole: %s", u.Pod.Name, u.Reason)
+	}
+}
+
+// A LeaderReady set's workers join their running leader's zone, as a gang's
+// new members join its running ones: the leader is in their gang.
+func TestLeaderWorkerSetWorkersJoinTheLeadersZone(t *testing.T) {
+	f := newFixture(t, nil)
+	f.ctrl.solver = SolverFunc(func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) { return solver.Solve(ctx, s) })
+	lws := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+		"metadata":   map[string]any{"namespace": "default", "name": "llm"},
+		"spec":       map[string]any{"startupPolicy": "LeaderReady"},
+	}}
+	f.client = cloudtest.NewClientBuilder().WithObjects(lws).Build()
+	f.ctrl.client = f.client
+	f.ctrl.opts.GangSources = map[scheduling.GangSource]bool{scheduling.GangSourceLeaderWorkerSet: true}
+	// The leader's node is full and cordoned: the workers need new machines.
+	f.cluster.UpdateNode(&corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{v1.LabelZone: "us-east-1b"}},
+		Spec:       corev1.NodeSpec{Unschedulable: true},
+		Status: corev1.NodeStatus{Allocatable: res("cpu", "4", "nvidia.com/gpu", "1", "pods", "110"),
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}})
+	member := func(name, worker string) *corev1.Pod {
+		return withPod(pendingPod(name), tolerateGPU, func(p *corev1.Pod) {
+			p.Labels = map[string]string{scheduling.LabelLWSName: "llm", scheduling.LabelLWSGroupIndex: "0", scheduling.LabelLWSWorkerIndex: worker}
+			p.Annotations = map[string]string{scheduling.AnnotationLWSSize: "3"}
+		})
+	}
+	leader := member("llm-0", "0")
+	leader.Spec.NodeName, leader.Status = "n1", corev1.PodStatus{Phase: corev1.PodRunning}
+	f.cluster.UpdatePod(leader)
+	f.cluster.UpdatePod(member("llm-0-1", "1"))
+	f.cluster.UpdatePod(member("llm-0-2", "2"))
+	r := f.schedule(t)
+	if len(r.Created) == 0 {
 		for _, u := range r.Plan.Unschedulable {
 			t.Logf("unschedulable %s: %s", u.Pod.Name, u.Reason)
 		}
-		t.Error("no machine for the three workers once all were created")
+		t.Fatal("no machine for the workers of a running leader")
+	}
+	for _, c := range r.Created {
+		if zone := c.Spec.Offerings[0].Zone; zone != "us-east-1b" {
+			t.Errorf("a worker's machine is in %s; its leader runs in us-east-1b", zone)
+		}
 	}
 }
