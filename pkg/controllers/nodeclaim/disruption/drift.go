@@ -20,6 +20,14 @@ func PoolDrift(pool *v1.NodePool, claim *v1.NodeClaim, node *corev1.Node) (reaso
 	tmpl := pool.Spec.Template
 	for _, r := range tmpl.Spec.Requirements {
 		val, has := node.Labels[r.Key]
+		if !has && v1.WellKnownLabels[r.Key] {
+			// Not every provider's kubelet registers with the instance
+			// type's labels; what the claim was bought as decides.
+			if !claimAllows(r, claim) {
+				return ReasonRequirementsDrifted, fmt.Sprintf("nodeclaim's %s no longer meets requirement %s %s %v", r.Key, r.Key, r.Operator, r.Values)
+			}
+			continue
+		}
 		if !requirementAllows(r, val, has) {
 			return ReasonRequirementsDrifted, fmt.Sprintf("label %s=%q no longer meets requirement %s %s %v", r.Key, val, r.Key, r.Operator, r.Values)
 		}
@@ -39,6 +47,19 @@ func PoolDrift(pool *v1.NodePool, claim *v1.NodeClaim, node *corev1.Node) (reaso
 		return ReasonNodeClassRefDrifted, "the pool's nodeClassRef changed"
 	}
 	return "", ""
+}
+
+// claimAllows reports whether a claim whose node lacks a well-known label
+// may still meet r: some value its own In requirement on the key allows
+// meets r. A claim without one says nothing, and is not taken to drift.
+func claimAllows(r v1.NodeSelectorRequirementWithMinValues, claim *v1.NodeClaim) bool {
+	for _, c := range claim.Spec.Requirements {
+		if c.Key != r.Key || c.Operator != corev1.NodeSelectorOpIn {
+			continue
+		}
+		return slices.ContainsFunc(c.Values, func(v string) bool { return requirementAllows(r, v, true) })
+	}
+	return true
 }
 
 // requirementAllows evaluates a node selector requirement against a label.
