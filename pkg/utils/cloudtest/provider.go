@@ -34,6 +34,7 @@ type Provider struct {
 	errs       map[string]error               // by method name
 	calls      map[string]int
 	deleted    []string
+	types      []*cloudprovider.InstanceType
 }
 
 // New returns an empty cloud whose instances are stamped with clk's time.
@@ -114,7 +115,16 @@ func (p *Provider) Name() string { return "cloudtest" }
 
 // InstanceTypes implements cloudprovider.CloudProvider; the controllers under test do not need any.
 func (p *Provider) InstanceTypes(context.Context, *v1.NodePool) ([]*cloudprovider.InstanceType, error) {
-	return nil, nil
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.types, p.errs["InstanceTypes"]
+}
+
+// SetInstanceTypes sets what InstanceTypes returns for every pool.
+func (p *Provider) SetInstanceTypes(types ...*cloudprovider.InstanceType) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.types = types
 }
 
 // Create launches the first offering with capacity, or returns the machine an

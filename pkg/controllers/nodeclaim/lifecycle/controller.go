@@ -120,7 +120,7 @@ func NewController(d Deps) *Controller {
 		steps: []subReconciler{
 			&launch{client: d.Client, cloud: d.CloudProvider, clock: d.Clock, events: rec, unavailable: d.Unavailable,
 				defaultTimeout: d.Options.DefaultRegistrationTimeout, createTimeout: cmp.Or(d.Options.CreateTimeout, DefaultCreateTimeout)},
-			&registration{client: d.Client, clock: d.Clock, events: rec, defaultTimeout: d.Options.DefaultRegistrationTimeout,
+			&registration{client: d.Client, cloud: d.CloudProvider, clock: d.Clock, events: rec, defaultTimeout: d.Options.DefaultRegistrationTimeout,
 				nominations: d.Nominations},
 			&initialization{client: d.Client, clock: d.Clock, events: rec, defaultTimeout: d.Options.DefaultRegistrationTimeout},
 			&readiness{clock: d.Clock},

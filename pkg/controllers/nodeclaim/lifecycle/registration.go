@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/utils/claims"
 	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 	"github.com/stowage-k8s/stowage/pkg/utils/steer"
@@ -45,6 +46,7 @@ type Nominations interface {
 // meets first, and the pods it was bought for would need another machine.
 type registration struct {
 	client         client.Client
+	cloud          cloudprovider.CloudProvider // nil: no instance type labels
 	clock          clock.Clock
 	events         *recorder
 	defaultTimeout time.Duration
@@ -120,10 +122,16 @@ func (r *registration) awaitNode(ctx context.Context, claim *v1.NodeClaim, launc
 // are added only at first registration, marked by the registered label, so
 // that a startup taint removed later by its owner is not put back.
 func (r *registration) syncNode(ctx context.Context, claim *v1.NodeClaim, node *corev1.Node) error {
+	typeLabels := r.typeLabels(ctx, claim)
 	stored := node.DeepCopy()
 	firstTime := node.Labels[v1.LabelRegistered] != "true"
 	if node.Labels == nil {
 		node.Labels = map[string]string{}
+	}
+	for k, v := range typeLabels {
+		if _, set := node.Labels[k]; !set && k != v1.LabelHostname {
+			node.Labels[k] = v
+		}
 	}
 	for k, v := range nodeLabels(claim) {
 		node.Labels[k] = v
@@ -380,6 +388,32 @@ func nodeLabels(claim *v1.NodeClaim) map[string]string {
 	out[v1.LabelNodeClaim] = claim.Name
 	out[v1.LabelRegistered] = "true"
 	return out
+}
+
+// typeLabels are the launched instance type's labels (stowage.dev/gpu-name,
+// instance-family, ...), which pods select and the solver plans with: the
+// AWS and GCP kubelets do not register with them. None when the claim's pool
+// is gone, no longer lists the type, or its types cannot be read now (a
+// machine that exists is registered without them rather than not at all).
+func (r *registration) typeLabels(ctx context.Context, claim *v1.NodeClaim) map[string]string {
+	if r.cloud == nil || claim.Status.InstanceType == "" {
+		return nil
+	}
+	pool := &v1.NodePool{}
+	if err := r.client.Get(ctx, client.ObjectKey{Name: claim.Labels[v1.LabelNodePool]}, pool); err != nil {
+		return nil
+	}
+	its, err := r.cloud.InstanceTypes(ctx, pool)
+	if err != nil {
+		log.FromContext(ctx).Info("registering without the instance type's labels", "nodepool", pool.Name, "error", err.Error())
+		return nil
+	}
+	for _, it := range its {
+		if it.Name == claim.Status.InstanceType {
+			return it.Labels
+		}
+	}
+	return nil
 }
 
 func hasTaint(taints []corev1.Taint, t corev1.Taint) bool {
