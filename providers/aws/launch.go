@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -103,6 +104,12 @@ func (p *Provider) Create(ctx context.Context, claim *v1.NodeClaim) (*v1.NodeCla
 		noCapacity = append(noCapacity, res.stillUnavailable...)
 		noCapacity = append(noCapacity, res.noCapacity...)
 		if err != nil {
+			if errors.Is(err, errFleetOutcomeUnknown) {
+				// The machine may exist: another group's fleet, with its own
+				// client token, would buy a second one. The retry asks this
+				// group again with the same token and gets its answer.
+				return nil, fmt.Errorf("launching nodeclaim %s: %w", claim.Name, err)
+			}
 			failures = append(failures, err)
 			continue
 		}
@@ -376,6 +383,9 @@ func (p *Provider) createFleet(ctx context.Context, claim *v1.NodeClaim, nc *aws
 			in.OnDemandOptions = &ec2types.OnDemandOptionsRequest{AllocationStrategy: ec2types.FleetOnDemandAllocationStrategyPrioritized}
 		}
 		out, err := p.opts.EC2.CreateFleet(ctx, in)
+		if fleetOutcomeUnknown(err) {
+			return nil, fmt.Errorf("%w: %w", errFleetOutcomeUnknown, err)
+		}
 		code := errorCode(err)
 		if attempt == 0 && (code == codeLaunchTemplateNotFound || code == codeLaunchTemplateIDNotFound) {
 			for _, cfg := range configs {
@@ -397,6 +407,30 @@ func (p *Provider) createFleet(ctx context.Context, claim *v1.NodeClaim, nc *aws
 		}
 		return out, err
 	}
+}
+
+// errFleetOutcomeUnknown is wrapped when CreateFleet failed in a way that
+// does not say whether EC2 launched the machine: a server error, a timeout or
+// a connection lost after the request was sent.
+var errFleetOutcomeUnknown = errors.New("CreateFleet outcome unknown")
+
+// serverErrorCodes are EC2 error codes of failures on EC2's side, after
+// which the request may or may not have been carried out.
+var serverErrorCodes = map[string]bool{
+	"InternalError": true, "InternalFailure": true, "ServiceUnavailable": true, "Unavailable": true,
+}
+
+// fleetOutcomeUnknown reports whether a failed CreateFleet may still have
+// launched: anything but an error EC2 answered with a client-side code.
+func fleetOutcomeUnknown(err error) bool {
+	if err == nil {
+		return false
+	}
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) {
+		return true // no answer: a timeout, a cancelled context, a broken connection
+	}
+	return apiErr.ErrorFault() == smithy.FaultServer || serverErrorCodes[apiErr.ErrorCode()]
 }
 
 func launchedAny(out *ec2.CreateFleetOutput) bool {
@@ -611,14 +645,21 @@ func (p *Provider) launchTemplateData(claim *v1.NodeClaim, nc *awsv1.EC2NodeClas
 	if profile == "" {
 		profile = nc.Spec.InstanceProfile
 	}
+	// Volumes and interfaces carry the node class's tags too (cost
+	// allocation, policies that refuse untagged volumes), under Stowage's.
+	resourceTags := maps.Clone(nc.Spec.Tags)
+	if resourceTags == nil {
+		resourceTags = map[string]string{}
+	}
+	resourceTags[TagCluster], resourceTags[TagNodeClass] = p.opts.ClusterName, nc.Name
 	data := &ec2types.RequestLaunchTemplateData{
 		ImageId:             aws.String(nc.Status.AMIs[0].ID),
 		UserData:            aws.String(userData),
 		BlockDeviceMappings: bdms,
 		MetadataOptions:     metadataOptions(nc.Spec.MetadataOptions),
 		TagSpecifications: []ec2types.LaunchTemplateTagSpecificationRequest{
-			{ResourceType: ec2types.ResourceTypeVolume, Tags: toTags(map[string]string{TagCluster: p.opts.ClusterName, TagNodeClass: nc.Name})},
-			{ResourceType: ec2types.ResourceTypeNetworkInterface, Tags: toTags(map[string]string{TagCluster: p.opts.ClusterName, TagNodeClass: nc.Name})},
+			{ResourceType: ec2types.ResourceTypeVolume, Tags: toTags(resourceTags)},
+			{ResourceType: ec2types.ResourceTypeNetworkInterface, Tags: toTags(resourceTags)},
 		},
 	}
 	if efa > 0 {
