@@ -59,13 +59,18 @@ const (
 )
 
 // capacityErrorCodes are the CreateFleet per-pool errors that mean "no
-// capacity in this pool right now, try the next one".
+// capacity in this pool right now, try the next one". A subnet out of
+// addresses and a type EC2 does not sell in the zone after all fail the
+// pool as surely as a stockout: retried as a plain error, the claim would
+// wait on the same pool until it timed out, and be planned there again.
 var capacityErrorCodes = map[string]bool{
-	codeInsufficientInstanceCapacity: true,
-	"MaxSpotInstanceCountExceeded":   true,
-	"VcpuLimitExceeded":              true,
-	"UnfulfillableCapacity":          true,
-	"ReservationCapacityExceeded":    true,
+	codeInsufficientInstanceCapacity:    true,
+	"MaxSpotInstanceCountExceeded":      true,
+	"VcpuLimitExceeded":                 true,
+	"UnfulfillableCapacity":             true,
+	"ReservationCapacityExceeded":       true,
+	"InsufficientFreeAddressesInSubnet": true,
+	"Unsupported":                       true,
 }
 
 // errorCode is the AWS error code of err, or "".
