@@ -20,9 +20,12 @@ import (
 
 const providerIDPrefix = "aws:///"
 
-// liveStates are the instance states List and adoption consider; terminated
-// instances linger in DescribeInstances for an hour and are gone for us.
-var liveStates = []string{"pending", "running", "stopping", "stopped", "shutting-down"}
+// liveStates are the instance states List considers. Terminated instances
+// linger in DescribeInstances for an hour and are gone for us; shutting-down
+// ones are on their way there: listing them would have garbage collection
+// take a machine termination just ended for a leaked one and terminate it
+// again.
+var liveStates = []string{"pending", "running", "stopping", "stopped"}
 
 // ErrInvalidProviderID is wrapped when a providerID is not aws:///<zone>/<id>.
 var ErrInvalidProviderID = errors.New("invalid aws providerID")
