@@ -100,6 +100,9 @@ func aliasParameters(root, alias, k8s string) ([]imageParameter, error) {
 	return out, nil
 }
 
+// defaultNameOwners are the owners a name term without an owner searches.
+var defaultNameOwners = []string{"self", "amazon"}
+
 // imageResolver turns AMI selector terms into images.
 type imageResolver struct {
 	ec2  EC2API
@@ -150,8 +153,14 @@ func (r imageResolver) resolve(ctx context.Context, terms []awsv1.AMISelectorTer
 			if t.Name != "" {
 				in.Filters = append(in.Filters, ec2types.Filter{Name: aws.String("name"), Values: []string{t.Name}})
 			}
-			if t.Owner != "" {
+			switch {
+			case t.Owner != "":
 				in.Owners = []string{t.Owner}
+			case t.Name != "":
+				// Anyone may publish a public image under any name: without
+				// an owner, a name matches this account's images and
+				// Amazon's, never a stranger's newer look-alike.
+				in.Owners = defaultNameOwners
 			}
 		}
 		imgs, err := describeImages(ctx, r.ec2, in)
