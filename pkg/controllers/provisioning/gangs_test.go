@@ -317,8 +317,8 @@ func TestLeaderWorkerSetWorkersJoinTheLeadersZone(t *testing.T) {
 	f.ctrl.solver = SolverFunc(func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) { return solver.Solve(ctx, s) })
 	lws := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
-		"metadata":   map[string]any{"namespace": "default", "name": "llm"},
-		"spec":       map[string]any{"startupPolicy": "LeaderReady"},
+		"metadata": map[string]any{"namespace": "default", "name": "llm"},
+		"spec":     map[string]any{"startupPolicy": "LeaderReady"},
 	}}
 	f.client = cloudtest.NewClientBuilder().WithObjects(lws).Build()
 	f.ctrl.client = f.client
