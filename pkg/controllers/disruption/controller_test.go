@@ -251,7 +251,10 @@ func TestPassAbandonsWhenReplacementFails(t *testing.T) {
 		wait time.Duration
 	}{
 		{name: "replacement seen, then gone", seen: true},
-		{name: "replacement never seen, within timeout", wait: time.Minute},
+		{name: "replacement never seen, within the cache's lag", wait: time.Minute},
+		// Deleted at once (a launch refused outright): not held for the
+		// whole replacement timeout.
+		{name: "replacement never seen, past the cache's lag", wait: unseenReplacement},
 		{name: "replacement never seen, past timeout", wait: DefaultReplacementTimeout},
 	}
 	for _, tc := range cases {
@@ -263,7 +266,7 @@ func TestPassAbandonsWhenReplacementFails(t *testing.T) {
 			mustT(t, e.client.Delete(context.Background(), &v1.NodeClaim{ObjectMeta: metav1.ObjectMeta{Name: repl}}))
 			e.clock.Step(tc.wait)
 			e.pass(t)
-			abandoned := tc.seen || tc.wait >= DefaultReplacementTimeout
+			abandoned := tc.seen || tc.wait >= unseenReplacement
 			if got := e.tainted(t, "a"); got == abandoned {
 				t.Errorf("candidate tainted = %v, want %v", got, !abandoned)
 			}

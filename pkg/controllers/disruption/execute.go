@@ -155,12 +155,22 @@ func (c *Controller) progressAll(ctx context.Context, st *ClusterState) error {
 	return joinErrs(errs...)
 }
 
+// unseenReplacement is how long a replacement may stay out of the cache
+// after its command started before it counts as gone: the cache lags by
+// far less, and a claim deleted at once (a launch refused outright) never
+// shows, which would otherwise hold the candidates cordoned and the budget
+// taken for the whole ReplacementTimeout.
+const unseenReplacement = 2 * time.Minute
+
 func (c *Controller) progress(ctx context.Context, st *ClusterState, p *inflight) error {
 	ready := 0
 	for _, name := range p.replacements {
 		claim := claimNamed(st, name)
 		if claim == nil && !p.seen[name] {
-			continue
+			if st.Now.Sub(p.rec.Started) < unseenReplacement {
+				continue
+			}
+			return c.abandon(ctx, p, fmt.Sprintf("replacement nodeclaim %s never appeared", name))
 		}
 		if claim == nil || claim.DeletionTimestamp != nil {
 			return c.abandon(ctx, p, fmt.Sprintf("replacement nodeclaim %s is gone", name))
