@@ -17,6 +17,7 @@ const (
 	reasonForceDeleted    = "TerminationGracePeriodElapsed"
 	reasonTerminated      = "Terminated"
 	reasonNodeDeleted     = "NodeDeleted"
+	reasonAwaitingDetach  = "AwaitingVolumeDetach"
 )
 
 // recorder publishes termination's events.
@@ -45,6 +46,11 @@ func (e *recorder) doNotDisrupt(claim *v1.NodeClaim, pod *corev1.Pod) {
 	e.r.Eventf(claim, pod, corev1.EventTypeNormal, reasonDoNotDisrupt, "Drain",
 		"pod %s/%s has %s=true and blocks the drain until the termination grace period ends",
 		pod.Namespace, pod.Name, v1.AnnotationDoNotDisrupt)
+}
+
+func (e *recorder) awaitingDetach(claim *v1.NodeClaim, node *corev1.Node, attached int) {
+	e.r.Eventf(claim, node, corev1.EventTypeNormal, reasonAwaitingDetach, "Terminate",
+		"node %s is drained; waiting for %d volume(s) to detach before deleting the machine", node.Name, attached)
 }
 
 func (e *recorder) forceDeleted(claim *v1.NodeClaim, pod *corev1.Pod) {

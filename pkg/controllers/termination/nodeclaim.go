@@ -73,6 +73,9 @@ func (t *claimTerminator) Reconcile(ctx context.Context, claim *v1.NodeClaim) (r
 				return reconcile.Result{}, err
 			}
 			if attached > 0 {
+				// Seen on the claim: a CSI driver that never detaches holds
+				// the machine until the termination grace period, if any.
+				t.events.awaitingDetach(claim, node, attached)
 				log.FromContext(ctx).V(1).Info("waiting for volumes to detach", "node", node.Name, "attached", attached)
 				return reconcile.Result{RequeueAfter: t.requeue}, nil
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync/atomic"
+	"strings"
 	"testing"
 	"time"
 
@@ -537,6 +538,17 @@ func TestTerminationWaitsForVolumesToDetach(t *testing.T) {
 	}
 	if res.RequeueAfter == 0 || len(e.cloud.Deleted()) != 0 {
 		t.Fatal("machine deleted while a volume is still attached")
+	}
+	// The wait is seen on the claim, not only in the controller's log.
+	rec := e.ctrl.claims.events.r.(*events.FakeRecorder)
+	waiting := false
+	for len(rec.Events) > 0 {
+		if ev := <-rec.Events; strings.HasPrefix(ev, "Normal AwaitingVolumeDetach") && strings.Contains(ev, "1 volume(s)") {
+			waiting = true
+		}
+	}
+	if !waiting {
+		t.Error("no AwaitingVolumeDetach event for the volume still attached")
 	}
 	if err := e.client.Delete(context.Background(), volumeAttachment("va-model", "pv-model")); err != nil {
 		t.Fatal(err)
