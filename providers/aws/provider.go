@@ -104,6 +104,10 @@ type Provider struct {
 	// answered without an instance: EC2 answers a reused client token with
 	// its first answer, so a retry must use a new one (fleetClientToken).
 	spentTokens map[string]spentToken
+	// networks are instances' subnets and security groups as drift last
+	// read them (instanceNetwork), pruned once per networkTTL.
+	networks       map[string]instanceNetwork
+	networksPruned time.Time
 }
 
 type spentToken struct {

@@ -568,3 +568,43 @@ func TestNetworkTopology(t *testing.T) {
 		t.Errorf("DescribeInstanceTopology calls = %d, want 2", n)
 	}
 }
+
+// Drift reads an instance's subnet and security groups once per networkTTL,
+// not at every check: at 5,000 nodes checked every minute, one
+// DescribeInstances per claim per check is past EC2's request limits. The
+// node class's side is still compared at every check.
+func TestDriftReadsAnInstanceOncePerTTL(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	launched, err := e.p.Create(ctx, claim("d", choice("g5.xlarge", zoneA, "on-demand")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := e.ec2.Calls("DescribeInstances")
+	for range 3 {
+		if got, err := e.p.IsDrifted(ctx, launched); err != nil || got != "" {
+			t.Fatalf("IsDrifted = %q, %v; want no drift", got, err)
+		}
+	}
+	if n := e.ec2.Calls("DescribeInstances") - before; n != 1 {
+		t.Errorf("%d DescribeInstances for 3 checks within the TTL, want 1", n)
+	}
+	nc := &awsv1.EC2NodeClass{}
+	if err := e.p.opts.Kube.Get(ctx, client.ObjectKey{Name: "gpu"}, nc); err != nil {
+		t.Fatal(err)
+	}
+	nc.Status.Subnets = []awsv1.Subnet{{ID: "subnet-c", Zone: zoneA}}
+	if err := e.p.opts.Kube.(client.Client).Update(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.p.IsDrifted(ctx, launched); err != nil || got != DriftSubnet {
+		t.Errorf("IsDrifted after the node class dropped the subnet = %q, %v; want %q from the cached instance", got, err, DriftSubnet)
+	}
+	e.clock.Step(networkTTL)
+	if _, err := e.p.IsDrifted(ctx, launched); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.ec2.Calls("DescribeInstances") - before; n != 2 {
+		t.Errorf("%d DescribeInstances after the TTL, want 2", n)
+	}
+}
