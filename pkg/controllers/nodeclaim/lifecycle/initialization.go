@@ -132,14 +132,16 @@ func startupTaintsLeft(claim *v1.NodeClaim, node *corev1.Node) []string {
 }
 
 // missingResources names the extended resources the claim's pods request that
-// the node does not advertise yet (device plugins register after the kubelet).
+// the node does not advertise yet (device plugins register after the
+// kubelet), or advertises less of than they request (a failed GPU: the pods
+// bought for it would never fit, and the registration timeout gives it up).
 func missingResources(claim *v1.NodeClaim, node *corev1.Node) []string {
 	var out []string
-	for name := range claim.Spec.Resources.Requests {
+	for name, want := range claim.Spec.Resources.Requests {
 		if !isExtended(name) {
 			continue
 		}
-		if q, ok := node.Status.Allocatable[name]; !ok || q.IsZero() {
+		if q, ok := node.Status.Allocatable[name]; !ok || q.IsZero() || q.Cmp(want) < 0 {
 			out = append(out, string(name))
 		}
 	}

@@ -267,6 +267,7 @@ func TestInitialization(t *testing.T) {
 		ready       bool
 		taints      []corev1.Taint
 		allocatable corev1.ResourceList
+		claim       func(*v1.NodeClaim)
 		want        string
 	}{
 		{name: "node not ready", taints: nil, allocatable: gpuAlloc, want: "Unknown/" + initializedReasonNotReady},
@@ -275,10 +276,15 @@ func TestInitialization(t *testing.T) {
 		{name: "gpu not advertised", ready: true, allocatable: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4")},
 			want: "Unknown/" + initializedReasonResources},
 		{name: "initialized", ready: true, allocatable: gpuAlloc, want: "True/" + initializedReasonOK},
+		// One of two GPUs advertised (a failed device): the pods bought
+		// for it would never fit.
+		{name: "fewer gpus than requested", ready: true, allocatable: gpuAlloc, claim: func(c *v1.NodeClaim) {
+			c.Spec.Resources.Requests[v1.ResourceNvidiaGPU] = resource.MustParse("2")
+		}, want: "Unknown/" + initializedReasonResources},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, providerID := launchedEnv(t, nil)
+			e, providerID := launchedEnv(t, tt.claim)
 			if err := e.client.Create(context.Background(), kwokNode("n1", providerID, false)); err != nil {
 				t.Fatal(err)
 			}
