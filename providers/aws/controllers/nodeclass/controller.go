@@ -151,7 +151,7 @@ func (c *Controller) Reconcile(ctx context.Context, nc *awsv1.EC2NodeClass) (rec
 	switch {
 	case err != nil:
 		apiErrs = append(apiErrs, err)
-		s.set(awsv1.ConditionSubnetsReady, false, ReasonAPIError, err.Error())
+		s.apiError(awsv1.ConditionSubnetsReady, err)
 	case len(subnets) == 0:
 		nc.Status.Subnets = nil
 		s.set(awsv1.ConditionSubnetsReady, false, ReasonNoMatch, "no subnet matches spec.subnetSelectorTerms: "+termsString(nc.Spec.SubnetSelectorTerms))
@@ -164,7 +164,7 @@ func (c *Controller) Reconcile(ctx context.Context, nc *awsv1.EC2NodeClass) (rec
 	switch {
 	case err != nil:
 		apiErrs = append(apiErrs, err)
-		s.set(awsv1.ConditionSecurityGroupsReady, false, ReasonAPIError, err.Error())
+		s.apiError(awsv1.ConditionSecurityGroupsReady, err)
 	case len(groups) == 0:
 		nc.Status.SecurityGroups = nil
 		s.set(awsv1.ConditionSecurityGroupsReady, false, ReasonNoMatch, "no security group matches spec.securityGroupSelectorTerms: "+termsString(nc.Spec.SecurityGroupSelectorTerms))
@@ -192,7 +192,7 @@ func (c *Controller) Reconcile(ctx context.Context, nc *awsv1.EC2NodeClass) (rec
 		s.set(awsv1.ConditionCapacityReservationsReady, true, ReasonNotNeeded, "no spec.capacityReservationSelectorTerms: no reservation is used")
 	} else if res, err := resolveReservations(ctx, c.d.EC2, nc.Spec.CapacityReservationSelectorTerms); err != nil {
 		apiErrs = append(apiErrs, err)
-		s.set(awsv1.ConditionCapacityReservationsReady, false, ReasonAPIError, err.Error())
+		s.apiError(awsv1.ConditionCapacityReservationsReady, err)
 	} else {
 		nc.Status.CapacityReservations = res
 		s.set(awsv1.ConditionCapacityReservationsReady, true, ReasonResolved, fmt.Sprintf("%d active reservations", len(res)))
@@ -240,6 +240,17 @@ type status struct {
 	clock clock.PassiveClock
 }
 
+// apiError records that cond could not be resolved now. A condition that
+// is True for the current spec stays so: its values in the status are still
+// right, and a throttled describe must not stop every launch of the class
+// until the next reconcile (the error is returned and retried).
+func (s status) apiError(cond string, err error) {
+	if c := conditions.Get(s.nc.Status.Conditions, cond); c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == s.nc.Generation {
+		return
+	}
+	s.set(cond, false, ReasonAPIError, err.Error())
+}
+
 func (s status) set(cond string, ok bool, reason, msg string) {
 	st := metav1.ConditionTrue
 	if !ok {
@@ -254,19 +265,19 @@ func (c *Controller) resolveImages(ctx context.Context, s *status) error {
 	if hasAlias(nc.Spec.AMISelectorTerms) {
 		if c.d.KubernetesVersion == nil {
 			err := fmt.Errorf("spec.amiSelectorTerms: %w: no version source configured", errNoKubernetesVersion)
-			s.set(awsv1.ConditionAMIsReady, false, ReasonAPIError, err.Error())
+			s.apiError(awsv1.ConditionAMIsReady, err)
 			return err
 		}
 		v, err := c.d.KubernetesVersion(ctx)
 		if err != nil {
 			err = fmt.Errorf("spec.amiSelectorTerms: %w: %w", errNoKubernetesVersion, err)
-			s.set(awsv1.ConditionAMIsReady, false, ReasonAPIError, err.Error())
+			s.apiError(awsv1.ConditionAMIsReady, err)
 			return err
 		}
 		k8s = v
 		if c.d.SSM == nil {
 			err := errors.New("spec.amiSelectorTerms: aliases resolve through SSM, and no SSM client is configured")
-			s.set(awsv1.ConditionAMIsReady, false, ReasonAPIError, err.Error())
+			s.apiError(awsv1.ConditionAMIsReady, err)
 			return err
 		}
 	}
@@ -277,7 +288,7 @@ func (c *Controller) resolveImages(ctx context.Context, s *status) error {
 		nc.Status.AMIs = nil
 		s.set(awsv1.ConditionAMIsReady, false, ReasonNoMatch, err.Error())
 	case err != nil:
-		s.set(awsv1.ConditionAMIsReady, false, ReasonAPIError, err.Error())
+		s.apiError(awsv1.ConditionAMIsReady, err)
 		return err
 	case len(amis) == 0:
 		nc.Status.AMIs = nil
@@ -307,7 +318,7 @@ func (c *Controller) resolveInstanceProfile(ctx context.Context, s *status) erro
 	default:
 		name, err := ensureInstanceProfile(ctx, c.d.IAM, c.d.ClusterName, nc)
 		if err != nil {
-			s.set(awsv1.ConditionInstanceProfileReady, false, ReasonAPIError, err.Error())
+			s.apiError(awsv1.ConditionInstanceProfileReady, err)
 			return err
 		}
 		nc.Status.InstanceProfile = name

@@ -632,3 +632,28 @@ func TestSweepDeletesOrphanedProfiles(t *testing.T) {
 		t.Errorf("profiles left (-want +got):\n%s", diff)
 	}
 }
+
+// A describe that fails once the class is resolved (throttling, a blip)
+// keeps it Ready with its values: turned not Ready, every launch of the
+// class stopped until the next reconcile. The error is still returned.
+func TestAPIErrorKeepsAResolvedClassReady(t *testing.T) {
+	f := newFake()
+	nc := nodeClass(awsv1.AMISelectorTerm{ID: "ami-std-133"})
+	kube := fake.NewClientBuilder().WithScheme(newScheme(t)).WithObjects(nc).WithStatusSubresource(nc).Build()
+	got, err := reconcileIn(t, kube, Deps{EC2: f}, nc)
+	if err != nil || !conditions.IsTrue(got.Status.Conditions, awsv1.ConditionReady) {
+		t.Fatalf("first reconcile: %v, Ready %v", err, conditions.IsTrue(got.Status.Conditions, awsv1.ConditionReady))
+	}
+	subnets := got.Status.Subnets
+	f.err = errors.New("RequestLimitExceeded")
+	got, err = reconcileIn(t, kube, Deps{EC2: f}, got)
+	if err == nil || !strings.Contains(err.Error(), "RequestLimitExceeded") {
+		t.Fatalf("err = %v, want the API error returned for a retry", err)
+	}
+	if !conditions.IsTrue(got.Status.Conditions, awsv1.ConditionReady) {
+		t.Errorf("Ready = %+v after a failed describe; want it kept", conditions.Get(got.Status.Conditions, awsv1.ConditionReady))
+	}
+	if len(got.Status.Subnets) == 0 || len(got.Status.Subnets) != len(subnets) {
+		t.Errorf("subnets = %v, want the resolved %v kept", got.Status.Subnets, subnets)
+	}
+}
