@@ -51,35 +51,29 @@ func (p *Pricer) InstanceTypes(ctx context.Context, pool *v1.NodePool) ([]*cloud
 	if err != nil {
 		return nil, err
 	}
-	var cs v1.CommitmentList
-	if err := p.client.List(ctx, &cs); err != nil {
-		if meta.IsNoMatchError(err) {
-			return its, nil
-		}
-		return nil, fmt.Errorf("listing commitments: %w", err)
+	cs, err := p.commitments(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if len(cs.Items) == 0 {
+	if len(cs) == 0 {
 		return its, nil
 	}
 	running, err := Running(ctx, p.client, its)
 	if err != nil {
 		return nil, err
 	}
-	return pricing.ApplyCommitments(its, cs.Items, running, p.clock.Now()), nil
+	return pricing.ApplyCommitments(its, cs, running, p.clock.Now()), nil
 }
 
 // CoveredClaims names the NodeClaims whose running machines a commitment
 // covers now, seen with pool's instance types (their labels are what
 // commitments select on); empty without Commitments.
 func (p *Pricer) CoveredClaims(ctx context.Context, pool *v1.NodePool) (map[string]bool, error) {
-	var cs v1.CommitmentList
-	if err := p.client.List(ctx, &cs); err != nil {
-		if meta.IsNoMatchError(err) {
-			return map[string]bool{}, nil
-		}
-		return nil, fmt.Errorf("listing commitments: %w", err)
+	cs, err := p.commitments(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if len(cs.Items) == 0 {
+	if len(cs) == 0 {
 		return map[string]bool{}, nil
 	}
 	its, err := p.cloud.InstanceTypes(ctx, pool)
@@ -90,7 +84,19 @@ func (p *Pricer) CoveredClaims(ctx context.Context, pool *v1.NodePool) (map[stri
 	if err != nil {
 		return nil, err
 	}
-	return pricing.Covered(cs.Items, running, p.clock.Now()), nil
+	return pricing.Covered(cs, running, p.clock.Now()), nil
+}
+
+// commitments lists the cluster's Commitments; none without their CRD.
+func (p *Pricer) commitments(ctx context.Context) ([]v1.Commitment, error) {
+	var cs v1.CommitmentList
+	if err := p.client.List(ctx, &cs); err != nil {
+		if meta.IsNoMatchError(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("listing commitments: %w", err)
+	}
+	return cs.Items, nil
 }
 
 // Running lists the machines commitments see: launched ones, and claims
