@@ -26,9 +26,22 @@ func (Emptiness) ShouldDisrupt(e *Evaluation, c *Candidate) bool {
 }
 
 // ComputeCommands deletes every empty candidate the budgets allow, in one
-// command: nothing has to move, so there is nothing to simulate.
+// command: nothing has to move, so there is nothing to simulate. A node
+// whose room the pods of a draining node are to take is not empty for this.
 func (m Emptiness) ComputeCommands(ctx context.Context, e *Evaluation, cands []*Candidate) ([]Command, error) {
-	sorted := append([]*Candidate(nil), cands...)
+	var held map[string][]heldPod
+	if e.Simulator != nil {
+		var err error
+		if held, err = e.Simulator.held(ctx, e.State); err != nil {
+			return nil, err
+		}
+	}
+	sorted := make([]*Candidate, 0, len(cands))
+	for _, c := range cands {
+		if len(held[c.Node.Name]) == 0 {
+			sorted = append(sorted, c)
+		}
+	}
 	byDisruptionCost(sorted)
 	in := e.withinBudgets(m.Reason(), sorted)
 	if len(in) == 0 {

@@ -112,33 +112,43 @@ func plannedName(i int) string { return fmt.Sprintf("planned-%d", i) }
 // places; a pod planned onto an in-flight claim finds no place (see
 // withoutLaunching). Pods are confined to where their volumes are.
 func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Candidate, overlay *Overlay) (*Simulation, error) {
-	removed := map[string]bool{}
+	removed, leaving := map[string]bool{}, map[string]bool{}
 	var pods, placeable []*corev1.Pod
 	var confined []solver.Unschedulable
 	for _, c := range remove {
 		removed[c.Claim.Name] = true
+		leaving[c.Node.Name] = true
 		for _, p := range c.Pods {
-			cp := p.DeepCopy()
-			cp.Spec.NodeName = ""
-			if st.Volumes != nil && scheduling.UsesClaims(cp) {
+			cp, err := s.movedCopy(st, p)
+			if err != nil {
 				// Planned without its volumes' topology, the pod could be
 				// moved away from its data: if that cannot be read, it has
 				// no place, and the command does not run.
-				q, err := st.Volumes.WithTopologyMoved(cp)
-				if err != nil {
-					confined = append(confined, solver.Unschedulable{Pod: cp, Reason: err.Error()})
-					pods = append(pods, cp)
-					continue
-				}
-				cp = q
+				confined = append(confined, solver.Unschedulable{Pod: cp, Reason: err.Error()})
+				pods = append(pods, cp)
+				continue
 			}
 			placeable = append(placeable, cp)
 			pods = append(pods, cp)
 		}
 	}
-	snap, err := s.Snapshot(ctx, st, removed, overlay)
+	held, err := s.held(ctx, st)
 	if err != nil {
 		return nil, err
+	}
+	snap, err := s.snapshot(ctx, st, removed, overlay, held, leaving)
+	if err != nil {
+		return nil, err
+	}
+	// Pods still to leave a going node whose room was on a node this
+	// what-if removes need another place: without one the command would
+	// leave them pending.
+	for _, c := range remove {
+		for _, h := range held[c.Node.Name] {
+			if !leaving[h.from] {
+				placeable = append(placeable, h.pod)
+			}
+		}
 	}
 	snap.Pods = placeable
 	snap.Gangs = s.Gangs
@@ -188,10 +198,105 @@ func withoutLaunching(plan *solver.Plan, nodes []*solver.Node) {
 	plan.Bindings = kept
 }
 
+// movedCopy is p as a pod to place again: unbound, and confined to where
+// its volumes are.
+func (s *Simulator) movedCopy(st *ClusterState, p *corev1.Pod) (*corev1.Pod, error) {
+	cp := p.DeepCopy()
+	cp.Spec.NodeName = ""
+	if st.Volumes == nil || !scheduling.UsesClaims(cp) {
+		return cp, nil
+	}
+	q, err := st.Volumes.WithTopologyMoved(cp)
+	if err != nil {
+		return cp, err
+	}
+	return q, nil
+}
+
+// heldPod is a pod still running on a going node, and so still to move.
+type heldPod struct {
+	pod  *corev1.Pod
+	from string // the going node
+}
+
+// held is where the pods still to leave going nodes (deleted, disrupted or
+// interrupted by an earlier pass, not yet evicted) will land among the
+// nodes that stay, by node name. A what-if leaves that room to them:
+// planning another command's pods into it would send one of the two to
+// Pending once both drains finish, though each command found its pods a
+// place. It is planned once per state, without new machines; pods with no
+// place hold nothing (the provisioner buys for them once they are evicted),
+// and terminating pods hold nothing (their replacements are pending pods,
+// whose room the provisioner's nominations keep).
+func (s *Simulator) held(ctx context.Context, st *ClusterState) (map[string][]heldPod, error) {
+	st.heldOnce.Do(func() {
+		from := map[*corev1.Pod]string{}
+		var pods []*corev1.Pod
+		for name, node := range st.Nodes {
+			if !going(st, node) {
+				continue
+			}
+			for _, p := range st.PodsByNode[name] {
+				if !reschedulable(p) || p.DeletionTimestamp != nil {
+					continue
+				}
+				cp, err := s.movedCopy(st, p)
+				if err != nil {
+					continue
+				}
+				from[cp] = name
+				pods = append(pods, cp)
+			}
+		}
+		if len(pods) == 0 {
+			return
+		}
+		sort.Slice(pods, func(i, j int) bool { return podKey(pods[i]) < podKey(pods[j]) })
+		snap, err := s.snapshot(ctx, st, nil, nil, nil, nil)
+		if err != nil {
+			st.heldErr = err
+			return
+		}
+		snap.Pods, snap.NodePools, snap.Gangs = pods, nil, s.Gangs
+		plan, err := s.Solver.Solve(ctx, snap)
+		if err != nil {
+			st.heldErr = fmt.Errorf("planning the pods of draining nodes: %w", err)
+			return
+		}
+		st.held = map[string][]heldPod{}
+		for _, b := range plan.Bindings {
+			st.held[b.NodeName] = append(st.held[b.NodeName], heldPod{pod: b.Pod, from: from[b.Pod]})
+		}
+	})
+	return st.held, st.heldErr
+}
+
+// going reports whether a node is on its way out: its claim or itself is
+// being deleted, it is tainted by a disruption, or the cloud is taking it back.
+func going(st *ClusterState, node *corev1.Node) bool {
+	if node.DeletionTimestamp != nil || hasDisruptedTaint(node) {
+		return true
+	}
+	claim := st.ClaimOfNode[node.Name]
+	return claim != nil && (claim.DeletionTimestamp != nil || conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted))
+}
+
+func podKey(p *corev1.Pod) string { return p.Namespace + "/" + p.Name }
+
 // Snapshot is the cluster without the claims in removed (and those the
 // overlay removes), with the overlay's moves and machines, and without pods
 // to place.
 func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[string]bool, overlay *Overlay) (*solver.Snapshot, error) {
+	held, err := s.held(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	return s.snapshot(ctx, st, removed, overlay, held, nil)
+}
+
+// snapshot is Snapshot with the room held for pods still leaving going
+// nodes, except those leaving the nodes in leaving (a what-if's own).
+func (s *Simulator) snapshot(ctx context.Context, st *ClusterState, removed map[string]bool, overlay *Overlay, held map[string][]heldPod, leaving map[string]bool) (*solver.Snapshot, error) {
 	if overlay == nil {
 		overlay = &Overlay{}
 	}
@@ -239,12 +344,18 @@ func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[
 			continue
 		}
 		// In flight: offer what is left once the pods it was bought for land.
+		pods := slices.Clone(overlay.bound[claim.Name])
+		for _, h := range held[claim.Name] {
+			if !leaving[h.from] {
+				pods = append(pods, h.pod)
+			}
+		}
 		snap.Nodes = append(snap.Nodes, &solver.Node{
 			Name:         claim.Name,
 			Labels:       claimLabels(claim),
 			Taints:       claim.Spec.Taints,
 			Allocatable:  subtract(alloc, claim.Spec.Resources.Requests),
-			Pods:         overlay.bound[claim.Name],
+			Pods:         pods,
 			PricePerHour: claimPrice(claim),
 			InFlight:     true,
 		})
@@ -273,6 +384,11 @@ func (s *Simulator) Snapshot(ctx context.Context, st *ClusterState, removed map[
 			Taints:      node.Spec.Taints,
 			Allocatable: node.Status.Allocatable,
 			Pods:        append(append([]*corev1.Pod(nil), st.PodsByNode[name]...), overlay.bound[name]...),
+		}
+		for _, h := range held[name] {
+			if !leaving[h.from] {
+				n.Pods = append(n.Pods, h.pod)
+			}
 		}
 		if st.NominatedPods != nil {
 			// Room the provisioner promised to pods not bound yet is not

@@ -61,6 +61,10 @@ type ClusterState struct {
 	// replacing is replacingSomething's answer, once per state.
 	replacingOnce sync.Once
 	replacing     map[string]bool
+	// held is where pods still to leave going nodes will land (see Simulator.held).
+	heldOnce sync.Once
+	held     map[string][]heldPod
+	heldErr  error
 }
 
 // ReadState lists the objects a decision needs through r, which is the
