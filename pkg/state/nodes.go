@@ -12,6 +12,7 @@ import (
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/solver"
+	"github.com/stowage-k8s/stowage/pkg/utils/claims"
 )
 
 // ResourceNodes counts nodes in NodePool usage, so a pool limit can cap
@@ -212,29 +213,11 @@ func claimResources(claim *v1.NodeClaim, lookup InstanceTypeLookup) (capacity, a
 	return claim.Spec.Resources.Requests, claim.Spec.Resources.Requests
 }
 
-// claimLabels are the labels a claim's node will surely have: the claim's
-// own (its pool's template labels and the pool), its name, every requirement
-// pinned to a single value, and what it launched as.
+// claimLabels are the labels a claim's node will surely have, its hostname
+// standing in as the claim's name.
 func claimLabels(claim *v1.NodeClaim) map[string]string {
-	labels := make(map[string]string, len(claim.Labels)+8)
-	for k, v := range claim.Labels {
-		labels[k] = v
-	}
-	labels[v1.LabelNodeClaim] = claim.Name
+	labels := claims.Labels(claim)
 	labels[v1.LabelHostname] = claim.Name
-	for _, r := range claim.Spec.Requirements {
-		if r.Operator == corev1.NodeSelectorOpIn && len(r.Values) == 1 {
-			labels[r.Key] = r.Values[0]
-		}
-	}
-	set := func(k, val string) {
-		if val != "" {
-			labels[k] = val
-		}
-	}
-	set(v1.LabelInstanceType, claim.Status.InstanceType)
-	set(v1.LabelZone, claim.Status.Zone)
-	set(v1.LabelCapacityType, claim.Status.CapacityType)
 	return labels
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
+	"github.com/stowage-k8s/stowage/pkg/utils/claims"
 	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 	"github.com/stowage-k8s/stowage/pkg/utils/devices"
 )
@@ -500,26 +501,8 @@ func claimResources(claim *v1.NodeClaim, types map[string]*cloudprovider.Instanc
 
 // claimLabels are the labels an in-flight claim's node will surely have.
 func claimLabels(claim *v1.NodeClaim) map[string]string {
-	out := map[string]string{}
-	for k, val := range claim.Labels {
-		out[k] = val
-	}
-	for _, r := range claim.Spec.Requirements {
-		if r.Operator == corev1.NodeSelectorOpIn && len(r.Values) == 1 {
-			out[r.Key] = r.Values[0]
-		}
-	}
-	out[v1.LabelNodeClaim] = claim.Name
+	out := claims.Labels(claim)
 	out[v1.LabelHostname] = claim.Name
-	for k, val := range map[string]string{
-		v1.LabelInstanceType: claim.Status.InstanceType,
-		v1.LabelZone:         claim.Status.Zone,
-		v1.LabelCapacityType: claim.Status.CapacityType,
-	} {
-		if val != "" {
-			out[k] = val
-		}
-	}
 	return out
 }
 

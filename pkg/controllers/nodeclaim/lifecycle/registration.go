@@ -361,31 +361,9 @@ func hasTaintKey(taints []corev1.Taint, key string) bool {
 	return false
 }
 
-// nodeLabels are the labels every Node of the claim carries: every
-// requirement pinned to a single value (a pod's selector of a well-known
-// label such as stowage.dev/gpu-name; not every provider's kubelet registers
-// with them, and the provisioner counts on them, see state.claimLabels), the
-// claim's own (which hold its pool's template labels) and the well-known
-// labels of what was actually launched.
+// nodeLabels are the labels registration gives the claim's Node.
 func nodeLabels(claim *v1.NodeClaim) map[string]string {
-	out := map[string]string{}
-	for _, r := range claim.Spec.Requirements {
-		if r.Operator == corev1.NodeSelectorOpIn && len(r.Values) == 1 && r.Key != v1.LabelHostname {
-			out[r.Key] = r.Values[0]
-		}
-	}
-	for k, v := range claim.Labels {
-		out[k] = v
-	}
-	set := func(k, v string) {
-		if v != "" {
-			out[k] = v
-		}
-	}
-	set(v1.LabelCapacityType, claim.Status.CapacityType)
-	set(v1.LabelInstanceType, claim.Status.InstanceType)
-	set(v1.LabelZone, claim.Status.Zone)
-	out[v1.LabelNodeClaim] = claim.Name
+	out := claims.Labels(claim)
 	out[v1.LabelRegistered] = "true"
 	return out
 }
