@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/solver"
 )
 
 // A command of an earlier pass deleted node a (its pod fits on x); a is
@@ -17,6 +18,13 @@ import (
 // Pending once both drains finish, though each command said its pods had
 // a place.
 func TestWhatIfLeavesRoomToPodsOfADrainingNode(t *testing.T) {
+	realSolver := func(ctx context.Context, s *solver.Snapshot) (*solver.Plan, error) { return solver.Solve(ctx, s) }
+	for name, solve := range map[string]SolverFunc{"first fit": firstFit, "solver": realSolver} {
+		t.Run(name, func(t *testing.T) { testWhatIfLeavesRoomToPodsOfADrainingNode(t, solve) })
+	}
+}
+
+func testWhatIfLeavesRoomToPodsOfADrainingNode(t *testing.T, solve SolverFunc) {
 	now := start.Add(time.Hour)
 	small := catalog()[0] // 4 CPU
 	ca, na := machine("a", "p", small, v1.CapacityTypeOnDemand, start)
@@ -27,7 +35,7 @@ func TestWhatIfLeavesRoomToPodsOfADrainingNode(t *testing.T) {
 	cx, nx := machine("x", "p", small, v1.CapacityTypeOnDemand, start)
 	pods := []*corev1.Pod{pod("a0", "a", "3"), pod("b0", "b", "3"), pod("x0", "x", "1", annotated(v1.AnnotationDoNotDisrupt, "true"))}
 	st := stateOf(now, []*v1.NodePool{pool("p")}, []*v1.NodeClaim{ca, cb, cx}, []*corev1.Node{na, nb, nx}, pods, nil)
-	e := NewEvaluation(st, &Simulator{Solver: SolverFunc(firstFit), Cloud: &fakeCloud{types: catalog()}}, DefaultChurnGuard())
+	e := NewEvaluation(st, &Simulator{Solver: solve, Cloud: &fakeCloud{types: catalog()}}, DefaultChurnGuard())
 	b := candidate(BuildCandidates(st, nil), "b")
 	if b == nil {
 		t.Fatal("b is no candidate")
@@ -35,6 +43,9 @@ func TestWhatIfLeavesRoomToPodsOfADrainingNode(t *testing.T) {
 	sim, err := e.simulate(context.Background(), []*Candidate{b})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(sim.Plan.NewNodes) != 1 {
+		t.Errorf("the what-if buys %d machines, want 1 for b0 (x's room is a0's)", len(sim.Plan.NewNodes))
 	}
 	for _, bd := range sim.Plan.Bindings {
 		if bd.NodeName == "x" && bd.Pod.Name == "b0" {
