@@ -398,7 +398,7 @@ func (c *Controller) daemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
 			// runtime's overhead; the template does not carry it.
 			overhead, ok := overheads[*rc]
 			if !ok {
-				overhead = c.runtimeOverhead(ctx, *rc)
+				overhead = RuntimeOverhead(ctx, c.client, *rc)
 				overheads[*rc] = overhead
 			}
 			pod.Spec.Overhead = overhead
@@ -408,13 +408,15 @@ func (c *Controller) daemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
 	return out, nil
 }
 
-// runtimeOverhead is the pod overhead of the named RuntimeClass, or nil when
-// it has none or cannot be read (then the daemon is planned without it).
-func (c *Controller) runtimeOverhead(ctx context.Context, name string) corev1.ResourceList {
+// RuntimeOverhead is the pod overhead of the named RuntimeClass, or nil when
+// it has none or cannot be read (then the pods are planned without it). Pods
+// made from templates need it: the RuntimeClass admission plugin adds it only
+// to real pods.
+func RuntimeOverhead(ctx context.Context, c client.Reader, name string) corev1.ResourceList {
 	rc := &nodev1.RuntimeClass{}
-	if err := c.client.Get(ctx, client.ObjectKey{Name: name}, rc); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, rc); err != nil {
 		if !apierrors.IsNotFound(err) {
-			log.FromContext(ctx).V(1).Info("reading runtimeclass; planning its daemonsets without its overhead", "runtimeClass", name, "error", err.Error())
+			log.FromContext(ctx).V(1).Info("reading runtimeclass; planning its pods without its overhead", "runtimeClass", name, "error", err.Error())
 		}
 		return nil
 	}

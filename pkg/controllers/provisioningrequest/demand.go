@@ -67,7 +67,7 @@ func (e *missingTemplateError) Error() string {
 }
 
 // phantomPods stands in for the request's pods (see StandIns), reading its
-// PodTemplates from the cluster.
+// PodTemplates, and the overhead of their RuntimeClasses, from the cluster.
 func (c *Controller) phantomPods(ctx context.Context, pr *provreqv1.ProvisioningRequest) ([]*corev1.Pod, error) {
 	return StandIns(pr, func(name string) (*corev1.PodTemplate, error) {
 		tmpl := &corev1.PodTemplate{}
@@ -77,6 +77,10 @@ func (c *Controller) phantomPods(ctx context.Context, pr *provreqv1.Provisioning
 		}
 		if err != nil {
 			return nil, fmt.Errorf("reading podtemplate %s/%s: %w", pr.Namespace, name, err)
+		}
+		if rc := tmpl.Template.Spec.RuntimeClassName; rc != nil && *rc != "" && tmpl.Template.Spec.Overhead == nil {
+			// The real pods get their runtime's overhead at admission.
+			tmpl.Template.Spec.Overhead = provisioning.RuntimeOverhead(ctx, c.client, *rc)
 		}
 		return tmpl, nil
 	})
