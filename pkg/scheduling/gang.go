@@ -88,6 +88,26 @@ type Gangs struct {
 	// Sizes resolves JobSet and Indexed Job sizes; without it those
 	// sources are not recognised.
 	Sizes GangSizer
+	// KueueSucceeded counts the succeeded members of Kueue pod groups, by
+	// namespace/group name (see CountKueueSucceeded). Kueue counts them
+	// toward the group's total and they need no room, so the group still to
+	// start together is the rest: without this, a failed member's
+	// replacement waited for a full group of live pods that never comes.
+	KueueSucceeded map[string]int
+}
+
+// CountKueueSucceeded is Gangs.KueueSucceeded for the given pods.
+func CountKueueSucceeded(pods []*corev1.Pod) map[string]int {
+	var out map[string]int
+	for _, p := range pods {
+		if name := p.Labels[LabelKueuePodGroup]; name != "" && p.Status.Phase == corev1.PodSucceeded {
+			if out == nil {
+				out = map[string]int{}
+			}
+			out[p.Namespace+"/"+name]++
+		}
+	}
+	return out
 }
 
 // GangOf is Gangs{}.Of: Stowage's and Kueue's declarations only.
@@ -103,6 +123,9 @@ func (g Gangs) Of(pod *corev1.Pod) (string, int, error) {
 	}
 	if name := pod.Labels[LabelKueuePodGroup]; name != "" {
 		n, err := positiveInt(pod, AnnotationKueuePodGroupTotal, pod.Annotations[AnnotationKueuePodGroupTotal])
+		if done := g.KueueSucceeded[pod.Namespace+"/"+name]; err == nil && done > 0 {
+			n = max(n-done, 1)
+		}
 		return "kueue:" + name, n, err
 	}
 	if lws := pod.Labels[LabelLWSName]; g.Sources[GangSourceLeaderWorkerSet] && lws != "" && pod.Annotations[AnnotationLWSSize] != "" {

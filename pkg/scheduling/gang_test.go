@@ -2,6 +2,7 @@ package scheduling
 
 import (
 	"errors"
+	"maps"
 	"testing"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -56,6 +57,12 @@ func TestGangsOf(t *testing.T) {
 		{name: "stowage size with a sign", labels: map[string]string{v1.LabelPodGroup: "g", v1.LabelPodGroupSize: "+4"}, wantName: "g", wantErr: true},
 		{name: "kueue pod group", labels: map[string]string{LabelKueuePodGroup: "w1"},
 			annotations: map[string]string{AnnotationKueuePodGroupTotal: "8"}, wantName: "kueue:w1", wantSize: 8},
+		{name: "kueue pod group less its succeeded members", labels: map[string]string{LabelKueuePodGroup: "w1"},
+			annotations: map[string]string{AnnotationKueuePodGroupTotal: "8"}, gangs: Gangs{KueueSucceeded: map[string]int{"ml/w1": 3, "other/w1": 1}},
+			wantName: "kueue:w1", wantSize: 5},
+		{name: "kueue pod group all succeeded but an extra pod", labels: map[string]string{LabelKueuePodGroup: "w1"},
+			annotations: map[string]string{AnnotationKueuePodGroupTotal: "2"}, gangs: Gangs{KueueSucceeded: map[string]int{"ml/w1": 2}},
+			wantName: "kueue:w1", wantSize: 1},
 		{name: "kueue pod group without its count", labels: map[string]string{LabelKueuePodGroup: "w1"}, wantName: "kueue:w1", wantErr: true},
 		{name: "stowage key wins over kueue", labels: map[string]string{v1.LabelPodGroup: "g", v1.LabelPodGroupSize: "2", LabelKueuePodGroup: "w1"},
 			annotations: map[string]string{AnnotationKueuePodGroupTotal: "8"}, wantName: "g", wantSize: 2},
@@ -96,6 +103,21 @@ func TestGangsOf(t *testing.T) {
 				t.Errorf("Of = %q, %d, %v; want %q, %d, error %v", name, size, err, tt.wantName, tt.wantSize, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestCountKueueSucceeded(t *testing.T) {
+	pod := func(ns, group string, phase corev1.PodPhase) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p"}, Status: corev1.PodStatus{Phase: phase}}
+		if group != "" {
+			p.Labels = map[string]string{LabelKueuePodGroup: group}
+		}
+		return p
+	}
+	got := CountKueueSucceeded([]*corev1.Pod{pod("ml", "a", corev1.PodSucceeded), pod("ml", "a", corev1.PodSucceeded),
+		pod("ml", "a", corev1.PodFailed), pod("ml", "a", corev1.PodRunning), pod("dev", "a", corev1.PodSucceeded), pod("ml", "", corev1.PodSucceeded)})
+	if want := map[string]int{"ml/a": 2, "dev/a": 1}; !maps.Equal(got, want) {
+		t.Errorf("CountKueueSucceeded = %v, want %v", got, want)
 	}
 }
 

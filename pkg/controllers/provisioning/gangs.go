@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,12 +21,16 @@ var (
 )
 
 // gangs is the recognizer for one pass: the opted-in sources, with sizes
-// looked up once per workload.
+// looked up once per workload, and Kueue pod groups less their succeeded
+// members.
 func (c *Controller) gangs(ctx context.Context) scheduling.Gangs {
-	if len(c.opts.GangSources) == 0 {
-		return scheduling.Gangs{}
+	g := scheduling.Gangs{KueueSucceeded: scheduling.CountKueueSucceeded(c.cluster.Pods(func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodSucceeded && p.Labels[scheduling.LabelKueuePodGroup] != ""
+	}))}
+	if len(c.opts.GangSources) > 0 {
+		g.Sources, g.Sizes = c.opts.GangSources, &workloadSizes{ctx: ctx, c: c.client, memo: map[string]sized{}}
 	}
-	return scheduling.Gangs{Sources: c.opts.GangSources, Sizes: &workloadSizes{ctx: ctx, c: c.client, memo: map[string]sized{}}}
+	return g
 }
 
 type sized struct {
