@@ -152,7 +152,7 @@ func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Ca
 		}
 	}
 	snap.Pods = placeable
-	snap.Gangs = s.Gangs
+	snap.Gangs = st.gangs(s.Gangs)
 	// Moved pods' claims count against the attach limits where they land.
 	snap.Volumes = st.Volumes
 	if s.Reader != nil {
@@ -258,7 +258,7 @@ func (s *Simulator) held(ctx context.Context, st *ClusterState) (map[string][]he
 			st.heldErr = err
 			return
 		}
-		snap.Pods, snap.NodePools, snap.Gangs = pods, nil, s.Gangs
+		snap.Pods, snap.NodePools, snap.Gangs = pods, nil, st.gangs(s.Gangs)
 		plan, err := s.Solver.Solve(ctx, snap)
 		if err != nil {
 			st.heldErr = fmt.Errorf("planning the pods of draining nodes: %w", err)

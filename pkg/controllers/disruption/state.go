@@ -40,6 +40,10 @@ type ClusterState struct {
 	DaemonSetPods []*corev1.Pod
 	// Volumes confine the pods a what-if moves to where their storage is.
 	Volumes *scheduling.Volumes
+	// KueueSucceeded counts the succeeded members of Kueue pod groups (see
+	// scheduling.Gangs): moved members of such a group are placed as a gang
+	// of those still to run, not of the declared total.
+	KueueSucceeded map[string]int
 	// NominatedPods, when set, are the pending pods the provisioner
 	// planned onto an existing node (by node name): a what-if keeps their
 	// room as if they were bound.
@@ -124,13 +128,18 @@ func ReadState(ctx context.Context, r client.Reader, now time.Time) (*ClusterSta
 	if err := r.List(ctx, pods); err != nil {
 		return nil, fmt.Errorf("listing pods: %w", err)
 	}
+	var succeeded []*corev1.Pod
 	for i := range pods.Items {
 		p := &pods.Items[i]
+		if p.Status.Phase == corev1.PodSucceeded {
+			succeeded = append(succeeded, p)
+		}
 		if p.Spec.NodeName == "" || scheduling.Finished(p) {
 			continue
 		}
 		st.PodsByNode[p.Spec.NodeName] = append(st.PodsByNode[p.Spec.NodeName], p)
 	}
+	st.KueueSucceeded = scheduling.CountKueueSucceeded(succeeded)
 	for _, ps := range st.PodsByNode {
 		sort.Slice(ps, func(i, j int) bool {
 			if ps[i].Namespace != ps[j].Namespace {
@@ -307,4 +316,10 @@ func reschedulable(p *corev1.Pod) bool {
 		}
 	}
 	return !scheduling.Finished(p)
+}
+
+// gangs is g knowing the state's succeeded Kueue group members.
+func (st *ClusterState) gangs(g scheduling.Gangs) scheduling.Gangs {
+	g.KueueSucceeded = st.KueueSucceeded
+	return g
 }
