@@ -148,7 +148,8 @@ type catalogRow struct {
 	VCPU      int64    `json:"vcpu"`
 	MemoryMiB int64    `json:"memoryMiB"`
 	GPU       *gpuInfo `json:"gpu,omitempty"`
-	// Prices are the cheapest zone's, nil when the type is not sold that way.
+	// Prices are the cheapest available offering's, nil when the type is
+	// not sold that way (or nowhere available).
 	OnDemandPerHour *float64 `json:"onDemandPerHour"`
 	SpotPerHour     *float64 `json:"spotPerHour"`
 	Zones           []string `json:"zones"`
@@ -214,10 +215,12 @@ func catalogRows(c *pricing.Catalog, gpuOnly bool) []catalogRow {
 	return rows
 }
 
+// cheapest is the lowest price among the type's available offerings of capacityType:
+// the solver never buys an unavailable one, so its price would mislead.
 func cheapest(it *cloudprovider.InstanceType, capacityType string) *float64 {
 	best := math.Inf(1)
 	for _, o := range it.Offerings {
-		if o.CapacityType == capacityType && o.PricePerHour < best {
+		if o.Available && o.CapacityType == capacityType && o.PricePerHour < best {
 			best = o.PricePerHour
 		}
 	}
@@ -241,7 +244,7 @@ func writeCatalogTable(w io.Writer, c *pricing.Catalog, rows []catalogRow) error
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\n%d instance types in %s/%s (prices: cheapest zone)\n", len(rows), c.Cloud, c.Region)
+	_, err := fmt.Fprintf(w, "\n%d instance types in %s/%s (prices: cheapest zone where available)\n", len(rows), c.Cloud, c.Region)
 	for _, s := range c.Sources {
 		if err == nil {
 			_, err = fmt.Fprintf(w, "%s: %s (%s)\n", s.What, s.From, s.Date)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pricing"
 )
 
@@ -61,10 +62,10 @@ func TestCatalogJSON(t *testing.T) {
 		t.Errorf("p5 GPU = %+v, want %d×%s %d MiB", p5.GPU, it.GPU.Count, it.GPU.Name, it.GPU.MemoryMiB)
 	}
 	for _, o := range it.Offerings {
-		if o.CapacityType == "on-demand" && *p5.OnDemandPerHour > o.PricePerHour {
+		if o.Available && o.CapacityType == "on-demand" && *p5.OnDemandPerHour > o.PricePerHour {
 			t.Errorf("on-demand price %v is not the cheapest zone's (%s has %v)", *p5.OnDemandPerHour, o.Zone, o.PricePerHour)
 		}
-		if o.CapacityType == "spot" && (p5.SpotPerHour == nil || *p5.SpotPerHour > o.PricePerHour) {
+		if o.Available && o.CapacityType == "spot" && (p5.SpotPerHour == nil || *p5.SpotPerHour > o.PricePerHour) {
 			t.Errorf("spot price %v is not the cheapest zone's (%s has %v)", p5.SpotPerHour, o.Zone, o.PricePerHour)
 		}
 	}
@@ -100,5 +101,47 @@ func TestCatalogSourceHook(t *testing.T) {
 	}
 	if gotRegion != "eu-west-1" || gotEndpoint != "http://127.0.0.1:9" {
 		t.Errorf("source called with region %q endpoint %q", gotRegion, gotEndpoint)
+	}
+}
+
+// An offering the cloud does not sell now (Available=false, e.g. a spot pool
+// out of capacity in a live listing) is never bought, so it is not the price.
+func TestCatalogCheapestSkipsUnavailable(t *testing.T) {
+	old := catalogSources["aws"]
+	t.Cleanup(func() { catalogSources["aws"] = old })
+	catalogSources["aws"] = func(context.Context, string, string) (*pricing.Catalog, error) {
+		c, err := builtinCatalog("aws", "us-east-1")
+		if err != nil {
+			return nil, err
+		}
+		c = c.DeepCopy()
+		it, _ := pricing.Lookup(c, "p5.48xlarge")
+		it.Offerings = []cloudprovider.Offering{
+			{Zone: "us-east-1a", CapacityType: "on-demand", PricePerHour: 1, Available: false},
+			{Zone: "us-east-1b", CapacityType: "on-demand", PricePerHour: 2, Available: true},
+			{Zone: "us-east-1a", CapacityType: "spot", PricePerHour: 0.5, Available: false},
+		}
+		return c, nil
+	}
+	out, err := run(t, "catalog", "--gpu", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []catalogRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(rows, func(r catalogRow) bool { return r.Name == "p5.48xlarge" })
+	if i < 0 {
+		t.Fatal("p5.48xlarge missing")
+	}
+	if p := rows[i].OnDemandPerHour; p == nil || *p != 2 {
+		t.Errorf("on-demand price %s, want 2.0000: the $1 offering is unavailable", price(p))
+	}
+	if p := rows[i].SpotPerHour; p != nil {
+		t.Errorf("spot price %s, want none: no spot offering is available", price(p))
+	}
+	if len(rows[i].Offerings) != 3 {
+		t.Errorf("%d offerings listed, want all 3 with their availability", len(rows[i].Offerings))
 	}
 }

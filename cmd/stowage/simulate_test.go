@@ -130,7 +130,7 @@ func TestSimulateWarningsOnStderr(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(errOut, "warning: "+filepath.Join(dir, "web.yaml")+": document 2 (Service default/web): skipped") {
+	if !strings.Contains(errOut, "warning: "+filepath.Join(dir, "web.yaml")+": document 2 (Service web): skipped") {
 		t.Errorf("stderr lacks the skipped Service: %q", errOut)
 	}
 	var v map[string]any

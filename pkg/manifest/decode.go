@@ -73,6 +73,15 @@ type Loader struct {
 	// requested counts the pods ProvisioningRequests ask for, which
 	// simulate makes later from their PodTemplates.
 	requested int
+	// skipped counts the pods left out, by reason, in the order first seen.
+	skipped []*skipped
+}
+
+// skipped is how many pods were left out for one reason, and where the first was.
+type skipped struct {
+	reason skipReason
+	pods   int
+	first  string
 }
 
 // gang is what the manifests say about one pod group.
@@ -101,6 +110,15 @@ func (l *Loader) Set() *Set {
 	slices.Sort(keys)
 	set := *l.set
 	set.Warnings = slices.Clone(set.Warnings)
+	// One warning per reason: a dump of a live cluster holds thousands of
+	// running pods, and a line for each would bury the other warnings.
+	for _, s := range l.skipped {
+		pods, at := "pods", "first at"
+		if s.pods == 1 {
+			pods, at = "pod", "at"
+		}
+		set.Warnings = append(set.Warnings, fmt.Sprintf("skipped %d %s %s, %s %s: %s", s.pods, pods, s.reason.what, at, s.first, s.reason.why))
+	}
 	for _, k := range keys {
 		g := l.gangs[k]
 		switch {
@@ -362,14 +380,29 @@ func (d *decoder) list(obj string, j []byte) error {
 }
 
 func describe(h header) string {
+	gv, _ := schema.ParseGroupVersion(h.APIVersion)
+	gk := schema.GroupKind{Group: gv.Group, Kind: h.Kind}
+	_, read := kinds[gk]
 	switch {
 	case h.Metadata.Name == "":
 		return h.Kind
-	case h.Metadata.Namespace == "" && (h.Kind == "NodePool" || h.Kind == "Commitment" || h.Kind == "DeviceClass"):
+	case h.Metadata.Namespace == "" && (clusterScoped[gk] || !read):
+		// Only the namespaced kinds simulate reads go to default; any other
+		// kind is named as the file gives it (Nodes, StorageClasses and other
+		// cluster-scoped objects have no namespace).
 		return h.Kind + " " + h.Metadata.Name
 	default:
 		return h.Kind + " " + namespaceOrDefault(h.Metadata.Namespace) + "/" + h.Metadata.Name
 	}
+}
+
+// clusterScoped are the cluster-scoped kinds simulate reads.
+var clusterScoped = map[schema.GroupKind]bool{
+	{Group: v1.Group, Kind: "NodePool"}:             true,
+	{Group: v1.Group, Kind: "Commitment"}:           true,
+	{Kind: "PersistentVolume"}:                      true,
+	{Group: "storage.k8s.io", Kind: "StorageClass"}: true,
+	{Group: "resource.k8s.io", Kind: "DeviceClass"}: true,
 }
 
 func namespaceOrDefault(ns string) string {
@@ -394,14 +427,14 @@ var kinds = map[schema.GroupKind]kind{
 		if err := d.decodeTyped(obj, j, &o); err != nil {
 			return err
 		}
-		return d.expand(obj, "Deployment", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
+		return d.expand(obj, "Deployment", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template, nil)
 	}},
 	{Group: "apps", Kind: "ReplicaSet"}: {podSpecQuantities("spec.template.spec"), func(d *decoder, obj string, j []byte) error {
 		var o appsv1.ReplicaSet
 		if err := d.decodeTyped(obj, j, &o); err != nil {
 			return err
 		}
-		return d.expand(obj, "ReplicaSet", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template)
+		return d.expand(obj, "ReplicaSet", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template, nil)
 	}},
 	{Group: "apps", Kind: "StatefulSet"}: {append(podSpecQuantities("spec.template.spec"),
 		quantityPath{path: "spec.volumeClaimTemplates", kind: quantityList, each: "spec.resources.requests"},
@@ -474,7 +507,7 @@ func decodeStatefulSet(d *decoder, obj string, j []byte) error {
 		return err
 	}
 	first := len(d.set.Pods)
-	if err := d.expand(obj, "StatefulSet", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template); err != nil {
+	if err := d.expand(obj, "StatefulSet", o.Name, o.Namespace, o.Spec.Replicas, "spec.replicas", &o.Spec.Template, nil); err != nil {
 		return err
 	}
 	ns := namespaceOrDefault(o.Namespace)
@@ -545,6 +578,10 @@ func decodePod(d *decoder, obj string, j []byte) error {
 		validation.Gang(field.NewPath("metadata", "labels"), p.Labels)...)); err != nil {
 		return err
 	}
+	if r := podSkipReason(&p); r != nil {
+		d.skip(obj, *r, 1)
+		return nil
+	}
 	if err := d.admit(obj, 1); err != nil {
 		return err
 	}
@@ -610,9 +647,16 @@ func decodeJob(d *decoder, obj string, j []byte) error {
 		return err
 	}
 	n, field := jobPods(o.Spec)
+	var held *skipReason
+	if o.Spec.Suspend != nil && *o.Spec.Suspend {
+		held = &skipSuspended
+	}
 	before := len(d.set.Pods)
-	if err := d.expand(obj, "Job", o.Name, o.Namespace, n, field, &o.Spec.Template); err != nil {
+	if err := d.expand(obj, "Job", o.Name, o.Namespace, n, field, &o.Spec.Template, held); err != nil {
 		return err
+	}
+	if held != nil {
+		return nil
 	}
 	jobLabels(d.set.Pods[before:], &o)
 	if d.set.JobPods == nil {
@@ -677,8 +721,10 @@ func decodeNodePool(d *decoder, obj string, j []byte) error {
 	return nil
 }
 
-// expand turns a workload into replicas pods named <name>-<i>.
-func (d *decoder) expand(obj, kind, name, namespace string, replicas *int32, replicasField string, tmpl *corev1.PodTemplateSpec) error {
+// expand turns a workload into replicas pods named <name>-<i>. held, when
+// set, says why the workload's pods do not exist yet: they are checked and
+// counted as skipped, not made.
+func (d *decoder) expand(obj, kind, name, namespace string, replicas *int32, replicasField string, tmpl *corev1.PodTemplateSpec, held *skipReason) error {
 	n := int32(1)
 	if replicas != nil {
 		n = *replicas
@@ -692,6 +738,15 @@ func (d *decoder) expand(obj, kind, name, namespace string, replicas *int32, rep
 	if err := d.fieldErrors(obj, append(validation.PodSpec(field.NewPath("spec", "template", "spec"), &tmpl.Spec),
 		validation.Gang(field.NewPath("spec", "template", "metadata", "labels"), tmpl.Labels)...)); err != nil {
 		return err
+	}
+	if held == nil {
+		held = templateSkipReason(&tmpl.Spec)
+	}
+	if held != nil {
+		if n > 0 {
+			d.skip(obj, *held, int(n))
+		}
+		return nil
 	}
 	if err := d.admit(obj, int(n)); err != nil {
 		e := err.(*Error)
