@@ -121,16 +121,33 @@ func (c *Controller) Reconcile(ctx context.Context, nc *gcpv1.GCENodeClass) (rec
 		conditions.Set(&nc.Status.Conditions, c.d.Clock, nc.Generation, cond, status, reason, msg)
 	}
 	var apiErrs []error
-	fail := func(cond string, err error, notFoundMsg string) {
-		if isNotFound(err) {
-			set(cond, false, ReasonNotFound, notFoundMsg)
+	// unavailable records that cond could not be resolved now (throttling,
+	// an outage, a passing API error). A condition True for the current spec
+	// stays so, with its values in the status: a failed read must not stop
+	// every launch of the class until the next reconcile. The error is
+	// returned and retried.
+	unavailable := func(cond string, err error) {
+		if cur := conditions.Get(nc.Status.Conditions, cond); cur != nil && cur.Status == metav1.ConditionTrue && cur.ObservedGeneration == nc.Generation {
 			return
 		}
-		apiErrs = append(apiErrs, err)
 		set(cond, false, ReasonAPIError, err.Error())
+	}
+	// fail records a lookup error and reports whether the thing is gone (a
+	// 404: the spec's fault, whose resolved values must go).
+	fail := func(cond string, err error, notFoundMsg string) bool {
+		if isNotFound(err) {
+			set(cond, false, ReasonNotFound, notFoundMsg)
+			return true
+		}
+		apiErrs = append(apiErrs, err)
+		unavailable(cond, err)
+		return false
 	}
 
 	cl, clErr := c.cluster(ctx)
+	// clDown: the cluster could not be read now, so what it decides (the
+	// image for its version, its subnetwork) is unknown, not missing.
+	clDown := clErr != nil && !isNotFound(clErr)
 	if clErr != nil {
 		fail(gcpv1.ConditionBootstrapReady, clErr, fmt.Sprintf("GKE cluster %s not found in project %s, location %s (check --gcp-cluster and --gcp-location)",
 			c.d.Cluster, c.d.Project, c.d.Location))
@@ -139,8 +156,11 @@ func (c *Controller) Reconcile(ctx context.Context, nc *gcpv1.GCENodeClass) (rec
 	// Image.
 	switch img, name, err := c.resolveImage(ctx, nc, cl); {
 	case err != nil:
-		nc.Status.Image, nc.Status.ImageName = "", ""
-		fail(gcpv1.ConditionImageReady, err, "image "+nc.Spec.Image.Name+" not found in project "+imageProject(nc))
+		if fail(gcpv1.ConditionImageReady, err, "image "+nc.Spec.Image.Name+" not found in project "+imageProject(nc)) {
+			nc.Status.Image, nc.Status.ImageName = "", ""
+		}
+	case img == "" && clDown:
+		unavailable(gcpv1.ConditionImageReady, clErr)
 	case img == "":
 		nc.Status.Image, nc.Status.ImageName = "", ""
 		msg := "waiting for the GKE cluster's version"
@@ -161,17 +181,21 @@ func (c *Controller) Reconcile(ctx context.Context, nc *gcpv1.GCENodeClass) (rec
 	if subName == "" && cl != nil {
 		subName = cl.subnetwork
 	}
-	if subName == "" {
+	switch {
+	case subName == "" && clDown:
+		unavailable(gcpv1.ConditionSubnetworkReady, clErr)
+	case subName == "":
 		set(gcpv1.ConditionSubnetworkReady, false, ReasonNotReady, "waiting for the GKE cluster's subnetwork")
-	} else {
+	default:
 		project, region, name := c.d.Project, c.d.Region, subName
 		if parts := strings.Split(subName, "/"); len(parts) == 6 {
 			project, region, name = parts[1], parts[3], parts[5]
 		}
 		sn, err := c.d.Clients.Subnetworks.Get(ctx, &computepb.GetSubnetworkRequest{Project: project, Region: region, Subnetwork: name})
 		if err != nil {
-			nc.Status.Subnetwork, nc.Status.Network = "", ""
-			fail(gcpv1.ConditionSubnetworkReady, err, fmt.Sprintf("subnetwork %s not found in project %s, region %s", name, project, region))
+			if fail(gcpv1.ConditionSubnetworkReady, err, fmt.Sprintf("subnetwork %s not found in project %s, region %s", name, project, region)) {
+				nc.Status.Subnetwork, nc.Status.Network = "", ""
+			}
 		} else {
 			nc.Status.Subnetwork, nc.Status.Network = sn.GetSelfLink(), sn.GetNetwork()
 			set(gcpv1.ConditionSubnetworkReady, true, ReasonResolved, "subnetwork "+sn.GetName())
@@ -182,12 +206,12 @@ func (c *Controller) Reconcile(ctx context.Context, nc *gcpv1.GCENodeClass) (rec
 	if clErr == nil {
 		url, err := gcpprovider.FindBootstrapTemplate(ctx, c.d.Clients, c.d.Project, c.d.Cluster, nc.Spec.BootstrapNodePool)
 		if err != nil {
-			nc.Status.BootstrapTemplate = ""
 			if strings.HasPrefix(err.Error(), "no instance template") {
+				nc.Status.BootstrapTemplate = ""
 				set(gcpv1.ConditionBootstrapReady, false, ReasonNotFound, err.Error()+"; the cluster needs at least one GKE node pool")
 			} else {
 				apiErrs = append(apiErrs, err)
-				set(gcpv1.ConditionBootstrapReady, false, ReasonAPIError, err.Error())
+				unavailable(gcpv1.ConditionBootstrapReady, err)
 			}
 		} else {
 			nc.Status.BootstrapTemplate = url

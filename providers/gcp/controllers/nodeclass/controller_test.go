@@ -2,6 +2,7 @@ package nodeclass_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -124,5 +125,49 @@ func TestMissingNodePoolTemplate(t *testing.T) {
 	b := conditions.Get(got.Status.Conditions, gcpv1.ConditionBootstrapReady)
 	if b == nil || b.Status != metav1.ConditionFalse || !strings.Contains(b.Message, "node pool no-such-pool") {
 		t.Errorf("BootstrapReady = %+v", b)
+	}
+}
+
+// A read that fails once the class is resolved (a read-rate quota, an
+// outage) keeps it Ready with its values: turned not Ready, every launch of
+// the class stopped until the next reconcile. The error is still returned
+// for a retry, and a 404 still turns the class not Ready.
+func TestAPIErrorKeepsAResolvedClassReady(t *testing.T) {
+	srv, kube, c := setup(t, class())
+	resolved, err := reconcile(t, kube, c, "default")
+	if err != nil || !conditions.IsTrue(resolved.Status.Conditions, gcpv1.ConditionReady) {
+		t.Fatalf("first reconcile: %v, conditions %+v", err, resolved.Status.Conditions)
+	}
+	for name, fail := range map[string][]string{
+		"cluster":              {"container.clusters.get"},
+		"subnetwork and image": {"compute.subnetworks.get", "compute.images.list"},
+		"bootstrap template":   {"compute.instanceTemplates.list"},
+	} {
+		for _, perm := range fail {
+			srv.FailNextWith(perm, http.StatusForbidden, "rateLimitExceeded")
+		}
+		got, err := reconcile(t, kube, c, "default")
+		if err == nil || !strings.Contains(err.Error(), "rateLimitExceeded") {
+			t.Errorf("%s: err = %v, want the API error returned for a retry", name, err)
+		}
+		if !conditions.IsTrue(got.Status.Conditions, gcpv1.ConditionReady) {
+			t.Errorf("%s: Ready = %+v after a failed read; want it kept", name, conditions.Get(got.Status.Conditions, gcpv1.ConditionReady))
+		}
+		if got.Status.Image != resolved.Status.Image || got.Status.Subnetwork != resolved.Status.Subnetwork ||
+			got.Status.BootstrapTemplate != resolved.Status.BootstrapTemplate {
+			t.Errorf("%s: status = %+v, want the resolved %+v kept", name, got.Status, resolved.Status)
+		}
+	}
+
+	srv.FailNextWith("compute.subnetworks.get", http.StatusNotFound, "notFound")
+	got, err := reconcile(t, kube, c, "default")
+	if err != nil {
+		t.Errorf("a missing subnetwork is not an API error: %v", err)
+	}
+	if sub := conditions.Get(got.Status.Conditions, gcpv1.ConditionSubnetworkReady); sub.Status != metav1.ConditionFalse || sub.Reason != nodeclass.ReasonNotFound {
+		t.Errorf("SubnetworkReady = %+v, want False/NotFound", sub)
+	}
+	if conditions.IsTrue(got.Status.Conditions, gcpv1.ConditionReady) || got.Status.Subnetwork != "" {
+		t.Errorf("a subnetwork gone left the class Ready with %q", got.Status.Subnetwork)
 	}
 }
