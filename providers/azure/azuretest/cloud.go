@@ -78,7 +78,8 @@ type Cloud struct {
 	subnets     map[string]string // lower-case subnet ID -> address prefix
 	images      map[string][]string
 	faults      map[faultKey][]string
-	quota       map[string]bool // SKU family, or "spot", whose quota is used up
+	failNext    map[string]injected // SDK API name -> the next call's answer
+	quota       map[string]bool     // SKU family, or "spot", whose quota is used up
 	loseCreates int
 	held        chan struct{}
 	calls       map[string]int
@@ -132,7 +133,7 @@ func New(opts Options) (*Cloud, error) {
 		opts: opts, prices: map[string][2]float64{}, vms: map[string]*vmRecord{}, nics: map[string]*armnetwork.Interface{},
 		disks: map[string]*armcompute.Disk{}, ppgs: map[string]*armcompute.ProximityPlacementGroup{}, crgs: map[string]*crgRecord{},
 		subnets: map[string]string{}, images: map[string][]string{}, faults: map[faultKey][]string{}, quota: map[string]bool{},
-		calls: map[string]int{},
+		calls: map[string]int{}, failNext: map[string]injected{},
 	}
 	c.skus, c.prices = skusFrom(cat, opts.Location)
 	c.subnets[strings.ToLower(c.SubnetID())] = "10.224.0.0/16"
@@ -268,6 +269,22 @@ func (c *Cloud) SetPrice(size string, onDemand, spot float64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.prices[size] = [2]float64{onDemand, spot}
+}
+
+// injected is an error answer FailNext queued.
+type injected struct {
+	status int
+	code   string
+}
+
+// FailNext makes the next call of an SDK API, named as the SDK names it
+// ("SubnetsClient.Get", "CommunityGalleryImageVersionsClient.NewListPager"),
+// answer status with the ARM error code, e.g. 429 TooManyRequests. The
+// call does not reach the fake servers.
+func (c *Cloud) FailNext(api string, status int, code string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failNext[api] = injected{status, code}
 }
 
 // SetPricesDown makes the Retail Prices API answer 503.

@@ -58,6 +58,9 @@ func (t *Transport) Do(req *http.Request) (*http.Response, error) {
 }
 
 func (t *Transport) route(req *http.Request) (*http.Response, error) {
+	if resp := t.cloud.injectedFailure(req); resp != nil {
+		return resp, nil
+	}
 	path := req.URL.Path
 	switch {
 	case strings.HasPrefix(path, "/api/retail/prices"):
@@ -71,6 +74,26 @@ func (t *Transport) route(req *http.Request) (*http.Response, error) {
 	default:
 		return t.compute.Do(t.separatePager(req))
 	}
+}
+
+// injectedFailure is the answer FailNext queued for req's SDK API, or nil.
+// Next pages are not failed: a pager's first page is its call.
+func (c *Cloud) injectedFailure(req *http.Request) *http.Response {
+	api, _ := req.Context().Value(runtime.CtxAPINameKey{}).(string)
+	if strings.Contains(req.URL.Path, nextPageMarker) {
+		return nil
+	}
+	c.mu.Lock()
+	f, ok := c.failNext[api]
+	delete(c.failNext, api)
+	c.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	body := fmt.Sprintf(`{"error":{"code":%q,"message":"injected %s for %s"}}`, f.code, f.code, api)
+	return &http.Response{StatusCode: f.status, Status: fmt.Sprintf("%d %s", f.status, http.StatusText(f.status)),
+		Header: http.Header{"Content-Type": {"application/json"}, "X-Ms-Error-Code": {f.code}},
+		Body:   io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: req}
 }
 
 // separatePager gives the first page of every list call a path of its own.

@@ -131,15 +131,25 @@ func (c *Controller) Reconcile(ctx context.Context, nc *azv1.AKSNodeClass) (reco
 		conditions.Set(&nc.Status.Conditions, c.d.Clock, nc.Generation, cond, status, reason, msg)
 	}
 	var apiErrs []error
+	// unavailable records an outage (throttling, a passing API error) the
+	// workqueue retries. A condition True for the current spec stays so: what
+	// it resolved is still right, and a throttled read must not stop every
+	// launch of the class until the next reconcile.
+	unavailable := func(cond string, err error, msg string) {
+		apiErrs = append(apiErrs, err)
+		if cur := conditions.Get(nc.Status.Conditions, cond); cur != nil && cur.Status == metav1.ConditionTrue && cur.ObservedGeneration == nc.Generation {
+			return
+		}
+		set(cond, false, ReasonAPIError, msg)
+	}
 	// failed records a lookup error: NotFound is the spec's fault, anything
-	// else an outage the workqueue retries.
+	// else an outage.
 	failed := func(cond string, err error) {
 		if errors.Is(err, errNotFound) {
 			set(cond, false, ReasonNotFound, err.Error())
 			return
 		}
-		apiErrs = append(apiErrs, err)
-		set(cond, false, ReasonAPIError, err.Error())
+		unavailable(cond, err, err.Error())
 	}
 
 	if images, err := resolveImages(ctx, c.d.Images, c.d.Location, nc.Spec.Image, c.d.Clock.Now()); err != nil {
@@ -184,8 +194,7 @@ func (c *Controller) Reconcile(ctx context.Context, nc *azv1.AKSNodeClass) (reco
 		nc.Status.KubernetesVersion = v
 		set(azv1.ConditionKubernetesVersionReady, true, ReasonResolved, "spec.kubernetesVersion "+v)
 	} else if sv, err := c.d.ServerVersion(ctx); err != nil {
-		apiErrs = append(apiErrs, err)
-		set(azv1.ConditionKubernetesVersionReady, false, ReasonAPIError, "reading the API server's version: "+err.Error())
+		unavailable(azv1.ConditionKubernetesVersionReady, err, "reading the API server's version: "+err.Error())
 	} else if m := kubeVersionRe.FindStringSubmatch(sv); m == nil {
 		set(azv1.ConditionKubernetesVersionReady, false, ReasonNotFound, fmt.Sprintf("API server version %q is not 1.x.y; set spec.kubernetesVersion", sv))
 	} else {
