@@ -1,7 +1,9 @@
 package v1
 
 import (
+	"fmt"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -52,7 +54,9 @@ const (
 	LabelPodGroup = Group + "/pod-group"
 	// LabelPodGroupSize is the number of pods the gang needs before any of them gets capacity.
 	LabelPodGroupSize = Group + "/pod-group-size"
-	// AnnotationInterruption is set on pods whose node is being interrupted, so jobs can checkpoint.
+	// AnnotationInterruption is set on pods whose node is being interrupted, so jobs can checkpoint,
+	// and on the node's NodeClaim, so the drain knows the deadline: "<Kind>" or
+	// "<Kind> deadline=<RFC 3339>" (ParseInterruption).
 	AnnotationInterruption = Group + "/interruption"
 	// LabelGang on a NodeClaim (and its Node) identifies the gang it was
 	// bought for, as a label-safe value; its machines are launched,
@@ -145,4 +149,21 @@ var WellKnownLabels = map[string]bool{
 // voluntarily disrupted, in Stowage's spelling or Karpenter's.
 func DoNotDisrupt(annotations map[string]string) bool {
 	return annotations[AnnotationDoNotDisrupt] == "true" || annotations[AnnotationKarpenterDoNotDisrupt] == "true"
+}
+
+// ParseInterruption splits an AnnotationInterruption value into its kind
+// and deadline ("SpotReclaim deadline=2026-11-27T12:02:00Z"); the deadline
+// is zero for a hint that has none. The interruption controller writes the
+// value and the termination controller drains by it, so both read it here.
+func ParseInterruption(value string) (kind string, deadline time.Time) {
+	var rest string
+	if n, _ := fmt.Sscanf(value, "%s deadline=%s", &kind, &rest); n == 2 {
+		if t, err := time.Parse(time.RFC3339, rest); err == nil {
+			return kind, t
+		}
+	}
+	if kind == "" {
+		kind = value
+	}
+	return kind, time.Time{}
 }

@@ -390,8 +390,16 @@ func (c *Controller) Handle(ctx context.Context, ev cloudprovider.InterruptionEv
 	}
 	if claim != nil && claim.DeletionTimestamp != nil {
 		// Already draining: nothing to replace, but its pods (a training
-		// job) still learn the deadline so they can checkpoint in time.
-		if err := c.warnNode(ctx, claim, &interruption{claim: claim.Name, kind: kind, deadline: deadline}); err != nil {
+		// job) still learn the deadline so they can checkpoint in time,
+		// and the claim records it, so the drain deletes the pods in time
+		// to stop before it rather than waiting on their budgets.
+		t := &interruption{claim: claim.Name, kind: kind, deadline: deadline}
+		if claim.Annotations[v1.AnnotationInterruption] != annotationValue(kind, deadline) {
+			if err := c.markInterrupted(ctx, claim, t); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+		}
+		if err := c.warnNode(ctx, claim, t); err != nil {
 			return err
 		}
 	}
@@ -929,14 +937,6 @@ func annotationValue(kind cloudprovider.InterruptionKind, deadline time.Time) st
 }
 
 func parseAnnotation(s string) (cloudprovider.InterruptionKind, time.Time) {
-	var kind, rest string
-	if n, _ := fmt.Sscanf(s, "%s deadline=%s", &kind, &rest); n == 2 {
-		if t, err := time.Parse(time.RFC3339, rest); err == nil {
-			return cloudprovider.InterruptionKind(kind), t
-		}
-	}
-	if kind == "" {
-		kind = s
-	}
-	return cloudprovider.InterruptionKind(kind), time.Time{}
+	kind, deadline := v1.ParseInterruption(s)
+	return cloudprovider.InterruptionKind(kind), deadline
 }

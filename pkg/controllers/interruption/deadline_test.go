@@ -87,3 +87,29 @@ func TestInstanceStoppedAfterAHintDrainsAtOnce(t *testing.T) {
 		t.Errorf("replacements = %v, want the hint's one", got)
 	}
 }
+
+// A reclaim of a machine whose claim is already draining (a consolidation
+// held by a PodDisruptionBudget) must still be recorded on the claim: the
+// termination controller reads the deadline there to delete the pods in
+// time for their grace periods instead of leaving them to die with the
+// machine.
+func TestReclaimOfADrainingClaimRecordsTheDeadline(t *testing.T) {
+	e := newEnv(t, 1, func(c *v1.NodeClaim) { c.Finalizers = []string{v1.TerminationFinalizer} })
+	ctx := context.Background()
+	claim := &v1.NodeClaim{}
+	e.get(t, claim, client.ObjectKey{Name: "c1"})
+	if err := e.client.Delete(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	deadline := start.Add(2 * time.Minute)
+	if err := e.ctrl.Handle(ctx, e.event(cloudprovider.InterruptionSpotReclaim, deadline)); err != nil {
+		t.Fatal(err)
+	}
+	e.get(t, claim, client.ObjectKey{Name: "c1"})
+	if want := annotationValue(cloudprovider.InterruptionSpotReclaim, deadline); claim.Annotations[v1.AnnotationInterruption] != want {
+		t.Errorf("draining claim says %q, want %q", claim.Annotations[v1.AnnotationInterruption], want)
+	}
+	if e.acks.Load() != 1 {
+		t.Errorf("acks = %d, want the event acknowledged", e.acks.Load())
+	}
+}

@@ -28,13 +28,17 @@ var disruptedTaint = corev1.Taint{Key: v1.DisruptedTaintKey, Effect: corev1.Tain
 const (
 	outcomeEvicted = "evicted"
 	outcomeBlocked = "blocked"
-	outcomeDeleted = "deleted"
-	outcomeError   = "error"
+	// outcomeThrottled is a 429 from the API server's own load shedding
+	// (API Priority and Fairness, max-in-flight): no budget said no.
+	outcomeThrottled = "throttled"
+	outcomeDeleted   = "deleted"
+	outcomeError     = "error"
 )
 
 // drainer moves pods off a Node through the Eviction API, so
-// PodDisruptionBudgets decide the pace, until the claim's
-// terminationGracePeriod runs out; then it deletes what is left.
+// PodDisruptionBudgets decide the pace, until the claim's deadline (its
+// terminationGracePeriod, or the cloud's interruption) comes; each pod is
+// deleted in time to stop before it.
 type drainer struct {
 	client client.Client
 	clock  clock.Clock
@@ -104,7 +108,7 @@ func (d *drainer) drain(ctx context.Context, claim *v1.NodeClaim, node *corev1.N
 	var errs []error
 	if len(early) > 0 {
 		// Deleted (not evicted) so each still gets its full grace period
-		// before the claim's terminationGracePeriod ends.
+		// before the claim's deadline.
 		errs = append(errs, d.deleteAll(ctx, claim, early))
 	}
 	remaining := len(early)
@@ -154,19 +158,37 @@ func drainGroup(pod *corev1.Pod) int {
 	return g
 }
 
-// graceWithin shortens a pod's own grace period to what is left of the
-// claim's terminationGracePeriod, so its shutdown ends before the machine
-// does rather than being cut by it; at least a second, since zero would
-// remove the pod from the API before its containers stop.
+// deadline is when the claim's machine goes whatever its pods' budgets say:
+// the end of its terminationGracePeriod, counted from its deletion, or the
+// deadline of the interruption the cloud announced for it (a spot
+// reclaim's, recorded on the claim by the interruption controller),
+// whichever comes first; zero when there is neither.
+func deadline(claim *v1.NodeClaim) time.Time {
+	var at time.Time
+	if claim.Spec.TerminationGracePeriod != nil && !claim.DeletionTimestamp.IsZero() {
+		at = claim.DeletionTimestamp.Add(claim.Spec.TerminationGracePeriod.Duration)
+	}
+	if _, reclaim := v1.ParseInterruption(claim.Annotations[v1.AnnotationInterruption]); !reclaim.IsZero() &&
+		(at.IsZero() || reclaim.Before(at)) {
+		at = reclaim
+	}
+	return at
+}
+
+// graceWithin shortens a pod's own grace period to what is left before the
+// claim's deadline, so its shutdown ends before the machine does rather
+// than being cut by it; at least a second, since zero would remove the pod
+// from the API before its containers stop.
 func graceWithin(now time.Time, claim *v1.NodeClaim, pod *corev1.Pod) []client.DeleteOption {
-	if claim.Spec.TerminationGracePeriod == nil || claim.DeletionTimestamp.IsZero() {
+	end := deadline(claim)
+	if end.IsZero() {
 		return nil
 	}
 	grace := defaultPodGrace
 	if s := pod.Spec.TerminationGracePeriodSeconds; s != nil {
 		grace = time.Duration(*s) * time.Second
 	}
-	left := claim.DeletionTimestamp.Add(claim.Spec.TerminationGracePeriod.Duration).Sub(now)
+	left := end.Sub(now)
 	if grace <= left {
 		return nil
 	}
@@ -174,23 +196,30 @@ func graceWithin(now time.Time, claim *v1.NodeClaim, pod *corev1.Pod) []client.D
 }
 
 // mustGoNow reports whether a pod has to be deleted now for it to finish
-// its own grace period before the claim's terminationGracePeriod ends: a
-// pod that needs 60 s to stop is deleted 60 s before the deadline, PDBs or
-// not, rather than killed with the machine.
+// its own grace period before the claim's deadline: a pod that needs 60 s
+// to stop is deleted 60 s before it, PDBs or not, rather than killed with
+// the machine (the budget is broken either way).
 func mustGoNow(now time.Time, claim *v1.NodeClaim, pod *corev1.Pod) bool {
-	if claim.Spec.TerminationGracePeriod == nil || claim.DeletionTimestamp.IsZero() {
+	end := deadline(claim)
+	if end.IsZero() {
 		return false
 	}
 	grace := defaultPodGrace
 	if s := pod.Spec.TerminationGracePeriodSeconds; s != nil {
 		grace = time.Duration(*s) * time.Second
 	}
-	deadline := claim.DeletionTimestamp.Add(claim.Spec.TerminationGracePeriod.Duration)
-	return !now.Before(deadline.Add(-grace))
+	return !now.Before(end.Add(-grace))
 }
 
 // evict asks the API server to evict pod; a PDB that forbids it answers 429
 // and the pod is tried again on the next pass.
+//
+// The API server also answers 429 when API Priority and Fairness sheds
+// load. The eviction API marks a budget's refusal with a DisruptionBudget
+// cause (pkg/registry/core/pod/storage/eviction.go); a 429 without it is
+// throttling: retried the same way, but neither reported nor counted as a
+// budget holding the drain, which would send users looking for a PDB that
+// is not there.
 func (d *drainer) evict(ctx context.Context, claim *v1.NodeClaim, pod *corev1.Pod) error {
 	eviction := &policyv1.Eviction{
 		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace},
@@ -205,6 +234,10 @@ func (d *drainer) evict(ctx context.Context, claim *v1.NodeClaim, pod *corev1.Po
 		return nil
 	case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
 		return nil // gone, or replaced by a pod of the same name
+	case apierrors.IsTooManyRequests(err) && !apierrors.HasStatusCause(err, policyv1.DisruptionBudgetCause):
+		evictionsTotal.WithLabelValues(outcomeThrottled).Inc()
+		log.FromContext(ctx).V(1).Info("eviction throttled by the API server", "pod", klog.KObj(pod), "error", err.Error())
+		return nil
 	case apierrors.IsTooManyRequests(err):
 		evictionsTotal.WithLabelValues(outcomeBlocked).Inc()
 		d.events.evictionBlocked(claim, pod, err)
@@ -219,7 +252,7 @@ func (d *drainer) evict(ctx context.Context, claim *v1.NodeClaim, pod *corev1.Po
 	}
 }
 
-// deleteAll deletes pods outright once the grace period is over.
+// deleteAll deletes pods outright, bypassing PDBs, as the claim's deadline nears or once it has passed.
 func (d *drainer) deleteAll(ctx context.Context, claim *v1.NodeClaim, pods []*corev1.Pod) error {
 	var errs []error
 	for _, pod := range pods {
@@ -231,19 +264,18 @@ func (d *drainer) deleteAll(ctx context.Context, claim *v1.NodeClaim, pods []*co
 		d.events.forceDeleted(claim, pod)
 	}
 	if len(pods) > 0 {
-		log.FromContext(ctx).Info("termination grace period elapsed, deleted remaining pods", "pods", len(pods))
+		log.FromContext(ctx).Info("deleted pods to stop before the nodeclaim's deadline", "pods", len(pods))
 	}
 	return errors.Join(errs...)
 }
 
-// graceExpired reports whether the claim's terminationGracePeriod, counted
-// from the start of its deletion, has run out. Without one, nothing expires:
-// do-not-disrupt pods and PDBs may hold the machine indefinitely.
+// graceExpired reports whether the claim's deadline (its
+// terminationGracePeriod, or its interruption's) has passed. Without one,
+// nothing expires: do-not-disrupt pods and PDBs may hold the machine
+// indefinitely.
 func graceExpired(clk clock.PassiveClock, claim *v1.NodeClaim) bool {
-	if claim.Spec.TerminationGracePeriod == nil || claim.DeletionTimestamp.IsZero() {
-		return false
-	}
-	return !clk.Now().Before(claim.DeletionTimestamp.Add(claim.Spec.TerminationGracePeriod.Duration))
+	end := deadline(claim)
+	return !end.IsZero() && !clk.Now().Before(end)
 }
 
 // mustLeave reports whether a pod has to be evicted before the machine goes.
@@ -287,7 +319,7 @@ func isCritical(pod *corev1.Pod) bool {
 // leaves it attached until the cloud notices, and the pod that wants it on
 // another node waits that long. Volumes of pods that stay to the end
 // (DaemonSets tolerating the drain, mirror pods) are not waited for, and
-// nothing is once the claim's terminationGracePeriod has run out.
+// nothing is once the claim's deadline has passed.
 func (d *drainer) volumesAttached(ctx context.Context, claim *v1.NodeClaim, node *corev1.Node) (int, error) {
 	if graceExpired(d.clock, claim) {
 		return 0, nil

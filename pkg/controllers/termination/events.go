@@ -44,7 +44,7 @@ func (e *recorder) evictionFailed(claim *v1.NodeClaim, pod *corev1.Pod, err erro
 
 func (e *recorder) doNotDisrupt(claim *v1.NodeClaim, pod *corev1.Pod) {
 	e.r.Eventf(claim, pod, corev1.EventTypeNormal, reasonDoNotDisrupt, "Drain",
-		"pod %s/%s has %s=true and blocks the drain until the termination grace period ends",
+		"pod %s/%s has %s=true and blocks the drain until the nodeclaim's deadline (terminationGracePeriod or interruption), if any",
 		pod.Namespace, pod.Name, v1.AnnotationDoNotDisrupt)
 }
 
@@ -55,7 +55,7 @@ func (e *recorder) awaitingDetach(claim *v1.NodeClaim, node *corev1.Node, attach
 
 func (e *recorder) forceDeleted(claim *v1.NodeClaim, pod *corev1.Pod) {
 	e.r.Eventf(pod, claim, corev1.EventTypeWarning, reasonForceDeleted, "Delete",
-		"deleted: the termination grace period of nodeclaim %s elapsed", claim.Name)
+		"deleted, disruption budgets notwithstanding, to stop before the deadline of nodeclaim %s (terminationGracePeriod or interruption)", claim.Name)
 }
 
 func (e *recorder) terminated(claim *v1.NodeClaim) {

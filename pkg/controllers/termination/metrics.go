@@ -22,7 +22,7 @@ var (
 	}, []string{"nodepool"})
 	evictionsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "stowage_termination_evictions_total",
-		Help: "Pod eviction attempts while draining, by outcome (evicted, blocked, deleted, error).",
+		Help: "Pod eviction attempts while draining, by outcome (evicted, blocked by a PodDisruptionBudget, throttled by the API server, deleted, error).",
 	}, []string{"outcome"})
 )
 

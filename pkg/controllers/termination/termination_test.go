@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -12,9 +13,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -38,6 +41,9 @@ type env struct {
 	pdbBlocks atomic.Bool
 	// evictFails makes every eviction answer 500 while set (a webhook).
 	evictFails atomic.Bool
+	// throttled makes every eviction answer 429 as API Priority and
+	// Fairness does while set: no Status body, a Retry-After, no PDB.
+	throttled atomic.Bool
 }
 
 // newEnv builds a cluster holding a launched claim c1 (deleted at start, with
@@ -72,7 +78,12 @@ func newEnv(t *testing.T, grace *time.Duration, objs ...client.Object) *env {
 		WithInterceptorFuncs(interceptor.Funcs{SubResourceCreate: func(ctx context.Context, c client.Client, sub string,
 			obj, subObj client.Object, opts ...client.SubResourceCreateOption) error {
 			if sub == "eviction" && e.pdbBlocks.Load() {
-				return apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 10)
+				return pdbRefusal()
+			}
+			if sub == "eviction" && e.throttled.Load() {
+				// What client-go makes of APF's plain-text 429 once its own retries are spent.
+				return apierrors.NewGenericServerResponse(http.StatusTooManyRequests, http.MethodPost,
+					schema.GroupResource{Resource: "pods"}, obj.GetName(), "Too many requests, please try again later.\n", 1, true)
 			}
 			if sub == "eviction" && e.evictFails.Load() {
 				return apierrors.NewInternalError(errors.New("admission webhook refused the eviction"))
@@ -82,6 +93,15 @@ func newEnv(t *testing.T, grace *time.Duration, objs ...client.Object) *env {
 		Build()
 	e.ctrl = NewController(Deps{Client: e.client, CloudProvider: e.cloud, Clock: clk, Recorder: events.NewFakeRecorder(1000)})
 	return e
+}
+
+// pdbRefusal is the eviction API's answer when a PodDisruptionBudget
+// allows no disruption (pkg/registry/core/pod/storage/eviction.go).
+func pdbRefusal() error {
+	err := apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 0)
+	err.ErrStatus.Details.Causes = append(err.ErrStatus.Details.Causes, metav1.StatusCause{
+		Type: policyv1.DisruptionBudgetCause, Message: "The disruption budget web needs 1 healthy pods and has 1 currently"})
+	return err
 }
 
 func (e *env) reconcileClaim(t *testing.T) (reconcile.Result, error) {
