@@ -107,9 +107,8 @@ func ActiveCommitments(cs []v1.Commitment, now time.Time) []*v1.Commitment {
 }
 
 // newLedgers charges the running machines, priciest first, to the first
-// commitment that covers them and has room, as a bill applies commitments to
-// usage: counts of machines (Reserved Instances) before amounts (Savings
-// Plans), each by name; Discounts record the machines they apply to.
+// commitment, in compareCoverage order, that covers them and has room;
+// Discounts record the machines they apply to.
 func newLedgers(active []*v1.Commitment, running []Machine) []*ledger {
 	ledgers, _, _ := chargeRunning(active, running)
 	return ledgers
@@ -122,9 +121,7 @@ func chargeRunning(active []*v1.Commitment, running []Machine) ([]*ledger, map[s
 	coveredNames := map[string]bool{}
 	charges := map[string]Charge{}
 	active = slices.Clone(active)
-	slices.SortStableFunc(active, func(a, b *v1.Commitment) int {
-		return cmp.Compare(boolRank(a.Spec.Count == nil), boolRank(b.Spec.Count == nil))
-	})
+	slices.SortStableFunc(active, compareCoverage)
 	var out []*ledger
 	for _, c := range active {
 		l := &ledger{c: c, use: CommitmentUse{Name: c.Name, Type: c.Spec.Type}}
@@ -349,9 +346,45 @@ func requirementMatches(op corev1.NodeSelectorOperator, v string, has bool, valu
 	return false
 }
 
-func boolRank(b bool) int {
-	if b {
-		return 1
+// compareCoverage orders commitments as the bill applies them to usage, most
+// specific first, so that coverage, the cost report and the solver's covered
+// offerings (ApplyCommitments lists them in this order) all agree with it:
+//
+//  1. counts of machines (Reserved Instances, Azure reservations, resource
+//     CUDs);
+//  2. amounts that name instance families or types (an EC2 Instance Savings
+//     Plan is one family in one region);
+//  3. other amounts (a Compute Savings Plan, a spend-based CUD);
+//  4. Discounts, which cover nothing and only lower the rate of what is left.
+//
+// Within a rank the highest discount goes first (AWS applies Savings Plans to
+// the usage with the highest savings percentage first), then by name. Source:
+// AWS Savings Plans User Guide, "Understanding how Savings Plans apply to your
+// AWS usage" (sp-applying), checked 2026-12: RIs apply before Savings Plans, EC2
+// Instance Savings Plans before Compute Savings Plans.
+func compareCoverage(a, b *v1.Commitment) int {
+	return cmp.Or(cmp.Compare(coverageRank(a), coverageRank(b)),
+		cmp.Compare(discountPercent(b), discountPercent(a)), cmp.Compare(a.Name, b.Name))
+}
+
+func coverageRank(c *v1.Commitment) int {
+	switch {
+	case c.Spec.Type == v1.CommitmentDiscount:
+		return 3
+	case c.Spec.Count != nil:
+		return 0
 	}
-	return 0
+	for _, r := range c.Spec.Requirements {
+		if (r.Key == v1.LabelInstanceFamily || r.Key == v1.LabelInstanceType) && r.Operator == corev1.NodeSelectorOpIn {
+			return 1
+		}
+	}
+	return 2
+}
+
+func discountPercent(c *v1.Commitment) int32 {
+	if c.Spec.DiscountPercent == nil {
+		return 0
+	}
+	return *c.Spec.DiscountPercent
 }

@@ -741,7 +741,10 @@ func (st *state) newNode(n *newNode, reserved map[string]int, committed map[stri
 				continue
 			}
 			pk := pick{t, o}
-			i, _ := slices.BinarySearchFunc(chosen, pk, less)
+			// After its equals: a type's covered twins tie on everything but
+			// their commitment, and are listed in the order the bill applies
+			// commitments (pricing.ApplyCommitments), which the first must keep.
+			i, _ := slices.BinarySearchFunc(chosen, pk, func(a, b pick) int { return cmp.Or(less(a, b), -1) })
 			if i >= maxChoices {
 				continue
 			}

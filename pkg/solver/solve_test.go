@@ -452,6 +452,32 @@ func TestSolveChoices(t *testing.T) {
 	}
 }
 
+// An offering several commitments cover comes with one covered twin each, in
+// the order the bill applies them (pricing.ApplyCommitments); they tie on
+// price, and the node's first choice must spend the first, not the last.
+func TestSolveCoveredTwinsKeepCommitmentOrder(t *testing.T) {
+	it := makeIT(itSpec{name: "m.large", cpu: 2, memGi: 8, price: 0.1, noSpot: true, zones: []string{"us-east-1a"}})
+	od := it.Offerings[0]
+	twin := func(commitment string) cloudprovider.Offering {
+		o := od
+		o.PricePerHour, o.Commitment, o.CommitmentCost, o.CommitmentLeft = 0.0001, commitment, 1, 5
+		return o
+	}
+	it.Offerings = []cloudprovider.Offering{twin("m-family-sp"), twin("compute-sp"), od}
+	snap := &Snapshot{Pods: makePods(1, "web", "1", "1Gi"), NodePools: []*NodePool{makePool("default", []*cloudprovider.InstanceType{it})}}
+	plan, err := Solve(context.Background(), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range plan.NewNodes[0].Choices {
+		got = append(got, c.Offering.Commitment)
+	}
+	if diff := cmp.Diff([]string{"m-family-sp", "compute-sp", ""}, got); diff != "" {
+		t.Errorf("choices' commitments (-want +got):\n%s", diff)
+	}
+}
+
 func TestSolveMinValues(t *testing.T) {
 	three := 3
 	pool := makePool("default", cpuCatalog())
