@@ -28,10 +28,11 @@ func newCostCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cost",
 		Short: "Show what the machines Stowage launched cost per hour, by NodePool, capacity type and namespace",
-		Long: `Reads NodeClaims, Nodes and Pods from the cluster and prints the running
+		Long: `Reads NodeClaims, Nodes, Pods and Commitments (and, when pods use them,
+ResourceClaims and ResourceSlices) from the cluster and prints the running
 cost in US dollars per hour: by NodePool, by capacity type, attributed to
-namespaces by their pods' requests, and the price of capacity nobody
-requests. GPU machines are split into a GPU part and a CPU/memory part by
+namespaces by their pods' requests and DRA GPU claims, and the price of
+capacity nobody requests. GPU machines are split into a GPU part and a CPU/memory part by
 the price model described in docs/metrics.md.`,
 		Example: `  stowage cost
   stowage cost --kubeconfig ~/.kube/prod -o json`,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pricing"
@@ -34,7 +35,11 @@ type State struct {
 	Pods       []corev1.Pod
 	// Commitments are the cluster's Commitments; those ended by Now are ignored.
 	Commitments []v1.Commitment
-	Now         time.Time
+	// ResourceClaims and ResourceSlices say which GPUs pods hold through DRA
+	// (no nvidia.com/gpu in the node's allocatable); empty without DRA.
+	ResourceClaims []resourceapi.ResourceClaim
+	ResourceSlices []resourceapi.ResourceSlice
+	Now            time.Time
 }
 
 // Report is the cluster's running cost in US dollars per hour.
@@ -107,7 +112,9 @@ func Attribute(s State, model PriceModel, pricer OnDemandPricer) Report {
 	var r Report
 	var charges map[string]pricing.Charge
 	r.Commitments, charges = commitmentUse(s, pricer)
-	machines, byNode := r.machines(s, model, pricer, charges)
+	dra := newDRAGPUs(s.ResourceSlices)
+	machines, byNode := r.machines(s, model, pricer, charges, dra)
+	dra.claimed(s.ResourceClaims, byNode)
 	for i := range s.Pods {
 		pod := &s.Pods[i]
 		if pod.Spec.NodeName == "" || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
@@ -165,7 +172,7 @@ func Attribute(s State, model PriceModel, pricer OnDemandPricer) Report {
 }
 
 // machines collects the launched NodeClaims and indexes them by node name.
-func (r *Report) machines(s State, model PriceModel, pricer OnDemandPricer, charges map[string]pricing.Charge) ([]*machine, map[string]*machine) {
+func (r *Report) machines(s State, model PriceModel, pricer OnDemandPricer, charges map[string]pricing.Charge, dra draGPUs) ([]*machine, map[string]*machine) {
 	nodesByName := make(map[string]*corev1.Node, len(s.Nodes))
 	nodesByProviderID := make(map[string]*corev1.Node, len(s.Nodes))
 	for i := range s.Nodes {
@@ -213,6 +220,18 @@ func (r *Report) machines(s State, model PriceModel, pricer OnDemandPricer, char
 		}
 		if allocatable == nil {
 			allocatable = capacity
+		}
+		if node != nil && dra.perNode[node.Name] != nil {
+			// GPUs a DRA driver publishes are not in the kubelet's lists.
+			capacity, allocatable = capacity.DeepCopy(), allocatable.DeepCopy()
+			if capacity == nil {
+				capacity = corev1.ResourceList{}
+			}
+			if allocatable == nil {
+				allocatable = corev1.ResourceList{}
+			}
+			addTo(capacity, dra.perNode[node.Name])
+			addTo(allocatable, dra.perNode[node.Name])
 		}
 		m.allocatable = allocatable
 		m.parts = model.splitAt(m.price, m.onDemand, capacity, hasGPU(allocatable))

@@ -3,10 +3,12 @@ package cost
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -29,7 +31,8 @@ const DefaultInterval = 30 * time.Second
 
 // Deps are the cost controller's dependencies.
 type Deps struct {
-	// Client reads NodeClaims, Nodes and Pods; the manager's cached client
+	// Client reads NodeClaims, Nodes, Pods, Commitments and (when pods use
+	// them) ResourceClaims and ResourceSlices; the manager's cached client
 	// when nil.
 	Client client.Reader
 	Clock  clock.WithTicker
@@ -162,7 +165,36 @@ func Read(ctx context.Context, r client.Reader) (State, error) {
 		// A cluster whose CRDs predate Commitments has none.
 		return State{}, fmt.Errorf("listing commitments: %w", err)
 	}
-	return State{NodeClaims: claims.Items, Nodes: nodes.Items, Pods: pods.Items, Commitments: commitments.Items}, nil
+	s := State{NodeClaims: claims.Items, Nodes: nodes.Items, Pods: pods.Items, Commitments: commitments.Items}
+	if err := readDRA(ctx, r, &s); err != nil {
+		return State{}, err
+	}
+	return s, nil
+}
+
+// readDRA lists the ResourceClaims and ResourceSlices that say which GPUs
+// pods hold through DRA, only when some pod uses claims, so a cluster without
+// the DRA API is never asked for it.
+func readDRA(ctx context.Context, r client.Reader, s *State) error {
+	if !slices.ContainsFunc(s.Pods, func(p corev1.Pod) bool { return len(p.Spec.ResourceClaims) > 0 }) {
+		return nil
+	}
+	var claims resourceapi.ResourceClaimList
+	if err := r.List(ctx, &claims); err != nil {
+		if meta.IsNoMatchError(err) {
+			return nil
+		}
+		return fmt.Errorf("listing resourceclaims: %w", err)
+	}
+	var resourceSlices resourceapi.ResourceSliceList
+	if err := r.List(ctx, &resourceSlices); err != nil {
+		if meta.IsNoMatchError(err) {
+			return nil
+		}
+		return fmt.Errorf("listing resourceslices: %w", err)
+	}
+	s.ResourceClaims, s.ResourceSlices = claims.Items, resourceSlices.Items
+	return nil
 }
 
 func (c *Controller) export(r Report) {

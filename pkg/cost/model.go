@@ -89,5 +89,5 @@ var gpuResources = map[corev1.ResourceName]bool{
 }
 
 func isGPUResource(name corev1.ResourceName) bool {
-	return gpuResources[name] || strings.HasPrefix(string(name), v1.ResourceMIGPrefix)
+	return gpuResources[name] || strings.HasPrefix(string(name), v1.ResourceMIGPrefix) || isDRAGPUResource(name)
 }
