@@ -73,3 +73,27 @@ every template reads them through these helpers (or `default`), never bare.
 {{- define "stowage.gracefulShutdownSeconds" -}}
 {{- .Values.gracefulShutdownSeconds | default 30 | int -}}
 {{- end -}}
+
+{{/*
+GOMEMLIMIT in bytes: 90% of the container's memory limit, none without one.
+At the whole limit the runtime has no room for what the heap limit does not
+count (stacks, the binary's pages, memory not yet returned to the kernel),
+and the container is OOM-killed before the collector reacts.
+*/}}
+{{- define "stowage.goMemLimit" -}}
+{{- $limit := dig "limits" "memory" "" (.Values.resources | default dict) -}}
+{{- if $limit -}}
+{{- $bytes := 0.0 -}}
+{{- if kindIs "string" $limit -}}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$" $limit) -}}
+{{- fail (printf "resources.limits.memory %q: write it as a number with an optional Ki, Mi, Gi, Ti or k, M, G, T suffix, so the chart can set GOMEMLIMIT below it" $limit) -}}
+{{- end -}}
+{{- $unit := dict "" 1.0 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 -}}
+{{- $bytes = mulf (regexReplaceAll "[^0-9.]+$" $limit "" | float64) (get $unit (regexReplaceAll "^[0-9.]+" $limit "")) -}}
+{{- else -}}
+{{- $bytes = float64 $limit -}}
+{{- end -}}
+{{- /* 9/10 rather than 0.9: bytes*9 is exact, so floor never falls one short. */ -}}
+{{- printf "%d" (divf (mulf $bytes 9) 10 | floor | int64) -}}
+{{- end -}}
+{{- end -}}
