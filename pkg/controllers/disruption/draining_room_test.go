@@ -145,3 +145,24 @@ func TestEmptinessKeepsRoomHeldForPodsOfADrainingNode(t *testing.T) {
 		t.Errorf("emptiness deletes %v, want only z (a0 is to land on y)", deleted)
 	}
 }
+
+// A do-not-disrupt pod on a draining node is left to finish there: it holds
+// no room elsewhere, which could otherwise be held for good.
+func TestDoNotDisruptPodOfADrainingNodeHoldsNoRoom(t *testing.T) {
+	now := start.Add(time.Hour)
+	small := catalog()[0] // 4 CPU
+	ca, na := machine("a", "p", small, v1.CapacityTypeOnDemand, start)
+	ca.DeletionTimestamp = &metav1.Time{Time: now.Add(-time.Minute)}
+	ca.Finalizers = []string{v1.TerminationFinalizer}
+	na.Spec.Taints = []corev1.Taint{disruptedTaint}
+	cy, ny := machine("y", "p", small, v1.CapacityTypeOnDemand, start)
+	pods := []*corev1.Pod{pod("a0", "a", "3", annotated(v1.AnnotationDoNotDisrupt, "true"))}
+	st := stateOf(now, []*v1.NodePool{pool("p")}, []*v1.NodeClaim{ca, cy}, []*corev1.Node{na, ny}, pods, nil)
+	held, err := (&Simulator{Solver: SolverFunc(firstFit), Cloud: &fakeCloud{types: catalog()}}).held(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(held) != 0 {
+		t.Errorf("room held: %v, want none", held)
+	}
+}

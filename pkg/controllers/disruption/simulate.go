@@ -227,8 +227,10 @@ type heldPod struct {
 // Pending once both drains finish, though each command found its pods a
 // place. It is planned once per state, without new machines; pods with no
 // place hold nothing (the provisioner buys for them once they are evicted),
-// and terminating pods hold nothing (their replacements are pending pods,
-// whose room the provisioner's nominations keep).
+// terminating pods hold nothing (their replacements are pending pods,
+// whose room the provisioner's nominations keep), nor do do-not-disrupt
+// pods, which the drain leaves to finish where they are (a room held for
+// them could be held for good).
 func (s *Simulator) held(ctx context.Context, st *ClusterState) (map[string][]heldPod, error) {
 	st.heldOnce.Do(func() {
 		from := map[*corev1.Pod]string{}
@@ -238,7 +240,7 @@ func (s *Simulator) held(ctx context.Context, st *ClusterState) (map[string][]he
 				continue
 			}
 			for _, p := range st.PodsByNode[name] {
-				if !reschedulable(p) || p.DeletionTimestamp != nil {
+				if !reschedulable(p) || p.DeletionTimestamp != nil || v1.DoNotDisrupt(p.Annotations) {
 					continue
 				}
 				cp, err := s.movedCopy(st, p)
