@@ -17,6 +17,7 @@ const (
 	reasonInitTimeout          = "InitializationTimeout"
 	reasonLaunchTimeout        = "LaunchTimeout"
 	reasonInitialized          = "Initialized"
+	reasonNodeDeleted          = "NodeDeleted"
 )
 
 // recorder publishes the lifecycle's events on NodeClaims.
@@ -62,4 +63,9 @@ func (e *recorder) initialized(claim *v1.NodeClaim, node *corev1.Node) {
 func (e *recorder) launchTimeout(claim *v1.NodeClaim, timeout string) {
 	e.r.Eventf(claim, nil, corev1.EventTypeWarning, reasonLaunchTimeout, "Delete",
 		"launch kept failing for %s; deleting the nodeclaim so its pods are planned again", timeout)
+}
+
+func (e *recorder) nodeDeleted(claim *v1.NodeClaim) {
+	e.r.Eventf(claim, nil, corev1.EventTypeWarning, reasonNodeDeleted, "Delete",
+		"node %s is gone; deleting the nodeclaim so its machine is deleted and its pods are planned again", claim.Status.NodeName)
 }

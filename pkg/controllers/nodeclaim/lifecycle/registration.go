@@ -60,8 +60,11 @@ func (r *registration) reconcile(ctx context.Context, claim *v1.NodeClaim) (reco
 	}
 	if conditions.IsTrue(claim.Status.Conditions, v1.ConditionRegistered) {
 		node, err := claims.NodeFor(ctx, r.client, claim)
-		if err != nil || node == nil {
+		if err != nil {
 			return reconcile.Result{}, false, err
+		}
+		if node == nil {
+			return r.nodeGone(ctx, claim)
 		}
 		poll, err := r.release(ctx, node)
 		return reconcile.Result{RequeueAfter: poll}, false, err
@@ -116,6 +119,26 @@ func (r *registration) awaitNode(ctx context.Context, claim *v1.NodeClaim, launc
 	r.events.registrationTimeout(claim, timeout.String())
 	return abandon(ctx, r.client, claim, abandonRegistrationTimeout, "registration timed out, deleting nodeclaim",
 		"providerID", claim.Status.ProviderID, "timeout", timeout.String())
+}
+
+// nodeGone deletes a registered claim whose Node no longer exists. A Node
+// deleted through Stowage's finalizer has its claim deleted by termination;
+// this covers one that went around it (the finalizer stripped to unstick a
+// delete): the kubelet does not register again, so the claim would keep its
+// machine billing with no Node and count as a node on its way. The claim was
+// registered from this cache, so a Node missing from it was deleted.
+func (r *registration) nodeGone(ctx context.Context, claim *v1.NodeClaim) (reconcile.Result, bool, error) {
+	r.events.nodeDeleted(claim)
+	log.FromContext(ctx).Info("node of registered nodeclaim is gone, deleting nodeclaim", "node", claim.Status.NodeName)
+	del := func() error { return client.IgnoreNotFound(r.client.Delete(ctx, claim)) }
+	if !conditions.IsTrue(claim.Status.Conditions, v1.ConditionInitialized) {
+		// A gang still coming up without this machine cannot run.
+		del = func() error { return claims.DeleteWithGang(ctx, r.client, claim) }
+	}
+	if err := del(); err != nil {
+		return reconcile.Result{}, false, fmt.Errorf("deleting nodeclaim %s whose node is gone: %w", claim.Name, err)
+	}
+	return reconcile.Result{}, true, nil
 }
 
 // syncNode makes the Node carry what the claim promised the scheduler. Taints

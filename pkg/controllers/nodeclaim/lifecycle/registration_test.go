@@ -691,3 +691,45 @@ func TestTwoNodesForOneMachineTimeOut(t *testing.T) {
 		t.Error("the claim was not given up at the registration timeout")
 	}
 }
+
+// A registered claim's Node that goes without Stowage's finalizer running
+// (someone stripped it to unstick a delete) takes its claim with it, as a
+// kubectl delete node does: otherwise the machine bills on with no Node, and
+// provisioning counts the claim as a node still on its way.
+func TestClaimWhoseNodeIsGoneIsDeleted(t *testing.T) {
+	for _, initialized := range []bool{false, true} {
+		t.Run(map[bool]string{false: "registered", true: "initialized"}[initialized], func(t *testing.T) {
+			ctx := context.Background()
+			e, providerID := launchedEnv(t, func(c *v1.NodeClaim) {
+				c.Spec.StartupTaints = nil
+				c.Spec.Resources.Requests = nil
+			})
+			if err := e.client.Create(ctx, kwokNode("n1", providerID, initialized, unregistered)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.reconcile(t, "c1"); err != nil {
+				t.Fatal(err)
+			}
+			claim := e.claim(t, "c1")
+			if !conditions.IsTrue(claim.Status.Conditions, v1.ConditionRegistered) ||
+				conditions.IsTrue(claim.Status.Conditions, v1.ConditionInitialized) != initialized {
+				t.Fatalf("conditions = %v, want registered, initialized %v", conditionStatuses(claim), initialized)
+			}
+			node := e.node(t, "n1")
+			node.Finalizers = nil
+			if err := e.client.Update(ctx, node); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.client.Delete(ctx, node); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.reconcile(t, "c1"); err != nil {
+				t.Fatal(err)
+			}
+			if e.claim(t, "c1").DeletionTimestamp.IsZero() {
+				t.Fatal("a claim whose node is gone must be deleted so termination deletes its machine")
+			}
+			assertEvent(t, e.events, reasonNodeDeleted)
+		})
+	}
+}
