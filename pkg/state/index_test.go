@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
@@ -133,4 +134,38 @@ func BenchmarkNodes(b *testing.B) {
 		})
 	}
 	_ = time.Second
+}
+
+// Node names are reused (EKS names a node after its private IP): a Node that
+// carries the name an older claim recorded, but another machine's providerID,
+// is not that claim's. Taking it for the old claim, which is being deleted,
+// hid the new machine from provisioning, which bought another for its pods.
+func TestReusedNodeNameBelongsToTheNewMachine(t *testing.T) {
+	c := NewCluster(clocktesting.NewFakeClock(now))
+	c.UpdateNodeClaim(oneGPUClaim("new", initialized, func(nc *v1.NodeClaim) {
+		nc.Status.ProviderID, nc.Status.NodeName = "fake://i-new", "ip-10-0-0-1"
+	}))
+	c.UpdateNode(node("ip-10-0-0-1", "gpu", res("cpu", "2", "nvidia.com/gpu", "1", "pods", "110"), func(n *corev1.Node) {
+		n.Spec.ProviderID = "fake://i-new"
+		n.Labels[v1.LabelNodeClaim] = "new"
+	}))
+	// The old claim's last update (its deletion) arrives after the new claim's.
+	c.UpdateNodeClaim(oneGPUClaim("old", initialized, func(nc *v1.NodeClaim) {
+		nc.Status.ProviderID, nc.Status.NodeName = "fake://i-old", "ip-10-0-0-1"
+		nc.DeletionTimestamp = &metav1.Time{Time: now}
+	}))
+
+	var got []string
+	for _, n := range c.Nodes(nil) {
+		got = append(got, fmt.Sprintf("%s inFlight=%v", n.Name, n.InFlight))
+	}
+	if diff := cmp.Diff([]string{"ip-10-0-0-1 inFlight=false"}, got); diff != "" {
+		t.Errorf("Nodes (-want +got):\n%s", diff)
+	}
+	c.mu.RLock()
+	owner := c.claimOfNodeLocked(c.nodes["ip-10-0-0-1"])
+	c.mu.RUnlock()
+	if owner == nil || owner.Name != "new" {
+		t.Errorf("claim of node ip-10-0-0-1 = %v, want new", owner)
+	}
 }

@@ -38,15 +38,19 @@ var transientTaints = map[string]bool{
 // nodeOfClaimLocked returns the registered Node of a claim, or nil: the node
 // the claim names, else the one with its providerID, else the one carrying
 // its name as a label (registered, but the claim's status is not stored yet).
+// A node found by name or label must be the claim's machine, as in package
+// claims: node names are reused (EKS names nodes after their private IP), and
+// a duplicate machine's kubelet carries the claim's label.
 func (c *Cluster) nodeOfClaimLocked(claim *v1.NodeClaim) *corev1.Node {
-	if n := c.nodes[claim.Status.NodeName]; n != nil {
+	pid := claim.Status.ProviderID
+	if n := c.nodes[claim.Status.NodeName]; n != nil && (pid == "" || n.Spec.ProviderID == pid) {
 		return n
 	}
-	if name, ok := c.nodeByProviderID[claim.Status.ProviderID]; ok && claim.Status.ProviderID != "" {
+	if name, ok := c.nodeByProviderID[pid]; ok && pid != "" {
 		return c.nodes[name]
 	}
-	if name, ok := c.nodeByClaimLabel[claim.Name]; ok {
-		return c.nodes[name]
+	if n := c.nodes[c.nodeByClaimLabel[claim.Name]]; n != nil && (pid == "" || n.Spec.ProviderID == "" || n.Spec.ProviderID == pid) {
+		return n
 	}
 	return nil
 }
