@@ -147,6 +147,15 @@ func (c *Cluster) whyLapsedLocked(n nomination) string {
 		// Nominated to the node by name: its claim going means the node goes.
 		return "its nodeclaim is being deleted"
 	}
+	// The kube-scheduler nominated the pod to another node, to preempt pods
+	// there for it (Stowage steers pods only to their planned node): it binds
+	// there once the victims are gone. Steering it back would drop the room
+	// the scheduler holds for it, and holding room here for it is waste.
+	if pod := c.pods[n.pod]; pod != nil {
+		if nnn := pod.Status.NominatedNodeName; nnn != "" && c.nodes[nnn] != nil && (node == nil || node.Name != nnn) {
+			return fmt.Sprintf("the kube-scheduler is preempting pods on node %s for it", nnn)
+		}
+	}
 	if claim != nil && !isInitialized(claim) {
 		return ""
 	}

@@ -63,8 +63,9 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	pending := c.cluster.Pods(provisionable)
 	for _, p := range pending {
 		// Planned before, but the plan no longer holds: say why, since the
-		// pod is planned (and may be bought for) again.
-		if target, why := c.cluster.LapsedNomination(p); target != "" {
+		// pod is planned (and may be bought for) again. A pod the scheduler
+		// preempts for is not; PruneNominations logs its nomination.
+		if target, why := c.cluster.LapsedNomination(p); target != "" && !c.preempting(p) {
 			logger.Info("planning pod again", "pod", klog.KObj(p), "nominatedTo", target, "why", why)
 			nominationsLapsed.Inc()
 		}
