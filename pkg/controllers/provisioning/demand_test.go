@@ -126,6 +126,38 @@ func TestDemandStandInsFollowTheirVolumes(t *testing.T) {
 	}
 }
 
+// A check-only demand is answered against the cluster as the pass left it,
+// pool limits included: once the pass's own purchase used up the pool's
+// limit, the capacity is no longer buyable.
+func TestCheckDemandSeesTheLimitThePassUsedUp(t *testing.T) {
+	f := newFixture(t, func(snap *solver.Snapshot) *solver.Plan {
+		plan, err := solver.Solve(context.Background(), snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return plan
+	})
+	pool := gpuPool()
+	pool.Spec.Template.Spec.GPU = nil
+	pool.Spec.Limits = v1.Limits(res("nvidia.com/gpu", "4"))
+	f.cluster.UpdateNodePool(pool)
+	whole := func(p *corev1.Pod) {
+		p.Spec.Containers[0].Resources.Requests = res("cpu", "1", "nvidia.com/gpu", "4")
+	}
+	check := Demand{Key: "default/check", Pods: standIns("check", 1), CheckOnly: true}
+	whole(check.Pods[0])
+	src := &fakeDemands{demands: []Demand{check}, outcomes: map[string]Outcome{}}
+	f.ctrl.demands = src
+	f.cluster.UpdatePod(withPod(pendingPod("train"), tolerateGPU, whole))
+
+	if r := f.schedule(t); len(r.Created) != 1 {
+		t.Fatalf("created %d claims, want one for the pending pod", len(r.Created))
+	}
+	if o := src.outcomes["default/check"]; o.Placed {
+		t.Errorf("check-only outcome %+v, want not placed: the pool's 4 GPUs are all bought", o)
+	}
+}
+
 // A pod the kube-scheduler is preempting for (status.nominatedNodeName set by
 // the scheduler, no nomination of Stowage's) will run on that node once its
 // victims leave; buying a machine for it is a second purchase.

@@ -95,9 +95,6 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 	if len(pods) == 0 && len(check) == 0 {
 		return res, nil
 	}
-	for _, sp := range solverPools {
-		sp.Usage = c.cluster.Usage(sp.Name, lookup)
-	}
 	daemons, err := c.daemonSetPods(ctx)
 	if err != nil {
 		return res, err
@@ -108,11 +105,17 @@ func (c *Controller) Schedule(ctx context.Context, w Window) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Usage is read with the nodes: the check-only demands are solved
+		// after the pass bought, and its claims count against the limits.
+		withUsage := make([]*solver.NodePool, len(solverPools))
+		for i, sp := range solverPools {
+			withUsage[i] = &solver.NodePool{NodePool: sp.NodePool, InstanceTypes: sp.InstanceTypes, Usage: c.cluster.Usage(sp.Name, lookup)}
+		}
 		return &solver.Snapshot{
 			Pods:          pods,
 			Nodes:         nodes,
 			Closed:        c.cluster.ClosedNodes(),
-			NodePools:     solverPools,
+			NodePools:     withUsage,
 			DaemonSetPods: daemons,
 			Gangs:         c.gangs(ctx),
 			DRA:           dra,
