@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -390,44 +392,95 @@ func (c *Controller) daemonSetPods(ctx context.Context) ([]*corev1.Pod, error) {
 		return nil, fmt.Errorf("listing daemonsets: %w", err)
 	}
 	out := make([]*corev1.Pod, 0, len(list.Items))
-	overheads := map[string]corev1.ResourceList{}
+	runtimes := map[string]Runtime{}
 	for i := range list.Items {
 		ds := &list.Items[i]
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ds.Namespace, Name: ds.Name, Labels: ds.Spec.Template.Labels},
 			Spec:       *ds.Spec.Template.Spec.DeepCopy(),
 		}
-		if rc := pod.Spec.RuntimeClassName; rc != nil && *rc != "" && pod.Spec.Overhead == nil {
+		if rc := pod.Spec.RuntimeClassName; rc != nil && *rc != "" {
 			// The RuntimeClass admission plugin gives the real pods their
-			// runtime's overhead; the template does not carry it.
-			overhead, ok := overheads[*rc]
+			// runtime's overhead and node selector; the template does not
+			// carry them. A daemon pod on a node without the class's labels
+			// never schedules, so it takes nothing there.
+			rt, ok := runtimes[*rc]
 			if !ok {
-				overhead = RuntimeOverhead(ctx, c.client, *rc)
-				overheads[*rc] = overhead
+				rt = RuntimeOf(ctx, c.client, *rc)
+				runtimes[*rc] = rt
 			}
-			pod.Spec.Overhead = overhead
+			// The DaemonSet controller picks nodes by the template's own
+			// tolerations, so the class's do not widen where the daemon runs.
+			rt.Tolerations = nil
+			if err := rt.Admit(&pod.Spec); err != nil {
+				// Admission rejects every pod of it: it runs nowhere.
+				log.FromContext(ctx).V(1).Info("daemonset runs on no new node", "daemonSet", klog.KObj(ds), "error", err.Error())
+				continue
+			}
 		}
 		out = append(out, pod)
 	}
 	return out, nil
 }
 
-// RuntimeOverhead is the pod overhead of the named RuntimeClass, or nil when
-// it has none or cannot be read (then the pods are planned without it). Pods
-// made from templates need it: the RuntimeClass admission plugin adds it only
-// to real pods.
-func RuntimeOverhead(ctx context.Context, c client.Reader, name string) corev1.ResourceList {
+// Runtime is what the RuntimeClass admission plugin adds to the pods of a
+// class: its pod overhead, node selector and tolerations. Pods made from
+// templates (DaemonSets, ProvisioningRequests' stand-ins) need it added by
+// hand: admission sees only real pods.
+type Runtime struct {
+	Overhead     corev1.ResourceList
+	NodeSelector map[string]string
+	Tolerations  []corev1.Toleration
+}
+
+// RuntimeOf reads the named RuntimeClass. One that is missing or cannot be
+// read adds nothing: its pods are planned as they are.
+func RuntimeOf(ctx context.Context, c client.Reader, name string) Runtime {
 	rc := &nodev1.RuntimeClass{}
 	if err := c.Get(ctx, client.ObjectKey{Name: name}, rc); err != nil {
 		if !apierrors.IsNotFound(err) {
-			log.FromContext(ctx).V(1).Info("reading runtimeclass; planning its pods without its overhead", "runtimeClass", name, "error", err.Error())
+			log.FromContext(ctx).V(1).Info("reading runtimeclass; planning its pods without it", "runtimeClass", name, "error", err.Error())
 		}
-		return nil
+		return Runtime{}
 	}
-	if rc.Overhead == nil {
-		return nil
+	var rt Runtime
+	if rc.Overhead != nil {
+		rt.Overhead = rc.Overhead.PodFixed
 	}
-	return rc.Overhead.PodFixed
+	if rc.Scheduling != nil {
+		rt.NodeSelector, rt.Tolerations = rc.Scheduling.NodeSelector, rc.Scheduling.Tolerations
+	}
+	return rt
+}
+
+// Admit adds r to a pod spec as the admission plugin does: the overhead
+// unless the spec has one, the node selector merged into the spec's, and the
+// tolerations merged without duplicates. A key the spec selects with another
+// value is an error: admission rejects such pods. The spec's maps and slices
+// are replaced, not written to, so templates and r stay as they were.
+func (r Runtime) Admit(spec *corev1.PodSpec) error {
+	if len(r.NodeSelector) > 0 {
+		sel := make(map[string]string, len(spec.NodeSelector)+len(r.NodeSelector))
+		for k, v := range spec.NodeSelector {
+			sel[k] = v
+		}
+		for _, k := range slices.Sorted(maps.Keys(r.NodeSelector)) { // the same key named every time
+			v := r.NodeSelector[k]
+			if own, ok := sel[k]; ok && own != v {
+				return fmt.Errorf("runtimeclass %s's nodeSelector %s=%s conflicts with the pod's %s=%s: admission rejects the pods",
+					ptr.Deref(spec.RuntimeClassName, ""), k, v, k, own)
+			}
+			sel[k] = v
+		}
+		spec.NodeSelector = sel
+	}
+	if len(r.Tolerations) > 0 {
+		spec.Tolerations = scheduling.MergeTolerations(spec.Tolerations, r.Tolerations)
+	}
+	if spec.Overhead == nil {
+		spec.Overhead = r.Overhead
+	}
+	return nil
 }
 
 // launchAll writes the NodeClaims of a plan, up to maxConcurrentCreates at

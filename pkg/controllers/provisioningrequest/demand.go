@@ -67,8 +67,9 @@ func (e *missingTemplateError) Error() string {
 }
 
 // phantomPods stands in for the request's pods (see StandIns), reading its
-// PodTemplates, and the overhead of their RuntimeClasses, from the cluster.
+// PodTemplates, and their RuntimeClasses, from the cluster.
 func (c *Controller) phantomPods(ctx context.Context, pr *provreqv1.ProvisioningRequest) ([]*corev1.Pod, error) {
+	runtimes := map[string]provisioning.Runtime{}
 	return StandIns(pr, func(name string) (*corev1.PodTemplate, error) {
 		tmpl := &corev1.PodTemplate{}
 		err := c.client.Get(ctx, client.ObjectKey{Namespace: pr.Namespace, Name: name}, tmpl)
@@ -78,9 +79,17 @@ func (c *Controller) phantomPods(ctx context.Context, pr *provreqv1.Provisioning
 		if err != nil {
 			return nil, fmt.Errorf("reading podtemplate %s/%s: %w", pr.Namespace, name, err)
 		}
-		if rc := tmpl.Template.Spec.RuntimeClassName; rc != nil && *rc != "" && tmpl.Template.Spec.Overhead == nil {
-			// The real pods get their runtime's overhead at admission.
-			tmpl.Template.Spec.Overhead = provisioning.RuntimeOverhead(ctx, c.client, *rc)
+		if rc := tmpl.Template.Spec.RuntimeClassName; rc != nil && *rc != "" {
+			// The real pods get their runtime's overhead, node selector and
+			// tolerations at admission, or are rejected there.
+			rt, ok := runtimes[*rc]
+			if !ok {
+				rt = provisioning.RuntimeOf(ctx, c.client, *rc)
+				runtimes[*rc] = rt
+			}
+			if err := rt.Admit(&tmpl.Template.Spec); err != nil {
+				return nil, fmt.Errorf("podtemplate %s/%s: %w", pr.Namespace, name, err)
+			}
 		}
 		return tmpl, nil
 	})
