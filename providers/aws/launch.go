@@ -213,7 +213,10 @@ func (p *Provider) launchGroup(ctx context.Context, claim *v1.NodeClaim, nc *aws
 	if g.capacityType == v1.CapacityTypeReserved && g.reservationID == "" {
 		return res, fmt.Errorf("reserved offerings need a reservationID (offering %s)", cloudprovider.ChoiceID(g.choices[0]))
 	}
-	block := p.isCapacityBlock(g.reservationID)
+	block, err := p.isCapacityBlock(nc, g.reservationID)
+	if err != nil {
+		return res, err
+	}
 	placementGroup := ""
 	if claim.Spec.Placement != nil {
 		name, err := p.ensurePlacementGroup(ctx, claim.Spec.Placement.Group)
@@ -512,18 +515,30 @@ func fleetClientToken(claim *v1.NodeClaim, g *offeringGroup, spent int) string {
 	return base + suffix
 }
 
-func (p *Provider) isCapacityBlock(reservationID string) bool {
+// isCapacityBlock says whether a reservation is a Capacity Block, which EC2
+// launches only with market type capacity-block. The provider's reservation
+// list answers first; after a failed refresh has emptied it, the node
+// class's status (resolved by its own controller) does. A reservation
+// neither knows is an error, retried: taken for an ordinary reservation, a
+// Capacity Block would be launched without its market type.
+func (p *Provider) isCapacityBlock(nc *awsv1.EC2NodeClass, reservationID string) (bool, error) {
 	if reservationID == "" {
-		return false
+		return false, nil
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	for _, r := range p.reservations {
 		if r.ID == reservationID {
-			return r.Block
+			p.mu.Unlock()
+			return r.Block, nil
 		}
 	}
-	return false
+	p.mu.Unlock()
+	for _, r := range nc.Status.CapacityReservations {
+		if r.ID == reservationID && r.Type != "" {
+			return r.Type == string(ec2types.CapacityReservationTypeCapacityBlock), nil
+		}
+	}
+	return false, fmt.Errorf("capacity reservation %s is in neither the reservation list nor EC2NodeClass %s's status: not launching into it without knowing whether it is a Capacity Block", reservationID, nc.Name)
 }
 
 // typeFacts are what launching needs to know about an instance type.

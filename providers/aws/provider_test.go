@@ -101,7 +101,8 @@ func nodeClass() *awsv1.EC2NodeClass {
 			AMIs:            []awsv1.AMI{{ID: "ami-std", Arch: "amd64", Variant: "standard"}, {ID: "ami-gpu", Arch: "amd64", Variant: "nvidia"}},
 			InstanceProfile: "node-role",
 			CapacityReservations: []awsv1.CapacityReservation{
-				{ID: "cr-1", InstanceType: "p5.48xlarge", Zone: zoneB}, {ID: "cr-block", InstanceType: "p5.48xlarge", Zone: zoneA},
+				{ID: "cr-1", InstanceType: "p5.48xlarge", Zone: zoneB, Type: "default"},
+				{ID: "cr-block", InstanceType: "p5.48xlarge", Zone: zoneA, Type: "capacity-block"},
 			},
 			Conditions: []metav1.Condition{{Type: awsv1.ConditionReady, Status: metav1.ConditionTrue, ObservedGeneration: 1, Reason: "Ready"}},
 		},
@@ -581,6 +582,49 @@ func TestCreateTargetsReservation(t *testing.T) {
 				t.Errorf("market type = %q, want %q", market, tt.wantMarket)
 			}
 		})
+	}
+}
+
+// A failed reservation refresh empties the provider's list; a claim planned
+// into a Capacity Block before it must still launch as one (EC2 refuses a
+// block without market type capacity-block), from the node class's status,
+// and a reservation neither knows must fail rather than launch as default.
+func TestCreateCapacityBlockAfterFailedReservationRefresh(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.p.InstanceTypes(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.ec2.errs["DescribeCapacityReservations"] = errors.New("throttled")
+	e.clock.Step(DefaultReservationTTL)
+
+	ch := choice("p5.48xlarge", zoneA, "reserved")
+	ch.ReservationID = "cr-block"
+	if _, err := e.p.Create(ctx, claim("block", ch)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.ec2.Calls("DescribeCapacityReservations"); got != 2 {
+		t.Fatalf("DescribeCapacityReservations calls = %d, want the failed refresh too", got)
+	}
+	in := e.ec2.fleets[len(e.ec2.fleets)-1]
+	if got := in.TargetCapacitySpecification.DefaultTargetCapacityType; got != ec2types.DefaultTargetCapacityTypeCapacityBlock {
+		t.Errorf("target capacity type = %s, want capacity-block", got)
+	}
+	lt := e.ec2.templates[aws.ToString(in.LaunchTemplateConfigs[0].LaunchTemplateSpecification.LaunchTemplateName)]
+	if lt.InstanceMarketOptions == nil || lt.InstanceMarketOptions.MarketType != ec2types.MarketTypeCapacityBlock {
+		t.Errorf("launch template market options = %+v, want capacity-block", lt.InstanceMarketOptions)
+	}
+
+	// Neither the list nor the status knows the reservation.
+	unknown := choice("p5.48xlarge", zoneA, "reserved")
+	unknown.ReservationID = "cr-0123abcd"
+	fleets := e.ec2.Calls("CreateFleet")
+	_, err := e.p.Create(ctx, claim("unknown", unknown))
+	if err == nil || !strings.Contains(err.Error(), "cr-0123abcd") || cloudprovider.IsInsufficientCapacity(err) {
+		t.Fatalf("Create = %v, want an error naming the unknown reservation (not insufficient capacity)", err)
+	}
+	if got := e.ec2.Calls("CreateFleet"); got != fleets {
+		t.Errorf("CreateFleet called %d times for an unknown reservation, want none", got-fleets)
 	}
 }
 
