@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/BurntSushi/toml"
 	corev1 "k8s.io/api/core/v1"
 
 	awsv1 "github.com/stowage-k8s/stowage/providers/aws/apis/v1"
@@ -226,73 +227,110 @@ func yamlMap[V ~string](b *strings.Builder, indent, key string, m map[string]V) 
 	}
 }
 
+// bottlerocketOwned are the settings.kubernetes keys Stowage writes. A user's
+// value for one is refused rather than merged: the solver plans with
+// Stowage's (labels and taints from the NodePool, kubelet settings from
+// spec.kubelet), and either side silently winning would hide a mistake.
+var bottlerocketOwned = []string{"cluster-name", "api-server", "cluster-certificate", "max-pods",
+	"image-gc-high-threshold-percent", "image-gc-low-threshold-percent", "node-labels", "node-taints",
+	"kube-reserved", "system-reserved", "eviction-hard", "eviction-soft", "eviction-soft-grace-period"}
+
+// bottlerocketUserData merges the node class's TOML with Stowage's
+// settings.kubernetes into one document. Appending a [settings.kubernetes]
+// table to the user's text breaks when that text reaches settings.kubernetes
+// through dotted keys or an inline table: TOML forbids defining the table
+// again, and Bottlerocket then rejects the whole document.
 func bottlerocketUserData(custom string, jc joinConfig) (string, error) {
-	var b strings.Builder
-	if custom = strings.TrimSpace(custom); custom != "" {
-		// Without a TOML merge a user's table could silently lose keys to
-		// ours or ours to theirs; refuse instead of guessing which side wins.
-		for _, owned := range []string{"[settings.kubernetes]", "[settings.kubernetes.node-labels]", "[settings.kubernetes.node-taints]",
-			"[settings.kubernetes.kube-reserved]", "[settings.kubernetes.system-reserved]", "[settings.kubernetes.eviction-hard]",
-			"[settings.kubernetes.eviction-soft]", "[settings.kubernetes.eviction-soft-grace-period]"} {
-			if strings.Contains(custom, owned) {
-				return "", fmt.Errorf("%w: Bottlerocket userData must not set %s: Stowage writes it (use spec.kubelet)", ErrUserData, owned)
-			}
-		}
-		b.WriteString(custom + "\n\n")
+	doc := map[string]any{}
+	if _, err := toml.Decode(custom, &doc); err != nil {
+		return "", fmt.Errorf("%w: Bottlerocket userData is not valid TOML: %v", ErrUserData, err)
 	}
-	b.WriteString("[settings.kubernetes]\n")
-	fmt.Fprintf(&b, "cluster-name = %s\n", strconv.Quote(jc.ClusterName))
+	settings, err := tomlSubTable(doc, "settings", "settings")
+	if err != nil {
+		return "", err
+	}
+	kube, err := tomlSubTable(settings, "kubernetes", "settings.kubernetes")
+	if err != nil {
+		return "", err
+	}
+	for _, k := range bottlerocketOwned {
+		if _, ok := kube[k]; ok {
+			return "", fmt.Errorf("%w: Bottlerocket userData must not set settings.kubernetes.%s: Stowage writes it in [settings.kubernetes] "+
+				"(labels and taints come from the NodePool, kubelet settings from spec.kubelet)", ErrUserData, k)
+		}
+	}
+	kube["cluster-name"] = jc.ClusterName
 	if jc.Endpoint != "" {
-		fmt.Fprintf(&b, "api-server = %s\n", strconv.Quote(jc.Endpoint))
+		kube["api-server"] = jc.Endpoint
 	}
 	if jc.CABundle != "" {
-		fmt.Fprintf(&b, "cluster-certificate = %s\n", strconv.Quote(jc.CABundle))
+		kube["cluster-certificate"] = jc.CABundle
 	}
-	k := jc.Kubelet
-	if k != nil {
-		if k.MaxPods != nil {
-			fmt.Fprintf(&b, "max-pods = %d\n", *k.MaxPods)
-		}
-		if k.ImageGCHighThresholdPercent != nil {
-			fmt.Fprintf(&b, "image-gc-high-threshold-percent = %d\n", *k.ImageGCHighThresholdPercent)
-		}
-		if k.ImageGCLowThresholdPercent != nil {
-			fmt.Fprintf(&b, "image-gc-low-threshold-percent = %d\n", *k.ImageGCLowThresholdPercent)
-		}
+	if len(jc.Labels) > 0 {
+		kube["node-labels"] = jc.Labels
 	}
-	tomlTable(&b, "settings.kubernetes.node-labels", jc.Labels)
 	if len(jc.Taints) > 0 {
-		b.WriteString("\n[settings.kubernetes.node-taints]\n")
 		byKey := map[string][]string{}
 		for _, t := range jc.Taints {
-			byKey[t.Key] = append(byKey[t.Key], strconv.Quote(t.Value+":"+string(t.Effect)))
+			byKey[t.Key] = append(byKey[t.Key], t.Value+":"+string(t.Effect))
 		}
-		for _, k := range slices.Sorted(maps.Keys(byKey)) {
-			fmt.Fprintf(&b, "%s = [%s]\n", strconv.Quote(k), strings.Join(byKey[k], ", "))
-		}
+		kube["node-taints"] = byKey
 	}
-	if k != nil {
-		tomlTable(&b, "settings.kubernetes.kube-reserved", k.KubeReserved)
-		tomlTable(&b, "settings.kubernetes.system-reserved", k.SystemReserved)
-		tomlTable(&b, "settings.kubernetes.eviction-hard", k.EvictionHard)
-		tomlTable(&b, "settings.kubernetes.eviction-soft", k.EvictionSoft)
+	if k := jc.Kubelet; k != nil {
+		if k.MaxPods != nil {
+			kube["max-pods"] = int64(*k.MaxPods)
+		}
+		if k.ImageGCHighThresholdPercent != nil {
+			kube["image-gc-high-threshold-percent"] = int64(*k.ImageGCHighThresholdPercent)
+		}
+		if k.ImageGCLowThresholdPercent != nil {
+			kube["image-gc-low-threshold-percent"] = int64(*k.ImageGCLowThresholdPercent)
+		}
+		tomlSet(kube, "kube-reserved", k.KubeReserved)
+		tomlSet(kube, "system-reserved", k.SystemReserved)
+		tomlSet(kube, "eviction-hard", k.EvictionHard)
+		tomlSet(kube, "eviction-soft", k.EvictionSoft)
 		if len(k.EvictionSoftGracePeriod) > 0 {
 			grace := make(map[string]string, len(k.EvictionSoftGracePeriod))
 			for s, d := range k.EvictionSoftGracePeriod {
 				grace[s] = d.Duration.String()
 			}
-			tomlTable(&b, "settings.kubernetes.eviction-soft-grace-period", grace)
+			kube["eviction-soft-grace-period"] = grace
 		}
+	}
+	// The encoder sorts keys, so one node class renders one launch template,
+	// and quotes keys such as "example.com/team" instead of dotting them.
+	var b bytes.Buffer
+	enc := toml.NewEncoder(&b)
+	enc.Indent = ""
+	if err := enc.Encode(doc); err != nil {
+		return "", fmt.Errorf("%w: encoding Bottlerocket settings: %v", ErrUserData, err)
 	}
 	return b.String(), nil
 }
 
-func tomlTable[V ~string](b *strings.Builder, name string, m map[string]V) {
-	if len(m) == 0 {
+// tomlSubTable returns m[key] (at path) as a table, adding an empty one when absent.
+func tomlSubTable(m map[string]any, key, path string) (map[string]any, error) {
+	v, ok := m[key]
+	if !ok {
+		t := map[string]any{}
+		m[key] = t
+		return t, nil
+	}
+	t, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: Bottlerocket userData's %s must be a table, not %T", ErrUserData, path, v)
+	}
+	return t, nil
+}
+
+func tomlSet[V ~string](m map[string]any, key string, in map[string]V) {
+	if len(in) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "\n[%s]\n", name)
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		fmt.Fprintf(b, "%s = %s\n", strconv.Quote(k), strconv.Quote(string(m[k])))
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		out[k] = string(v)
 	}
+	m[key] = out
 }

@@ -4,12 +4,14 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"maps"
 	"mime"
 	"mime/multipart"
 	"net/mail"
 	"strings"
 	"testing"
 
+	"github.com/BurntSushi/toml"
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -175,6 +177,24 @@ func TestKubeletSettingsInUserData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wantBR := map[string]any{"settings": map[string]any{
+		"host-containers": map[string]any{"admin": map[string]any{"enabled": true}},
+		"kubernetes": map[string]any{
+			"cluster-name": "prod", "api-server": "https://api.example", "cluster-certificate": "Q0E=",
+			"max-pods": int64(110), "image-gc-high-threshold-percent": int64(80), "image-gc-low-threshold-percent": int64(60),
+			"kube-reserved": map[string]any{"memory": "1Gi"}, "system-reserved": map[string]any{"cpu": "100m"},
+			"eviction-hard": map[string]any{"memory.available": "5%"}, "eviction-soft": map[string]any{"nodefs.available": "15%"},
+			"eviction-soft-grace-period": map[string]any{"nodefs.available": "1m30s"},
+			"node-labels":                map[string]any{"stowage.dev/nodepool": "gpu", "team": "ml"},
+			"node-taints":                map[string]any{"stowage.dev/unregistered": []any{":NoSchedule"}, "gpu": []any{"true:NoSchedule"}},
+		},
+	}}
+	if diff := cmp.Diff(wantBR, bottlerocketSettings(t, decode(t, br))); diff != "" {
+		t.Errorf("bottlerocket settings (-want +got):\n%s", diff)
+	}
+	if again, _ := renderUserData(awsv1.AMIFamilyBottlerocket, "[settings.host-containers.admin]\nenabled = true", jc); again != br {
+		t.Error("the same node class must render the same Bottlerocket user data (one launch template)")
+	}
 	tests := []struct {
 		name, doc string
 		want      []string
@@ -183,10 +203,6 @@ func TestKubeletSettingsInUserData(t *testing.T) {
 			"      kubeReserved:\n        \"memory\": \"1Gi\"", "      evictionHard:\n        \"memory.available\": \"5%\"",
 			"      evictionSoft:\n        \"nodefs.available\": \"15%\"", "      evictionSoftGracePeriod:\n        \"nodefs.available\": \"1m30s\"",
 			"      imageGCHighThresholdPercent: 80", "      imageGCLowThresholdPercent: 60"}},
-		{"bottlerocket", decode(t, br), []string{"[settings.host-containers.admin]", `cluster-name = "prod"`, "max-pods = 110",
-			"image-gc-high-threshold-percent = 80", "[settings.kubernetes.kube-reserved]\n\"memory\" = \"1Gi\"",
-			"[settings.kubernetes.system-reserved]\n\"cpu\" = \"100m\"", "[settings.kubernetes.eviction-hard]\n\"memory.available\" = \"5%\"",
-			"[settings.kubernetes.eviction-soft-grace-period]\n\"nodefs.available\" = \"1m30s\"", `"team" = "ml"`, `"gpu" = ["true:NoSchedule"]`}},
 	}
 	for _, tt := range tests {
 		for _, w := range tt.want {
@@ -221,5 +237,80 @@ func TestFamily(t *testing.T) {
 		if got := tt.nc.Family(); got != tt.want {
 			t.Errorf("%s: Family() = %s, want %s", tt.name, got, tt.want)
 		}
+	}
+}
+
+// bottlerocketSettings decodes a rendered Bottlerocket document the way its
+// TOML reader must: as one valid document. The decoder accepts a table
+// defined by dotted keys and again by a header, which TOML (and Bottlerocket)
+// refuse, so dotted keys are refused here.
+func bottlerocketSettings(t *testing.T, doc string) map[string]any {
+	t.Helper()
+	var out map[string]any
+	if _, err := toml.Decode(doc, &out); err != nil {
+		t.Fatalf("not valid TOML: %v\n%s", err, doc)
+	}
+	for _, line := range strings.Split(doc, "\n") {
+		key, _, ok := strings.Cut(line, "=")
+		if key = strings.TrimSpace(key); !ok || strings.HasPrefix(key, "[") || strings.HasPrefix(key, "#") {
+			continue
+		}
+		if quoted := strings.HasPrefix(key, `"`) && strings.Count(key, `"`) == 2 && strings.HasSuffix(key, `"`); !quoted && strings.Contains(key, ".") {
+			t.Fatalf("dotted key %q: a table defined by dotted keys cannot also have a header\n%s", key, doc)
+		}
+	}
+	return out
+}
+
+// A user's TOML that reaches settings.kubernetes through dotted or quoted
+// keys or an inline table must neither produce a document TOML refuses
+// (a [settings.kubernetes] header for a table already defined, which
+// Bottlerocket rejects whole, so the node never joins) nor slip past the
+// refusal of what Stowage writes.
+func TestBottlerocketUserDataKeys(t *testing.T) {
+	tests := []struct {
+		name, custom string
+		wantErr      string
+		// wantKube are keys of settings.kubernetes the user set, beside Stowage's.
+		wantKube map[string]any
+	}{
+		{name: "dotted node label", custom: `settings.kubernetes.node-labels."example.com/team" = "ml"`,
+			wantErr: "settings.kubernetes.node-labels"},
+		{name: "dotted node label under [settings]", custom: "[settings]\nkubernetes.node-labels.\"example.com/team\" = \"ml\"",
+			wantErr: "settings.kubernetes.node-labels"},
+		{name: "quoted table name", custom: "[settings.\"kubernetes\".\"node-labels\"]\n\"example.com/team\" = \"ml\"",
+			wantErr: "settings.kubernetes.node-labels"},
+		{name: "inline table", custom: "settings = {kubernetes = {max-pods = 10}}", wantErr: "settings.kubernetes.max-pods"},
+		{name: "not TOML", custom: "[settings.kubernetes", wantErr: "not valid TOML"},
+		{name: "dotted setting of its own", custom: `settings.kubernetes.cluster-dns-ip = "10.100.0.10"`,
+			wantKube: map[string]any{"cluster-dns-ip": "10.100.0.10"}},
+		{name: "sub-table of its own", custom: "[settings.kubernetes.credential-providers.ecr-credential-provider]\nenabled = true\nimage-patterns = [\"*.dkr.ecr.*.amazonaws.com\"]",
+			wantKube: map[string]any{"credential-providers": map[string]any{"ecr-credential-provider": map[string]any{
+				"enabled": true, "image-patterns": []any{"*.dkr.ecr.*.amazonaws.com"}}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := renderUserData(awsv1.AMIFamilyBottlerocket, tt.custom, testJoin())
+			if tt.wantErr != "" {
+				if !errors.Is(err, ErrUserData) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want ErrUserData mentioning %q; document:\n%s", err, tt.wantErr, decode(t, got))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			settings, _ := bottlerocketSettings(t, decode(t, got))["settings"].(map[string]any)
+			kube, _ := settings["kubernetes"].(map[string]any)
+			want := map[string]any{
+				"cluster-name": "prod", "api-server": "https://api.example", "cluster-certificate": "Q0E=",
+				"node-labels": map[string]any{"stowage.dev/nodepool": "gpu", "team": "ml"},
+				"node-taints": map[string]any{"stowage.dev/unregistered": []any{":NoSchedule"}, "gpu": []any{"true:NoSchedule"}},
+			}
+			maps.Copy(want, tt.wantKube)
+			if diff := cmp.Diff(want, kube); diff != "" {
+				t.Errorf("settings.kubernetes (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

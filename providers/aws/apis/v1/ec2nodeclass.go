@@ -94,15 +94,22 @@ type EC2NodeClassSpec struct {
 	// UserData runs before the bootstrap the node needs to join the cluster:
 	// for AL2023 a shell script, a NodeConfig or a MIME multi-part document
 	// whose parts are placed before Stowage's NodeConfig part; for
-	// Bottlerocket TOML placed before Stowage's [settings.kubernetes] table,
-	// which it must not set itself; for Custom the whole user data.
+	// Bottlerocket TOML merged with the settings.kubernetes keys Stowage
+	// writes, which it must not set itself; for Custom the whole user data.
 	// See docs/aws.md.
 	// +kubebuilder:validation:MaxLength=16384
 	// +optional
 	UserData *string `json:"userData,omitempty"`
-	// Tags are added to every instance, volume and launch template.
+	// Tags are added to every instance, volume and launch template. EC2's
+	// limits apply: keys of 1 to 128 characters not starting with aws: in
+	// any case, values of at most 256. EC2 allows 50 tags per resource and
+	// Stowage adds 5 to each instance (Name, stowage.dev/cluster,
+	// stowage.dev/nodepool, stowage.dev/nodeclaim,
+	// aws.stowage.dev/ec2nodeclass): 40 of yours keep within it with room.
 	// +kubebuilder:validation:XValidation:message="tags in the stowage.dev domain are reserved",rule="self.all(k, !k.startsWith('stowage.dev/'))"
-	// +kubebuilder:validation:XValidation:message="tag keys must not start with aws:",rule="self.all(k, !k.startsWith('aws:'))"
+	// +kubebuilder:validation:XValidation:message="tag keys must not start with aws: (in any case): EC2 reserves them",rule="self.all(k, !k.lowerAscii().startsWith('aws:'))"
+	// +kubebuilder:validation:XValidation:message="tag keys must be 1 to 128 characters",rule="self.all(k, size(k) >= 1 && size(k) <= 128)"
+	// +kubebuilder:validation:XValidation:message="tag values must be at most 256 characters",rule="self.all(k, size(self[k]) <= 256)"
 	// +kubebuilder:validation:MaxProperties=40
 	// +optional
 	Tags map[string]string `json:"tags,omitempty"`

@@ -122,6 +122,20 @@ func TestValidation(t *testing.T) {
 			wantErr: "tags in the stowage.dev domain are reserved"},
 		{name: "aws tag", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.Tags = map[string]string{"aws:cloudformation": "x"} },
 			wantErr: "tag keys must not start with aws:"},
+		{name: "upper-case aws tag", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.Tags = map[string]string{"AWS:team": "x"} },
+			wantErr: "tag keys must not start with aws:"},
+		{name: "tag at EC2's lengths", mutate: func(nc *awsv1.EC2NodeClass) {
+			nc.Spec.Tags = map[string]string{strings.Repeat("k", 128): strings.Repeat("v", 256), "empty-value": ""}
+		}},
+		{name: "tag key too long", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.Tags = map[string]string{strings.Repeat("k", 129): "x"} },
+			wantErr: "tag keys must be 1 to 128 characters"},
+		{name: "empty tag key", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.Tags = map[string]string{"": "x"} },
+			wantErr: "tag keys must be 1 to 128 characters"},
+		{name: "tag value too long", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.Tags = map[string]string{"team": strings.Repeat("v", 257)} },
+			wantErr: "tag values must be at most 256 characters"},
+		{name: "tags within the budget", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.Tags = numberedTags(40) }},
+		{name: "too many tags", mutate: func(nc *awsv1.EC2NodeClass) { nc.Spec.Tags = numberedTags(41) },
+			wantErr: "spec.tags: Too many: 41: must have at most 40 items"},
 		{name: "volume size unit", mutate: func(nc *awsv1.EC2NodeClass) {
 			nc.Spec.BlockDeviceMappings = []awsv1.BlockDeviceMapping{{DeviceName: "/dev/xvda", EBS: awsv1.BlockDevice{VolumeSize: "100G"}}}
 		}, wantErr: "volumeSize"},
@@ -160,4 +174,12 @@ func TestValidation(t *testing.T) {
 	if got.Spec.EFA != awsv1.EFAAuto {
 		t.Errorf("efa default = %q, want Auto", got.Spec.EFA)
 	}
+}
+
+func numberedTags(n int) map[string]string {
+	tags := make(map[string]string, n)
+	for i := range n {
+		tags[fmt.Sprintf("tag-%d", i)] = "x"
+	}
+	return tags
 }
