@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
+	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 )
 
@@ -27,10 +28,7 @@ func TestWhatIfLeavesRoomToPodsOfADrainingNode(t *testing.T) {
 func testWhatIfLeavesRoomToPodsOfADrainingNode(t *testing.T, solve SolverFunc) {
 	now := start.Add(time.Hour)
 	small := catalog()[0] // 4 CPU
-	ca, na := machine("a", "p", small, v1.CapacityTypeOnDemand, start)
-	ca.DeletionTimestamp = &metav1.Time{Time: now.Add(-time.Minute)}
-	ca.Finalizers = []string{v1.TerminationFinalizer}
-	na.Spec.Taints = []corev1.Taint{disruptedTaint}
+	ca, na := draining("a", small, now)
 	cb, nb := machine("b", "p", small, v1.CapacityTypeOnDemand, start)
 	cx, nx := machine("x", "p", small, v1.CapacityTypeOnDemand, start)
 	pods := []*corev1.Pod{pod("a0", "a", "3"), pod("b0", "b", "3"), pod("x0", "x", "1", annotated(v1.AnnotationDoNotDisrupt, "true"))}
@@ -59,9 +57,7 @@ func testWhatIfLeavesRoomToPodsOfADrainingNode(t *testing.T, solve SolverFunc) {
 func TestWhatIfPlacesAgainPodsWhoseRoomItRemoves(t *testing.T) {
 	now := start.Add(time.Hour)
 	small := catalog()[0] // 4 CPU
-	ca, na := machine("a", "p", small, v1.CapacityTypeOnDemand, start)
-	ca.DeletionTimestamp = &metav1.Time{Time: now.Add(-time.Minute)}
-	ca.Finalizers = []string{v1.TerminationFinalizer}
+	ca, na := draining("a", small, now)
 	cb, nb := machine("b", "p", small, v1.CapacityTypeOnDemand, start)
 	cx, nx := machine("x", "p", small, v1.CapacityTypeOnDemand, start)
 	pods := []*corev1.Pod{pod("a0", "a", "3"), pod("b0", "b", "1"), pod("x0", "x", "3", annotated(v1.AnnotationDoNotDisrupt, "true"))}
@@ -113,10 +109,7 @@ func TestWhatIfOfAGoingNodeCountsItsPodsOnce(t *testing.T) {
 func TestEmptinessKeepsRoomHeldForPodsOfADrainingNode(t *testing.T) {
 	now := start.Add(time.Hour)
 	small := catalog()[0] // 4 CPU
-	ca, na := machine("a", "p", small, v1.CapacityTypeOnDemand, start)
-	ca.DeletionTimestamp = &metav1.Time{Time: now.Add(-time.Minute)}
-	ca.Finalizers = []string{v1.TerminationFinalizer}
-	na.Spec.Taints = []corev1.Taint{disruptedTaint}
+	ca, na := draining("a", small, now)
 	cy, ny := machine("y", "p", small, v1.CapacityTypeOnDemand, start)
 	cz, nz := machine("z", "p", small, v1.CapacityTypeOnDemand, start)
 	pods := []*corev1.Pod{pod("a0", "a", "3")}
@@ -151,10 +144,7 @@ func TestEmptinessKeepsRoomHeldForPodsOfADrainingNode(t *testing.T) {
 func TestDoNotDisruptPodOfADrainingNodeHoldsNoRoom(t *testing.T) {
 	now := start.Add(time.Hour)
 	small := catalog()[0] // 4 CPU
-	ca, na := machine("a", "p", small, v1.CapacityTypeOnDemand, start)
-	ca.DeletionTimestamp = &metav1.Time{Time: now.Add(-time.Minute)}
-	ca.Finalizers = []string{v1.TerminationFinalizer}
-	na.Spec.Taints = []corev1.Taint{disruptedTaint}
+	ca, na := draining("a", small, now)
 	cy, ny := machine("y", "p", small, v1.CapacityTypeOnDemand, start)
 	pods := []*corev1.Pod{pod("a0", "a", "3", annotated(v1.AnnotationDoNotDisrupt, "true"))}
 	st := stateOf(now, []*v1.NodePool{pool("p")}, []*v1.NodeClaim{ca, cy}, []*corev1.Node{na, ny}, pods, nil)
@@ -165,4 +155,14 @@ func TestDoNotDisruptPodOfADrainingNodeHoldsNoRoom(t *testing.T) {
 	if len(held) != 0 {
 		t.Errorf("room held: %v, want none", held)
 	}
+}
+
+// draining is a machine a command of an earlier pass deleted and tainted,
+// its pods not evicted yet.
+func draining(name string, it *cloudprovider.InstanceType, now time.Time) (*v1.NodeClaim, *corev1.Node) {
+	c, n := machine(name, "p", it, v1.CapacityTypeOnDemand, start)
+	c.DeletionTimestamp = &metav1.Time{Time: now.Add(-time.Minute)}
+	c.Finalizers = []string{v1.TerminationFinalizer}
+	n.Spec.Taints = []corev1.Taint{disruptedTaint}
+	return c, n
 }
