@@ -171,8 +171,8 @@ func blocker(st *ClusterState, c *Candidate) string {
 			return fmt.Sprintf("pod %s/%s belongs to a running Job and nodepool %s does not set evictRunningJobs",
 				p.Namespace, p.Name, c.Pool.Name)
 		}
-		if pdb := blockingPDB(st.pdbsIn(p.Namespace), p); pdb != nil {
-			return fmt.Sprintf("poddisruptionbudget %s/%s allows no disruption of pod %s", pdb.Namespace, pdb.Name, p.Name)
+		if why := pdbBlocks(st.pdbsIn(p.Namespace), p); why != "" {
+			return why
 		}
 	}
 	return ""
@@ -201,23 +201,60 @@ func isRunningJobPod(p *corev1.Pod) bool {
 	return false
 }
 
-// blockingPDB returns a PDB selecting p that allows no disruption now.
-func blockingPDB(pdbs []*policyv1.PodDisruptionBudget, p *corev1.Pod) *policyv1.PodDisruptionBudget {
+// pdbBlocks returns why the Eviction API, which the drain goes through,
+// would refuse to evict p now for its PodDisruptionBudgets ("" when it
+// would not), deciding as the API server does: a pod not running yet or
+// already terminating ignores them; a pod two or more select is refused
+// whatever they allow, so its drain would wait until the claim's deadline;
+// a pod that is not Ready may go when its budget's unhealthyPodEvictionPolicy
+// is AlwaysAllow, or when the application is healthy enough without it.
+func pdbBlocks(pdbs []*policyv1.PodDisruptionBudget, p *corev1.Pod) string {
+	if p.Status.Phase == corev1.PodPending || p.DeletionTimestamp != nil {
+		return ""
+	}
+	var selecting []*policyv1.PodDisruptionBudget
 	for _, pdb := range pdbs {
-		if pdb.Namespace != p.Namespace || pdb.Status.DisruptionsAllowed > 0 {
+		if pdb.Namespace != p.Namespace {
 			continue
 		}
+		// An invalid or missing selector selects nothing, an empty one
+		// every pod of the namespace, as the Eviction API reads them.
 		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
-		if err != nil || sel.Empty() && pdb.Spec.Selector == nil {
-			// An invalid or missing selector selects nothing, as the
-			// disruption controller in kube-controller-manager treats it.
-			continue
-		}
-		if sel.Matches(labels.Set(p.Labels)) {
-			return pdb
+		if err == nil && sel.Matches(labels.Set(p.Labels)) {
+			selecting = append(selecting, pdb)
 		}
 	}
-	return nil
+	switch {
+	case len(selecting) == 0:
+		return ""
+	case len(selecting) > 1:
+		return fmt.Sprintf("pod %s/%s is selected by poddisruptionbudgets %s/%s and %s/%s, and the Eviction API refuses a pod under more than one",
+			p.Namespace, p.Name, selecting[0].Namespace, selecting[0].Name, selecting[1].Namespace, selecting[1].Name)
+	}
+	pdb := selecting[0]
+	if pdb.Status.DisruptionsAllowed > 0 {
+		return ""
+	}
+	if !podReady(p) {
+		if pdb.Spec.UnhealthyPodEvictionPolicy != nil && *pdb.Spec.UnhealthyPodEvictionPolicy == policyv1.AlwaysAllow {
+			return ""
+		}
+		if pdb.Status.DesiredHealthy > 0 && pdb.Status.CurrentHealthy >= pdb.Status.DesiredHealthy {
+			return ""
+		}
+	}
+	return fmt.Sprintf("poddisruptionbudget %s/%s allows no disruption of pod %s", pdb.Namespace, pdb.Name, p.Name)
+}
+
+// podReady reports whether the pod's Ready condition is True: what a
+// PodDisruptionBudget counts as healthy.
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // Reprice sets each spot or on-demand candidate's price to what its machine

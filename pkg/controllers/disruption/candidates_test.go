@@ -23,6 +23,32 @@ func pdb(namespace, app string, allowed int32) *policyv1.PodDisruptionBudget {
 	}
 }
 
+func pdbSelectingAll(namespace string, allowed int32) *policyv1.PodDisruptionBudget {
+	p := pdb(namespace, "", allowed)
+	p.Spec.Selector = &metav1.LabelSelector{}
+	return p
+}
+
+func named(p *policyv1.PodDisruptionBudget, name string) *policyv1.PodDisruptionBudget {
+	p.Name = name
+	return p
+}
+
+func alwaysAllow(p *policyv1.PodDisruptionBudget) *policyv1.PodDisruptionBudget {
+	policy := policyv1.AlwaysAllow
+	p.Spec.UnhealthyPodEvictionPolicy = &policy
+	return p
+}
+
+func healthy(p *policyv1.PodDisruptionBudget, current, desired int32) *policyv1.PodDisruptionBudget {
+	p.Status.CurrentHealthy, p.Status.DesiredHealthy = current, desired
+	return p
+}
+
+func ready(p *corev1.Pod) {
+	p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: corev1.ConditionTrue})
+}
+
 // TestBlocker checks that each blocker blocks what it should and nothing else.
 func TestBlocker(t *testing.T) {
 	cpu := catalog()[0]
@@ -54,6 +80,24 @@ func TestBlocker(t *testing.T) {
 			pdbs: []*policyv1.PodDisruptionBudget{pdb("default", "b", 0)}},
 		{name: "pdb in another namespace", it: cpu, created: start, pods: []*corev1.Pod{pod("a", "n", "1")},
 			pdbs: []*policyv1.PodDisruptionBudget{pdb("other", "a", 0)}},
+		// The Eviction API refuses a pod two budgets select, whatever they
+		// allow: the drain would wait for it until the claim's deadline.
+		{name: "two pdbs that each allow one", it: cpu, created: start, pods: []*corev1.Pod{pod("a", "n", "1", ready)},
+			pdbs:    []*policyv1.PodDisruptionBudget{pdb("default", "a", 1), named(pdbSelectingAll("default", 1), "all")},
+			blocked: true, contains: "more than one"},
+		{name: "pdb allows none, unready pod, AlwaysAllow", it: cpu, created: start, pods: []*corev1.Pod{pod("a", "n", "1")},
+			pdbs: []*policyv1.PodDisruptionBudget{alwaysAllow(pdb("default", "a", 0))}},
+		{name: "pdb allows none, ready pod, AlwaysAllow", it: cpu, created: start, pods: []*corev1.Pod{pod("a", "n", "1", ready)},
+			pdbs: []*policyv1.PodDisruptionBudget{alwaysAllow(pdb("default", "a", 0))}, blocked: true, contains: "pdb-a"},
+		{name: "pdb allows none, unready pod, application healthy without it", it: cpu, created: start,
+			pods: []*corev1.Pod{pod("a", "n", "1")},
+			pdbs: []*policyv1.PodDisruptionBudget{healthy(pdb("default", "a", 0), 2, 2)}},
+		{name: "pdb allows none, unready pod, application short", it: cpu, created: start,
+			pods: []*corev1.Pod{pod("a", "n", "1")},
+			pdbs: []*policyv1.PodDisruptionBudget{healthy(pdb("default", "a", 0), 1, 2)}, blocked: true, contains: "pdb-a"},
+		{name: "pdb allows none, pod not started", it: cpu, created: start,
+			pods: []*corev1.Pod{pod("a", "n", "1", func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending })},
+			pdbs: []*policyv1.PodDisruptionBudget{pdb("default", "a", 0)}},
 		{name: "running job", it: cpu, created: start, pods: []*corev1.Pod{pod("a", "n", "1", ownedBy("Job"))},
 			blocked: true, contains: "running Job"},
 		{name: "running job, pool evicts running jobs", it: cpu, created: start,
