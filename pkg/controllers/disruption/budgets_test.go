@@ -1,10 +1,12 @@
 package disruption
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -96,5 +98,31 @@ func TestAllowedDisruptionsErrorsNameTheBudget(t *testing.T) {
 	_, err := AllowedDisruptions(pool, v1.DisruptionReasonEmpty, 10, 0, time.Now())
 	if err == nil || !strings.Contains(err.Error(), "nodepool gpu: spec.disruption.budgets[1]") {
 		t.Fatalf("error must name the pool and budget, got %v", err)
+	}
+}
+
+// A percentage is of the pool's initialized nodes: a replacement that has
+// registered but is not initialized yet is in flight, not one of the nodes
+// the budget shares out. Counted, it would let a second node of ten go
+// under 10% while the first one's replacement comes up.
+func TestBudgetPercentageIgnoresNodesStillInitializing(t *testing.T) {
+	now := start.Add(time.Hour)
+	p := pool("p", func(p *v1.NodePool) { p.Spec.Disruption.Budgets = []v1.Budget{{Nodes: "10%"}} })
+	var claims []*v1.NodeClaim
+	var nodes []*corev1.Node
+	for i := range 10 {
+		c, n := machine(fmt.Sprintf("n%d", i), "p", catalog()[0], v1.CapacityTypeOnDemand, start)
+		if i == 0 {
+			n.Spec.Taints = []corev1.Taint{disruptedTaint} // being drifted away
+		}
+		claims, nodes = append(claims, c), append(nodes, n)
+	}
+	r, rn := machine("replacement", "p", catalog()[0], v1.CapacityTypeOnDemand, now)
+	r.Status.Conditions = nil // registered, not initialized yet
+	claims, nodes = append(claims, r), append(nodes, rn)
+	st := stateOf(now, []*v1.NodePool{p}, claims, nodes, nil, nil)
+	e := NewEvaluation(st, nil, DefaultChurnGuard())
+	if got := e.Allowed(p, v1.DisruptionReasonDrifted); got != 0 {
+		t.Errorf("Allowed = %d, want 0: 10%% of 10 nodes is 1, and one is being disrupted", got)
 	}
 }

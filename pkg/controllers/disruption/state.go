@@ -19,6 +19,7 @@ import (
 	"github.com/stowage-k8s/stowage/pkg/scheduling"
 	"github.com/stowage-k8s/stowage/pkg/solver"
 	"github.com/stowage-k8s/stowage/pkg/state"
+	"github.com/stowage-k8s/stowage/pkg/utils/conditions"
 	"github.com/stowage-k8s/stowage/pkg/validation"
 )
 
@@ -174,16 +175,18 @@ func ReadState(ctx context.Context, r client.Reader, now time.Time) (*ClusterSta
 	return st, nil
 }
 
-// PoolNodes counts the pool's claims with a registered node, how many of
-// them are already being disrupted (deleting, or tainted by Stowage), and
-// how many of the others are not Ready.
+// PoolNodes counts the pool's initialized claims with a registered node,
+// how many of them are already being disrupted (deleting, or tainted by
+// Stowage), and how many of the others are not Ready. A machine still
+// launching or initializing (a replacement coming up) is none of them: a
+// budget's percentage of it would let more active nodes go than the pool asked.
 // Budgets ask this per candidate, so every pool is counted once, in one walk.
 func (st *ClusterState) PoolNodes(pool string) (total, disrupting, notReady int) {
 	st.poolNodesOnce.Do(func() {
 		st.poolNodes = map[string][3]int{}
 		for _, claim := range st.Claims {
 			node := st.NodeOfClaim[claim.Name]
-			if node == nil {
+			if node == nil || !conditions.IsTrue(claim.Status.Conditions, v1.ConditionInitialized) {
 				continue
 			}
 			name := claim.Labels[v1.LabelNodePool]
