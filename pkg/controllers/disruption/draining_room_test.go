@@ -2,11 +2,14 @@ package disruption
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	"github.com/stowage-k8s/stowage/pkg/cloudprovider"
@@ -165,4 +168,40 @@ func draining(name string, it *cloudprovider.InstanceType, now time.Time) (*v1.N
 	c.Finalizers = []string{v1.TerminationFinalizer}
 	n.Spec.Taints = []corev1.Taint{disruptedTaint}
 	return c, n
+}
+
+// Drift plans d's pod onto the empty node y; emptiness, deciding after it
+// in the same pass, must not delete y: once both ran, d0 would go Pending
+// and a machine be bought, though drift said it had a place.
+func TestPassEmptinessKeepsANodeAnotherCommandMovesPodsOnto(t *testing.T) {
+	d := mach("d", 0, v1.CapacityTypeOnDemand)
+	withCondition(d[0].(*v1.NodeClaim), v1.ConditionDrifted, "RequirementsDrifted", start)
+	e := newEnv(t, objects(pool("p"), d, mach("y", 0, v1.CapacityTypeOnDemand))...)
+	mustT(t, e.client.Create(context.Background(), pod("d0", "d", "3")))
+	e.pass(t)
+	e.validate(t)
+	if diff := cmp.Diff([]string{"y"}, e.claims(t)); diff != "" {
+		t.Fatalf("claims (-want +got):\n%s", diff)
+	}
+}
+
+// An empty node decided at one pass whose room the pods of a node that
+// started draining since are to take is kept at validation.
+func TestPassEmptinessValidationKeepsRoomHeldForDrainingPods(t *testing.T) {
+	e := newEnv(t, objects(pool("p"), mach("a", 0, v1.CapacityTypeOnDemand), mach("y", 0, v1.CapacityTypeOnDemand))...)
+	mustT(t, e.client.Create(context.Background(), pod("a0", "a", "3", annotated(v1.AnnotationDoNotDisrupt, "true"))))
+	e.pass(t) // decides: y is empty; a is blocked
+	// a starts draining (an interruption, say) before the validation; a0 is to land on y.
+	node := &corev1.Node{}
+	mustT(t, e.client.Get(context.Background(), client.ObjectKey{Name: "a"}, node))
+	node.Spec.Taints = []corev1.Taint{disruptedTaint}
+	mustT(t, e.client.Update(context.Background(), node))
+	p := &corev1.Pod{}
+	mustT(t, e.client.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: "a0"}, p))
+	p.Annotations = nil
+	mustT(t, e.client.Update(context.Background(), p))
+	e.validate(t)
+	if !slices.Contains(e.claims(t), "y") || e.tainted(t, "y") {
+		t.Fatalf("claims %v, y tainted %v: y was deleted though a0 is to land on it", e.claims(t), e.tainted(t, "y"))
+	}
 }

@@ -2,6 +2,7 @@ package disruption
 
 import (
 	"context"
+	"fmt"
 
 	v1 "github.com/stowage-k8s/stowage/pkg/apis/v1"
 	claimconditions "github.com/stowage-k8s/stowage/pkg/controllers/nodeclaim/disruption"
@@ -27,18 +28,16 @@ func (Emptiness) ShouldDisrupt(e *Evaluation, c *Candidate) bool {
 
 // ComputeCommands deletes every empty candidate the budgets allow, in one
 // command: nothing has to move, so there is nothing to simulate. A node
-// whose room the pods of a draining node are to take is not empty for this.
+// that pods are to land on (another command's of the pass, or a draining
+// node's) is not empty for this.
 func (m Emptiness) ComputeCommands(ctx context.Context, e *Evaluation, cands []*Candidate) ([]Command, error) {
-	var held map[string][]heldPod
-	if e.Simulator != nil {
-		var err error
-		if held, err = e.Simulator.held(ctx, e.State); err != nil {
-			return nil, err
-		}
-	}
 	sorted := make([]*Candidate, 0, len(cands))
 	for _, c := range cands {
-		if len(held[c.Node.Name]) == 0 {
+		awaits, err := awaited(ctx, e, c)
+		if err != nil {
+			return nil, err
+		}
+		if !awaits {
 			sorted = append(sorted, c)
 		}
 	}
@@ -55,11 +54,38 @@ func (m Emptiness) ComputeCommands(ctx context.Context, e *Evaluation, cands []*
 	return []Command{cmd}, nil
 }
 
-// Recompute implements Method; the candidates are fresh, so still empty.
-func (m Emptiness) Recompute(_ context.Context, _ *Evaluation, cmd Command) (Command, string, error) {
+// Recompute implements Method; the candidates are fresh, so still empty,
+// but pods may be on their way to one since the decision: a command
+// carried out before it in the pass moves them there, or a node that
+// started draining will.
+func (m Emptiness) Recompute(ctx context.Context, e *Evaluation, cmd Command) (Command, string, error) {
+	for _, c := range cmd.Candidates {
+		awaits, err := awaited(ctx, e, c)
+		if err != nil {
+			return Command{}, "", err
+		}
+		if awaits {
+			return Command{}, fmt.Sprintf("pods are to land on nodeclaim %s", c.Name()), nil
+		}
+	}
 	cmd.Replacements, cmd.Bindings = nil, nil
 	cmd.SavingsPerHour = priceOf(cmd.Candidates)
 	return cmd, "", nil
+}
+
+// awaited reports whether pods are to land on c's node: a command decided
+// earlier in the pass moves them there, or they are still to leave a going
+// node and their room is there (see Simulator.held). Deleting it would
+// send them to Pending though their command found them a place.
+func awaited(ctx context.Context, e *Evaluation, c *Candidate) (bool, error) {
+	if len(e.overlay.bound[c.Node.Name]) > 0 {
+		return true, nil
+	}
+	if e.Simulator == nil {
+		return false, nil
+	}
+	held, err := e.Simulator.held(ctx, e.State)
+	return len(held[c.Node.Name]) > 0, err
 }
 
 // settled reports whether the node's pods have been unchanged for the pool's
