@@ -25,7 +25,9 @@ type InterruptionEvent struct {
 	Deadline time.Time
 	Message  string
 	// Ack is called once the event is handled, so a queue-backed source can
-	// delete the message. May be nil.
+	// delete the message. It may be called again for the same event (an
+	// event handled again after a failure): a source counts that once. May
+	// be nil.
 	Ack func(context.Context) error
 }
 

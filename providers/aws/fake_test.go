@@ -2,6 +2,7 @@ package aws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -477,6 +478,8 @@ type fakeSQS struct {
 	queue    []sqstypes.Message
 	deleted  []string
 	received int
+	// failDeletes fails that many DeleteMessage calls first.
+	failDeletes int
 }
 
 func (f *fakeSQS) push(id, body string) {
@@ -503,6 +506,10 @@ func (f *fakeSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInpu
 func (f *fakeSQS) DeleteMessage(_ context.Context, in *sqs.DeleteMessageInput, _ ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.failDeletes > 0 {
+		f.failDeletes--
+		return nil, errors.New("sqs unavailable")
+	}
 	f.deleted = append(f.deleted, aws.ToString(in.ReceiptHandle))
 	return &sqs.DeleteMessageOutput{}, nil
 }

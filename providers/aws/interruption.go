@@ -31,7 +31,8 @@ const (
 	detailReservationInterruption = "EC2 Capacity Reservation Instance Interruption Warning"
 	detailHealth                  = "AWS Health Event"
 
-	// spotNotice is how long EC2 gives a spot instance after the warning.
+	// spotNotice is how long EC2 gives a spot instance after the warning;
+	// an interruptible capacity reservation's instances get as long.
 	spotNotice = 2 * time.Minute
 )
 
@@ -162,22 +163,32 @@ func (s *InterruptionSource) handle(ctx context.Context, logger logr.Logger, m s
 		drop("no instance of this cluster", nil)
 		return
 	}
-	// One message may name several instances: delete it once all are handled.
+	// One message may name several instances: delete it once each has been
+	// acknowledged. An event acknowledged again counts once (the controller
+	// repeats an acknowledgement when it handles an event again), and
+	// retries a delete that failed.
 	var mu sync.Mutex
-	pending := len(events)
-	ack := func(ctx context.Context) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if pending == 0 {
+	acked := make([]bool, len(events))
+	pending, deleted := len(events), false
+	for i := range events {
+		events[i].Ack = func(ctx context.Context) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if !acked[i] {
+				acked[i] = true
+				pending--
+			}
+			if pending > 0 || deleted {
+				return nil
+			}
+			if err := s.deleteMessage(ctx, m); err != nil {
+				return err
+			}
+			deleted = true
 			return nil
 		}
-		if pending--; pending > 0 {
-			return nil
-		}
-		return s.deleteMessage(ctx, m)
 	}
 	for _, e := range events {
-		e.Ack = ack
 		select {
 		case ch <- e:
 		case <-ctx.Done():
@@ -245,6 +256,8 @@ type ec2Detail struct {
 	InstanceID string `json:"instance-id"`
 	State      string `json:"state"`
 	Action     string `json:"instance-action"`
+	// TerminationTime is when a reservation's reclaim ends the instance.
+	TerminationTime string `json:"instance-termination-time"`
 }
 
 type healthDetail struct {
@@ -288,13 +301,20 @@ func parseEC2(env envelope) ([]Notice, error) {
 	case detailStateChange:
 		kind = cloudprovider.InterruptionInstanceStopped
 	case detailReservationInterruption:
-		kind = cloudprovider.InterruptionReservationReclaim
+		// Sent 2 minutes before the instance is terminated, with the time
+		// in detail.instance-termination-time (read below): no hint.
+		kind, deadline = cloudprovider.InterruptionReservationReclaim, env.Time.Add(spotNotice)
 	default:
 		return nil, nil
 	}
 	var d ec2Detail
 	if err := json.Unmarshal(env.Detail, &d); err != nil {
 		return nil, fmt.Errorf("%w: %s detail: %v", ErrMalformedMessage, env.DetailType, err)
+	}
+	if env.DetailType == detailReservationInterruption && d.TerminationTime != "" {
+		if t, err := time.Parse(time.RFC3339, d.TerminationTime); err == nil {
+			deadline = t
+		}
 	}
 	if env.DetailType == detailStateChange {
 		switch d.State {

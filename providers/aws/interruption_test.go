@@ -39,8 +39,14 @@ func TestParseMessage(t *testing.T) {
 		{"terminated", event("aws.ec2", detailStateChange, `{"instance-id":"i-3","state":"terminated"}`),
 			[]Notice{{InstanceID: "i-3", Kind: cloudprovider.InterruptionInstanceStopped, Deadline: at, Message: detailStateChange + ": terminated"}}, false},
 		{"running is no interruption", event("aws.ec2", detailStateChange, `{"instance-id":"i-3","state":"running"}`), nil, false},
+		// An interruptible reservation's reclaim terminates the instance 2
+		// minutes after the warning, at detail.instance-termination-time: a
+		// deadline, not a hint that waits up to 10 minutes to drain.
+		{"reservation warning", event("aws.ec2", detailReservationInterruption,
+			`{"instance-id":"i-6","instance-action":"terminate","instance-termination-time":"2026-11-27T10:02:30Z"}`),
+			[]Notice{{InstanceID: "i-6", Kind: cloudprovider.InterruptionReservationReclaim, Deadline: at.Add(150 * time.Second), Message: detailReservationInterruption}}, false},
 		{"reservation warning, instance from resources", event("aws.ec2", detailReservationInterruption, `{"capacity-reservation-id":"cr-1"}`),
-			[]Notice{{InstanceID: "i-1234567890abcdef0", Kind: cloudprovider.InterruptionReservationReclaim, Message: detailReservationInterruption}}, false},
+			[]Notice{{InstanceID: "i-1234567890abcdef0", Kind: cloudprovider.InterruptionReservationReclaim, Deadline: at.Add(2 * time.Minute), Message: detailReservationInterruption}}, false},
 		{"health scheduled change", event("aws.health", detailHealth,
 			`{"service":"EC2","eventTypeCategory":"scheduledChange","eventTypeCode":"AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED","startTime":"Sat, 05 Dec 2026 10:00:00 GMT","affectedEntities":[{"entityValue":"i-4"},{"entityValue":"i-5"}]}`),
 			[]Notice{
@@ -154,5 +160,47 @@ func TestInterruptionSourceLeavesMessageWhenLookupFails(t *testing.T) {
 	src.handle(context.Background(), logr.Discard(), q.queue[0], nil)
 	if n := len(q.Deleted()); n != 0 {
 		t.Errorf("deleted %d messages; a transient failure must leave the message for redelivery", n)
+	}
+}
+
+// One message may name several instances; it is deleted once each of its
+// events is acknowledged. The controller may acknowledge one event twice (a
+// retried event whose claim was already marked): that must not stand in for
+// another instance's acknowledgement, or the message goes while that
+// instance's notice is not yet recorded and is never delivered again.
+func TestRepeatedAckOfOneEventDoesNotDeleteTheMessage(t *testing.T) {
+	ec2 := newFakeEC2()
+	for _, id := range []string{"i-4", "i-5"} {
+		ec2.instances[id] = &ec2types.Instance{InstanceId: aws.String(id), Placement: &ec2types.Placement{AvailabilityZone: aws.String(zoneA)},
+			Tags: []ec2types.Tag{{Key: aws.String(TagCluster), Value: aws.String("test")}}}
+	}
+	q := &fakeSQS{}
+	q.push("health", event("aws.health", detailHealth, `{"service":"EC2","eventTypeCategory":"scheduledChange","affectedEntities":[{"entityValue":"i-4"},{"entityValue":"i-5"}]}`))
+	src, err := NewInterruptionSource(InterruptionOptions{QueueURL: "q", SQS: q, EC2: ec2, ClusterName: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ch := make(chan cloudprovider.InterruptionEvent, 2)
+	src.handle(ctx, logr.Discard(), q.queue[0], ch)
+	first, second := <-ch, <-ch
+	for range 2 {
+		if err := first.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := q.Deleted(); len(d) != 0 {
+		t.Fatalf("deleted %v after acknowledging only %s (twice); the message waits for %s", d, first.ProviderID, second.ProviderID)
+	}
+	// A delete that failed is tried again when an event is acknowledged again.
+	q.failDeletes = 1
+	if err := second.Ack(ctx); err == nil {
+		t.Fatal("acknowledgement whose delete failed returned no error")
+	}
+	if err := second.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"rh-health"}, q.Deleted()); diff != "" {
+		t.Errorf("deletions once both are acknowledged (-want +got):\n%s", diff)
 	}
 }
