@@ -293,7 +293,10 @@ func (p *Provider) shapeFor(name string) (shape, bool) {
 	} else if it.GPU != nil {
 		s.GPUs = it.GPU.Count
 		for k, a := range accelerators {
-			if a.Name == it.GPU.Name && a.MemoryMiB == it.GPU.MemoryMiB && a.Attach == nil {
+			// a3-highgpu and a3-megagpu both carry 80 GB H100s: the mega
+			// accelerator type goes with the megagpu machines only.
+			if a.Name == it.GPU.Name && a.MemoryMiB == it.GPU.MemoryMiB && a.Attach == nil &&
+				strings.Contains(k, "-mega-") == strings.Contains(mt, "megagpu") {
 				s.Accel = k
 			}
 		}

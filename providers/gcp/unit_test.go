@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr"
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
@@ -123,5 +124,33 @@ func TestLabelValue(t *testing.T) {
 	}
 	if got := LabelValue(strings.Repeat("x", 70)); len(got) != 63 {
 		t.Errorf("LabelValue length %d", len(got))
+	}
+}
+
+// TestStaticShapeAcceleratorIsTheMachines: before machine types are listed,
+// a launch reads its shape from the built-in catalog, which gives only the
+// GPU's model and memory. a3-highgpu and a3-megagpu both have 80 GB H100s,
+// so the accelerator type (the node's cloud.google.com/gke-accelerator label
+// and the GPU's billing SKU) must follow the machine, not map order.
+func TestStaticShapeAcceleratorIsTheMachines(t *testing.T) {
+	p, err := New(Options{Clients: &Clients{}, ClusterName: "c", Project: "p", Region: "us-central1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.static.Load(logr.Discard()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"a3-highgpu-8g": "nvidia-h100-80gb", "a3-megagpu-8g": "nvidia-h100-mega-80gb",
+		"a2-highgpu-1g": "nvidia-tesla-a100", "g2-standard-4": "nvidia-l4",
+	}
+	// Map iteration order changes from call to call: ask many times.
+	for range 20 {
+		for name, accel := range want {
+			s, ok := p.shapeFor(name)
+			if !ok || s.Accel != accel || s.GPUs == 0 {
+				t.Fatalf("shapeFor(%s) from the built-in catalog = %q with %d GPUs (found %v), want %s", name, s.Accel, s.GPUs, ok, accel)
+			}
+		}
 	}
 }
