@@ -38,7 +38,9 @@ type rates struct {
 
 var (
 	machineSKU = regexp.MustCompile(`^(Spot Preemptible )?([A-Z][A-Z0-9]*) (?:Predefined )?Instance (Core|Ram) running in `)
-	gpuSKU     = regexp.MustCompile(`^(Spot Preemptible )?(Nvidia .+?) GPU running in `)
+	// Spot GPU rates read "Nvidia Tesla T4 GPU attached to Spot Preemptible
+	// VMs running in Americas", unlike the spot machine rates.
+	gpuSKU = regexp.MustCompile(`^(Spot Preemptible )?(Nvidia .+?) GPU (?:attached to Spot Preemptible VMs )?running in `)
 )
 
 // fetchRates reads the Compute Engine SKUs and keeps the on-demand and spot

@@ -146,8 +146,15 @@ func (s *Server) Seed() {
 		n++
 		s.skus = append(s.skus, sku(n, desc, k.group, "OnDemand", region, k.onDemand))
 		if k.spot > 0 {
+			// The Billing Catalog names spot machine rates "Spot Preemptible
+			// N1 Predefined Instance Core running in ..." but spot GPU rates
+			// "Nvidia Tesla T4 GPU attached to Spot Preemptible VMs running in ...".
+			spotDesc := "Spot Preemptible " + desc
+			if k.group == "GPU" {
+				spotDesc = strings.Replace(desc, " GPU running in ", " GPU attached to Spot Preemptible VMs running in ", 1)
+			}
 			n++
-			s.skus = append(s.skus, sku(n, "Spot Preemptible "+desc, k.group, "Preemptible", region, k.spot))
+			s.skus = append(s.skus, sku(n, spotDesc, k.group, "Preemptible", region, k.spot))
 		}
 	}
 	s.subnetworks[s.Region+"/default"] = &computepb.Subnetwork{
