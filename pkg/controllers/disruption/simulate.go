@@ -261,6 +261,8 @@ func (s *Simulator) held(ctx context.Context, st *ClusterState) (map[string][]he
 			return
 		}
 		snap.Pods, snap.NodePools, snap.Gangs = pods, nil, st.gangs(s.Gangs)
+		// Their room is where their volumes can attach, as in a what-if.
+		snap.Volumes = st.Volumes
 		plan, err := s.Solver.Solve(ctx, snap)
 		if err != nil {
 			st.heldErr = fmt.Errorf("planning the pods of draining nodes: %w", err)
