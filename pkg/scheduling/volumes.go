@@ -21,6 +21,10 @@ const maxVolumeTerms = 256
 // storageClassName gets.
 const AnnotationDefaultStorageClass = "storageclass.kubernetes.io/is-default-class"
 
+// annotationBetaDefaultStorageClass is AnnotationDefaultStorageClass's older
+// name, which the API server still honours.
+const annotationBetaDefaultStorageClass = "storageclass.beta.kubernetes.io/is-default-class"
+
 // NormalizedTopologyKeys maps the topology keys CSI drivers and older
 // Kubernetes versions put in PersistentVolume node affinity and StorageClass
 // allowed topologies to the well-known labels instance types are described
@@ -181,7 +185,7 @@ func (v *Volumes) volumeTerms(pod *corev1.Pod, vol *corev1.Volume, moved bool) (
 		}
 		return pvTerms(pv), nil
 	case pvc != nil:
-		className = pvc.Spec.StorageClassName
+		className = claimClass(pvc.Annotations, pvc.Spec.StorageClassName)
 	}
 	sc, err := v.class(className)
 	if err != nil {
@@ -257,11 +261,23 @@ func claimRef(pod *corev1.Pod, vol *corev1.Volume) (ref volumeClaim, ok bool) {
 		// The ephemeral volume controller names the claim after pod and volume.
 		ref = volumeClaim{name: pod.Name + "-" + vol.Name, ephemeral: true}
 		if tmpl := vol.Ephemeral.VolumeClaimTemplate; tmpl != nil {
-			ref.className = tmpl.Spec.StorageClassName
+			// The claim gets the template's annotations too.
+			ref.className = claimClass(tmpl.Annotations, tmpl.Spec.StorageClassName)
 		}
 		return ref, true
 	}
 	return volumeClaim{}, false
+}
+
+// claimClass is the class a claim names: the legacy annotation
+// volume.beta.kubernetes.io/storage-class before spec.storageClassName, as
+// the kube-scheduler and the PersistentVolume controller read it (a claim
+// with the annotation is never given the default class).
+func claimClass(annotations map[string]string, spec *string) *string {
+	if name, ok := annotations[corev1.BetaStorageClassAnnotation]; ok {
+		return &name
+	}
+	return spec
 }
 
 // class returns the named StorageClass, the default one when name is nil,
@@ -278,8 +294,13 @@ func (v *Volumes) class(name *string) (*storagev1.StorageClass, error) {
 	}
 	var def *storagev1.StorageClass
 	for _, sc := range v.Classes {
-		if sc.Annotations[AnnotationDefaultStorageClass] == "true" && (def == nil || sc.CreationTimestamp.After(def.CreationTimestamp.Time)) {
-			// The API server picks the newest default, as here.
+		if sc.Annotations[AnnotationDefaultStorageClass] != "true" && sc.Annotations[annotationBetaDefaultStorageClass] != "true" {
+			continue
+		}
+		// The API server picks the newest default, the first by name of
+		// those created at once, as here.
+		if def == nil || sc.CreationTimestamp.After(def.CreationTimestamp.Time) ||
+			sc.CreationTimestamp.Equal(&def.CreationTimestamp) && sc.Name < def.Name {
 			def = sc
 		}
 	}

@@ -252,3 +252,56 @@ func TestVolumeZoneLabelsConfineThePod(t *testing.T) {
 		t.Errorf("affinity and labels: terms (-want +got):\n%s", diff)
 	}
 }
+
+// A claim's class is found as the kube-scheduler and the API server find
+// it: the legacy volume.beta.kubernetes.io/storage-class annotation before
+// spec.storageClassName (the PersistentVolume controller never gives such
+// a claim the default), the default by either is-default-class
+// annotation, and of several defaults created together the first by name.
+func TestWithTopologyFindsTheClassAsKubernetesDoes(t *testing.T) {
+	wffc := storagev1.VolumeBindingWaitForFirstConsumer
+	defaultBy := func(annotation string, sc *storagev1.StorageClass) *storagev1.StorageClass {
+		sc.Annotations = map[string]string{annotation: "true"}
+		return sc
+	}
+	legacy := pvc("legacy", "", nil)
+	legacy.Annotations = map[string]string{corev1.BetaStorageClassAnnotation: "zonal"}
+	unnamed := pvc("unnamed", "", nil)
+
+	vols := NewVolumes([]*corev1.PersistentVolumeClaim{legacy, unnamed}, nil, []*storagev1.StorageClass{
+		class("zonal", wffc, "us-east-1a"),
+		defaultBy(AnnotationDefaultStorageClass, class("gp3", wffc, "us-east-1d")),
+	})
+	got, err := vols.WithTopology(podWithClaims(nil, "legacy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([][]corev1.NodeSelectorRequirement{{in(v1.LabelZone, "us-east-1a")}}, terms(got)); diff != "" {
+		t.Errorf("class named by the beta annotation: terms (-want +got):\n%s", diff)
+	}
+
+	vols = NewVolumes([]*corev1.PersistentVolumeClaim{unnamed}, nil, []*storagev1.StorageClass{
+		defaultBy("storageclass.beta.kubernetes.io/is-default-class", class("gp2", wffc, "us-east-1b")),
+	})
+	got, err = vols.WithTopology(podWithClaims(nil, "unnamed"))
+	if err != nil {
+		t.Fatalf("default marked by the beta annotation: %v", err)
+	}
+	if diff := cmp.Diff([][]corev1.NodeSelectorRequirement{{in(v1.LabelZone, "us-east-1b")}}, terms(got)); diff != "" {
+		t.Errorf("default marked by the beta annotation: terms (-want +got):\n%s", diff)
+	}
+
+	vols = NewVolumes([]*corev1.PersistentVolumeClaim{unnamed}, nil, []*storagev1.StorageClass{
+		defaultBy(AnnotationDefaultStorageClass, class("b-standard", wffc, "us-east-1b")),
+		defaultBy(AnnotationDefaultStorageClass, class("a-standard", wffc, "us-east-1a")),
+	})
+	for i := 0; i < 20; i++ { // map order varies from run to run
+		got, err = vols.WithTopology(podWithClaims(nil, "unnamed"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([][]corev1.NodeSelectorRequirement{{in(v1.LabelZone, "us-east-1a")}}, terms(got)); diff != "" {
+			t.Fatalf("two defaults of the same age: terms (-want +got):\n%s", diff)
+		}
+	}
+}

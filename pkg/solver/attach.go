@@ -35,7 +35,7 @@ func withAttachLimits(snap *Snapshot) (*Snapshot, func(*Plan) *Plan) {
 	used := map[corev1.ResourceName]bool{}
 	for i, pod := range snap.Pods {
 		out.Pods[i] = pod
-		if !scheduling.UsesClaims(pod) {
+		if !scheduling.AttachesVolumes(pod) {
 			continue
 		}
 		counts := map[corev1.ResourceName]int64{}
@@ -100,7 +100,7 @@ func unknownLimits(capacity corev1.ResourceList, used map[corev1.ResourceName]bo
 func nodeAttachRoom(vols *scheduling.Volumes, n *Node, it *cloudprovider.InstanceType, used map[corev1.ResourceName]bool) corev1.ResourceList {
 	attached := map[corev1.ResourceName]map[types.NamespacedName]bool{}
 	for _, pod := range n.Pods {
-		if !scheduling.UsesClaims(pod) {
+		if !scheduling.AttachesVolumes(pod) {
 			continue
 		}
 		for _, a := range vols.Attachments(pod) {

@@ -116,3 +116,18 @@ func TestAttachLimitsOnExistingNodes(t *testing.T) {
 		}
 	}
 }
+
+// An in-tree EBS disk in a pod spec attaches through the EBS CSI driver
+// (CSI migration), so it counts against the same limit as a claim.
+func TestAttachLimitsCountInlineDisks(t *testing.T) {
+	pods := makePods(30, "legacy", "100m", "128Mi")
+	for i, p := range pods {
+		p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+			AWSElasticBlockStore: &corev1.AWSElasticBlockStoreVolumeSource{VolumeID: fmt.Sprintf("vol-%d", i)}}}}
+	}
+	pool := withAttachLimit(itSpec{name: "m.4xlarge", cpu: 16, memGi: 64, price: 0.8}, 10)
+	plan := solveT(t, &Snapshot{Pods: pods, NodePools: []*NodePool{pool}, Volumes: scheduling.NewVolumes(nil, nil, nil)})
+	if len(plan.NewNodes) != 3 || len(plan.Unschedulable) != 0 {
+		t.Fatalf("30 inline EBS disks, 10 per machine: %d new nodes, %d unschedulable; want 3 and 0", len(plan.NewNodes), len(plan.Unschedulable))
+	}
+}

@@ -291,10 +291,10 @@ func (c *Controller) tellOnce(ctx context.Context, pod *corev1.Pod, reason, msg 
 // where its volumes can be attached (scheduling.Volumes.WithTopology). Pods
 // whose claims are not ready are told why and left out of the pass: a node
 // bought before the volume is bound may be in the wrong zone. The volumes
-// it returns, nil when no pod mounts a claim, let the solver count attach
-// limits.
+// it returns, nil when no pod mounts a claim or an in-tree disk, let the
+// solver count attach limits.
 func (c *Controller) volumeTopology(ctx context.Context, pods, standIns []*corev1.Pod) ([]*corev1.Pod, *scheduling.Volumes, error) {
-	if !slices.ContainsFunc(pods, scheduling.UsesClaims) && !slices.ContainsFunc(standIns, scheduling.UsesClaims) {
+	if !slices.ContainsFunc(pods, scheduling.AttachesVolumes) && !slices.ContainsFunc(standIns, scheduling.AttachesVolumes) {
 		return pods, nil, nil
 	}
 	vols, err := state.ListVolumes(ctx, c.client)

@@ -168,3 +168,17 @@ func TestReadWriteOncePodClaimInUseBuysNothing(t *testing.T) {
 		t.Errorf("events:\n%s\nwant %s naming db-0", evs, ReasonWaitingForVolume)
 	}
 }
+
+// A pod whose only volume is an in-tree EBS disk in its spec counts against
+// the EBS attach limit, so the solver gets the cluster's volumes for it.
+func TestInlineDiskPodGetsAttachLimits(t *testing.T) {
+	f := newFixture(t, onePerPod)
+	f.cluster.UpdatePod(withPod(pendingPod("legacy"), tolerateGPU, func(p *corev1.Pod) {
+		p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+			AWSElasticBlockStore: &corev1.AWSElasticBlockStoreVolumeSource{VolumeID: "vol-1"}}}}
+	}))
+	f.schedule(t)
+	if snap := f.solver.snapshots[0]; snap.Volumes == nil {
+		t.Error("the snapshot carries no volumes: the pod's EBS disk is not counted against attach limits")
+	}
+}
