@@ -124,6 +124,10 @@ func (s *Server) Config() aws.Config {
 		Credentials:      credentials.NewStaticCredentialsProvider("testing", "testing", ""),
 		BaseEndpoint:     aws.String(s.Endpoint),
 		RetryMaxAttempts: 1,
+		// A new connection per request: with one attempt, a keep-alive
+		// connection moto closed just as it was reused failed the call
+		// ("use of closed network connection") under load.
+		HTTPClient: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
 	}
 }
 
