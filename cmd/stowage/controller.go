@@ -51,7 +51,7 @@ func newControllerCommand() *cobra.Command {
 		},
 	}
 	opts.AddFlags(cmd.Flags())
-	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster config)")
+	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else the in-cluster config, else ~/.kube/config)")
 	cmd.Flags().DurationVar(&f.fakeLaunchLatency, "fake-launch-latency", fake.DefaultLaunchLatency,
 		"with --cloud-provider=fake: time from launch to the Node registering")
 	cmd.Flags().Float64Var(&f.fakeFaults.CapacityErrorRate, "fake-capacity-error-rate", 0,
