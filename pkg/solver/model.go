@@ -1071,7 +1071,11 @@ func typeAdmits(t *poolType, p *pool, alt scheduling.Requirements) bool {
 			if !r.Allows(v) {
 				return false
 			}
-		} else if p.reqs.Get(k) == nil && !v1.WellKnownLabels[k] && !r.AllowsAbsent() {
+		} else if p.reqs.Get(k) == nil && !r.AllowsAbsent() && (!v1.WellKnownLabels[k] || len(r.Values()) != 1) {
+			// Registration writes a well-known label the type lacks only
+			// when the claim pins it to one value (claims.Labels): under
+			// Exists, Gt, Lt or In of several values the node would come
+			// up without it and the scheduler refuse the pod.
 			return false
 		}
 	}

@@ -598,6 +598,58 @@ func TestHardSpreadOverOtherPods(t *testing.T) {
 	}
 }
 
+// An anti-affinity term with a namespaceSelector may select pods of any
+// namespace the solver cannot read the labels of: planning the pod beside
+// such a pod would leave it pending on a node the scheduler refuses, with
+// no machine bought for it.
+func TestAntiAffinityNamespaceSelector(t *testing.T) {
+	db := makePod("db-0", "1", "1Gi", label("app", "db"))
+	db.Namespace = "data"
+	web := makePod("web", "1", "1Gi", podAntiAffinity(v1.LabelHostname, map[string]string{"app": "db"}))
+	web.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution[0].NamespaceSelector =
+		&metav1.LabelSelector{MatchLabels: map[string]string{"tier": "data"}}
+	plan, err := Solve(context.Background(), &Snapshot{Pods: []*corev1.Pod{web},
+		Nodes: []*Node{existingNode("n1", testZones[0], "4", "8Gi", db)}, NodePools: []*NodePool{makePool("default", cpuCatalog())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range plan.Bindings {
+		t.Errorf("%s bound to %s, beside db-0", b.Pod.Name, b.NodeName)
+	}
+	if len(plan.NewNodes) != 1 {
+		t.Errorf("%d new nodes, want 1 for web", len(plan.NewNodes))
+	}
+}
+
+// A well-known label an instance type lacks reaches the node only when the
+// claim pins it to one value: a pod asking for it by Gt, Exists or several
+// values would find the label missing on a machine of that type, and the
+// scheduler would refuse it there.
+func TestWellKnownLabelTheTypeLacks(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opt  podOpt
+		want bool // whether m5.xlarge (no GPU labels) may be chosen
+	}{
+		{"Gt", requiredNodeAffinity(v1.LabelGPUCount, corev1.NodeSelectorOpGt, "2"), false},
+		{"Exists", requiredNodeAffinity(v1.LabelGPUName, corev1.NodeSelectorOpExists), false},
+		{"In of two", requiredNodeAffinity(v1.LabelGPUName, corev1.NodeSelectorOpIn, "a100", "h100"), false},
+		{"In of one is written as a label", nodeSelector(v1.LabelGPUName, "a100"), true},
+	} {
+		plan, err := Solve(context.Background(), &Snapshot{Pods: makePods(1, "p", "1", "1Gi", tc.opt), NodePools: []*NodePool{makePool("default", gpuCatalog())}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(plan.NewNodes) != 1 {
+			t.Fatalf("%s: %d new nodes, want 1", tc.name, len(plan.NewNodes))
+		}
+		got := slices.ContainsFunc(plan.NewNodes[0].Choices, func(c Choice) bool { return c.InstanceType.Name == "m5.xlarge" })
+		if got != tc.want {
+			t.Errorf("%s: m5.xlarge among the choices: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 // A nil pool is skipped everywhere, as buildPools does, not a panic.
 func TestSolveSkipsANilPool(t *testing.T) {
 	plan, err := Solve(context.Background(), &Snapshot{Pods: makePods(2, "p", "1", "1Gi"), NodePools: []*NodePool{nil, makePool("a", cpuCatalog())}})
