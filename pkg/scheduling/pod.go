@@ -175,22 +175,22 @@ func NewPodConstraints(pod *corev1.Pod) (*PodConstraints, error) {
 		pc.Spread = append(pc.Spread, tc)
 	}
 	if aff != nil && aff.PodAffinity != nil {
-		terms, err := affinityTerms(pod, aff.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution, "spec.affinity.podAffinity")
+		terms, err := affinityTerms(pod, aff.PodAffinity.RequiredDuringSchedulingIgnoredDuringExecution, false, "spec.affinity.podAffinity")
 		if err != nil {
 			return nil, err
 		}
 		pc.Affinity = terms
-		if pc.PreferredAffinity, err = affinityTermsAt(pod, weightedTerms(aff.PodAffinity.PreferredDuringSchedulingIgnoredDuringExecution), "spec.affinity.podAffinity.preferred[%d].podAffinityTerm.labelSelector"); err != nil {
+		if pc.PreferredAffinity, err = affinityTermsAt(pod, weightedTerms(aff.PodAffinity.PreferredDuringSchedulingIgnoredDuringExecution), false, "spec.affinity.podAffinity.preferred[%d].podAffinityTerm.labelSelector"); err != nil {
 			return nil, err
 		}
 	}
 	if aff != nil && aff.PodAntiAffinity != nil {
-		terms, err := affinityTerms(pod, aff.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution, "spec.affinity.podAntiAffinity")
+		terms, err := affinityTerms(pod, aff.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution, true, "spec.affinity.podAntiAffinity")
 		if err != nil {
 			return nil, err
 		}
 		pc.AntiAffinity = terms
-		if pc.PreferredAntiAffinity, err = affinityTermsAt(pod, weightedTerms(aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution), "spec.affinity.podAntiAffinity.preferred[%d].podAffinityTerm.labelSelector"); err != nil {
+		if pc.PreferredAntiAffinity, err = affinityTermsAt(pod, weightedTerms(aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution), true, "spec.affinity.podAntiAffinity.preferred[%d].podAffinityTerm.labelSelector"); err != nil {
 			return nil, err
 		}
 	}
@@ -223,12 +223,13 @@ func weightedTerms(w []corev1.WeightedPodAffinityTerm) []corev1.PodAffinityTerm 
 	return out
 }
 
-func affinityTerms(pod *corev1.Pod, terms []corev1.PodAffinityTerm, field string) ([]AffinityTerm, error) {
-	return affinityTermsAt(pod, terms, field+".required[%d].labelSelector")
+func affinityTerms(pod *corev1.Pod, terms []corev1.PodAffinityTerm, anti bool, field string) ([]AffinityTerm, error) {
+	return affinityTermsAt(pod, terms, anti, field+".required[%d].labelSelector")
 }
 
-// affinityTermsAt reads terms; format names the i-th term's selector in errors.
-func affinityTermsAt(pod *corev1.Pod, terms []corev1.PodAffinityTerm, format string) ([]AffinityTerm, error) {
+// affinityTermsAt reads terms; format names the i-th term's selector in
+// errors, and anti says they are anti-affinity terms.
+func affinityTermsAt(pod *corev1.Pod, terms []corev1.PodAffinityTerm, anti bool, format string) ([]AffinityTerm, error) {
 	out := make([]AffinityTerm, 0, len(terms))
 	for i, t := range terms {
 		sel, err := selectorWithMatchLabelKeys(t.LabelSelector, t.MatchLabelKeys, pod.Labels)
@@ -239,7 +240,12 @@ func affinityTermsAt(pod *corev1.Pod, terms []corev1.PodAffinityTerm, format str
 		// An empty namespaceSelector ({}) means all namespaces, whatever
 		// namespaces lists (the scheduler takes the union); otherwise the
 		// term applies to the listed namespaces or, when none, the pod's own.
-		allNamespaces := t.NamespaceSelector != nil && len(t.NamespaceSelector.MatchLabels) == 0 && len(t.NamespaceSelector.MatchExpressions) == 0
+		// The solver does not see namespace labels, so an anti-affinity term
+		// with any other namespaceSelector looks in every namespace: planning
+		// beside a pod of a namespace the selector matches would leave the
+		// pod pending on a node the scheduler refuses.
+		allNamespaces := t.NamespaceSelector != nil && (anti ||
+			len(t.NamespaceSelector.MatchLabels) == 0 && len(t.NamespaceSelector.MatchExpressions) == 0)
 		switch {
 		case allNamespaces:
 			at.Namespaces = nil
