@@ -33,7 +33,7 @@ func podSkipReason(p *corev1.Pod) *skipReason {
 		return &skipFinished
 	case p.DeletionTimestamp != nil:
 		return &skipDeleting
-	case isDaemonSetPod(p):
+	case scheduling.DaemonSetPod(p):
 		return &skipDaemonSet
 	}
 	return templateSkipReason(&p.Spec)
@@ -48,15 +48,6 @@ func templateSkipReason(spec *corev1.PodSpec) *skipReason {
 		return &skipGated
 	}
 	return nil
-}
-
-func isDaemonSetPod(p *corev1.Pod) bool {
-	for _, ref := range p.OwnerReferences {
-		if ref.Kind == "DaemonSet" && ref.Controller != nil && *ref.Controller {
-			return true
-		}
-	}
-	return false
 }
 
 // skip counts n pods of obj left out for reason r.

@@ -61,6 +61,17 @@ func Finished(pod *corev1.Pod) bool {
 	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
 }
 
+// DaemonSetPod reports whether a DaemonSet controls the pod: it runs on
+// its node for as long as the node does, and never needs a place elsewhere.
+func DaemonSetPod(pod *corev1.Pod) bool {
+	for _, ref := range pod.OwnerReferences {
+		if ref.Kind == "DaemonSet" && ref.Controller != nil && *ref.Controller {
+			return true
+		}
+	}
+	return false
+}
+
 // containerRequests is a container's requests, with its limit standing in
 // for a request it does not set: the API server defaults them so for Pods,
 // but pods built from templates (DaemonSets, ProvisioningRequests, manifests

@@ -313,10 +313,8 @@ func reschedulable(p *corev1.Pod) bool {
 	if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
 		return false
 	}
-	for _, o := range p.OwnerReferences {
-		if o.Kind == "DaemonSet" && o.Controller != nil && *o.Controller {
-			return false
-		}
+	if scheduling.DaemonSetPod(p) {
+		return false
 	}
 	return !scheduling.Finished(p)
 }

@@ -34,19 +34,10 @@ func provisionable(pod *corev1.Pod) bool {
 		pod.DeletionTimestamp != nil,
 		scheduling.Finished(pod),
 		pod.Annotations[mirrorPodAnnotation] != "",
-		isDaemonSetPod(pod):
+		scheduling.DaemonSetPod(pod):
 		return false
 	}
 	return isUnschedulable(pod)
-}
-
-func isDaemonSetPod(pod *corev1.Pod) bool {
-	for _, ref := range pod.OwnerReferences {
-		if ref.Kind == "DaemonSet" && ref.Controller != nil && *ref.Controller {
-			return true
-		}
-	}
-	return false
 }
 
 // poolIncompatibility returns why pod can never run on a node of pool, or ""

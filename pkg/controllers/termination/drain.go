@@ -149,7 +149,7 @@ func (e *podErrors) Unwrap() error { return e.err }
 // drainGroup is the group a pod leaves with.
 func drainGroup(pod *corev1.Pod) int {
 	g := groupApps
-	if isDaemonSetPod(pod) {
+	if scheduling.DaemonSetPod(pod) {
 		g = groupDaemons
 	}
 	if isCritical(pod) {
@@ -295,15 +295,6 @@ func mustLeave(pod *corev1.Pod) bool {
 		}
 	}
 	return true
-}
-
-func isDaemonSetPod(pod *corev1.Pod) bool {
-	for _, ref := range pod.OwnerReferences {
-		if ref.Kind == "DaemonSet" && ref.Controller != nil && *ref.Controller {
-			return true
-		}
-	}
-	return false
 }
 
 func isCritical(pod *corev1.Pod) bool {

@@ -125,10 +125,8 @@ func counts(p *corev1.Pod) bool {
 	if _, mirror := p.Annotations[corev1.MirrorPodAnnotationKey]; mirror {
 		return false
 	}
-	for _, o := range p.OwnerReferences {
-		if o.Kind == "DaemonSet" && o.Controller != nil && *o.Controller {
-			return false
-		}
+	if scheduling.DaemonSetPod(p) {
+		return false
 	}
 	return true
 }
