@@ -145,11 +145,7 @@ func (s *Simulator) Simulate(ctx context.Context, st *ClusterState, remove []*Ca
 	// what-if removes need another place: without one the command would
 	// leave them pending.
 	for _, c := range remove {
-		for _, h := range held[c.Node.Name] {
-			if !leaving[h.from] {
-				placeable = append(placeable, h.pod)
-			}
-		}
+		placeable = append(placeable, heldOn(held, c.Node.Name, leaving)...)
 	}
 	snap.Pods = placeable
 	snap.Gangs = st.gangs(s.Gangs)
@@ -286,6 +282,18 @@ func going(st *ClusterState, node *corev1.Node) bool {
 	return claim != nil && (claim.DeletionTimestamp != nil || conditions.IsTrue(claim.Status.Conditions, v1.ConditionInterrupted))
 }
 
+// heldOn is the pods whose room is held on node, less those leaving the
+// nodes in leaving (a what-if's own, placed as its pods).
+func heldOn(held map[string][]heldPod, node string, leaving map[string]bool) []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, h := range held[node] {
+		if !leaving[h.from] {
+			out = append(out, h.pod)
+		}
+	}
+	return out
+}
+
 func podKey(p *corev1.Pod) string { return p.Namespace + "/" + p.Name }
 
 // Snapshot is the cluster without the claims in removed (and those the
@@ -350,11 +358,7 @@ func (s *Simulator) snapshot(ctx context.Context, st *ClusterState, removed map[
 		}
 		// In flight: offer what is left once the pods it was bought for land.
 		pods := slices.Clone(overlay.bound[claim.Name])
-		for _, h := range held[claim.Name] {
-			if !leaving[h.from] {
-				pods = append(pods, h.pod)
-			}
-		}
+		pods = append(pods, heldOn(held, claim.Name, leaving)...)
 		snap.Nodes = append(snap.Nodes, &solver.Node{
 			Name:         claim.Name,
 			Labels:       claimLabels(claim),
@@ -390,11 +394,7 @@ func (s *Simulator) snapshot(ctx context.Context, st *ClusterState, removed map[
 			Allocatable: node.Status.Allocatable,
 			Pods:        append(append([]*corev1.Pod(nil), st.PodsByNode[name]...), overlay.bound[name]...),
 		}
-		for _, h := range held[name] {
-			if !leaving[h.from] {
-				n.Pods = append(n.Pods, h.pod)
-			}
-		}
+		n.Pods = append(n.Pods, heldOn(held, name, leaving)...)
 		if st.NominatedPods != nil {
 			// Room the provisioner promised to pods not bound yet is not
 			// free; a pod the cache already shows bound is counted once.
